@@ -1,0 +1,33 @@
+# bottle: every target installs what it needs on first use and is quick after.
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+INV   := $(VENV)/bin/inv
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: setup engine test unit demo bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+setup: $(STAMP)            ## the venv with bottle and its test dependencies
+
+engine:                    ## a running Docker engine and the local base images
+	@bash scripts/engine.sh
+
+test: setup engine         ## every test: unit, and engine tests on the real Docker Engine
+	$(PY) -m pytest -q -ra
+
+unit: setup                ## unit tests only (no Docker)
+	$(PY) -m pytest -q tests/unit
+
+demo: setup engine         ## launch the demo bottle and show what it allows and refuses
+	@bash scripts/demo.sh
+
+bench: setup engine        ## benchmarks, side by side, reported as ratios
+	$(PY) bench/run.py
+
+clean:                     ## remove every bottle (containers, networks, state)
+	-$(INV) down --all

@@ -1,0 +1,17 @@
+"""bottle: run AI coding agents in locked-down Docker bottles, as invoke tasks."""
+from invoke import Collection
+
+from .context import DEFAULTS
+from .steps import agent, build, ca, chain, down, inside, net, proxy, select, status
+
+TOPICS = (select, build, net, ca, proxy, chain, agent, inside, down, status)
+
+
+def namespace() -> Collection:
+    """All tasks at the top level (`inv net`, not `inv net.net`), with bottle's defaults."""
+    root = Collection()
+    for topic in TOPICS:
+        for name, body in topic.ns.tasks.items():
+            root.add_task(body, name)
+    root.configure({"bottle": dict(DEFAULTS)})
+    return root

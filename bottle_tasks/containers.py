@@ -1,0 +1,55 @@
+"""Starting a bottle container idempotently, and waiting until it is ready."""
+from __future__ import annotations
+
+import time
+
+from . import docker
+from .errors import BottleError
+from .resources import claim_name
+from .target import tail
+from .undo import record
+
+
+def running(bottle, name: str) -> bool:
+    result = bottle.run(docker.container_inspect(name, "{{.State.Running}}"), check=False)
+    return result.ok and result.stdout.strip() == "true"
+
+
+def start(bottle, role: str, step: str, image: str, *, network: str,
+          connect: tuple[tuple[str, tuple[str, ...]], ...] = (), pinned: str | None = None,
+          **run_options) -> tuple[str, bool]:
+    """Run the `role` container unless it already runs; (name, started_now).
+
+    A stopped or half-made container of ours is replaced; `connect` joins further
+    networks (with aliases) after the start, before anyone uses it."""
+    name, exists = claim_name(bottle, "container", role, pinned)
+    if exists and running(bottle, name):
+        return name, False
+    if exists:
+        bottle.run(docker.container_rm(name))
+    bottle.run(docker.run(name, image, bottle.plan.labels(role), network=network, **run_options))
+    # Registered right after it exists, so a failure below still removes it.
+    record(bottle, "container", name, role, step)
+    for other, aliases in connect:
+        bottle.run(docker.network_connect(other, name, aliases))
+    return name, True
+
+
+def logs_tail(bottle, name: str, lines: int = 20) -> str:
+    result = bottle.run(docker.logs(name, tail=str(lines)), check=False)
+    return tail(result.stdout + result.stderr, lines)
+
+
+def wait_until(bottle, name: str, probe: list[str], what: str, timeout: float = 30.0) -> float:
+    """Run `probe` inside the container until it succeeds; seconds waited."""
+    if bottle.dry:
+        return 0.0
+    started = time.monotonic()
+    while True:
+        if bottle.run(docker.exec_(name, probe), check=False).ok:
+            return time.monotonic() - started
+        if not running(bottle, name):
+            raise BottleError(f"{name} exited before {what}", logs_tail(bottle, name))
+        if time.monotonic() - started > timeout:
+            raise BottleError(f"{name}: {what} did not happen within {timeout:.0f}s", logs_tail(bottle, name))
+        time.sleep(0.1)

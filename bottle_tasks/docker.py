@@ -1,0 +1,134 @@
+"""The only place that builds docker argv. Pure functions: argv lists in, argv lists out."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+LABEL_SLUG = "bottle.slug"
+LABEL_ROLE = "bottle.role"
+LABEL_MANAGED = "bottle.managed"
+
+
+def _labels(labels: Mapping[str, str]) -> list[str]:
+    argv: list[str] = []
+    for key, value in sorted(labels.items()):
+        argv += ["--label", f"{key}={value}"]
+    return argv
+
+
+# -- images ------------------------------------------------------------------
+def image_exists(tag: str) -> list[str]:
+    return ["docker", "image", "inspect", "--format", "{{.Id}}", tag]
+
+
+def build(tag: str, dockerfile: str, context: str, build_args: Mapping[str, str],
+          labels: Mapping[str, str]) -> list[str]:
+    argv = ["docker", "build", "--quiet", "--tag", tag, "--file", dockerfile]
+    for key, value in sorted(build_args.items()):
+        argv += ["--build-arg", f"{key}={value}"]
+    return argv + _labels(labels) + [context]
+
+
+# -- networks ----------------------------------------------------------------
+def network_create(name: str, labels: Mapping[str, str], internal: bool) -> list[str]:
+    argv = ["docker", "network", "create", "--driver", "bridge"]
+    if internal:
+        argv.append("--internal")
+    return argv + _labels(labels) + [name]
+
+
+def network_inspect(name: str, fmt: str) -> list[str]:
+    return ["docker", "network", "inspect", "--format", fmt, name]
+
+
+def network_rm(name: str) -> list[str]:
+    return ["docker", "network", "rm", name]
+
+
+def network_connect(network: str, container: str, aliases: Iterable[str] = ()) -> list[str]:
+    argv = ["docker", "network", "connect"]
+    for alias in aliases:
+        argv += ["--alias", alias]
+    return argv + [network, container]
+
+
+def network_ls(label_filter: str) -> list[str]:
+    return ["docker", "network", "ls", "--filter", f"label={label_filter}", "--format", "{{json .}}"]
+
+
+# -- containers --------------------------------------------------------------
+def container_inspect(name: str, fmt: str) -> list[str]:
+    return ["docker", "container", "inspect", "--format", fmt, name]
+
+
+def container_rm(name: str) -> list[str]:
+    # -f: nothing in a bottle needs a graceful stop, and --init makes the kill instant.
+    return ["docker", "rm", "-f", "-v", name]
+
+
+def container_ls(label_filter: str) -> list[str]:
+    return ["docker", "ps", "-a", "--no-trunc", "--filter", f"label={label_filter}", "--format", "{{json .}}"]
+
+
+def run(name: str, image: str, labels: Mapping[str, str], *, network: str,
+        aliases: Iterable[str] = (), user: str | None = None, env_file: str | None = None,
+        env: Mapping[str, str] | None = None, mounts: Iterable[str] = (),
+        hardening: bool = True, read_only: bool = False, tmpfs: Iterable[str] = (),
+        limits: Mapping[str, str] | None = None, runtime: str | None = None,
+        dns: Iterable[str] = (), extra: Iterable[str] = (), command: Iterable[str] = ()) -> list[str]:
+    """`docker run -d` with bottle's defaults: --init (instant stop), labels, hardening."""
+    argv = ["docker", "run", "--detach", "--init", "--name", name, "--network", network]
+    argv += _labels(labels)
+    for alias in aliases:
+        argv += ["--network-alias", alias]
+    if user:
+        argv += ["--user", user]
+    if hardening:
+        argv += ["--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+    if read_only:
+        argv.append("--read-only")
+    for path in tmpfs:
+        argv += ["--tmpfs", path]
+    for key, value in (limits or {}).items():
+        argv += [f"--{key}", value]
+    if runtime:
+        argv += ["--runtime", runtime]
+    for server in dns:
+        argv += ["--dns", server]
+    if env_file:
+        argv += ["--env-file", env_file]
+    for key, value in sorted((env or {}).items()):
+        argv += ["--env", f"{key}={value}"]
+    for mount in mounts:
+        argv += ["--volume", mount]
+    return argv + list(extra) + [image] + list(command)
+
+
+def exec_(container: str, command: Iterable[str], *, interactive: bool = False, tty: bool = False,
+          user: str | None = None, workdir: str | None = None) -> list[str]:
+    argv = ["docker", "exec"]
+    if interactive:
+        argv.append("--interactive")
+    if tty:
+        argv.append("--tty")
+    if user:
+        argv += ["--user", user]
+    if workdir:
+        argv += ["--workdir", workdir]
+    return argv + [container] + list(command)
+
+
+def cp(source: str, destination: str) -> list[str]:
+    return ["docker", "cp", source, destination]
+
+
+def kill(container: str, signal: str) -> list[str]:
+    return ["docker", "kill", "--signal", signal, container]
+
+
+def logs(container: str, follow: bool = False, tail: str | None = None) -> list[str]:
+    argv = ["docker", "logs"]
+    if follow:
+        argv.append("--follow")
+    if tail:
+        argv += ["--tail", tail]
+    return argv + [container]

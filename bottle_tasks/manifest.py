@@ -1,0 +1,607 @@
+"""Load and validate a bottle manifest: YAML, or Markdown whose YAML front matter
+holds one agent and whose body is its prompt. The contract is docs/manifest-model.md.
+
+Strict on purpose: the manifest is a security policy, so an unknown key, a wrong
+type or a host that does not parse is an error that names the field and says how
+to fix it, never a silently weaker bottle.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import BottleError
+from .schema import (Invalid, boolean, freeze, index_path, integer, items, key_path, mapping,
+                     number, one_of, optional_string, parse_yaml, string, string_list, thaw,
+                     unknown_key)
+
+__all__ = ["Agent", "Claude", "Dlp", "DlpPattern", "Git", "Images", "Injection", "Manifest",
+           "ManifestError", "Network", "Resources", "Route", "Trust", "Workspace",
+           "covers", "load", "load_agent", "thaw"]
+
+
+class ManifestError(BottleError):
+    """A manifest the user must fix. `str()` is "<path>: <field>: <what is wrong> — <how to fix>"."""
+
+    def __init__(self, path: str, field: str, message: str):
+        super().__init__(f"{path}: {field}: {message}")
+        self.path = path
+        self.field = field
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.field}: {self.message}"
+
+
+# --- the model (docs/manifest-model.md) ---------------------------------------
+
+def _empty() -> Mapping:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Injection:
+    header: str
+    secret: str
+    format: str = "{secret}"
+
+
+@dataclass(frozen=True)
+class Route:
+    host: str
+    paths: tuple[str, ...] = ("/",)
+    methods: tuple[str, ...] = ()
+    inject: tuple[Injection, ...] = ()
+
+
+@dataclass(frozen=True)
+class DlpPattern:
+    name: str
+    regex: str
+
+
+@dataclass(frozen=True)
+class Dlp:
+    action: str = "block"
+    hosts: Mapping[str, str] = field(default_factory=_empty)
+    patterns: tuple[DlpPattern, ...] = ()
+    max_body_bytes: int = 1048576
+
+
+@dataclass(frozen=True)
+class Network:
+    allow: tuple[str, ...] = ()
+    passthrough: tuple[str, ...] = ()
+    allowed_cidrs: tuple[str, ...] = ()
+    idle_timeout: int = 900
+    dlp: Dlp = field(default_factory=Dlp)
+
+
+@dataclass(frozen=True)
+class Resources:
+    memory: str = "4g"
+    cpus: float = 2.0
+    pids: int = 512
+
+
+@dataclass(frozen=True)
+class Git:
+    user_name: str = "bottle agent"
+    user_email: str = "agent@bottle.invalid"
+    remotes: Mapping[str, str] = field(default_factory=_empty)
+
+
+@dataclass(frozen=True)
+class Claude:
+    permissions_allow: tuple[str, ...] = ()
+    permissions_deny: tuple[str, ...] = ()
+    mcp_servers: Mapping[str, Mapping] = field(default_factory=_empty)
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class Workspace:
+    path: str          # absolute
+    copy: bool = True
+
+
+@dataclass(frozen=True)
+class Agent:
+    name: str
+    prompt: str = ""
+    workspace: Workspace | None = None
+    runtime: str = "runc"
+    resources: Resources = field(default_factory=Resources)
+    env: Mapping[str, str] = field(default_factory=_empty)
+    secrets: tuple[str, ...] = ()
+    git: Git = field(default_factory=Git)
+    claude: Claude = field(default_factory=Claude)
+    network: Network = field(default_factory=Network)
+    routes: tuple[Route, ...] = ()
+    supervise: bool = False
+
+
+@dataclass(frozen=True)
+class Trust:
+    extra_ca_bundle: str | None = None   # absolute path, file exists
+
+
+@dataclass(frozen=True)
+class Images:
+    base: str = "debian:bookworm-slim"
+    proxy_base: str = "debian:trixie-slim"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: str
+    trust: Trust
+    images: Images
+    agents: Mapping[str, Agent]
+
+
+# --- public entry points ----------------------------------------------------
+
+MISSING_HINT = ("point at another manifest with INVOKE_BOTTLE_MANIFEST=FILE "
+                "or `inv use NAME --manifest FILE`")
+
+
+def load(path: str | Path) -> Manifest:
+    """Read and validate a manifest file; every problem is a ManifestError."""
+    path = Path(path).expanduser().absolute()
+    try:
+        return _load(path)
+    except Invalid as e:
+        raise ManifestError(str(path), e.field, e.message) from None
+
+
+def load_agent(path: str | Path, name: str) -> Agent:
+    """The agent `name` of the manifest at `path`; an unknown name lists the known ones."""
+    manifest = load(path)
+    if name not in manifest.agents:
+        raise ManifestError(manifest.path, key_path("agents", name),
+                            f"no agent named '{name}' in this manifest — "
+                            f"available: {', '.join(manifest.agents)}; pick one with `inv use NAME`")
+    return manifest.agents[name]
+
+
+def _load(path: Path) -> Manifest:
+    if not path.is_file():
+        problem = "is a directory, not a manifest file" if path.is_dir() else "manifest file not found"
+        raise Invalid("(file)", problem, MISSING_HINT)
+    if path.suffix not in (".yaml", ".yml", ".md"):
+        raise Invalid("(file)", f"unsupported manifest type '{path.suffix}'",
+                      "use a .yaml/.yml manifest or a .md file with YAML front matter")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise Invalid("(file)", f"not UTF-8 text ({e.reason} at byte {e.start})", "save the file as UTF-8") from None
+    if path.suffix == ".md":
+        return _markdown(path, text)
+    doc = mapping(parse_yaml(text), "(top level)")
+    if "cred_proxy" in doc:
+        raise _cred_proxy_error("cred_proxy", doc["cred_proxy"], "agents.NAME.")
+    _known_keys(doc, "", TOP_KEYS)
+    _version(doc)
+    agents = mapping(doc.get("agents"), "agents")
+    if not agents:
+        raise Invalid("agents", "no agents declared",
+                      "add at least one agent, e.g.\n  agents:\n    demo:\n      prompt: ...")
+    base = path.parent
+    parsed = {name: _agent(_agent_name(name, key_path("agents", name)), spec, key_path("agents", name), base)
+              for name, spec in agents.items()}
+    return Manifest(str(path), _trust(doc.get("trust"), base), _images(doc.get("images")),
+                    MappingProxyType(parsed))
+
+
+# A Markdown manifest is one agent: its fields plus these document-level keys.
+FRONT_MATTER_EXTRA = ("name", "version", "trust", "images")
+
+
+def _markdown(path: Path, text: str) -> Manifest:
+    lines = text.splitlines(keepends=True)
+    if not lines or lines[0].strip() != "---":
+        raise Invalid("(front matter)", "a Markdown manifest must start with a '---' line",
+                      "put the agent's YAML fields between two '---' lines at the top; the text below is the prompt")
+    end = next((i for i in range(1, len(lines)) if lines[i].strip() in ("---", "...")), None)
+    if end is None:
+        raise Invalid("(front matter)", "the front matter has no closing '---' line",
+                      "close the YAML fields with a '---' line; the text below it is the prompt")
+    front = mapping(parse_yaml("".join(lines[1:end]), line_offset=1), "(front matter)")
+    if "cred_proxy" in front:
+        raise _cred_proxy_error("cred_proxy", front["cred_proxy"], "")
+    if "prompt" in front:
+        raise Invalid("prompt", "a Markdown manifest's prompt is its body",
+                      "remove `prompt:` from the front matter and write the prompt below the closing '---'")
+    if "agents" in front:
+        raise Invalid("agents", "a Markdown manifest holds one agent, so its fields go at the top level",
+                      "move the agent's fields up to the front matter's top level (add `name:` if needed), "
+                      "or use a .yaml manifest for several agents")
+    _known_keys(front, "", FRONT_MATTER_EXTRA + tuple(k for k in AGENT_KEYS if k != "prompt"))
+    _version(front)
+    name = _agent_name(front.get("name", path.stem), "name",
+                       "" if "name" in front else "the name defaults to the file's; add `name:` to the front matter or "
+                       "rename the file: ")
+    agent_fields = {k: v for k, v in front.items() if k not in FRONT_MATTER_EXTRA}
+    agent_fields["prompt"] = "".join(lines[end + 1:]).strip()
+    agent = _agent(name, agent_fields, "", path.parent)
+    return Manifest(str(path), _trust(front.get("trust"), path.parent), _images(front.get("images")),
+                    MappingProxyType({name: agent}))
+
+
+# --- document level -----------------------------------------------------------
+
+def _known_keys(doc: dict, at: str, allowed: tuple[str, ...]) -> None:
+    """Unknown-key check done after the legacy keys had their own, better message."""
+    for key in doc:
+        if key not in allowed:
+            raise unknown_key(at, key, allowed)
+
+
+TOP_KEYS = ("version", "trust", "images", "agents")
+
+
+def _version(doc: dict) -> None:
+    if doc.get("version", 1) != 1 or isinstance(doc.get("version"), bool):
+        raise Invalid("version", f"unsupported manifest version {doc['version']!r}",
+                      "write `version: 1` (the only version this bottle understands)")
+
+
+def _trust(value: Any, base: Path) -> Trust:
+    doc = mapping(value, "trust", ("extra_ca_bundle",))
+    bundle = optional_string(doc.get("extra_ca_bundle"), "trust.extra_ca_bundle")
+    if bundle is None:
+        return Trust()
+    file = (base / Path(bundle).expanduser()).resolve()
+    if not file.is_file():
+        raise Invalid("trust.extra_ca_bundle", f"file not found: {file}",
+                      "give the path of a PEM CA bundle (relative to the manifest's folder), or null for none")
+    with file.open("rb") as f:
+        head = f.read(65536)
+    if b"-----BEGIN CERTIFICATE-----" not in head:
+        raise Invalid("trust.extra_ca_bundle", f"{file} does not look like PEM certificates",
+                      "point at a PEM file with '-----BEGIN CERTIFICATE-----' blocks (convert DER with "
+                      "`openssl x509 -inform der -in CA.cer -out CA.pem`)")
+    return Trust(str(file))
+
+
+_IMAGE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*")
+
+
+def _images(value: Any) -> Images:
+    doc = mapping(value, "images", ("base", "proxy_base"))
+    refs = {}
+    for key in ("base", "proxy_base"):
+        if key in doc:
+            ref = string(doc[key], f"images.{key}")
+            if not _IMAGE_REF.fullmatch(ref):
+                raise Invalid(f"images.{key}", f"'{ref}' is not an image reference",
+                              "write an image like debian:bookworm-slim")
+            refs[key] = ref
+    return Images(**refs)
+
+
+# --- one agent ---------------------------------------------------------------
+
+AGENT_KEYS = ("prompt", "workspace", "runtime", "resources", "env", "secrets", "git",
+              "claude", "network", "egress_proxy", "supervise")
+AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,30}")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _agent_name(name: Any, at: str, fix: str = "") -> str:
+    if not isinstance(name, str) or not AGENT_NAME.fullmatch(name):
+        raise Invalid(at, f"invalid agent name {name!r}",
+                      fix + "use 1-31 lower-case letters, digits and '-', starting with a letter or digit (e.g. demo)")
+    return name
+
+
+def _agent(name: str, value: Any, at: str, base: Path) -> Agent:
+    def sub(key: str) -> str:
+        return key_path(at, key)
+
+    doc = mapping(value, at)
+    if "cred_proxy" in doc:
+        raise _cred_proxy_error(sub("cred_proxy"), doc["cred_proxy"], "")
+    _known_keys(doc, at, AGENT_KEYS)
+    secrets = _secrets(doc.get("secrets"), sub("secrets"))
+    env = _env(doc.get("env"), sub("env"), secrets)
+    network = _network(doc.get("network"), sub("network"))
+    return Agent(
+        name=name,
+        prompt=string(doc.get("prompt", ""), sub("prompt"), empty_ok=True),
+        workspace=_workspace(doc.get("workspace"), sub("workspace"), base),
+        runtime=one_of(doc.get("runtime", "runc"), sub("runtime"), ("runc", "runsc")),
+        resources=_resources(doc.get("resources"), sub("resources")),
+        env=MappingProxyType(env),
+        secrets=secrets,
+        git=_git(doc.get("git"), sub("git")),
+        claude=_claude(doc.get("claude"), sub("claude")),
+        network=network,
+        routes=_routes(doc.get("egress_proxy"), sub("egress_proxy"), secrets, network.allow),
+        supervise=boolean(mapping(doc.get("supervise"), sub("supervise"), ("enabled",)).get("enabled", False),
+                          key_path(sub("supervise"), "enabled")),
+    )
+
+
+def _workspace(value: Any, at: str, base: Path) -> Workspace | None:
+    if value is None:
+        return None
+    doc = mapping(value, at, ("path", "copy"))
+    if "path" not in doc:
+        raise Invalid(key_path(at, "path"), "missing", "write `path: .` (relative to the manifest's folder), "
+                      "or `workspace: null` for no workspace")
+    folder = (base / Path(string(doc["path"], key_path(at, "path"))).expanduser()).resolve()
+    if not folder.is_dir():
+        raise Invalid(key_path(at, "path"), f"not an existing directory: {folder}",
+                      "give a folder relative to the manifest's folder, or `workspace: null`")
+    return Workspace(str(folder), boolean(doc.get("copy", True), key_path(at, "copy")))
+
+
+_MEMORY = re.compile(r"[1-9][0-9]*[kmg]")
+
+
+def _resources(value: Any, at: str) -> Resources:
+    doc = mapping(value, at, ("memory", "cpus", "pids"))
+    out = {}
+    if "memory" in doc:
+        memory = doc["memory"]
+        if not isinstance(memory, str) or not _MEMORY.fullmatch(memory.lower()):
+            raise Invalid(key_path(at, "memory"), f"invalid memory size {memory!r}",
+                          "write a whole number with a unit k, m or g, e.g. 512m or 2g")
+        out["memory"] = memory.lower()
+    if "cpus" in doc:
+        out["cpus"] = number(doc["cpus"], key_path(at, "cpus"))
+    if "pids" in doc:
+        # Below a handful of processes not even the shell, git and node start.
+        out["pids"] = integer(doc["pids"], key_path(at, "pids"), 16)
+    return Resources(**out)
+
+
+def _secrets(value: Any, at: str) -> tuple[str, ...]:
+    names = string_list(value, at)
+    for i, name in enumerate(names):
+        if not ENV_NAME.fullmatch(name):
+            raise Invalid(index_path(at, i), f"'{name}' is not an environment variable name",
+                          "list the NAME of a controller environment variable (e.g. ANTHROPIC_API_KEY), "
+                          "never its value")
+        if name in names[:i]:
+            raise Invalid(index_path(at, i), f"'{name}' is listed twice", "remove the duplicate")
+    return names
+
+
+def _env(value: Any, at: str, secrets: tuple[str, ...]) -> dict[str, str]:
+    env = mapping(value, at)
+    for key, val in env.items():
+        if not ENV_NAME.fullmatch(key):
+            raise Invalid(key_path(at, key), f"'{key}' is not a valid environment variable name",
+                          "use letters, digits and '_', not starting with a digit")
+        if key in secrets:
+            raise Invalid(key_path(at, key), f"'{key}' is also listed in secrets",
+                          "keep secret values out of the manifest: remove it from env")
+        if not isinstance(val, str):
+            raise Invalid(key_path(at, key), f"value must be a string, got {type(val).__name__} {val!r}",
+                          f'quote it: {key}: "{val}"')
+    return dict(env)
+
+
+def _git(value: Any, at: str) -> Git:
+    doc = mapping(value, at, ("user_name", "user_email", "remotes"))
+    out: dict[str, Any] = {}
+    if "user_name" in doc:
+        out["user_name"] = string(doc["user_name"], key_path(at, "user_name"))
+    if "user_email" in doc:
+        email = string(doc["user_email"], key_path(at, "user_email"))
+        if "@" not in email:
+            raise Invalid(key_path(at, "user_email"), f"'{email}' is not an e-mail address",
+                          "write an address such as agent@bottle.invalid")
+        out["user_email"] = email
+    remotes = mapping(doc.get("remotes"), key_path(at, "remotes"))
+    out["remotes"] = MappingProxyType({name: string(url, key_path(key_path(at, "remotes"), name))
+                                       for name, url in remotes.items()})
+    return Git(**out)
+
+
+def _claude(value: Any, at: str) -> Claude:
+    doc = mapping(value, at, ("permissions", "mcp_servers", "model"))
+    perms_at = key_path(at, "permissions")
+    perms = mapping(doc.get("permissions"), perms_at, ("allow", "deny"))
+    servers_at = key_path(at, "mcp_servers")
+    servers = mapping(doc.get("mcp_servers"), servers_at)
+    for name, spec in servers.items():
+        mapping(spec, key_path(servers_at, name))  # contents pass through to Claude's settings
+    return Claude(
+        permissions_allow=string_list(perms.get("allow"), key_path(perms_at, "allow")),
+        permissions_deny=string_list(perms.get("deny"), key_path(perms_at, "deny")),
+        mcp_servers=freeze(servers),
+        model=optional_string(doc.get("model"), key_path(at, "model")),
+    )
+
+
+# --- network policy -------------------------------------------------------------
+
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+_HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+
+
+def _host(value: Any, at: str, wildcard: bool = True) -> str:
+    host = string(value, at).strip().lower().rstrip(".")
+    if "://" in host or "/" in host or ":" in host:
+        raise Invalid(at, f"'{value}' is not a bare host name",
+                      "write only the host name, without scheme, port or path (e.g. pypi.org)")
+    name = host[2:] if host.startswith("*.") else host
+    if name != host and not wildcard:
+        raise Invalid(at, f"'{value}': a wildcard is not allowed here", "write one exact host name")
+    if "*" in name or not _HOST.fullmatch(name):
+        raise Invalid(at, f"'{value}' is not a valid host name",
+                      "write an exact host (pypi.org) or a wildcard only as a leading '*.' (*.pypi.org)")
+    if name != host and "." not in name:
+        raise Invalid(at, f"'{value}' would allow a whole top-level domain",
+                      "narrow the wildcard to a domain, e.g. *.example.com")
+    return host
+
+
+def check_host(value: str) -> str | None:
+    """None when `value` may stand in an allowlist, else what is wrong and how to fix it."""
+    try:
+        _host(value, "host")
+    except Invalid as exc:
+        return exc.message
+    return None
+
+
+def covers(pattern: str, host: str) -> bool:
+    """Does allow entry `pattern` (exact or `*.suffix`) cover `host` (which may itself be a wildcard)?"""
+    return host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:]))
+
+
+def _allowed(host: str, allow: tuple[str, ...]) -> bool:
+    return any(covers(pattern, host) for pattern in allow)
+
+
+NETWORK_KEYS = ("allow", "passthrough", "allowed_cidrs", "idle_timeout", "dlp")
+
+
+def _network(value: Any, at: str) -> Network:
+    doc = mapping(value, at, NETWORK_KEYS)
+    allow = tuple(_host(h, p) for p, h in items(doc.get("allow"), key_path(at, "allow")))
+    passthrough = []
+    for p, h in items(doc.get("passthrough"), key_path(at, "passthrough")):
+        host = _host(h, p)
+        if not _allowed(host, allow):
+            raise Invalid(p, f"'{host}' is not in network.allow",
+                          f"passthrough only exempts allowed hosts from inspection: add '{host}' to network.allow")
+        passthrough.append(host)
+    cidrs = []
+    for p, c in items(doc.get("allowed_cidrs"), key_path(at, "allowed_cidrs")):
+        try:
+            cidrs.append(str(ipaddress.ip_network(string(c, p).strip(), strict=False)))
+        except ValueError as e:
+            raise Invalid(p, f"invalid CIDR '{c}' ({e})", "write an address range such as 10.20.0.0/16") from None
+    out: dict[str, Any] = {}
+    if "idle_timeout" in doc:
+        out["idle_timeout"] = integer(doc["idle_timeout"], key_path(at, "idle_timeout"), 1)
+    return Network(allow=allow, passthrough=tuple(passthrough), allowed_cidrs=tuple(cidrs),
+                   dlp=_dlp(doc.get("dlp"), key_path(at, "dlp"), allow), **out)
+
+
+DLP_ACTIONS = ("block", "warn", "off")
+
+
+def _dlp(value: Any, at: str, allow: tuple[str, ...]) -> Dlp:
+    doc = mapping(value, at, ("action", "hosts", "patterns", "max_body_bytes"))
+    hosts_at = key_path(at, "hosts")
+    hosts = {}
+    for raw, action in mapping(doc.get("hosts"), hosts_at).items():
+        p = key_path(hosts_at, raw)
+        host = _host(raw, p)
+        if not _allowed(host, allow):
+            raise Invalid(p, f"'{host}' is not in network.allow",
+                          f"a DLP override for a host the firewall blocks anyway is likely a typo: "
+                          f"fix the name or add '{host}' to network.allow")
+        hosts[host] = one_of(action, p, DLP_ACTIONS)
+    patterns = []
+    for p, item in items(doc.get("patterns"), key_path(at, "patterns")):
+        spec = mapping(item, p, ("name", "regex"))
+        for key in ("name", "regex"):
+            if key not in spec:
+                raise Invalid(key_path(p, key), "missing", "each pattern needs a name and a regex")
+        regex = string(spec["regex"], key_path(p, "regex"))
+        try:
+            re.compile(regex)
+        except re.error as e:
+            raise Invalid(key_path(p, "regex"), f"regex does not compile: {e}",
+                          "fix the Python regular expression (quote it in single quotes to keep backslashes)") from None
+        patterns.append(DlpPattern(string(spec["name"], key_path(p, "name")), regex))
+    out: dict[str, Any] = {}
+    if "max_body_bytes" in doc:
+        out["max_body_bytes"] = integer(doc["max_body_bytes"], key_path(at, "max_body_bytes"), 1)
+    return Dlp(action=one_of(doc.get("action", "block"), key_path(at, "action"), DLP_ACTIONS),
+               hosts=MappingProxyType(hosts), patterns=tuple(patterns), **out)
+
+
+# --- egress proxy routes -----------------------------------------------------------
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")   # RFC 9110 header field name
+
+
+def _routes(value: Any, at: str, secrets: tuple[str, ...], allow: tuple[str, ...]) -> tuple[Route, ...]:
+    doc = mapping(value, at, ("routes",))
+    routes = []
+    for p, item in items(doc.get("routes"), key_path(at, "routes")):
+        spec = mapping(item, p, ("host", "paths", "methods", "inject"))
+        if "host" not in spec:
+            raise Invalid(key_path(p, "host"), "missing", "name the exact host this route serves, e.g. host: api.example.com")
+        # Credentials go to one exact host, never to every host under a wildcard.
+        host = _host(spec["host"], key_path(p, "host"), wildcard=False)
+        if not _allowed(host, allow):
+            raise Invalid(key_path(p, "host"), f"'{host}' is not in network.allow",
+                          f"the firewall would block this route: add '{host}' to network.allow")
+        paths = string_list(spec.get("paths", ["/"]), key_path(p, "paths"))
+        for i, path in enumerate(paths):
+            if not path.startswith("/"):
+                raise Invalid(index_path(key_path(p, "paths"), i), f"path prefix '{path}' does not start with '/'",
+                              f"write it as '/{path}'")
+        methods = []
+        for i, method in enumerate(string_list(spec.get("methods"), key_path(p, "methods"))):
+            if method.upper() not in HTTP_METHODS:
+                raise Invalid(index_path(key_path(p, "methods"), i), f"'{method}' is not an HTTP method",
+                              f"use one of: {', '.join(HTTP_METHODS)}")
+            methods.append(method.upper())
+        inject = tuple(_injection(q, x, secrets) for q, x in items(spec.get("inject"), key_path(p, "inject")))
+        routes.append(Route(host, paths or ("/",), tuple(methods), inject))
+    return tuple(routes)
+
+
+def _injection(at: str, value: Any, secrets: tuple[str, ...]) -> Injection:
+    spec = mapping(value, at, ("header", "secret", "format"))
+    for key in ("header", "secret"):
+        if key not in spec:
+            raise Invalid(key_path(at, key), "missing", "an injection needs a header and a secret, "
+                          "e.g. {header: x-api-key, secret: ANTHROPIC_API_KEY}")
+    header = string(spec["header"], key_path(at, "header"))
+    if not _TOKEN.fullmatch(header):
+        raise Invalid(key_path(at, "header"), f"'{header}' is not a valid header name",
+                      "use letters, digits and '-' only, e.g. x-api-key or Authorization")
+    secret = string(spec["secret"], key_path(at, "secret"))
+    if secret not in secrets:
+        raise Invalid(key_path(at, "secret"), f"secret '{secret}' is not in this agent's secrets",
+                      f"add '{secret}' to the agent's `secrets:` list")
+    fmt = string(spec.get("format", "{secret}"), key_path(at, "format"))
+    if "{secret}" not in fmt:
+        raise Invalid(key_path(at, "format"), f"format '{fmt}' does not contain {{secret}}",
+                      "write where the value goes, e.g. \"Bearer {secret}\"")
+    return Injection(header, secret, fmt)
+
+
+# --- legacy -----------------------------------------------------------------------
+
+def _cred_proxy_error(at: str, value: Any, prefix: str) -> Invalid:
+    """`cred_proxy` was the old name; show the `egress_proxy.routes` the user should write instead."""
+    entries = value if isinstance(value, list) else [value]
+    routes = []
+    for entry in entries:
+        if not isinstance(entry, dict) or "host" not in entry:
+            routes = []
+            break
+        route = {"host": entry["host"]}
+        if "header" in entry or "secret" in entry:
+            inj = {"header": entry.get("header", "HEADER"), "secret": entry.get("secret", "SECRET_NAME")}
+            if entry.get("format", "{secret}") != "{secret}":
+                inj["format"] = entry["format"]
+            route["inject"] = [inj]
+        routes.append(route)
+    if not routes:
+        routes = [{"host": "HOST", "inject": [{"header": "HEADER", "secret": "SECRET_NAME"}]}]
+    snippet = yaml.safe_dump({"egress_proxy": {"routes": routes}}, sort_keys=False, default_flow_style=None)
+    snippet = "\n".join("    " + line for line in snippet.rstrip().splitlines())
+    where = f" (under {prefix.rstrip('.')})" if prefix else ""
+    return Invalid(at, "`cred_proxy` is no longer supported",
+                   f"rewrite it as egress_proxy.routes{where}; the secrets must also be listed in `secrets:`:\n{snippet}")

@@ -1,0 +1,75 @@
+"""The pure plan of a bottle: names, labels, images and what each step will do. No I/O."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .docker import LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG
+from .images import ImageSpec
+
+CONTAINER_ROLES = ("firewall", "egress", "gitgate", "supervise", "agent")
+NETWORK_ROLES = ("net-internal", "net-egress")
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+FIREWALL_PORT = 3128
+FIREWALL_ALIAS = "firewall"
+EGRESS_PORT = 8080
+EGRESS_ALIAS = "egress"
+
+
+def check_slug(slug: str) -> str | None:
+    """None when `slug` is usable in Docker names, else what is wrong with it."""
+    if SLUG_RE.match(slug):
+        return None
+    return (f"bottle name {slug!r} must be 1-31 characters of a-z, 0-9 and '-', "
+            "starting with a letter or digit")
+
+
+@dataclass(frozen=True)
+class Plan:
+    slug: str
+    agent: object  # manifest.Agent
+    images: dict[str, ImageSpec] = field(default_factory=dict)
+
+    # -- names and labels ----------------------------------------------------
+    def name(self, role: str) -> str:
+        return f"bottle-{self.slug}-{role.removeprefix('net-')}"
+
+    def labels(self, role: str) -> dict[str, str]:
+        return {LABEL_SLUG: self.slug, LABEL_ROLE: role, LABEL_MANAGED: "1"}
+
+    # -- what the bottle needs -------------------------------------------------
+    @property
+    def wants_egress(self) -> bool:
+        return bool(getattr(self.agent, "routes", ()))
+
+    @property
+    def wants_supervise(self) -> bool:
+        return bool(getattr(self.agent, "supervise", False))
+
+    @property
+    def agent_image(self) -> ImageSpec | None:
+        return self.images.get("workspace") or self.images.get("agent")
+
+    @property
+    def proxy_url(self) -> str:
+        """The one place that says where the agent sends its traffic."""
+        if self.wants_egress:
+            return f"http://{EGRESS_ALIAS}:{EGRESS_PORT}"
+        return f"http://{FIREWALL_ALIAS}:{FIREWALL_PORT}"
+
+    def describe(self) -> list[tuple[str, str]]:
+        """(step, what it will do) for `inv plan`."""
+        net = self.agent.network
+        rows = [
+            ("build", ", ".join(f"{spec.name} → {spec.tag}" for spec in self.images.values()) or "no images"),
+            ("net", f"{self.name('net-internal')} (--internal), {self.name('net-egress')}"),
+            ("ca", "mint firewall CA and egress CA in-process; keys 0600 in the stage dir"),
+            ("proxy", f"{self.name('firewall')} on both networks, :{FIREWALL_PORT}; allow "
+                      + (", ".join(net.allow) or "nothing")),
+            ("egress", f"{self.name('egress')}: {len(self.agent.routes)} route(s)" if self.wants_egress
+             else "no routes declared: skipped"),
+            ("supervise", self.name("supervise") if self.wants_supervise else "not declared: skipped"),
+            ("agent", f"{self.name('agent')} on {self.name('net-internal')} only, proxy {self.proxy_url}"),
+            ("provision", "CA trust, git identity, Claude settings, prompt: one docker cp + one docker exec"),
+        ]
+        return rows

@@ -1,0 +1,47 @@
+"""Render the firewall's policy.json from the manifest, the bottle's networks and the
+live changes made with `inv allow` / `inv deny`. Pure: data in, dict out."""
+from __future__ import annotations
+
+from .manifest import covers
+
+
+def effective_allow(agent, changes: dict) -> list[str]:
+    """The manifest's allowlist with live changes applied (deny wins over allow)."""
+    hosts = list(agent.network.allow) + [h for h in changes.get("allow", []) if h not in agent.network.allow]
+    denied = set(changes.get("deny", []))
+    return [host for host in hosts if host not in denied]
+
+
+def exempt_headers(agent) -> dict[str, list[str]]:
+    """Headers an egress route injects: exempt from DLP on that route's host only."""
+    exempt: dict[str, list[str]] = {}
+    for route in agent.routes:
+        names = exempt.setdefault(route.host, [])
+        for injection in route.inject:
+            if injection.header.lower() not in names:
+                names.append(injection.header.lower())
+    return exempt
+
+
+def render(slug: str, agent, internal_cidr: str | None, changes: dict) -> dict:
+    network = agent.network
+    allow = effective_allow(agent, changes)
+    cidrs = list(network.allowed_cidrs)
+    # The bottle's own internal network is always reachable: its sidecars live there.
+    if internal_cidr and internal_cidr not in cidrs:
+        cidrs.append(internal_cidr)
+    return {
+        "bottle": slug,
+        "allow": allow,
+        # A passthrough host stays tunnelled only while something in the allowlist covers it.
+        "passthrough": [host for host in network.passthrough if any(covers(p, host) for p in allow)],
+        "allowed_cidrs": cidrs,
+        "idle_timeout": network.idle_timeout,
+        "dlp": {
+            "action": network.dlp.action,
+            "hosts": dict(network.dlp.hosts),
+            "patterns": [{"name": p.name, "regex": p.regex} for p in network.dlp.patterns],
+            "max_body_bytes": network.dlp.max_body_bytes,
+            "exempt_headers": exempt_headers(agent),
+        },
+    }

@@ -1,0 +1,97 @@
+"""What `provision` puts into the agent container, as one tar with exact owners and
+modes, plus the script the one `docker exec` runs. Pure: manifest data in, bytes out."""
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import time
+
+AGENT_UID = AGENT_GID = 1000
+HOME = "/home/agent"
+BOTTLE_CA = "/usr/local/share/ca-certificates/bottle-ca.crt"
+SCRIPT = "/opt/bottle/provision.sh"
+
+# Runs as root (uid 0, no capabilities): everything it touches is root-owned.
+PROVISION_SH = f"""#!/bin/sh
+set -eu
+update-ca-certificates --fresh >/dev/null 2>&1
+grep -q "$(sed -n 2p {BOTTLE_CA})" /etc/ssl/certs/ca-certificates.crt
+echo provisioned
+"""
+
+
+def claude_settings(agent) -> dict:
+    settings = {
+        "permissions": {"allow": list(agent.claude.permissions_allow),
+                        "deny": list(agent.claude.permissions_deny)},
+        "env": {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"},
+        "includeCoAuthoredBy": False,
+    }
+    if agent.claude.model:
+        settings["model"] = agent.claude.model
+    return settings
+
+
+def claude_state(agent) -> dict:
+    """~/.claude.json: first-run onboarding done, the workspace trusted, MCP servers."""
+    state = {
+        "hasCompletedOnboarding": True,
+        "bypassPermissionsModeAccepted": False,
+        "autoUpdates": False,
+        "projects": {"/workspace": {"hasTrustDialogAccepted": True, "allowedTools": []}},
+    }
+    if agent.claude.mcp_servers:
+        state["mcpServers"] = {name: dict(spec) for name, spec in agent.claude.mcp_servers.items()}
+    return state
+
+
+def gitconfig(agent) -> str:
+    lines = ["[user]", f"\tname = {agent.git.user_name}", f"\temail = {agent.git.user_email}",
+             "[init]", "\tdefaultBranch = main", "[safe]", "\tdirectory = /workspace",
+             "[http]", "\tsslCAInfo = /etc/ssl/certs/ca-certificates.crt"]
+    return "\n".join(lines) + "\n"
+
+
+def files(agent, ca_pem: str) -> list[tuple[str, bytes, int, int]]:
+    """(path, content, mode, uid) for everything provisioning writes."""
+    agent_files = [
+        (f"{HOME}/.claude.json", json.dumps(claude_state(agent), indent=2).encode(), 0o600),
+        (f"{HOME}/.claude/settings.json", json.dumps(claude_settings(agent), indent=2).encode(), 0o600),
+        # User memory: Claude Code loads it in every session, so the prompt always applies.
+        (f"{HOME}/.claude/CLAUDE.md", agent.prompt.encode(), 0o644),
+        (f"{HOME}/PROMPT.md", agent.prompt.encode(), 0o644),
+        (f"{HOME}/.gitconfig", gitconfig(agent).encode(), 0o644),
+    ]
+    root_files = [
+        (BOTTLE_CA, ca_pem.encode(), 0o644),
+        (SCRIPT, PROVISION_SH.encode(), 0o755),
+    ]
+    return ([(p, data, mode, AGENT_UID) for p, data, mode in agent_files]
+            + [(p, data, mode, 0) for p, data, mode in root_files])
+
+
+def tarball(entries: list[tuple[str, bytes, int, int]]) -> bytes:
+    """A tar rooted at / with each entry's owner set, for `docker cp -a`.
+
+    Directories below the agent's home are listed explicitly so they belong to
+    the agent (Claude Code writes into ~/.claude); other parents exist in the image
+    or are created root-owned by the extraction, and are left alone."""
+    buffer = io.BytesIO()
+    now = time.time()
+    listed: set[str] = set()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for path, data, mode, uid in entries:
+            parent = path.rsplit("/", 1)[0]
+            while parent.startswith(HOME + "/") and parent not in listed:
+                listed.add(parent)
+                info = tarfile.TarInfo(parent.lstrip("/"))
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o700, now
+                info.uid = info.gid = AGENT_UID
+                archive.addfile(info)
+                parent = parent.rsplit("/", 1)[0]
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode, info.mtime = len(data), mode, now
+            info.uid = info.gid = uid
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()

@@ -1,0 +1,80 @@
+"""Finding bottle resources on the Docker host: by name, by label, and free names."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from . import docker
+from .docker import LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG
+from .errors import BottleError
+
+MAX_SUFFIX = 9
+
+
+@dataclass(frozen=True)
+class Found:
+    kind: str  # container | network
+    name: str
+    slug: str
+    role: str
+    status: str = ""
+
+
+def _parse_labels(text: str) -> dict[str, str]:
+    labels = {}
+    for item in (text or "").split(","):
+        key, _, value = item.partition("=")
+        if key:
+            labels[key.strip()] = value.strip()
+    return labels
+
+
+def labelled(target, slug: str | None = None) -> list[Found]:
+    """Every container and network carrying bottle labels (of one bottle, or all)."""
+    selector = f"{LABEL_SLUG}={slug}" if slug else LABEL_MANAGED
+    found = []
+    for kind, argv in (("container", docker.container_ls(selector)), ("network", docker.network_ls(selector))):
+        for line in target.run(argv).stdout.splitlines():
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            labels = _parse_labels(row.get("Labels", ""))
+            name = row.get("Names") or row.get("Name") or ""
+            found.append(Found(kind, name, labels.get(LABEL_SLUG, ""), labels.get(LABEL_ROLE, ""),
+                               row.get("Status") or row.get("State") or ""))
+    return found
+
+
+def owner(target, kind: str, name: str) -> tuple[str, str] | None:
+    """(slug, role) labels of an existing resource, ('', '') if unlabelled, None if absent."""
+    argv = (docker.container_inspect if kind == "container" else docker.network_inspect)(
+        name, "{{json .Config.Labels}}" if kind == "container" else "{{json .Labels}}")
+    result = target.run(argv, check=False)
+    if not result.ok:
+        return None
+    labels = json.loads(result.stdout or "null") or {}
+    return labels.get(LABEL_SLUG, ""), labels.get(LABEL_ROLE, "")
+
+
+def claim_name(bottle, kind: str, role: str, pinned: str | None = None) -> tuple[str, bool]:
+    """The name to use for `role`, and whether it already exists as ours.
+
+    The planned name, or the one recorded in state; when something that is not
+    this bottle's holds it, the next suffix (-2, -3, ...) — unless the name was
+    pinned by the user, where a conflict is an error.
+    """
+    base = pinned or bottle.state.resource(role) or bottle.plan.name(role)
+    if bottle.dry:
+        return base, False
+    candidates = [base] if pinned else [base] + [f"{base}-{n}" for n in range(2, MAX_SUFFIX + 1)]
+    for name in candidates:
+        held = owner(bottle.target, kind, name)
+        if held is None:
+            return name, False
+        if held == (bottle.slug, role):
+            return name, True
+    if pinned:
+        raise BottleError(f"the {kind} name {pinned!r} is taken by something that is not this bottle's",
+                          f"remove it (docker rm -f {pinned}) or choose another name")
+    raise BottleError(f"no free {kind} name for {base} (tried -2 … -{MAX_SUFFIX})",
+                      "run `inv status` to see what holds them, `inv down --all` to clear bottles")

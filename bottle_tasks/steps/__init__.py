@@ -1,0 +1,1 @@
+"""One module per task topic; each ends in its own Collection `ns`."""

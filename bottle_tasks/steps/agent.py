@@ -1,0 +1,100 @@
+"""`agent` and `provision`: the agent container, on the internal network only, and
+what goes into it (CA trust, git identity, Claude Code settings, the prompt)."""
+import json
+
+from invoke import Collection, task
+
+from .. import docker, provisioning
+from ..containers import start
+from ..context import current
+from ..errors import BottleError
+from ..plan import EGRESS_ALIAS, FIREWALL_ALIAS
+from ..stepping import step
+from .build import build
+from .chain import egress, supervise
+from .proxy import proxy, require
+
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+# Docker's embedded DNS (127.0.0.11) answers sidecar names itself and forwards
+# every other name to the container's upstream resolvers. Engines before 25.0.5
+# forward even from --internal networks (CVE-2024-29018). A loopback upstream
+# inside the agent's own namespace, where nothing listens, cuts that forwarding
+# on any engine while sidecar names keep resolving.
+DEAD_RESOLVER = "127.0.0.1"
+PLACEHOLDER = "bottle-placeholder-the-egress-proxy-injects-the-real-value"
+
+
+def agent_env(bottle) -> dict[str, str]:
+    """The agent's environment: manifest env, proxy settings, CA paths, and at most
+    a placeholder for each secret (the real values never enter the agent)."""
+    agent, proxy_url = bottle.agent, bottle.plan.proxy_url
+    no_proxy = ",".join(["localhost", "127.0.0.1", "::1", FIREWALL_ALIAS, EGRESS_ALIAS])
+    env = dict(agent.env)
+    env.update({name: PLACEHOLDER for name in agent.secrets})
+    env.update({
+        "HTTP_PROXY": proxy_url, "HTTPS_PROXY": proxy_url, "http_proxy": proxy_url,
+        "https_proxy": proxy_url, "NO_PROXY": no_proxy, "no_proxy": no_proxy,
+        "NODE_EXTRA_CA_CERTS": provisioning.BOTTLE_CA, "SSL_CERT_FILE": CA_BUNDLE,
+        "REQUESTS_CA_BUNDLE": CA_BUNDLE, "GIT_SSL_CAINFO": CA_BUNDLE,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1",
+        "BOTTLE": bottle.slug,
+    })
+    return env
+
+
+def env_file_text(env: dict[str, str]) -> str:
+    for key, value in env.items():
+        if "\n" in value:
+            raise BottleError(f"env {key}: values may not contain a newline (Docker env files are line-based)")
+    return "".join(f"{key}={value}\n" for key, value in sorted(env.items()))
+
+
+def check_runtime(bottle) -> None:
+    if bottle.agent.runtime == "runc" or bottle.dry:
+        return
+    runtimes = json.loads(bottle.run(["docker", "info", "--format", "{{json .Runtimes}}"]).stdout or "{}")
+    if bottle.agent.runtime not in runtimes:
+        raise BottleError(
+            f"{bottle.manifest.path}: agents.{bottle.agent.name}.runtime: the engine on "
+            f"{bottle.target.describe()} has no runtime {bottle.agent.runtime!r} (it has: {', '.join(sorted(runtimes))})",
+            "install gVisor and register it with dockerd (https://gvisor.dev/docs/user_guide/install/), "
+            "or set runtime: runc")
+
+
+@task(pre=[build, proxy, egress, supervise])
+@step("agent")
+def agent(c):
+    """Start the agent container on the internal network only."""
+    bottle = current(c)
+    internal = require(bottle, "net-internal", "net")
+    check_runtime(bottle)
+    env_path = bottle.stage("agent.env")
+    bottle.target.write(env_path, env_file_text(agent_env(bottle)).encode())
+    resources = bottle.agent.resources
+    name, started = start(
+        bottle, "agent", "agent", bottle.plan.agent_image.tag, network=internal,
+        env_file=env_path, dns=[DEAD_RESOLVER],
+        limits={"memory": resources.memory, "cpus": str(resources.cpus), "pids-limit": str(resources.pids)},
+        runtime=None if bottle.agent.runtime == "runc" else bottle.agent.runtime)
+    return f"{name} {'started' if started else 'already running'} (proxy {bottle.plan.proxy_url})"
+
+
+@task(pre=[agent])
+@step("provision")
+def provision(c):
+    """Provision the agent: CA trust, git, Claude settings, prompt (one cp + one exec)."""
+    bottle = current(c)
+    name = require(bottle, "agent", "agent")
+    ca_role = "egress" if bottle.plan.wants_egress else "firewall"
+    ca_pem = (bottle.state.get("ca") or {}).get(ca_role)
+    if not ca_pem and not bottle.dry:
+        raise BottleError(f"bottle {bottle.slug} has no {ca_role} CA yet", "run `inv ca` first")
+    archive = bottle.stage("provision.tar")
+    bottle.target.write(archive, provisioning.tarball(provisioning.files(bottle.agent, ca_pem or "")))
+    # -a keeps the owners set in the tar: the agent's files are the agent's.
+    bottle.run(["docker", "cp", "-a", "-", f"{name}:/"], stdin_path=archive)
+    bottle.run(docker.exec_(name, ["sh", provisioning.SCRIPT], user="0"))
+    return f"{name}: trusts the bottle {ca_role} CA; git, Claude settings and prompt in place"
+
+
+ns = Collection(agent, provision)

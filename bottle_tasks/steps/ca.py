@@ -1,0 +1,52 @@
+"""`ca`: mint the bottle's CAs in-process; keys go to the stage dir (0600), never argv or an image."""
+from datetime import datetime, timedelta, timezone
+
+from cryptography import x509
+from invoke import Collection, task
+
+from .. import pki
+from ..context import current
+from ..stepping import step
+from ..undo import record
+
+# The firewall CA signs what the firewall shows to its clients; the egress CA what
+# the egress proxy shows to the agent. Each sidecar holds only its own key.
+CAS = ("firewall", "egress")
+RENEW_BEFORE = timedelta(days=2)
+
+
+def fresh(cert_pem: str | None) -> bool:
+    if not cert_pem:
+        return False
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    return cert.not_valid_after_utc - datetime.now(timezone.utc) > RENEW_BEFORE
+
+
+def key_present(bottle, path: str) -> bool:
+    return bottle.dry or bottle.run(["test", "-s", path], check=False).ok
+
+
+@task
+@step("ca")
+def ca(c):
+    """Mint the bottle's firewall and egress CAs (in-process, keys 0600 in the stage dir)."""
+    bottle = current(c)
+    certs = dict(bottle.state.get("ca") or {})
+    if not bottle.state.resource("stage"):
+        # Registered first: the whole stage dir goes on `down`, keys included.
+        record(bottle, "stage", bottle.target.stage_dir(bottle.slug), "stage", "ca")
+    minted = []
+    for name in CAS:
+        key_path = bottle.stage(name, "mitmproxy-ca.pem")
+        if fresh(certs.get(name)) and key_present(bottle, key_path):
+            continue
+        pair = pki.mint_ca(f"bottle {bottle.slug} {name} CA")
+        # mitmproxy's confdir format: private key and certificate in one file.
+        bottle.target.write(key_path, pair.key_pem + pair.cert_pem, 0o600)
+        certs[name] = pair.cert_pem.decode()
+        minted.append(name)
+    bottle.state.set("ca", certs)
+    return f"minted {', '.join(minted)}" if minted else "CAs present and valid"
+
+
+ns = Collection(ca)

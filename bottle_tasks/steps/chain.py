@@ -1,0 +1,35 @@
+"""Optional sidecars of the chain. Each is a no-op when the bottle does not declare it;
+a bottle that declares one that is not built yet is refused plainly, never launched
+without it."""
+from invoke import Collection, task
+
+from ..context import current
+from ..errors import BottleError
+from ..stepping import step
+from .net import net
+from .proxy import proxy
+
+
+@task(pre=[proxy])
+@step("egress")
+def egress(c):
+    """Start the egress proxy that injects credentials (no-op without routes)."""
+    bottle = current(c)
+    if not bottle.plan.wants_egress:
+        return "no routes declared: nothing to start"
+    raise BottleError(f"{bottle.manifest.path}: agents.{bottle.agent.name}.egress_proxy: the egress proxy "
+                      "is not built yet", "remove egress_proxy.routes to launch without credential injection")
+
+
+@task(pre=[net])
+@step("supervise")
+def supervise(c):
+    """Start the supervise MCP sidecar (no-op unless declared)."""
+    bottle = current(c)
+    if not bottle.plan.wants_supervise:
+        return "not declared: nothing to start"
+    raise BottleError(f"{bottle.manifest.path}: agents.{bottle.agent.name}.supervise: the supervise sidecar "
+                      "is not built yet", "set supervise: {enabled: false} to launch without it")
+
+
+ns = Collection(egress, supervise)

@@ -1,0 +1,69 @@
+"""`status` and `plan`: look at what exists and what a launch would do."""
+import json
+
+from invoke import Collection, task
+from rich.table import Table
+
+from .. import console
+from ..context import current, selection, _target
+from ..resources import labelled
+from ..state import State, known_slugs
+
+
+def gather(target) -> dict:
+    found = labelled(target)
+    slugs = set(known_slugs())
+    bottles = {}
+    for slug in sorted(slugs | {f.slug for f in found}):
+        state = State.load(slug, persist=False)
+        bottles[slug] = {
+            "agent": state.get("agent"),
+            "state": str(state.path) if slug in slugs else None,
+            "cidr": state.get("cidr"),
+            "containers": [{"name": f.name, "role": f.role, "status": f.status}
+                           for f in found if f.slug == slug and f.kind == "container"],
+            "networks": [{"name": f.name, "role": f.role} for f in found if f.slug == slug and f.kind == "network"],
+        }
+    orphans = [{"kind": f.kind, "name": f.name, "slug": f.slug} for f in found if f.slug not in slugs]
+    return {"bottles": bottles, "orphans": orphans}
+
+
+@task(help={"json": "print machine-readable JSON on stdout instead of tables"})
+def status(c, json_=False):
+    """Show bottles, their containers and networks, and orphans (labelled, no state)."""
+    report = gather(_target(c, selection(c)["remote"]))
+    if json_:
+        print(json.dumps(report, indent=2, sort_keys=True))
+        return
+    table = Table(title="bottles", title_justify="left")
+    for column in ("bottle", "kind", "role", "name", "status"):
+        table.add_column(column)
+    for slug, info in report["bottles"].items():
+        for item in info["containers"]:
+            table.add_row(slug, "container", item["role"], item["name"], item["status"])
+        for item in info["networks"]:
+            table.add_row(slug, "network", item["role"], item["name"], "")
+        if not info["containers"] and not info["networks"]:
+            table.add_row(slug, "", "", "(state only)", "")
+    console.out.print(table if report["bottles"] else "no bottles")
+    if report["orphans"]:
+        names = ", ".join(o["name"] for o in report["orphans"])
+        console.out.print(f"[yellow]orphans (labelled, no state):[/] {names} — `inv down --all` removes them")
+
+
+@task(name="plan")
+def plan_(c):
+    """Print what launching the selected bottle would create, without touching Docker."""
+    bottle = current(c)
+    table = Table(title=f"bottle {bottle.slug} (agent {bottle.agent.name}, {bottle.manifest.path})",
+                  title_justify="left")
+    table.add_column("step")
+    table.add_column("will do")
+    for step_name, text in bottle.plan.describe():
+        table.add_row(step_name, text)
+    console.out.print(table)
+    labels = ", ".join(f"{k}={v}" for k, v in bottle.plan.labels("<role>").items())
+    console.out.print(f"labels on every container and network: {labels}")
+
+
+ns = Collection(status, plan_)

@@ -1,0 +1,205 @@
+"""Where commands run: the local invoke Context or a Fabric Connection, behind one interface.
+
+Steps never call subprocess or docker themselves; they call `target.run(argv)`.
+Nothing secret goes through argv (locally `ps` shows it, remotely Fabric puts env
+values on the remote command line): secrets reach the Docker host as 0600 files
+in the stage dir, through `put`/`write`.
+"""
+from __future__ import annotations
+
+import io
+import os
+import shlex
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import console
+from .errors import BottleError
+
+STDERR_TAIL_LINES = 15
+
+
+@dataclass
+class Result:
+    stdout: str
+    stderr: str
+    exited: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exited == 0
+
+
+def tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+class Target:
+    """Base: runs argv lists somewhere, and places files in a stage dir there."""
+
+    #: where the per-bottle stage dirs live on the Docker host
+    stage_root: str
+    #: True when the Docker host is another machine (files must be sent there)
+    is_remote = False
+
+    def __init__(self, runner, dry: bool = False):
+        self._runner = runner  # invoke Context or fabric Connection: both have .run
+        self.dry = dry
+
+    # -- commands ----------------------------------------------------------
+    def run(self, argv: list[str], *, check: bool = True, stdin: str | None = None,
+            pty: bool = False, stream: bool = False, timeout: float | None = None,
+            out_stream=None, stdin_path: str | None = None) -> Result:
+        """Run argv; raise BottleError with the stderr tail when it fails and `check`.
+
+        `stream=True` lets output through to the terminal (interactive use)."""
+        command = shlex.join(argv)
+        if stdin_path:  # binary input (a tar): a file on the Docker host, redirected by its shell
+            command += f" < {shlex.quote(stdin_path)}"
+        if self.dry:
+            console.dry(command)
+            return Result("", "", 0)
+        kwargs = dict(hide=not stream, warn=True, pty=pty, timeout=timeout)
+        if out_stream is not None:
+            kwargs["out_stream"] = out_stream
+        if stdin is not None:
+            kwargs["in_stream"] = io.StringIO(stdin)
+        elif not pty:
+            kwargs["in_stream"] = False
+        try:
+            raw = self._runner.run(command, **kwargs)
+        except FileNotFoundError:
+            raise BottleError(f"`{argv[0]}` is not installed on {self.describe()}",
+                              "run `make engine` to install and start the Docker engine") from None
+        except Exception as exc:  # invoke's CommandTimedOut, SSH errors, ...
+            raise BottleError(f"`{command[:120]}` could not run on {self.describe()}: {exc}") from None
+        result = Result(raw.stdout or "", raw.stderr or "", raw.exited if raw.exited is not None else -1)
+        if check and not result.ok:
+            raise command_failed(argv, result, self.describe())
+        return result
+
+    # -- files -------------------------------------------------------------
+    def stage_dir(self, slug: str) -> str:
+        return f"{self.stage_root}/{slug}/stage"
+
+    def write(self, path: str, data: bytes, mode: int = 0o600) -> None:
+        raise NotImplementedError
+
+    def put_tree(self, local_dir: Path, remote_dir: str) -> str:
+        """Make `local_dir`'s content available at `remote_dir` on the Docker host."""
+        raise NotImplementedError
+
+    def remove_tree(self, path: str) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+def command_failed(argv: list[str], result: Result, where: str) -> BottleError:
+    text = tail(result.stderr or result.stdout) or f"exit code {result.exited}"
+    if "Cannot connect to the Docker daemon" in text or "docker.sock" in text and "permission" not in text:
+        return BottleError(f"no Docker engine answers on {where}",
+                           text + "\nstart it with `make engine` (installs docker.io and starts dockerd)")
+    return BottleError(f"`{' '.join(argv[:3])} …` failed on {where} (exit {result.exited})", text)
+
+
+def _write_private(path: Path, data: bytes, mode: int) -> None:
+    """Write atomically with `mode` from the first byte (temp file + rename)."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class LocalTarget(Target):
+    """The local Docker engine, through the invoke Context of the running task."""
+
+    def __init__(self, context, stage_root: Path, dry: bool = False):
+        super().__init__(context, dry)
+        self.stage_root = str(stage_root)
+
+    def write(self, path: str, data: bytes, mode: int = 0o600) -> None:
+        if self.dry:
+            console.dry(f"write {path} ({len(data)} bytes, mode {mode:o})")
+            return
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _write_private(target, data, mode)
+
+    def put_tree(self, local_dir: Path, remote_dir: str) -> str:
+        return str(local_dir)  # already on the Docker host
+
+    def remove_tree(self, path: str) -> None:
+        if not self.dry:
+            import shutil
+            shutil.rmtree(path, ignore_errors=True)
+
+    def ids(self) -> tuple[int, int]:
+        return os.getuid(), os.getgid()
+
+    def describe(self) -> str:
+        return "the local Docker host"
+
+
+class RemoteTarget(Target):
+    """A remote Docker host over SSH (Fabric); stage files go there by SFTP, 0600."""
+
+    is_remote = True
+
+    def __init__(self, connection, dry: bool = False):
+        super().__init__(connection, dry)
+        self.connection = connection
+        self._home: str | None = None
+        self._ids: tuple[int, int] | None = None
+
+    @property
+    def stage_root(self) -> str:  # type: ignore[override]
+        if self._home is None:
+            self._home = self.run(["sh", "-c", 'printf %s "$HOME"']).stdout.strip() or "/tmp"
+        return f"{self._home}/.local/state/bottle"
+
+    def _mkdir(self, path: str) -> None:
+        self.run(["mkdir", "-p", "-m", "700", path])
+
+    def write(self, path: str, data: bytes, mode: int = 0o600) -> None:
+        if self.dry:
+            console.dry(f"sftp put {path} ({len(data)} bytes, mode {mode:o})")
+            return
+        self._mkdir(os.path.dirname(path))
+        sftp = self.connection.sftp()
+        tmp = f"{path}.tmp"
+        # Create with the final mode before any byte is written.
+        with sftp.open(tmp, "wb") as handle:
+            handle.chmod(mode)
+            handle.write(data)
+        sftp.posix_rename(tmp, path)
+
+    def put_tree(self, local_dir: Path, remote_dir: str) -> str:
+        """Send a build context as one tar stream and unpack it on the host."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            archive.add(str(local_dir), arcname=".")
+        self.run(["rm", "-rf", remote_dir])
+        self.write(remote_dir + ".tar", buffer.getvalue())
+        self._mkdir(remote_dir)
+        self.run(["tar", "-xf", remote_dir + ".tar", "-C", remote_dir])
+        self.run(["rm", "-f", remote_dir + ".tar"])
+        return remote_dir
+
+    def remove_tree(self, path: str) -> None:
+        self.run(["rm", "-rf", path], check=False)
+
+    def ids(self) -> tuple[int, int]:
+        if self._ids is None:
+            out = self.run(["id", "-u"]).stdout.strip(), self.run(["id", "-g"]).stdout.strip()
+            self._ids = (int(out[0] or 0), int(out[1] or 0))
+        return self._ids
+
+    def describe(self) -> str:
+        return f"{self.connection.user}@{self.connection.host}"

@@ -1,0 +1,50 @@
+"""Undoing what the steps created: one function per kind of resource, and the
+journal of this process's creations that a failed run rolls back."""
+from __future__ import annotations
+
+from . import console, docker
+from .errors import BottleError
+from .state import UndoAction
+
+#: (bottle, action) for everything created by this process, oldest first.
+JOURNAL: list[tuple[object, UndoAction]] = []
+
+
+def record(bottle, kind: str, name: str, role: str, step: str) -> None:
+    """Remember, right after creating it, a resource and how to undo it."""
+    bottle.state.record(kind, name, role, step)
+    JOURNAL.append((bottle, UndoAction(kind, name, step)))
+
+
+def undo(bottle, action: UndoAction) -> None:
+    """Remove one resource; a resource that is already gone counts as removed."""
+    if action.kind == "container":
+        result = bottle.run(docker.container_rm(action.name), check=False)
+        _gone_or_fail(result, action)
+    elif action.kind == "network":
+        result = bottle.run(docker.network_rm(action.name), check=False)
+        _gone_or_fail(result, action)
+    elif action.kind == "stage":
+        bottle.target.remove_tree(action.name)
+    else:
+        raise BottleError(f"unknown undo action {action.kind!r} in {bottle.state.path}")
+    bottle.state.forget(action)
+
+
+def _gone_or_fail(result, action: UndoAction) -> None:
+    if result.ok or "No such" in result.stderr or "not found" in result.stderr:
+        return
+    raise BottleError(f"could not remove {action.kind} {action.name}", result.stderr.strip())
+
+
+def rollback() -> list[str]:
+    """Undo this process's creations, newest first; returns what could not be undone."""
+    failures = []
+    while JOURNAL:
+        bottle, action = JOURNAL.pop()
+        try:
+            undo(bottle, action)
+            console.note(f"rolled back {action.kind} {action.name}")
+        except BottleError as exc:
+            failures.append(str(exc))
+    return failures

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Make a Docker Engine answer on this machine and make sure the base images exist.
+#
+# Idempotent: each part checks first and does nothing when already done.
+#   1. install Debian's docker.io when no engine answers and no dockerd is installed
+#   2. start dockerd in the background when it is not running; wait for `docker info`
+#   3. for each base image: keep it if present, pull it if a registry answers,
+#      else debootstrap it from the Debian mirror and `docker import` it.
+#
+# Environment: BOTTLE_BASE_IMAGES (space-separated image:tag list, default
+# "debian:bookworm-slim debian:trixie-slim"), DEBIAN_MIRROR, DOCKERD_WAIT (seconds).
+set -euo pipefail
+
+BASE_IMAGES=${BOTTLE_BASE_IMAGES:-"debian:bookworm-slim debian:trixie-slim"}
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+WAIT=${DOCKERD_WAIT:-60}
+LOG=${DOCKERD_LOG:-/var/log/bottle-dockerd.log}
+
+say() { printf 'engine: %s\n' "$*" >&2; }
+die() { printf 'engine: error: %s\n' "$*" >&2; exit 1; }
+
+apt_install() {
+    [ "$(id -u)" = 0 ] || die "installing $* needs root (apt-get); run as root or install it yourself"
+    if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit 2>/dev/null)" ]; then
+        apt-get update -qq
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null \
+        || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; } \
+        || die "apt-get install $* failed"
+}
+
+engine_answers() { timeout 10 docker info >/dev/null 2>&1; }
+
+if ! engine_answers; then
+    if ! command -v dockerd >/dev/null 2>&1; then
+        say "installing docker.io (Debian's engine)"
+        apt_install docker.io iptables
+    fi
+    if ! pgrep -x dockerd >/dev/null 2>&1; then
+        say "starting dockerd (log: $LOG)"
+        # No systemd on these machines: run it detached so it outlives this script.
+        setsid nohup dockerd >"$LOG" 2>&1 </dev/null &
+    fi
+    for _ in $(seq "$WAIT"); do
+        engine_answers && break
+        sleep 1
+    done
+    engine_answers || die "dockerd did not answer 'docker info' within ${WAIT}s; see $LOG"
+fi
+say "engine up: $(docker version --format 'server {{.Server.Version}}, client {{.Client.Version}}')"
+
+build_base() {  # $1 = image:tag, e.g. debian:bookworm-slim
+    local image=$1 suite rootfs
+    suite=${image#*:}; suite=${suite%-slim}
+    command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
+    rootfs=$(mktemp -d /tmp/bottle-rootfs.XXXXXX)
+    trap 'rm -rf "$rootfs"' RETURN
+    say "building $image with debootstrap --variant=minbase $suite from $MIRROR"
+    debootstrap --variant=minbase "$suite" "$rootfs" "$MIRROR" >"$rootfs.log" 2>&1 \
+        || { tail -n 20 "$rootfs.log" >&2; rm -f "$rootfs.log"; die "debootstrap $suite failed"; }
+    rm -f "$rootfs.log"
+    # Slim it the way the official -slim images are: no apt lists, docs or caches.
+    rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin \
+           "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/*
+    tar -C "$rootfs" -c . | docker import \
+        --change 'CMD ["bash"]' --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        - "$image" >/dev/null
+    say "imported $image"
+}
+
+for image in $BASE_IMAGES; do
+    if docker image inspect "$image" >/dev/null 2>&1; then
+        continue
+    fi
+    if timeout 60 docker pull -q "$image" >/dev/null 2>&1; then
+        say "pulled $image"
+        continue
+    fi
+    build_base "$image"
+done
+say "base images ready: $BASE_IMAGES"

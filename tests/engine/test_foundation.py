@@ -1,0 +1,133 @@
+"""The foundation against the real Docker Engine: net, ca, down, status, rollback, build cache."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from conftest import docker, inv, labelled, unique, write_manifest
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+
+@pytest.fixture
+def bottle(tmp_path, state_home):
+    """A fresh agent name and manifest; whatever the test leaves is swept at the end."""
+    slug = unique()
+    manifest = write_manifest(tmp_path, {slug: "    prompt: test\n    network: {allow: [example.org]}"})
+    yield slug, manifest
+    inv("use", slug, "down", manifest=manifest, check=False)
+    for name in labelled(slug):
+        docker("rm", "-f", name, check=False)
+        docker("network", "rm", name, check=False)
+
+
+def test_net_ca_then_down_leaves_nothing(bottle, state_home):
+    slug, manifest = bottle
+    inv("use", slug, "net", "ca", manifest=manifest)
+    names = set(labelled(slug))
+    assert names == {f"bottle-{slug}-internal", f"bottle-{slug}-egress"}
+    internal = json.loads(docker("network", "inspect", f"bottle-{slug}-internal").stdout)[0]
+    assert internal["Internal"] is True
+    assert internal["Labels"]["bottle.role"] == "net-internal"
+
+    state_file = state_home / "bottle" / slug / "state.json"
+    state = json.loads(state_file.read_text())
+    assert state["cidr"]["net-internal"] == internal["IPAM"]["Config"][0]["Subnet"]
+    stage = state_home / "bottle" / slug / "stage"
+    assert stat.S_IMODE(stage.stat().st_mode) == 0o700
+    keys = sorted(stage.rglob("mitmproxy-ca.pem"))
+    assert len(keys) == 2
+    for key in keys:
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+        assert b"PRIVATE KEY" in key.read_bytes()
+    assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
+
+    inv("use", slug, "down", manifest=manifest)
+    assert labelled(slug) == []
+    assert not stage.exists() and not state_file.exists()
+
+
+def test_each_step_alone_and_twice_is_harmless(bottle, state_home):
+    slug, manifest = bottle
+    inv("use", slug, "net", manifest=manifest)
+    first = set(labelled(slug))
+    ca_key = state_home / "bottle" / slug / "stage" / "firewall" / "mitmproxy-ca.pem"
+    inv("use", slug, "ca", manifest=manifest)          # a later command, against persisted state
+    minted = ca_key.read_bytes()
+    out = inv("use", slug, "net", "ca", manifest=manifest)  # again: same resources, no error
+    assert set(labelled(slug)) == first
+    assert ca_key.read_bytes() == minted, "a valid CA must be kept, not re-minted"
+    assert "CAs present and valid" in out.stderr
+    inv("use", slug, "down", manifest=manifest)
+    inv("use", slug, "down", manifest=manifest)        # down is idempotent too
+    assert labelled(slug) == []
+
+
+def test_failed_run_rolls_back_what_it_created(tmp_path, state_home):
+    slug = unique()
+    # net succeeds, then build fails: its base image does not exist.
+    manifest = write_manifest(tmp_path, {slug: "    prompt: test"},
+                              extra="images: {base: 'bottle-test/missing:none', proxy_base: 'bottle-test/missing:none'}\n")
+    proc = inv("use", slug, "net", "build", manifest=manifest, check=False)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "base image bottle-test/missing:none" in proc.stderr and "make engine" in proc.stderr
+    assert "✗ build" in proc.stderr and "rolled back network" in proc.stderr
+    assert labelled(slug) == []
+
+    # --keep leaves it for debugging; down removes it afterwards.
+    proc = inv("use", slug, "--keep", "net", "build", manifest=manifest, check=False)
+    assert proc.returncode != 0 and "kept for debugging" in proc.stderr
+    assert len(labelled(slug)) == 2
+    inv("use", slug, "down", manifest=manifest)
+    assert labelled(slug) == []
+
+
+def test_dry_run_prints_commands_and_creates_nothing(bottle, state_home):
+    slug, manifest = bottle
+    proc = inv("--dry", "use", slug, "net", manifest=manifest)
+    assert f"docker network create --driver bridge --internal" in proc.stderr
+    assert f"bottle-{slug}-internal" in proc.stderr
+    assert labelled(slug) == []
+    assert not (state_home / "bottle" / slug).exists()
+
+
+def test_status_json_and_down_all_finds_orphans(bottle, state_home):
+    slug, manifest = bottle
+    inv("use", slug, "net", manifest=manifest)
+    orphan = unique("orphan")
+    docker("network", "create", "--label", f"bottle.slug={orphan}", "--label", "bottle.role=net-egress",
+           "--label", "bottle.managed=1", f"bottle-{orphan}-egress")
+    report = json.loads(inv("status", "--json", manifest=manifest).stdout)
+    assert {n["role"] for n in report["bottles"][slug]["networks"]} == {"net-internal", "net-egress"}
+    assert any(o["name"] == f"bottle-{orphan}-egress" for o in report["orphans"])
+    table = inv("status", manifest=manifest).stdout
+    assert f"bottle-{slug}-internal" in table and "orphans" in table
+    inv("down", "--all", manifest=manifest)
+    assert labelled(slug) == [] and labelled(orphan) == []
+
+
+def test_name_conflict_takes_next_suffix(bottle):
+    slug, manifest = bottle
+    squatter = f"bottle-{slug}-internal"
+    docker("network", "create", squatter)  # not labelled: not ours
+    try:
+        inv("use", slug, "net", manifest=manifest)
+        assert f"bottle-{slug}-internal-2" in labelled(slug)
+        inv("use", slug, "down", manifest=manifest)
+        assert labelled(slug) == []
+    finally:
+        docker("network", "rm", squatter, check=False)
+
+
+def test_engine_missing_is_a_clear_error(bottle):
+    slug, manifest = bottle
+    proc = inv("use", slug, "net", manifest=manifest, check=False,
+               env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert "no Docker engine answers" in proc.stderr and "make engine" in proc.stderr

@@ -1,0 +1,302 @@
+"""bottle_tasks.manifest: the shipped manifests load, and every bad document fails
+with an error that names the field and says how to fix it."""
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bottle_tasks.manifest import ManifestError, load, load_agent, thaw
+
+CONFIG = Path(__file__).resolve().parents[2] / "config"
+
+
+def agent(body: str, top: str = "") -> str:
+    """A YAML manifest whose one agent `demo` has the fields in `body`."""
+    return top + "agents:\n  demo:\n" + textwrap.indent(textwrap.dedent(body), "    ")
+
+
+def md(front: str, body: str = "Do the work.\n") -> str:
+    return f"---\n{textwrap.dedent(front)}---\n{body}"
+
+
+API = """\
+secrets: [ANTHROPIC_API_KEY]
+network: {allow: [api.anthropic.com]}
+"""
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    (tmp_path / "ca.der").write_bytes(b"\x30\x82\x01\x0a")
+    return tmp_path
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+# --- good documents -------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["bottles.yaml", "example.yaml", "reviewer.md"])
+def test_shipped_manifests_load(name):
+    manifest = load(CONFIG / name)
+    assert manifest.agents
+    for a in manifest.agents.values():
+        assert a.prompt
+        for route in a.routes:
+            assert route.host in a.network.allow
+            assert all(i.secret in a.secrets for i in route.inject)
+
+
+def test_demo_is_the_default_agent_shape():
+    demo = load_agent(CONFIG / "bottles.yaml", "demo")
+    assert demo.workspace is None
+    assert {"registry.npmjs.org", "pypi.org", "files.pythonhosted.org"} <= set(demo.network.allow)
+    assert load(CONFIG / "bottles.yaml").trust.extra_ca_bundle == "/etc/ssl/certs/ca-certificates.crt"
+    assert len(load(CONFIG / "bottles.yaml").agents) >= 2
+
+
+def test_markdown_body_is_the_prompt_and_stem_the_name():
+    manifest = load(CONFIG / "reviewer.md")
+    reviewer = manifest.agents["reviewer"]
+    assert reviewer.prompt.startswith("# Code review")
+    assert reviewer.workspace and Path(reviewer.workspace.path) == CONFIG.parent
+
+
+def test_markdown_name_key_overrides_the_stem(folder):
+    manifest = load(write(folder, "notes.md", md("name: helper\n", body="\n  Hello.\n\n")))
+    assert list(manifest.agents) == ["helper"] and manifest.agents["helper"].prompt == "Hello."
+
+
+def test_defaults_and_normalisation(folder):
+    path = write(folder, "m.yaml", agent("""\
+        secrets: [TOKEN]
+        workspace: {path: src}
+        resources: {memory: 512M}
+        network:
+          allow: [API.Example.com., "*.pypi.org"]
+          passthrough: [files.pypi.org]
+          allowed_cidrs: [10.1.2.3/16]
+          dlp: {action: off, hosts: {api.example.com: warn}}
+        egress_proxy:
+          routes:
+            - host: api.example.com
+              methods: [get, Post]
+              inject: [{header: Authorization, secret: TOKEN, format: "Bearer {secret}"}]
+        """, top="trust: {extra_ca_bundle: ca.pem}\n"))
+    manifest = load(path)
+    demo = manifest.agents["demo"]
+    assert manifest.path == str(path)
+    assert manifest.trust.extra_ca_bundle == str(folder / "ca.pem")
+    assert manifest.images.base == "debian:bookworm-slim"
+    assert demo.workspace.path == str(folder / "src") and demo.workspace.copy is True
+    assert demo.resources.memory == "512m" and demo.resources.cpus == 2.0 and demo.resources.pids == 512
+    assert demo.network.allow == ("api.example.com", "*.pypi.org")
+    assert demo.network.allowed_cidrs == ("10.1.0.0/16",)
+    assert demo.network.dlp.action == "off"          # not YAML 1.1's False
+    assert demo.routes[0].paths == ("/",)
+    assert demo.routes[0].methods == ("GET", "POST")
+    assert demo.supervise is False and demo.runtime == "runc"
+
+
+def test_model_is_read_only(folder):
+    path = write(folder, "m.yaml", agent("""\
+        env: {A: b}
+        claude: {mcp_servers: {files: {command: npx, args: [-y, server]}}}
+        """))
+    demo = load(path).agents["demo"]
+    with pytest.raises(AttributeError):
+        demo.name = "other"
+    with pytest.raises(TypeError):
+        demo.env["A"] = "c"
+    assert json.loads(json.dumps(thaw(demo.claude.mcp_servers))) == {"files": {"command": "npx", "args": ["-y", "server"]}}
+
+
+# --- errors with their exact shape ---------------------------------------------------
+
+def test_error_string_is_path_field_problem_fix(folder):
+    path = write(folder, "m.yaml", agent("network: {allow: [pypi.org, ok.org, 'bad host']}"))
+    with pytest.raises(ManifestError) as caught:
+        load(path)
+    err = caught.value
+    assert err.path == str(path)
+    assert err.field == "agents.demo.network.allow[2]"
+    assert str(err) == f"{path}: agents.demo.network.allow[2]: {err.message}"
+    assert " — " in err.message
+
+
+def test_missing_file_says_how_to_point_elsewhere(folder):
+    with pytest.raises(ManifestError) as caught:
+        load(folder / "nope.yaml")
+    assert "not found" in str(caught.value)
+    assert "INVOKE_BOTTLE_MANIFEST=" in str(caught.value) and "inv use NAME --manifest FILE" in str(caught.value)
+
+
+def test_load_agent_unknown_name_lists_agents():
+    with pytest.raises(ManifestError) as caught:
+        load_agent(CONFIG / "bottles.yaml", "nobody")
+    assert caught.value.field == "agents.nobody"
+    assert "demo" in caught.value.message and "reviewer" in caught.value.message
+
+
+# --- the table of bad documents -----------------------------------------------------
+# (id, file name, text, exact field path, fragment of the message's fix)
+
+ROUTE = API + """\
+egress_proxy:
+  routes:
+    - host: api.anthropic.com
+      {extra}
+"""
+
+
+def route(extra: str) -> str:
+    return agent(ROUTE.replace("{extra}", extra))
+
+
+BAD = [
+    # unknown keys at every level
+    ("typo-top", "m.yaml", "agnets: {}\n", "agnets", "did you mean 'agents'"),
+    ("typo-agent", "m.yaml", agent("netwrok: {}\n"), "agents.demo.netwrok", "did you mean 'network'"),
+    ("typo-network", "m.yaml", agent("network: {alow: [pypi.org]}\n"), "agents.demo.network.alow",
+     "did you mean 'allow'"),
+    ("typo-dlp", "m.yaml", agent("network: {dlp: {acton: warn}}\n"), "agents.demo.network.dlp.acton",
+     "did you mean 'action'"),
+    ("typo-dlp-pattern", "m.yaml", agent("network: {dlp: {patterns: [{name: a, regexp: b}]}}\n"),
+     "agents.demo.network.dlp.patterns[0].regexp", "did you mean 'regex'"),
+    ("typo-route", "m.yaml", agent(API + "egress_proxy: {routes: [{hots: api.anthropic.com}]}\n"),
+     "agents.demo.egress_proxy.routes[0].hots", "did you mean 'host'"),
+    ("typo-egress", "m.yaml", agent("egress_proxy: {route: []}\n"), "agents.demo.egress_proxy.route",
+     "did you mean 'routes'"),
+    ("typo-inject", "m.yaml", route("inject: [{header: x-api-key, secert: ANTHROPIC_API_KEY}]"),
+     "agents.demo.egress_proxy.routes[0].inject[0].secert", "did you mean 'secret'"),
+    ("typo-resources", "m.yaml", agent("resources: {memroy: 2g}\n"), "agents.demo.resources.memroy",
+     "did you mean 'memory'"),
+    ("typo-trust", "m.yaml", "trust: {extra_ca: ca.pem}\n" + agent("{}\n"), "trust.extra_ca",
+     "allowed keys here: extra_ca_bundle"),
+    ("typo-images", "m.yaml", "images: {proxybase: x}\n" + agent("{}\n"), "images.proxybase",
+     "did you mean 'proxy_base'"),
+    ("typo-claude-perms", "m.yaml", agent("claude: {permissions: {alow: [Read]}}\n"),
+     "agents.demo.claude.permissions.alow", "did you mean 'allow'"),
+    ("typo-workspace", "m.yaml", agent("workspace: {path: src, cpy: false}\n"), "agents.demo.workspace.cpy",
+     "did you mean 'copy'"),
+    ("typo-git", "m.yaml", agent("git: {user: me}\n"), "agents.demo.git.user", "allowed keys here: user_name"),
+    ("typo-supervise", "m.yaml", agent("supervise: {enable: true}\n"), "agents.demo.supervise.enable",
+     "did you mean 'enabled'"),
+    # document level
+    ("version", "m.yaml", "version: 2\n" + agent("{}\n"), "version", "write `version: 1`"),
+    ("no-agents", "m.yaml", "version: 1\n", "agents", "add at least one agent"),
+    ("agent-name", "m.yaml", "agents: {Demo_1: {}}\n", "agents.Demo_1", "lower-case letters"),
+    ("yaml-syntax", "m.yaml", "agents:\n  demo:\n    prompt: [unclosed\n", "line 4", "fix the YAML at that line"),
+    ("yaml-duplicate", "m.yaml", agent("network: {}\nnetwork: {}\n"), "line 4", "keep one of the two"),
+    ("extension", "m.json", "{}", "(file)", "use a .yaml/.yml manifest or a .md file"),
+    ("ca-missing", "m.yaml", "trust: {extra_ca_bundle: nope.pem}\n" + agent("{}\n"), "trust.extra_ca_bundle",
+     "relative to the manifest's folder"),
+    ("ca-not-pem", "m.yaml", "trust: {extra_ca_bundle: ca.der}\n" + agent("{}\n"), "trust.extra_ca_bundle",
+     "-----BEGIN CERTIFICATE-----"),
+    # types
+    ("allow-not-list", "m.yaml", agent("network: {allow: pypi.org}\n"), "agents.demo.network.allow",
+     "write a list"),
+    ("copy-not-bool", "m.yaml", agent("workspace: {path: src, copy: yes}\n"), "agents.demo.workspace.copy",
+     "write true or false"),
+    ("idle-bool", "m.yaml", agent("network: {idle_timeout: true}\n"), "agents.demo.network.idle_timeout",
+     "write a number >= 1"),
+    # hosts
+    ("host-empty", "m.yaml", agent("network: {allow: ['']}\n"), "agents.demo.network.allow[0]",
+     "give a value"),
+    ("host-scheme", "m.yaml", agent("network: {allow: ['https://pypi.org/simple']}\n"),
+     "agents.demo.network.allow[0]", "without scheme, port or path"),
+    ("host-mid-wildcard", "m.yaml", agent("network: {allow: [pypi.org, 'files.*.org']}\n"),
+     "agents.demo.network.allow[1]", "only as a leading '*.'"),
+    ("host-star", "m.yaml", agent("network: {allow: ['*']}\n"), "agents.demo.network.allow[0]",
+     "only as a leading '*.'"),
+    ("host-tld-wildcard", "m.yaml", agent("network: {allow: ['*.com']}\n"), "agents.demo.network.allow[0]",
+     "narrow the wildcard"),
+    ("passthrough-not-allowed", "m.yaml", agent("network: {allow: [pypi.org], passthrough: [evil.org]}\n"),
+     "agents.demo.network.passthrough[0]", "add 'evil.org' to network.allow"),
+    ("cidr", "m.yaml", agent("network: {allowed_cidrs: [10.0.0.300/8]}\n"), "agents.demo.network.allowed_cidrs[0]",
+     "address range such as 10.20.0.0/16"),
+    # DLP
+    ("dlp-action", "m.yaml", agent("network: {dlp: {action: deny}}\n"), "agents.demo.network.dlp.action",
+     "write one of: block, warn, off"),
+    ("dlp-host-action", "m.yaml", agent(API.replace("}", ", dlp: {hosts: {api.anthropic.com: allow}}}")),
+     "agents.demo.network.dlp.hosts['api.anthropic.com']", "write one of: block, warn, off"),
+    ("dlp-host-not-allowed", "m.yaml", agent("network: {dlp: {hosts: {api.antropic.com: off}}}\n"),
+     "agents.demo.network.dlp.hosts['api.antropic.com']", "likely a typo"),
+    ("dlp-regex", "m.yaml", agent("network: {dlp: {patterns: [{name: a, regex: 'tok_(['}]}}\n"),
+     "agents.demo.network.dlp.patterns[0].regex", "fix the Python regular expression"),
+    # routes
+    ("route-not-allowed", "m.yaml", agent("egress_proxy: {routes: [{host: api.anthropic.com}]}\n"),
+     "agents.demo.egress_proxy.routes[0].host", "add 'api.anthropic.com' to network.allow"),
+    ("route-wildcard", "m.yaml", agent("network: {allow: ['*.example.com']}\n"
+                                       "egress_proxy: {routes: [{host: '*.example.com'}]}\n"),
+     "agents.demo.egress_proxy.routes[0].host", "one exact host name"),
+    ("route-method", "m.yaml", route("methods: [GET, FETCH]"), "agents.demo.egress_proxy.routes[0].methods[1]",
+     "use one of: GET"),
+    ("route-path", "m.yaml", route("paths: [v1/]"), "agents.demo.egress_proxy.routes[0].paths[0]",
+     "write it as '/v1/'"),
+    ("inject-secret-unlisted", "m.yaml", route("inject: [{header: x-api-key, secret: OTHER_KEY}]"),
+     "agents.demo.egress_proxy.routes[0].inject[0].secret", "add 'OTHER_KEY' to the agent's `secrets:`"),
+    ("inject-header", "m.yaml", route("inject: [{header: 'x api key', secret: ANTHROPIC_API_KEY}]"),
+     "agents.demo.egress_proxy.routes[0].inject[0].header", "letters, digits and '-'"),
+    ("inject-format", "m.yaml", route("inject: [{header: authorization, secret: ANTHROPIC_API_KEY, "
+                                      "format: 'Bearer {token}'}]"),
+     "agents.demo.egress_proxy.routes[0].inject[0].format", 'e.g. "Bearer {secret}"'),
+    # resources, runtime, env, secrets, git, claude
+    ("memory", "m.yaml", agent("resources: {memory: 2GB}\n"), "agents.demo.resources.memory", "512m or 2g"),
+    ("cpus", "m.yaml", agent("resources: {cpus: 0}\n"), "agents.demo.resources.cpus", "positive number"),
+    ("pids", "m.yaml", agent("resources: {pids: 8}\n"), "agents.demo.resources.pids", "number >= 16"),
+    ("runtime", "m.yaml", agent("runtime: kata\n"), "agents.demo.runtime", "write one of: runc, runsc"),
+    ("env-key", "m.yaml", agent("env: {1BAD: x}\n"), "agents.demo.env.1BAD", "not starting with a digit"),
+    ("env-value", "m.yaml", agent("env: {PORT: 8080}\n"), "agents.demo.env.PORT", 'quote it: PORT: "8080"'),
+    ("env-is-secret", "m.yaml", agent("secrets: [TOKEN]\nenv: {TOKEN: abc}\n"), "agents.demo.env.TOKEN",
+     "remove it from env"),
+    ("secret-name", "m.yaml", agent("secrets: [sk-ant-api03-xyz]\n"), "agents.demo.secrets[0]", "never its value"),
+    ("secret-twice", "m.yaml", agent("secrets: [A, A]\n"), "agents.demo.secrets[1]", "remove the duplicate"),
+    ("git-email", "m.yaml", agent("git: {user_email: nobody}\n"), "agents.demo.git.user_email",
+     "agent@bottle.invalid"),
+    ("mcp-not-mapping", "m.yaml", agent("claude: {mcp_servers: {files: npx}}\n"),
+     "agents.demo.claude.mcp_servers.files", "indented under the key"),
+    ("workspace-missing", "m.yaml", agent("workspace: {path: no-such-dir}\n"), "agents.demo.workspace.path",
+     "relative to the manifest's folder"),
+    ("workspace-no-path", "m.yaml", agent("workspace: {copy: true}\n"), "agents.demo.workspace.path",
+     "`workspace: null`"),
+    # the legacy cred_proxy key
+    ("cred-proxy", "m.yaml", agent("cred_proxy: {host: api.anthropic.com, header: x-api-key, "
+                                   "secret: ANTHROPIC_API_KEY}\n"),
+     "agents.demo.cred_proxy", "- host: api.anthropic.com"),
+    ("cred-proxy-list", "m.yaml", agent("cred_proxy:\n  - {host: a.example.com, header: h, secret: A}\n"
+                                        "  - {host: b.example.com, header: h, secret: B}\n"),
+     "agents.demo.cred_proxy", "- host: b.example.com"),
+    ("cred-proxy-top", "m.yaml", "cred_proxy: {host: api.anthropic.com}\n" + agent("{}\n"), "cred_proxy",
+     "egress_proxy.routes (under agents.NAME)"),
+    # Markdown specifics
+    ("md-prompt-key", "r.md", md("prompt: hi\n"), "prompt", "below the closing '---'"),
+    ("md-no-front-matter", "r.md", "# Just a prompt\n", "(front matter)", "between two '---' lines"),
+    ("md-unclosed", "r.md", "---\nruntime: runc\n\nDo it.\n", "(front matter)", "close the YAML fields"),
+    ("md-typo", "r.md", md("netwrok: {}\n"), "netwrok", "did you mean 'network'"),
+    ("md-agents", "r.md", md("agents: {demo: {}}\n"), "agents", "holds one agent"),
+    ("md-cred-proxy", "r.md", md("cred_proxy: {host: api.anthropic.com, header: x-api-key, secret: K}\n"),
+     "cred_proxy", "secret: K"),
+    ("md-bad-stem", "My Agent.md", md("runtime: runc\n"), "name", "lower-case letters"),
+    ("md-yaml-line", "r.md", md("runtime: runc\nnetwork: {allow: [a\n"), "line 4", "fix the YAML"),
+    ("md-nested-field", "r.md", md("network: {allow: ['*']}\n"), "network.allow[0]", "leading '*.'"),
+]
+
+
+@pytest.mark.parametrize("name, text, field, fix", [case[1:] for case in BAD], ids=[case[0] for case in BAD])
+def test_bad_manifest(folder, name, text, field, fix):
+    path = write(folder, name, text)
+    with pytest.raises(ManifestError) as caught:
+        load(path)
+    err = caught.value
+    assert err.field == field, str(err)
+    assert fix in err.message, str(err)
+    assert str(err).startswith(f"{path}: {field}: ")

@@ -1,0 +1,94 @@
+"""Pure plan naming, and the exact docker command lines of steps (invoke MockContext)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from invoke import Config, MockContext, Result
+
+from bottle_tasks import docker, images
+from bottle_tasks.context import build_plan, current
+from bottle_tasks.manifest import load
+from bottle_tasks.plan import check_slug
+from bottle_tasks.steps.net import net
+
+from conftest import write_manifest
+
+
+@pytest.fixture
+def manifest(tmp_path):
+    return write_manifest(tmp_path, {"demo": "    prompt: hi\n    network: {allow: [example.org]}"})
+
+
+def test_names_labels_and_proxy_url(manifest):
+    loaded = load(str(manifest))
+    plan = build_plan("demo", loaded, loaded.agents["demo"])
+    assert plan.name("agent") == "bottle-demo-agent"
+    assert plan.name("net-internal") == "bottle-demo-internal"
+    assert plan.labels("firewall") == {"bottle.slug": "demo", "bottle.role": "firewall", "bottle.managed": "1"}
+    assert plan.proxy_url == "http://firewall:3128"  # no routes: straight to the firewall
+    assert [row[0] for row in plan.describe()][:3] == ["build", "net", "ca"]
+
+
+def test_image_tags_hash_their_inputs(manifest, tmp_path):
+    bundle = tmp_path / "extra.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n")
+    first = images.spec_for("agent", "debian:bookworm-slim", "debian:trixie-slim", None)
+    again = images.spec_for("agent", "debian:bookworm-slim", "debian:trixie-slim", None)
+    other_base = images.spec_for("agent", "debian:other", "debian:trixie-slim", None)
+    with_ca = images.spec_for("agent", "debian:bookworm-slim", "debian:trixie-slim", str(bundle))
+    assert first.tag == again.tag
+    assert len({first.tag, other_base.tag, with_ca.tag}) == 3
+    assert first.tag.startswith("bottle/agent:")
+
+
+@pytest.mark.parametrize("slug,ok", [("demo", True), ("a-b-1", True), ("Demo", False), ("-x", False),
+                                     ("x" * 32, False), ("a_b", False)])
+def test_slug_rules(slug, ok):
+    assert (check_slug(slug) is None) is ok
+
+
+def _context(manifest, runs):
+    config = Config(overrides={"bottle": {"agent": "demo", "manifest": str(manifest)}})
+    return MockContext(config=config, run=runs)
+
+
+def test_net_issues_exactly_these_commands(manifest, state_home):
+    labels_fmt = "{{json .Labels}}"
+    subnet_fmt = "{{range .IPAM.Config}}{{.Subnet}} {{end}}"
+    runs = {
+        f"docker network inspect --format '{labels_fmt}' bottle-demo-internal": Result(exited=1, stderr="No such network"),
+        f"docker network inspect --format '{labels_fmt}' bottle-demo-egress": Result(exited=1, stderr="No such network"),
+        "docker network create --driver bridge --internal --label bottle.managed=1 --label bottle.role=net-internal "
+        "--label bottle.slug=demo bottle-demo-internal": Result("abc\n"),
+        "docker network create --driver bridge --label bottle.managed=1 --label bottle.role=net-egress "
+        "--label bottle.slug=demo bottle-demo-egress": Result("def\n"),
+        f"docker network inspect --format '{subnet_fmt}' bottle-demo-internal": Result("172.30.1.0/24 \n"),
+        f"docker network inspect --format '{subnet_fmt}' bottle-demo-egress": Result("172.30.2.0/24 \n"),
+    }
+    c = _context(manifest, runs)
+    net(c)
+    state = json.loads((state_home / "bottle" / "demo" / "state.json").read_text())
+    assert state["cidr"] == {"net-internal": "172.30.1.0/24", "net-egress": "172.30.2.0/24"}
+    assert [a["name"] for a in state["undo"]] == ["bottle-demo-internal", "bottle-demo-egress"]
+
+
+def test_net_reuses_its_own_networks(manifest, state_home):
+    labels_fmt = "{{json .Labels}}"
+    subnet_fmt = "{{range .IPAM.Config}}{{.Subnet}} {{end}}"
+    ours = lambda role: Result(json.dumps({"bottle.slug": "demo", "bottle.role": role}))
+    runs = {
+        f"docker network inspect --format '{labels_fmt}' bottle-demo-internal": ours("net-internal"),
+        f"docker network inspect --format '{labels_fmt}' bottle-demo-egress": ours("net-egress"),
+        f"docker network inspect --format '{subnet_fmt}' bottle-demo-internal": Result("172.30.1.0/24"),
+        f"docker network inspect --format '{subnet_fmt}' bottle-demo-egress": Result("172.30.2.0/24"),
+    }
+    net(_context(manifest, runs))  # any `docker network create` would be an unexpected command
+
+
+def test_run_argv_hardening_and_secrets_stay_in_env_file():
+    argv = docker.run("bottle-x-agent", "img", {"bottle.slug": "x"}, network="n", env_file="/stage/agent.env",
+                      limits={"memory": "2g", "pids-limit": "256"}, dns=["192.0.2.53"])
+    text = " ".join(argv)
+    assert "--init" in argv and "--cap-drop ALL" in text and "no-new-privileges" in text
+    assert "--env-file /stage/agent.env" in text and "--memory 2g" in text and "--dns 192.0.2.53" in text
