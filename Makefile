@@ -27,6 +27,7 @@ demo: setup engine         ## launch the demo bottle and show what it allows and
 	@bash scripts/demo.sh
 
 bench: setup engine        ## benchmarks, side by side, reported as ratios
+	@command -v docker-compose >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
 	$(PY) bench/run.py
 
 clean:                     ## remove every bottle (containers, networks, state)

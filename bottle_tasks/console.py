@@ -8,7 +8,8 @@ from rich.markup import escape
 
 # Progress and errors go to stderr so `--json` output on stdout stays parseable.
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+# Tables piped to a file or a pager get room, not rich's 80-column default.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
 def step_done(name: str, seconds: float, summary: str = "") -> None:

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .target import _write_private
+from .pki import write_private
 
 
 def state_root() -> Path:
@@ -62,7 +62,7 @@ class State:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.data["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        _write_private(self.path, (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode(), 0o600)
+        write_private(self.path, (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode())
 
     def delete(self) -> None:
         if self.persist and self.path.exists():

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import console
 from .errors import BottleError
+from .pki import write_private
 
 STDERR_TAIL_LINES = 15
 
@@ -83,7 +84,8 @@ class Target:
     def stage_dir(self, slug: str) -> str:
         return f"{self.stage_root}/{slug}/stage"
 
-    def write(self, path: str, data: bytes, mode: int = 0o600) -> None:
+    def write(self, path: str, data: bytes) -> None:
+        """Place `data` at `path` on the Docker host, mode 0600 from the first byte."""
         raise NotImplementedError
 
     def put_tree(self, local_dir: Path, remote_dir: str) -> str:
@@ -105,16 +107,16 @@ def command_failed(argv: list[str], result: Result, where: str) -> BottleError:
     return BottleError(f"`{' '.join(argv[:3])} …` failed on {where} (exit {result.exited})", text)
 
 
-def _write_private(path: Path, data: bytes, mode: int) -> None:
-    """Write atomically with `mode` from the first byte (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+def _makedirs_private(directory: Path) -> None:
+    """mkdir -p where every directory it creates is 0700 (makedirs applies the mode
+    to the last one only)."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for path in reversed(missing):
+        path.mkdir(mode=0o700)
+        os.chmod(path, 0o700)  # the umask must not widen or narrow it
 
 
 class LocalTarget(Target):
@@ -124,13 +126,13 @@ class LocalTarget(Target):
         super().__init__(context, dry)
         self.stage_root = str(stage_root)
 
-    def write(self, path: str, data: bytes, mode: int = 0o600) -> None:
+    def write(self, path: str, data: bytes) -> None:
         if self.dry:
-            console.dry(f"write {path} ({len(data)} bytes, mode {mode:o})")
+            console.dry(f"write {path} ({len(data)} bytes, mode 600)")
             return
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _write_private(target, data, mode)
+        _makedirs_private(target.parent)
+        write_private(target, data)
 
     def put_tree(self, local_dir: Path, remote_dir: str) -> str:
         return str(local_dir)  # already on the Docker host
@@ -167,16 +169,16 @@ class RemoteTarget(Target):
     def _mkdir(self, path: str) -> None:
         self.run(["mkdir", "-p", "-m", "700", path])
 
-    def write(self, path: str, data: bytes, mode: int = 0o600) -> None:
+    def write(self, path: str, data: bytes) -> None:
         if self.dry:
-            console.dry(f"sftp put {path} ({len(data)} bytes, mode {mode:o})")
+            console.dry(f"sftp put {path} ({len(data)} bytes, mode 600)")
             return
         self._mkdir(os.path.dirname(path))
         sftp = self.connection.sftp()
         tmp = f"{path}.tmp"
         # Create with the final mode before any byte is written.
         with sftp.open(tmp, "wb") as handle:
-            handle.chmod(mode)
+            handle.chmod(0o600)
             handle.write(data)
         sftp.posix_rename(tmp, path)
 

@@ -74,6 +74,7 @@ def agent(c):
     name, started = start(
         bottle, "agent", "agent", bottle.plan.agent_image.tag, network=internal,
         env_file=env_path, dns=[DEAD_RESOLVER],
+        user=f"{provisioning.AGENT_UID}:{provisioning.AGENT_GID}",
         limits={"memory": resources.memory, "cpus": str(resources.cpus), "pids-limit": str(resources.pids)},
         runtime=None if bottle.agent.runtime == "runc" else bottle.agent.runtime)
     return f"{name} {'started' if started else 'already running'} (proxy {bottle.plan.proxy_url})"
@@ -91,8 +92,10 @@ def provision(c):
         raise BottleError(f"bottle {bottle.slug} has no {ca_role} CA yet", "run `inv ca` first")
     archive = bottle.stage("provision.tar")
     bottle.target.write(archive, provisioning.tarball(provisioning.files(bottle.agent, ca_pem or "")))
-    # -a keeps the owners set in the tar: the agent's files are the agent's.
-    bottle.run(["docker", "cp", "-a", "-", f"{name}:/"], stdin_path=archive)
+    # A tar on stdin keeps the owners set in it (the agent's files are the agent's).
+    # Not `-a`: that chowns everything to the container's user, and engine 20.10
+    # resolves that user on the host.
+    bottle.run(["docker", "cp", "-", f"{name}:/"], stdin_path=archive)
     bottle.run(docker.exec_(name, ["sh", provisioning.SCRIPT], user="0"))
     return f"{name}: trusts the bottle {ca_role} CA; git, Claude settings and prompt in place"
 

@@ -42,7 +42,7 @@ def ca(c):
             continue
         pair = pki.mint_ca(f"bottle {bottle.slug} {name} CA")
         # mitmproxy's confdir format: private key and certificate in one file.
-        bottle.target.write(key_path, pair.key_pem + pair.cert_pem, 0o600)
+        bottle.target.write(key_path, pair.combined_pem)
         certs[name] = pair.cert_pem.decode()
         minted.append(name)
     bottle.state.set("ca", certs)

@@ -121,6 +121,11 @@ def audit_lines(text: str):
 COLUMNS = ("ts", "decision", "method", "host", "path", "rule", "status", "reason")
 
 
+def cell(record: dict, column: str) -> str:
+    value = str(record.get(column, ""))
+    return value[11:19] if column == "ts" else value  # the time of day is enough on screen
+
+
 @task(help={"blocked": "only refusals", "follow": "keep printing new decisions as they happen",
             "json": "raw JSON lines instead of a table"})
 def logs(c, blocked=False, follow=False, json_=False):
@@ -140,10 +145,11 @@ def logs(c, blocked=False, follow=False, json_=False):
         return
     table = Table(title=f"{name}: {len(records)} decision(s)", title_justify="left")
     for column in COLUMNS:
-        table.add_column(column, overflow="fold")
+        table.add_column("time" if column == "ts" else column, overflow="fold",
+                         no_wrap=column not in ("path", "reason"))
     for record in records:
         style = "red" if record["decision"] == "deny" else ("yellow" if record["decision"] == "warn" else "")
-        table.add_row(*(str(record.get(column, "")) for column in COLUMNS), style=style)
+        table.add_row(*(cell(record, column) for column in COLUMNS), style=style)
     console.out.print(table)
 
 
@@ -162,7 +168,7 @@ class AuditStream:
             if self.raw:
                 print(json.dumps(record), flush=True)
             else:
-                console.out.print(" ".join(str(record.get(col, "")) for col in COLUMNS[:7]))
+                console.out.print(" ".join(cell(record, column) for column in COLUMNS))
 
     def flush(self) -> None:
         pass

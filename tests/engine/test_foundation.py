@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import docker, inv, labelled, unique, write_manifest
+from helpers import docker, inv, labelled, unique, write_manifest
 
 pytestmark = pytest.mark.usefixtures("engine")
 

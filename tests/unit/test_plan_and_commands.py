@@ -12,7 +12,7 @@ from bottle_tasks.manifest import load
 from bottle_tasks.plan import check_slug
 from bottle_tasks.steps.net import net
 
-from conftest import write_manifest
+from helpers import write_manifest
 
 
 @pytest.fixture

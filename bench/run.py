@@ -1,0 +1,195 @@
+"""`make bench`: measure bottle side by side with the plain alternative, in one run,
+and report ratios. Not a test: nothing here asserts a speed.
+
+1. Firewall overhead: HTTPS keep-alive requests/s and p50/p99 latency from a client
+   on the bottle's internal network through the firewall, versus the same client
+   straight to the same upstream.
+2. Launch and teardown: warm `inv launch` (images built) to ready, and `inv down`,
+   versus `docker compose up -d --wait` / `docker compose down` of the same
+   containers, networks and images (compose file generated here).
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from bottle_tasks import pki  # noqa: E402
+
+INV = str(Path(sys.executable).with_name("inv"))
+HOST_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "500"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+UPSTREAM = "api.upstream.test"
+
+
+def sh(*argv: str, env=None, check=True) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, check=check, env=env, cwd=REPO)
+
+
+def inv(work: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, XDG_STATE_HOME=str(work / "state"), INVOKE_BOTTLE_MANIFEST=str(work / "bottles.yaml"))
+    proc = sh(INV, *args, env=env, check=False)
+    if proc.returncode:
+        raise SystemExit(f"inv {' '.join(args)} failed:\n{proc.stderr}")
+    return proc
+
+
+def write_manifest(work: Path, slug: str, bundle: Path, cidr: str = "") -> None:
+    (work / "bottles.yaml").write_text(f"""version: 1
+trust: {{extra_ca_bundle: {bundle}}}
+agents:
+  {slug}:
+    prompt: bench
+    network: {{allow: [{UPSTREAM}], allowed_cidrs: [{cidr}]}}
+""".replace("allowed_cidrs: []", "allowed_cidrs: []"))
+
+
+def timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def firewall_overhead(work: Path, slug: str, ca: pki.KeyPair) -> dict:
+    state = json.loads((work / "state" / "bottle" / slug / "state.json").read_text())
+    firewall_ca = state["ca"]["firewall"]
+    image = json.loads(sh("docker", "inspect", f"bottle-{slug}-firewall").stdout)[0]["Config"]["Image"]
+    files = work / "files"
+    files.mkdir()
+    leaf = pki.mint_leaf(ca, [UPSTREAM])
+    (files / "cert.pem").write_bytes(leaf.cert_pem)
+    (files / "key.pem").write_bytes(leaf.key_pem)
+    (files / "key.pem").chmod(0o644)
+    (files / "upstream-ca.pem").write_bytes(ca.cert_pem)
+    (files / "firewall-ca.pem").write_text(firewall_ca)
+    shutil.copy(REPO / "tests" / "engine" / "upstream" / "server.py", files / "server.py")
+    shutil.copy(REPO / "bench" / "client.py", files / "client.py")
+    upstream = sh("docker", "run", "-d", "--init", "--label", "bottle.bench=1", "--network", f"bottle-{slug}-egress",
+                  "--network-alias", UPSTREAM, "-v", f"{files}:/upstream:ro", "--entrypoint", "python3", image,
+                  "/upstream/server.py").stdout.strip()
+    try:
+        time.sleep(1.0)
+        runs = {"direct": (f"bottle-{slug}-egress", "-", "/upstream/upstream-ca.pem"),
+                "firewall": (f"bottle-{slug}-internal", "firewall:3128", "/upstream/firewall-ca.pem")}
+        results = {}
+        for name, (network, proxy, cafile) in runs.items():
+            samples = []
+            for _ in range(3):
+                out = sh("docker", "run", "--rm", "--network", network, "-v", f"{files}:/upstream:ro",
+                         "--entrypoint", "python3", image, "/upstream/client.py", UPSTREAM, "8443",
+                         str(REQUESTS), proxy, cafile).stdout
+                samples.append(json.loads(out.strip().splitlines()[-1]))
+            results[name] = {key: statistics.median(s[key] for s in samples) for key in samples[0]}
+        return results
+    finally:
+        sh("docker", "rm", "-f", upstream, check=False)
+
+
+COMPOSE = """name: {project}
+networks:
+  internal: {{internal: true}}
+  egress: {{}}
+services:
+  firewall:
+    image: {firewall}
+    init: true
+    user: "0:0"
+    read_only: true
+    tmpfs: [/tmp]
+    cap_drop: [ALL]
+    security_opt: [no-new-privileges]
+    volumes: ["{stage}/firewall:/etc/bottle:ro"]
+    networks:
+      egress: {{}}
+      internal: {{aliases: [firewall]}}
+    healthcheck:
+      test: ["CMD", "python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 3128), 1)"]
+      interval: 1s
+      start_period: 0s
+  agent:
+    image: {agent}
+    init: true
+    user: "1000:1000"
+    cap_drop: [ALL]
+    security_opt: [no-new-privileges]
+    mem_limit: 4g
+    pids_limit: 512
+    dns: [127.0.0.1]
+    environment: {{HTTPS_PROXY: "http://firewall:3128", HTTP_PROXY: "http://firewall:3128"}}
+    networks: [internal]
+    depends_on: {{firewall: {{condition: service_healthy}}}}
+"""
+
+
+def launch_vs_compose(work: Path, slug: str) -> dict:
+    state = json.loads((work / "state" / "bottle" / slug / "state.json").read_text())
+    stage = work / "state" / "bottle" / slug / "stage"
+    images = {role: json.loads(sh("docker", "inspect", f"bottle-{slug}-{role}").stdout)[0]["Config"]["Image"]
+              for role in ("firewall", "agent")}
+    compose_dir = work / "compose"
+    compose_dir.mkdir()
+    shutil.copytree(stage / "firewall", compose_dir / "firewall")  # a copy: `down` removes the stage
+    project = f"benchc{secrets.token_hex(3)}"
+    (compose_dir / "compose.yaml").write_text(COMPOSE.format(project=project, stage=compose_dir, **images))
+    compose = ["docker-compose", "-f", str(compose_dir / "compose.yaml")]
+    inv(work, "use", slug, "down")
+    times = {"launch": [], "down": [], "compose up --wait": [], "compose down": []}
+    for _ in range(ROUNDS):
+        times["launch"].append(timed(lambda: inv(work, "use", slug, "launch")))
+        times["down"].append(timed(lambda: inv(work, "use", slug, "down")))
+        times["compose up --wait"].append(timed(lambda: sh(*compose_up(compose))))
+        times["compose down"].append(timed(lambda: sh(*compose, "down", "--timeout", "10")))
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
+def compose_up(compose: list[str]) -> list[str]:
+    # docker-compose 1.29 (Debian's) has no --wait; the v2 plugin does. Use what exists.
+    if sh("docker", "compose", "version", check=False).returncode == 0:
+        return ["docker", "compose", *compose[1:], "up", "-d", "--wait"]
+    return [*compose, "up", "-d"]
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="bottle-bench-"))
+    slug = f"bench{secrets.token_hex(2)}"
+    ca = pki.mint_ca("bottle bench upstream CA")
+    bundle = work / "bundle.pem"
+    bundle.write_bytes(Path(HOST_BUNDLE).read_bytes() + b"\n" + ca.cert_pem)
+    write_manifest(work, slug, bundle)
+    try:
+        inv(work, "use", slug, "net")
+        cidr = json.loads((work / "state" / "bottle" / slug / "state.json").read_text())["cidr"]["net-egress"]
+        write_manifest(work, slug, bundle, cidr)
+        inv(work, "use", slug, "launch")  # builds images if needed: the runs below are warm
+        overhead = firewall_overhead(work, slug, ca)
+        launch = launch_vs_compose(work, slug)
+    finally:
+        subprocess.run([INV, "use", slug, "down"], cwd=REPO, capture_output=True,
+                       env=dict(os.environ, XDG_STATE_HOME=str(work / "state"),
+                                INVOKE_BOTTLE_MANIFEST=str(work / "bottles.yaml")))
+        shutil.rmtree(work, ignore_errors=True)
+    d, f = overhead["direct"], overhead["firewall"]
+    print(f"\nfirewall overhead ({REQUESTS} HTTPS keep-alive requests, median of 3 runs)")
+    print(f"  direct:   {d['rps']:8.0f} req/s   p50 {d['p50_ms']:6.2f} ms   p99 {d['p99_ms']:6.2f} ms")
+    print(f"  firewall: {f['rps']:8.0f} req/s   p50 {f['p50_ms']:6.2f} ms   p99 {f['p99_ms']:6.2f} ms")
+    print(f"  ratio firewall/direct: throughput {f['rps'] / d['rps']:.2f}x, "
+          f"p50 {f['p50_ms'] / d['p50_ms']:.2f}x, p99 {f['p99_ms'] / d['p99_ms']:.2f}x")
+    print(f"\nlaunch and teardown (median of {ROUNDS} rounds, warm images)")
+    for key, value in launch.items():
+        print(f"  {key:<18} {value:6.2f} s")
+    print(f"  ratio launch / compose up: {launch['launch'] / launch['compose up --wait']:.2f}x; "
+          f"down / compose down: {launch['down'] / launch['compose down']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

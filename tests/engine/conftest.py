@@ -1,0 +1,63 @@
+"""Engine fixtures: a test CA the firewall trusts (through trust.extra_ca_bundle, the
+same feature corporate users need), and upstream containers that stand in for real
+API hosts on a bottle's egress network."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from bottle_tasks import pki
+from helpers import HOST_BUNDLE, REPO, docker
+
+HERE = Path(__file__).resolve().parent
+# Kept between runs: the bundle is an input of every image's tag, so a stable test
+# CA lets a second test run reuse the images the first one built.
+CACHE = REPO / ".venv" / "bottle-test"
+
+
+@pytest.fixture(scope="session")
+def test_ca() -> pki.KeyPair:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    key, cert = CACHE / "ca-key.pem", CACHE / "ca-cert.pem"
+    if key.exists() and cert.exists():
+        pair = pki.read(key, cert)
+        if (pair.not_valid_after.timestamp() - time.time()) > 7 * 86400:
+            return pair
+    pair = pki.mint_ca("bottle tests upstream CA", days=90)
+    pair.write(key, cert)
+    return pair
+
+
+@pytest.fixture(scope="session")
+def trust_bundle(test_ca) -> Path:
+    """The host bundle (registries through the intercepting proxy) + the test CA."""
+    bundle = CACHE / "trust-bundle.pem"
+    content = Path(HOST_BUNDLE).read_bytes() + b"\n" + test_ca.cert_pem
+    if not bundle.exists() or bundle.read_bytes() != content:
+        bundle.write_bytes(content)
+    return bundle
+
+
+def start_upstream(test_ca, workdir: Path, network: str, aliases: list[str], image: str) -> str:
+    """An HTTPS echo server with a certificate for `aliases`, on `network`."""
+    certs = workdir / f"upstream-{aliases[0]}"
+    certs.mkdir(exist_ok=True)
+    leaf = pki.mint_leaf(test_ca, aliases)
+    (certs / "cert.pem").write_bytes(leaf.cert_pem)
+    (certs / "key.pem").write_bytes(leaf.key_pem)
+    (certs / "key.pem").chmod(0o644)  # the server reads it as another uid
+    (certs / "server.py").write_text((HERE / "upstream" / "server.py").read_text())
+    argv = ["run", "-d", "--init", "--label", "bottle.test=1", "--network", network,
+            "-v", f"{certs}:/upstream:ro", "--entrypoint", "python3"]
+    for alias in aliases:
+        argv += ["--network-alias", alias]
+    container = docker(*argv, image, "/upstream/server.py").stdout.strip()
+    return container
+
+
+def container_ip(container: str, network: str) -> str:
+    data = json.loads(docker("inspect", container).stdout)[0]
+    return data["NetworkSettings"]["Networks"][network]["IPAddress"]

@@ -1,0 +1,269 @@
+"""A whole bottle on the real engine: launch, the firewall's policy seen from inside the
+agent, every way out tried, live allow/deny, audit log, two bottles side by side, down.
+
+Test traffic goes only to containers these tests start: upstreams with network aliases
+on the bottle's egress network stand in for real API hosts."""
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+
+from bottle_tasks.context import build_plan
+from bottle_tasks.manifest import load
+from conftest import container_ip, start_upstream
+from helpers import docker, inv, labelled, unique, write_manifest
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+UPSTREAM = "api.upstream.test"
+OTHER = "other.upstream.test"          # a second upstream that is NOT allowlisted
+PRIVATE = "private.upstream.test"      # allowlisted, but on a network outside allowed CIDRs
+SECRET_VALUE = "s3cr3t-value-that-must-never-show-9f2c"
+FAKE_AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
+
+
+def agent_body(cidr: str | None) -> str:
+    cidrs = f"[{cidr}]" if cidr else "[]"
+    return f"""    prompt: end-to-end test bottle
+    secrets: [BOTTLE_TEST_SECRET]
+    resources: {{memory: 1g, cpus: 1, pids: 256}}
+    network:
+      allow: [{UPSTREAM}, {PRIVATE}, 169.254.169.254]
+      allowed_cidrs: {cidrs}
+"""
+
+
+class Bottle:
+    """A launched bottle, driven through the real `inv` CLI."""
+
+    def __init__(self, slug: str, manifest: Path):
+        self.slug, self.manifest = slug, manifest
+        self.env = {"BOTTLE_TEST_SECRET": SECRET_VALUE}
+
+    def inv(self, *args: str, check: bool = True):
+        return inv("use", self.slug, *args, manifest=self.manifest, check=check, env=self.env)
+
+    def sh(self, command: str, check: bool = False):
+        """Run a shell command in the agent as the agent user, through `docker exec`."""
+        return docker("exec", f"bottle-{self.slug}-agent", "sh", "-c", command, check=check)
+
+    def curl(self, url: str, *args: str) -> tuple[str, str]:
+        """(http_connect + http_code, body) of a curl through the bottle's proxy settings."""
+        cmd = "curl -sS --max-time 20 -w '\\n%{http_connect} %{http_code}' " + " ".join(
+            shlex.quote(a) for a in [*args, url])
+        out = self.sh(cmd)
+        body, _, codes = out.stdout.rpartition("\n")
+        return codes.strip(), body + out.stderr
+
+
+def launch_bottle(tmp_path: Path, state_home, test_ca, trust_bundle, with_upstreams: bool = True):
+    slug = unique("e2e")
+    manifest = write_manifest(tmp_path, {slug: agent_body(None)}, bundle=str(trust_bundle))
+    bottle = Bottle(slug, manifest)
+    bottle.inv("net")
+    state = json.loads((state_home / "bottle" / slug / "state.json").read_text())
+    egress_cidr = state["cidr"]["net-egress"]
+    manifest.write_text(manifest.read_text().replace("allowed_cidrs: []", f"allowed_cidrs: [{egress_cidr}]"))
+    loaded = load(str(manifest))
+    firewall_tag = build_plan(slug, loaded, loaded.agents[slug]).images["firewall"].tag
+    bottle.inv("build")
+    bottle.upstreams = []
+    if with_upstreams:
+        egress_net = f"bottle-{slug}-egress"
+        bottle.upstreams.append(start_upstream(test_ca, tmp_path, egress_net, [UPSTREAM, OTHER], firewall_tag))
+        # A private network the manifest does not allow: the SSRF guard must refuse it.
+        bottle.private_net = f"bottle-test-private-{slug}"
+        docker("network", "create", "--label", "bottle.test=1", bottle.private_net)
+        bottle.upstreams.append(start_upstream(test_ca, tmp_path, bottle.private_net, [PRIVATE], firewall_tag))
+    bottle.launch_output = bottle.inv("launch")
+    if with_upstreams:
+        docker("network", "connect", bottle.private_net, f"bottle-{slug}-firewall")
+    return bottle
+
+
+def teardown(bottle: Bottle) -> None:
+    bottle.inv("down", check=False)
+    for container in getattr(bottle, "upstreams", []):
+        docker("rm", "-f", container, check=False)
+    if getattr(bottle, "private_net", None):
+        docker("network", "rm", bottle.private_net, check=False)
+    for name in labelled(bottle.slug):
+        docker("rm", "-f", name, check=False)
+        docker("network", "rm", name, check=False)
+
+
+@pytest.fixture(scope="module")
+def bottle(tmp_path_factory, test_ca, trust_bundle):
+    tmp = tmp_path_factory.mktemp("e2e")
+    state_home = tmp / "state"
+    state_home.mkdir()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_STATE_HOME", str(state_home))
+    launched = None
+    try:
+        launched = launch_bottle(tmp, state_home, test_ca, trust_bundle)
+        launched.state_home = state_home
+        yield launched
+    finally:
+        if launched:
+            teardown(launched)
+        mp.undo()
+
+
+# -- launch ---------------------------------------------------------------------
+def test_launch_ends_with_one_ready_line(bottle):
+    out = bottle.launch_output
+    assert "ready" in out.stdout and "inv use" in out.stdout and "down" in out.stdout
+    for step in ("build", "net", "ca", "proxy", "egress", "agent", "provision"):
+        assert f"✓ {step}" in out.stderr, out.stderr
+
+
+def test_agent_is_locked_down(bottle):
+    info = json.loads(docker("inspect", f"bottle-{bottle.slug}-agent").stdout)[0]
+    host = info["HostConfig"]
+    assert host["CapDrop"] == ["ALL"] or host["CapDrop"] == ["all"]
+    assert "no-new-privileges" in host["SecurityOpt"]
+    assert host["Memory"] == 1024 ** 3 and host["PidsLimit"] == 256 and host["NanoCpus"] == 10 ** 9
+    assert host["Init"] is True
+    assert list(info["NetworkSettings"]["Networks"]) == [f"bottle-{bottle.slug}-internal"]
+    assert info["Config"]["User"] in ("agent", "1000")
+    env = dict(item.split("=", 1) for item in info["Config"]["Env"])
+    assert env["HTTPS_PROXY"] == "http://firewall:3128"
+    assert env["NODE_EXTRA_CA_CERTS"] and env["SSL_CERT_FILE"] and env["REQUESTS_CA_BUNDLE"]
+
+
+def test_no_secret_in_inspect_logs_or_argv(bottle):
+    for role in ("agent", "firewall"):
+        inspected = docker("inspect", f"bottle-{bottle.slug}-{role}").stdout
+        assert SECRET_VALUE not in inspected
+        logs = docker("logs", f"bottle-{bottle.slug}-{role}")
+        assert SECRET_VALUE not in logs.stdout + logs.stderr
+    assert SECRET_VALUE not in bottle.sh("env").stdout  # at most a placeholder inside
+    assert "BOTTLE_TEST_SECRET=bottle-placeholder" in bottle.sh("env").stdout
+
+
+def test_provisioned(bottle):
+    assert "end-to-end test bottle" in bottle.sh("cat ~/.claude/CLAUDE.md").stdout
+    settings = json.loads(bottle.sh("cat ~/.claude.json").stdout)
+    assert settings["hasCompletedOnboarding"] is True
+    assert bottle.sh("git config user.email").stdout.strip() == "agent@bottle.invalid"
+    assert bottle.sh("stat -c %U ~/.claude").stdout.strip() == "agent"
+    # Provisioning again is harmless.
+    bottle.inv("provision")
+
+
+def test_claude_code_runs_inside(bottle):
+    out = bottle.inv("exec", "claude --version")
+    assert "Claude Code" in out.stdout
+
+
+# -- the firewall, from inside the agent ------------------------------------------
+def test_allowlisted_https_host_works_through_the_chain(bottle):
+    codes, body = bottle.curl(f"https://{UPSTREAM}:8443/hello")
+    assert codes.endswith("200"), body
+    answer = json.loads(body.splitlines()[0])
+    assert answer["upstream"] == "reached" and answer["path"] == "/hello"
+
+
+def test_host_not_on_the_list_is_refused_with_a_reason(bottle):
+    codes, body = bottle.curl(f"https://{OTHER}:8443/")
+    assert codes.startswith("403"), (codes, body)
+    codes, body = bottle.curl(f"http://{OTHER}:8443/")
+    assert codes.endswith("403") and OTHER in body and "inv allow" in body
+
+
+def test_second_host_inside_an_allowed_tunnel_is_refused(bottle):
+    codes, body = bottle.curl(f"https://{UPSTREAM}:8443/", "-H", f"Host: {OTHER}")
+    assert codes.endswith("403"), (codes, body)
+    assert '"upstream": "reached"' not in body
+
+
+def test_metadata_and_private_addresses_are_refused(bottle):
+    codes, body = bottle.curl("http://169.254.169.254/latest/meta-data/")
+    assert codes.endswith("403"), (codes, body)
+    codes, body = bottle.curl(f"https://{PRIVATE}:8443/")
+    assert "200" not in codes and '"upstream": "reached"' not in body, (codes, body)
+
+
+@pytest.mark.parametrize("where", ["query", "header", "json body"])
+def test_fake_aws_key_is_refused(bottle, where):
+    url = f"https://{UPSTREAM}:8443/upload"
+    args = {"query": [], "header": ["-H", f"X-Debug: {FAKE_AWS_KEY}"],
+            "json body": ["-H", "Content-Type: application/json", "--data", json.dumps({"key": FAKE_AWS_KEY})]}[where]
+    if where == "query":
+        url += f"?token={FAKE_AWS_KEY}"
+    codes, body = bottle.curl(url, *args)
+    assert codes.endswith("403"), (codes, body)
+    assert FAKE_AWS_KEY not in body  # the refusal names the rule, never the secret
+
+
+def test_audit_log_records_decisions_without_secrets(bottle):
+    bottle.curl(f"https://{UPSTREAM}:8443/audit-me")
+    bottle.curl(f"https://{UPSTREAM}:8443/x?k={FAKE_AWS_KEY}")
+    raw = bottle.inv("logs", "--json").stdout
+    records = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    assert any(r["decision"] == "allow" and r["host"] == UPSTREAM for r in records)
+    assert any(r["decision"] == "deny" and r["rule"].startswith("dlp") for r in records)
+    assert FAKE_AWS_KEY not in raw
+    blocked = bottle.inv("logs", "--blocked", "--json").stdout
+    assert all(json.loads(l)["decision"] == "deny" for l in blocked.splitlines() if l.strip())
+    table = bottle.inv("logs").stdout
+    assert "decision" in table and UPSTREAM in table
+
+
+def test_allow_and_deny_change_the_running_firewall(bottle):
+    started = docker("inspect", "-f", "{{.State.StartedAt}}", f"bottle-{bottle.slug}-firewall").stdout
+    assert bottle.curl(f"https://{OTHER}:8443/")[0].startswith("403")
+    bottle.inv("allow", OTHER)
+    codes, body = bottle.curl(f"https://{OTHER}:8443/now")
+    assert codes.endswith("200"), (codes, body)
+    bottle.inv("deny", OTHER)
+    assert bottle.curl(f"https://{OTHER}:8443/")[0].startswith("403")
+    proc = bottle.inv("allow", "not a host!", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and "host" in proc.stderr
+    assert docker("inspect", "-f", "{{.State.StartedAt}}", f"bottle-{bottle.slug}-firewall").stdout == started
+
+
+# -- every other way out ----------------------------------------------------------
+def test_escapes_fail(bottle):
+    upstream_ip = container_ip(bottle.upstreams[0], f"bottle-{bottle.slug}-egress")
+    # direct TCP to an address outside the internal network (our own upstream's)
+    out = bottle.sh(f"curl -sS --noproxy '*' --max-time 5 -k https://{upstream_ip}:8443/")
+    assert out.returncode != 0 and "reached" not in out.stdout
+    # proxy variables unset: names outside the bottle do not even resolve
+    out = bottle.sh(f"env -u HTTPS_PROXY -u https_proxy curl -sS --max-time 5 -k https://{UPSTREAM}:8443/")
+    assert out.returncode != 0 and "reached" not in out.stdout
+    # DNS of outside names fails; sidecar names resolve
+    assert bottle.sh(f"getent hosts {UPSTREAM}").returncode != 0
+    assert bottle.sh("getent hosts pypi.org").returncode != 0
+    assert bottle.sh("getent hosts firewall").returncode == 0
+
+
+def test_two_bottles_run_side_by_side_and_cannot_reach_each_other(bottle, tmp_path, test_ca, trust_bundle):
+    other = launch_bottle(tmp_path, bottle.state_home, test_ca, trust_bundle, with_upstreams=False)
+    try:
+        assert bottle.sh("true").returncode == 0 and other.sh("true").returncode == 0
+        for role in ("firewall", "agent"):
+            ip = container_ip(f"bottle-{other.slug}-{role}", f"bottle-{other.slug}-internal")
+            out = bottle.sh(f"curl -sS --noproxy '*' --max-time 5 http://{ip}:3128/")
+            assert out.returncode != 0, f"bottle {bottle.slug} reached {other.slug}'s {role}"
+        # and its own firewall still works
+        assert bottle.curl(f"https://{UPSTREAM}:8443/")[0].endswith("200")
+    finally:
+        teardown(other)
+    assert labelled(other.slug) == []
+
+
+def test_killed_firewall_leaves_no_way_out(bottle):
+    # Last in this module: it breaks the bottle on purpose.
+    docker("kill", f"bottle-{bottle.slug}-firewall")
+    codes, body = bottle.curl(f"https://{UPSTREAM}:8443/")
+    assert not codes.endswith("200") and "reached" not in body
+
+
+def test_down_leaves_nothing(bottle):
+    bottle.inv("down")
+    assert labelled(bottle.slug) == []

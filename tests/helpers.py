@@ -1,0 +1,56 @@
+"""Helpers shared by the tests: run the real `inv` CLI and docker, write manifests."""
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+INV = str(Path(sys.executable).with_name("inv"))
+HOST_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}{secrets.token_hex(3)}"
+
+
+def write_manifest(folder: Path, agents: dict, extra: str = "", bundle: str = HOST_BUNDLE) -> Path:
+    """A manifest for tests; agents maps name -> YAML body (already indented 4)."""
+    lines = ["version: 1", "trust:", f"  extra_ca_bundle: {bundle}", "agents:"]
+    for name, body in agents.items():
+        lines.append(f"  {name}:")
+        lines.append(body.rstrip() or "    prompt: test")
+    path = folder / "bottles.yaml"
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return path
+
+
+def inv(*args: str, manifest: Path | None = None, check: bool = True, timeout: int = 900,
+        env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real `inv` CLI from the repo, as a user would."""
+    full_env = dict(os.environ)
+    if manifest:
+        full_env["INVOKE_BOTTLE_MANIFEST"] = str(manifest)
+    full_env.update(env or {})
+    proc = subprocess.run([INV, *args], cwd=REPO, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"inv {' '.join(args)} exited {proc.returncode}\n"
+                             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=300)
+
+
+def labelled(slug: str) -> list[str]:
+    """Names of every container and network labelled with this bottle's slug."""
+    names = []
+    for kind in (["ps", "-a"], ["network", "ls"]):
+        out = docker(*kind, "--filter", f"label=bottle.slug={slug}", "--format", "{{.Names}}"
+                     if kind[0] == "ps" else "{{.Name}}").stdout
+        names += [line for line in out.splitlines() if line]
+    return names
