@@ -18,6 +18,7 @@ engine:                    ## a running Docker engine and the local base images
 	@bash scripts/engine.sh
 
 test: setup engine         ## every test: unit, and engine tests on the real Docker Engine
+	@bash scripts/need.sh sshd openssh-server     # the Fabric tests' loopback sshd
 	$(PY) -m pytest -q -ra
 
 unit: setup                ## unit tests only (no Docker)
@@ -27,7 +28,7 @@ demo: setup engine         ## launch the demo bottle and show what it allows and
 	@bash scripts/demo.sh
 
 bench: setup engine        ## benchmarks, side by side, reported as ratios
-	@command -v docker-compose >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
+	@bash scripts/need.sh docker-compose docker-compose
 	$(PY) bench/run.py
 
 clean:                     ## remove every bottle (containers, networks, state)

@@ -51,6 +51,10 @@ def network_connect(network: str, container: str, aliases: Iterable[str] = ()) -
     return argv + [network, container]
 
 
+def network_disconnect(network: str, container: str) -> list[str]:
+    return ["docker", "network", "disconnect", "--force", network, container]
+
+
 def network_ls(label_filter: str) -> list[str]:
     return ["docker", "network", "ls", "--filter", f"label={label_filter}", "--format", "{{json .}}"]
 

@@ -22,13 +22,25 @@ def undo(bottle, action: UndoAction) -> None:
         result = bottle.run(docker.container_rm(action.name), check=False)
         _gone_or_fail(result, action)
     elif action.kind == "network":
-        result = bottle.run(docker.network_rm(action.name), check=False)
-        _gone_or_fail(result, action)
+        remove_network(bottle.target, action.name)
     elif action.kind == "stage":
         bottle.target.remove_tree(action.name)
     else:
         raise BottleError(f"unknown undo action {action.kind!r} in {bottle.state.path}")
     bottle.state.forget(action)
+
+
+def remove_network(target, name: str) -> None:
+    """Remove a bottle network; containers that are not the bottle's (a debugging
+    shell, a test upstream) are detached first rather than blocking `down`."""
+    result = target.run(docker.network_rm(name), check=False)
+    if "active endpoints" in result.stderr:
+        attached = target.run(docker.network_inspect(name, "{{range .Containers}}{{.Name}} {{end}}"),
+                              check=False).stdout.split()
+        for container in attached:
+            target.run(docker.network_disconnect(name, container), check=False)
+        result = target.run(docker.network_rm(name), check=False)
+    _gone_or_fail(result, UndoAction("network", name, "down"))
 
 
 def _gone_or_fail(result, action: UndoAction) -> None:

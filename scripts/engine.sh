@@ -19,15 +19,8 @@ LOG=${DOCKERD_LOG:-/var/log/bottle-dockerd.log}
 say() { printf 'engine: %s\n' "$*" >&2; }
 die() { printf 'engine: error: %s\n' "$*" >&2; exit 1; }
 
-apt_install() {
-    [ "$(id -u)" = 0 ] || die "installing $* needs root (apt-get); run as root or install it yourself"
-    if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit 2>/dev/null)" ]; then
-        apt-get update -qq
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null \
-        || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; } \
-        || die "apt-get install $* failed"
-}
+# shellcheck source=need.sh
+. "$(dirname "$0")/need.sh"
 
 engine_answers() { timeout 10 docker info >/dev/null 2>&1; }
 

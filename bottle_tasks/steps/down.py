@@ -6,7 +6,7 @@ from ..context import current, selection, _target
 from ..resources import labelled
 from ..state import State, known_slugs
 from ..stepping import step
-from ..undo import undo
+from ..undo import remove_network, undo
 
 
 def sweep(target, slug: str | None) -> list[str]:
@@ -15,8 +15,10 @@ def sweep(target, slug: str | None) -> list[str]:
     found = labelled(target, slug)
     # Containers first: a network in use cannot be removed.
     for item in sorted(found, key=lambda f: f.kind != "container"):
-        argv = docker.container_rm(item.name) if item.kind == "container" else docker.network_rm(item.name)
-        target.run(argv)
+        if item.kind == "container":
+            target.run(docker.container_rm(item.name))
+        else:
+            remove_network(target, item.name)
         removed.append(item.name)
     return removed
 

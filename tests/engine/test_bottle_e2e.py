@@ -129,7 +129,7 @@ def test_agent_is_locked_down(bottle):
     assert host["Memory"] == 1024 ** 3 and host["PidsLimit"] == 256 and host["NanoCpus"] == 10 ** 9
     assert host["Init"] is True
     assert list(info["NetworkSettings"]["Networks"]) == [f"bottle-{bottle.slug}-internal"]
-    assert info["Config"]["User"] in ("agent", "1000")
+    assert info["Config"]["User"] == "1000:1000"
     env = dict(item.split("=", 1) for item in info["Config"]["Env"])
     assert env["HTTPS_PROXY"] == "http://firewall:3128"
     assert env["NODE_EXTRA_CA_CERTS"] and env["SSL_CERT_FILE"] and env["REQUESTS_CA_BUNDLE"]
@@ -265,5 +265,8 @@ def test_killed_firewall_leaves_no_way_out(bottle):
 
 
 def test_down_leaves_nothing(bottle):
+    # The test upstreams are still attached to the bottle's egress network: `down`
+    # detaches what is not the bottle's, then removes the network.
     bottle.inv("down")
     assert labelled(bottle.slug) == []
+    assert docker("inspect", bottle.upstreams[0]).returncode == 0  # not ours: left running

@@ -1,0 +1,98 @@
+"""Audit log: one JSON object per line on stdout, flushed, nothing else on stdout.
+
+Two kinds of line (the controller's ``logs`` step reads them from ``docker logs``):
+
+* a decision, one per request / CONNECT / raw tunnel / WebSocket message refused::
+
+    {"ts": "...Z", "client": "172.30.5.3", "method": "GET", "host": "pypi.org", "port": 443,
+     "path": "/simple/rich/", "decision": "allow", "rule": "allowlist", "reason": "matches *.pypi.org",
+     "bytes_out": 0, "bytes_in": 1234, "status": 200}
+
+  ``decision`` is allow | deny | warn; ``path`` never carries the query string; secrets
+  that show in host or path are redacted before the line is written.
+
+* a lifecycle event (has ``event`` and no ``decision``)::
+
+    {"ts": "...Z", "event": "ready", ...}
+    {"ts": "...Z", "event": "policy-reload", "ok": false, "reason": "..."}
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import IO
+
+DECISION_KEYS = (
+    "ts",
+    "client",
+    "method",
+    "host",
+    "port",
+    "path",
+    "decision",
+    "rule",
+    "reason",
+    "bytes_out",
+    "bytes_in",
+    "status",
+)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class AuditLog:
+    def __init__(self, out: IO[str] | None = None, clock: Callable[[], str] = now_iso):
+        self._out = out
+        self._clock = clock
+
+    @property
+    def out(self) -> IO[str]:
+        return self._out if self._out is not None else sys.stdout
+
+    def _write(self, record: dict) -> None:
+        line = json.dumps(record, separators=(",", ":"), ensure_ascii=True, default=str)
+        out = self.out
+        out.write(line + "\n")
+        out.flush()
+
+    def decision(
+        self,
+        *,
+        client: str | None,
+        method: str,
+        host: str,
+        port: int | None,
+        path: str,
+        decision: str,
+        rule: str,
+        reason: str,
+        bytes_out: int = 0,
+        bytes_in: int = 0,
+        status: int | None = None,
+    ) -> dict:
+        record = {
+            "ts": self._clock(),
+            "client": client,
+            "method": method,
+            "host": host,
+            "port": port,
+            "path": path.split("?", 1)[0],
+            "decision": decision,
+            "rule": rule,
+            "reason": reason,
+            "bytes_out": int(bytes_out or 0),
+            "bytes_in": int(bytes_in or 0),
+            "status": status,
+        }
+        self._write(record)
+        return record
+
+    def event(self, event: str, **fields) -> dict:
+        record = {"ts": self._clock(), "event": event, **fields}
+        self._write(record)
+        return record

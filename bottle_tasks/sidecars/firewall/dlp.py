@@ -1,0 +1,326 @@
+"""DLP: recognise secrets in outgoing requests, and redact them from anything we print.
+
+Rules are regular expressions anchored on the well-known shapes of credentials
+(provider prefixes, fixed lengths, checksummed markers), so ordinary traffic is
+not flagged. A finding names the rule and where it was seen (``query``,
+``header x-foo``, ``body``), never the matched text.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+REDACTED = "[REDACTED]"
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    regex: re.Pattern
+    what: str  # human description: "an AWS access key id"
+
+
+def _rule(name: str, pattern: str, what: str, flags: int = 0) -> Rule:
+    return Rule(name, re.compile(pattern, flags), what)
+
+
+# Boundaries: a token must not be glued to more token characters on either side,
+# so that e.g. a longer random identifier that merely contains "AKIA" is not flagged.
+BUILTIN_RULES: tuple[Rule, ...] = (
+    _rule(
+        "anthropic-api-key",
+        r"(?<![A-Za-z0-9_-])sk-ant-[a-z]{2,8}[0-9]{2}-[A-Za-z0-9_-]{32,}",
+        "an Anthropic API key or OAuth token",
+    ),
+    _rule(
+        "openai-api-key",
+        r"(?<![A-Za-z0-9_-])sk-(?:(?:proj|svcacct|admin)-[A-Za-z0-9_-]{32,}"
+        r"|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}(?![A-Za-z0-9])"
+        r"|[A-Za-z0-9]{48}(?![A-Za-z0-9]))",
+        "an OpenAI API key",
+    ),
+    _rule(
+        "aws-access-key-id",
+        r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Za-z0-9])",
+        "an AWS access key id",
+    ),
+    _rule(
+        "aws-secret-access-key",
+        r"secret[_-]?access[_-]?key(?:\\?[\"'])?\s*[:=]\s*(?:\\?[\"'])?[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])",
+        "an AWS secret access key assignment",
+        re.IGNORECASE,
+    ),
+    _rule(
+        "github-token",
+        r"(?<![A-Za-z0-9_])(?:(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{60,251})"
+        r"(?![A-Za-z0-9])",
+        "a GitHub token",
+    ),
+    _rule(
+        "gitlab-token",
+        r"(?<![A-Za-z0-9_-])gl(?:pat|dt|rt|ptt|oas)-[A-Za-z0-9_.-]{20,}",
+        "a GitLab token",
+    ),
+    _rule(
+        "slack-token",
+        r"(?<![A-Za-z0-9])xox[baprs]-[A-Za-z0-9-]{10,}",
+        "a Slack token",
+    ),
+    _rule(
+        "slack-webhook",
+        r"hooks\.slack\.com/services/T[A-Z0-9]{6,}/B[A-Z0-9]{6,}/[A-Za-z0-9]{20,}",
+        "a Slack webhook URL",
+    ),
+    _rule(
+        "google-api-key",
+        r"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])",
+        "a Google API key",
+    ),
+    _rule(
+        "stripe-secret-key",
+        r"(?<![A-Za-z0-9])(?:sk|rk)_live_[A-Za-z0-9]{24,}",
+        "a Stripe live secret key",
+    ),
+    _rule(
+        "npm-token",
+        r"(?<![A-Za-z0-9_])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9])",
+        "an npm access token",
+    ),
+    _rule(
+        "pypi-token",
+        r"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}",
+        "a PyPI API token",
+    ),
+    _rule(
+        "private-key",
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----",
+        "a PEM private key",
+    ),
+)
+
+BUILTIN_NAMES = frozenset(r.name for r in BUILTIN_RULES)
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    where: str  # "host", "path", "query", "header <name>", "body"
+    what: str
+
+    def describe(self) -> str:
+        return f"{self.what} in the request {self.where}"
+
+
+class BodyError(Exception):
+    """The body could not be scanned (too large once decoded, or an unknown encoding)."""
+
+    def __init__(self, rule: str, message: str):
+        super().__init__(message)
+        self.rule = rule
+
+
+class Scanner:
+    def __init__(self, rules: Iterable[Rule]):
+        self.rules: tuple[Rule, ...] = tuple(rules)
+
+    def scan_text(self, text: str) -> list[Rule]:
+        """Rules that match ``text`` (and its URL-decoded form), in rule order."""
+        hits = [r for r in self.rules if r.regex.search(text)]
+        if "%" in text or "+" in text:
+            decoded = unquote_plus(text, encoding="latin-1")
+            if decoded != text:
+                hits += [r for r in self.rules if r not in hits and r.regex.search(decoded)]
+        return hits
+
+    def redact(self, text: str) -> str:
+        """``text`` with every match replaced by ``[REDACTED:<rule>]``; if a secret only shows
+        once URL-decoded, the whole text is replaced, since it cannot be cut out in place."""
+        out = text
+        for r in self.rules:
+            out = r.regex.sub(f"[REDACTED:{r.name}]", out)
+        if ("%" in out or "+" in out) and any(
+            r.regex.search(unquote_plus(out, encoding="latin-1")) for r in self.rules
+        ):
+            return REDACTED
+        return out
+
+    # -- request parts -------------------------------------------------------------
+
+    def _findings(self, text: str, where: str, seen: set[str]) -> Iterator[Finding]:
+        for r in self.scan_text(text):
+            if r.name not in seen:
+                seen.add(r.name)
+                yield Finding(r.name, where, r.what)
+
+    def scan_url(self, host: str, path: str, seen: set[str] | None = None) -> list[Finding]:
+        seen = set() if seen is None else seen
+        path_part, _, query = path.partition("?")
+        out = list(self._findings(host, "host", seen))
+        out += self._findings(path_part, "path", seen)
+        if query:
+            out += self._findings(query, "query", seen)
+        return out
+
+    def scan_headers(
+        self,
+        headers: Iterable[tuple[str, str]],
+        exempt: frozenset[str] = frozenset(),
+        seen: set[str] | None = None,
+    ) -> list[Finding]:
+        seen = set() if seen is None else seen
+        out: list[Finding] = []
+        for name, value in headers:
+            lname = name.lower()
+            if lname in exempt:
+                continue
+            where = f"header {lname}"
+            out += self._findings(f"{lname}: {value}", where, seen)
+            basic = _basic_credentials(value) if lname in ("authorization", "proxy-authorization") else None
+            if basic is not None:
+                out += self._findings(basic, where, seen)
+        return out
+
+    def scan_body(self, body: bytes, content_type: str = "", seen: set[str] | None = None) -> list[Finding]:
+        seen = set() if seen is None else seen
+        if not body:
+            return []
+        text = body.decode("latin-1")
+        out = list(self._findings(text, "body", seen))
+        strings = _json_strings(body, content_type)
+        if strings is not None:
+            out += self._findings(strings, "body", seen)
+        return out
+
+
+def _basic_credentials(value: str) -> str | None:
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "basic" or not token:
+        return None
+    try:
+        return base64.b64decode(token.strip(), validate=True).decode("latin-1")
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _json_strings(body: bytes, content_type: str) -> str | None:
+    """All strings (keys and values) of a JSON body, newline-joined: JSON escapes such as
+    ``\\/`` or ``\\n`` (as in a PEM key) would otherwise hide a secret from the raw scan."""
+    head = body.lstrip()[:1]
+    if "json" not in content_type.lower() and head not in (b"{", b"["):
+        return None
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    parts: list[str] = []
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            parts.append(node)
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                if isinstance(v, str):  # keep "key": "value" together for the assignment rules
+                    parts.append(f'"{k}": "{v}"')
+                else:
+                    parts.append(k)
+                    stack.append(v)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return "\n".join(parts)
+
+
+def decode_body(raw: bytes, content_encoding: str, limit: int) -> bytes:
+    """Undo Content-Encoding with a hard cap on the decoded size (no decompression bombs).
+
+    Raises BodyError("body-too-large") past ``limit`` bytes, BodyError("undecodable-body")
+    for an encoding we cannot open (the body could then hide anything)."""
+    encodings = [e.strip().lower() for e in content_encoding.split(",") if e.strip()]
+    data = raw
+    for enc in reversed(encodings):  # the last applied encoding is listed last
+        if enc in ("identity", ""):
+            continue
+        if enc in ("gzip", "x-gzip", "deflate"):
+            data = _zlib_decode(data, enc, limit)
+        elif enc == "br":
+            data = _brotli_decode(data, limit)
+        elif enc == "zstd":
+            data = _zstd_decode(data, limit)
+        else:
+            raise BodyError("undecodable-body", f"request body has an unsupported Content-Encoding {enc!r}")
+    if len(data) > limit:
+        raise BodyError("body-too-large", f"decoded request body is larger than {limit} bytes")
+    return data
+
+
+def _zlib_decode(data: bytes, enc: str, limit: int) -> bytes:
+    # wbits 47: gzip or zlib header; "deflate" is meant to be zlib but is often raw deflate.
+    candidates = (47,) if enc != "deflate" else (15, -15)
+    for wbits in candidates:
+        try:
+            return _zlib_members(data, wbits, limit)
+        except zlib.error:
+            continue
+    raise BodyError("undecodable-body", f"request body is not valid {enc}")
+
+
+def _zlib_members(data: bytes, wbits: int, limit: int) -> bytes:
+    out = bytearray()
+    rest = data
+    while rest:  # concatenated gzip members must all be read: a later one could hide a secret
+        d = zlib.decompressobj(wbits)
+        out += d.decompress(rest, limit + 1 - len(out))
+        if len(out) > limit or d.unconsumed_tail:
+            raise BodyError("body-too-large", f"decoded request body is larger than {limit} bytes")
+        if not d.eof:
+            raise zlib.error("truncated stream")
+        rest = d.unused_data
+        if wbits < 0 or wbits == 15:
+            if rest:
+                raise zlib.error("trailing data")
+            break
+    return bytes(out)
+
+
+def _brotli_decode(data: bytes, limit: int) -> bytes:
+    try:
+        import brotli  # shipped with mitmproxy
+    except ImportError:  # pragma: no cover
+        raise BodyError("undecodable-body", "brotli is not available") from None
+    d = brotli.Decompressor()
+    try:
+        out = d.process(data, output_buffer_limit=limit + 1)
+    except TypeError:  # older brotli without output limits: bound the input instead
+        if len(data) * 64 > limit:
+            raise BodyError("body-too-large", "brotli request body too large to decode safely") from None
+        out = d.process(data)
+    except brotli.error:
+        raise BodyError("undecodable-body", "request body is not valid brotli") from None
+    if len(out) > limit:
+        raise BodyError("body-too-large", f"decoded request body is larger than {limit} bytes")
+    return out
+
+
+def _zstd_decode(data: bytes, limit: int) -> bytes:
+    try:
+        from compression import zstd  # Python >= 3.14
+    except ImportError:
+        try:
+            from backports import zstd  # shipped with mitmproxy on older Pythons
+        except ImportError:  # pragma: no cover
+            raise BodyError("undecodable-body", "zstd is not available") from None
+    try:
+        d = zstd.ZstdDecompressor()
+        out = d.decompress(data, max_length=limit + 1)
+    except zstd.ZstdError:
+        raise BodyError("undecodable-body", "request body is not valid zstd") from None
+    if len(out) > limit:
+        raise BodyError("body-too-large", f"decoded request body is larger than {limit} bytes")
+    return out

@@ -1,0 +1,204 @@
+"""Host names: normalisation, allowlist patterns and matching.
+
+A pattern is either an exact host (``registry.npmjs.org``, or an IP literal) or a
+wildcard ``*.example.com``, which matches every name *below* example.com at any
+depth (``a.example.com``, ``a.b.example.com``) but not ``example.com`` itself.
+
+Matching is done on the normalised request host (``request.host``, never the
+client-controlled ``pretty_host``): lower case, no trailing dot, IDNA (punycode)
+for non-ASCII names, canonical text for IP literals.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+
+
+class HostError(ValueError):
+    """A host name or host pattern that cannot be used."""
+
+
+def ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address if ``host`` is an IP literal (``[v6]`` brackets allowed), else None."""
+    text = host.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    if "%" in text:  # zone ids (fe80::1%eth0) are never valid upstream hosts
+        text = text.split("%", 1)[0]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def normalize_host(host: str) -> str:
+    """Canonical form of a request host; raises HostError if it is not a usable name.
+
+    Case and a trailing dot are folded; non-ASCII names become punycode; IP literals
+    become their canonical text (``[2001:DB8:0::1]`` -> ``2001:db8::1``).
+    """
+    if not isinstance(host, str):
+        raise HostError(f"host must be a string, got {type(host).__name__}")
+    text = host.strip()
+    ip = ip_literal(text)
+    if ip is not None:
+        return str(ip)
+    text = text.lower()
+    if text.endswith("."):
+        text = text[:-1]
+    if not text:
+        raise HostError("empty host name")
+    if not text.isascii():
+        try:
+            text = text.encode("idna").decode("ascii")
+        except UnicodeError as e:
+            raise HostError(f"{host!r} is not a valid international host name ({e})") from None
+    if len(text) > 253:
+        raise HostError(f"{host!r} is longer than 253 characters")
+    labels = text.split(".")
+    for label in labels:
+        if not _LABEL.match(label):
+            raise HostError(f"{host!r} is not a valid host name")
+    return text
+
+
+@dataclass(frozen=True)
+class HostPattern:
+    """One allowlist entry: an exact host or a ``*.suffix`` wildcard."""
+
+    text: str  # the normalised pattern as written (``*.pypi.org``)
+    suffix: str | None = None  # set for wildcards: ``pypi.org``
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.suffix is not None
+
+    def matches(self, host: str) -> bool:
+        """Match an already normalised host."""
+        if self.suffix is None:
+            return host == self.text
+        return host.endswith("." + self.suffix)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_pattern(raw: object) -> HostPattern:
+    """Validate one allowlist entry; raises HostError with a hint on what to write instead."""
+    if not isinstance(raw, str):
+        raise HostError(f"expected a host name string, got {type(raw).__name__}")
+    text = raw.strip()
+    if not text:
+        raise HostError("empty host name")
+    if "://" in text or "/" in text:
+        guess = text.split("://", 1)[-1].split("/", 1)[0]
+        raise HostError(f"{raw!r} is a URL, not a host name; write {guess!r}")
+    if text == "*" or text == "*.":
+        raise HostError("'*' would allow every host; list the hosts instead")
+    if text.startswith("*."):
+        suffix = text[2:]
+        if "*" in suffix:
+            raise HostError(f"{raw!r}: only one leading '*.' wildcard is supported")
+        if ip_literal(suffix) is not None:
+            raise HostError(f"{raw!r}: a wildcard cannot cover an IP address")
+        suffix = normalize_host(suffix)
+        if "." not in suffix:
+            raise HostError(f"{raw!r} would allow a whole top-level domain; be more specific")
+        return HostPattern(text="*." + suffix, suffix=suffix)
+    if "*" in text:
+        raise HostError(f"{raw!r}: wildcards are only supported as a leading '*.' (e.g. '*.example.com')")
+    ip = ip_literal(text)
+    if ip is None and ":" in text:
+        raise HostError(f"{raw!r} has a port; list the host name only (all ports of an allowed host are allowed)")
+    return HostPattern(text=normalize_host(text))
+
+
+class HostSet:
+    """An ordered set of patterns with exact-before-wildcard, longest-suffix-first lookup."""
+
+    def __init__(self, patterns: list[HostPattern] | tuple[HostPattern, ...] = ()):
+        self.patterns: tuple[HostPattern, ...] = tuple(patterns)
+        self._exact = {p.text for p in self.patterns if not p.is_wildcard}
+        self._wild = sorted(
+            (p for p in self.patterns if p.is_wildcard), key=lambda p: -len(p.suffix or "")
+        )
+
+    def match(self, host: str) -> HostPattern | None:
+        """The most specific pattern matching ``host`` (raw or normalised), or None."""
+        try:
+            norm = normalize_host(host)
+        except HostError:
+            return None
+        if norm in self._exact:
+            return HostPattern(text=norm)
+        for p in self._wild:
+            if p.matches(norm):
+                return p
+        return None
+
+    def __contains__(self, host: str) -> bool:
+        return self.match(host) is not None
+
+    def __iter__(self):
+        return iter(self.patterns)
+
+    def __len__(self) -> int:
+        return len(self.patterns)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HostSet) and self.patterns == other.patterns
+
+    def __repr__(self) -> str:
+        return f"HostSet({[p.text for p in self.patterns]!r})"
+
+
+class HostMap:
+    """Patterns mapped to values (per-host DLP action, exempt headers); most specific wins."""
+
+    def __init__(self, items: list[tuple[HostPattern, object]] | tuple = ()):
+        self.items = tuple(items)
+        self._set = HostSet([p for p, _ in self.items])
+        self._values = {p.text: v for p, v in self.items}
+
+    def get(self, host: str, default=None):
+        p = self._set.match(host)
+        if p is None:
+            return default
+        return self._values[p.text]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HostMap) and self.items == other.items
+
+    def __repr__(self) -> str:
+        return f"HostMap({[(p.text, v) for p, v in self.items]!r})"
+
+
+def split_authority(authority: str) -> tuple[str, int | None]:
+    """Split ``host[:port]`` / ``[v6]:port`` into (host, port); raises HostError if malformed."""
+    text = authority.strip()
+    if not text:
+        raise HostError("empty authority")
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise HostError(f"malformed authority {authority!r}")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise HostError(f"malformed authority {authority!r}")
+        port_text = rest[1:] if rest else ""
+    elif text.count(":") == 1:
+        host, port_text = text.split(":", 1)
+    elif ":" in text:  # bare IPv6 without brackets
+        host, port_text = text, ""
+    else:
+        host, port_text = text, ""
+    port: int | None = None
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise HostError(f"bad port in authority {authority!r}")
+        port = int(port_text)
+    return host, port

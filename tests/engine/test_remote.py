@@ -1,0 +1,79 @@
+"""Fabric: the whole chain against a "remote" Docker host over SSH — a real sshd on
+loopback, reached with a key held by a real ssh-agent. Stage files travel by SFTP."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from helpers import docker, inv, labelled, unique, write_manifest
+
+pytestmark = pytest.mark.usefixtures("engine")
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ssh(tmp_path_factory):
+    """(user@host:port, env with SSH_AUTH_SOCK) for a sshd on 127.0.0.1."""
+    if not os.path.exists(SSHD):
+        message = "sshd is not installed (apt-get install openssh-server; `make test` does it)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    work = tmp_path_factory.mktemp("sshd")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", work / "host_key"], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", work / "client_key"], check=True)
+    shutil.copy(work / "client_key.pub", work / "authorized_keys")
+    os.makedirs("/run/sshd", exist_ok=True)
+    port = free_port()
+    sshd = subprocess.Popen([SSHD, "-D", "-e", "-p", str(port), "-o", "ListenAddress=127.0.0.1",
+                             "-h", str(work / "host_key"), "-o", f"AuthorizedKeysFile={work}/authorized_keys",
+                             "-o", "StrictModes=no", "-o", "PasswordAuthentication=no",
+                             "-o", "PermitRootLogin=prohibit-password", "-o", f"PidFile={work}/sshd.pid"],
+                            stderr=open(work / "sshd.log", "w"))
+    agent = subprocess.run(["ssh-agent", "-s", "-a", str(work / "agent.sock")], capture_output=True, text=True,
+                           check=True)
+    agent_pid = int(agent.stdout.split("SSH_AGENT_PID=")[1].split(";")[0])
+    env = {"SSH_AUTH_SOCK": str(work / "agent.sock")}
+    subprocess.run(["ssh-add", "-q", work / "client_key"], env={**os.environ, **env}, check=True)
+    for _ in range(50):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    try:
+        yield f"root@127.0.0.1:{port}", env
+    finally:
+        sshd.terminate()
+        sshd.wait(10)
+        os.kill(agent_pid, 15)
+
+
+def test_launch_and_down_on_a_remote_docker_host(ssh, tmp_path, state_home):
+    remote, env = ssh
+    slug = unique("rem")
+    manifest = write_manifest(tmp_path, {slug: "    prompt: remote test\n    network: {allow: [example.org]}"})
+    out = inv("use", slug, "--on", remote, "launch", manifest=manifest, env=env)
+    assert "ready" in out.stdout, out.stderr
+    state = json.loads((state_home / "bottle" / slug / "state.json").read_text())  # the controller keeps it
+    stage = state["resources"]["stage"]
+    assert stage.startswith("/root/.local/state/bottle/"), stage  # the stage dir lives on the Docker host
+    mode = subprocess.run(["stat", "-c", "%a", f"{stage}/firewall/mitmproxy-ca.pem"], capture_output=True, text=True)
+    assert mode.stdout.strip() == "600"
+    agent = docker("exec", f"bottle-{slug}-agent", "cat", "/home/agent/.claude/CLAUDE.md")
+    assert "remote test" in agent.stdout
+    refused = inv("use", slug, "--on", remote, "exec", "curl -sS https://example.com/", manifest=manifest,
+                  env=env, check=False)
+    assert refused.returncode != 0 and "403" in refused.stderr + refused.stdout
+    inv("use", slug, "--on", remote, "down", manifest=manifest, env=env)
+    assert labelled(slug) == []
+    assert not os.path.exists(stage)

@@ -1,0 +1,878 @@
+"""The addon, driven through mitmproxy's hooks with taddons/tflow."""
+
+import asyncio
+import gzip
+import ipaddress
+import json
+import os
+import signal
+
+import pytest
+from fwtest import (
+    CLIENT,
+    SAMPLES,
+    FakeDNS,
+    Harness,
+    assert_decision_line,
+    connect_flow,
+    make_policy,
+    meta,
+    policy_doc,
+    request_flow,
+    run,
+)
+from mitmproxy import flow, hooks, http
+from mitmproxy.proxy.layers import http as http_layer
+from mitmproxy.proxy.layers import tcp as tcp_layer
+from mitmproxy.proxy.layers import websocket as ws_layer
+from mitmproxy.test import tflow
+
+AWS = "AKIAIOSFODNN7EXAMPLE"
+
+
+def denied(f, rule, status=403):
+    assert f.response is not None, "expected a refusal"
+    assert f.response.status_code == status, f.response.content
+    assert f.response.headers["x-bottle-firewall"] == f"deny; rule={rule}"
+    assert meta(f)["decision"] == "deny" and meta(f)["rule"] == rule
+
+
+# -- 1. default deny ---------------------------------------------------------------------
+
+
+def test_connect_to_allowlisted_host_is_allowed():
+    async def t():
+        with Harness(make_policy()) as h:
+            f = await h.connect("registry.npmjs.org")
+            assert f.response.status_code == 200
+            line = h.last()
+            assert_decision_line(line)
+            assert line | {"ts": None} == {
+                "ts": None,
+                "client": CLIENT[0],
+                "method": "CONNECT",
+                "host": "registry.npmjs.org",
+                "port": 443,
+                "path": "",
+                "decision": "allow",
+                "rule": "allowlist",
+                "reason": "matches registry.npmjs.org",
+                "bytes_out": 0,
+                "bytes_in": 0,
+                "status": 200,
+            }
+
+    run(t())
+
+
+def test_wildcard_matches_subdomain_not_apex():
+    async def t():
+        with Harness(make_policy()) as h:
+            f = await h.connect("files.pypi.org")
+            assert f.response.status_code == 200
+            assert h.last()["reason"] == "matches *.pypi.org"
+            f = await h.connect("pypi.org")
+            denied(f, "not-allowlisted")
+
+    run(t())
+
+
+def test_denied_connect_body_names_host_and_fix():
+    async def t():
+        with Harness(make_policy()) as h:
+            f = await h.connect("evil.example", 443)
+            denied(f, "not-allowlisted")
+            body = f.response.text
+            assert "evil.example" in body
+            assert "inv allow evil.example" in body
+            assert "demo" in body
+            line = h.last()
+            assert_decision_line(line)
+            assert (line["decision"], line["rule"], line["status"], line["host"]) == (
+                "deny",
+                "not-allowlisted",
+                403,
+                "evil.example",
+            )
+            assert h.dns.calls == [], "a host that is not allowed must not even be resolved"
+
+    run(t())
+
+
+def test_plain_http_request_to_other_host_denied():
+    async def t():
+        with Harness(make_policy()) as h:
+            f = await h.request(request_flow("GET", "http://evil.example/x?secret=1"))
+            denied(f, "not-allowlisted")
+            assert "inv allow evil.example" in f.response.text
+            line = h.last()
+            assert line["path"] == "/x" and line["method"] == "GET" and line["port"] == 80
+
+    run(t())
+
+
+def test_allowed_request_passes_and_is_audited():
+    async def t():
+        with Harness(make_policy()) as h:
+            f = await h.request(request_flow("POST", "https://registry.npmjs.org/-/v1/search?q=rich", b"{}"))
+            assert f.response.status_code == 200 and "x-bottle-firewall" not in f.response.headers
+            line = h.last()
+            assert_decision_line(line)
+            assert line["decision"] == "allow" and line["path"] == "/-/v1/search"
+            assert line["bytes_out"] == 2 and line["bytes_in"] == len(b"upstream says hi")
+            assert line["status"] == 200
+
+    run(t())
+
+
+def test_no_policy_denies_everything():
+    async def t():
+        with Harness(None) as h:
+            f = await h.connect("registry.npmjs.org")
+            denied(f, "no-policy")
+            data = await h.server_connect("registry.npmjs.org")
+            assert data.server.error
+
+    run(t())
+
+
+# -- host re-checked on every request in a tunnel -------------------------------------------
+
+
+def test_host_header_for_another_host_in_tunnel_denied():
+    async def t():
+        with Harness(make_policy()) as h:
+            f = await h.request(request_flow("GET", "https://registry.npmjs.org/", host_header="evil.example"))
+            denied(f, "host-mismatch")
+            assert "evil.example" in f.response.text
+            assert h.last()["rule"] == "host-mismatch"
+
+    run(t())
+
+
+def test_host_header_other_allowed_host_in_tunnel_also_denied():
+    async def t():
+        with Harness(make_policy()) as h:
+            f = await h.request(request_flow("GET", "https://registry.npmjs.org/", host_header="files.pypi.org"))
+            denied(f, "host-mismatch")
+
+    run(t())
+
+
+def test_h2_authority_mismatch_denied():
+    async def t():
+        with Harness(make_policy()) as h:
+            f = await h.request(
+                request_flow("GET", "https://registry.npmjs.org/", http2=True, authority="evil.example")
+            )
+            denied(f, "host-mismatch")
+            ok = await h.request(request_flow("GET", "https://registry.npmjs.org/", http2=True))
+            assert ok.response.status_code == 200
+
+    run(t())
+
+
+def test_absolute_form_target_mismatch_denied():
+    async def t():
+        with Harness(make_policy()) as h:
+            f = await h.request(request_flow("GET", "https://registry.npmjs.org/", authority="evil.example:443"))
+            denied(f, "host-mismatch")
+
+    run(t())
+
+
+def test_host_header_port_must_match_when_given():
+    async def t():
+        with Harness(make_policy()) as h:
+            f = await h.request(
+                request_flow("GET", "https://registry.npmjs.org/", host_header="registry.npmjs.org:8443")
+            )
+            denied(f, "host-mismatch")
+            for good in ("registry.npmjs.org", "registry.npmjs.org:443", "REGISTRY.npmjs.org."):
+                f = await h.request(request_flow("GET", "https://registry.npmjs.org/", host_header=good))
+                assert f.response.status_code == 200, good
+
+    run(t())
+
+
+def test_duplicate_host_headers_all_checked():
+    async def t():
+        with Harness(make_policy()) as h:
+            f = request_flow("GET", "https://registry.npmjs.org/")
+            f.request.headers.add("Host", "evil.example")
+            await h.request(f)
+            denied(f, "host-mismatch")
+
+    run(t())
+
+
+def test_policy_change_applies_inside_open_tunnel():
+    async def t():
+        with Harness(make_policy()) as h:
+            assert (await h.connect("registry.npmjs.org")).response.status_code == 200
+            h.fw.set_policy(make_policy(allow=["*.pypi.org"], passthrough=[]))
+            f = await h.request(request_flow("GET", "https://registry.npmjs.org/"))
+            denied(f, "not-allowlisted")
+
+    run(t())
+
+
+# -- 2. passthrough -------------------------------------------------------------------------
+
+
+def test_passthrough_hosts_not_intercepted():
+    async def t():
+        with Harness(make_policy()) as h:
+            f = await h.connect("pass.example.com")
+            assert f.response.status_code == 200 and h.last()["rule"] == "passthrough"
+            assert (await h.clienthello("pass.example.com", "pass.example.com")).ignore_connection is True
+            assert (await h.clienthello("pass.example.com", None)).ignore_connection is True
+            assert (await h.clienthello("registry.npmjs.org", "registry.npmjs.org")).ignore_connection is False
+            # SNI naming another host: intercept so the request checks apply
+            assert (await h.clienthello("pass.example.com", "evil.example")).ignore_connection is False
+
+    run(t())
+
+
+def test_raw_tcp_only_to_passthrough_hosts():
+    async def t():
+        with Harness(make_policy()) as h:
+            f = tflow.ttcpflow()
+            f.server_conn.address = ("registry.npmjs.org", 22)
+            await h.hook(tcp_layer.TcpStartHook(f))
+            assert f.error is not None and meta(f)["rule"] == "raw-tcp"
+            assert h.last()["decision"] == "deny"
+            g = tflow.ttcpflow()
+            g.server_conn.address = ("pass.example.com", 22)
+            await h.hook(tcp_layer.TcpStartHook(g))
+            assert g.error is None and h.last()["decision"] == "allow"
+
+    run(t())
+
+
+# -- 3. SSRF ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "addr",
+    [
+        "127.0.0.1",
+        "10.0.0.5",
+        "172.16.3.4",
+        "192.168.0.10",
+        "169.254.169.254",
+        "100.64.0.7",
+        "224.0.0.251",
+        "0.0.0.0",
+        "240.0.0.9",
+        "::1",
+        "fc00::5",
+        "fe80::1",
+        "::ffff:127.0.0.1",
+        "::ffff:169.254.169.254",
+    ],
+)
+def test_allowed_name_resolving_internal_is_refused(addr):
+    async def t():
+        dns = FakeDNS({"registry.npmjs.org": [addr]})
+        with Harness(make_policy(), dns) as h:
+            f = await h.connect("registry.npmjs.org")
+            denied(f, "ssrf")
+            assert "registry.npmjs.org" in f.response.text and "internal" in f.response.text
+            f = await h.request(request_flow("GET", "http://registry.npmjs.org/"))
+            denied(f, "ssrf")
+            data = await h.server_connect("registry.npmjs.org")
+            assert data.server.error and "ssrf" in data.server.error
+            assert data.server.address == ("registry.npmjs.org", 443)
+
+    run(t())
+
+
+@pytest.mark.parametrize("literal", ["169.254.169.254", "127.0.0.1", "10.1.1.1", "[::1]", "100.100.100.200"])
+def test_literal_internal_ip_refused_without_dns(literal):
+    async def t():
+        with Harness(make_policy()) as h:
+            f = await h.request(request_flow("GET", f"http://{literal}/latest/meta-data/"))
+            denied(f, "ssrf")
+            f = await h.connect(literal.strip("[]"), 443)
+            denied(f, "ssrf")
+            assert h.dns.calls == []
+
+    run(t())
+
+
+def test_literal_public_ip_needs_allowlisting():
+    async def t():
+        with Harness(make_policy()) as h:
+            f = await h.request(request_flow("GET", "http://93.184.216.34/"))
+            denied(f, "not-allowlisted")
+
+    run(t())
+
+
+def test_allowed_cidrs_let_internal_upstream_through():
+    async def t():
+        with Harness(make_policy()) as h:
+            f = await h.connect("api.upstream.test")
+            assert f.response.status_code == 200
+            data = await h.server_connect("api.upstream.test", 8443)
+            assert not data.server.error
+            assert data.server.address == ("172.30.5.20", 8443)
+
+    run(t())
+
+
+def test_mixed_public_and_internal_answers_refused():
+    async def t():
+        dns = FakeDNS({"registry.npmjs.org": ["93.184.216.34", "127.0.0.1"]})
+        with Harness(make_policy(), dns) as h:
+            denied(await h.connect("registry.npmjs.org"), "ssrf")
+
+    run(t())
+
+
+def test_dns_failure_is_a_502_refusal():
+    async def t():
+        with Harness(make_policy(), FakeDNS({})) as h:
+            f = await h.connect("registry.npmjs.org")
+            denied(f, "dns", status=502)
+
+    run(t())
+
+
+def test_server_connect_pins_the_checked_address():
+    async def t():
+        with Harness(make_policy()) as h:
+            data = await h.server_connect("registry.npmjs.org", 443)
+            server = data.server
+            assert not server.error
+            # dial the checked IP, keep the name for TLS
+            assert server.address == ("93.184.216.34", 443)
+            assert server.sni == "registry.npmjs.org"
+            from mitmproxy.connection import ConnectionState
+            from mitmproxy.proxy import server_hooks
+
+            server.state = ConnectionState.OPEN  # as mitmproxy has it when server_connected runs
+            await h.hook(server_hooks.ServerConnectedHook(data))
+            assert server.address == ("registry.npmjs.org", 443)
+            assert h.fw.pins == {}
+
+    run(t())
+
+
+def test_server_connect_error_restores_name():
+    async def t():
+        from mitmproxy.proxy import server_hooks
+
+        with Harness(make_policy()) as h:
+            data = await h.server_connect("registry.npmjs.org", 443)
+            await h.hook(server_hooks.ServerConnectErrorHook(data))
+            assert data.server.address == ("registry.npmjs.org", 443)
+
+    run(t())
+
+
+def test_server_connect_never_dials_unlisted_host():
+    async def t():
+        with Harness(make_policy()) as h:
+            data = await h.server_connect("evil.example", 443)
+            assert "not-allowlisted" in data.server.error
+            assert h.dns.calls == []
+
+    run(t())
+
+
+def test_dns_rebinding_between_check_and_connect():
+    async def t():
+        dns = FakeDNS({"registry.npmjs.org": ["93.184.216.34"]})
+        with Harness(make_policy(), dns, ttl=5) as h:
+            f = await h.connect("registry.npmjs.org")
+            assert f.response.status_code == 200
+            dns.table["registry.npmjs.org"] = ["169.254.169.254"]  # the attacker's DNS flips
+            # within the cache window: the connection uses the address that was checked
+            data = await h.server_connect("registry.npmjs.org")
+            assert data.server.address == ("93.184.216.34", 443)
+            # after it: the new answer is checked again, and refused
+            h.clock[0] += 10
+            data = await h.server_connect("registry.npmjs.org")
+            assert data.server.error and "169.254.169.254" in data.server.error
+            assert data.server.address == ("registry.npmjs.org", 443)
+
+    run(t())
+
+
+def test_server_side_refusal_is_reported_on_the_connect_flow():
+    """A refusal at connect time (no early check happened) ends up as a 403 on the CONNECT."""
+
+    async def t():
+        dns = FakeDNS({"registry.npmjs.org": ["10.0.0.1"]})
+        with Harness(make_policy(), dns) as h:
+            f = connect_flow("registry.npmjs.org")
+            data = await h.server_connect("registry.npmjs.org", client=f.client_conn)
+            assert data.server.error
+            # mitmproxy answers the CONNECT with a 502 and runs http_connect_error
+            f.response = http.Response.make(502, b"Cannot connect")
+            await h.hook(http_layer.HttpConnectErrorHook(f))
+            denied(f, "ssrf")
+            assert h.last()["rule"] == "ssrf" and h.last()["status"] == 403
+
+    run(t())
+
+
+# -- 4. DLP -----------------------------------------------------------------------------------
+
+
+def test_dlp_secret_in_query_refused():
+    async def t():
+        with Harness(make_policy()) as h:
+            f = await h.request(request_flow("GET", f"https://registry.npmjs.org/x?key={AWS}&a=1"))
+            denied(f, "dlp:aws-access-key-id")
+            assert AWS not in f.response.text
+            assert "query" in f.response.text
+            assert AWS not in h.out.getvalue()
+
+    run(t())
+
+
+def test_dlp_secret_in_header_refused():
+    async def t():
+        with Harness(make_policy()) as h:
+            f = await h.request(request_flow("GET", "https://registry.npmjs.org/", headers={"X-Token": AWS}))
+            denied(f, "dlp:aws-access-key-id")
+            assert "header x-token" in f.response.text
+            assert AWS not in f.response.text and AWS not in h.out.getvalue()
+
+    run(t())
+
+
+def test_dlp_secret_in_json_body_refused():
+    async def t():
+        with Harness(make_policy()) as h:
+            body = json.dumps({"creds": {"id": AWS}}).encode()
+            f = await h.request(
+                request_flow("POST", "https://registry.npmjs.org/x", body, {"content-type": "application/json"})
+            )
+            denied(f, "dlp:aws-access-key-id")
+            assert "body" in f.response.text
+            assert AWS not in f.response.text and AWS not in h.out.getvalue()
+            assert h.last()["bytes_out"] == 0
+
+    run(t())
+
+
+def test_dlp_secret_in_gzipped_body_refused():
+    async def t():
+        with Harness(make_policy()) as h:
+            body = gzip.compress(b"token=" + SAMPLES["github-token"].encode())
+            f = await h.request(
+                request_flow("POST", "https://registry.npmjs.org/x", body, {"content-encoding": "gzip"})
+            )
+            denied(f, "dlp:github-token")
+
+    run(t())
+
+
+def test_secret_in_host_name_is_refused_before_any_dns_lookup():
+    async def t():
+        pol = make_policy(allow=["*.example.com"], passthrough=[])
+        with Harness(pol) as h:
+            f = await h.connect(f"{AWS}.example.com")
+            denied(f, "dlp:aws-access-key-id")
+            f = request_flow("GET", "http://x.example.com/")
+            f.request.data.host = f"{AWS}.example.com"  # as an absolute-form target keeps it
+            await h.request(f)
+            denied(f, "dlp:aws-access-key-id")
+            assert h.dns.calls == [], "the secret must not leave as a DNS query"
+            assert AWS not in f.response.text and AWS not in h.out.getvalue()
+
+    run(t())
+
+
+def test_dlp_policy_pattern():
+    async def t():
+        with Harness(make_policy()) as h:
+            token = "itk_" + "Ab1" * 10 + "Zz"
+            f = await h.request(request_flow("POST", "https://registry.npmjs.org/x", f"t={token}".encode()))
+            denied(f, "dlp:internal-token")
+            assert token not in f.response.text and token not in h.out.getvalue()
+
+    run(t())
+
+
+def test_dlp_exempt_header_only_on_its_host():
+    key = SAMPLES["anthropic-api-key"]
+
+    async def t():
+        pol = make_policy(dlp={"hosts": {}})  # block everywhere, so the exemption is what matters
+        with Harness(pol) as h:
+            f = await h.request(
+                request_flow("POST", "https://api.anthropic.com/v1/messages", b"{}", {"x-api-key": key})
+            )
+            assert f.response.status_code == 200, f.response.text
+            # the same header towards another host is a leak
+            f = await h.request(
+                request_flow("POST", "https://registry.npmjs.org/x", b"{}", {"x-api-key": key})
+            )
+            denied(f, "dlp:anthropic-api-key")
+            # and another header on the exempt host is still scanned
+            f = await h.request(
+                request_flow("POST", "https://api.anthropic.com/v1/messages", b"{}", {"authorization": key})
+            )
+            denied(f, "dlp:anthropic-api-key")
+            assert key not in h.out.getvalue()
+
+    run(t())
+
+
+def test_dlp_warn_lets_request_through_and_logs():
+    async def t():
+        with Harness(make_policy()) as h:
+            body = json.dumps({"messages": [{"content": f"my key is {AWS}"}]}).encode()
+            f = await h.request(
+                request_flow("POST", "https://api.anthropic.com/v1/messages?beta=true", body)
+            )
+            assert f.response.status_code == 200
+            line = h.last()
+            assert_decision_line(line)
+            assert line["decision"] == "warn" and line["rule"] == "dlp:aws-access-key-id"
+            assert line["path"] == "/v1/messages"
+            assert AWS not in h.out.getvalue()
+
+    run(t())
+
+
+def test_dlp_off_skips_scanning_and_streams_body():
+    async def t():
+        with Harness(make_policy()) as h:
+            f = request_flow("PUT", f"https://files.pypi.org/x?k={AWS}", b"x" * 5_000_000)
+            await h.hook(http_layer.HttpRequestHeadersHook(f))
+            assert f.response is None
+            assert callable(f.request.stream)
+            f.request.stream(b"x" * 5_000_000)
+            await h.hook(http_layer.HttpRequestHook(f))
+            assert f.response is None
+            f.response = http.Response.make(200)
+            await h.hook(http_layer.HttpResponseHook(f))
+            assert h.last()["bytes_out"] == 5_000_000 and h.last()["decision"] == "allow"
+
+    run(t())
+
+
+def test_oversized_body_refused_unless_off():
+    async def t():
+        pol = make_policy(dlp={"max_body_bytes": 1000})
+        with Harness(pol) as h:
+            big = b"a" * 1001
+            f = await h.request(request_flow("POST", "https://registry.npmjs.org/x", big))
+            denied(f, "dlp:body-too-large")
+            # known early, from Content-Length, before the body is buffered
+            f = request_flow("POST", "https://registry.npmjs.org/x", big)
+            await h.hook(http_layer.HttpRequestHeadersHook(f))
+            denied(f, "dlp:body-too-large")
+            # chunked (no Content-Length): caught once buffered
+            f = request_flow("POST", "https://registry.npmjs.org/x", big)
+            del f.request.headers["content-length"]
+            await h.request(f)
+            denied(f, "dlp:body-too-large")
+            # warn does not exempt from the size limit
+            f = await h.request(request_flow("POST", "https://api.anthropic.com/v1/messages", big))
+            denied(f, "dlp:body-too-large")
+            # off does
+            f = await h.request(request_flow("POST", "https://files.pypi.org/x", big))
+            assert f.response.status_code == 200
+            # a small gzip body that inflates past the limit
+            f = await h.request(
+                request_flow("POST", "https://registry.npmjs.org/x", gzip.compress(b"a" * 100_000),
+                             {"content-encoding": "gzip"})
+            )
+            denied(f, "dlp:body-too-large")
+
+    run(t())
+
+
+def test_secret_in_path_is_redacted_from_audit():
+    async def t():
+        with Harness(make_policy(dlp={"action": "warn", "hosts": {}})) as h:
+            f = await h.request(request_flow("GET", f"https://registry.npmjs.org/k/{AWS}/x"))
+            assert f.response.status_code == 200
+            assert h.last()["path"] == "/k/[REDACTED:aws-access-key-id]/x"
+            assert AWS not in h.out.getvalue()
+
+    run(t())
+
+
+def test_ordinary_requests_not_flagged():
+    async def t():
+        with Harness(make_policy()) as h:
+            flows = [
+                request_flow("GET", "https://registry.npmjs.org/left-pad", headers={"accept": "application/json",
+                             "user-agent": "npm/10.8.2 node/v22.11.0 linux x64", "npm-session": "1a2b3c4d5e6f7a8b"}),
+                request_flow("GET", "https://files.pypi.org/packages/ab/cd/rich-13.9.4-py3-none-any.whl"),
+                request_flow("POST", "https://registry.npmjs.org/-/npm/v1/security/advisories/bulk",
+                             json.dumps({"left-pad": ["1.3.0"], "react": ["18.3.1"]}).encode(),
+                             {"content-type": "application/json"}),
+            ]
+            for f in flows:
+                await h.request(f)
+                assert f.response.status_code == 200, f.response.text
+
+    run(t())
+
+
+def test_websocket_message_with_secret_dropped():
+    async def t():
+        with Harness(make_policy()) as h:
+            f = tflow.twebsocketflow()
+            f.request.host = "registry.npmjs.org"
+            from mitmproxy import websocket
+
+            f.websocket.messages.append(websocket.WebSocketMessage(1, True, f"id={AWS}".encode()))
+            await h.hook(ws_layer.WebsocketMessageHook(f))
+            assert f.websocket.messages[-1].dropped
+            assert h.last()["rule"] == "dlp:aws-access-key-id" and h.last()["method"] == "WEBSOCKET"
+            assert AWS not in h.out.getvalue()
+
+    run(t())
+
+
+# -- 5. fail closed, streaming, timeouts --------------------------------------------------------
+
+
+def test_exception_in_hook_refuses_request(monkeypatch):
+    async def t():
+        with Harness(make_policy()) as h:
+            def boom(*a, **k):
+                raise RuntimeError("kaboom " + AWS)
+
+            monkeypatch.setattr(h.fw.scanner, "scan_url", boom)
+            f = await h.request(request_flow("GET", "https://registry.npmjs.org/"))
+            denied(f, "error")
+            assert "fail closed" in f.response.text
+            line = h.last()
+            assert line["decision"] == "deny" and line["rule"] == "error"
+            assert AWS not in h.out.getvalue()
+
+    run(t())
+
+
+def test_exception_in_connect_hook_refuses(monkeypatch):
+    async def t():
+        with Harness(make_policy()) as h:
+            monkeypatch.setattr(h.fw.policy.allow, "match", lambda host: 1 / 0)
+            denied(await h.connect("registry.npmjs.org"), "error")
+
+    run(t())
+
+
+def test_exception_in_server_connect_refuses_connection(monkeypatch):
+    async def t():
+        with Harness(make_policy()) as h:
+            async def broken(*a, **k):
+                raise ValueError("resolver broke")
+
+            monkeypatch.setattr(h.fw.resolver, "resolve", broken)
+            data = await h.server_connect("registry.npmjs.org")
+            assert data.server.error and "internal firewall error" in data.server.error
+
+    run(t())
+
+
+def test_exception_in_responseheaders_kills_flow(monkeypatch):
+    async def t():
+        with Harness(make_policy()) as h:
+            import firewall.addon as A
+
+            monkeypatch.setattr(A, "_counter", lambda *a: 1 / 0)
+            f = request_flow("GET", "https://registry.npmjs.org/")
+            await h.hook(http_layer.HttpRequestHeadersHook(f))
+            await h.hook(http_layer.HttpRequestHook(f))
+            f.response = http.Response.make(200, b"x")
+            await h.hook(http_layer.HttpResponseHeadersHook(f))
+            assert f.error is not None and f.error.msg == f.error.KILLED_MESSAGE
+            assert meta(f)["rule"] == "error"
+
+    run(t())
+
+
+def test_hooks_really_fail_closed_under_mitmproxy_dispatch(monkeypatch):
+    """Through AddonManager.trigger_event, which would log-and-continue on an exception."""
+
+    async def t():
+        with Harness(make_policy()) as h:
+            monkeypatch.setattr(h.fw.scanner, "scan_body", lambda *a, **k: 1 / 0)
+            f = request_flow("POST", "https://registry.npmjs.org/x", b"{}")
+            await h.tctx.master.addons.trigger_event(http_layer.HttpRequestHeadersHook(f))
+            await h.tctx.master.addons.trigger_event(http_layer.HttpRequestHook(f))
+            denied(f, "error")
+
+    run(t())
+
+
+def test_event_stream_responses_are_streamed():
+    async def t():
+        with Harness(make_policy()) as h:
+            f = request_flow("POST", "https://api.anthropic.com/v1/messages?beta=true", b"{}")
+            resp = http.Response.make(200, b"", {"content-type": "text/event-stream"})
+            await h.hook(http_layer.HttpRequestHeadersHook(f))
+            await h.hook(http_layer.HttpRequestHook(f))
+            f.response = resp
+            await h.hook(http_layer.HttpResponseHeadersHook(f))
+            assert f.response.stream, "SSE must not be buffered"
+            assert callable(f.response.stream)
+            assert f.response.stream(b"event: ping\n\n") == b"event: ping\n\n"
+            await h.hook(http_layer.HttpResponseHook(f))
+            assert h.last()["bytes_in"] == len(b"event: ping\n\n")
+
+    run(t())
+
+
+def test_refusals_are_not_streamed():
+    async def t():
+        with Harness(make_policy()) as h:
+            f = await h.request(request_flow("GET", "https://evil.example/"))
+            assert not f.response.stream
+
+    run(t())
+
+
+def test_idle_timeout_applied_to_mitmproxy_option(tmp_path):
+    async def t():
+        p = tmp_path / "policy.json"
+        p.write_text(json.dumps(policy_doc(idle_timeout=1234)))
+        with Harness() as h:
+            h.tctx.configure(h.fw, bottle_policy=str(p))
+            await h.tctx.master.addons.invoke_addon(h.fw, hooks.RunningHook())
+            try:
+                assert h.tctx.options.tcp_timeout == 1234
+            finally:
+                await h.tctx.master.addons.invoke_addon(h.fw, hooks.DoneHook())
+
+    run(t())
+
+
+# -- 6. audit format ------------------------------------------------------------------------------
+
+
+def test_audit_lines_are_plain_json_lines():
+    async def t():
+        with Harness(make_policy()) as h:
+            await h.connect("registry.npmjs.org")
+            await h.request(request_flow("GET", "https://registry.npmjs.org/a?b=c"))
+            await h.request(request_flow("GET", "https://evil.example/"))
+            await h.request(request_flow("GET", f"https://registry.npmjs.org/?k={AWS}"))
+            raw = h.out.getvalue()
+            assert raw.endswith("\n")
+            for text in raw.splitlines():
+                line = json.loads(text)
+                assert_decision_line(line)
+                assert line["ts"].endswith("Z")
+                assert isinstance(line["port"], int)
+            assert [x["decision"] for x in h.decisions()] == ["allow", "allow", "deny", "deny"]
+            assert "b=c" not in raw and AWS not in raw
+
+    run(t())
+
+
+def test_upstream_error_is_audited():
+    async def t():
+        with Harness(make_policy()) as h:
+            f = request_flow("GET", "https://registry.npmjs.org/")
+            await h.hook(http_layer.HttpRequestHeadersHook(f))
+            await h.hook(http_layer.HttpRequestHook(f))
+            f.error = flow.Error("Connection refused")
+            await h.hook(http_layer.HttpErrorHook(f))
+            line = h.last()
+            assert line["decision"] == "allow" and "Connection refused" in line["reason"]
+            assert line["status"] is None
+
+    run(t())
+
+
+# -- 7. reload ------------------------------------------------------------------------------------
+
+
+def _write(path, doc):
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc) if not isinstance(doc, str) else doc)
+    os.replace(tmp, path)  # the controller replaces the file atomically by rename
+
+
+def test_reload_keeps_old_policy_when_new_is_invalid(tmp_path):
+    async def t():
+        p = tmp_path / "policy.json"
+        _write(p, policy_doc())
+        with Harness() as h:
+            h.tctx.configure(h.fw, bottle_policy=str(p))
+            loader = h.fw.addons[0]
+            old = h.fw.policy
+            assert old.bottle == "demo"
+            _write(p, policy_doc(allow=["registry.npmjs.org"], passthrough=[], surprise=True))
+            assert loader.reload() is False
+            assert h.fw.policy is old
+            _write(p, "{broken")
+            assert loader.reload() is False
+            assert h.fw.policy is old
+            events = [x for x in h.lines() if x.get("event") == "policy-reload"]
+            assert [e["ok"] for e in events] == [False, False]
+            assert "surprise" in events[0]["reason"] and "kept the previous policy" in events[0]["reason"]
+            # still enforcing the old policy
+            assert (await h.connect("files.pypi.org")).response.status_code == 200
+            _write(p, policy_doc(allow=["registry.npmjs.org"], passthrough=[]))
+            assert loader.reload() is True
+            assert h.fw.policy is not old
+            denied(await h.connect("files.pypi.org"), "not-allowlisted")
+            assert [x for x in h.lines() if x.get("event") == "policy-reload"][-1]["ok"] is True
+
+    run(t())
+
+
+def test_invalid_policy_at_startup_is_an_options_error(tmp_path):
+    from mitmproxy import exceptions
+
+    p = tmp_path / "policy.json"
+    p.write_text(json.dumps(policy_doc(idle_timeout="soon")))
+
+    async def t():
+        with Harness() as h:
+            with pytest.raises(exceptions.OptionsError, match="idle_timeout"):
+                h.tctx.configure(h.fw, bottle_policy=str(p))
+            assert h.fw.policy is None
+
+    run(t())
+
+
+def test_sighup_reloads_policy(tmp_path):
+    async def t():
+        p = tmp_path / "policy.json"
+        _write(p, policy_doc())
+        with Harness() as h:
+            h.tctx.configure(h.fw, bottle_policy=str(p))
+            await h.tctx.master.addons.invoke_addon(h.fw, hooks.RunningHook())
+            try:
+                ready = [x for x in h.lines() if x.get("event") == "ready"]
+                assert ready and ready[0]["bottle"] == "demo"
+                _write(p, policy_doc(bottle="other"))
+                os.kill(os.getpid(), signal.SIGHUP)
+                for _ in range(100):
+                    await asyncio.sleep(0.01)
+                    if h.fw.policy.bottle == "other":
+                        break
+                assert h.fw.policy.bottle == "other"
+            finally:
+                await h.tctx.master.addons.invoke_addon(h.fw, hooks.DoneHook())
+
+    run(t())
+
+
+def test_connect_to_ipv6_literal_allowlisted_and_public():
+    async def t():
+        pol = make_policy(allow=["2606:4700::1111"], passthrough=[])
+        with Harness(pol) as h:
+            f = await h.connect("2606:4700::1111")
+            assert f.response.status_code == 200
+            data = await h.server_connect("2606:4700::1111")
+            assert data.server.address == ("2606:4700::1111", 443)
+            assert data.server.sni is None  # an IP: no SNI; the certificate is checked for the IP
+            assert ipaddress.ip_address(data.server.address[0])
+
+    run(t())

@@ -1,0 +1,86 @@
+"""Pure renderers: the firewall's policy.json and what provisioning puts in the agent."""
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+from bottle_tasks import policy, provisioning
+from bottle_tasks.manifest import load
+from bottle_tasks.steps.agent import PLACEHOLDER, agent_env, env_file_text
+
+from helpers import write_manifest
+
+BODY = """    prompt: "Be careful."
+    secrets: [API_KEY]
+    env: {GREETING: hello}
+    claude:
+      permissions: {allow: [Read], deny: [WebFetch]}
+      mcp_servers: {notes: {command: notes-server, args: [--stdio]}}
+    network:
+      allow: [api.example.com, "*.pypi.org"]
+      passthrough: [files.pypi.org]
+      allowed_cidrs: [10.9.0.0/16]
+      dlp: {hosts: {api.example.com: warn}, patterns: [{name: itk, regex: "itk_[a-z]{8}"}]}
+    egress_proxy:
+      routes:
+        - host: api.example.com
+          inject: [{header: X-Api-Key, secret: API_KEY}]
+"""
+
+
+def agent(tmp_path):
+    return load(str(write_manifest(tmp_path, {"demo": BODY}))).agents["demo"]
+
+
+def test_policy_render(tmp_path):
+    rendered = policy.render("demo", agent(tmp_path), "172.30.0.0/16", {})
+    assert rendered["allow"] == ["api.example.com", "*.pypi.org"]
+    assert rendered["passthrough"] == ["files.pypi.org"]  # covered by the wildcard
+    assert rendered["allowed_cidrs"] == ["10.9.0.0/16", "172.30.0.0/16"]
+    assert rendered["dlp"]["exempt_headers"] == {"api.example.com": ["x-api-key"]}
+    assert rendered["dlp"]["patterns"] == [{"name": "itk", "regex": "itk_[a-z]{8}"}]
+    assert rendered["dlp"]["hosts"] == {"api.example.com": "warn"}
+
+
+def test_live_changes_apply_and_deny_wins(tmp_path):
+    a = agent(tmp_path)
+    rendered = policy.render("demo", a, None, {"allow": ["example.org"], "deny": ["*.pypi.org"]})
+    assert rendered["allow"] == ["api.example.com", "example.org"]
+    assert rendered["passthrough"] == []  # nothing covers it any more
+
+
+def test_agent_env_holds_placeholders_never_secrets(tmp_path, monkeypatch):
+    monkeypatch.setenv("API_KEY", "real-secret-value")
+
+    class FakeBottle:
+        slug = "demo"
+        plan = type("P", (), {"proxy_url": "http://egress:8080"})()
+
+    FakeBottle.agent = agent(tmp_path)
+    env = agent_env(FakeBottle)
+    text = env_file_text(env)
+    assert "real-secret-value" not in text
+    assert env["API_KEY"] == PLACEHOLDER and env["GREETING"] == "hello"
+    assert env["HTTPS_PROXY"] == "http://egress:8080" and "firewall" in env["NO_PROXY"]
+
+
+def test_provision_tar_owners_and_content(tmp_path):
+    a = agent(tmp_path)
+    data = provisioning.tarball(provisioning.files(a, "-----BEGIN CERTIFICATE-----\nAAA\n"))
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        members = {m.name: m for m in archive.getmembers()}
+        read = lambda name: archive.extractfile(members[name]).read().decode()
+        assert members["home/agent/.claude"].isdir() and members["home/agent/.claude"].uid == 1000
+        assert members["home/agent/.claude.json"].uid == 1000 and members["home/agent/.claude.json"].mode == 0o600
+        assert members["usr/local/share/ca-certificates/bottle-ca.crt"].uid == 0
+        assert members["opt/bottle/provision.sh"].mode == 0o755
+        state = json.loads(read("home/agent/.claude.json"))
+        assert state["hasCompletedOnboarding"] is True
+        assert state["mcpServers"] == {"notes": {"command": "notes-server", "args": ["--stdio"]}}
+        settings = json.loads(read("home/agent/.claude/settings.json"))
+        assert settings["permissions"] == {"allow": ["Read"], "deny": ["WebFetch"]}
+        assert read("home/agent/.claude/CLAUDE.md").startswith("Be careful.")
+        assert "email = agent@bottle.invalid" in read("home/agent/.gitconfig")
+    # No parent directories outside the agent's home are in the tar: they keep their owners.
+    assert "home/agent" not in members and "usr" not in members
