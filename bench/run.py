@@ -95,7 +95,9 @@ def firewall_overhead(work: Path, slug: str, ca: pki.KeyPair) -> dict:
         sh("docker", "rm", "-f", upstream, check=False)
 
 
-COMPOSE = """name: {project}
+# Format 2.4: Debian's docker-compose 1.29 knows it, with init, pids_limit and
+# depends_on conditions (its `up` has no --wait; the condition makes it wait).
+COMPOSE = """version: "2.4"
 networks:
   internal: {{internal: true}}
   egress: {{}}
@@ -140,8 +142,8 @@ def launch_vs_compose(work: Path, slug: str) -> dict:
     compose_dir.mkdir()
     shutil.copytree(stage / "firewall", compose_dir / "firewall")  # a copy: `down` removes the stage
     project = f"benchc{secrets.token_hex(3)}"
-    (compose_dir / "compose.yaml").write_text(COMPOSE.format(project=project, stage=compose_dir, **images))
-    compose = ["docker-compose", "-f", str(compose_dir / "compose.yaml")]
+    (compose_dir / "compose.yaml").write_text(COMPOSE.format(stage=compose_dir, **images))
+    compose = ["docker-compose", "-p", project, "-f", str(compose_dir / "compose.yaml")]
     inv(work, "use", slug, "down")
     times = {"launch": [], "down": [], "compose up --wait": [], "compose down": []}
     for _ in range(ROUNDS):
@@ -153,7 +155,8 @@ def launch_vs_compose(work: Path, slug: str) -> dict:
 
 
 def compose_up(compose: list[str]) -> list[str]:
-    # docker-compose 1.29 (Debian's) has no --wait; the v2 plugin does. Use what exists.
+    # The v2 plugin waits for health with --wait; Debian's 1.29 waits through the
+    # agent's depends_on condition on the firewall's health.
     if sh("docker", "compose", "version", check=False).returncode == 0:
         return ["docker", "compose", *compose[1:], "up", "-d", "--wait"]
     return [*compose, "up", "-d"]

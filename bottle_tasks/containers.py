@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
-from . import docker
+from . import console, docker
 from .errors import BottleError
 from .resources import claim_name
 from .target import tail
@@ -53,3 +54,35 @@ def wait_until(bottle, name: str, probe: list[str], what: str, timeout: float = 
         if time.monotonic() - started > timeout:
             raise BottleError(f"{name}: {what} did not happen within {timeout:.0f}s", logs_tail(bottle, name))
         time.sleep(0.1)
+
+
+@dataclass
+class Pending:
+    bottle: object
+    name: str
+    probe: list[str]
+    what: str
+    started: float
+
+
+#: containers this run started and has not yet seen ready, oldest first
+PENDING: list[Pending] = []
+
+
+def expect_ready(bottle, name: str, probe: list[str], what: str) -> None:
+    """Note that `name` must pass `probe` before the run counts as done.
+
+    The wait happens in `settle`, at the end of the run (or before a step that
+    needs it), so the containers that do not depend on this one start while it
+    boots: a firewall takes most of a second to import mitmproxy."""
+    PENDING.append(Pending(bottle, name, probe, what, time.monotonic()))
+
+
+def settle() -> None:
+    """Wait until every container this run started is ready; a failure is the run's."""
+    while PENDING:
+        item = PENDING[0]
+        waited = wait_until(item.bottle, item.name, item.probe, item.what)
+        PENDING.pop(0)
+        console.step_done("ready", waited, f"{item.name} {item.what} "
+                          f"({time.monotonic() - item.started:.1f}s after its start)")

@@ -7,16 +7,19 @@ import time
 from invoke import Exit, Failure
 from invoke.executor import Executor
 
-from . import console, stepping, undo
+from . import console, containers, stepping, undo
 from .errors import BottleError
 
 
 class BottleExecutor(Executor):
     def execute(self, *tasks):
         undo.JOURNAL.clear()
+        containers.PENDING.clear()
         stepping.RUN_STARTED = time.monotonic()
         try:
-            return super().execute(*tasks)
+            results = super().execute(*tasks)
+            containers.settle()  # `inv proxy` alone is done only once the firewall listens
+            return results
         except BottleError as exc:
             message, code = str(exc), 1
         except Failure as exc:  # a c.run outside the target (should not happen) — still no traceback

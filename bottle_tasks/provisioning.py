@@ -13,10 +13,18 @@ BOTTLE_CA = "/usr/local/share/ca-certificates/bottle-ca.crt"
 SCRIPT = "/opt/bottle/provision.sh"
 
 # Runs as root (uid 0, no capabilities): everything it touches is root-owned.
+# It does what update-ca-certificates does for one added CA, in a few ms instead
+# of ~1 s: the system bundle becomes the image's original bundle plus the bottle
+# CA (rebuilt from the original each time, so a re-minted CA replaces the old one),
+# and the CA stays in /usr/local/share/ca-certificates for any later full update.
 PROVISION_SH = f"""#!/bin/sh
 set -eu
-update-ca-certificates --fresh >/dev/null 2>&1
-grep -q "$(sed -n 2p {BOTTLE_CA})" /etc/ssl/certs/ca-certificates.crt
+bundle=/etc/ssl/certs/ca-certificates.crt
+[ -f "$bundle.image" ] || cp "$bundle" "$bundle.image"
+cat "$bundle.image" {BOTTLE_CA} > "$bundle.new"
+chmod 644 "$bundle.new"
+mv "$bundle.new" "$bundle"
+ln -sf {BOTTLE_CA} /etc/ssl/certs/bottle-ca.pem
 echo provisioned
 """
 

@@ -4,7 +4,7 @@ import time
 
 from invoke import Collection, task
 
-from .. import console, docker, stepping
+from .. import console, containers, docker, stepping
 from ..context import current
 from .agent import provision
 from .proxy import require
@@ -14,6 +14,7 @@ from .proxy import require
 def launch(c):
     """Launch the selected bottle: the whole chain, through pre-tasks."""
     bottle = current(c)
+    containers.settle()
     took = time.monotonic() - stepping.RUN_STARTED
     who = bottle.slug if bottle.slug == bottle.agent.name else f"{bottle.agent.name} --name {bottle.slug}"
     console.out.print(f"[green bold]ready[/] bottle {bottle.slug} in {took:.1f}s — get in: "

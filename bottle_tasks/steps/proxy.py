@@ -7,7 +7,7 @@ from invoke import Collection, task
 from rich.table import Table
 
 from .. import console, docker, policy
-from ..containers import running, start, wait_until
+from ..containers import expect_ready, running, start
 from ..context import current
 from ..errors import BottleError
 from ..plan import FIREWALL_ALIAS, FIREWALL_PORT
@@ -63,8 +63,8 @@ def proxy(c):
     if not started:
         reload_policy(bottle, name)
         return f"{name} already running; policy re-read"
-    waited = wait_until(bottle, name, READY_PROBE, f"listening on :{FIREWALL_PORT}")
-    return f"{name} ready in {waited:.1f}s; allows {', '.join(rendered['allow']) or 'nothing'}"
+    expect_ready(bottle, name, READY_PROBE, f"listening on :{FIREWALL_PORT}")
+    return f"{name} started; allows {', '.join(rendered['allow']) or 'nothing'}"
 
 
 def reload_policy(bottle, name: str) -> None:

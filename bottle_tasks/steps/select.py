@@ -1,7 +1,6 @@
 """`use`: select the bottle the following tasks on the same command line act on."""
 from invoke import Collection, task
 
-from .. import console
 from ..context import select, selection
 
 
@@ -22,8 +21,6 @@ def use(c, agent, manifest=None, name=None, on=None, keep=False):
         c.config.bottle = chosen
     else:
         select(c, name=name)
-    where = f" on {on}" if on else ""
-    console.note(f"using bottle {name or agent} (agent {agent}){where}")
 
 
 ns = Collection(use)
