@@ -17,13 +17,13 @@ def running(bottle, name: str) -> bool:
 
 
 def start(bottle, role: str, step: str, image: str, *, network: str,
-          connect: tuple[tuple[str, tuple[str, ...]], ...] = (), pinned: str | None = None,
+          connect: tuple[tuple[str, tuple[str, ...]], ...] = (),
           **run_options) -> tuple[str, bool]:
     """Run the `role` container unless it already runs; (name, started_now).
 
     A stopped or half-made container of ours is replaced; `connect` joins further
     networks (with aliases) after the start, before anyone uses it."""
-    name, exists = claim_name(bottle, "container", role, pinned)
+    name, exists = claim_name(bottle, "container", role)
     if exists and running(bottle, name):
         return name, False
     if exists:

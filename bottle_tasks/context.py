@@ -37,6 +37,7 @@ class Bottle:
     plan: Plan
     state: State
     target: Target
+    pinned: bool = False  # the user chose the name: a name conflict is an error, not a suffix
 
     @property
     def dry(self) -> bool:
@@ -101,7 +102,8 @@ def current(c) -> Bottle:
         raise BottleError(problem, "pick another with `inv use AGENT --name NAME`")
     target = _target(c, chosen["remote"])
     state = State.load(slug, persist=not target.dry)
-    return Bottle(slug, loaded, agent, build_plan(slug, loaded, agent), state, target)
+    return Bottle(slug, loaded, agent, build_plan(slug, loaded, agent), state, target,
+                  pinned=bool(chosen["name"]))
 
 
 def build_plan(slug: str, loaded, agent) -> Plan:

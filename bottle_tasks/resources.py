@@ -56,16 +56,18 @@ def owner(target, kind: str, name: str) -> tuple[str, str] | None:
     return labels.get(LABEL_SLUG, ""), labels.get(LABEL_ROLE, "")
 
 
-def claim_name(bottle, kind: str, role: str, pinned: str | None = None) -> tuple[str, bool]:
+def claim_name(bottle, kind: str, role: str) -> tuple[str, bool]:
     """The name to use for `role`, and whether it already exists as ours.
 
     The planned name, or the one recorded in state; when something that is not
-    this bottle's holds it, the next suffix (-2, -3, ...) — unless the name was
-    pinned by the user, where a conflict is an error.
+    this bottle's holds it, the next suffix (-2, -3, ...) — unless the user pinned
+    the bottle's name (`inv use AGENT --name NAME`): then a conflict is an error,
+    never a silently different name.
     """
-    base = pinned or bottle.state.resource(role) or bottle.plan.name(role)
+    base = bottle.state.resource(role) or bottle.plan.name(role)
     if bottle.dry:
         return base, False
+    pinned = bottle.pinned
     candidates = [base] if pinned else [base] + [f"{base}-{n}" for n in range(2, MAX_SUFFIX + 1)]
     for name in candidates:
         held = owner(bottle.target, kind, name)
@@ -73,8 +75,9 @@ def claim_name(bottle, kind: str, role: str, pinned: str | None = None) -> tuple
             return name, False
         if held == (bottle.slug, role):
             return name, True
+    remove = f"docker rm -f {base}" if kind == "container" else f"docker network rm {base}"
     if pinned:
-        raise BottleError(f"the {kind} name {pinned!r} is taken by something that is not this bottle's",
-                          f"remove it (docker rm -f {pinned}) or choose another name")
+        raise BottleError(f"the {kind} name {base} is taken by something that is not bottle {bottle.slug}'s",
+                          f"you pinned the name with --name: remove it ({remove}) or pick another --name")
     raise BottleError(f"no free {kind} name for {base} (tried -2 … -{MAX_SUFFIX})",
                       "run `inv status` to see what holds them, `inv down --all` to clear bottles")

@@ -49,12 +49,13 @@ class Target:
         self.dry = dry
 
     # -- commands ----------------------------------------------------------
-    def run(self, argv: list[str], *, check: bool = True, stdin: str | None = None,
-            pty: bool = False, stream: bool = False, timeout: float | None = None,
-            out_stream=None, stdin_path: str | None = None) -> Result:
+    def run(self, argv: list[str], *, check: bool = True, interactive: bool = False, pty: bool = False,
+            stream: bool = False, timeout: float | None = None, out_stream=None,
+            stdin_path: str | None = None) -> Result:
         """Run argv; raise BottleError with the stderr tail when it fails and `check`.
 
-        `stream=True` lets output through to the terminal (interactive use)."""
+        `stream=True` lets output through to the terminal; `interactive=True` also
+        hands it our stdin (a shell, Claude Code)."""
         command = shlex.join(argv)
         if stdin_path:  # binary input (a tar): a file on the Docker host, redirected by its shell
             command += f" < {shlex.quote(stdin_path)}"
@@ -64,10 +65,8 @@ class Target:
         kwargs = dict(hide=not stream, warn=True, pty=pty, timeout=timeout)
         if out_stream is not None:
             kwargs["out_stream"] = out_stream
-        if stdin is not None:
-            kwargs["in_stream"] = io.StringIO(stdin)
-        elif not pty:
-            kwargs["in_stream"] = False
+        if not interactive:
+            kwargs["in_stream"] = False  # never wait on, or swallow, the user's terminal
         try:
             raw = self._runner.run(command, **kwargs)
         except FileNotFoundError:

@@ -28,14 +28,14 @@ def write_manifest(folder: Path, agents: dict, extra: str = "", bundle: str = HO
 
 
 def inv(*args: str, manifest: Path | None = None, check: bool = True, timeout: int = 900,
-        env: dict | None = None) -> subprocess.CompletedProcess:
+        env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
     """Run the real `inv` CLI from the repo, as a user would."""
     full_env = dict(os.environ)
     if manifest:
         full_env["INVOKE_BOTTLE_MANIFEST"] = str(manifest)
     full_env.update(env or {})
     proc = subprocess.run([INV, *args], cwd=REPO, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, input=input, stdin=None if input is not None else subprocess.DEVNULL)
     if check and proc.returncode != 0:
         raise AssertionError(f"inv {' '.join(args)} exited {proc.returncode}\n"
                              f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")

@@ -26,7 +26,7 @@ def _exec(c, command: list[str], interactive: bool) -> int:
     name = require(bottle, "agent", "launch")
     tty = interactive and console.is_tty()
     argv = docker.exec_(name, command, interactive=interactive, tty=tty)
-    result = bottle.target.run(argv, check=False, stream=True, pty=tty)
+    result = bottle.target.run(argv, check=False, stream=True, pty=tty, interactive=interactive)
     return result.exited
 
 

@@ -6,7 +6,10 @@ on the bottle's egress network stand in for real API hosts."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,7 @@ import pytest
 from bottle_tasks.context import build_plan
 from bottle_tasks.manifest import load
 from conftest import container_ip, start_upstream
-from helpers import docker, inv, labelled, unique, write_manifest
+from helpers import INV, REPO, docker, inv, labelled, unique, write_manifest
 
 pytestmark = pytest.mark.usefixtures("engine")
 
@@ -25,9 +28,9 @@ SECRET_VALUE = "s3cr3t-value-that-must-never-show-9f2c"
 FAKE_AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
 
 
-def agent_body(cidr: str | None) -> str:
+def agent_body(cidr: str | None, extra: str = "") -> str:
     cidrs = f"[{cidr}]" if cidr else "[]"
-    return f"""    prompt: end-to-end test bottle
+    return extra + f"""    prompt: end-to-end test bottle
     secrets: [BOTTLE_TEST_SECRET]
     resources: {{memory: 1g, cpus: 1, pids: 256}}
     network:
@@ -43,8 +46,8 @@ class Bottle:
         self.slug, self.manifest = slug, manifest
         self.env = {"BOTTLE_TEST_SECRET": SECRET_VALUE}
 
-    def inv(self, *args: str, check: bool = True):
-        return inv("use", self.slug, *args, manifest=self.manifest, check=check, env=self.env)
+    def inv(self, *args: str, check: bool = True, input: str | None = None):
+        return inv("use", self.slug, *args, manifest=self.manifest, check=check, env=self.env, input=input)
 
     def sh(self, command: str, check: bool = False):
         """Run a shell command in the agent as the agent user, through `docker exec`."""
@@ -59,9 +62,10 @@ class Bottle:
         return codes.strip(), body + out.stderr
 
 
-def launch_bottle(tmp_path: Path, state_home, test_ca, trust_bundle, with_upstreams: bool = True):
+def launch_bottle(tmp_path: Path, state_home, test_ca, trust_bundle, with_upstreams: bool = True,
+                  extra: str = ""):
     slug = unique("e2e")
-    manifest = write_manifest(tmp_path, {slug: agent_body(None)}, bundle=str(trust_bundle))
+    manifest = write_manifest(tmp_path, {slug: agent_body(None, extra)}, bundle=str(trust_bundle))
     bottle = Bottle(slug, manifest)
     bottle.inv("net")
     state = json.loads((state_home / "bottle" / slug / "state.json").read_text())
@@ -255,6 +259,54 @@ def test_two_bottles_run_side_by_side_and_cannot_reach_each_other(bottle, tmp_pa
     finally:
         teardown(other)
     assert labelled(other.slug) == []
+
+
+def test_workspace_is_copied_into_a_derived_image(bottle, tmp_path, test_ca, trust_bundle):
+    workspace = tmp_path / "project"
+    (workspace / "src").mkdir(parents=True)
+    (workspace / "src" / "main.py").write_text("print('hello from the workspace')\n")
+    other = launch_bottle(tmp_path, bottle.state_home, test_ca, trust_bundle, with_upstreams=False,
+                          extra=f"    workspace: {{path: {workspace}, copy: true}}\n")
+    try:
+        image = docker("inspect", "-f", "{{.Config.Image}}", f"bottle-{other.slug}-agent").stdout.strip()
+        assert image.startswith(f"bottle/workspace-{other.slug}:")
+        assert "hello from the workspace" in other.sh("cat /workspace/src/main.py").stdout
+        assert other.sh("stat -c %U /workspace/src/main.py").stdout.strip() == "agent"
+        # The agent writes its copy; the host's files stay as they were.
+        assert other.sh("echo changed > /workspace/src/main.py").returncode == 0
+        assert (workspace / "src" / "main.py").read_text() == "print('hello from the workspace')\n"
+    finally:
+        teardown(other)
+
+
+def test_shell_and_exec_take_the_users_input_and_exit_code(bottle):
+    out = bottle.inv("shell", input="id -u\necho inside-$BOTTLE\n")
+    assert "1000" in out.stdout and f"inside-{bottle.slug}" in out.stdout
+    failed = bottle.inv("exec", "exit 7", check=False)
+    assert failed.returncode == 7 and "Traceback" not in failed.stderr
+
+
+def test_logs_follow_prints_decisions_as_they_happen(bottle):
+    env = dict(os.environ, INVOKE_BOTTLE_MANIFEST=str(bottle.manifest))
+    follower = subprocess.Popen([INV, "use", bottle.slug, "logs", "--follow", "--json", "--blocked"],
+                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        time.sleep(1.0)
+        bottle.curl("https://follow-me.invalid/")
+        deadline = time.monotonic() + 20
+        seen = []
+        while time.monotonic() < deadline:
+            line = follower.stdout.readline()
+            if not line:
+                break
+            seen.append(json.loads(line))
+            if seen[-1]["host"] == "follow-me.invalid":
+                break
+        assert seen and seen[-1]["host"] == "follow-me.invalid" and seen[-1]["decision"] == "deny"
+        assert all(record["decision"] == "deny" for record in seen)
+    finally:
+        follower.kill()
+        follower.wait()
 
 
 def test_killed_firewall_leaves_no_way_out(bottle):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -131,3 +132,46 @@ def test_engine_missing_is_a_clear_error(bottle):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert "no Docker engine answers" in proc.stderr and "make engine" in proc.stderr
+
+
+def test_unchanged_build_runs_no_docker_build(bottle, tmp_path):
+    slug, manifest = bottle
+    inv("use", slug, "build", manifest=manifest)  # builds whatever is missing
+    # A `docker` on PATH that logs every call, then runs the real one.
+    shim, log = tmp_path / "shim", tmp_path / "docker-calls.log"
+    shim.mkdir()
+    (shim / "docker").write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {shutil.which("docker")} "$@"\n')
+    (shim / "docker").chmod(0o755)
+    out = inv("use", slug, "build", manifest=manifest, env={"PATH": f"{shim}:{os.environ['PATH']}"})
+    calls = log.read_text().splitlines()
+    assert calls and all(call.startswith("image inspect") for call in calls), calls
+    assert "built nothing" in out.stderr
+
+
+def test_env_var_selects_the_agent(bottle):
+    slug, manifest = bottle
+    out = inv("plan", manifest=manifest, env={"INVOKE_BOTTLE_AGENT": slug})
+    assert f"bottle {slug} (agent {slug}" in out.stdout
+
+
+def test_pinned_name_conflict_is_an_error(bottle):
+    slug, manifest = bottle
+    pinned = unique("pin")
+    squatter = f"bottle-{pinned}-internal"
+    docker("network", "create", squatter)
+    try:
+        proc = inv("use", slug, "--name", pinned, "net", manifest=manifest, check=False)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        assert f"{squatter} is taken" in proc.stderr and "--name" in proc.stderr
+        assert labelled(pinned) == []  # the egress network it may have made first is rolled back
+    finally:
+        docker("network", "rm", squatter, check=False)
+
+
+def test_missing_runtime_is_a_clear_error(tmp_path, state_home):
+    slug = unique()
+    manifest = write_manifest(tmp_path, {slug: "    prompt: test\n    runtime: runsc"})
+    proc = inv("use", slug, "launch", manifest=manifest, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "no runtime 'runsc'" in proc.stderr and "runtime: runc" in proc.stderr
+    assert labelled(slug) == []
