@@ -11,6 +11,7 @@ that *this* run created, which is what a failed run rolls back.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -67,6 +68,8 @@ class State:
     def delete(self) -> None:
         if self.persist and self.path.exists():
             self.path.unlink()
+            with contextlib.suppress(OSError):  # not empty: the local stage dir is still there
+                self.path.parent.rmdir()
         self.data = {"slug": self.slug, "resources": {}, "undo": []}
 
     # -- resources -----------------------------------------------------------

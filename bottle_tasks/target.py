@@ -7,9 +7,11 @@ in the stage dir, through `put`/`write`.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shlex
+import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +94,7 @@ class Target:
         raise NotImplementedError
 
     def remove_tree(self, path: str) -> None:
+        """Remove `path` and everything below it, then its parent if that is left empty."""
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -138,8 +141,9 @@ class LocalTarget(Target):
 
     def remove_tree(self, path: str) -> None:
         if not self.dry:
-            import shutil
             shutil.rmtree(path, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(path))
 
     def ids(self) -> tuple[int, int]:
         return os.getuid(), os.getgid()
@@ -166,7 +170,8 @@ class RemoteTarget(Target):
         return f"{self._home}/.local/state/bottle"
 
     def _mkdir(self, path: str) -> None:
-        self.run(["mkdir", "-p", "-m", "700", path])
+        # umask, not `mkdir -m`: every directory it creates must be 0700, not only the last.
+        self.run(["sh", "-c", 'umask 077 && mkdir -p "$1"', "mkdir", path])
 
     def write(self, path: str, data: bytes) -> None:
         if self.dry:
@@ -195,6 +200,7 @@ class RemoteTarget(Target):
 
     def remove_tree(self, path: str) -> None:
         self.run(["rm", "-rf", path], check=False)
+        self.run(["rmdir", "--ignore-fail-on-non-empty", os.path.dirname(path)], check=False)
 
     def ids(self) -> tuple[int, int]:
         if self._ids is None:

@@ -50,6 +50,7 @@ def test_net_ca_then_down_leaves_nothing(bottle, state_home):
     inv("use", slug, "down", manifest=manifest)
     assert labelled(slug) == []
     assert not stage.exists() and not state_file.exists()
+    assert not (state_home / "bottle" / slug).exists()
 
 
 def test_each_step_alone_and_twice_is_harmless(bottle, state_home):

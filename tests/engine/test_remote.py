@@ -69,6 +69,8 @@ def test_launch_and_down_on_a_remote_docker_host(ssh, tmp_path, state_home):
     assert stage.startswith("/root/.local/state/bottle/"), stage  # the stage dir lives on the Docker host
     mode = subprocess.run(["stat", "-c", "%a", f"{stage}/firewall/mitmproxy-ca.pem"], capture_output=True, text=True)
     assert mode.stdout.strip() == "600"
+    for directory in (stage, os.path.dirname(stage)):
+        assert oct(os.stat(directory).st_mode & 0o777) == "0o700", directory
     agent = docker("exec", f"bottle-{slug}-agent", "cat", "/home/agent/.claude/CLAUDE.md")
     assert "remote test" in agent.stdout
     refused = inv("use", slug, "--on", remote, "exec", "curl -sS https://example.com/", manifest=manifest,
@@ -76,4 +78,4 @@ def test_launch_and_down_on_a_remote_docker_host(ssh, tmp_path, state_home):
     assert refused.returncode != 0 and "403" in refused.stderr + refused.stdout
     inv("use", slug, "--on", remote, "down", manifest=manifest, env=env)
     assert labelled(slug) == []
-    assert not os.path.exists(stage)
+    assert not os.path.exists(os.path.dirname(stage))  # nothing left on the Docker host
