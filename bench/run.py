@@ -74,13 +74,13 @@ def firewall_overhead(work: Path, slug: str, ca: pki.KeyPair) -> dict:
     (files / "firewall-ca.pem").write_text(firewall_ca)
     shutil.copy(REPO / "tests" / "engine" / "upstream" / "server.py", files / "server.py")
     shutil.copy(REPO / "bench" / "client.py", files / "client.py")
-    upstream = sh("docker", "run", "-d", "--init", "--label", "bottle.bench=1", "--network", f"bottle-{slug}-egress",
+    upstream = sh("docker", "run", "-d", "--init", "--label", "bottle.bench=1", "--network", f"bottle-{slug}-net-egress",
                   "--network-alias", UPSTREAM, "-v", f"{files}:/upstream:ro", "--entrypoint", "python3", image,
                   "/upstream/server.py").stdout.strip()
     try:
         time.sleep(1.0)
-        runs = {"direct": (f"bottle-{slug}-egress", "-", "/upstream/upstream-ca.pem"),
-                "firewall": (f"bottle-{slug}-internal", "firewall:3128", "/upstream/firewall-ca.pem")}
+        runs = {"direct": (f"bottle-{slug}-net-egress", "-", "/upstream/upstream-ca.pem"),
+                "firewall": (f"bottle-{slug}-net-internal", "firewall:3128", "/upstream/firewall-ca.pem")}
         results = {}
         for name, (network, proxy, cafile) in runs.items():
             samples = []

@@ -1,6 +1,8 @@
 """Starting a bottle container idempotently, and waiting until it is ready."""
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass
 
@@ -11,28 +13,51 @@ from .target import tail
 from .undo import record
 
 
+LABEL_CONFIG = "bottle.config"
+
+
+def current_config(bottle, name: str) -> str | None:
+    """The config label of a running container; None when it is not running."""
+    fmt = "{{.State.Running}} {{index .Config.Labels \"" + LABEL_CONFIG + "\"}}"
+    result = bottle.run(docker.container_inspect(name, fmt), check=False)
+    running_flag, _, config = result.stdout.strip().partition(" ")
+    return config if result.ok and running_flag == "true" else None
+
+
 def running(bottle, name: str) -> bool:
-    result = bottle.run(docker.container_inspect(name, "{{.State.Running}}"), check=False)
-    return result.ok and result.stdout.strip() == "true"
+    return current_config(bottle, name) is not None
+
+
+def config_digest(image: str, options: dict, inputs: bytes) -> str:
+    """What a container was started from: image, run options, and the contents of
+    files it reads only at start (a CA, a bundle). A change means a new container."""
+    text = json.dumps([image, options], sort_keys=True, default=str).encode()
+    return hashlib.sha256(text + b"\0" + inputs).hexdigest()[:16]
 
 
 def start(bottle, role: str, step: str, image: str, *, network: str,
-          connect: tuple[tuple[str, tuple[str, ...]], ...] = (),
+          connect: tuple[tuple[str, tuple[str, ...]], ...] = (), inputs: bytes = b"",
           **run_options) -> tuple[str, bool]:
-    """Run the `role` container unless it already runs; (name, started_now).
+    """Run the `role` container unless it already runs as configured; (name, started_now).
 
-    A stopped or half-made container of ours is replaced; `connect` joins further
-    networks (with aliases) after the start, before anyone uses it."""
+    A stopped, half-made or differently configured container of ours is replaced;
+    `connect` joins further networks (with aliases) after the start."""
     name, exists = claim_name(bottle, "container", role)
-    if exists and running(bottle, name):
-        return name, False
+    digest = config_digest(image, {"network": network, "connect": connect, **run_options}, inputs)
     if exists:
+        if current_config(bottle, name) == digest:
+            return name, False
         bottle.run(docker.container_rm(name))
-    bottle.run(docker.run(name, image, bottle.plan.labels(role), network=network, **run_options))
-    # Registered right after it exists, so a failure below still removes it.
+    # Registered before `docker run`: a container that is created but fails to
+    # start still exists, and must still be removed by rollback or `down`.
     record(bottle, "container", name, role, step)
+    labels = {**bottle.plan.labels(role), LABEL_CONFIG: digest}
+    container_id = bottle.run(docker.run(name, image, labels, network=network, **run_options)).stdout.strip()
+    bottle.state.set("ids", {**(bottle.state.get("ids") or {}), role: container_id})
     for other, aliases in connect:
         bottle.run(docker.network_connect(other, name, aliases))
+    if not bottle.dry and not running(bottle, name):
+        raise BottleError(f"{name} stopped right after it started", logs_tail(bottle, name))
     return name, True
 
 

@@ -38,6 +38,7 @@ class Bottle:
     state: State
     target: Target
     pinned: bool = False  # the user chose the name: a name conflict is an error, not a suffix
+    selector: str = ""    # `use ...` words that select this bottle again, for hints
 
     @property
     def dry(self) -> bool:
@@ -71,39 +72,83 @@ def manifest_path(value: str) -> Path:
     return (REPO_ROOT / path).resolve()
 
 
-def _target(c, remote: str | None) -> Target:
+#: one SSH connection per remote host for the whole run, not one per step
+_CONNECTIONS: dict[str, object] = {}
+
+
+def target_for(c, remote: str | None) -> Target:
     dry = bool(c.config.run.get("dry", False))
     if not remote:
         return LocalTarget(c, state_root(), dry=dry)
-    from fabric import Connection  # imported here: local runs never pay for paramiko
+    if remote not in _CONNECTIONS:
+        from fabric import Connection  # imported here: local runs never pay for paramiko
 
-    return RemoteTarget(Connection(remote), dry=dry)
-
-
-def load_manifest(c):
-    return manifest.load(str(manifest_path(selection(c)["manifest"])))
+        _CONNECTIONS[remote] = Connection(remote)
+    return RemoteTarget(_CONNECTIONS[remote], dry=dry)
 
 
-def current(c) -> Bottle:
-    """The selected bottle: manifest + agent + plan + persisted state + target."""
+def close_connections() -> None:
+    while _CONNECTIONS:
+        _CONNECTIONS.popitem()[1].close()
+
+
+def host_label(remote: str | None) -> str:
+    return remote or "local"
+
+
+def selector(chosen: dict) -> str:
+    """The `inv use ...` words that select this bottle again, for hints."""
+    words = ["use", chosen["agent"]]
+    if chosen["name"]:
+        words += ["--name", chosen["name"]]
+    if chosen["manifest"] != DEFAULTS["manifest"]:
+        words += ["--manifest", str(chosen["manifest"])]
+    if chosen["remote"]:
+        words += ["--on", chosen["remote"]]
+    return " ".join(words)
+
+
+def current(c, need_manifest: bool = True) -> Bottle:
+    """The selected bottle: manifest + agent + plan + persisted state + target.
+
+    With need_manifest=False (`down`, `logs`) a manifest that no longer loads, or
+    no longer has the agent, still gives the bottle from its name and state alone."""
     chosen = selection(c)
+    loaded = agent = plan = None
     try:
         loaded = manifest.load(str(manifest_path(chosen["manifest"])))
-    except manifest.ManifestError as exc:
-        raise BottleError(str(exc)) from None
-    agent = loaded.agents.get(chosen["agent"])
-    if agent is None:
-        raise BottleError(
-            f"{loaded.path}: agents: no agent named {chosen['agent']!r}",
-            f"available: {', '.join(sorted(loaded.agents))} — choose one with `inv use NAME ...`")
-    slug = chosen["name"] or agent.name
+        agent = loaded.agents.get(chosen["agent"])
+        if agent is None:
+            raise BottleError(
+                f"{loaded.path}: agents: no agent named {chosen['agent']!r}",
+                f"available: {', '.join(sorted(loaded.agents))} — choose one with `inv use NAME ...`")
+    except BottleError:
+        if need_manifest:
+            raise
+    slug = chosen["name"] or (agent.name if agent else chosen["agent"])
     problem = check_slug(slug)
     if problem:
         raise BottleError(problem, "pick another with `inv use AGENT --name NAME`")
-    target = _target(c, chosen["remote"])
+    target = target_for(c, chosen["remote"])
     state = State.load(slug, persist=not target.dry)
-    return Bottle(slug, loaded, agent, build_plan(slug, loaded, agent), state, target,
-                  pinned=bool(chosen["name"]))
+    check_host(state, chosen)
+    if agent:
+        state.data["agent"] = agent.name
+        plan = build_plan(slug, loaded, agent)
+    return Bottle(slug, loaded, agent, plan, state, target, pinned=bool(chosen["name"]),
+                  selector=selector(chosen))
+
+
+def check_host(state: State, chosen: dict) -> None:
+    """A bottle lives on one Docker host: acting on it from another selection would
+    "undo" names that do not exist there and orphan the real ones."""
+    here = host_label(chosen["remote"])
+    recorded = state.get("host")
+    if recorded and state.get("undo") and recorded != here:
+        where = f"--on {recorded}" if recorded != "local" else "without --on"
+        raise BottleError(f"bottle {state.slug} lives on {recorded}, not on {here}",
+                          f"select it {where}")
+    state.data["host"] = here
 
 
 def build_plan(slug: str, loaded, agent) -> Plan:

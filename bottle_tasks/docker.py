@@ -20,6 +20,14 @@ def image_exists(tag: str) -> list[str]:
     return ["docker", "image", "inspect", "--format", "{{.Id}}", tag]
 
 
+def image_ls(reference: str) -> list[str]:
+    return ["docker", "image", "ls", "--quiet", "--filter", f"reference={reference}"]
+
+
+def image_rm(image_ids: list[str]) -> list[str]:
+    return ["docker", "image", "rm", "--force", *image_ids]
+
+
 def build(tag: str, dockerfile: str, context: str, build_args: Mapping[str, str],
           labels: Mapping[str, str]) -> list[str]:
     argv = ["docker", "build", "--quiet", "--tag", tag, "--file", dockerfile]
@@ -32,7 +40,11 @@ def build(tag: str, dockerfile: str, context: str, build_args: Mapping[str, str]
 def network_create(name: str, labels: Mapping[str, str], internal: bool) -> list[str]:
     argv = ["docker", "network", "create", "--driver", "bridge"]
     if internal:
-        argv.append("--internal")
+        # --internal drops routing out, but the host keeps an address on the bridge,
+        # and every host service listening on 0.0.0.0 answers there. Without an
+        # address on the bridge the host is unreachable; containers still talk (L2)
+        # and Docker's embedded DNS still resolves their names.
+        argv += ["--internal", "--opt", "com.docker.network.bridge.inhibit_ipv4=true"]
     return argv + _labels(labels) + [name]
 
 

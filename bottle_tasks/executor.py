@@ -2,13 +2,16 @@
 created and exits cleanly with the reason (no traceback reaches the user)."""
 from __future__ import annotations
 
+import contextlib
 import time
+import traceback
 
 from invoke import Exit, Failure
 from invoke.executor import Executor
 
-from . import console, containers, stepping, undo
+from . import console, containers, context, stepping, undo
 from .errors import BottleError
+from .state import state_root
 
 
 class BottleExecutor(Executor):
@@ -17,18 +20,34 @@ class BottleExecutor(Executor):
         containers.PENDING.clear()
         stepping.RUN_STARTED = time.monotonic()
         try:
+            self._check_one_bottle(tasks)
             results = super().execute(*tasks)
             containers.settle()  # `inv proxy` alone is done only once the firewall listens
+            context.close_connections()
             return results
+        except Exit:
+            context.close_connections()
+            raise  # a task's own exit status (`inv exec "false"`): not a failure of the run
         except BottleError as exc:
             message, code = str(exc), 1
         except Failure as exc:  # a c.run outside the target (should not happen) — still no traceback
             message, code = f"command failed: {exc.result.command}\n{exc.result.stderr[-2000:]}", 1
         except KeyboardInterrupt:
             message, code = "interrupted", 130
+        except Exception as exc:  # a bug of ours: still roll back, still no traceback on screen
+            message, code = f"internal error: {type(exc).__name__}: {exc} (details: {write_traceback()})", 70
         console.error(message)
         self._finish_failed_run()
+        context.close_connections()
         raise Exit(code=code)
+
+    def _check_one_bottle(self, tasks) -> None:
+        """invoke dedupes tasks across one command line, so `use a net use b net`
+        would silently run `net` for `a` only: refuse rather than mislead."""
+        uses = [t for t in tasks if getattr(t, "name", t) == "use"]
+        if len(uses) > 1:
+            raise BottleError("one bottle per command line: `use` appears more than once",
+                              "run one `inv use NAME ...` command per bottle")
 
     def _finish_failed_run(self) -> None:
         keep = bool((self.config.get("bottle") or {}).get("keep"))
@@ -43,3 +62,12 @@ class BottleExecutor(Executor):
             console.error(f"rollback: {failure}")
         if not failures:
             console.note("rolled back everything this run created")
+
+
+def write_traceback() -> str:
+    """Keep the traceback of an internal error in a file, for a bug report."""
+    path = state_root() / "last-error.log"
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(traceback.format_exc())
+    return str(path)

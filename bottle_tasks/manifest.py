@@ -478,17 +478,36 @@ def _network(value: Any, at: str) -> Network:
             raise Invalid(p, f"'{host}' is not in network.allow",
                           f"passthrough only exempts allowed hosts from inspection: add '{host}' to network.allow")
         passthrough.append(host)
-    cidrs = []
-    for p, c in items(doc.get("allowed_cidrs"), key_path(at, "allowed_cidrs")):
-        try:
-            cidrs.append(str(ipaddress.ip_network(string(c, p).strip(), strict=False)))
-        except ValueError as e:
-            raise Invalid(p, f"invalid CIDR '{c}' ({e})", "write an address range such as 10.20.0.0/16") from None
+    cidrs = [_guarded_cidr(c, p) for p, c in items(doc.get("allowed_cidrs"), key_path(at, "allowed_cidrs"))]
     out: dict[str, Any] = {}
     if "idle_timeout" in doc:
         out["idle_timeout"] = integer(doc["idle_timeout"], key_path(at, "idle_timeout"), 1)
     return Network(allow=allow, passthrough=tuple(passthrough), allowed_cidrs=tuple(cidrs),
                    dlp=_dlp(doc.get("dlp"), key_path(at, "dlp"), allow), **out)
+
+
+CGNAT = ipaddress.ip_network("100.64.0.0/10")
+
+
+def _guarded_cidr(value: Any, at: str) -> str:
+    """An address range the SSRF guard would refuse, written exactly.
+
+    Strict on purpose: `10.0.0.1/8` (host bits set) is a typo for something, and a
+    range with public addresses (`0.0.0.0/1`) would switch the guard off."""
+    text = string(value, at).strip()
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError as e:
+        raise Invalid(at, f"invalid CIDR '{text}' ({e})", "write an address range such as 10.20.0.0/16") from None
+    if "/" in text and str(network) != text:
+        raise Invalid(at, f"'{text}' has host bits set", f"write the range as {network}")
+    guarded = (network.is_private or network.is_loopback or network.is_link_local
+               or (network.version == 4 and network.subnet_of(CGNAT)))
+    if not guarded or network.prefixlen < (8 if network.version == 4 else 7):
+        raise Invalid(at, f"'{text}' is not a private range (or is wider than /8)",
+                      "list only the private, loopback, link-local or CGNAT ranges of your private "
+                      "upstreams; public addresses need no entry here")
+    return str(network)
 
 
 DLP_ACTIONS = ("block", "warn", "off")

@@ -32,7 +32,9 @@ class Plan:
 
     # -- names and labels ----------------------------------------------------
     def name(self, role: str) -> str:
-        return f"bottle-{self.slug}-{role.removeprefix('net-')}"
+        # Networks keep their `net-` prefix: `bottle-x-egress` is the egress proxy's
+        # container, `bottle-x-net-egress` its network, so `docker inspect` is never ambiguous.
+        return f"bottle-{self.slug}-{role}"
 
     def labels(self, role: str) -> dict[str, str]:
         return {LABEL_SLUG: self.slug, LABEL_ROLE: role, LABEL_MANAGED: "1"}

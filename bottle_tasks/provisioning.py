@@ -9,6 +9,9 @@ import time
 
 AGENT_UID = AGENT_GID = 1000
 HOME = "/home/agent"
+# Managed settings outrank the user's and are root-owned: the agent cannot edit
+# away the manifest's permissions (its own ~/.claude/settings.json it can).
+MANAGED_SETTINGS = "/etc/claude-code/managed-settings.json"
 BOTTLE_CA = "/usr/local/share/ca-certificates/bottle-ca.crt"
 SCRIPT = "/opt/bottle/provision.sh"
 
@@ -30,6 +33,7 @@ echo provisioned
 
 
 def claude_settings(agent) -> dict:
+    """Managed settings: the manifest's permissions and the traffic switches."""
     settings = {
         "permissions": {"allow": list(agent.claude.permissions_allow),
                         "deny": list(agent.claude.permissions_deny)},
@@ -61,17 +65,21 @@ def gitconfig(agent) -> str:
     return "\n".join(lines) + "\n"
 
 
-def files(agent, ca_pem: str) -> list[tuple[str, bytes, int, int]]:
-    """(path, content, mode, uid) for everything provisioning writes."""
+def files(agent, ca_pem: str, first_time: bool = True) -> list[tuple[str, bytes, int, int]]:
+    """(path, content, mode, uid) for everything provisioning writes.
+
+    ~/.claude.json is Claude Code's own state (history, login, onboarding): it is
+    seeded the first time a container is provisioned and never overwritten after."""
     agent_files = [
-        (f"{HOME}/.claude.json", json.dumps(claude_state(agent), indent=2).encode(), 0o600),
-        (f"{HOME}/.claude/settings.json", json.dumps(claude_settings(agent), indent=2).encode(), 0o600),
         # User memory: Claude Code loads it in every session, so the prompt always applies.
         (f"{HOME}/.claude/CLAUDE.md", agent.prompt.encode(), 0o644),
         (f"{HOME}/PROMPT.md", agent.prompt.encode(), 0o644),
         (f"{HOME}/.gitconfig", gitconfig(agent).encode(), 0o644),
     ]
+    if first_time:
+        agent_files.insert(0, (f"{HOME}/.claude.json", json.dumps(claude_state(agent), indent=2).encode(), 0o600))
     root_files = [
+        (MANAGED_SETTINGS, json.dumps(claude_settings(agent), indent=2).encode(), 0o644),
         (BOTTLE_CA, ca_pem.encode(), 0o644),
         (SCRIPT, PROVISION_SH.encode(), 0o755),
     ]

@@ -24,6 +24,10 @@ def undo(bottle, action: UndoAction) -> None:
     elif action.kind == "network":
         remove_network(bottle.target, action.name)
     elif action.kind == "stage":
+        # Only ever below the stage root: a hand-edited state file must not aim rm -rf elsewhere.
+        if not action.name.startswith(bottle.target.stage_root + "/"):
+            raise BottleError(f"refusing to remove {action.name}: not below {bottle.target.stage_root}",
+                              f"fix or delete {bottle.state.path}")
         bottle.target.remove_tree(action.name)
     else:
         raise BottleError(f"unknown undo action {action.kind!r} in {bottle.state.path}")

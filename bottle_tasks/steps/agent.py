@@ -17,10 +17,12 @@ from .proxy import proxy, require
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 # Docker's embedded DNS (127.0.0.11) answers sidecar names itself and forwards
 # every other name to the container's upstream resolvers. Engines before 25.0.5
-# forward even from --internal networks (CVE-2024-29018). A loopback upstream
-# inside the agent's own namespace, where nothing listens, cuts that forwarding
-# on any engine while sidecar names keep resolving.
-DEAD_RESOLVER = "127.0.0.1"
+# forward even from --internal networks, from the host's namespace
+# (CVE-2024-29018): a query for <data>.attacker.example is an exfiltration
+# channel. The upstream is set to an address where no resolver can ever answer:
+# TEST-NET-1 (RFC 5737) is never routed. Not 127.0.0.1: Docker forwards to a
+# loopback --dns from the *host's* namespace, where a local resolver may listen.
+DEAD_RESOLVER = "192.0.2.53"
 PLACEHOLDER = "bottle-placeholder-the-egress-proxy-injects-the-real-value"
 
 
@@ -69,11 +71,12 @@ def agent(c):
     internal = require(bottle, "net-internal", "net")
     check_runtime(bottle)
     env_path = bottle.stage("agent.env")
-    bottle.target.write(env_path, env_file_text(agent_env(bottle)).encode())
+    env_text = env_file_text(agent_env(bottle)).encode()
+    bottle.target.write(env_path, env_text)
     resources = bottle.agent.resources
     name, started = start(
         bottle, "agent", "agent", bottle.plan.agent_image.tag, network=internal,
-        env_file=env_path, dns=[DEAD_RESOLVER],
+        env_file=env_path, inputs=env_text, dns=[DEAD_RESOLVER],
         user=f"{provisioning.AGENT_UID}:{provisioning.AGENT_GID}",
         limits={"memory": resources.memory, "cpus": str(resources.cpus), "pids-limit": str(resources.pids)},
         runtime=None if bottle.agent.runtime == "runc" else bottle.agent.runtime)
@@ -90,13 +93,17 @@ def provision(c):
     ca_pem = (bottle.state.get("ca") or {}).get(ca_role)
     if not ca_pem and not bottle.dry:
         raise BottleError(f"bottle {bottle.slug} has no {ca_role} CA yet", "run `inv ca` first")
+    container_id = (bottle.state.get("ids") or {}).get("agent")
+    first_time = bottle.state.get("provisioned") != container_id or bottle.dry
     archive = bottle.stage("provision.tar")
-    bottle.target.write(archive, provisioning.tarball(provisioning.files(bottle.agent, ca_pem or "")))
+    payload = provisioning.files(bottle.agent, ca_pem or "", first_time=first_time)
+    bottle.target.write(archive, provisioning.tarball(payload))
     # A tar on stdin keeps the owners set in it (the agent's files are the agent's).
     # Not `-a`: that chowns everything to the container's user, and engine 20.10
     # resolves that user on the host.
     bottle.run(["docker", "cp", "-", f"{name}:/"], stdin_path=archive)
     bottle.run(docker.exec_(name, ["sh", provisioning.SCRIPT], user="0"))
+    bottle.state.set("provisioned", container_id)
     return f"{name}: trusts the bottle {ca_role} CA; git, Claude settings and prompt in place"
 
 

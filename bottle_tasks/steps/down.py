@@ -2,7 +2,7 @@
 from invoke import Collection, task
 
 from .. import console, docker
-from ..context import current, selection, _target
+from ..context import current, host_label, selection, target_for
 from ..resources import labelled
 from ..state import State, known_slugs
 from ..stepping import step
@@ -28,16 +28,19 @@ def sweep(target, slug: str | None) -> list[str]:
 def down(c, all=False):
     """Tear the selected bottle down (idempotent); --all removes every bottle."""
     if all:
-        target = _target(c, selection(c)["remote"])
+        remote = selection(c)["remote"]
+        target = target_for(c, remote)
         removed = sweep(target, None)
         for slug in known_slugs():
             state = State.load(slug, persist=not target.dry)
+            if state.get("host", "local") != host_label(remote):
+                continue  # a bottle on another Docker host: its state stays
             stage = state.resource("stage")
             if stage:
                 target.remove_tree(stage)
             state.delete()
         return f"removed {len(removed)} labelled resources" + (f": {', '.join(removed)}" if removed else "")
-    bottle = current(c)
+    bottle = current(c, need_manifest=False)
     undone = []
     for action in bottle.state.undo_actions():
         undo(bottle, action)
@@ -45,6 +48,11 @@ def down(c, all=False):
     leftovers = sweep(bottle.target, bottle.slug)
     for name in leftovers:
         console.note(f"removed leftover {name} (found by label)")
+    # The workspace image holds a copy of the user's files: it goes with the bottle.
+    workspace_images = bottle.run(docker.image_ls(f"bottle/workspace-{bottle.slug}")).stdout.split()
+    if workspace_images:
+        bottle.run(docker.image_rm(sorted(set(workspace_images))))
+        undone.append("workspace image")
     bottle.state.delete()
     count = len(undone) + len(leftovers)
     return f"bottle {bottle.slug}: removed {count} resource(s)" if count else f"bottle {bottle.slug}: nothing to remove"

@@ -16,13 +16,13 @@ def launch(c):
     bottle = current(c)
     containers.settle()
     took = time.monotonic() - stepping.RUN_STARTED
-    who = bottle.slug if bottle.slug == bottle.agent.name else f"{bottle.agent.name} --name {bottle.slug}"
     console.out.print(f"[green bold]ready[/] bottle {bottle.slug} in {took:.1f}s — get in: "
-                      f"`inv use {who} claude` (or shell, exec \"CMD\"); tear down: `inv use {who} down`")
+                      f"`inv {bottle.selector} claude` (or shell, exec \"CMD\"); "
+                      f"tear down: `inv {bottle.selector} down`")
 
 
 def _exec(c, command: list[str], interactive: bool) -> int:
-    bottle = current(c)
+    bottle = current(c, need_manifest=False)
     name = require(bottle, "agent", "launch")
     tty = interactive and console.is_tty()
     argv = docker.exec_(name, command, interactive=interactive, tty=tty)

@@ -5,7 +5,7 @@ from invoke import Collection, task
 from rich.table import Table
 
 from .. import console
-from ..context import current, selection, _target
+from ..context import current, selection, target_for
 from ..resources import labelled
 from ..state import State, known_slugs
 
@@ -31,7 +31,7 @@ def gather(target) -> dict:
 @task(help={"json": "print machine-readable JSON on stdout instead of tables"})
 def status(c, json_=False):
     """Show bottles, their containers and networks, and orphans (labelled, no state)."""
-    report = gather(_target(c, selection(c)["remote"]))
+    report = gather(target_for(c, selection(c)["remote"]))
     if json_:
         print(json.dumps(report, indent=2, sort_keys=True))
         return

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -76,7 +77,7 @@ def launch_bottle(tmp_path: Path, state_home, test_ca, trust_bundle, with_upstre
     bottle.inv("build")
     bottle.upstreams = []
     if with_upstreams:
-        egress_net = f"bottle-{slug}-egress"
+        egress_net = f"bottle-{slug}-net-egress"
         bottle.upstreams.append(start_upstream(test_ca, tmp_path, egress_net, [UPSTREAM, OTHER], firewall_tag))
         # A private network the manifest does not allow: the SSRF guard must refuse it.
         bottle.private_net = f"bottle-test-private-{slug}"
@@ -132,7 +133,7 @@ def test_agent_is_locked_down(bottle):
     assert "no-new-privileges" in host["SecurityOpt"]
     assert host["Memory"] == 1024 ** 3 and host["PidsLimit"] == 256 and host["NanoCpus"] == 10 ** 9
     assert host["Init"] is True
-    assert list(info["NetworkSettings"]["Networks"]) == [f"bottle-{bottle.slug}-internal"]
+    assert list(info["NetworkSettings"]["Networks"]) == [f"bottle-{bottle.slug}-net-internal"]
     assert info["Config"]["User"] == "1000:1000"
     env = dict(item.split("=", 1) for item in info["Config"]["Env"])
     assert env["HTTPS_PROXY"] == "http://firewall:3128"
@@ -155,8 +156,18 @@ def test_provisioned(bottle):
     assert settings["hasCompletedOnboarding"] is True
     assert bottle.sh("git config user.email").stdout.strip() == "agent@bottle.invalid"
     assert bottle.sh("stat -c %U ~/.claude").stdout.strip() == "agent"
-    # Provisioning again is harmless.
+    # The manifest's permissions are managed settings the agent cannot rewrite.
+    managed = "/etc/claude-code/managed-settings.json"
+    assert "permissions" in json.loads(bottle.sh(f"cat {managed}").stdout)
+    assert bottle.sh(f"echo '{{}}' > {managed}").returncode != 0
+    # The bottle CA is in the system trust store.
+    assert bottle.sh("grep -c BEGIN /etc/ssl/certs/ca-certificates.crt").stdout.strip() != "0"
+    assert bottle.sh("test -L /etc/ssl/certs/bottle-ca.pem").returncode == 0
+    # Provisioning again is harmless, and keeps Claude Code's own state.
+    bottle.sh("jq '.mine = 1' ~/.claude.json > /tmp/c && cat /tmp/c > ~/.claude.json", check=True)
     bottle.inv("provision")
+    assert json.loads(bottle.sh("cat ~/.claude.json").stdout)["mine"] == 1
+    assert bottle.curl(f"https://{UPSTREAM}:8443/after-reprovision")[0].endswith("200")
 
 
 def test_claude_code_runs_inside(bottle):
@@ -233,7 +244,7 @@ def test_allow_and_deny_change_the_running_firewall(bottle):
 
 # -- every other way out ----------------------------------------------------------
 def test_escapes_fail(bottle):
-    upstream_ip = container_ip(bottle.upstreams[0], f"bottle-{bottle.slug}-egress")
+    upstream_ip = container_ip(bottle.upstreams[0], f"bottle-{bottle.slug}-net-egress")
     # direct TCP to an address outside the internal network (our own upstream's)
     out = bottle.sh(f"curl -sS --noproxy '*' --max-time 5 -k https://{upstream_ip}:8443/")
     assert out.returncode != 0 and "reached" not in out.stdout
@@ -244,6 +255,20 @@ def test_escapes_fail(bottle):
     assert bottle.sh(f"getent hosts {UPSTREAM}").returncode != 0
     assert bottle.sh("getent hosts pypi.org").returncode != 0
     assert bottle.sh("getent hosts firewall").returncode == 0
+    dns = json.loads(docker("inspect", f"bottle-{bottle.slug}-agent").stdout)[0]["HostConfig"]["Dns"]
+    assert dns == ["192.0.2.53"]  # a resolver that can never answer: no forwarding of outside names
+
+
+def test_docker_host_is_unreachable_from_the_agent(bottle):
+    """--internal still gives the host an address on the bridge; bottle takes it away."""
+    network = json.loads(docker("network", "inspect", f"bottle-{bottle.slug}-net-internal").stdout)[0]
+    gateway = network["IPAM"]["Config"][0].get("Gateway") or network["IPAM"]["Config"][0]["Subnet"].rsplit(".", 1)[0] + ".1"
+    with socket.socket() as listener:  # a host service on every address, as many are
+        listener.bind(("0.0.0.0", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        out = bottle.sh(f"timeout 5 bash -c 'echo hi > /dev/tcp/{gateway}/{port}' && echo CONNECTED")
+    assert "CONNECTED" not in out.stdout, f"the agent reached the Docker host at {gateway}:{port}"
 
 
 def test_two_bottles_run_side_by_side_and_cannot_reach_each_other(bottle, tmp_path, test_ca, trust_bundle):
@@ -251,7 +276,7 @@ def test_two_bottles_run_side_by_side_and_cannot_reach_each_other(bottle, tmp_pa
     try:
         assert bottle.sh("true").returncode == 0 and other.sh("true").returncode == 0
         for role in ("firewall", "agent"):
-            ip = container_ip(f"bottle-{other.slug}-{role}", f"bottle-{other.slug}-internal")
+            ip = container_ip(f"bottle-{other.slug}-{role}", f"bottle-{other.slug}-net-internal")
             out = bottle.sh(f"curl -sS --noproxy '*' --max-time 5 http://{ip}:3128/")
             assert out.returncode != 0, f"bottle {bottle.slug} reached {other.slug}'s {role}"
         # and its own firewall still works
@@ -275,6 +300,8 @@ def test_workspace_is_copied_into_a_derived_image(bottle, tmp_path, test_ca, tru
         # The agent writes its copy; the host's files stay as they were.
         assert other.sh("echo changed > /workspace/src/main.py").returncode == 0
         assert (workspace / "src" / "main.py").read_text() == "print('hello from the workspace')\n"
+        other.inv("down")
+        assert docker("image", "ls", "-q", "--filter", f"reference=bottle/workspace-{other.slug}").stdout == ""
     finally:
         teardown(other)
 
@@ -307,6 +334,25 @@ def test_logs_follow_prints_decisions_as_they_happen(bottle):
     finally:
         follower.kill()
         follower.wait()
+
+
+def test_changed_manifest_replaces_only_what_changed(bottle):
+    ids = lambda: {role: docker("inspect", "-f", "{{.Id}}", f"bottle-{bottle.slug}-{role}").stdout.strip()
+                   for role in ("agent", "firewall")}
+    before = ids()
+    bottle.inv("launch")  # nothing changed: nothing replaced
+    assert ids() == before
+    text = bottle.manifest.read_text()
+    bottle.manifest.write_text(text.replace("    prompt: end-to-end test bottle",
+                                            "    env: {FEATURE_FLAG: on-now}\n    prompt: end-to-end test bottle"))
+    try:
+        out = bottle.inv("launch")
+        after = ids()
+        assert after["firewall"] == before["firewall"] and after["agent"] != before["agent"], out.stderr
+        assert "FEATURE_FLAG=on-now" in bottle.sh("env").stdout
+        assert bottle.curl(f"https://{UPSTREAM}:8443/")[0].endswith("200")  # provisioned again
+    finally:
+        bottle.manifest.write_text(text)
 
 
 def test_killed_firewall_leaves_no_way_out(bottle):

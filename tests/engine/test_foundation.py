@@ -30,8 +30,8 @@ def test_net_ca_then_down_leaves_nothing(bottle, state_home):
     slug, manifest = bottle
     inv("use", slug, "net", "ca", manifest=manifest)
     names = set(labelled(slug))
-    assert names == {f"bottle-{slug}-internal", f"bottle-{slug}-egress"}
-    internal = json.loads(docker("network", "inspect", f"bottle-{slug}-internal").stdout)[0]
+    assert names == {f"bottle-{slug}-net-internal", f"bottle-{slug}-net-egress"}
+    internal = json.loads(docker("network", "inspect", f"bottle-{slug}-net-internal").stdout)[0]
     assert internal["Internal"] is True
     assert internal["Labels"]["bottle.role"] == "net-internal"
 
@@ -93,7 +93,7 @@ def test_dry_run_prints_commands_and_creates_nothing(bottle, state_home):
     slug, manifest = bottle
     proc = inv("--dry", "use", slug, "net", manifest=manifest)
     assert f"docker network create --driver bridge --internal" in proc.stderr
-    assert f"bottle-{slug}-internal" in proc.stderr
+    assert f"bottle-{slug}-net-internal" in proc.stderr
     assert labelled(slug) == []
     assert not (state_home / "bottle" / slug).exists()
 
@@ -103,23 +103,23 @@ def test_status_json_and_down_all_finds_orphans(bottle, state_home):
     inv("use", slug, "net", manifest=manifest)
     orphan = unique("orphan")
     docker("network", "create", "--label", f"bottle.slug={orphan}", "--label", "bottle.role=net-egress",
-           "--label", "bottle.managed=1", f"bottle-{orphan}-egress")
+           "--label", "bottle.managed=1", f"bottle-{orphan}-net-egress")
     report = json.loads(inv("status", "--json", manifest=manifest).stdout)
     assert {n["role"] for n in report["bottles"][slug]["networks"]} == {"net-internal", "net-egress"}
-    assert any(o["name"] == f"bottle-{orphan}-egress" for o in report["orphans"])
+    assert any(o["name"] == f"bottle-{orphan}-net-egress" for o in report["orphans"])
     table = inv("status", manifest=manifest).stdout
-    assert f"bottle-{slug}-internal" in table and "orphans" in table
+    assert f"bottle-{slug}-net-internal" in table and "orphans" in table
     inv("down", "--all", manifest=manifest)
     assert labelled(slug) == [] and labelled(orphan) == []
 
 
 def test_name_conflict_takes_next_suffix(bottle):
     slug, manifest = bottle
-    squatter = f"bottle-{slug}-internal"
+    squatter = f"bottle-{slug}-net-internal"
     docker("network", "create", squatter)  # not labelled: not ours
     try:
         inv("use", slug, "net", manifest=manifest)
-        assert f"bottle-{slug}-internal-2" in labelled(slug)
+        assert f"bottle-{slug}-net-internal-2" in labelled(slug)
         inv("use", slug, "down", manifest=manifest)
         assert labelled(slug) == []
     finally:
@@ -158,7 +158,7 @@ def test_env_var_selects_the_agent(bottle):
 def test_pinned_name_conflict_is_an_error(bottle):
     slug, manifest = bottle
     pinned = unique("pin")
-    squatter = f"bottle-{pinned}-internal"
+    squatter = f"bottle-{pinned}-net-internal"
     docker("network", "create", squatter)
     try:
         proc = inv("use", slug, "--name", pinned, "net", manifest=manifest, check=False)

@@ -83,7 +83,7 @@ def test_defaults_and_normalisation(folder):
         network:
           allow: [API.Example.com., "*.pypi.org"]
           passthrough: [files.pypi.org]
-          allowed_cidrs: [10.1.2.3/16]
+          allowed_cidrs: [10.1.0.0/16]
           dlp: {action: off, hosts: {api.example.com: warn}}
         egress_proxy:
           routes:
@@ -223,6 +223,12 @@ BAD = [
      "agents.demo.network.passthrough[0]", "add 'evil.org' to network.allow"),
     ("cidr", "m.yaml", agent("network: {allowed_cidrs: [10.0.0.300/8]}\n"), "agents.demo.network.allowed_cidrs[0]",
      "address range such as 10.20.0.0/16"),
+    ("cidr-host-bits", "m.yaml", agent("network: {allowed_cidrs: [10.0.0.1/8]}\n"),
+     "agents.demo.network.allowed_cidrs[0]", "write the range as 10.0.0.0/8"),
+    ("cidr-public-half", "m.yaml", agent("network: {allowed_cidrs: [0.0.0.0/1]}\n"),
+     "agents.demo.network.allowed_cidrs[0]", "public addresses need no entry here"),
+    ("cidr-public", "m.yaml", agent("network: {allowed_cidrs: [8.8.8.0/24]}\n"),
+     "agents.demo.network.allowed_cidrs[0]", "not a private range"),
     # DLP
     ("dlp-action", "m.yaml", agent("network: {dlp: {action: deny}}\n"), "agents.demo.network.dlp.action",
      "write one of: block, warn, off"),

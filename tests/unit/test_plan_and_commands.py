@@ -24,7 +24,7 @@ def test_names_labels_and_proxy_url(manifest):
     loaded = load(str(manifest))
     plan = build_plan("demo", loaded, loaded.agents["demo"])
     assert plan.name("agent") == "bottle-demo-agent"
-    assert plan.name("net-internal") == "bottle-demo-internal"
+    assert plan.name("net-internal") == "bottle-demo-net-internal"
     assert plan.labels("firewall") == {"bottle.slug": "demo", "bottle.role": "firewall", "bottle.managed": "1"}
     assert plan.proxy_url == "http://firewall:3128"  # no routes: straight to the firewall
     assert [row[0] for row in plan.describe()][:3] == ["build", "net", "ca"]
@@ -57,20 +57,21 @@ def test_net_issues_exactly_these_commands(manifest, state_home):
     labels_fmt = "{{json .Labels}}"
     subnet_fmt = "{{range .IPAM.Config}}{{.Subnet}} {{end}}"
     runs = {
-        f"docker network inspect --format '{labels_fmt}' bottle-demo-internal": Result(exited=1, stderr="No such network"),
-        f"docker network inspect --format '{labels_fmt}' bottle-demo-egress": Result(exited=1, stderr="No such network"),
-        "docker network create --driver bridge --internal --label bottle.managed=1 --label bottle.role=net-internal "
-        "--label bottle.slug=demo bottle-demo-internal": Result("abc\n"),
+        f"docker network inspect --format '{labels_fmt}' bottle-demo-net-internal": Result(exited=1, stderr="No such network"),
+        f"docker network inspect --format '{labels_fmt}' bottle-demo-net-egress": Result(exited=1, stderr="No such network"),
+        "docker network create --driver bridge --internal --opt com.docker.network.bridge.inhibit_ipv4=true "
+        "--label bottle.managed=1 --label bottle.role=net-internal "
+        "--label bottle.slug=demo bottle-demo-net-internal": Result("abc\n"),
         "docker network create --driver bridge --label bottle.managed=1 --label bottle.role=net-egress "
-        "--label bottle.slug=demo bottle-demo-egress": Result("def\n"),
-        f"docker network inspect --format '{subnet_fmt}' bottle-demo-internal": Result("172.30.1.0/24 \n"),
-        f"docker network inspect --format '{subnet_fmt}' bottle-demo-egress": Result("172.30.2.0/24 \n"),
+        "--label bottle.slug=demo bottle-demo-net-egress": Result("def\n"),
+        f"docker network inspect --format '{subnet_fmt}' bottle-demo-net-internal": Result("172.30.1.0/24 \n"),
+        f"docker network inspect --format '{subnet_fmt}' bottle-demo-net-egress": Result("172.30.2.0/24 \n"),
     }
     c = _context(manifest, runs)
     net(c)
     state = json.loads((state_home / "bottle" / "demo" / "state.json").read_text())
     assert state["cidr"] == {"net-internal": "172.30.1.0/24", "net-egress": "172.30.2.0/24"}
-    assert [a["name"] for a in state["undo"]] == ["bottle-demo-internal", "bottle-demo-egress"]
+    assert [a["name"] for a in state["undo"]] == ["bottle-demo-net-internal", "bottle-demo-net-egress"]
 
 
 def test_net_reuses_its_own_networks(manifest, state_home):
@@ -78,10 +79,10 @@ def test_net_reuses_its_own_networks(manifest, state_home):
     subnet_fmt = "{{range .IPAM.Config}}{{.Subnet}} {{end}}"
     ours = lambda role: Result(json.dumps({"bottle.slug": "demo", "bottle.role": role}))
     runs = {
-        f"docker network inspect --format '{labels_fmt}' bottle-demo-internal": ours("net-internal"),
-        f"docker network inspect --format '{labels_fmt}' bottle-demo-egress": ours("net-egress"),
-        f"docker network inspect --format '{subnet_fmt}' bottle-demo-internal": Result("172.30.1.0/24"),
-        f"docker network inspect --format '{subnet_fmt}' bottle-demo-egress": Result("172.30.2.0/24"),
+        f"docker network inspect --format '{labels_fmt}' bottle-demo-net-internal": ours("net-internal"),
+        f"docker network inspect --format '{labels_fmt}' bottle-demo-net-egress": ours("net-egress"),
+        f"docker network inspect --format '{subnet_fmt}' bottle-demo-net-internal": Result("172.30.1.0/24"),
+        f"docker network inspect --format '{subnet_fmt}' bottle-demo-net-egress": Result("172.30.2.0/24"),
     }
     net(_context(manifest, runs))  # any `docker network create` would be an unexpected command
 

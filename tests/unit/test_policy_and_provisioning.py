@@ -78,9 +78,15 @@ def test_provision_tar_owners_and_content(tmp_path):
         state = json.loads(read("home/agent/.claude.json"))
         assert state["hasCompletedOnboarding"] is True
         assert state["mcpServers"] == {"notes": {"command": "notes-server", "args": ["--stdio"]}}
-        settings = json.loads(read("home/agent/.claude/settings.json"))
+        settings = json.loads(read("etc/claude-code/managed-settings.json"))
         assert settings["permissions"] == {"allow": ["Read"], "deny": ["WebFetch"]}
+        assert members["etc/claude-code/managed-settings.json"].uid == 0  # the agent cannot edit it
         assert read("home/agent/.claude/CLAUDE.md").startswith("Be careful.")
         assert "email = agent@bottle.invalid" in read("home/agent/.gitconfig")
     # No parent directories outside the agent's home are in the tar: they keep their owners.
     assert "home/agent" not in members and "usr" not in members
+
+
+def test_reprovisioning_keeps_claude_state(tmp_path):
+    names = [path for path, *_ in provisioning.files(agent(tmp_path), "ca", first_time=False)]
+    assert "/home/agent/.claude.json" not in names and "/home/agent/.claude/CLAUDE.md" in names
