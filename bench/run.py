@@ -51,7 +51,7 @@ agents:
   {slug}:
     prompt: bench
     network: {{allow: [{UPSTREAM}], allowed_cidrs: [{cidr}]}}
-""".replace("allowed_cidrs: []", "allowed_cidrs: []"))
+""")
 
 
 def timed(fn) -> float:

@@ -97,6 +97,10 @@ class Target:
         """Remove `path` and everything below it, then its parent if that is left empty."""
         raise NotImplementedError
 
+    def chown_tree(self, path: str, uid: int, gid: int) -> None:
+        """Give `path` and everything below it to uid:gid (needs root on the Docker host)."""
+        self.run(["chown", "-R", f"{uid}:{gid}", path])
+
     def describe(self) -> str:
         raise NotImplementedError
 
@@ -138,6 +142,14 @@ class LocalTarget(Target):
 
     def put_tree(self, local_dir: Path, remote_dir: str) -> str:
         return str(local_dir)  # already on the Docker host
+
+    def chown_tree(self, path: str, uid: int, gid: int) -> None:
+        if self.dry:
+            return super().chown_tree(path, uid, gid)
+        for root, _dirs, files in os.walk(path):
+            os.chown(root, uid, gid)
+            for name in files:
+                os.chown(os.path.join(root, name), uid, gid)
 
     def remove_tree(self, path: str) -> None:
         if not self.dry:

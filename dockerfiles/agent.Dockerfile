@@ -24,7 +24,7 @@
 #
 # The extra CA bundle is trusted only by the build's own fetches (curl
 # --cacert, NODE_EXTRA_CA_CERTS) and deleted in the same RUN; it never enters
-# the image's trust store. At run time the bottle provisions the egress CA.
+# the image's trust store. At run time `provision` adds the bottle's own CA.
 
 ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE}

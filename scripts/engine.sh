@@ -44,10 +44,15 @@ say "engine up: $(docker version --format 'server {{.Server.Version}}, client {{
 
 build_base() {  # $1 = image:tag, e.g. debian:bookworm-slim
     local image=$1 suite rootfs
+    case $image in
+        debian:*) ;;
+        *) die "no registry answers and only debian:<suite>[-slim] can be built here; import $image yourself (docker import)";;
+    esac
     suite=${image#*:}; suite=${suite%-slim}
     command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
     rootfs=$(mktemp -d /tmp/bottle-rootfs.XXXXXX)
-    trap 'rm -rf "$rootfs"' RETURN
+    # EXIT, not RETURN: `die` exits the script, and the rootfs must go then too.
+    trap 'rm -rf "$rootfs" "$rootfs.log"' EXIT
     say "building $image with debootstrap --variant=minbase $suite from $MIRROR"
     debootstrap --variant=minbase "$suite" "$rootfs" "$MIRROR" >"$rootfs.log" 2>&1 \
         || { tail -n 20 "$rootfs.log" >&2; rm -f "$rootfs.log"; die "debootstrap $suite failed"; }

@@ -1,5 +1,4 @@
 """`launch`, and getting inside a running bottle: `claude`, `shell`, `exec`."""
-import shlex
 import time
 
 from invoke import Collection, task
@@ -53,7 +52,7 @@ def shell(c):
 @task(name="exec", help={"command": "the command line to run inside the agent, e.g. \"git status\""})
 def exec_(c, command):
     """Run one command inside the agent and print its output."""
-    _exit_with(_exec(c, ["sh", "-c", command] if " " in command else shlex.split(command), interactive=False))
+    _exit_with(_exec(c, ["sh", "-c", command], interactive=False))
 
 
 ns = Collection(launch, claude, shell, exec_)

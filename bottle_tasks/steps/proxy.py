@@ -21,6 +21,9 @@ from .ca import ca
 from .net import net
 
 CONFIG_DIR = "/etc/bottle"
+# When bottle runs as root, the firewall does not: it gets its stage files, and
+# runs as, the unprivileged `nobody` (no user namespaces: in-container root is host root).
+UNPRIVILEGED = 65534
 READY_PROBE = ["python3", "-c", f"import socket; socket.create_connection(('127.0.0.1', {FIREWALL_PORT}), 1)"]
 
 
@@ -46,6 +49,17 @@ def write_policy(bottle) -> dict:
     return rendered
 
 
+def firewall_user(bottle) -> tuple[int, int]:
+    uid, gid = bottle.target.ids()
+    return (UNPRIVILEGED, UNPRIVILEGED) if uid == 0 else (uid, gid)
+
+
+def hand_over(bottle) -> None:
+    """The firewall reads its 0600 stage files as their owner: make it theirs."""
+    if bottle.target.ids()[0] == 0:
+        bottle.target.chown_tree(bottle.stage("firewall"), *firewall_user(bottle))
+
+
 def extra_ca(bottle) -> bytes:
     path = bottle.manifest.trust.extra_ca_bundle
     return Path(path).read_bytes() if path else b""
@@ -68,7 +82,8 @@ def proxy(c):
     rendered = write_policy(bottle)
     bundle = extra_ca(bottle)
     bottle.target.write(bottle.stage("firewall", "extra-ca.pem"), bundle)
-    uid, gid = bottle.target.ids()
+    hand_over(bottle)
+    uid, gid = firewall_user(bottle)
     name, started = start(
         bottle, "firewall", "proxy", bottle.plan.images["firewall"].tag,
         network=egress_net, connect=((internal, (FIREWALL_ALIAS,)),),
@@ -138,6 +153,7 @@ def change_policy(c, host: str, verb: str) -> str:
     render_policy(bottle, changes)  # refuse before anything is saved
     bottle.state.set("policy_changes", changes)
     rendered = write_policy(bottle)
+    hand_over(bottle)
     name = bottle.state.resource("firewall")
     if name and running(bottle, name):
         reload_policy(bottle, name)

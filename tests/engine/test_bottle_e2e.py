@@ -137,6 +137,10 @@ def test_agent_is_locked_down(bottle):
     assert info["Config"]["User"] == "1000:1000"
     env = dict(item.split("=", 1) for item in info["Config"]["Env"])
     assert env["HTTPS_PROXY"] == "http://firewall:3128"
+    firewall = json.loads(docker("inspect", f"bottle-{bottle.slug}-firewall").stdout)[0]
+    if os.getuid() == 0:  # bottle runs as root here: the firewall must not
+        assert firewall["Config"]["User"] == "65534:65534"
+    assert firewall["HostConfig"]["CapDrop"] in (["ALL"], ["all"]) and firewall["HostConfig"]["ReadonlyRootfs"]
     assert env["NODE_EXTRA_CA_CERTS"] and env["SSL_CERT_FILE"] and env["REQUESTS_CA_BUNDLE"]
 
 
@@ -200,7 +204,10 @@ def test_metadata_and_private_addresses_are_refused(bottle):
     codes, body = bottle.curl("http://169.254.169.254/latest/meta-data/")
     assert codes.endswith("403"), (codes, body)
     codes, body = bottle.curl(f"https://{PRIVATE}:8443/")
-    assert "200" not in codes and '"upstream": "reached"' not in body, (codes, body)
+    assert codes.startswith("403") and '"upstream": "reached"' not in body, (codes, body)
+    records = [json.loads(l) for l in bottle.inv("logs", "--json", "--blocked").stdout.splitlines() if l.strip()]
+    assert any(r["host"] == PRIVATE and r["rule"] == "ssrf" for r in records)
+    assert any(r["host"] == "169.254.169.254" and r["rule"] == "ssrf" for r in records)
 
 
 @pytest.mark.parametrize("where", ["query", "header", "json body"])
