@@ -83,6 +83,14 @@ def read(key_path: str | os.PathLike, cert_path: str | os.PathLike | None = None
     return load(_pem_block(key_data, b"PRIVATE KEY"), _pem_block(cert_data, b"CERTIFICATE"))
 
 
+def _key_usage(signs_certificates: bool) -> x509.KeyUsage:
+    """digitalSignature always; keyCertSign and cRLSign for a CA only."""
+    return x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=signs_certificates,
+        crl_sign=signs_certificates, encipher_only=False, decipher_only=False)
+
+
 def mint_ca(common_name: str, days: int = 30) -> KeyPair:
     """A self-signed CA that may sign leaves only (pathlen 0), valid `days` days."""
     _check_days(days)
@@ -99,20 +107,7 @@ def mint_ca(common_name: str, days: int = 30) -> KeyPair:
         .not_valid_before(not_before)
         .not_valid_after(not_before + CLOCK_SKEW + timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(signs_certificates=True), critical=True)
         .add_extension(ski, critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
@@ -148,20 +143,7 @@ def mint_leaf(ca: KeyPair, hostnames: list[str], days: int = 30) -> KeyPair:
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(signs_certificates=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)

@@ -10,6 +10,11 @@ from .net import net
 from .proxy import proxy
 
 
+def not_built(bottle, field: str, sidecar: str, fix: str):
+    raise BottleError(f"{bottle.manifest.path}: agents.{bottle.agent.name}.{field}: the {sidecar} "
+                      "is not built yet", fix)
+
+
 @task(pre=[proxy])
 @step("egress")
 def egress(c):
@@ -17,8 +22,7 @@ def egress(c):
     bottle = current(c)
     if not bottle.plan.wants_egress:
         return "no routes declared: nothing to start"
-    raise BottleError(f"{bottle.manifest.path}: agents.{bottle.agent.name}.egress_proxy: the egress proxy "
-                      "is not built yet", "remove egress_proxy.routes to launch without credential injection")
+    not_built(bottle, "egress_proxy", "egress proxy", "remove egress_proxy.routes to launch without credential injection")
 
 
 @task(pre=[net])
@@ -28,8 +32,7 @@ def supervise(c):
     bottle = current(c)
     if not bottle.plan.wants_supervise:
         return "not declared: nothing to start"
-    raise BottleError(f"{bottle.manifest.path}: agents.{bottle.agent.name}.supervise: the supervise sidecar "
-                      "is not built yet", "set supervise: {enabled: false} to launch without it")
+    not_built(bottle, "supervise", "supervise sidecar", "set supervise: {enabled: false} to launch without it")
 
 
 ns = Collection(egress, supervise)
