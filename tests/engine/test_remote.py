@@ -61,9 +61,18 @@ def ssh(tmp_path_factory):
 def test_launch_and_down_on_a_remote_docker_host(ssh, tmp_path, state_home):
     remote, env = ssh
     slug = unique("rem")
-    manifest = write_manifest(tmp_path, {slug: "    prompt: remote test\n    network: {allow: [example.org]}"})
-    out = inv("use", slug, "--on", remote, "launch", manifest=manifest, env=env)
+    # A base image of its own name gives the agent image a tag of its own, so `build`
+    # really sends a build context over SSH (Docker's layer cache keeps it quick).
+    base = f"bottle-test/base:{slug}"
+    docker("tag", "debian:bookworm-slim", base)
+    manifest = write_manifest(tmp_path, {slug: "    prompt: remote test\n    network: {allow: [example.org]}"},
+                              extra=f"images: {{base: '{base}'}}\n")
+    try:
+        out = inv("use", slug, "--on", remote, "launch", manifest=manifest, env=env)
+    finally:
+        docker("rmi", base, check=False)
     assert "ready" in out.stdout, out.stderr
+    assert "built agent" in out.stderr, out.stderr
     state = json.loads((state_home / "bottle" / slug / "state.json").read_text())  # the controller keeps it
     stage = state["resources"]["stage"]
     assert stage.startswith("/root/.local/state/bottle/"), stage  # the stage dir lives on the Docker host
@@ -71,6 +80,7 @@ def test_launch_and_down_on_a_remote_docker_host(ssh, tmp_path, state_home):
     assert mode.stdout.strip() == "600"
     for directory in (stage, os.path.dirname(stage)):
         assert oct(os.stat(directory).st_mode & 0o777) == "0o700", directory
+    agent_image = docker("inspect", "-f", "{{.Config.Image}}", f"bottle-{slug}-agent").stdout.strip()
     agent = docker("exec", f"bottle-{slug}-agent", "cat", "/home/agent/.claude/CLAUDE.md")
     assert "remote test" in agent.stdout
     refused = inv("use", slug, "--on", remote, "exec", "curl -sS https://example.com/", manifest=manifest,
@@ -79,3 +89,4 @@ def test_launch_and_down_on_a_remote_docker_host(ssh, tmp_path, state_home):
     inv("use", slug, "--on", remote, "down", manifest=manifest, env=env)
     assert labelled(slug) == []
     assert not os.path.exists(os.path.dirname(stage))  # nothing left on the Docker host
+    docker("rmi", agent_image, check=False)  # built for this test's own base only
