@@ -58,13 +58,6 @@ def selection(c) -> dict:
     return chosen
 
 
-def select(c, **changes) -> None:
-    """Assign a new selection into config (never mutate the nested dict: invoke#535)."""
-    chosen = selection(c)
-    chosen.update({k: v for k, v in changes.items() if v is not None})
-    c.config.bottle = chosen
-
-
 def manifest_path(value: str) -> Path:
     path = Path(os.path.expanduser(value))
     if path.is_absolute() or path.exists():

@@ -1,7 +1,7 @@
 """`use`: select the bottle the following tasks on the same command line act on."""
 from invoke import Collection, task
 
-from ..context import select, selection
+from ..context import selection
 
 
 @task(help={
@@ -13,14 +13,13 @@ from ..context import select, selection
 })
 def use(c, agent, manifest=None, name=None, on=None, keep=False):
     """Select the bottle for the tasks after it: `inv use reviewer net ca`."""
+    chosen = selection(c)
     # A new agent means a new default instance name, unless one is given.
-    select(c, agent=agent, manifest=manifest, remote=on, keep=keep or None)
-    if name is None:
-        chosen = selection(c)
-        chosen["name"] = None
-        c.config.bottle = chosen
-    else:
-        select(c, name=name)
+    chosen.update(agent=agent, name=name)
+    given = {"manifest": manifest, "remote": on, "keep": keep or None}
+    chosen.update({key: value for key, value in given.items() if value is not None})
+    # Assign a new value; never mutate invoke's nested config in place (invoke#535).
+    c.config.bottle = chosen
 
 
 ns = Collection(use)
