@@ -1,6 +1,9 @@
 import gzip
 import json
+import random
+import re
 import string
+import urllib.parse
 import zlib
 
 import pytest
@@ -171,3 +174,176 @@ def test_decode_body_brotli_and_zstd():
     assert decode_body(zstd.compress(payload), "zstd", 1000) == payload
     with pytest.raises(BodyError):
         decode_body(zstd.compress(b"\0" * 100_000), "zstd", 1000)
+
+
+# -- the speed-ups (needles, SHORT_TEXT, openai's literal-first form) change no result -----------
+
+# The openai rule as first written, look-behind first: the reference for its literal-first form.
+OPENAI_LOOKBEHIND_FIRST = re.compile(
+    r"(?<![A-Za-z0-9_-])sk-(?:(?:proj|svcacct|admin)-[A-Za-z0-9_-]{32,}"
+    r"|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}(?![A-Za-z0-9])"
+    r"|[A-Za-z0-9]{48}(?![A-Za-z0-9]))"
+)
+CUSTOM = dlp.Rule("internal-token", re.compile(r"itk_[A-Za-z0-9]{32}"), "a policy pattern")  # no needles
+
+
+def _corpus() -> list[str]:
+    """Every sample secret glued on either side, cut short, case-flipped, URL-encoded, alone
+    and inside long texts (ASCII, Latin-1, beyond Latin-1), plus near-misses built from the
+    rules' needles."""
+    r = random.Random(11)
+    secrets = [*SAMPLES.values(), *(s for _, s in EXTRA), "itk_" + rnd(32)]
+    out = list(ORDINARY)
+    glue = ["", " ", "x", "Z9", "_", "-", "/", "=", "+", "\n", '"', "é", "\u017f"]
+    for s in secrets:
+        out += [a + s + b for a in glue for b in glue]
+        out += [s[:-1], s[1:], s[: len(s) // 2], s.swapcase(), s.lower(), s.upper(), s.replace("_", "+")]
+        out += ["".join(f"%{ord(c):02X}" for c in s), "k=" + s.replace("-", "%2D"), "\u017f" + s[1:]]
+    pieces = sorted({n for rule in BUILTIN_RULES for n in rule.needles})
+    pieces += ["sk-", "SECRET", "Secret_Access-Key", "\u017fecret", " = ", ": '", "task-", "%2D", "+", "itk_"]
+    for _ in range(600):
+        parts = [r.choice(pieces) if r.random() < 0.5 else "".join(r.choices(ALNUM + "-_/+", k=r.randint(1, 64)))
+                 for _ in range(r.randint(1, 8))]  # fmt: skip
+        out.append("".join(parts))
+    filler = " ".join(ORDINARY) * 3  # well past SHORT_TEXT
+    assert len(filler) > 4 * dlp.SHORT_TEXT
+    for s in secrets[:: 3]:
+        for tail in ("", " café ß", " \u2192 done", " \u017f"):
+            out += [s + filler + tail, filler + s + tail, filler[:700] + s + filler[700:] + tail]
+    out += [filler, filler + " caf\u00e9", filler + " \u2192", filler.upper(), filler.replace(" ", "+")]
+    return out
+
+
+CORPUS = _corpus()
+
+
+def _reference_scan_text(rules, text):
+    """scan_text as it was before the speed-ups: every regex, always."""
+    hits = [r for r in rules if r.regex.search(text)]
+    if "%" in text or "+" in text:
+        decoded = urllib.parse.unquote_plus(text, encoding="latin-1")
+        if decoded != text:
+            hits += [r for r in rules if r not in hits and r.regex.search(decoded)]
+    return hits
+
+
+def _reference_redact(rules, text):
+    out = text
+    for r in rules:
+        out = r.regex.sub(f"[REDACTED:{r.name}]", out)
+    if "%" in out or "+" in out:
+        if any(r.regex.search(urllib.parse.unquote_plus(out, encoding="latin-1")) for r in rules):
+            return dlp.REDACTED
+    return out
+
+
+def _span(m):
+    return None if m is None else m.span()
+
+
+def test_every_builtin_rule_has_needles():
+    # a rule without them is scanned at regex speed over every body: add them with the rule
+    assert all(rule.needles for rule in BUILTIN_RULES)
+
+
+@pytest.mark.parametrize("rule", BUILTIN_RULES, ids=lambda r: r.name)
+def test_every_match_holds_one_of_its_needles(rule):
+    fold = bool(rule.regex.flags & re.IGNORECASE)
+    matches = [m.group() for text in CORPUS for m in rule.regex.finditer(text)]
+    assert matches, "the corpus must exercise every rule"
+    for found in matches:
+        hay = found.lower() if fold else found
+        assert any(n in hay for n in rule.needles), (rule.name, found)
+
+
+@pytest.mark.parametrize("rule", BUILTIN_RULES, ids=lambda r: r.name)
+def test_rule_search_finds_what_its_regex_finds(rule):
+    for text in CORPUS:
+        assert _span(rule.search(text)) == _span(rule.regex.search(text)), (rule.name, text[:120])
+
+
+def test_scanner_finds_and_redacts_exactly_like_the_plain_regexes():
+    rules = (*BUILTIN_RULES, CUSTOM)
+    sc = Scanner(rules)
+    flagged = 0
+    for text in CORPUS:
+        want = _reference_scan_text(rules, text)
+        assert sc.scan_text(text) == want, text[:120]
+        assert sc.redact(text) == _reference_redact(rules, text), text[:120]
+        flagged += bool(want)
+    assert flagged > 100
+
+
+def test_openai_literal_first_form_matches_like_the_look_behind_form():
+    rule = next(r for r in BUILTIN_RULES if r.name == "openai-api-key")
+    hits = 0
+    for text in CORPUS:
+        got = [m.span() for m in rule.regex.finditer(text)]
+        assert got == [m.span() for m in OPENAI_LOOKBEHIND_FIRST.finditer(text)], text[:120]
+        assert rule.regex.sub("#", text) == OPENAI_LOOKBEHIND_FIRST.sub("#", text)
+        hits += len(got)
+    assert hits > 20
+    # the glued cases the look-behind exists for, at the start of a text and after each boundary
+    key = "sk-" + rnd(48)
+    for before, flagged in (("", True), (" ", True), ("x", False), ("_", False), ("-", False), ("/", True)):
+        assert bool(rule.regex.search(before + key)) is flagged, before
+
+
+def test_case_insensitive_needles_hold_within_latin1():
+    """The lower-cased text stands in for the case-insensitive regex only on Latin-1 text:
+    there, exactly the two ASCII cases of a letter match it, and lower() keeps the rest non-ASCII."""
+    latin1 = [chr(i) for i in range(256)]
+    for rule in BUILTIN_RULES:
+        if not rule.regex.flags & re.IGNORECASE:
+            continue
+        for letter in set("".join(rule.needles)):
+            same = {c for c in latin1 if re.fullmatch(re.escape(letter), c, re.IGNORECASE)}
+            assert same == {letter, letter.upper()}, letter
+    for c in latin1:
+        assert len(c.lower()) == 1 and (c.lower().isascii() == c.isascii())
+
+
+def test_case_insensitive_rule_beyond_latin1_still_runs_its_regex():
+    rule = next(r for r in BUILTIN_RULES if r.name == "aws-secret-access-key")
+    text = "\u017fecret_access_key = " + rnd(40, ALNUM + "/+")  # U+017F, a long s, folds to s
+    assert rule.regex.search(text), "precondition: the regex itself flags it"
+    assert rule.search(text) and "aws-secret-access-key" in names(text)
+    assert "aws-secret-access-key" in names(text + " " + " ".join(ORDINARY) * 3)
+
+
+def test_needles_of_a_case_insensitive_rule_must_be_lower_case():
+    with pytest.raises(ValueError, match="lower-case"):
+        dlp.Rule("x", re.compile("secret", re.IGNORECASE), "x", ("Secret",))
+
+
+class _Spy:
+    """A stand-in regex that counts its searches."""
+
+    def __init__(self, pattern: str):
+        self._re = re.compile(pattern)
+        self.flags = self._re.flags
+        self.calls = 0
+
+    def search(self, text, *a):
+        self.calls += 1
+        return self._re.search(text, *a)
+
+    def sub(self, *a):
+        self.calls += 1
+        return self._re.sub(*a)
+
+
+def test_long_text_without_a_needle_skips_the_regex():
+    spy = _Spy(r"(?<![A-Za-z0-9])tok_[A-Za-z0-9]{20}")
+    sc = Scanner([dlp.Rule("tok", spy, "a token", ("tok_",))])
+    body = ("lorem ipsum " * 200).encode()
+    assert sc.scan_body(body, "text/plain") == [] and spy.calls == 0
+    assert sc.redact(body.decode()) == body.decode() and spy.calls == 0
+    secret = "tok_" + rnd(20)
+    assert [f.rule for f in sc.scan_body(body + secret.encode(), "text/plain")] == ["tok"]
+    assert spy.calls == 1
+    # short texts (URLs, headers) go straight to the regex, and policy patterns (no needles) always do
+    assert sc.scan_text("/x") == [] and spy.calls == 2
+    custom = _Spy(r"itk_[A-Za-z0-9]{32}")
+    Scanner([dlp.Rule("itk", custom, "x")]).scan_body(body, "text/plain")
+    assert custom.calls == 1

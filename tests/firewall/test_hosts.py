@@ -1,5 +1,8 @@
+import ipaddress
+
 import pytest
-from firewall.hosts import HostError, HostSet, normalize_host, parse_pattern, split_authority
+from firewall import hosts
+from firewall.hosts import HostError, HostSet, ip_literal, normalize_host, parse_pattern, split_authority
 
 
 def hostset(*entries):
@@ -59,3 +62,42 @@ def test_split_authority():
     for bad in ("", "example.com:x", "example.com:70000", "[::1"):
         with pytest.raises(HostError):
             split_authority(bad)
+
+
+def _ip_literal_reference(host: str):
+    """ip_literal without its shortcut: ipaddress decides every string."""
+    text = host.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    if "%" in text:
+        text = text.split("%", 1)[0]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+IP_LIKE = [
+    "", " ", ".", "..", "1", "1.2", "1.2.3", "1.2.3.4", " 1.2.3.4 ", "1.2.3.4.", "1.2.3.4.5", "01.2.3.4",
+    "001.002.003.004", "256.1.1.1", "1..2.3", "1.2.3.4:80", "0x7f.0.0.1", "0177.0.0.1", "2130706433",
+    "\u0661.\u0662.\u0663.\u0664", "\uff11.\uff12.\uff13.\uff14", "1.2.3.\u0664", "::", "::1", "[::1]", "[::1", "::1]",
+    "fe80::1%eth0", "[fe80::1%25eth0]", "::ffff:1.2.3.4", "64:ff9b::a9fe:a9fe", "2001:db8::1", "2001:DB8:0::1",
+    "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8:9", ":::", "gggg::1", "example.com", "EXAMPLE.com.", "a.b", "1.2.3.a",
+    "a1.2.3.4", "localhost", "xn--bcher-kva.example", "bücher.example", "1.2.3.4%eth0", "%", "[]", "1e3.0.0.1",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", IP_LIKE)
+def test_ip_literal_shortcut_agrees_with_ipaddress(text):
+    assert ip_literal(text) == _ip_literal_reference(text)
+
+
+def test_normalize_host_is_cached_but_still_refuses():
+    assert normalize_host("Api.Example.COM.") == normalize_host("api.example.com") == "api.example.com"
+    for _ in range(2):  # an invalid name is refused every time, never remembered as valid
+        with pytest.raises(HostError):
+            normalize_host("a..b")
+    for bad in (None, 42, ["x"], b"example.com"):  # not a string, even unhashable: HostError, not TypeError
+        with pytest.raises(HostError):
+            normalize_host(bad)
+    assert hosts._normalize.cache_info().maxsize == 4096  # attacker-chosen Host headers: bounded

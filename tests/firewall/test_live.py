@@ -338,6 +338,48 @@ def test_dlp_refuses_secret_and_never_logs_it(fw, upstream):
     assert AWS not in fw.stderr()
 
 
+def test_keep_alive_requests_are_each_checked_and_audited(fw, upstream):
+    """Requests that share one tunnel (and one upstream connection) are each re-checked (host,
+    DLP) and each get their own audit line."""
+    n0 = len(fw.lines)
+    seen = len(upstream.seen_hosts)
+    conn = http.client.HTTPSConnection("127.0.0.1", fw.port, timeout=TIMEOUT, context=fw.tls_context())
+    conn.set_tunnel("localhost", upstream.port)
+
+    def get(path, headers=None):
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+
+    try:
+        assert get("/ka/1") == (200, "hello from upstream\n")
+        tunnel = conn.sock
+        status, body = get("/ka/2", {"Host": "registry.npmjs.org"})
+        assert status == 403 and "host-mismatch" in body
+        status, body = get("/ka/3", {"X-Creds": AWS})
+        assert status == 403 and "dlp:aws-access-key-id" in body
+        assert get("/ka/4") == (200, "hello from upstream\n")
+        assert conn.sock is tunnel, "all four went through the same tunnel"
+    finally:
+        conn.close()
+    assert len(upstream.seen_hosts) == seen + 2, "only the two allowed requests reach the upstream"
+    fw.wait_for(lambda r: r.get("path") == "/ka/4", "last keep-alive line", since=n0)
+    lines = [r for r in fw.records()[n0:] if r.get("path", "").startswith("/ka/")]
+    assert [(r["path"], r["decision"], r["rule"]) for r in lines] == [
+        ("/ka/1", "allow", "allowlist"),
+        ("/ka/2", "deny", "host-mismatch"),
+        ("/ka/3", "deny", "dlp:aws-access-key-id"),
+        ("/ka/4", "allow", "allowlist"),
+    ]
+    assert len([r for r in fw.records()[n0:] if r.get("method") == "CONNECT"]) == 1
+
+
+def test_mitm_it_is_not_answered_locally(fw):
+    """mitmproxy's onboarding app is not loaded: mitm.it is a host like any other, and not allowed."""
+    status, _, headers = fw.plain("http://mitm.it/")
+    assert status == 403 and headers["x-bottle-firewall"] == "deny; rule=not-allowlisted"
+
+
 def test_event_stream_is_not_buffered(fw, upstream):
     upstream.sse_release.clear()
     conn = http.client.HTTPSConnection("127.0.0.1", fw.port, timeout=TIMEOUT, context=fw.tls_context())

@@ -104,3 +104,11 @@ def test_resolver_errors():
     r = ssrf.Resolver(getaddrinfo=FakeDNS({}))
     with pytest.raises(ssrf.ResolveError, match="failed"):
         run(r.resolve("nowhere.invalid"))
+
+
+def test_classify_cache_gives_the_uncached_answer():
+    addrs = ["8.8.8.8", "10.0.0.1", "169.254.169.254", "::ffff:127.0.0.1", "2606:4700::1111", "64:ff9b::a9fe:a9fe"]
+    for _ in range(2):
+        for a in addrs:
+            assert ssrf.classify(ip(a)) == ssrf.classify.__wrapped__(ip(a))
+    assert ssrf.classify.cache_info().maxsize == 4096

@@ -11,11 +11,13 @@ for non-ASCII names, canonical text for IP literals.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_IPV4_CHARS = frozenset("0123456789.")
 
 
 class HostError(ValueError):
@@ -29,6 +31,10 @@ def ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
         text = text[1:-1]
     if "%" in text:  # zone ids (fe80::1%eth0) are never valid upstream hosts
         text = text.split("%", 1)[0]
+    if ":" not in text and not _IPV4_CHARS.issuperset(text):
+        # Neither IPv6 (always has a colon) nor IPv4 (only ASCII digits and dots): a name.
+        # Saves ipaddress two raised-and-caught ValueErrors per call, on every request.
+        return None
     try:
         return ipaddress.ip_address(text)
     except ValueError:
@@ -43,6 +49,13 @@ def normalize_host(host: str) -> str:
     """
     if not isinstance(host, str):
         raise HostError(f"host must be a string, got {type(host).__name__}")
+    return _normalize(host)
+
+
+# Every request normalises its host several times (allowlist, Host header, DLP action,
+# audit); the answer only depends on the string. Invalid names raise and are not cached.
+@functools.lru_cache(maxsize=4096)
+def _normalize(host: str) -> str:
     text = host.strip()
     ip = ip_literal(text)
     if ip is not None:

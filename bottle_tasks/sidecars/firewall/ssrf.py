@@ -13,6 +13,7 @@ changes between check and connect (rebinding) cannot move the connection.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import time
@@ -68,6 +69,7 @@ def _category(ip: IPAddress) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the address; ipaddress's is_* are slow
 def classify(ip: IPAddress) -> str | None:
     """Why ``ip`` must not be dialled (a short phrase), or None if it is a public unicast address."""
     why = _category(ip)

@@ -1,0 +1,87 @@
+"""The launcher's mitmproxy setup (firewall.main): which mitmproxy addons run, and at which
+log level. The live tests (test_live.py) run the launcher itself; these pin down the choices."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import pytest
+from firewall import main, policy
+from firewall.addon import Firewall
+from fwtest import policy_doc
+from mitmproxy import options
+from mitmproxy.addons import default_addons, dumper, errorcheck, keepserving, readfile
+
+# What the firewall cannot do without: if one of these went missing, traffic would still
+# flow, with a check fewer.
+REQUIRED = {"Core", "Block", "DisableH2C", "Proxyserver", "NextLayer", "TlsConfig", "ErrorCheck"}
+
+
+@pytest.fixture
+def root_logger():
+    """mitmproxy's masters and some addons install handlers on the root logger: undo that."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield root
+    root.setLevel(level)
+    for h in list(root.handlers):
+        if h not in handlers:
+            root.removeHandler(h)
+
+
+def build_master():
+    async def make():
+        opts = options.Options()
+        return opts, main.make_master(opts)
+
+    return asyncio.run(make())
+
+
+def names(addons) -> set[str]:
+    return {type(a).__name__ for a in addons}
+
+
+def test_every_mitmdump_addon_is_kept_or_knowingly_left_out(root_logger):
+    mitmdump = names(default_addons()) | names(
+        [dumper.Dumper(), keepserving.KeepServing(), readfile.ReadFileStdin(), errorcheck.ErrorCheck()]
+    )
+    kept = {cls for _, cls in main.MITMPROXY_ADDONS}
+    assert not kept & main.LEFT_OUT
+    # a new mitmproxy that adds (or renames) a default addon lands here: decide, then list it
+    assert kept | main.LEFT_OUT == mitmdump
+    assert REQUIRED <= kept
+
+
+def test_master_runs_the_kept_addons_and_the_firewall_last(root_logger):
+    _, master = build_master()
+    chain = master.addons.chain
+    running = names(chain)
+    assert REQUIRED <= running
+    assert {cls for _, cls in main.MITMPROXY_ADDONS} <= running
+    assert not running & main.LEFT_OUT
+    assert isinstance(chain[-1], Firewall), "the firewall's hooks run after mitmproxy's own"
+    assert len([a for a in chain if isinstance(a, Firewall)]) == 1
+
+
+def test_every_option_the_launcher_sets_exists(root_logger, tmp_path):
+    opts, _ = build_master()
+    (tmp_path / "policy.json").write_text(json.dumps(policy_doc()))
+    args = main._args(["--policy", str(tmp_path / "policy.json"), "--confdir", str(tmp_path), "--upstream-ca", "x"])
+    wanted = main.launcher_options(args, policy.load(tmp_path / "policy.json"))
+    missing = [k for k in wanted if k not in opts]
+    assert not missing, f"options no loaded addon defines: {missing}"
+    assert wanted["termlog_verbosity"] == main.LOG_LEVEL and wanted["ssl_insecure"] is False
+
+
+def test_no_log_record_below_the_printed_level_is_made(root_logger):
+    """mitmproxy logs several debug/info lines per connection; below the level TermLog prints,
+    they must not even become records (each would be re-dispatched to every addon)."""
+    build_master()
+    server_log = logging.getLogger("mitmproxy.proxy.server")
+    assert main.LOG_LEVEL == "warn"
+    assert not server_log.isEnabledFor(logging.INFO)
+    assert not server_log.isEnabledFor(logging.DEBUG)
+    assert server_log.isEnabledFor(logging.WARNING)
+    assert logging.getLogger("bottle.firewall").isEnabledFor(logging.WARNING)
