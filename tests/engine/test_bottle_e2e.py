@@ -141,6 +141,10 @@ def test_agent_is_locked_down(bottle):
     if os.getuid() == 0:  # bottle runs as root here: the firewall must not
         assert firewall["Config"]["User"] == "65534:65534"
     assert firewall["HostConfig"]["CapDrop"] in (["ALL"], ["all"]) and firewall["HostConfig"]["ReadonlyRootfs"]
+    # the image's HEALTHCHECK script agrees that it serves
+    health = docker("exec", f"bottle-{bottle.slug}-firewall", "/opt/bottle/venv/bin/python",
+                    "/opt/bottle/firewall/healthcheck.py", check=False)
+    assert health.returncode == 0, health.stderr
     assert env["NODE_EXTRA_CA_CERTS"] and env["SSL_CERT_FILE"] and env["REQUESTS_CA_BUNDLE"]
 
 

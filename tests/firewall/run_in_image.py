@@ -1,7 +1,7 @@
 """Build the firewall image (and a test image FROM it) with plain `docker build`, and run
 tests/firewall inside it: mitmproxy lives only in the sidecar image, not in the host venv.
 
-Used by tests/test_firewall_addon.py and tests/test_firewall_container.py; also a CLI:
+Used by tests/test_firewall_addon.py; also a CLI:
 
     python tests/firewall/run_in_image.py [pytest args...]
 
