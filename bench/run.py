@@ -134,7 +134,6 @@ services:
 
 
 def launch_vs_compose(work: Path, slug: str) -> dict:
-    state = json.loads((work / "state" / "bottle" / slug / "state.json").read_text())
     stage = work / "state" / "bottle" / slug / "stage"
     images = {role: json.loads(sh("docker", "inspect", f"bottle-{slug}-{role}").stdout)[0]["Config"]["Image"]
               for role in ("firewall", "agent")}

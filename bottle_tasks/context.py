@@ -51,6 +51,13 @@ class Bottle:
         """A path in this bottle's stage dir on the Docker host."""
         return "/".join([self.target.stage_dir(self.slug), *parts])
 
+    def require(self, role: str, step_name: str) -> str:
+        """The name of a resource an earlier step made; a clear error if it did not."""
+        name = self.state.resource(role)
+        if not name and not self.dry:
+            raise BottleError(f"bottle {self.slug} has no {role} yet", f"run `inv {self.selector} {step_name}` first")
+        return name or f"bottle-{self.slug}-{role}"
+
 
 def selection(c) -> dict:
     chosen = dict(DEFAULTS)

@@ -12,7 +12,7 @@ from ..plan import EGRESS_ALIAS, FIREWALL_ALIAS
 from ..stepping import step
 from .build import build
 from .chain import egress, supervise
-from .proxy import proxy, require
+from .proxy import proxy
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 # Docker's embedded DNS (127.0.0.11) answers sidecar names itself and forwards
@@ -68,7 +68,7 @@ def check_runtime(bottle) -> None:
 def agent(c):
     """Start the agent container on the internal network only."""
     bottle = current(c)
-    internal = require(bottle, "net-internal", "net")
+    internal = bottle.require("net-internal", "net")
     check_runtime(bottle)
     env_path = bottle.stage("agent.env")
     env_text = env_file_text(agent_env(bottle)).encode()
@@ -88,7 +88,7 @@ def agent(c):
 def provision(c):
     """Provision the agent: CA trust, git, Claude settings, prompt (one cp + one exec)."""
     bottle = current(c)
-    name = require(bottle, "agent", "agent")
+    name = bottle.require("agent", "agent")
     ca_role = "egress" if bottle.plan.wants_egress else "firewall"
     ca_pem = (bottle.state.get("ca") or {}).get(ca_role)
     if not ca_pem and not bottle.dry:

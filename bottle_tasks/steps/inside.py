@@ -6,7 +6,6 @@ from invoke import Collection, task
 from .. import console, containers, docker, stepping
 from ..context import current
 from .agent import provision
-from .proxy import require
 
 
 @task(pre=[provision])
@@ -22,7 +21,7 @@ def launch(c):
 
 def _exec(c, command: list[str], interactive: bool) -> int:
     bottle = current(c, need_manifest=False)
-    name = require(bottle, "agent", "launch")
+    name = bottle.require("agent", "launch")
     tty = interactive and console.is_tty()
     argv = docker.exec_(name, command, interactive=interactive, tty=tty)
     result = bottle.target.run(argv, check=False, stream=True, pty=tty, interactive=interactive)

@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import stat
-from pathlib import Path
 
 import pytest
 
@@ -92,7 +91,7 @@ def test_failed_run_rolls_back_what_it_created(tmp_path, state_home):
 def test_dry_run_prints_commands_and_creates_nothing(bottle, state_home):
     slug, manifest = bottle
     proc = inv("--dry", "use", slug, "net", manifest=manifest)
-    assert f"docker network create --driver bridge --internal" in proc.stderr
+    assert "docker network create --driver bridge --internal" in proc.stderr
     assert f"bottle-{slug}-net-internal" in proc.stderr
     assert labelled(slug) == []
     assert not (state_home / "bottle" / slug).exists()
