@@ -590,6 +590,21 @@ def test_oversized_body_refused_unless_off():
     run(t())
 
 
+def test_refusal_after_dlp_chose_streaming_is_not_streamed():
+    """A later concern refusing (here: DNS) must undo the stream DLP set for an `off`
+    host: mitmproxy cannot both answer locally and stream the body."""
+    async def t():
+        with Harness(make_policy(), FakeDNS({})) as h:
+            for url in ("https://registry.npmjs.org/x", "https://files.pypi.org/x"):
+                f = request_flow("POST", url, b"", {"transfer-encoding": "chunked"})
+                f.request.headers.pop("content-length", None)
+                await h.hook(http_layer.HttpRequestHeadersHook(f))
+                denied(f, "dns", status=502)
+                assert not f.request.stream
+
+    run(t())
+
+
 def test_secret_in_path_is_redacted_from_audit():
     async def t():
         with Harness(make_policy(dlp={"action": "warn", "hosts": {}})) as h:

@@ -122,6 +122,9 @@ class Firewall:
         m = meta(flow)
         m.update(decision="deny", rule=rule, reason=reason)
         req = flow.request
+        # Answered locally: never stream the body upstream. DLP streams bodies to `off`
+        # hosts, and mitmproxy refuses a local response on a streaming flow.
+        req.stream = False
         head = f"bottle firewall: refused {req.method} {self.safe(req.host)}:{req.port} [{rule}]"
         body = "\n".join(x for x in (head, reason, hint) if x) + "\n"
         flow.response = http.Response.make(
