@@ -43,12 +43,14 @@ def agent_body(cidr: str | None, extra: str = "") -> str:
 class Bottle:
     """A launched bottle, driven through the real `inv` CLI."""
 
-    def __init__(self, slug: str, manifest: Path):
+    def __init__(self, slug: str, manifest: Path, agent: str | None = None):
+        """`agent` given: a second instance of that agent, named `slug` (`use AGENT --name SLUG`)."""
         self.slug, self.manifest = slug, manifest
+        self.selector = [agent, "--name", slug] if agent else [slug]
         self.env = {"BOTTLE_TEST_SECRET": SECRET_VALUE}
 
     def inv(self, *args: str, check: bool = True, input: str | None = None):
-        return inv("use", self.slug, *args, manifest=self.manifest, check=check, env=self.env, input=input)
+        return inv("use", *self.selector, *args, manifest=self.manifest, check=check, env=self.env, input=input)
 
     def sh(self, command: str, check: bool = False):
         """Run a shell command in the agent as the agent user, through `docker exec`."""
@@ -282,10 +284,13 @@ def test_docker_host_is_unreachable_from_the_agent(bottle):
     assert "CONNECTED" not in out.stdout, f"the agent reached the Docker host at {gateway}:{port}"
 
 
-def test_two_bottles_run_side_by_side_and_cannot_reach_each_other(bottle, tmp_path, test_ca, trust_bundle):
-    other = launch_bottle(tmp_path, bottle.state_home, test_ca, trust_bundle, with_upstreams=False)
+def test_same_agent_twice_runs_side_by_side_and_cannot_reach_each_other(bottle):
+    other = Bottle(unique("twin"), bottle.manifest, agent=bottle.slug)  # `use AGENT --name twin...`
     try:
+        out = other.inv("launch")
+        assert f"use {bottle.slug} --name {other.slug}" in out.stdout  # the hint selects the twin
         assert bottle.sh("true").returncode == 0 and other.sh("true").returncode == 0
+        assert other.curl(f"https://{OTHER}:8443/")[0].startswith("403")  # its own firewall answers
         for role in ("firewall", "agent"):
             ip = container_ip(f"bottle-{other.slug}-{role}", f"bottle-{other.slug}-net-internal")
             out = bottle.sh(f"curl -sS --noproxy '*' --max-time 5 http://{ip}:3128/")
