@@ -15,7 +15,7 @@ from pathlib import Path
 from . import images, manifest
 from .errors import BottleError
 from .images import REPO_ROOT
-from .plan import Plan, check_slug
+from .plan import Plan, check_slug, resource_name
 from .state import State, state_root
 from .target import LocalTarget, RemoteTarget, Target
 
@@ -56,7 +56,7 @@ class Bottle:
         name = self.state.resource(role)
         if not name and not self.dry:
             raise BottleError(f"bottle {self.slug} has no {role} yet", f"run `inv {self.selector} {step_name}` first")
-        return name or f"bottle-{self.slug}-{role}"
+        return name or resource_name(self.slug, role)
 
 
 def selection(c) -> dict:

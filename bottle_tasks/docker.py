@@ -133,18 +133,28 @@ def exec_(container: str, command: Iterable[str], *, interactive: bool = False, 
     return argv + [container] + list(command)
 
 
-def cp(source: str, destination: str) -> list[str]:
-    return ["docker", "cp", source, destination]
+def cp_tar_from_stdin(container: str) -> list[str]:
+    """`docker cp` of a tar read from stdin, unpacked at the container's root.
+
+    A tar on stdin keeps the owners set in it. Not `-a`: that chowns everything to
+    the container's user, and engine 20.10 resolves that user on the host."""
+    return ["docker", "cp", "-", f"{container}:/"]
 
 
 def kill(container: str, signal: str) -> list[str]:
     return ["docker", "kill", "--signal", signal, container]
 
 
-def logs(container: str, follow: bool = False, tail: str | None = None) -> list[str]:
+def logs(container: str, follow: bool = False, tail: str | None = None, since: str | None = None) -> list[str]:
     argv = ["docker", "logs"]
     if follow:
         argv.append("--follow")
     if tail:
         argv += ["--tail", tail]
+    if since:
+        argv += ["--since", since]
     return argv + [container]
+
+
+def runtimes() -> list[str]:
+    return ["docker", "info", "--format", "{{json .Runtimes}}"]

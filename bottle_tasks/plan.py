@@ -24,6 +24,12 @@ def check_slug(slug: str) -> str | None:
             "starting with a letter or digit")
 
 
+def resource_name(slug: str, role: str) -> str:
+    """`bottle-<slug>-<role>`. Networks keep their `net-` prefix: `bottle-x-egress` is
+    the egress proxy's container, `bottle-x-net-egress` its network, never ambiguous."""
+    return f"bottle-{slug}-{role}"
+
+
 @dataclass(frozen=True)
 class Plan:
     slug: str
@@ -32,9 +38,7 @@ class Plan:
 
     # -- names and labels ----------------------------------------------------
     def name(self, role: str) -> str:
-        # Networks keep their `net-` prefix: `bottle-x-egress` is the egress proxy's
-        # container, `bottle-x-net-egress` its network, so `docker inspect` is never ambiguous.
-        return f"bottle-{self.slug}-{role}"
+        return resource_name(self.slug, role)
 
     def labels(self, role: str) -> dict[str, str]:
         return {LABEL_SLUG: self.slug, LABEL_ROLE: role, LABEL_MANAGED: "1"}

@@ -18,11 +18,8 @@ def record(bottle, kind: str, name: str, role: str, step: str) -> None:
 
 def undo(bottle, action: UndoAction) -> None:
     """Remove one resource; a resource that is already gone counts as removed."""
-    if action.kind == "container":
-        result = bottle.run(docker.container_rm(action.name), check=False)
-        _gone_or_fail(result, action)
-    elif action.kind == "network":
-        remove_network(bottle.target, action.name)
+    if action.kind in ("container", "network"):
+        remove(bottle.target, action.kind, action.name)
     elif action.kind == "stage":
         # Only ever below the stage root: a hand-edited state file must not aim rm -rf elsewhere.
         if not action.name.startswith(bottle.target.stage_root + "/"):
@@ -34,23 +31,23 @@ def undo(bottle, action: UndoAction) -> None:
     bottle.state.forget(action)
 
 
-def remove_network(target, name: str) -> None:
-    """Remove a bottle network; containers that are not the bottle's (a debugging
-    shell, a test upstream) are detached first rather than blocking `down`."""
-    result = target.run(docker.network_rm(name), check=False)
-    if "active endpoints" in result.stderr:
-        attached = target.run(docker.network_inspect(name, "{{range .Containers}}{{.Name}} {{end}}"),
-                              check=False).stdout.split()
-        for container in attached:
-            target.run(docker.network_disconnect(name, container), check=False)
+def remove(target, kind: str, name: str) -> None:
+    """Remove a container or network; one that is already gone counts as removed.
+
+    Containers that are not the bottle's (a debugging shell, a test upstream) are
+    detached from its network first rather than blocking `down`."""
+    if kind == "container":
+        result = target.run(docker.container_rm(name), check=False)
+    else:
         result = target.run(docker.network_rm(name), check=False)
-    _gone_or_fail(result, UndoAction("network", name, "down"))
-
-
-def _gone_or_fail(result, action: UndoAction) -> None:
-    if result.ok or "No such" in result.stderr or "not found" in result.stderr:
-        return
-    raise BottleError(f"could not remove {action.kind} {action.name}", result.stderr.strip())
+        if "active endpoints" in result.stderr:
+            attached = target.run(docker.network_inspect(name, "{{range .Containers}}{{.Name}} {{end}}"),
+                                  check=False).stdout.split()
+            for container in attached:
+                target.run(docker.network_disconnect(name, container), check=False)
+            result = target.run(docker.network_rm(name), check=False)
+    if not (result.ok or "No such" in result.stderr or "not found" in result.stderr):
+        raise BottleError(f"could not remove {kind} {name}", result.stderr.strip())
 
 
 def rollback() -> list[str]:

@@ -54,7 +54,7 @@ def env_file_text(env: dict[str, str]) -> str:
 def check_runtime(bottle) -> None:
     if bottle.agent.runtime == "runc" or bottle.dry:
         return
-    runtimes = json.loads(bottle.run(["docker", "info", "--format", "{{json .Runtimes}}"]).stdout or "{}")
+    runtimes = json.loads(bottle.run(docker.runtimes()).stdout or "{}")
     if bottle.agent.runtime not in runtimes:
         raise BottleError(
             f"{bottle.manifest.path}: agents.{bottle.agent.name}.runtime: the engine on "
@@ -98,10 +98,7 @@ def provision(c):
     archive = bottle.stage("provision.tar")
     payload = provisioning.files(bottle.agent, ca_pem or "", first_time=first_time)
     bottle.target.write(archive, provisioning.tarball(payload))
-    # A tar on stdin keeps the owners set in it (the agent's files are the agent's).
-    # Not `-a`: that chowns everything to the container's user, and engine 20.10
-    # resolves that user on the host.
-    bottle.run(["docker", "cp", "-", f"{name}:/"], stdin_path=archive)
+    bottle.run(docker.cp_tar_from_stdin(name), stdin_path=archive)  # the agent's files stay the agent's
     bottle.run(docker.exec_(name, ["sh", provisioning.SCRIPT], user="0"))
     bottle.state.set("provisioned", container_id)
     return f"{name}: trusts the bottle {ca_role} CA; git, Claude settings and prompt in place"

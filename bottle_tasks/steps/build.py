@@ -42,19 +42,19 @@ def build(c):
     """Build the bottle's images (cached by a hash of their inputs)."""
     bottle = current(c)
     specs = bottle.plan.images
-    derived = {name: spec for name, spec in specs.items() if name == "workspace"}
-    primary = [spec for name, spec in specs.items() if name not in derived]
-    missing = [spec for spec in primary if not image_present(bottle, spec.tag)]
+    # The workspace image is FROM the agent image: it is built after the others.
+    workspace = specs.get("workspace")
+    missing = [spec for name, spec in specs.items()
+               if name != "workspace" and not image_present(bottle, spec.tag)]
     for base in sorted({spec.build_args["BASE_IMAGE"] for spec in missing}):
         require_base(bottle, base)
     # Independent images build side by side: most of their time is waiting on registries.
     with ThreadPoolExecutor(max_workers=max(1, len(missing))) as pool:
         for future in [pool.submit(build_one, bottle, spec) for spec in missing]:
             future.result()
-    for spec in derived.values():
-        if not image_present(bottle, spec.tag):
-            build_one(bottle, spec)
-            missing.append(spec)
+    if workspace and not image_present(bottle, workspace.tag):
+        build_one(bottle, workspace)
+        missing.append(workspace)
     cached = len(specs) - len(missing)
     built = ", ".join(spec.name for spec in missing) or "nothing"
     return f"built {built}; {cached} cached"

@@ -6,7 +6,7 @@ from ..context import current, host_label, selection, target_for
 from ..resources import labelled
 from ..state import State, known_slugs
 from ..stepping import step
-from ..undo import remove_network, undo
+from ..undo import remove, undo
 
 
 def sweep(target, slug: str | None) -> list[str]:
@@ -15,10 +15,7 @@ def sweep(target, slug: str | None) -> list[str]:
     found = labelled(target, slug)
     # Containers first: a network in use cannot be removed.
     for item in sorted(found, key=lambda f: f.kind != "container"):
-        if item.kind == "container":
-            target.run(docker.container_rm(item.name))
-        else:
-            remove_network(target, item.name)
+        remove(target, item.kind, item.name)
         removed.append(item.name)
     return removed
 

@@ -116,7 +116,7 @@ def reload_policy(bottle, name: str) -> None:
 
 
 def reload_events(bottle, name: str, since: str) -> list[dict]:
-    out = bottle.run(["docker", "logs", "--since", since, name], check=False).stdout
+    out = bottle.run(docker.logs(name, since=since), check=False).stdout
     events = []
     for line in out.splitlines():
         if '"policy-reload"' in line:
