@@ -43,7 +43,9 @@ fi
 say "engine up: $(docker version --format 'server {{.Server.Version}}, client {{.Client.Version}}')"
 
 build_base() {  # $1 = image:tag, e.g. debian:bookworm-slim
-    local image=$1 suite rootfs
+    # rootfs is global on purpose: the EXIT trap below runs after this function has
+    # returned, and under `set -u` a local would be unbound by then.
+    local image=$1 suite
     case $image in
         debian:*) ;;
         *) die "no registry answers and only debian:<suite>[-slim] can be built here; import $image yourself (docker import)";;
@@ -63,6 +65,8 @@ build_base() {  # $1 = image:tag, e.g. debian:bookworm-slim
     tar -C "$rootfs" -c . | docker import \
         --change 'CMD ["bash"]' --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         - "$image" >/dev/null
+    rm -rf "$rootfs"
+    trap - EXIT
     say "imported $image"
 }
 
