@@ -27,7 +27,10 @@ CLIENT = ("172.30.5.3", 40000)
 
 BASE_POLICY = {
     "bottle": "demo",
-    "allow": ["registry.npmjs.org", "*.pypi.org", "api.anthropic.com", "api.upstream.test", "pass.example.com"],
+    "allow": [
+        "registry.npmjs.org", "*.pypi.org", "api.anthropic.com", "api.upstream.test", "api.upstream.test:8443",
+        "pass.example.com",
+    ],
     "passthrough": ["pass.example.com"],
     "allowed_cidrs": ["172.30.5.0/24"],
     "idle_timeout": 900,

@@ -243,9 +243,14 @@ def test_raw_tcp_only_to_passthrough_hosts():
             assert f.error is not None and meta(f)["rule"] == "raw-tcp"
             assert h.last()["decision"] == "deny"
             g = tflow.ttcpflow()
-            g.server_conn.address = ("pass.example.com", 22)
+            g.server_conn.address = ("pass.example.com", 443)
             await h.hook(tcp_layer.TcpStartHook(g))
             assert g.error is None and h.last()["decision"] == "allow"
+            # passthrough does not widen the ports: 22 of a passthrough host is not allowed either
+            k = tflow.ttcpflow()
+            k.server_conn.address = ("pass.example.com", 22)
+            await h.hook(tcp_layer.TcpStartHook(k))
+            assert k.error is not None and h.last()["decision"] == "deny"
 
     run(t())
 
@@ -673,7 +678,7 @@ def test_exception_in_hook_refuses_request(monkeypatch):
 def test_exception_in_connect_hook_refuses(monkeypatch):
     async def t():
         with Harness(make_policy()) as h:
-            monkeypatch.setattr(h.fw.policy.allow, "match", lambda host: 1 / 0)
+            monkeypatch.setattr(h.fw.policy.allow, "match", lambda *a: 1 / 0)
             denied(await h.connect("registry.npmjs.org"), "error")
 
     run(t())
@@ -695,9 +700,9 @@ def test_exception_in_server_connect_refuses_connection(monkeypatch):
 def test_exception_in_responseheaders_kills_flow(monkeypatch):
     async def t():
         with Harness(make_policy()) as h:
-            import firewall.addon as A
+            import firewall.streaming as A
 
-            monkeypatch.setattr(A, "_counter", lambda *a: 1 / 0)
+            monkeypatch.setattr(A, "counter", lambda *a: 1 / 0)
             f = request_flow("GET", "https://registry.npmjs.org/")
             await h.hook(http_layer.HttpRequestHeadersHook(f))
             await h.hook(http_layer.HttpRequestHook(f))

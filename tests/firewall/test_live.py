@@ -174,7 +174,7 @@ class LiveFirewall:
         (confdir / "mitmproxy-ca.pem").write_bytes(pem_key(ca_key) + pem_cert(ca_cert))
         self.policy_path = tmp / "policy.json"
         settings = {
-            "allow": ["localhost", "registry.npmjs.org"],
+            "allow": ["localhost", f"localhost:{upstream.port}", "registry.npmjs.org"],
             "passthrough": [],
             "allowed_cidrs": ["127.0.0.0/8", "::1/128"],
         }

@@ -73,7 +73,8 @@ def test_required_keys():
     "entry, hint",
     [
         ("https://example.com/x", "write 'example.com'"),
-        ("example.com:443", "port"),
+        ("example.com:99999", "bad port"),
+        ("example.com:x", "bad port"),
         ("*", "every host"),
         ("*.com", "top-level"),
         ("a.*.example.com", "leading"),
@@ -134,7 +135,10 @@ def test_dlp_validation():
     ps = problems(policy_doc(dlp={"hosts": {"api.anthropic.com": "loud"}}))
     assert any(p.startswith("dlp.hosts.api.anthropic.com:") for p in ps)
     ps = problems(policy_doc(dlp={"patterns": [{"name": "x", "regex": "("}]}))
-    assert any(p.startswith("dlp.patterns[0].regex:") and "invalid regular expression" in p for p in ps)
+    assert any(p.startswith("dlp.patterns[0].regex:") and "RE2 cannot compile it" in p for p in ps)
+    # look-around has no linear-time implementation: refused with RE2's reason
+    ps = problems(policy_doc(dlp={"patterns": [{"name": "x", "regex": "(?<!a)b"}]}))
+    assert any(p.startswith("dlp.patterns[0].regex:") and "invalid perl operator" in p for p in ps), ps
     ps = problems(policy_doc(dlp={"patterns": [{"name": "x", "regex": "a*"}]}))
     assert any("empty string" in p for p in ps)
     ps = problems(policy_doc(dlp={"patterns": [{"name": "aws-access-key-id", "regex": "abc"}]}))

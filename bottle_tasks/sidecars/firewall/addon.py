@@ -1,79 +1,59 @@
-"""The firewall as mitmproxy addons: one concern per class, one shared ``Firewall``.
+"""The firewall as mitmproxy addons: one concern per module, one shared ``Firewall``.
 
-``Firewall`` holds what the concerns share (current policy, scanner, resolver,
-audit log) and lists the concern addons as its children, in the order their hooks
-must run for each event:
+``Firewall`` holds what the concerns share (current policy, scanner, resolver, audit
+log) and the helpers they use to refuse, close and audit. It lists the concern addons
+as its children, in the order their hooks must run for each event:
 
-    PolicyAddon   option ``bottle_policy``; SIGHUP reload keeping the old policy if the new one is bad
-    HostGate      default deny: allowlist on CONNECT and on every request; Host/:authority must
-                  name the tunnel's host; passthrough hosts are not intercepted
-    DlpGuard      secrets in URL, headers and body; block | warn | off per host
-    SsrfGuard     resolve, refuse internal addresses, dial exactly the checked address
-    RawTunnels    non-HTTP traffic in a tunnel only for passthrough hosts
-    Streaming     responses are streamed (never buffered), bytes counted for the audit
-    Audit         one JSON line per decision
+    PolicyAddon        policy_reload.py  option ``bottle_policy``; SIGHUP reload, keeps the old policy if the new one is bad
+    HostGate           host_gate.py      default deny: allowlist and ports on CONNECT and on every request;
+                                         Host/:authority must name the tunnel's host; the health check
+    HeaderHygiene      hygiene.py        CR/LF/NUL, size limits, transfer codings, hop-by-hop headers
+    DlpGuard           dlp_guard.py      secrets in method, target, headers, trailers, body, WebSocket; block|warn|off
+    SsrfGuard          ssrf_guard.py     resolve, refuse internal addresses, dial exactly the checked address
+    TlsGuard           tunnels.py        passthrough or intercept; ALPN and SNI offered upstream
+    ParsedTrafficOnly  tunnels.py        a tunnel carries only TLS/HTTP/WebSocket, or raw bytes to passthrough hosts
+    RawTunnels         tunnels.py        audits passthrough raw tunnels
+    Revocation         revocation.py     a reload closes open connections the new policy refuses
+    Streaming          streaming.py      responses are streamed (never buffered), bytes counted for the audit
+    Audit              audit.py          one JSON line per decision
+
+``mitm_limits`` adds the bounds mitmproxy has no hook for (HTTP/1 head size, request
+body size as it arrives, WebSocket control frames and message size).
 
 Every hook is wrapped in ``fail_closed``: an exception refuses the request.
-Hooks skip flows an earlier concern has already refused.
+Hooks skip flows an earlier concern has already refused or answered.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 import traceback
 from collections import OrderedDict
 
-from mitmproxy import ctx, exceptions, http, version
+import wsproto.events
+from mitmproxy import ctx, http
 from mitmproxy.proxy import server_hooks
 
+from . import mitm_limits, ssrf
 from . import policy as policy_mod
-from . import ssrf
-from .audit import AuditLog
-from .dlp import BUILTIN_RULES, BodyError, Scanner, decode_body
-from .failclosed import fail_closed
-from .hosts import HostError, ip_literal, normalize_host, split_authority
+from .audit import Audit, AuditLog
+from .dlp import BUILTIN_RULES, Scanner
+from .dlp_guard import DlpGuard
+from .flowstate import meta, norm, peer
+from .host_gate import HostGate
+from .hygiene import HeaderHygiene
+from .policy_reload import PolicyAddon
+from .revocation import Revocation
+from .ssrf_guard import SsrfGuard
+from .streaming import Streaming
+from .tunnels import ParsedTrafficOnly, RawTunnels, RefuseLayer, TlsGuard
+
+__all__ = ["Firewall", "meta"]
 
 logger = logging.getLogger("bottle.firewall")
 
-META = "bottle.firewall"
 FIREWALL_HEADER = "x-bottle-firewall"
 REQUEST_PHASE_HOOKS = frozenset({"http_connect", "requestheaders", "request"})
-
-
-def meta(flow) -> dict:
-    """Per-flow firewall state: the decision so far and byte counters."""
-    m = flow.metadata.get(META)
-    if m is None:
-        m = {
-            "decision": "allow",
-            "rule": "allowlist",
-            "reason": "",
-            "bytes_out": 0,
-            "bytes_in": 0,
-            "audited": False,
-            "dlp_action": None,
-        }
-        flow.metadata[META] = m
-    return m
-
-
-def refused(flow) -> bool:
-    return meta(flow)["decision"] == "deny"
-
-
-def _peer(conn) -> str | None:
-    peer = getattr(conn, "peername", None)
-    return str(peer[0]) if peer else None
-
-
-def _counter(m: dict, key: str):
-    def count(chunk: bytes) -> bytes:
-        m[key] += len(chunk)
-        return chunk
-
-    return count
 
 
 class Firewall:
@@ -96,26 +76,52 @@ class Firewall:
         self.connect_refusals: OrderedDict[tuple, tuple[str, str]] = OrderedDict()
         if policy is not None:
             self.set_policy(policy)
+        self.dlp = DlpGuard(self)
+        self.revocation = Revocation(self)
         self.addons = [
             PolicyAddon(self),
             HostGate(self),
+            HeaderHygiene(self),
             # DLP before the SSRF guard: a secret in the host name must not leave as a DNS query
-            DlpGuard(self),
+            self.dlp,
             SsrfGuard(self),
+            TlsGuard(self),
+            ParsedTrafficOnly(self),
             RawTunnels(self),
+            self.revocation,
             Streaming(self),
             Audit(self),
         ]
+        mitm_limits.install(self)
 
     def set_policy(self, pol: policy_mod.Policy) -> None:
         self.policy = pol
         self.scanner = Scanner(pol.dlp.rules)
 
-    # -- helpers shared by the concerns ------------------------------------------------
+    # -- questions the concerns ask --------------------------------------------------------
 
     def safe(self, text: str) -> str:
         """``text`` with secrets redacted: for everything we print or send back."""
         return self.scanner.redact(str(text))
+
+    def is_passthrough_address(self, address) -> bool:
+        """Is ``(host, port)`` an allowed passthrough target (a tunnel not intercepted)?"""
+        pol = self.policy
+        if pol is None or not address:
+            return False
+        host, port = norm(address[0]), address[1]
+        return pol.passthrough.match(host) is not None and pol.allow.match(host, port) is not None
+
+    def is_passthrough(self, context) -> bool:
+        return self.is_passthrough_address(context.server.address)
+
+    def still_allowed(self, host: str, port: int, raw: bool) -> bool:
+        pol = self.policy
+        if pol is None or pol.allow.match(host, port) is None:
+            return False
+        return not raw or self.is_passthrough_address((host, port))
+
+    # -- refusing ------------------------------------------------------------------------
 
     def deny(self, flow, rule: str, reason: str, *, status: int = 403, hint: str = "") -> None:
         """Refuse a request that has not been forwarded yet: a local error response."""
@@ -125,7 +131,7 @@ class Firewall:
         # Answered locally: never stream the body upstream. DLP streams bodies to `off`
         # hosts, and mitmproxy refuses a local response on a streaming flow.
         req.stream = False
-        head = f"bottle firewall: refused {req.method} {self.safe(req.host)}:{req.port} [{rule}]"
+        head = f"bottle firewall: refused {self.safe(req.method)} {self.safe(req.host)}:{req.port} [{rule}]"
         body = "\n".join(x for x in (head, reason, hint) if x) + "\n"
         flow.response = http.Response.make(
             status,
@@ -144,18 +150,54 @@ class Firewall:
         if flow.killable:
             flow.kill()
 
+    def refused_in_transit(self, flow, rule: str, reason: str) -> None:
+        """``mitm_limits`` cut a flow while its data was arriving (body or message too large)."""
+        meta(flow).update(decision="deny", rule=rule, reason=reason)
+        if flow.websocket is not None:  # a WebSocket has already been audited as allowed: one more line
+            meta(flow)["audited"] = False
+        self.emit(flow)
+
+    def websocket_control(self, flow, event: wsproto.events.Event) -> wsproto.events.Event:
+        """A ping, pong or close from the agent: scanned like a message; blanked when refused."""
+        if isinstance(event, wsproto.events.CloseConnection):
+            payload, what = (event.reason or "").encode("utf-8", "replace"), "WebSocket close reason"
+        else:
+            payload, what = bytes(event.payload), f"WebSocket {type(event).__name__.lower()}"
+        if self.dlp.websocket_payload_ok(flow, what, payload):
+            return event
+        if isinstance(event, wsproto.events.CloseConnection):
+            return wsproto.events.CloseConnection(code=event.code, reason=None)
+        return type(event)(payload=b"")
+
     def refuse_connection(self, data: server_hooks.ServerConnectionHookData, rule: str, reason: str) -> None:
         server = data.server
         server.error = f"bottle firewall [{rule}]: {reason}"
         host, port = server.address if server.address else ("", 0)
-        key = (data.client.id, _norm(host), port)
+        key = (data.client.id, norm(host), port)
         self.connect_refusals[key] = (rule, reason)
         while len(self.connect_refusals) > 1024:
             self.connect_refusals.popitem(last=False)
 
     def take_refusal(self, flow) -> tuple[str, str] | None:
         req = flow.request
-        return self.connect_refusals.pop((flow.client_conn.id, _norm(req.host), req.port), None)
+        return self.connect_refusals.pop((flow.client_conn.id, norm(req.host), req.port), None)
+
+    def close_client_id(self, client_id: str) -> bool:
+        """Close a live client connection (and its server connections) now, from outside its
+        layers: mitmproxy's ``flow.kill()`` only acts when a flow's next hook runs, which an
+        open WebSocket or tunnel may never reach."""
+        proxyserver = ctx.master.addons.get("proxyserver") if ctx.master else None
+        handler = getattr(proxyserver, "connections", {}).get(client_id) if proxyserver else None
+        if handler is None or handler.client not in handler.transports:  # gone, or going
+            return False
+        handler.close_connection(handler.client)
+        return True
+
+    def close_client(self, client) -> bool:
+        return self.close_client_id(client.id)
+
+    def revoke(self) -> int:
+        return self.revocation.revoke()
 
     def fail(self, hook: str, obj, exc: BaseException) -> None:
         """A hook raised: refuse whatever it was deciding about, log the (redacted) traceback."""
@@ -174,13 +216,19 @@ class Firewall:
                 self.refuse_connection(obj, "error", reason)
             elif hook == "tls_clienthello":
                 obj.ignore_connection = False  # intercept: the per-request checks then still apply
+            elif hook == "next_layer":
+                obj.layer = RefuseLayer(obj.context)
             elif hasattr(obj, "kill"):
                 m = meta(obj)
                 m.update(decision="deny", rule="error", reason=reason)
                 if obj.killable:
                     obj.kill()
+                if getattr(obj, "client_conn", None) is not None:
+                    self.close_client(obj.client_conn)
         except Exception:  # pragma: no cover - last resort, never let the failure path raise
             logger.exception("bottle firewall: fail-closed handler failed")
+
+    # -- auditing -----------------------------------------------------------------------------
 
     def emit(self, flow) -> None:
         """Write the flow's audit line once."""
@@ -199,8 +247,8 @@ class Firewall:
             if flow.error is not None:
                 reason = "; ".join(x for x in (reason, f"upstream error: {self.safe(flow.error.msg)}") if x)
         self.audit.decision(
-            client=_peer(flow.client_conn),
-            method=req.method,
+            client=peer(flow.client_conn),
+            method=self.safe(req.method),
             host=self.safe(req.host),
             port=req.port,
             path=self.safe(req.path.split("?", 1)[0]),
@@ -212,495 +260,17 @@ class Firewall:
             status=resp.status_code if resp is not None else None,
         )
 
-
-def _norm(host: str) -> str:
-    try:
-        return normalize_host(host)
-    except HostError:
-        return str(host).lower()
-
-
-class _Concern:
-    def __init__(self, fw: Firewall):
-        self.fw = fw
-
-
-class PolicyAddon(_Concern):
-    """Loads the policy named by the ``bottle_policy`` option; reloads it on SIGHUP."""
-
-    _loop: asyncio.AbstractEventLoop | None = None
-
-    def load(self, loader):
-        loader.add_option(
-            "bottle_policy",
-            str,
-            "",
-            "Path of the bottle firewall policy (JSON). Without a policy every request is refused.",
-        )
-
-    def configure(self, updated):
-        if "bottle_policy" in updated and ctx.options.bottle_policy:
-            path = ctx.options.bottle_policy
-            try:
-                self.fw.set_policy(policy_mod.load(path))
-            except policy_mod.PolicyError as e:
-                raise exceptions.OptionsError(f"invalid firewall policy {path}: {e}") from None
-
-    def running(self):
-        try:
-            self._loop = asyncio.get_running_loop()
-            self._loop.add_signal_handler(signal.SIGHUP, self.reload)
-        except (NotImplementedError, RuntimeError, ValueError) as e:  # not the main thread, or no signals
-            self._loop = None
-            logger.warning("bottle firewall: cannot install the SIGHUP reload handler: %s", e)
-        self._apply_timeouts()
-        pol = self.fw.policy
-        listen = []
-        if (ps := ctx.master.addons.get("proxyserver")) is not None:
-            try:
-                listen = [f"{a[0]}:{a[1]}" for a in ps.listen_addrs()]
-            except Exception:  # pragma: no cover
-                listen = []
-        self.fw.audit.event(
-            "ready",
-            bottle=pol.bottle if pol else None,
-            listen=listen,
-            mitmproxy=version.VERSION,
-            allow=len(pol.allow) if pol else 0,
-            policy=ctx.options.bottle_policy or None,
-        )
-
-    def done(self):
-        if self._loop is not None:
-            try:
-                self._loop.remove_signal_handler(signal.SIGHUP)
-            except Exception:  # pragma: no cover
-                pass
-            self._loop = None
-
-    def _apply_timeouts(self) -> None:
-        pol = self.fw.policy
-        if pol is not None and ctx.options.tcp_timeout != pol.idle_timeout:
-            ctx.options.update(tcp_timeout=pol.idle_timeout)
-
-    def reload(self) -> bool:
-        """Re-read the policy file. On any problem keep the current policy and say why."""
-        path = ctx.options.bottle_policy
-        try:
-            if not path:
-                raise policy_mod.PolicyError(["no policy file configured (option bottle_policy)"])
-            new = policy_mod.load(path)
-        except policy_mod.PolicyError as e:
-            self.fw.audit.event("policy-reload", ok=False, policy=path, reason=f"{e}; kept the previous policy")
-            return False
-        except Exception as e:  # noqa: BLE001 - keep the old policy whatever went wrong
-            self.fw.audit.event(
-                "policy-reload", ok=False, policy=path, reason=f"{type(e).__name__}; kept the previous policy"
-            )
-            return False
-        self.fw.set_policy(new)
-        try:
-            self._apply_timeouts()
-        except Exception as e:  # noqa: BLE001
-            logger.warning("bottle firewall: could not apply idle_timeout: %s", e)
-        self.fw.audit.event(
-            "policy-reload",
-            ok=True,
-            policy=path,
-            bottle=new.bottle,
-            allow=len(new.allow),
-            passthrough=len(new.passthrough),
-        )
-        return True
-
-
-class HostGate(_Concern):
-    """Default deny. The host is checked at CONNECT and again on every request in a tunnel."""
-
-    @fail_closed
-    def http_connect(self, flow: http.HTTPFlow):
-        self._check_host(flow)
-        if not refused(flow):
-            pol = self.fw.policy
-            if pol is not None and pol.passthrough.match(flow.request.host) is not None:
-                m = meta(flow)
-                m["rule"] = "passthrough"
-                m["reason"] += " (passthrough: TLS not intercepted)"
-
-    @fail_closed
-    def requestheaders(self, flow: http.HTTPFlow):
-        if refused(flow):
-            return
-        self._check_host(flow)
-        if not refused(flow):
-            self._check_authority(flow)
-
-    @fail_closed
-    def tls_clienthello(self, data):
-        data.ignore_connection = False
-        pol = self.fw.policy
-        address = data.context.server.address
-        if pol is None or not address:
-            return
-        host = _norm(address[0])
-        if pol.passthrough.match(host) is None or pol.allow.match(host) is None:
-            return
-        sni = data.client_hello.sni
-        if sni and _norm(sni) != host:
-            # Someone tunnels to a passthrough host but names another: intercept instead, so the
-            # request-level Host checks see what is really asked for.
-            logger.warning("bottle firewall: SNI does not match the passthrough tunnel host; intercepting")
-            return
-        data.ignore_connection = True
-
-    def _check_host(self, flow: http.HTTPFlow) -> None:
-        fw = self.fw
-        pol = fw.policy
-        if pol is None:
-            fw.deny(flow, "no-policy", "the firewall has no policy loaded, so it refuses everything")
-            return
-        raw = flow.request.host
-        try:
-            host = normalize_host(raw)
-        except HostError as e:
-            fw.deny(flow, "bad-host", f"the request host is not a valid host name ({fw.safe(e)})")
-            return
-        ip = ip_literal(host)
-        if ip is not None and not ssrf.in_cidrs(ip, pol.allowed_cidrs):
-            why = ssrf.classify(ip)
-            if why is not None:
-                fw.deny(flow, "ssrf", f"{host} is {why}; the firewall does not connect to internal addresses")
-                return
-        pattern = pol.allow.match(host)
-        if pattern is None:
-            shown = fw.safe(host)
-            fw.deny(
-                flow,
-                "not-allowlisted",
-                f"{shown} is not on the allowlist of bottle {pol.bottle!r}.",
-                hint=f"To allow it, run on the host: inv allow {shown}",
-            )
-            return
-        m = meta(flow)
-        m.update(rule="allowlist", reason=f"matches {pattern.text}")
-
-    def _check_authority(self, flow: http.HTTPFlow) -> None:
-        """Host header and :authority / absolute-form target must name the host we connect to."""
-        req = flow.request
-        host = _norm(req.host)
-        claims = []
-        if req.authority:
-            claims.append(("request target authority", req.authority))
-        for value in req.headers.get_all("host"):
-            claims.append(("Host header", value))
-        for label, value in claims:
-            try:
-                h, p = split_authority(value)
-                h = normalize_host(h)
-            except HostError:
-                self.fw.deny(flow, "host-mismatch", f"the {label} is malformed")
-                return
-            if h != host or (p is not None and p != req.port):
-                named = self.fw.safe(h if p is None else f"{h}:{p}")
-                self.fw.deny(
-                    flow,
-                    "host-mismatch",
-                    f"the {label} names {named} but this connection goes to {self.fw.safe(host)}:{req.port}; "
-                    "a tunnel to one host cannot carry requests for another",
-                )
-                return
-
-
-class SsrfGuard(_Concern):
-    """Resolves the host itself, refuses internal addresses, pins the checked address."""
-
-    @fail_closed
-    async def http_connect(self, flow: http.HTTPFlow):
-        if not refused(flow):
-            await self._precheck(flow)
-
-    @fail_closed
-    async def requestheaders(self, flow: http.HTTPFlow):
-        if not refused(flow):
-            await self._precheck(flow)
-
-    async def _precheck(self, flow: http.HTTPFlow) -> None:
-        """Early check so the client gets a clear 403; server_connect re-checks and pins."""
-        fw = self.fw
-        pol = fw.policy
-        host, port = flow.request.host, flow.request.port
-        try:
-            addrs = await fw.resolver.resolve(host, port)
-        except ssrf.ResolveError as e:
-            fw.deny(flow, "dns", fw.safe(e), status=502)
-            return
-        verdict = ssrf.check(addrs, pol.allowed_cidrs)
-        if not verdict.ok:
-            fw.deny(
-                flow,
-                "ssrf",
-                f"{fw.safe(_norm(host))} resolves to {verdict.reason}; "
-                "the firewall does not connect to internal addresses",
-            )
-
-    @fail_closed
-    async def server_connect(self, data: server_hooks.ServerConnectionHookData):
-        fw = self.fw
-        server = data.server
-        if server.address is None or server.error:
-            return
-        host, port = server.address
-        pol = fw.policy
-        if pol is None:
-            fw.refuse_connection(data, "no-policy", "the firewall has no policy loaded")
-            return
-        if pol.allow.match(host) is None:  # defence in depth: never dial (or even resolve) an unlisted name
-            fw.refuse_connection(data, "not-allowlisted", f"{fw.safe(_norm(host))} is not on the allowlist")
-            return
-        try:
-            addrs = await fw.resolver.resolve(host, port)
-        except ssrf.ResolveError as e:
-            fw.refuse_connection(data, "dns", fw.safe(e))
-            return
-        verdict = ssrf.check(addrs, pol.allowed_cidrs)
-        if not verdict.ok:
-            fw.refuse_connection(
-                data,
-                "ssrf",
-                f"{fw.safe(_norm(host))} resolves to {verdict.reason}; "
-                "the firewall does not connect to internal addresses",
-            )
-            return
-        if server.sni is None and ip_literal(host) is None:
-            server.sni = _norm(host)  # TLS keeps the name (SNI + certificate check)
-        # Dial exactly the checked address; the name is put back once connected.
-        fw.pins[server.id] = (host, port)
-        server.address = (str(verdict.address), port)
-
-    @fail_closed
-    def server_connected(self, data: server_hooks.ServerConnectionHookData):
-        self._unpin(data.server)
-
-    @fail_closed
-    def server_connect_error(self, data: server_hooks.ServerConnectionHookData):
-        self._unpin(data.server)
-
-    def _unpin(self, server) -> None:
-        pin = self.fw.pins.pop(server.id, None)
-        if pin is not None:
-            # mitmproxy refuses `server.address = ...` on an open connection (it would mean
-            # retargeting it). This only puts back the name of the very address we dialled,
-            # which the HTTP layer reads as the tunnel's host for the next requests.
-            vars(server)["address"] = pin
-
-
-class DlpGuard(_Concern):
-    """Looks for secrets in what leaves: URL, headers, body. block | warn | off per host."""
-
-    @fail_closed
-    def http_connect(self, flow: http.HTTPFlow):
-        if refused(flow):
-            return
-        self._scan_head(flow)
-
-    @fail_closed
-    def requestheaders(self, flow: http.HTTPFlow):
-        if refused(flow):
-            return
-        action = self._scan_head(flow)
-        if refused(flow) or action is None:
-            return
-        m = meta(flow)
-        if action == "off":
-            flow.request.stream = _counter(m, "bytes_out")  # nothing to scan: do not buffer
-            return
-        limit = self.fw.policy.dlp.max_body_bytes
-        length = flow.request.headers.get("content-length", "")
-        if length.strip().isdigit() and int(length) > limit:
-            self._too_large(flow, int(length), limit)
-
-    @fail_closed
-    def request(self, flow: http.HTTPFlow):
-        if refused(flow):
-            return
-        m = meta(flow)
-        action = m["dlp_action"]
-        if action in (None, "off"):
-            return
-        pol = self.fw.policy
-        raw = flow.request.raw_content or b""
-        m["bytes_out"] = len(raw)
-        limit = pol.dlp.max_body_bytes
-        if len(raw) > limit:
-            self._too_large(flow, len(raw), limit)
-            return
-        try:
-            body = decode_body(raw, flow.request.headers.get("content-encoding", ""), limit)
-        except BodyError as e:
-            if e.rule == "body-too-large" or action == "block":
-                self.fw.deny(flow, f"dlp:{e.rule}", f"{e}; the body could not be checked for secrets")
-            else:
-                self._warn(flow, f"dlp:{e.rule}", str(e))
-            return
-        findings = self.fw.scanner.scan_body(body, flow.request.headers.get("content-type", ""))
-        self._act(flow, findings, action)
-
-    @fail_closed
-    def websocket_message(self, flow: http.HTTPFlow):
-        pol = self.fw.policy
-        if flow.websocket is None or not flow.websocket.messages:
-            return
-        msg = flow.websocket.messages[-1]
-        if not msg.from_client:
-            return
-        action = pol.dlp.action_for(flow.request.host) if pol else "block"
-        if action == "off":
-            return
-        content = msg.content if isinstance(msg.content, bytes) else str(msg.content).encode()
-        findings = self.fw.scanner.scan_body(content)
-        if not findings:
-            return
-        reason = "; ".join(f.describe().replace("request body", "WebSocket message") for f in findings)
-        decision = "deny" if action == "block" else "warn"
-        if decision == "deny":
-            msg.drop()
-            reason += "; the message was dropped"
-        req = flow.request
-        self.fw.audit.decision(
-            client=_peer(flow.client_conn),
-            method="WEBSOCKET",
-            host=self.fw.safe(req.host),
-            port=req.port,
-            path=self.fw.safe(req.path.split("?", 1)[0]),
-            decision=decision,
-            rule=f"dlp:{findings[0].rule}",
-            reason=reason,
-            bytes_out=0 if decision == "deny" else len(content),
-            bytes_in=0,
-            status=None,
-        )
-
-    def _scan_head(self, flow: http.HTTPFlow) -> str | None:
-        pol = self.fw.policy
-        if pol is None:
-            return None
-        req = flow.request
-        action = pol.dlp.action_for(req.host)
-        meta(flow)["dlp_action"] = action
-        if action == "off":
-            return action
-        exempt = pol.dlp.exempt_for(req.host)
-        seen: set[str] = set()
-        scanner = self.fw.scanner
-        findings = scanner.scan_url(req.host, req.path, seen)
-        if req.authority:
-            findings += scanner.scan_url(req.authority, "", seen)
-        headers = [(k, v) for k, v in req.headers.items(multi=True)]
-        findings += scanner.scan_headers(headers, exempt, seen)
-        self._act(flow, findings, action)
-        return action
-
-    def _act(self, flow, findings, action: str) -> None:
-        if not findings:
-            return
-        rule = f"dlp:{findings[0].rule}"
-        reason = "; ".join(f.describe() for f in findings)
-        if action == "block":
-            self.fw.deny(
-                flow,
-                rule,
-                f"{reason}. The request was not forwarded.",
-                hint="If this is intended, the bottle's policy can set a DLP action per host (block|warn|off).",
-            )
-        elif action == "warn":
-            self._warn(flow, rule, reason)
-
-    def _warn(self, flow, rule: str, reason: str) -> None:
-        m = meta(flow)
-        if m["decision"] == "warn":
-            m["reason"] = f"{m['reason']}; {reason}"
-        else:
-            m.update(decision="warn", rule=rule, reason=reason)
-
-    def _too_large(self, flow, size: int, limit: int) -> None:
-        self.fw.deny(
-            flow,
-            "dlp:body-too-large",
-            f"the request body ({size} bytes) is larger than dlp.max_body_bytes ({limit}), "
-            "so it cannot be checked for secrets",
-        )
-
-
-class RawTunnels(_Concern):
-    """Traffic in a CONNECT tunnel that is not HTTP (raw TCP, DNS) is uninspectable:
-    only passthrough hosts may carry it."""
-
-    @fail_closed
-    def tcp_start(self, flow):
-        self._gate(flow, "TCP")
-
-    @fail_closed
-    def dns_request(self, flow):
-        self._gate(flow, "DNS")
-
-    def _gate(self, flow, kind: str) -> None:
-        fw = self.fw
-        pol = fw.policy
-        address = flow.server_conn.address or ("", 0)
-        host, port = _norm(address[0]), address[1]
-        m = meta(flow)
-        if pol is not None and pol.passthrough.match(host) is not None and pol.allow.match(host) is not None:
-            m.update(rule="passthrough", reason=f"raw {kind} to a passthrough host")
-            decision = "allow"
-        else:
-            fw.kill(flow, f"raw-{kind.lower()}", f"raw {kind} traffic is only allowed to passthrough hosts")
-            decision = "deny"
-        fw.audit.decision(
-            client=_peer(flow.client_conn),
-            method=kind,
-            host=fw.safe(host),
+    def audit_connection(self, context, method: str, decision: str, rule: str, reason: str) -> None:
+        """A decision about a whole connection (no HTTP request to hang it on)."""
+        host, port = context.server.address or ("", 0)
+        self.audit.decision(
+            client=peer(context.client),
+            method=method,
+            host=self.safe(norm(host)),
             port=port,
             path="",
             decision=decision,
-            rule=m["rule"],
-            reason=m["reason"],
+            rule=rule,
+            reason=reason,
             status=None,
         )
-
-
-class Streaming(_Concern):
-    """Never buffer responses: server-sent events and long downloads go straight through."""
-
-    @fail_closed
-    def responseheaders(self, flow: http.HTTPFlow):
-        if refused(flow) or flow.response is None:
-            return
-        flow.response.stream = _counter(meta(flow), "bytes_in")
-
-
-class Audit(_Concern):
-    """Writes the decision line when a flow is finished."""
-
-    @fail_closed
-    def http_connected(self, flow: http.HTTPFlow):
-        self.fw.emit(flow)
-
-    @fail_closed
-    def http_connect_error(self, flow: http.HTTPFlow):
-        refusal = self.fw.take_refusal(flow)
-        if refusal is not None and not refused(flow):
-            rule, reason = refusal
-            self.fw.deny(flow, rule, reason)  # replaces mitmproxy's 502 with our 403
-        self.fw.emit(flow)
-
-    @fail_closed
-    def response(self, flow: http.HTTPFlow):
-        self.fw.emit(flow)
-
-    @fail_closed
-    def error(self, flow: http.HTTPFlow):
-        refusal = self.fw.take_refusal(flow)
-        if refusal is not None and not refused(flow):
-            m = meta(flow)
-            m.update(decision="deny", rule=refusal[0], reason=refusal[1])
-        self.fw.emit(flow)

@@ -25,6 +25,9 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import IO
 
+from .failclosed import fail_closed
+from .flowstate import meta, refused
+
 DECISION_KEYS = (
     "ts",
     "client",
@@ -96,3 +99,33 @@ class AuditLog:
         record = {"ts": self._clock(), "event": event, **fields}
         self._write(record)
         return record
+
+
+class Audit:
+    """The addon that writes a flow's decision line when the flow is finished."""
+
+    def __init__(self, fw):
+        self.fw = fw
+
+    @fail_closed
+    def http_connected(self, flow):
+        self.fw.emit(flow)
+
+    @fail_closed
+    def http_connect_error(self, flow):
+        refusal = self.fw.take_refusal(flow)
+        if refusal is not None and not refused(flow):
+            rule, reason = refusal
+            self.fw.deny(flow, rule, reason)  # replaces mitmproxy's 502 with our 403
+        self.fw.emit(flow)
+
+    @fail_closed
+    def response(self, flow):
+        self.fw.emit(flow)
+
+    @fail_closed
+    def error(self, flow):
+        refusal = self.fw.take_refusal(flow)
+        if refusal is not None and not refused(flow):
+            meta(flow).update(decision="deny", rule=refusal[0], reason=refusal[1])
+        self.fw.emit(flow)

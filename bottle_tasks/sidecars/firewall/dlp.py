@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import json
 import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -243,23 +242,39 @@ class Scanner:
             out += self._findings(query, "query", seen)
         return out
 
+    def scan_method(self, method: str, seen: set[str] | None = None) -> list[Finding]:
+        return list(self._findings(method, "method", set() if seen is None else seen))
+
     def scan_headers(
         self,
         headers: Iterable[tuple[str, str]],
         exempt: frozenset[str] = frozenset(),
         seen: set[str] | None = None,
+        where: str = "header",
     ) -> list[Finding]:
+        """Names (as sent, and upper-cased: header names are case-insensitive, so a client
+        may lower-case a secret it puts there), values, and the values of a repeated header
+        joined as the upstream may join them."""
         seen = set() if seen is None else seen
         out: list[Finding] = []
+        repeated: dict[str, list[str]] = {}
         for name, value in headers:
             lname = name.lower()
+            out += self._findings(name, f"{where} name", seen)
+            if name.upper() != name:
+                out += self._findings(name.upper(), f"{where} name", seen)
             if lname in exempt:
                 continue
-            where = f"header {lname}"
-            out += self._findings(f"{lname}: {value}", where, seen)
+            repeated.setdefault(lname, []).append(value)
+            here = f"{where} {lname}"
+            out += self._findings(f"{name}: {value}", here, seen)
             basic = _basic_credentials(value) if lname in ("authorization", "proxy-authorization") else None
             if basic is not None:
-                out += self._findings(basic, where, seen)
+                out += self._findings(basic, here, seen)
+        for lname, values in repeated.items():
+            if len(values) > 1:
+                out += self._findings(", ".join(values), f"{where} {lname}", seen)
+                out += self._findings("".join(values), f"{where} {lname}", seen)
         return out
 
     def scan_body(self, body: bytes, content_type: str = "", seen: set[str] | None = None) -> list[Finding]:
@@ -268,9 +283,8 @@ class Scanner:
             return []
         text = body.decode("latin-1")
         out = list(self._findings(text, "body", seen))
-        strings = _json_strings(body, content_type)
-        if strings is not None:
-            out += self._findings(strings, "body", seen)
+        for unescaped in _unescaped(text):
+            out += self._findings(unescaped, "body", seen)
         return out
 
 
@@ -284,32 +298,28 @@ def _basic_credentials(value: str) -> str | None:
         return None
 
 
-def _json_strings(body: bytes, content_type: str) -> str | None:
-    """All strings (keys and values) of a JSON body, newline-joined: JSON escapes such as
-    ``\\/`` or ``\\n`` (as in a PEM key) would otherwise hide a secret from the raw scan."""
-    head = body.lstrip()[:1]
-    if "json" not in content_type.lower() and head not in (b"{", b"["):
-        return None
-    try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    parts: list[str] = []
-    stack = [doc]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, str):
-            parts.append(node)
-        elif isinstance(node, dict):
-            for k, v in node.items():
-                if isinstance(v, str):  # keep "key": "value" together for the assignment rules
-                    parts.append(f'"{k}": "{v}"')
-                else:
-                    parts.append(k)
-                    stack.append(v)
-        elif isinstance(node, list):
-            stack.extend(node)
-    return "\n".join(parts)
+# JSON string escapes (``\u0041``, ``\/``, ``\n``): JSON, NDJSON, or JSON inside anything
+# else. One left-to-right pass reads ``\\u0041`` as an escaped backslash, as JSON does.
+_JSON_ESCAPE = re.compile(r'\\(?:u([0-9a-fA-F]{4})|(["\\/bfnrt]))')
+_JSON_SIMPLE = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+# A string escaped again inside another JSON string needs a second pass; a few are enough.
+JSON_UNESCAPE_ROUNDS = 3
+
+
+def _json_unescape(text: str) -> str:
+    return _JSON_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)) if m.group(1) else _JSON_SIMPLE[m.group(2)], text)
+
+
+def _unescaped(text: str) -> Iterator[str]:
+    """The text with JSON escapes undone, once per round while that changes anything."""
+    for _ in range(JSON_UNESCAPE_ROUNDS):
+        if "\\" not in text:
+            return
+        decoded = _json_unescape(text)
+        if decoded == text:
+            return
+        yield decoded
+        text = decoded
 
 
 def decode_body(raw: bytes, content_encoding: str, limit: int) -> bytes:

@@ -7,6 +7,10 @@ depth (``a.example.com``, ``a.b.example.com``) but not ``example.com`` itself.
 Matching is done on the normalised request host (``request.host``, never the
 client-controlled ``pretty_host``): lower case, no trailing dot, IDNA (punycode)
 for non-ASCII names, canonical text for IP literals.
+
+Ports: a plain entry allows its hosts on the web ports only (443, and 80 for plain
+HTTP). Any other port must be listed on its own, ``host:port`` (``[v6]:port``), so
+that allowing a web API does not also open its SSH, database or admin ports.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from dataclasses import dataclass
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 _IPV4_CHARS = frozenset("0123456789.")
+# What a plain allowlist entry (no port) allows.
+WEB_PORTS = frozenset({80, 443})
 
 
 class HostError(ValueError):
@@ -81,10 +87,23 @@ def _normalize(host: str) -> str:
 
 @dataclass(frozen=True)
 class HostPattern:
-    """One allowlist entry: an exact host or a ``*.suffix`` wildcard."""
+    """One allowlist entry: an exact host or a ``*.suffix`` wildcard, on the web ports or on
+    the one port it names."""
 
-    text: str  # the normalised pattern as written (``*.pypi.org``)
+    text: str  # the normalised host pattern, without the port (``*.pypi.org``)
     suffix: str | None = None  # set for wildcards: ``pypi.org``
+    port: int | None = None  # ``host:port`` entries; None: the web ports
+
+    @property
+    def ports(self) -> frozenset[int]:
+        return WEB_PORTS if self.port is None else frozenset({self.port})
+
+    @property
+    def entry(self) -> str:
+        """The entry as it is written in a policy (``host`` or ``host:port``)."""
+        if self.port is None:
+            return self.text
+        return f"[{self.text}]:{self.port}" if ":" in self.text else f"{self.text}:{self.port}"
 
     @property
     def is_wildcard(self) -> bool:
@@ -97,16 +116,23 @@ class HostPattern:
         return host.endswith("." + self.suffix)
 
     def __str__(self) -> str:
-        return self.text
+        return self.entry
 
 
-def parse_pattern(raw: object) -> HostPattern:
-    """Validate one allowlist entry; raises HostError with a hint on what to write instead."""
+def parse_pattern(raw: object, with_port: bool = False) -> HostPattern:
+    """Validate one allowlist entry; raises HostError with a hint on what to write instead.
+    ``with_port``: the entry may name one port (``host:port``); elsewhere a port is an error."""
     if not isinstance(raw, str):
         raise HostError(f"expected a host name string, got {type(raw).__name__}")
     text = raw.strip()
     if not text:
         raise HostError("empty host name")
+    if with_port and "://" not in text and "/" not in text and (text.startswith("[") or text.count(":") == 1):
+        host, port = split_authority(text)
+        if port is not None:
+            pattern = parse_pattern(host)
+            return HostPattern(text=pattern.text, suffix=pattern.suffix, port=port)
+        text = host
     if "://" in text or "/" in text:
         guess = text.split("://", 1)[-1].split("/", 1)[0]
         raise HostError(f"{raw!r} is a URL, not a host name; write {guess!r}")
@@ -126,7 +152,7 @@ def parse_pattern(raw: object) -> HostPattern:
         raise HostError(f"{raw!r}: wildcards are only supported as a leading '*.' (e.g. '*.example.com')")
     ip = ip_literal(text)
     if ip is None and ":" in text:
-        raise HostError(f"{raw!r} has a port; list the host name only (all ports of an allowed host are allowed)")
+        raise HostError(f"{raw!r} has a port; a port can only be given in the allowlist ('host:port')")
     return HostPattern(text=normalize_host(text))
 
 
@@ -135,21 +161,26 @@ class HostSet:
 
     def __init__(self, patterns: list[HostPattern] | tuple[HostPattern, ...] = ()):
         self.patterns: tuple[HostPattern, ...] = tuple(patterns)
-        self._exact = {p.text for p in self.patterns if not p.is_wildcard}
+        self._exact: dict[str, list[HostPattern]] = {}
+        for p in self.patterns:
+            if not p.is_wildcard:
+                self._exact.setdefault(p.text, []).append(p)
         self._wild = sorted(
             (p for p in self.patterns if p.is_wildcard), key=lambda p: -len(p.suffix or "")
         )
 
-    def match(self, host: str) -> HostPattern | None:
-        """The most specific pattern matching ``host`` (raw or normalised), or None."""
+    def match(self, host: str, port: int | None = None) -> HostPattern | None:
+        """The most specific pattern matching ``host`` (raw or normalised), or None.
+        With ``port``: only a pattern that also allows that port."""
         try:
             norm = normalize_host(host)
         except HostError:
             return None
-        if norm in self._exact:
-            return HostPattern(text=norm)
+        for p in self._exact.get(norm, ()):
+            if port is None or port in p.ports:
+                return p
         for p in self._wild:
-            if p.matches(norm):
+            if p.matches(norm) and (port is None or port in p.ports):
                 return p
         return None
 

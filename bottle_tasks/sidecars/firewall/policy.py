@@ -5,14 +5,16 @@ with the path of the offending field (``dlp.patterns[1].regex: ...``).
 
     {
       "bottle": "demo",                         required, the bottle's slug
-      "allow": ["registry.npmjs.org", "*.pypi.org"],   required, exact hosts / "*.suffix" / IP literals
+      "allow": ["registry.npmjs.org", "*.pypi.org", "git.example.com:8443"],
+                                                required, exact hosts / "*.suffix" / IP literals,
+                                                on ports 443 and 80, or on the one port given
       "passthrough": [],                        hosts tunnelled without TLS interception; must be allowed
       "allowed_cidrs": ["172.30.5.0/24"],       networks the SSRF guard lets through
       "idle_timeout": 900,                      seconds a connection may sit idle (long polls, streams)
       "dlp": {
         "action": "block",                      default action: block | warn | off
         "hosts": {"api.anthropic.com": "warn"}, per-host action (exact or "*.suffix")
-        "patterns": [{"name": "internal-token", "regex": "itk_[A-Za-z0-9]{32}"}],
+        "patterns": [{"name": "internal-token", "regex": "itk_[A-Za-z0-9]{32}"}],   RE2 syntax
         "max_body_bytes": 1048576,              larger request bodies are refused unless action is off
         "exempt_headers": {"api.anthropic.com": ["x-api-key"]}   not scanned, on that host only
       }
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import dlp
+from .patterns import PatternError, compile_pattern
 from .hosts import HostError, HostMap, HostPattern, HostSet, parse_pattern
 
 ACTIONS = ("block", "warn", "off")
@@ -108,17 +111,17 @@ def _str_list(value: object, where: str, p: _Problems) -> list | None:
     return value
 
 
-def _patterns(value: object, where: str, p: _Problems) -> list[HostPattern]:
+def _patterns(value: object, where: str, p: _Problems, with_port: bool = False) -> list[HostPattern]:
     items = _str_list(value, where, p)
     out: list[HostPattern] = []
     for i, raw in enumerate(items or []):
         try:
-            pat = parse_pattern(raw)
+            pat = parse_pattern(raw, with_port)
         except HostError as e:
             p.add(f"{where}[{i}]", str(e))
             continue
         if pat in out:
-            p.add(f"{where}[{i}]", f"duplicate entry {pat.text!r}")
+            p.add(f"{where}[{i}]", f"duplicate entry {pat.entry!r}")
             continue
         out.append(pat)
     return out
@@ -186,12 +189,9 @@ def _dlp(obj: object, p: _Problems) -> DlpPolicy:
                 p.add(here + ".regex", "must be a non-empty string")
             continue
         try:
-            compiled = re.compile(regex)
-        except re.error as e:
-            p.add(here + ".regex", f"invalid regular expression: {e}")
-            continue
-        if compiled.search("") is not None:
-            p.add(here + ".regex", "matches the empty string, so it would flag every request")
+            compiled = compile_pattern(regex)
+        except PatternError as e:
+            p.add(here + ".regex", str(e))
             continue
         names.add(name)
         rules.append(dlp.Rule(name, compiled, f"a match for the policy pattern {name!r}"))
@@ -242,7 +242,7 @@ def parse(doc: object) -> Policy:
         p.add("bottle", "must be the bottle's slug (lower-case letters, digits, '-', '_', '.')")
         bottle = ""
 
-    allow = _patterns(doc.get("allow", []), "allow", p)
+    allow = _patterns(doc.get("allow", []), "allow", p, with_port=True)
     passthrough = _patterns(doc.get("passthrough", []), "passthrough", p)
     allow_set = HostSet(allow)
     for i, pat in enumerate(passthrough):

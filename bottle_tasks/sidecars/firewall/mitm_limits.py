@@ -1,0 +1,153 @@
+"""Bounds and checks mitmproxy has no hook for, added to its protocol layers.
+
+mitmproxy (12.3) offers no addon hook for these, so the firewall wraps four methods of
+its protocol layers, each with the smallest change that closes the gap, and everything
+else stays mitmproxy's own code. ``tests/firewall`` checks each one against the real
+layers (and fails when a mitmproxy upgrade moves what they wrap).
+
+1. **HTTP/1 request heads** are buffered until the blank line without any limit
+   (mitmproxy's ``read_headers`` says "FIXME: protect against header size DoS"): a head
+   over ``MAX_REQUEST_HEAD`` gets 431 and the connection is closed.
+2. **Request bodies** that DLP scans are buffered whole before the ``request`` hook;
+   mitmproxy's own ``body_size_limit`` is global and would also cut large *downloads*.
+   ``limit_request_body(flow, n)`` sets a limit for one request; the body is refused
+   (413, connection closed) at the first chunk past it.
+3. **WebSocket control frames** (ping, pong, close) are relayed by the WebSocket layer
+   without any hook, payloads and close reasons included: the agent's are handed to
+   the firewall (``Guard.websocket_control``), which scans them and may blank them.
+4. **WebSocket messages** are assembled from their frames without a limit: a message
+   from the agent over its flow's limit closes the WebSocket.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import wsproto.events
+from mitmproxy import flow as mflow
+from mitmproxy.proxy import commands
+from mitmproxy.proxy.layers import http as http_layers
+from mitmproxy.proxy.layers import websocket as ws_layers
+from mitmproxy.proxy.layers.http import _http1
+
+MAX_REQUEST_HEAD = 64 * 1024
+# WebSocket messages to hosts whose DLP action is off have no per-flow limit; still bounded.
+MAX_WEBSOCKET_MESSAGE = 64 * 1024 * 1024
+BODY_LIMIT = "bottle.body_limit"
+
+
+class Guard(Protocol):
+    """What the wrapped layers call back into (the ``Firewall``)."""
+
+    def websocket_control(self, flow, event: wsproto.events.Event) -> wsproto.events.Event: ...
+
+    def refused_in_transit(self, flow, rule: str, reason: str) -> None: ...
+
+
+_guard: Guard | None = None
+_originals: dict[str, object] = {}
+
+
+def install(guard: Guard) -> None:
+    """Wrap the layers (once per process); ``guard`` receives the callbacks from now on."""
+    global _guard
+    _guard = guard
+    if _originals:
+        return
+    _wrap(_http1.Http1Server, "read_headers", _bounded_read_headers)
+    _wrap(http_layers.HttpStream, "check_body_size", _bounded_check_body_size)
+    _wrap(ws_layers.WebsocketLayer, "start", _tagged_start)
+    _wrap(ws_layers.WebsocketLayer, "relay_messages", _bounded_relay_messages)
+    _wrap(ws_layers.WebsocketConnection, "send2", _guarded_send2)
+
+
+def _wrap(cls, name: str, replacement) -> None:
+    key = f"{cls.__name__}.{name}"
+    _originals[key] = getattr(cls, name)
+    setattr(cls, name, replacement)
+
+
+def _original(cls, name: str):
+    return _originals[f"{cls.__name__}.{name}"]
+
+
+def limit_request_body(flow, limit: int) -> None:
+    flow.metadata[BODY_LIMIT] = limit
+
+
+# -- 1. HTTP/1 request heads --------------------------------------------------------------
+
+
+def _bounded_read_headers(self, event):
+    yield from _original(_http1.Http1Server, "read_headers")(self, event)
+    if self.state == self.read_headers and len(self.buf) > MAX_REQUEST_HEAD:
+        self.buf.clear()  # let the memory go now
+        yield commands.SendData(
+            self.conn, _http1.make_error_response(431, f"request head larger than {MAX_REQUEST_HEAD} bytes")
+        )
+        yield commands.CloseConnection(self.conn)
+        self.state = self.done
+
+
+# -- 2. request bodies ------------------------------------------------------------------------
+
+
+def _bounded_check_body_size(self, request: bool):
+    limit = self.flow.metadata.get(BODY_LIMIT) if request and self.flow is not None else None
+    if limit is not None and len(self.request_body_buf) > limit:
+        from .dlp_guard import too_large_reason
+
+        reason = too_large_reason(None, limit)
+        if _guard is not None:
+            _guard.refused_in_transit(self.flow, "dlp:body-too-large", reason)
+        self.request_body_buf.clear()  # let the memory go now
+        self.flow.error = mflow.Error(reason)
+        yield http_layers.HttpErrorHook(self.flow)
+        yield http_layers.SendHttp(
+            http_layers.ResponseProtocolError(self.stream_id, reason, http_layers.ErrorCode.REQUEST_TOO_LARGE),
+            self.context.client,
+        )
+        self.client_state = self.state_errored
+        self.flow.live = False
+        return True
+    return (yield from _original(http_layers.HttpStream, "check_body_size")(self, request))
+
+
+# -- 3. and 4. WebSockets -----------------------------------------------------------------------
+
+
+def _tagged_start(self, event):
+    yield from _original(ws_layers.WebsocketLayer, "start")(self, event)
+    # The server side's connection relays what the agent sends: tag it with the flow so that
+    # ``send2`` can tell whose control frames it carries.
+    if getattr(self, "server_ws", None) is not None:
+        self.server_ws.bottle_flow = self.flow
+
+
+def _guarded_send2(self, event):
+    flow = getattr(self, "bottle_flow", None)
+    if (
+        flow is not None
+        and _guard is not None
+        and isinstance(event, (wsproto.events.Ping, wsproto.events.Pong, wsproto.events.CloseConnection))
+    ):
+        event = _guard.websocket_control(flow, event)
+    return _original(ws_layers.WebsocketConnection, "send2")(self, event)
+
+
+def _bounded_relay_messages(self, event):
+    yield from _original(ws_layers.WebsocketLayer, "relay_messages")(self, event)
+    client_ws = getattr(self, "client_ws", None)
+    if client_ws is None or self._handle_event == self.done:
+        return
+    limit = self.flow.metadata.get(BODY_LIMIT) or MAX_WEBSOCKET_MESSAGE
+    if sum(map(len, client_ws.frame_buf)) > limit:
+        reason = f"a WebSocket message from the agent is larger than {limit} bytes; the WebSocket was closed"
+        client_ws.frame_buf = [b""]
+        if _guard is not None:
+            _guard.refused_in_transit(self.flow, "websocket-message-too-large", reason)
+        self.flow.error = mflow.Error(reason)
+        yield commands.CloseConnection(self.context.client)
+        yield commands.CloseConnection(self.context.server)
+        self.flow.live = False
+        self._handle_event = self.done

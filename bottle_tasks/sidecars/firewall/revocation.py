@@ -1,0 +1,64 @@
+"""Revocation: a policy reload closes what the new policy would not allow.
+
+Every request is checked against the policy of the moment, so a new request to a host
+that ``inv deny`` removed is refused anyway. What is already open is not a request: a
+WebSocket, a streaming response, a passthrough tunnel. So each client connection's
+targets are remembered, and after a reload every connection with a target the new
+policy refuses (or no longer passes through) is closed, both sides.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from .failclosed import fail_closed
+from .flowstate import Concern, settled
+
+# (host, port, raw): raw tunnels must also still be passthrough.
+Target = tuple[str, int, bool]
+
+
+class Revocation(Concern):
+    """Remembers each live client connection's targets; closes the revoked ones on reload."""
+
+    def __init__(self, fw):
+        super().__init__(fw)
+        self.targets: dict[str, set[Target]] = {}
+
+    def _track(self, client, host: str, port: int, raw: bool) -> None:
+        self.targets.setdefault(client.id, set()).add((host, port, raw))
+
+    @fail_closed
+    def http_connect(self, flow: http.HTTPFlow):
+        if not settled(flow):
+            self._track(flow.client_conn, flow.request.host, flow.request.port, False)
+
+    @fail_closed
+    def requestheaders(self, flow: http.HTTPFlow):
+        if not settled(flow):
+            self._track(flow.client_conn, flow.request.host, flow.request.port, False)
+
+    @fail_closed
+    def tcp_start(self, flow):
+        if flow.server_conn.address:
+            host, port = flow.server_conn.address
+            self._track(flow.client_conn, host, port, True)
+
+    def client_disconnected(self, client):
+        self.targets.pop(client.id, None)
+
+    def revoke(self) -> int:
+        """Close every live connection to a target the current policy refuses; how many."""
+        closed = 0
+        for client_id, targets in list(self.targets.items()):
+            revoked = sorted(t for t in targets if not self.fw.still_allowed(*t))
+            if not revoked:
+                continue
+            self.targets.pop(client_id, None)
+            if self.fw.close_client_id(client_id):
+                closed += 1
+                host, port, _ = revoked[0]
+                self.fw.audit.event(
+                    "revoked", host=self.fw.safe(host), port=port, reason="no longer allowed by the reloaded policy"
+                )
+        return closed

@@ -1,0 +1,144 @@
+"""Only parsed traffic leaves: what a CONNECT tunnel may carry.
+
+mitmproxy decides per connection which protocol layer comes next (``next_layer``). Left
+alone, it relays bytes that are neither TLS nor HTTP as raw TCP, both ways, and it
+treats a client that sends fewer than 3 bytes first as "not TLS" - so a ClientHello
+split into a 1-byte write and the rest ran end to end, uninspected. Killing the flow in
+the TCP hooks does not stop that relay. So the decision itself is checked here, after
+mitmproxy's ``NextLayer`` addon made it:
+
+* TLS (then intercepted), HTTP/1, HTTP/2 and, through HTTP, WebSocket: inspected, fine.
+* Raw TCP to a passthrough host (allowed, not intercepted by design): fine, audited.
+* Too little data to tell yet (a prefix of a TLS record header, or of an HTTP request
+  line): wait for more, up to ``MAX_UNDECIDED`` bytes.
+* Anything else: both sides are closed before a byte is relayed, and audited as denied.
+
+``TlsGuard`` decides at the ClientHello: passthrough hosts are not intercepted (only when
+the SNI names the tunnel's host); for the rest the upstream is offered only the ALPN
+protocols the firewall speaks and the tunnel's host as SNI, never what the client sent.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mitmproxy.proxy import commands, layer, layers
+from mitmproxy.proxy.layers import modes
+
+from .failclosed import fail_closed
+from .flowstate import Concern, meta, norm, peer
+from .hosts import ip_literal
+
+# Client bytes mitmproxy may hold while the protocol is undecided.
+MAX_UNDECIDED = 8 * 1024
+# Layers whose traffic the firewall parses and checks (hooks see every request).
+INSPECTED = (modes.HttpProxy, layers.HttpLayer, layers.ServerTLSLayer, layers.ClientTLSLayer)
+SPOKEN_ALPN = (b"h2", b"http/1.1")
+_TLS_RECORD_PREFIXES = (b"", b"\x16", b"\x16\x03")
+# The start of an HTTP/1 request line before its end has arrived: "GE", "GET /pa".
+_REQUEST_LINE_PREFIX = re.compile(rb"[A-Za-z]{1,32}(?: [\x21-\x7e]*(?: [A-Z/0-9.]*)?)?")
+
+
+class RefuseLayer(layer.Layer):
+    """Closes the client connection (and with it the server's) on its first event; relays nothing."""
+
+    closed = False
+
+    def _handle_event(self, event):
+        if not self.closed:
+            self.closed = True
+            yield commands.CloseConnection(self.context.client)
+            if self.context.server.connected:
+                yield commands.CloseConnection(self.context.server)
+
+
+def may_still_be_parsed(data: bytes) -> bool:
+    """Could more bytes make ``data`` the start of TLS or of an HTTP request?"""
+    if data in _TLS_RECORD_PREFIXES:
+        return True
+    return b"\n" not in data and _REQUEST_LINE_PREFIX.fullmatch(data) is not None
+
+
+class ParsedTrafficOnly(Concern):
+    """Overrides mitmproxy's protocol decision where it would relay uninspected bytes."""
+
+    @fail_closed
+    def next_layer(self, nextlayer: layer.NextLayer):
+        chosen = nextlayer.layer
+        data = nextlayer.data_client()
+        if chosen is None:  # mitmproxy waits for more data: bound what it holds meanwhile
+            if len(data) > MAX_UNDECIDED:
+                self._refuse(nextlayer, "undecided", f"no protocol recognised in the first {MAX_UNDECIDED} bytes")
+            return
+        if isinstance(chosen, INSPECTED):
+            return
+        if isinstance(chosen, layers.TCPLayer) and self.fw.is_passthrough(nextlayer.context):
+            return  # audited by RawTunnels.tcp_start
+        if may_still_be_parsed(data) and not nextlayer.data_server() and len(data) <= MAX_UNDECIDED:
+            nextlayer.layer = None  # ask again when more bytes arrive
+            return
+        kind = type(chosen).__name__.removesuffix("Layer").lower() or "unknown"
+        self._refuse(nextlayer, f"raw-{kind}", "only TLS, HTTP and WebSocket traffic may pass (not passthrough)")
+
+    def _refuse(self, nextlayer: layer.NextLayer, rule: str, reason: str) -> None:
+        nextlayer.layer = RefuseLayer(nextlayer.context)
+        self.fw.audit_connection(nextlayer.context, "TCP", "deny", rule, f"{reason}; the connection was closed")
+
+
+class TlsGuard(Concern):
+    """At the ClientHello: passthrough or intercept; what the upstream is offered."""
+
+    @fail_closed
+    def tls_clienthello(self, data):
+        data.ignore_connection = False
+        ctx = data.context
+        address = ctx.server.address
+        if self.fw.policy is None or not address:
+            return
+        host = norm(address[0])
+        sni = data.client_hello.sni
+        if self.fw.is_passthrough(ctx):
+            if not sni or norm(sni) == host:
+                data.ignore_connection = True
+                return
+            # Someone tunnels to a passthrough host but names another: intercept instead, so the
+            # request-level Host checks see what is really asked for.
+        ctx.client.alpn_offers = [p for p in (data.client_hello.alpn_protocols or []) if p in SPOKEN_ALPN]
+        if ip_literal(host) is None:
+            ctx.server.sni = host
+
+
+class RawTunnels(Concern):
+    """Audits the raw tunnels ``ParsedTrafficOnly`` let through (passthrough hosts only),
+    and cuts any other (defence in depth: such a flow should not exist)."""
+
+    @fail_closed
+    def tcp_start(self, flow):
+        self._gate(flow, "TCP")
+
+    @fail_closed
+    def dns_request(self, flow):
+        self._gate(flow, "DNS")
+
+    def _gate(self, flow, kind: str) -> None:
+        fw = self.fw
+        address = flow.server_conn.address or ("", 0)
+        m = meta(flow)
+        if kind == "TCP" and fw.is_passthrough_address(address):
+            m.update(rule="passthrough", reason=f"raw {kind} to a passthrough host")
+            decision = "allow"
+        else:
+            fw.kill(flow, f"raw-{kind.lower()}", f"raw {kind} traffic is only allowed to passthrough hosts")
+            fw.close_client(flow.client_conn)
+            decision = "deny"
+        fw.audit.decision(
+            client=peer(flow.client_conn),
+            method=kind,
+            host=fw.safe(norm(address[0])),
+            port=address[1],
+            path="",
+            decision=decision,
+            rule=m["rule"],
+            reason=m["reason"],
+            status=None,
+        )
