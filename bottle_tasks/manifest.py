@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import yaml
 
 from .errors import BottleError
+from .sidecars.firewall.patterns import PatternError, compile_pattern
 from .schema import (Invalid, boolean, freeze, index_path, integer, items, key_path, mapping,
                      number, one_of, optional_string, parse_yaml, string, string_list, thaw,
                      unknown_key)
@@ -430,11 +431,23 @@ _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 
 
-def _host(value: Any, at: str, wildcard: bool = True) -> str:
+_PORT_SUFFIX = re.compile(r"^(?P<host>[^:]+):(?P<port>[0-9]{1,5})$")
+
+
+def _host(value: Any, at: str, wildcard: bool = True, port: bool = False) -> str:
+    """A host pattern as it may stand in the manifest; with `port`, also `host:port` (allowlist)."""
     host = string(value, at).strip().lower().rstrip(".")
+    with_port = _PORT_SUFFIX.match(host) if port and "://" not in host else None
+    if with_port:
+        number = int(with_port["port"])
+        if not 0 < number < 65536:
+            raise Invalid(at, f"'{value}' has no valid port", "a port is a number from 1 to 65535")
+        return f"{_host(with_port['host'], at, wildcard)}:{number}"
     if "://" in host or "/" in host or ":" in host:
-        raise Invalid(at, f"'{value}' is not a bare host name",
-                      "write only the host name, without scheme, port or path (e.g. pypi.org)")
+        how = ("write only the host name, without scheme or path (e.g. pypi.org); "
+               "host:port for a port other than 443 and 80" if port
+               else "write only the host name, without scheme, port or path (e.g. pypi.org)")
+        raise Invalid(at, f"'{value}' is not a bare host name", how)
     name = host[2:] if host.startswith("*.") else host
     if name != host and not wildcard:
         raise Invalid(at, f"'{value}': a wildcard is not allowed here", "write one exact host name")
@@ -448,21 +461,30 @@ def _host(value: Any, at: str, wildcard: bool = True) -> str:
 
 
 def check_host(value: str) -> str | None:
-    """None when `value` may stand in an allowlist, else what is wrong and how to fix it."""
+    """None when `value` may stand in an allowlist (`host` or `host:port`), else what is wrong and how to fix it."""
     try:
-        _host(value, "host")
+        _host(value, "host", port=True)
     except Invalid as exc:
         return exc.message
     return None
 
 
+def split_port(entry: str) -> tuple[str, int | None]:
+    """An allowlist entry as (host pattern, port); no port: the web ports (443, 80)."""
+    with_port = _PORT_SUFFIX.match(entry)
+    return (with_port["host"], int(with_port["port"])) if with_port else (entry, None)
+
+
 def covers(pattern: str, host: str) -> bool:
-    """Does allow entry `pattern` (exact or `*.suffix`) cover `host` (which may itself be a wildcard)?"""
-    return host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:]))
+    """Does allow entry `pattern` (exact or `*.suffix`, maybe `:port`) cover `host` (which may
+    itself be a wildcard, maybe with a port) on the same ports?"""
+    (p_host, p_port), (h_host, h_port) = split_port(pattern), split_port(host)
+    return p_port == h_port and (h_host == p_host or (p_host.startswith("*.") and h_host.endswith(p_host[1:])))
 
 
-def _allowed(host: str, allow: tuple[str, ...]) -> bool:
-    return any(covers(pattern, host) for pattern in allow)
+def allowed_on_some_port(host: str, allow) -> bool:
+    """Is `host` allowed on some port (passthrough, DLP overrides)?"""
+    return any(covers(split_port(pattern)[0], host) for pattern in allow)
 
 
 NETWORK_KEYS = ("allow", "passthrough", "allowed_cidrs", "idle_timeout", "dlp")
@@ -470,11 +492,11 @@ NETWORK_KEYS = ("allow", "passthrough", "allowed_cidrs", "idle_timeout", "dlp")
 
 def _network(value: Any, at: str) -> Network:
     doc = mapping(value, at, NETWORK_KEYS)
-    allow = tuple(_host(h, p) for p, h in items(doc.get("allow"), key_path(at, "allow")))
+    allow = tuple(_host(h, p, port=True) for p, h in items(doc.get("allow"), key_path(at, "allow")))
     passthrough = []
     for p, h in items(doc.get("passthrough"), key_path(at, "passthrough")):
         host = _host(h, p)
-        if not _allowed(host, allow):
+        if not allowed_on_some_port(host, allow):
             raise Invalid(p, f"'{host}' is not in network.allow",
                           f"passthrough only exempts allowed hosts from inspection: add '{host}' to network.allow")
         passthrough.append(host)
@@ -520,7 +542,7 @@ def _dlp(value: Any, at: str, allow: tuple[str, ...]) -> Dlp:
     for raw, action in mapping(doc.get("hosts"), hosts_at).items():
         p = key_path(hosts_at, raw)
         host = _host(raw, p)
-        if not _allowed(host, allow):
+        if not allowed_on_some_port(host, allow):
             raise Invalid(p, f"'{host}' is not in network.allow",
                           f"a DLP override for a host the firewall blocks anyway is likely a typo: "
                           f"fix the name or add '{host}' to network.allow")
@@ -533,10 +555,11 @@ def _dlp(value: Any, at: str, allow: tuple[str, ...]) -> Dlp:
                 raise Invalid(key_path(p, key), "missing", "each pattern needs a name and a regex")
         regex = string(spec["regex"], key_path(p, "regex"))
         try:
-            re.compile(regex)
-        except re.error as e:
-            raise Invalid(key_path(p, "regex"), f"regex does not compile: {e}",
-                          "fix the Python regular expression (quote it in single quotes to keep backslashes)") from None
+            compile_pattern(regex)
+        except PatternError as e:
+            raise Invalid(key_path(p, "regex"), str(e),
+                          "write an RE2 regular expression (https://github.com/google/re2/wiki/Syntax); "
+                          "quote it in single quotes to keep backslashes") from None
         patterns.append(DlpPattern(string(spec["name"], key_path(p, "name")), regex))
     out: dict[str, Any] = {}
     if "max_body_bytes" in doc:
@@ -560,7 +583,7 @@ def _routes(value: Any, at: str, secrets: tuple[str, ...], allow: tuple[str, ...
             raise Invalid(key_path(p, "host"), "missing", "name the exact host this route serves, e.g. host: api.example.com")
         # Credentials go to one exact host, never to every host under a wildcard.
         host = _host(spec["host"], key_path(p, "host"), wildcard=False)
-        if not _allowed(host, allow):
+        if not any(covers(pattern, host) for pattern in allow):  # on the web ports: routes speak HTTPS
             raise Invalid(key_path(p, "host"), f"'{host}' is not in network.allow",
                           f"the firewall would block this route: add '{host}' to network.allow")
         paths = string_list(spec.get("paths", ["/"]), key_path(p, "paths"))

@@ -2,7 +2,7 @@
 live changes made with `inv allow` / `inv deny`. Pure: data in, dict out."""
 from __future__ import annotations
 
-from .manifest import covers
+from .manifest import allowed_on_some_port
 
 
 def effective_allow(agent, changes: dict) -> list[str]:
@@ -34,7 +34,7 @@ def render(slug: str, agent, internal_cidr: str | None, changes: dict) -> dict:
         "bottle": slug,
         "allow": allow,
         # A passthrough host stays tunnelled only while something in the allowlist covers it.
-        "passthrough": [host for host in network.passthrough if any(covers(p, host) for p in allow)],
+        "passthrough": [host for host in network.passthrough if allowed_on_some_port(host, allow)],
         "allowed_cidrs": cidrs,
         "idle_timeout": network.idle_timeout,
         "dlp": {

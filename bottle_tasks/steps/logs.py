@@ -1,8 +1,10 @@
 """`logs`: the firewall's audit log, one line per decision, as a table or JSON."""
 import json
+import re
 
 from invoke import Collection, task
 from rich.table import Table
+from rich.text import Text
 
 from .. import console, docker
 from ..context import current
@@ -23,9 +25,18 @@ def audit_lines(text: str):
 COLUMNS = ("ts", "decision", "method", "host", "path", "rule", "status", "reason")
 
 
-def cell(record: dict, column: str) -> str:
+# C0/C1 control characters (ESC starts terminal escape sequences), DEL and the Unicode
+# line/paragraph separators: shown as escapes, never sent to the terminal.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def cell(record: dict, column: str) -> Text:
+    """A field as plain text: host, path and reason come from the agent's traffic, so
+    rich markup (``[green]``) and terminal escapes in them are shown, not interpreted."""
     value = str(record.get(column, ""))
-    return value[11:19] if column == "ts" else value  # the time of day is enough on screen
+    if column == "ts":
+        value = value[11:19]  # the time of day is enough on screen
+    return Text(_CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), value))
 
 
 @task(help={"blocked": "only refusals", "follow": "keep printing new decisions as they happen",
@@ -70,7 +81,7 @@ class AuditStream:
             if self.raw:
                 print(json.dumps(record), flush=True)
             else:
-                console.out.print(" ".join(cell(record, column) for column in COLUMNS))
+                console.out.print(Text(" ").join(cell(record, column) for column in COLUMNS))
 
     def flush(self) -> None:
         pass

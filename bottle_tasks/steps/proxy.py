@@ -22,7 +22,8 @@ CONFIG_DIR = "/etc/bottle"
 # When bottle runs as root, the firewall does not: it gets its stage files, and
 # runs as, the unprivileged `nobody` (no user namespaces: in-container root is host root).
 UNPRIVILEGED = 65534
-READY_PROBE = ["python3", "-c", f"import socket; socket.create_connection(('127.0.0.1', {FIREWALL_PORT}), 1)"]
+# The image's own health check: a request answered by the proxy's event loop, not just a TCP accept.
+READY_PROBE = ["/opt/bottle/venv/bin/python", "/opt/bottle/firewall/healthcheck.py"]
 
 
 def render_policy(bottle, changes: dict) -> dict:
@@ -87,7 +88,7 @@ def proxy(c):
     if not started:
         reload_policy(bottle, name)
         return f"{name} already running as configured; policy re-read"
-    expect_ready(bottle, name, READY_PROBE, f"listening on :{FIREWALL_PORT}")
+    expect_ready(bottle, name, READY_PROBE, f"answering on :{FIREWALL_PORT}")
     return f"{name} started; allows {', '.join(rendered['allow']) or 'nothing'}"
 
 

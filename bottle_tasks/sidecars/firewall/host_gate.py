@@ -16,11 +16,8 @@ from mitmproxy import http
 from . import ssrf
 from .failclosed import fail_closed
 from .flowstate import Concern, meta, norm, refused, settled
+from .healthcheck import HEALTH_HOST, HEALTH_PATH
 from .hosts import HostError, ip_literal, normalize_host, split_authority
-
-# Never a real host (RFC 6761 reserves .invalid); answered locally, never resolved or audited.
-HEALTH_HOST = "health.bottle-firewall.invalid"
-HEALTH_PATH = "/healthz"
 
 
 class HostGate(Concern):
