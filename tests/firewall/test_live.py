@@ -105,6 +105,8 @@ class Upstream:
         (tmp / "up.pem").write_bytes(pem_cert(cert) + pem_key(key))
         self.sse_release = threading.Event()
         self.seen_hosts: list[str] = []
+        # (method, path, headers, body length) of every request that reached the upstream
+        self.requests: list[tuple[str, str, dict, int]] = []
         upstream = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -113,8 +115,17 @@ class Upstream:
             def log_message(self, *a):
                 pass
 
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                upstream.requests.append((self.command, self.path, dict(self.headers), len(body)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def do_GET(self):
                 upstream.seen_hosts.append(self.headers.get("Host", ""))
+                upstream.requests.append((self.command, self.path, dict(self.headers), 0))
                 if self.path.startswith("/sse"):
                     self.send_response(200)
                     self.send_header("Content-Type", "text/event-stream")

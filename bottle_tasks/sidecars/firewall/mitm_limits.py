@@ -11,7 +11,7 @@ layers (and fails when a mitmproxy upgrade moves what they wrap).
 2. **Request bodies** that DLP scans are buffered whole before the ``request`` hook;
    mitmproxy's own ``body_size_limit`` is global and would also cut large *downloads*.
    ``limit_request_body(flow, n)`` sets a limit for one request; the body is refused
-   (413, connection closed) at the first chunk past it.
+   (413, connection closed) at the first chunk past it, so memory stays bounded.
 3. **WebSocket control frames** (ping, pong, close) are relayed by the WebSocket layer
    without any hook, payloads and close reasons included: the agent's are handed to
    the firewall (``Guard.websocket_control``), which scans them and may blank them.
@@ -81,7 +81,7 @@ def limit_request_body(flow, limit: int) -> None:
 def _bounded_read_headers(self, event):
     yield from _original(_http1.Http1Server, "read_headers")(self, event)
     if self.state == self.read_headers and len(self.buf) > MAX_REQUEST_HEAD:
-        self.buf.clear()  # let the memory go now
+        self.buf = type(self.buf)()  # let the memory go now
         yield commands.SendData(
             self.conn, _http1.make_error_response(431, f"request head larger than {MAX_REQUEST_HEAD} bytes")
         )
@@ -107,6 +107,9 @@ def _bounded_check_body_size(self, request: bool):
             http_layers.ResponseProtocolError(self.stream_id, reason, http_layers.ErrorCode.REQUEST_TOO_LARGE),
             self.context.client,
         )
+        # mitmproxy's own limit leaves the connection open but unread, the client blocked on a
+        # full socket until the idle timeout: close it (the client reads the 413, then EOF).
+        yield commands.CloseConnection(self.context.client)
         self.client_state = self.state_errored
         self.flow.live = False
         return True

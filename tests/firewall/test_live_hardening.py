@@ -1,0 +1,363 @@
+"""Hardening against the real launcher and real mitmproxy, on loopback: what arrives at the
+upstream (recorded on its side) and what the firewall's memory does, not only what the
+client was told."""
+
+from __future__ import annotations
+
+import http.client
+import signal
+import socket
+import ssl
+import threading
+import time
+
+import pytest
+from firewall.healthcheck import probe
+from fwtest import policy_doc
+from test_live import TIMEOUT, LiveFirewall, Upstream
+
+AWS = "AKIAIOSFODNN7EXAMPLE"
+MiB = 1024 * 1024
+
+
+class RawServer:
+    """A TCP upstream that records every byte it receives (and may greet first)."""
+
+    def __init__(self, banner: bytes = b""):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.banner = banner
+        self.received = bytearray()
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn):
+        with conn:
+            try:
+                if self.banner:
+                    conn.sendall(self.banner)
+                while data := conn.recv(65536):
+                    self.received += data
+            except OSError:
+                pass
+
+    def close(self):
+        self.sock.close()
+
+
+def vm_hwm(pid: int) -> int:
+    """Peak resident memory of a process, bytes."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def connect_tunnel(fw: LiveFirewall, host: str, port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", fw.port), timeout=TIMEOUT)
+    sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        assert chunk, f"proxy closed during CONNECT: {head!r}"
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return sock
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    got = b""
+    try:
+        while chunk := sock.recv(65536):
+            got += chunk
+    except (ConnectionResetError, ssl.SSLError, TimeoutError):
+        pass
+    return got
+
+
+def send_after_refusal(sock: socket.socket, data: bytes) -> None:
+    """Keep sending: nothing of it may reach the upstream either."""
+    for _ in range(5):
+        try:
+            sock.sendall(data)
+        except OSError:
+            return
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    up = Upstream(tmp_path_factory.mktemp("upstream"))
+    yield up
+    up.close()
+
+
+@pytest.fixture(scope="module")
+def raw():
+    server = RawServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def fw(tmp_path_factory, upstream, raw):
+    f = LiveFirewall(
+        tmp_path_factory.mktemp("fw"),
+        upstream,
+        allow=["localhost", f"localhost:{upstream.port}", f"localhost:{raw.port}"],
+    )
+    yield f
+    f.close()
+
+
+# -- only parsed traffic leaves -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("payload", [b"\x00\x01 raw bytes for the upstream\r\n", b"SSH-2.0-OpenSSH_9.2\r\n"])
+def test_raw_bytes_after_connect_never_reach_the_upstream(fw, raw, payload):
+    before = len(raw.received)
+    n = len(fw.lines)
+    sock = connect_tunnel(fw, "localhost", raw.port)
+    sock.sendall(payload)
+    assert read_until_closed(sock) == b"", "the firewall must close, not relay an answer"
+    send_after_refusal(sock, payload * 100)
+    sock.close()
+    time.sleep(0.3)
+    assert bytes(raw.received[before:]) == b"", "bytes reached the raw upstream"
+    rec = fw.wait_for(lambda r: r.get("method") == "TCP", "raw tunnel line", since=n)
+    assert rec["decision"] == "deny" and rec["rule"] == "raw-tcp"
+
+
+def test_server_greeting_is_not_relayed(tmp_path, upstream):
+    greeter = RawServer(banner=b"220 greeter ready\r\n")
+    fw = LiveFirewall(tmp_path, upstream, allow=["localhost", f"localhost:{greeter.port}"])
+    try:
+        sock = connect_tunnel(fw, "localhost", greeter.port)
+        assert read_until_closed(sock) == b""
+        sock.close()
+        assert greeter.received == b""
+        rec = fw.wait_for(lambda r: r.get("method") == "TCP", "raw tunnel line")
+        assert rec["decision"] == "deny"
+    finally:
+        fw.close()
+        greeter.close()
+
+
+def test_split_client_hello_is_still_intercepted(fw, upstream):
+    """One byte of the ClientHello, a pause, the rest: the firewall must still terminate TLS itself
+    (the client, trusting only the firewall's CA, gets through; the request is audited)."""
+    n = len(fw.lines)
+    sock = connect_tunnel(fw, "localhost", upstream.port)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = fw.tls_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    hello = outgoing.read()
+    sock.sendall(hello[:1])
+    time.sleep(0.5)
+    sock.sendall(hello[1:])
+
+    def pump():
+        if out := outgoing.read():
+            sock.sendall(out)
+        data = sock.recv(65536)
+        assert data, "connection closed during the handshake"
+        incoming.write(data)
+
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            pump()
+    issuer = tls.getpeercert()["issuer"]
+    assert "bottle test firewall CA" in str(issuer)
+    tls.write(b"GET /split-hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    response = b""
+    while b"hello from upstream" not in response:
+        try:
+            response += tls.read(65536)
+        except ssl.SSLWantReadError:
+            pump()
+    assert response.startswith(b"HTTP/1.1 200")
+    sock.close()
+    rec = fw.wait_for(lambda r: r.get("path") == "/split-hello", "audit line of the intercepted request", since=n)
+    assert rec["decision"] == "allow"
+
+
+# -- bounded work --------------------------------------------------------------------------------------
+
+
+def tls_tunnel(fw: LiveFirewall, port: int) -> ssl.SSLSocket:
+    return fw.tls_context().wrap_socket(connect_tunnel(fw, "localhost", port), server_hostname="localhost")
+
+
+def test_gigabyte_chunked_upload_is_cut_with_bounded_memory(fw, upstream):
+    peak_before = vm_hwm(fw.proc.pid)
+    posts_before = sum(1 for r in upstream.requests if r[0] == "POST")
+    sock = tls_tunnel(fw, upstream.port)
+    sock.sendall(b"POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b"%x\r\n" % (64 * 1024) + b"\0" * (64 * 1024) + b"\r\n"
+    sent = 0
+    try:
+        while sent < 1024 * MiB:
+            sock.sendall(chunk)
+            sent += 64 * 1024
+    except OSError:
+        pass
+    answer = read_until_closed(sock)
+    sock.close()
+    assert sent < 64 * MiB, f"the firewall read {sent} bytes of a body it cannot scan"
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    growth = vm_hwm(fw.proc.pid) - peak_before
+    assert growth < 48 * MiB, f"firewall peak memory grew by {growth / MiB:.0f} MiB"
+    assert sum(1 for r in upstream.requests if r[0] == "POST") == posts_before, "the upload reached the upstream"
+    rec = fw.wait_for(lambda r: r.get("path") == "/upload", "upload audit line")
+    assert rec["decision"] == "deny" and rec["rule"] == "dlp:body-too-large"
+    assert fw.https("localhost", upstream.port, "/after-upload")[0] == 200
+
+
+def test_endless_request_head_is_cut_with_bounded_memory(fw, upstream):
+    peak_before = vm_hwm(fw.proc.pid)
+    sock = socket.create_connection(("127.0.0.1", fw.port), timeout=TIMEOUT)
+    sock.sendall(f"GET http://localhost:{upstream.port}/ HTTP/1.1\r\nX-Big: ".encode())
+    sent = 0
+    try:
+        while sent < 16 * MiB:
+            sock.sendall(b"a" * 65536)
+            sent += 65536
+    except OSError:
+        pass
+    answer = read_until_closed(sock)
+    sock.close()
+    assert sent < 16 * MiB, "the firewall kept reading an endless request head"
+    # The firewall answers 431 and closes; the kernel may drop that answer when the close
+    # resets a connection whose client is still sending, so an empty answer is fine too.
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    growth = vm_hwm(fw.proc.pid) - peak_before
+    assert growth < 32 * MiB, f"firewall peak memory grew by {growth / MiB:.0f} MiB"
+    assert fw.https("localhost", upstream.port, "/after-head")[0] == 200
+
+
+def test_backtracking_pattern_does_not_wedge_the_firewall(tmp_path, upstream):
+    fw = LiveFirewall(tmp_path, upstream, dlp={"patterns": [{"name": "evil", "regex": "(a+)+$"}]})
+    try:
+        status, body, _ = fw.https("localhost", upstream.port, "/redos", {"X-A": "a" * 15_000 + "!"})
+        assert status == 200, body
+        status, body, _ = fw.https("localhost", upstream.port, "/redos", {"X-A": "aaaa"})
+        assert status == 403 and "dlp:evil" in body
+        assert probe(fw.port) is None
+    finally:
+        fw.close()
+
+
+# -- header hygiene ----------------------------------------------------------------------------------
+
+
+def raw_request(fw: LiveFirewall, port: int, head: bytes) -> bytes:
+    sock = tls_tunnel(fw, port)
+    sock.sendall(head)
+    answer = read_until_closed(sock)
+    sock.close()
+    return answer
+
+
+@pytest.mark.parametrize("bad", [b"X-A: one\rtwo", b"X-A: one\x00two"])
+def test_bare_cr_and_nul_in_headers_never_reach_the_upstream(fw, upstream, bad):
+    before = len(upstream.requests)
+    answer = raw_request(
+        fw, upstream.port, b"GET /hygiene HTTP/1.1\r\nHost: localhost\r\n" + bad + b"\r\nConnection: close\r\n\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert len(upstream.requests) == before
+
+
+def test_hop_by_hop_headers_do_not_reach_the_upstream(fw, upstream):
+    answer = raw_request(
+        fw,
+        upstream.port,
+        b"GET /hop HTTP/1.1\r\nHost: localhost\r\nProxy-Connection: keep-alive\r\n"
+        b"Connection: close, X-Hop\r\nX-Hop: private\r\nX-End: kept\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    _, _, headers, _ = [r for r in upstream.requests if r[1] == "/hop"][-1]
+    names = {k.lower() for k in headers}
+    assert "proxy-connection" not in names and "x-hop" not in names and "x-end" in names
+
+
+def test_gzip_chunked_transfer_coding_refused(fw, upstream):
+    before = len(upstream.requests)
+    answer = raw_request(
+        fw,
+        upstream.port,
+        b"POST /te HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n"
+        b"5\r\nhello\r\n0\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 501"), answer[:200]
+    assert len(upstream.requests) == before
+
+
+def test_trailer_with_secret_never_reaches_the_upstream(fw, upstream):
+    before = len(upstream.requests)
+    answer = raw_request(
+        fw,
+        upstream.port,
+        b"POST /trailer HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"5\r\nhello\r\n0\r\nX-Sum: " + AWS.encode() + b"\r\n\r\n",
+    )
+    # mitmproxy 12.3 does not implement HTTP/1 request trailers: it drops the connection
+    # ("HTTP trailers are not implemented yet"). HTTP/2 trailers reach the DLP scan
+    # (test_hardening). Either way, nothing may reach the upstream.
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 403"), answer[:200]
+    assert len(upstream.requests) == before
+
+
+# -- revocation, health --------------------------------------------------------------------------------
+
+
+def test_reload_closes_an_open_stream_to_a_host_no_longer_allowed(tmp_path, upstream):
+    fw = LiveFirewall(tmp_path, upstream)
+    upstream.sse_release.clear()
+    conn = http.client.HTTPSConnection("127.0.0.1", fw.port, timeout=TIMEOUT, context=fw.tls_context())
+    conn.set_tunnel("localhost", upstream.port)
+    try:
+        conn.request("GET", "/sse")
+        resp = conn.getresponse()
+        assert resp.fp.readline() + resp.fp.readline() == b"data: first\n\n"
+        n = len(fw.lines)
+        fw.write_policy(policy_doc(allow=["registry.npmjs.org"], passthrough=[], allowed_cidrs=["127.0.0.0/8"]))
+        fw.proc.send_signal(signal.SIGHUP)
+        rec = fw.wait_for(lambda r: r.get("event") == "policy-reload", "reload line", since=n)
+        assert rec["ok"] is True and rec["closed"] == 1
+        try:
+            rest = resp.read()
+        except (http.client.IncompleteRead, OSError) as e:
+            rest = getattr(e, "partial", b"")
+        upstream.sse_release.set()
+        assert b"second" not in rest, "the stream outlived the revocation"
+    finally:
+        upstream.sse_release.set()
+        conn.close()
+        fw.close()
+
+
+def test_health_probe_needs_an_answer_not_just_an_accept(fw):
+    assert probe(fw.port) is None
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(1)  # accepts (the kernel does), never answers: a wedged proxy looks like this
+    try:
+        assert probe(mute.getsockname()[1]) is not None
+    finally:
+        mute.close()
