@@ -3,7 +3,8 @@ and report ratios. Not a test: nothing here asserts a speed.
 
 1. Firewall overhead: HTTPS keep-alive requests/s and p50/p99 latency from a client
    on the bottle's internal network through the firewall, versus the same client
-   straight to the same upstream.
+   straight to the same upstream, and through a bare `mitmdump` hop (the firewall's
+   image and CA, no addon): the floor any mitmproxy-based firewall starts from.
 2. Launch and teardown: warm `inv launch` (images built) to ready, and `inv down`,
    versus `docker compose up -d --wait` / `docker compose down` of the same
    containers, networks and images (compose file generated here).
@@ -77,22 +78,45 @@ def firewall_overhead(work: Path, slug: str, ca: pki.KeyPair) -> dict:
     upstream = sh("docker", "run", "-d", "--init", "--label", "bottle.bench=1", "--network", f"bottle-{slug}-net-egress",
                   "--network-alias", UPSTREAM, "-v", f"{files}:/upstream:ro", "--entrypoint", "python3", image,
                   "/upstream/server.py").stdout.strip()
+    bare = start_bare_hop(work, slug, image, files)
     try:
-        time.sleep(1.0)
+        time.sleep(1.5)
         runs = {"direct": (f"bottle-{slug}-net-egress", "-", "/upstream/upstream-ca.pem"),
+                "bare mitmdump": (f"bottle-{slug}-net-internal", "barehop:3128", "/upstream/firewall-ca.pem"),
                 "firewall": (f"bottle-{slug}-net-internal", "firewall:3128", "/upstream/firewall-ca.pem")}
-        results = {}
-        for name, (network, proxy, cafile) in runs.items():
-            samples = []
-            for _ in range(3):
+        samples: dict[str, list] = {name: [] for name in runs}
+        for _ in range(3):  # interleaved, so a slow moment of the machine hits every variant alike
+            for name, (network, proxy, cafile) in runs.items():
                 out = sh("docker", "run", "--rm", "--network", network, "-v", f"{files}:/upstream:ro",
-                         "--entrypoint", "python3", image, "/upstream/client.py", UPSTREAM, "8443",
+                         "--entrypoint", "python3", image, "/upstream/client.py", UPSTREAM, "443",
                          str(REQUESTS), proxy, cafile).stdout
-                samples.append(json.loads(out.strip().splitlines()[-1]))
-            results[name] = {key: statistics.median(s[key] for s in samples) for key in samples[0]}
+                samples[name].append(json.loads(out.strip().splitlines()[-1]))
+        results = {name: {key: statistics.median(s[key] for s in runs_) for key in runs_[0]}
+                   for name, runs_ in samples.items()}
+        results["memory"] = {"bare mitmdump": memory(bare), "firewall": memory(f"bottle-{slug}-firewall")}
         return results
     finally:
-        sh("docker", "rm", "-f", upstream, check=False)
+        sh("docker", "rm", "-f", upstream, bare, check=False)
+
+
+def start_bare_hop(work: Path, slug: str, image: str, files: Path) -> str:
+    """mitmdump with its default addons and none of ours, on the same networks with the same CA."""
+    conf = work / "bare-conf"
+    conf.mkdir()
+    shutil.copy(work / "state" / "bottle" / slug / "stage" / "firewall" / "mitmproxy-ca.pem", conf)
+    conf.chmod(0o777)  # mitmdump writes its dhparam file next to the CA, as another uid
+    (conf / "mitmproxy-ca.pem").chmod(0o644)
+    bare = sh("docker", "run", "-d", "--init", "--label", "bottle.bench=1", "--network", f"bottle-{slug}-net-internal",
+              "--network-alias", "barehop", "-v", f"{conf}:/conf", "-v", f"{files}:/upstream:ro",
+              "--entrypoint", "/opt/bottle/venv/bin/mitmdump", image, "-q", "--listen-port", "3128",
+              "--set", "confdir=/conf", "--set", "ssl_verify_upstream_trusted_ca=/upstream/upstream-ca.pem",
+              ).stdout.strip()
+    sh("docker", "network", "connect", f"bottle-{slug}-net-egress", bare)
+    return bare
+
+
+def memory(container: str) -> str:
+    return sh("docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", container).stdout.split("/")[0].strip()
 
 
 # Format 2.4: Debian's docker-compose 1.29 knows it, with init, pids_limit and
@@ -180,12 +204,15 @@ def main() -> None:
                        env=dict(os.environ, XDG_STATE_HOME=str(work / "state"),
                                 INVOKE_BOTTLE_MANIFEST=str(work / "bottles.yaml")))
         shutil.rmtree(work, ignore_errors=True)
-    d, f = overhead["direct"], overhead["firewall"]
-    print(f"\nfirewall overhead ({REQUESTS} HTTPS keep-alive requests, median of 3 runs)")
-    print(f"  direct:   {d['rps']:8.0f} req/s   p50 {d['p50_ms']:6.2f} ms   p99 {d['p99_ms']:6.2f} ms")
-    print(f"  firewall: {f['rps']:8.0f} req/s   p50 {f['p50_ms']:6.2f} ms   p99 {f['p99_ms']:6.2f} ms")
-    print(f"  ratio firewall/direct: throughput {f['rps'] / d['rps']:.2f}x, "
-          f"p50 {f['p50_ms'] / d['p50_ms']:.2f}x, p99 {f['p99_ms'] / d['p99_ms']:.2f}x")
+    d, b, f = overhead["direct"], overhead["bare mitmdump"], overhead["firewall"]
+    print(f"\nfirewall overhead ({REQUESTS} HTTPS keep-alive requests, median of 3 interleaved runs)")
+    for name in ("direct", "bare mitmdump", "firewall"):
+        r = overhead[name]
+        print(f"  {name:<14} {r['rps']:8.0f} req/s   p50 {r['p50_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms")
+    print(f"  ratio firewall/bare mitmdump: throughput {f['rps'] / b['rps']:.2f}x, "
+          f"p50 {f['p50_ms'] / b['p50_ms']:.2f}x, p99 {f['p99_ms'] / b['p99_ms']:.2f}x")
+    print(f"  ratio firewall/direct: throughput {f['rps'] / d['rps']:.2f}x")
+    print(f"  memory after the runs: " + ", ".join(f"{k} {v}" for k, v in overhead["memory"].items()))
     print(f"\nlaunch and teardown (median of {ROUNDS} rounds, warm images)")
     for key, value in launch.items():
         print(f"  {key:<18} {value:6.2f} s")

@@ -29,15 +29,17 @@ SECRET_VALUE = "s3cr3t-value-that-must-never-show-9f2c"
 FAKE_AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
 
 
-def agent_body(cidr: str | None, extra: str = "") -> str:
+def agent_body(cidr: str | None, extra: str = "", allow: tuple[str, ...] = (), network: str = "") -> str:
+    """`allow`: more allowlist entries; `network`: more lines of the network block (indented 6)."""
     cidrs = f"[{cidr}]" if cidr else "[]"
+    hosts = ", ".join((UPSTREAM, PRIVATE, "169.254.169.254", *allow))
     return extra + f"""    prompt: end-to-end test bottle
     secrets: [BOTTLE_TEST_SECRET]
     resources: {{memory: 1g, cpus: 1, pids: 256}}
     network:
-      allow: [{UPSTREAM}, {PRIVATE}, 169.254.169.254]
+      allow: [{hosts}]
       allowed_cidrs: {cidrs}
-"""
+""" + network
 
 
 class Bottle:
@@ -66,9 +68,9 @@ class Bottle:
 
 
 def launch_bottle(tmp_path: Path, state_home, test_ca, trust_bundle, with_upstreams: bool = True,
-                  extra: str = ""):
-    slug = unique("e2e")
-    manifest = write_manifest(tmp_path, {slug: agent_body(None, extra)}, bundle=str(trust_bundle))
+                  extra: str = "", allow: tuple[str, ...] = (), network: str = "", prefix: str = "e2e"):
+    slug = unique(prefix)
+    manifest = write_manifest(tmp_path, {slug: agent_body(None, extra, allow, network)}, bundle=str(trust_bundle))
     bottle = Bottle(slug, manifest)
     bottle.inv("net")
     state = json.loads((state_home / "bottle" / slug / "state.json").read_text())
@@ -177,7 +179,7 @@ def test_provisioned(bottle):
     bottle.sh("jq '.mine = 1' ~/.claude.json > /tmp/c && cat /tmp/c > ~/.claude.json", check=True)
     bottle.inv("provision")
     assert json.loads(bottle.sh("cat ~/.claude.json").stdout)["mine"] == 1
-    assert bottle.curl(f"https://{UPSTREAM}:8443/after-reprovision")[0].endswith("200")
+    assert bottle.curl(f"https://{UPSTREAM}/after-reprovision")[0].endswith("200")
 
 
 def test_claude_code_runs_inside(bottle):
@@ -187,21 +189,21 @@ def test_claude_code_runs_inside(bottle):
 
 # -- the firewall, from inside the agent ------------------------------------------
 def test_allowlisted_https_host_works_through_the_chain(bottle):
-    codes, body = bottle.curl(f"https://{UPSTREAM}:8443/hello")
+    codes, body = bottle.curl(f"https://{UPSTREAM}/hello")
     assert codes.endswith("200"), body
     answer = json.loads(body.splitlines()[0])
     assert answer["upstream"] == "reached" and answer["path"] == "/hello"
 
 
 def test_host_not_on_the_list_is_refused_with_a_reason(bottle):
-    codes, body = bottle.curl(f"https://{OTHER}:8443/")
+    codes, body = bottle.curl(f"https://{OTHER}/")
     assert codes.startswith("403"), (codes, body)
-    codes, body = bottle.curl(f"http://{OTHER}:8443/")
+    codes, body = bottle.curl(f"http://{OTHER}/")
     assert codes.endswith("403") and OTHER in body and "inv allow" in body
 
 
 def test_second_host_inside_an_allowed_tunnel_is_refused(bottle):
-    codes, body = bottle.curl(f"https://{UPSTREAM}:8443/", "-H", f"Host: {OTHER}")
+    codes, body = bottle.curl(f"https://{UPSTREAM}/", "-H", f"Host: {OTHER}")
     assert codes.endswith("403"), (codes, body)
     assert '"upstream": "reached"' not in body
 
@@ -209,7 +211,7 @@ def test_second_host_inside_an_allowed_tunnel_is_refused(bottle):
 def test_metadata_and_private_addresses_are_refused(bottle):
     codes, body = bottle.curl("http://169.254.169.254/latest/meta-data/")
     assert codes.endswith("403"), (codes, body)
-    codes, body = bottle.curl(f"https://{PRIVATE}:8443/")
+    codes, body = bottle.curl(f"https://{PRIVATE}/")
     assert codes.startswith("403") and '"upstream": "reached"' not in body, (codes, body)
     records = [json.loads(l) for l in bottle.inv("logs", "--json", "--blocked").stdout.splitlines() if l.strip()]
     assert any(r["host"] == PRIVATE and r["rule"] == "ssrf" for r in records)
@@ -218,7 +220,7 @@ def test_metadata_and_private_addresses_are_refused(bottle):
 
 @pytest.mark.parametrize("where", ["query", "header", "json body"])
 def test_fake_aws_key_is_refused(bottle, where):
-    url = f"https://{UPSTREAM}:8443/upload"
+    url = f"https://{UPSTREAM}/upload"
     args = {"query": [], "header": ["-H", f"X-Debug: {FAKE_AWS_KEY}"],
             "json body": ["-H", "Content-Type: application/json", "--data", json.dumps({"key": FAKE_AWS_KEY})]}[where]
     if where == "query":
@@ -229,8 +231,8 @@ def test_fake_aws_key_is_refused(bottle, where):
 
 
 def test_audit_log_records_decisions_without_secrets(bottle):
-    bottle.curl(f"https://{UPSTREAM}:8443/audit-me")
-    bottle.curl(f"https://{UPSTREAM}:8443/x?k={FAKE_AWS_KEY}")
+    bottle.curl(f"https://{UPSTREAM}/audit-me")
+    bottle.curl(f"https://{UPSTREAM}/x?k={FAKE_AWS_KEY}")
     raw = bottle.inv("logs", "--json").stdout
     records = [json.loads(line) for line in raw.splitlines() if line.strip()]
     assert any(r["decision"] == "allow" and r["host"] == UPSTREAM for r in records)
@@ -244,12 +246,12 @@ def test_audit_log_records_decisions_without_secrets(bottle):
 
 def test_allow_and_deny_change_the_running_firewall(bottle):
     started = docker("inspect", "-f", "{{.State.StartedAt}}", f"bottle-{bottle.slug}-firewall").stdout
-    assert bottle.curl(f"https://{OTHER}:8443/")[0].startswith("403")
+    assert bottle.curl(f"https://{OTHER}/")[0].startswith("403")
     bottle.inv("allow", OTHER)
-    codes, body = bottle.curl(f"https://{OTHER}:8443/now")
+    codes, body = bottle.curl(f"https://{OTHER}/now")
     assert codes.endswith("200"), (codes, body)
     bottle.inv("deny", OTHER)
-    assert bottle.curl(f"https://{OTHER}:8443/")[0].startswith("403")
+    assert bottle.curl(f"https://{OTHER}/")[0].startswith("403")
     proc = bottle.inv("allow", "not a host!", check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and "host" in proc.stderr
     assert docker("inspect", "-f", "{{.State.StartedAt}}", f"bottle-{bottle.slug}-firewall").stdout == started
@@ -259,10 +261,10 @@ def test_allow_and_deny_change_the_running_firewall(bottle):
 def test_escapes_fail(bottle):
     upstream_ip = container_ip(bottle.upstreams[0], f"bottle-{bottle.slug}-net-egress")
     # direct TCP to an address outside the internal network (our own upstream's)
-    out = bottle.sh(f"curl -sS --noproxy '*' --max-time 5 -k https://{upstream_ip}:8443/")
+    out = bottle.sh(f"curl -sS --noproxy '*' --max-time 5 -k https://{upstream_ip}/")
     assert out.returncode != 0 and "reached" not in out.stdout
     # proxy variables unset: names outside the bottle do not even resolve
-    out = bottle.sh(f"env -u HTTPS_PROXY -u https_proxy curl -sS --max-time 5 -k https://{UPSTREAM}:8443/")
+    out = bottle.sh(f"env -u HTTPS_PROXY -u https_proxy curl -sS --max-time 5 -k https://{UPSTREAM}/")
     assert out.returncode != 0 and "reached" not in out.stdout
     # DNS of outside names fails; sidecar names resolve
     assert bottle.sh(f"getent hosts {UPSTREAM}").returncode != 0
@@ -290,13 +292,13 @@ def test_same_agent_twice_runs_side_by_side_and_cannot_reach_each_other(bottle):
         out = other.inv("launch")
         assert f"use {bottle.slug} --name {other.slug}" in out.stdout  # the hint selects the twin
         assert bottle.sh("true").returncode == 0 and other.sh("true").returncode == 0
-        assert other.curl(f"https://{OTHER}:8443/")[0].startswith("403")  # its own firewall answers
+        assert other.curl(f"https://{OTHER}/")[0].startswith("403")  # its own firewall answers
         for role in ("firewall", "agent"):
             ip = container_ip(f"bottle-{other.slug}-{role}", f"bottle-{other.slug}-net-internal")
             out = bottle.sh(f"curl -sS --noproxy '*' --max-time 5 http://{ip}:3128/")
             assert out.returncode != 0, f"bottle {bottle.slug} reached {other.slug}'s {role}"
         # and its own firewall still works
-        assert bottle.curl(f"https://{UPSTREAM}:8443/")[0].endswith("200")
+        assert bottle.curl(f"https://{UPSTREAM}/")[0].endswith("200")
     finally:
         teardown(other)
     assert labelled(other.slug) == []
@@ -366,7 +368,7 @@ def test_changed_manifest_replaces_only_what_changed(bottle):
         after = ids()
         assert after["firewall"] == before["firewall"] and after["agent"] != before["agent"], out.stderr
         assert "FEATURE_FLAG=on-now" in bottle.sh("env").stdout
-        assert bottle.curl(f"https://{UPSTREAM}:8443/")[0].endswith("200")  # provisioned again
+        assert bottle.curl(f"https://{UPSTREAM}/")[0].endswith("200")  # provisioned again
     finally:
         bottle.manifest.write_text(text)
 
@@ -374,7 +376,7 @@ def test_changed_manifest_replaces_only_what_changed(bottle):
 def test_killed_firewall_leaves_no_way_out(bottle):
     # Last in this module: it breaks the bottle on purpose.
     docker("kill", f"bottle-{bottle.slug}-firewall")
-    codes, body = bottle.curl(f"https://{UPSTREAM}:8443/")
+    codes, body = bottle.curl(f"https://{UPSTREAM}/")
     assert not codes.endswith("200") and "reached" not in body
 
 

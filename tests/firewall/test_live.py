@@ -102,7 +102,8 @@ class Upstream:
         key, cert = make_leaf(ca_key, ca_cert, "localhost")
         self.ca_pem = tmp / "upstream-ca.pem"
         self.ca_pem.write_bytes(pem_cert(ca_cert))
-        (tmp / "up.pem").write_bytes(pem_cert(cert) + pem_key(key))
+        self.cert_file = tmp / "up.pem"  # certificate and key for "localhost", from the CA above
+        self.cert_file.write_bytes(pem_cert(cert) + pem_key(key))
         self.sse_release = threading.Event()
         self.seen_hosts: list[str] = []
         # (method, path, headers, body length) of every request that reached the upstream
@@ -147,7 +148,7 @@ class Upstream:
                 self.wfile.write(body)
 
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(tmp / "up.pem")
+        ctx.load_cert_chain(self.cert_file)
         class Server(http.server.ThreadingHTTPServer):
             def handle_error(self, request, client_address):
                 pass  # the firewall hanging up on us (refusals, SSE end) is expected

@@ -57,6 +57,8 @@ def install(guard: Guard) -> None:
     _wrap(_http1.Http1Server, "read_headers", _bounded_read_headers)
     _wrap(http_layers.HttpStream, "check_body_size", _bounded_check_body_size)
     _wrap(ws_layers.WebsocketLayer, "start", _tagged_start)
+    # The layer's first event handler is bound at class creation (`_handle_event = start`).
+    ws_layers.WebsocketLayer._handle_event = _tagged_start
     _wrap(ws_layers.WebsocketLayer, "relay_messages", _bounded_relay_messages)
     _wrap(ws_layers.WebsocketConnection, "send2", _guarded_send2)
 

@@ -1,0 +1,194 @@
+"""Firewall hardening from inside a real bottle: the agent's own tools (node, curl) try what
+an attacker who read the code would, and the test upstream records what actually arrived.
+
+The upstream (tests/engine/upstream/server.py) speaks HTTPS on 443 and 8443 and raw TCP
+on 9000, and logs one JSON line per thing it received; the bottle allows the upstream on
+the web ports and on 9000 (``host:port``), not on 8443."""
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import docker
+from test_bottle_e2e import FAKE_AWS_KEY, OTHER, UPSTREAM, launch_bottle, teardown
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+TUNNEL_JS = Path(__file__).resolve().parent / "tunnel.js"
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def bottle(tmp_path_factory, test_ca, trust_bundle):
+    tmp = tmp_path_factory.mktemp("hardening")
+    state_home = tmp / "state"
+    state_home.mkdir()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_STATE_HOME", str(state_home))
+    launched = None
+    try:
+        launched = launch_bottle(
+            tmp, state_home, test_ca, trust_bundle, prefix="fwh", allow=(f"{UPSTREAM}:9000",),
+            # A pattern that backtracks exponentially in Python's re: RE2 runs it in linear time.
+            network="      dlp: {patterns: [{name: evil, regex: '(a+)+$'}]}\n",
+        )
+        docker("cp", str(TUNNEL_JS), f"bottle-{launched.slug}-agent:/tmp/tunnel.js")
+        yield launched
+    finally:
+        if launched:
+            teardown(launched)
+        mp.undo()
+
+
+def upstream_records(bottle, **match) -> list[dict]:
+    """What the upstream recorded, filtered by field values."""
+    out = docker("logs", bottle.upstreams[0]).stdout
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return [r for r in records if all(r.get(k) == v for k, v in match.items())]
+
+
+def tunnel(bottle, host: str, port: int, mode: str, payload: bytes) -> dict:
+    out = bottle.sh(f"node /tmp/tunnel.js {host} {port} {mode} {base64.b64encode(payload).decode()}")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def audit(bottle) -> list[dict]:
+    raw = bottle.inv("logs", "--json").stdout
+    return [json.loads(line) for line in raw.splitlines() if line.strip()]
+
+
+def firewall_peak_memory(bottle) -> int:
+    """Peak resident memory of the firewall's processes (the largest VmHWM), bytes."""
+    out = docker("exec", f"bottle-{bottle.slug}-firewall", "sh", "-c",
+                 "cat /proc/[0-9]*/status 2>/dev/null | grep VmHWM").stdout
+    return max(int(line.split()[1]) * 1024 for line in out.splitlines())
+
+
+# -- only parsed traffic leaves -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("payload", [b"\x00\x01raw bytes for the upstream\n", b"SSH-2.0-OpenSSH_9.2\r\n"])
+def test_raw_bytes_after_connect_never_reach_the_upstream(bottle, payload):
+    result = tunnel(bottle, UPSTREAM, 9000, "raw", payload)
+    assert result["connect"].endswith("200 Connection established") or " 200" in result["connect"]
+    assert result["closed"] and result["received"] == "", result
+    time.sleep(1.0)
+    raw = upstream_records(bottle, kind="raw")
+    assert all(r["bytes"] == 0 for r in raw), f"bytes reached the raw upstream: {raw}"
+    assert any(r["method"] == "TCP" and r["decision"] == "deny" and r["rule"] == "raw-tcp" for r in audit(bottle))
+
+
+def test_split_client_hello_is_still_intercepted(bottle):
+    request = f"GET /split-hello HTTP/1.1\r\nHost: {UPSTREAM}\r\nConnection: close\r\n\r\n".encode()
+    result = tunnel(bottle, UPSTREAM, 443, "split-tls", request)
+    assert "firewall CA" in result["issuer"]["CN"], result  # the firewall's certificate, not the upstream's
+    assert '"upstream": "reached"' in result["received"], result
+    assert any(r["path"] == "/split-hello" and r["decision"] == "allow" for r in audit(bottle))
+
+
+# -- ports ---------------------------------------------------------------------------------------
+
+
+def test_other_ports_need_their_own_entry(bottle):
+    codes, body = bottle.curl(f"https://{UPSTREAM}:8443/other-port")
+    assert codes.startswith("403"), (codes, body)
+    codes, body = bottle.curl(f"http://{UPSTREAM}:8443/other-port")
+    assert codes.endswith("403") and f"inv allow {UPSTREAM}:8443" in body, body
+    assert upstream_records(bottle, port=8443) == []
+    assert bottle.curl(f"https://{UPSTREAM}/web-port")[0].endswith("200")
+
+
+# -- DLP in fields nobody scanned ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["-H", f"X-{FAKE_AWS_KEY}: 1"], ["-H", f"x-{FAKE_AWS_KEY.lower()}: 1"],
+                                  ["-X", FAKE_AWS_KEY]])
+def test_secret_in_method_or_header_name_never_leaves(bottle, args):
+    path = f"/odd-field-{len(args[1])}-{args[0]}"
+    codes, body = bottle.curl(f"https://{UPSTREAM}{path}", *args)
+    assert codes.endswith(("400", "403")), (codes, body)
+    assert upstream_records(bottle, path=path) == []
+    raw = bottle.inv("logs", "--json").stdout
+    assert FAKE_AWS_KEY not in raw and FAKE_AWS_KEY.lower() not in raw
+
+
+# -- bounded work ------------------------------------------------------------------------------------
+
+
+def test_gigabyte_chunked_upload_is_cut_with_bounded_memory(bottle):
+    before = firewall_peak_memory(bottle)
+    out = bottle.sh("head -c 1073741824 /dev/zero | curl -sS --max-time 120 -o /dev/null -w '%{http_code}' "
+                    f"-T - -H 'Expect:' -H 'Transfer-Encoding: chunked' https://{UPSTREAM}/upload")
+    assert out.stdout.strip() in ("413", "000"), (out.stdout, out.stderr)
+    growth = firewall_peak_memory(bottle) - before
+    assert growth < 64 * MiB, f"the firewall's peak memory grew by {growth / MiB:.0f} MiB"
+    assert upstream_records(bottle, path="/upload") == []
+    assert any(r["path"] == "/upload" and r["rule"] == "dlp:body-too-large" for r in audit(bottle))
+    assert bottle.curl(f"https://{UPSTREAM}/after-upload")[0].endswith("200")
+
+
+def test_backtracking_pattern_cannot_wedge_the_firewall(bottle):
+    codes, body = bottle.curl(f"https://{UPSTREAM}/redos", "-H", "X-A: " + "a" * 15000 + "!")
+    assert codes.endswith("200"), (codes, body)
+    codes, body = bottle.curl(f"https://{UPSTREAM}/redos", "-H", "X-A: aaaa")
+    assert codes.endswith("403") and "dlp:evil" in body
+    health = docker("exec", f"bottle-{bottle.slug}-firewall", "/opt/bottle/venv/bin/python",
+                    "/opt/bottle/firewall/healthcheck.py", check=False)
+    assert health.returncode == 0, health.stderr
+
+
+# -- header hygiene ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["one\rtwo", "one\x00two"])
+def test_bare_cr_and_nul_never_reach_the_upstream(bottle, bad):
+    path = f"/hygiene-{ord(bad[3])}"
+    request = f"GET {path} HTTP/1.1\r\nHost: {UPSTREAM}\r\nX-A: {bad}\r\nConnection: close\r\n\r\n".encode()
+    result = tunnel(bottle, UPSTREAM, 443, "split-tls", request)
+    assert result["received"].startswith("HTTP/1.1 400"), result
+    assert upstream_records(bottle, path=path) == []
+
+
+def test_hop_by_hop_headers_do_not_reach_the_upstream(bottle):
+    codes, _ = bottle.curl(f"https://{UPSTREAM}/hop", "-H", "Proxy-Connection: keep-alive",
+                           "-H", "Connection: X-Hop", "-H", "X-Hop: private", "-H", "X-End: kept")
+    assert codes.endswith("200")
+    [seen] = upstream_records(bottle, path="/hop")
+    names = {name.lower() for name in seen["headers"]}
+    assert "proxy-connection" not in names and "x-hop" not in names and "x-end" in names
+
+
+# -- revocation ---------------------------------------------------------------------------------------
+
+
+def test_deny_closes_an_open_stream(bottle):
+    bottle.inv("allow", OTHER)
+    agent = f"bottle-{bottle.slug}-agent"
+    stream = subprocess.Popen(["docker", "exec", agent, "curl", "-sN", "--max-time", "60", f"https://{OTHER}/sse"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert stream.stdout.readline().startswith("data: event 0")
+        bottle.inv("deny", OTHER)
+        stream.wait(timeout=10)  # the firewall closed it: curl ends long before the stream would
+        time.sleep(0.5)
+        [end] = upstream_records(bottle, kind="sse-end", path="/sse")
+        assert end["events"] < 100, end  # 150 events over 30 s when nobody cuts it
+    finally:
+        stream.kill()
+        stream.wait()
+
+
+# -- inv logs -----------------------------------------------------------------------------------------
+
+
+def test_logs_print_traffic_fields_as_plain_text(bottle):
+    bottle.curl("http://blocked.invalid/[/][green]x[/green]", "-g")  # plain HTTP: the path is seen
+    out = bottle.inv("logs", "--blocked", check=False)
+    assert out.returncode == 0 and "Traceback" not in out.stderr and "MarkupError" not in out.stderr
+    assert "[/][green]x[/green]" in out.stdout.replace("\n", "")

@@ -1,0 +1,180 @@
+"""WebSockets through the real firewall: the agent's control frames are scanned, messages are
+bounded, and a policy reload closes an open WebSocket to a host no longer allowed. The
+upstream (wsproto over TLS on loopback) records what actually arrived."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import ssl
+import threading
+
+import pytest
+import wsproto
+import wsproto.events as ev
+from fwtest import policy_doc
+from test_live import TIMEOUT, LiveFirewall, Upstream
+from test_live_hardening import connect_tunnel
+
+AWS = "AKIAIOSFODNN7EXAMPLE"
+
+
+class WsServer:
+    """A TLS WebSocket echo server that records every event it receives."""
+
+    def __init__(self, upstream: Upstream):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(upstream.cert_file)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.events: list = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                raw, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(raw,), daemon=True).start()
+
+    def _handle(self, raw):
+        try:
+            conn = self.ctx.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError):
+            return
+        ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        with conn:
+            try:
+                while data := conn.recv(65536):
+                    ws.receive_data(data)
+                    for event in ws.events():
+                        self.events.append(event)
+                        if isinstance(event, ev.Request):
+                            conn.sendall(ws.send(ev.AcceptConnection()))
+                        elif isinstance(event, ev.Message):
+                            conn.sendall(ws.send(ev.Message(data=event.data)))
+                        elif isinstance(event, ev.Ping):
+                            conn.sendall(ws.send(event.response()))
+                        elif isinstance(event, ev.CloseConnection):
+                            conn.sendall(ws.send(event.response()))
+                            return
+            except (OSError, ssl.SSLError, wsproto.utilities.LocalProtocolError):
+                return
+
+    def received(self, kind):
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def close(self):
+        self.sock.close()
+
+
+class WsClient:
+    """The agent's side: CONNECT, TLS (trusting the firewall's CA), a WebSocket."""
+
+    def __init__(self, fw: LiveFirewall, port: int):
+        self.sock = fw.tls_context().wrap_socket(connect_tunnel(fw, "localhost", port), server_hostname="localhost")
+        self.ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+        self.sock.sendall(self.ws.send(ev.Request(host="localhost", target="/ws")))
+        assert isinstance(self.next_event(), ev.AcceptConnection)
+
+    def send(self, event) -> None:
+        self.sock.sendall(self.ws.send(event))
+
+    def next_event(self):
+        while True:
+            for event in self.ws.events():
+                return event
+            data = self.sock.recv(65536)
+            if not data:
+                return None
+            self.ws.receive_data(data)
+
+    def closed_by_peer(self) -> bool:
+        try:
+            while True:
+                event = self.next_event()
+                if event is None or isinstance(event, ev.CloseConnection):
+                    return True
+        except (OSError, ssl.SSLError):
+            return True
+        except TimeoutError:
+            return False
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    up = Upstream(tmp_path_factory.mktemp("upstream"))
+    yield up
+    up.close()
+
+
+@pytest.fixture(scope="module")
+def wss(upstream):
+    server = WsServer(upstream)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def fw(tmp_path_factory, upstream, wss):
+    f = LiveFirewall(tmp_path_factory.mktemp("fw"), upstream, allow=["localhost", f"localhost:{wss.port}"])
+    yield f
+    f.close()
+
+
+def test_messages_pass_and_secrets_in_control_frames_do_not(fw, wss):
+    client = WsClient(fw, wss.port)
+    client.send(ev.TextMessage("hello"))
+    assert client.next_event().data == "hello"
+    client.send(ev.Ping(payload=f"id={AWS}".encode()))
+    assert isinstance(client.next_event(), ev.Pong)
+    client.send(ev.Ping(payload=b"keepalive"))
+    assert isinstance(client.next_event(), ev.Pong)
+    client.send(ev.CloseConnection(code=1000, reason=f"bye {AWS}"))
+    client.closed_by_peer()
+    pings = [bytes(p.payload) for p in wss.received(ev.Ping)]
+    assert b"" in pings and b"keepalive" in pings and not any(AWS.encode() in p for p in pings)
+    closes = wss.received(ev.CloseConnection)
+    assert closes and all(AWS not in (c.reason or "") for c in closes)
+    rec = fw.wait_for(lambda r: r.get("method") == "WEBSOCKET" and "ping" in r.get("reason", ""), "ping line")
+    assert rec["decision"] == "deny" and rec["rule"] == "dlp:aws-access-key-id"
+    assert AWS not in "".join(fw.lines)
+
+
+def test_oversized_message_closes_the_websocket(fw, wss):
+    before = len(wss.received(ev.Message))
+    client = WsClient(fw, wss.port)
+    big = b"x" * (2 * 1024 * 1024)  # over the policy's max_body_bytes (1 MiB)
+    try:
+        for start in range(0, len(big), 64 * 1024):
+            chunk = big[start : start + 64 * 1024]
+            client.send(ev.BytesMessage(data=chunk, message_finished=start + len(chunk) == len(big)))
+    except OSError:
+        pass
+    assert client.closed_by_peer()
+    assert all(len(m.data) < len(big) for m in wss.received(ev.Message)[before:])
+    rec = fw.wait_for(lambda r: r.get("rule") == "websocket-message-too-large", "size line")
+    assert rec["decision"] == "deny"
+
+
+def test_reload_closes_an_open_websocket_to_a_host_no_longer_allowed(tmp_path, upstream, wss):
+    fw = LiveFirewall(tmp_path, upstream, allow=["localhost", f"localhost:{wss.port}"])
+    try:
+        client = WsClient(fw, wss.port)
+        client.send(ev.TextMessage("before"))
+        assert client.next_event().data == "before"
+        n = len(fw.lines)
+        fw.write_policy(policy_doc(allow=["registry.npmjs.org"], passthrough=[], allowed_cidrs=["127.0.0.0/8"]))
+        fw.proc.send_signal(signal.SIGHUP)
+        rec = fw.wait_for(lambda r: r.get("event") == "policy-reload", "reload line", since=n)
+        assert rec["ok"] is True and rec["closed"] == 1
+        client.sock.settimeout(TIMEOUT)
+        try:
+            client.send(ev.TextMessage("after"))
+        except OSError:
+            pass
+        assert client.closed_by_peer()
+        assert "after" not in [m.data for m in wss.received(ev.Message)]
+    finally:
+        fw.close()
