@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 INV   := $(VENV)/bin/inv
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: setup engine test unit demo bench clean
+.PHONY: setup engine lint test unit demo bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -17,7 +17,10 @@ setup: $(STAMP)            ## the venv with bottle and its test dependencies
 engine:                    ## a running Docker engine and the local base images
 	@bash scripts/engine.sh
 
-test: setup engine         ## every test: unit, and engine tests on the real Docker Engine
+lint: setup                ## ruff over the controller, the sidecars, the tests and the bench
+	$(VENV)/bin/ruff check bottle_tasks tests bench
+
+test: setup engine lint    ## lint, then every test: unit, and engine tests on the real Docker Engine
 	@bash scripts/need.sh sshd openssh-server     # the Fabric tests' loopback sshd
 	$(PY) -m pytest -q -ra
 

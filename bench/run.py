@@ -212,7 +212,7 @@ def main() -> None:
     print(f"  ratio firewall/bare mitmdump: throughput {f['rps'] / b['rps']:.2f}x, "
           f"p50 {f['p50_ms'] / b['p50_ms']:.2f}x, p99 {f['p99_ms'] / b['p99_ms']:.2f}x")
     print(f"  ratio firewall/direct: throughput {f['rps'] / d['rps']:.2f}x")
-    print(f"  memory after the runs: " + ", ".join(f"{k} {v}" for k, v in overhead["memory"].items()))
+    print("  memory after the runs: " + ", ".join(f"{k} {v}" for k, v in overhead["memory"].items()))
     print(f"\nlaunch and teardown (median of {ROUNDS} rounds, warm images)")
     for key, value in launch.items():
         print(f"  {key:<18} {value:6.2f} s")

@@ -213,7 +213,8 @@ def test_metadata_and_private_addresses_are_refused(bottle):
     assert codes.endswith("403"), (codes, body)
     codes, body = bottle.curl(f"https://{PRIVATE}/")
     assert codes.startswith("403") and '"upstream": "reached"' not in body, (codes, body)
-    records = [json.loads(l) for l in bottle.inv("logs", "--json", "--blocked").stdout.splitlines() if l.strip()]
+    raw = bottle.inv("logs", "--json", "--blocked").stdout
+    records = [json.loads(line) for line in raw.splitlines() if line.strip()]
     assert any(r["host"] == PRIVATE and r["rule"] == "ssrf" for r in records)
     assert any(r["host"] == "169.254.169.254" and r["rule"] == "ssrf" for r in records)
 
@@ -239,7 +240,7 @@ def test_audit_log_records_decisions_without_secrets(bottle):
     assert any(r["decision"] == "deny" and r["rule"].startswith("dlp") for r in records)
     assert FAKE_AWS_KEY not in raw
     blocked = bottle.inv("logs", "--blocked", "--json").stdout
-    assert all(json.loads(l)["decision"] == "deny" for l in blocked.splitlines() if l.strip())
+    assert all(json.loads(line)["decision"] == "deny" for line in blocked.splitlines() if line.strip())
     table = bottle.inv("logs").stdout
     assert "decision" in table and UPSTREAM in table
 
