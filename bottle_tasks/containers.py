@@ -1,6 +1,7 @@
 """Starting a bottle container idempotently, and waiting until it is ready."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -111,3 +112,38 @@ def settle() -> None:
         PENDING.pop(0)
         console.step_done("ready", waited, f"{item.name} {item.what} "
                           f"({time.monotonic() - item.started:.1f}s after its start)")
+
+
+RELOAD_TIMEOUT = 10.0
+
+
+def reload_and_confirm(bottle, name: str, event: str, what: str) -> None:
+    """SIGHUP a sidecar and wait for its verdict, the `event` line it logs (`ok`, `reason`):
+    a sidecar that refuses the new file keeps the old one, and the change fails here."""
+    if bottle.dry:
+        bottle.run(docker.kill(name, "HUP"))
+        return
+    since = f"{time.time() - 1:.3f}"
+    seen = len(_events(bottle, name, since, event))
+    bottle.run(docker.kill(name, "HUP"))
+    deadline = time.monotonic() + RELOAD_TIMEOUT
+    while time.monotonic() < deadline:
+        events = _events(bottle, name, since, event)
+        if len(events) > seen:
+            if not events[-1].get("ok"):
+                raise BottleError(f"{name} refused the new {what} and keeps the old one",
+                                  str(events[-1].get("reason", "")))
+            return
+        time.sleep(0.05)
+    raise BottleError(f"{name} did not confirm the {what} reload within {RELOAD_TIMEOUT:.0f}s",
+                      logs_tail(bottle, name))
+
+
+def _events(bottle, name: str, since: str, event: str) -> list[dict]:
+    out = bottle.run(docker.logs(name, since=since), check=False).stdout
+    events = []
+    for line in out.splitlines():
+        if f'"{event}"' in line:
+            with contextlib.suppress(ValueError):
+                events.append(json.loads(line))
+    return events

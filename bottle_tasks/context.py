@@ -153,8 +153,10 @@ def check_host(state: State, chosen: dict) -> None:
 
 def build_plan(slug: str, loaded, agent) -> Plan:
     extra_ca = loaded.trust.extra_ca_bundle
+    # The egress proxy's image only for bottles that have routes.
+    wanted = [name for name in images.available() if name != "egress" or agent.routes]
     specs = {name: images.spec_for(name, loaded.images.base, loaded.images.proxy_base, extra_ca)
-             for name in images.available()}
+             for name in wanted}
     if agent.workspace and agent.workspace.copy and "agent" in specs:
         specs["workspace"] = images.workspace_spec(specs["agent"].tag, slug, Path(agent.workspace.path))
     return Plan(slug, agent, specs)

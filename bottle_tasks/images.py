@@ -16,6 +16,9 @@ SIDECARS = Path(__file__).resolve().parent / "sidecars"
 # mitmproxy >= 12 needs Python >= 3.12, which bookworm lacks: the proxy images use
 # the manifest's `images.proxy_base` (trixie by default), the rest `images.base`.
 PROXY_IMAGES = frozenset({"firewall", "egress"})
+# Images built from several sidecar packages, copied into the context as packages/<name>/:
+# the egress proxy reuses the firewall's host grammar, tunnel rules and health check.
+SIDECAR_PACKAGES = {"egress": ("egress", "firewall")}
 # Derived image that carries a copy of the workspace (never a bind mount of host files).
 WORKSPACE_DOCKERFILE = """FROM {base}
 COPY --chown=agent:agent workspace/ /workspace/
@@ -32,6 +35,7 @@ class ImageSpec:
     sidecar_dir: Path | None = None    # copied into the context as sidecar/
     workspace_dir: Path | None = None  # copied into the context as workspace/
     extra_ca: Path | None = None       # copied into the context as extra-ca.pem (empty if None)
+    packages: tuple[Path, ...] = ()    # copied into the context as packages/<name>/
 
     def make_context(self) -> Path:
         """Assemble the build context in a fresh temp dir; the caller removes it."""
@@ -43,6 +47,8 @@ class ImageSpec:
             shutil.copytree(self.sidecar_dir, root / "sidecar", ignore=_ignore)
         if self.workspace_dir:
             shutil.copytree(self.workspace_dir, root / "workspace", ignore=_ignore, symlinks=True)
+        for package in self.packages:
+            shutil.copytree(package, root / "packages" / package.name, ignore=_ignore)
         return root
 
 
@@ -85,13 +91,15 @@ def available() -> list[str]:
 def spec_for(name: str, base: str, proxy_base: str, extra_ca: str | None) -> ImageSpec:
     dockerfile = (DOCKERFILES / f"{name}.Dockerfile").read_text()
     args = {"BASE_IMAGE": proxy_base if name in PROXY_IMAGES else base}
+    packages = tuple(SIDECARS / package for package in SIDECAR_PACKAGES.get(name, ()))
     sidecar = SIDECARS / name
-    sidecar = sidecar if sidecar.is_dir() else None
+    sidecar = sidecar if sidecar.is_dir() and not packages else None
     ca_path = Path(extra_ca) if extra_ca else None
     digest = _digest(dockerfile.encode(), repr(sorted(args.items())).encode(),
                      _tree_digest(sidecar) if sidecar else b"",
+                     *(package.name.encode() + _tree_digest(package) for package in packages),
                      ca_path.read_bytes() if ca_path else b"")
-    return ImageSpec(name, f"bottle/{name}:{digest}", dockerfile, args, sidecar, None, ca_path)
+    return ImageSpec(name, f"bottle/{name}:{digest}", dockerfile, args, sidecar, None, ca_path, packages)
 
 
 def workspace_spec(agent_tag: str, slug: str, workspace: Path) -> ImageSpec:

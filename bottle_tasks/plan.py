@@ -8,7 +8,9 @@ from .docker import LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG
 from .images import ImageSpec
 
 CONTAINER_ROLES = ("firewall", "egress", "gitgate", "supervise", "agent")
-NETWORK_ROLES = ("net-internal", "net-egress")
+# net-link joins the egress proxy and the firewall (only when the bottle has routes): the
+# agent then shares no network with the firewall at all.
+NETWORK_ROLES = ("net-internal", "net-link", "net-egress")
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 FIREWALL_PORT = 3128
 FIREWALL_ALIAS = "firewall"
@@ -57,6 +59,18 @@ class Plan:
         return self.images.get("workspace") or self.images.get("agent")
 
     @property
+    def networks(self) -> tuple[tuple[str, bool], ...]:
+        """(role, --internal) of the networks this bottle needs. Only net-egress has a route out."""
+        link = (("net-link", True),) if self.wants_egress else ()
+        return (("net-internal", True), *link, ("net-egress", False))
+
+    @property
+    def firewall_network(self) -> str:
+        """The network on which the firewall is reachable as `firewall`: the agent's own, or,
+        with an egress proxy in front, the link network the agent is not on."""
+        return "net-link" if self.wants_egress else "net-internal"
+
+    @property
     def proxy_url(self) -> str:
         """The one place that says where the agent sends its traffic."""
         if self.wants_egress:
@@ -68,11 +82,14 @@ class Plan:
         net = self.agent.network
         rows = [
             ("build", ", ".join(f"{spec.name} → {spec.tag}" for spec in self.images.values()) or "no images"),
-            ("net", f"{self.name('net-internal')} (--internal), {self.name('net-egress')}"),
+            ("net", ", ".join(f"{self.name(role)}{' (--internal)' if internal else ''}"
+                              for role, internal in self.networks)),
             ("ca", "mint firewall CA and egress CA in-process; keys 0600 in the stage dir"),
-            ("proxy", f"{self.name('firewall')} on both networks, :{FIREWALL_PORT}; allow "
+            ("proxy", f"{self.name('firewall')} on {self.name(self.firewall_network)} and "
+                      f"{self.name('net-egress')}, :{FIREWALL_PORT}; allow "
                       + (", ".join(net.allow) or "nothing")),
-            ("egress", f"{self.name('egress')}: {len(self.agent.routes)} route(s)" if self.wants_egress
+            ("egress", f"{self.name('egress')} on {self.name('net-internal')} and {self.name('net-link')}, "
+                       f":{EGRESS_PORT}: {len(self.agent.routes)} route(s)" if self.wants_egress
              else "no routes declared: skipped"),
             ("supervise", self.name("supervise") if self.wants_supervise else "not declared: skipped"),
             ("agent", f"{self.name('agent')} on {self.name('net-internal')} only, proxy {self.proxy_url}"),

@@ -23,7 +23,9 @@ def exempt_headers(agent) -> dict[str, list[str]]:
     return exempt
 
 
-def render(slug: str, agent, internal_cidr: str | None, changes: dict) -> dict:
+def render(slug: str, agent, internal_cidr: str | None, changes: dict, link_cidr: str | None = None) -> dict:
+    """`link_cidr`: the network between the egress proxy and the firewall. Injected headers
+    are exempt from DLP only on requests from there (the egress proxy), never the agent's."""
     network = agent.network
     allow = effective_allow(agent, changes)
     cidrs = list(network.allowed_cidrs)
@@ -43,5 +45,6 @@ def render(slug: str, agent, internal_cidr: str | None, changes: dict) -> dict:
             "patterns": [{"name": p.name, "regex": p.regex} for p in network.dlp.patterns],
             "max_body_bytes": network.dlp.max_body_bytes,
             "exempt_headers": exempt_headers(agent),
+            "exempt_sources": [link_cidr] if link_cidr and agent.routes else [],
         },
     }

@@ -45,14 +45,22 @@ def claude_settings(agent) -> dict:
     return settings
 
 
+# What the agent holds for each secret: the egress proxy replaces it with the real value.
+PLACEHOLDER = "bottle-placeholder-the-egress-proxy-injects-the-real-value"
+
+
 def claude_state(agent) -> dict:
-    """~/.claude.json: first-run onboarding done, the workspace trusted, MCP servers."""
+    """~/.claude.json: first-run onboarding done, the workspace trusted, MCP servers, and the
+    placeholder API key pre-approved (Claude Code asks once about a key from the environment,
+    remembering the answer by the key's last 20 characters)."""
     state = {
         "hasCompletedOnboarding": True,
         "bypassPermissionsModeAccepted": False,
         "autoUpdates": False,
         "projects": {"/workspace": {"hasTrustDialogAccepted": True, "allowedTools": []}},
     }
+    if "ANTHROPIC_API_KEY" in agent.secrets:
+        state["customApiKeyResponses"] = {"approved": [PLACEHOLDER[-20:]], "rejected": []}
     if agent.claude.mcp_servers:
         state["mcpServers"] = {name: dict(spec) for name, spec in agent.claude.mcp_servers.items()}
     return state

@@ -11,7 +11,8 @@ from ..errors import BottleError
 from ..plan import EGRESS_ALIAS, FIREWALL_ALIAS
 from ..stepping import step
 from .build import build
-from .chain import egress, supervise
+from .chain import supervise
+from .egress import egress
 from .proxy import proxy
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -23,7 +24,6 @@ CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 # TEST-NET-1 (RFC 5737) is never routed. Not 127.0.0.1: Docker forwards to a
 # loopback --dns from the *host's* namespace, where a local resolver may listen.
 DEAD_RESOLVER = "192.0.2.53"
-PLACEHOLDER = "bottle-placeholder-the-egress-proxy-injects-the-real-value"
 
 
 def agent_env(bottle) -> dict[str, str]:
@@ -32,7 +32,7 @@ def agent_env(bottle) -> dict[str, str]:
     agent, proxy_url = bottle.agent, bottle.plan.proxy_url
     no_proxy = ",".join(["localhost", "127.0.0.1", "::1", FIREWALL_ALIAS, EGRESS_ALIAS])
     env = dict(agent.env)
-    env.update({name: PLACEHOLDER for name in agent.secrets})
+    env.update({name: provisioning.PLACEHOLDER for name in agent.secrets})
     env.update({
         "HTTP_PROXY": proxy_url, "HTTPS_PROXY": proxy_url, "http_proxy": proxy_url,
         "https_proxy": proxy_url, "NO_PROXY": no_proxy, "no_proxy": no_proxy,

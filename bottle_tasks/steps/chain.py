@@ -7,22 +7,11 @@ from ..context import current
 from ..errors import BottleError
 from ..stepping import step
 from .net import net
-from .proxy import proxy
 
 
 def not_built(bottle, field: str, sidecar: str, fix: str):
     raise BottleError(f"{bottle.manifest.path}: agents.{bottle.agent.name}.{field}: the {sidecar} "
                       "is not built yet", fix)
-
-
-@task(pre=[proxy])
-@step("egress")
-def egress(c):
-    """Start the egress proxy that injects credentials (no-op without routes)."""
-    bottle = current(c)
-    if not bottle.plan.wants_egress:
-        return "no routes declared: nothing to start"
-    not_built(bottle, "egress_proxy", "egress proxy", "remove egress_proxy.routes to launch without credential injection")
 
 
 @task(pre=[net])
@@ -35,4 +24,4 @@ def supervise(c):
     not_built(bottle, "supervise", "supervise sidecar", "set supervise: {enabled: false} to launch without it")
 
 
-ns = Collection(egress, supervise)
+ns = Collection(supervise)

@@ -1,4 +1,4 @@
-"""`net`: the bottle's two networks, and the internal CIDR the firewall lets through."""
+"""`net`: the bottle's networks (two, or three with an egress proxy), and their CIDRs."""
 from invoke import Collection, task
 
 from .. import docker
@@ -6,10 +6,6 @@ from ..context import current
 from ..resources import claim_name
 from ..stepping import step
 from ..undo import record
-
-# The agent's network has no route out (--internal); only sidecars join the egress one.
-NETWORKS = (("net-internal", True), ("net-egress", False))
-
 
 def ensure_network(bottle, role: str, internal: bool) -> str:
     name, exists = claim_name(bottle, "network", role)
@@ -29,12 +25,15 @@ def subnet(bottle, network: str) -> str:
 @task
 @step("net")
 def net(c):
-    """Create the bottle's internal (--internal) and egress networks."""
+    """Create the bottle's networks: internal (--internal, the agent's), egress (the way out)
+    and, with an egress proxy, the link (--internal) between it and the firewall."""
     bottle = current(c)
-    names = {role: ensure_network(bottle, role, internal) for role, internal in NETWORKS}
+    # The agent's network and the link have no route out; only the firewall joins net-egress.
+    networks = bottle.plan.networks
+    names = {role: ensure_network(bottle, role, internal) for role, internal in networks}
     cidrs = {role: subnet(bottle, name) for role, name in names.items()}
     bottle.state.set("cidr", cidrs)
-    return ", ".join(f"{names[role]} ({cidrs[role]})" for role, _ in NETWORKS)
+    return ", ".join(f"{names[role]} ({cidrs[role]})" for role, _ in networks)
 
 
 ns = Collection(net)

@@ -1,13 +1,11 @@
 """`proxy`: the firewall sidecar — the only container of a bottle with a route out —
 and `allow`/`deny`, which change its policy while it runs."""
-import contextlib
 import json
-import time
 from pathlib import Path
 
 from invoke import Collection, task
-from .. import docker, policy
-from ..containers import expect_ready, logs_tail, running, start
+from .. import policy
+from ..containers import expect_ready, reload_and_confirm, running, start
 from ..context import current
 from ..errors import BottleError
 from ..manifest import check_host, covers
@@ -30,7 +28,7 @@ def render_policy(bottle, changes: dict) -> dict:
     """The policy the firewall will get, checked by the firewall's own parser first,
     so a policy it would refuse fails here, before anything starts or reloads."""
     cidrs = bottle.state.get("cidr") or {}
-    rendered = policy.render(bottle.slug, bottle.agent, cidrs.get("net-internal"), changes)
+    rendered = policy.render(bottle.slug, bottle.agent, cidrs.get("net-internal"), changes, cidrs.get("net-link"))
     try:
         firewall_policy.parse(rendered)
     except firewall_policy.PolicyError as exc:
@@ -48,15 +46,16 @@ def write_policy(bottle) -> dict:
     return rendered
 
 
-def firewall_user(bottle) -> tuple[int, int]:
+def sidecar_user(bottle) -> tuple[int, int]:
+    """The uid:gid the proxy sidecars run as: the owner of the stage files, never root."""
     uid, gid = bottle.target.ids()
     return (UNPRIVILEGED, UNPRIVILEGED) if uid == 0 else (uid, gid)
 
 
-def hand_over(bottle) -> None:
-    """The firewall reads its 0600 stage files as their owner: make it theirs."""
+def hand_over(bottle, role: str = "firewall") -> None:
+    """A sidecar reads its 0600 stage files as their owner: make them its own."""
     if bottle.target.ids()[0] == 0:
-        bottle.target.chown_tree(bottle.stage("firewall"), *firewall_user(bottle))
+        bottle.target.chown_tree(bottle.stage(role), *sidecar_user(bottle))
 
 
 def extra_ca(bottle) -> bytes:
@@ -69,16 +68,17 @@ def extra_ca(bottle) -> bytes:
 def proxy(c):
     """Start the firewall sidecar (allowlist, SSRF guard, DLP, audit log)."""
     bottle = current(c)
-    internal = bottle.require("net-internal", "net")
+    # The firewall's inside: the agent's network, or the link to the egress proxy.
+    inside = bottle.require(bottle.plan.firewall_network, "net")
     egress_net = bottle.require("net-egress", "net")
     rendered = write_policy(bottle)
     bundle = extra_ca(bottle)
     bottle.target.write(bottle.stage("firewall", "extra-ca.pem"), bundle)
     hand_over(bottle)
-    uid, gid = firewall_user(bottle)
+    uid, gid = sidecar_user(bottle)
     name, started = start(
         bottle, "firewall", "proxy", bottle.plan.images["firewall"].tag,
-        network=egress_net, connect=((internal, (FIREWALL_ALIAS,)),),
+        network=egress_net, connect=((inside, (FIREWALL_ALIAS,)),),
         # Read at start only: a new CA or bundle needs a new container, not a reload.
         inputs=(bottle.state.get("ca") or {}).get("firewall", "").encode() + bundle,
         # It reads the 0600 stage files, so it runs as their owner — with no capabilities.
@@ -92,38 +92,9 @@ def proxy(c):
     return f"{name} started; allows {', '.join(rendered['allow']) or 'nothing'}"
 
 
-RELOAD_TIMEOUT = 10.0
-
-
 def reload_policy(bottle, name: str) -> None:
     """SIGHUP the firewall and wait for its verdict on the new policy file."""
-    if bottle.dry:
-        bottle.run(docker.kill(name, "HUP"))
-        return
-    since = f"{time.time() - 1:.3f}"
-    seen = len(reload_events(bottle, name, since))
-    bottle.run(docker.kill(name, "HUP"))
-    deadline = time.monotonic() + RELOAD_TIMEOUT
-    while time.monotonic() < deadline:
-        events = reload_events(bottle, name, since)
-        if len(events) > seen:
-            if not events[-1].get("ok"):
-                raise BottleError(f"{name} refused the new policy and keeps the old one",
-                                  str(events[-1].get("reason", "")))
-            return
-        time.sleep(0.05)
-    raise BottleError(f"{name} did not confirm the policy reload within {RELOAD_TIMEOUT:.0f}s",
-                      logs_tail(bottle, name))
-
-
-def reload_events(bottle, name: str, since: str) -> list[dict]:
-    out = bottle.run(docker.logs(name, since=since), check=False).stdout
-    events = []
-    for line in out.splitlines():
-        if '"policy-reload"' in line:
-            with contextlib.suppress(ValueError):
-                events.append(json.loads(line))
-    return events
+    reload_and_confirm(bottle, name, "policy-reload", "policy")
 
 
 def change_policy(c, host: str, verb: str) -> str:

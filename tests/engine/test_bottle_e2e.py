@@ -45,11 +45,11 @@ def agent_body(cidr: str | None, extra: str = "", allow: tuple[str, ...] = (), n
 class Bottle:
     """A launched bottle, driven through the real `inv` CLI."""
 
-    def __init__(self, slug: str, manifest: Path, agent: str | None = None):
+    def __init__(self, slug: str, manifest: Path, agent: str | None = None, env: dict | None = None):
         """`agent` given: a second instance of that agent, named `slug` (`use AGENT --name SLUG`)."""
         self.slug, self.manifest = slug, manifest
         self.selector = [agent, "--name", slug] if agent else [slug]
-        self.env = {"BOTTLE_TEST_SECRET": SECRET_VALUE}
+        self.env = {"BOTTLE_TEST_SECRET": SECRET_VALUE} if env is None else env
 
     def inv(self, *args: str, check: bool = True, input: str | None = None):
         return inv("use", *self.selector, *args, manifest=self.manifest, check=check, env=self.env, input=input)
@@ -68,10 +68,14 @@ class Bottle:
 
 
 def launch_bottle(tmp_path: Path, state_home, test_ca, trust_bundle, with_upstreams: bool = True,
-                  extra: str = "", allow: tuple[str, ...] = (), network: str = "", prefix: str = "e2e"):
+                  extra: str = "", allow: tuple[str, ...] = (), network: str = "", prefix: str = "e2e",
+                  body: str | None = None, env: dict | None = None, aliases: tuple[str, ...] = (UPSTREAM, OTHER)):
+    """`body`: the agent's whole manifest entry (with `allowed_cidrs: []`, filled in here);
+    `aliases`: the names the test upstream answers to on the bottle's egress network."""
     slug = unique(prefix)
-    manifest = write_manifest(tmp_path, {slug: agent_body(None, extra, allow, network)}, bundle=str(trust_bundle))
-    bottle = Bottle(slug, manifest)
+    body = body if body is not None else agent_body(None, extra, allow, network)
+    manifest = write_manifest(tmp_path, {slug: body}, bundle=str(trust_bundle))
+    bottle = Bottle(slug, manifest, env=env)
     bottle.inv("net")
     state = json.loads((state_home / "bottle" / slug / "state.json").read_text())
     egress_cidr = state["cidr"]["net-egress"]
@@ -82,7 +86,7 @@ def launch_bottle(tmp_path: Path, state_home, test_ca, trust_bundle, with_upstre
     bottle.upstreams = []
     if with_upstreams:
         egress_net = f"bottle-{slug}-net-egress"
-        bottle.upstreams.append(start_upstream(test_ca, tmp_path, egress_net, [UPSTREAM, OTHER], firewall_tag))
+        bottle.upstreams.append(start_upstream(test_ca, tmp_path, egress_net, list(aliases), firewall_tag))
         # A private network the manifest does not allow: the SSRF guard must refuse it.
         bottle.private_net = f"bottle-test-private-{slug}"
         docker("network", "create", "--label", "bottle.test=1", bottle.private_net)

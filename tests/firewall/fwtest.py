@@ -40,6 +40,7 @@ BASE_POLICY = {
         "patterns": [{"name": "internal-token", "regex": "itk_[A-Za-z0-9]{32}"}],
         "max_body_bytes": 1048576,
         "exempt_headers": {"api.anthropic.com": ["x-api-key"]},
+        "exempt_sources": ["172.30.5.0/24"],
     },
 }
 

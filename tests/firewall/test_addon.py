@@ -524,6 +524,16 @@ def test_dlp_exempt_header_only_on_its_host():
                 request_flow("POST", "https://api.anthropic.com/v1/messages", b"{}", {"authorization": key})
             )
             denied(f, "dlp:anthropic-api-key")
+            # the exempt header from a client that is not the egress proxy (the agent itself)
+            f = request_flow("POST", "https://api.anthropic.com/v1/messages", b"{}", {"x-api-key": key})
+            f.client_conn.peername = ("172.30.9.3", 40000)
+            await h.request(f)
+            denied(f, "dlp:anthropic-api-key")
+            # and the same key in the body of an exempt-header request is still refused
+            f = await h.request(
+                request_flow("POST", "https://api.anthropic.com/v1/messages", key.encode(), {"x-api-key": key})
+            )
+            denied(f, "dlp:anthropic-api-key")
             assert key not in h.out.getvalue()
 
     run(t())

@@ -25,6 +25,7 @@ def test_example_policy_parses():
             "patterns": [{"name": "internal-token", "regex": "itk_[A-Za-z0-9]{32}"}],
             "max_body_bytes": 1048576,
             "exempt_headers": {"api.anthropic.com": ["x-api-key"]},
+            "exempt_sources": ["172.30.5.0/24"],
         },
     }
     pol = P.parse(doc)
@@ -34,8 +35,11 @@ def test_example_policy_parses():
     assert pol.idle_timeout == 900
     assert pol.dlp.action_for("api.anthropic.com") == "warn"
     assert pol.dlp.action_for("registry.npmjs.org") == "block"
-    assert pol.dlp.exempt_for("api.anthropic.com") == frozenset({"x-api-key"})
-    assert pol.dlp.exempt_for("registry.npmjs.org") == frozenset()
+    assert pol.dlp.exempt_for("api.anthropic.com", "172.30.5.9") == frozenset({"x-api-key"})
+    assert pol.dlp.exempt_for("registry.npmjs.org", "172.30.5.9") == frozenset()
+    # only requests from the egress proxy's network are exempt, never the agent's own
+    assert pol.dlp.exempt_for("api.anthropic.com", "172.30.9.9") == frozenset()
+    assert pol.dlp.exempt_for("api.anthropic.com", None) == frozenset()
     assert pol.dlp.max_body_bytes == 1048576
     assert "internal-token" in [r.name for r in pol.dlp.rules]
 

@@ -7,7 +7,8 @@ import tarfile
 
 from bottle_tasks import policy, provisioning
 from bottle_tasks.manifest import load
-from bottle_tasks.steps.agent import PLACEHOLDER, agent_env, env_file_text
+from bottle_tasks.provisioning import PLACEHOLDER
+from bottle_tasks.steps.agent import agent_env, env_file_text
 
 from helpers import write_manifest
 

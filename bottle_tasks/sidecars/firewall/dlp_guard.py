@@ -124,7 +124,7 @@ class DlpGuard(Concern):
         meta(flow)["dlp_action"] = action
         if action == "off":
             return action
-        exempt = pol.dlp.exempt_for(req.host)
+        exempt = pol.dlp.exempt_for(req.host, peer(flow.client_conn))
         seen: set[str] = set()
         scanner = self.fw.scanner
         findings = scanner.scan_method(req.method, seen)

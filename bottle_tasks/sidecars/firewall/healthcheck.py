@@ -1,5 +1,5 @@
-"""Exit 0 when the firewall answers a request through its event loop (docker HEALTHCHECK,
-and the controller's readiness probe through ``docker exec``).
+"""Exit 0 when the firewall (or the egress proxy) answers a request through its event loop
+(docker HEALTHCHECK, and the controller's readiness probe through ``docker exec``).
 
 A TCP accept only proves the kernel's listen queue: a firewall whose event loop is
 stuck still accepts. So this sends a real proxy request for ``HEALTH_HOST``, which the
@@ -35,7 +35,8 @@ def probe(port: int, host: str = "127.0.0.1") -> str | None:
 
 
 def main() -> int:
-    port = int(os.environ.get("BOTTLE_FIREWALL_PORT", "3128"))
+    # The port: the first argument (the egress proxy's 8080), else the firewall's.
+    port = int(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("BOTTLE_FIREWALL_PORT", "3128"))
     problem = probe(port)
     if problem:
         print(f"firewall unhealthy: {problem}", file=sys.stderr)

@@ -16,7 +16,8 @@ with the path of the offending field (``dlp.patterns[1].regex: ...``).
         "hosts": {"api.anthropic.com": "warn"}, per-host action (exact or "*.suffix")
         "patterns": [{"name": "internal-token", "regex": "itk_[A-Za-z0-9]{32}"}],   RE2 syntax
         "max_body_bytes": 1048576,              larger request bodies are refused unless action is off
-        "exempt_headers": {"api.anthropic.com": ["x-api-key"]}   not scanned, on that host only
+        "exempt_headers": {"api.anthropic.com": ["x-api-key"]},  not scanned, on that host only,
+        "exempt_sources": ["172.30.6.0/24"]     and only on requests from there (the egress proxy)
       }
     }
 """
@@ -42,7 +43,7 @@ _HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")
 
 TOP_KEYS = {"bottle", "allow", "passthrough", "allowed_cidrs", "idle_timeout", "dlp"}
 TOP_REQUIRED = {"bottle", "allow"}
-DLP_KEYS = {"action", "hosts", "patterns", "max_body_bytes", "exempt_headers"}
+DLP_KEYS = {"action", "hosts", "patterns", "max_body_bytes", "exempt_headers", "exempt_sources"}
 PATTERN_KEYS = {"name", "regex"}
 
 
@@ -61,12 +62,25 @@ class DlpPolicy:
     rules: tuple[dlp.Rule, ...] = dlp.BUILTIN_RULES
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     exempt_headers: HostMap = field(default_factory=HostMap)
+    exempt_sources: tuple = ()
 
     def action_for(self, host: str) -> str:
         return self.hosts.get(host, self.action)
 
-    def exempt_for(self, host: str) -> frozenset[str]:
+    def exempt_for(self, host: str, client: str | None) -> frozenset[str]:
+        """Headers not scanned on a request to ``host`` from ``client``: the ones the egress
+        proxy injects, on that route's host, and only when the egress proxy sent it."""
+        if client is None or not _in_networks(client, self.exempt_sources):
+            return frozenset()
         return self.exempt_headers.get(host, frozenset())
+
+
+def _in_networks(address: str, networks: tuple) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
 
 
 @dataclass(frozen=True)
@@ -211,7 +225,9 @@ def _dlp(obj: object, p: _Problems) -> DlpPolicy:
             hdrs.add(h.lower())
         exempt.append((pat, frozenset(hdrs)))
 
+    sources = tuple(_cidrs(obj.get("exempt_sources", []), "dlp.exempt_sources", p))
     return DlpPolicy(
+        exempt_sources=sources,
         action=action,
         hosts=HostMap(hosts),
         rules=tuple(rules),
@@ -228,6 +244,24 @@ def _covered(pat: HostPattern, allow: HostSet) -> bool:
     return any(
         a.is_wildcard and (suffix == a.suffix or suffix.endswith("." + (a.suffix or ""))) for a in allow
     )
+
+
+def _cidrs(value: object, where: str, p: _Problems) -> list:
+    out = []
+    for i, raw in enumerate(_str_list(value, where, p) or []):
+        if not isinstance(raw, str):
+            p.add(f"{where}[{i}]", f"must be a CIDR string like '172.30.5.0/24', got {type(raw).__name__}")
+            continue
+        try:
+            net = ipaddress.ip_network(raw.strip(), strict=True)
+        except ValueError as e:
+            p.add(f"{where}[{i}]", f"{raw!r} is not a network in CIDR form ({e})")
+            continue
+        if net.prefixlen == 0:
+            p.add(f"{where}[{i}]", f"{raw!r} would cover every address (for allowed_cidrs: switch the SSRF guard off)")
+            continue
+        out.append(net)
+    return out
 
 
 def parse(doc: object) -> Policy:
@@ -249,20 +283,7 @@ def parse(doc: object) -> Policy:
         if not _covered(pat, allow_set):
             p.add(f"passthrough[{i}]", f"{pat.text!r} is not in 'allow'; passthrough hosts must be allowed too")
 
-    cidrs = []
-    for i, raw in enumerate(_str_list(doc.get("allowed_cidrs", []), "allowed_cidrs", p) or []):
-        if not isinstance(raw, str):
-            p.add(f"allowed_cidrs[{i}]", f"must be a CIDR string like '172.30.5.0/24', got {type(raw).__name__}")
-            continue
-        try:
-            net = ipaddress.ip_network(raw.strip(), strict=True)
-        except ValueError as e:
-            p.add(f"allowed_cidrs[{i}]", f"{raw!r} is not a network in CIDR form ({e})")
-            continue
-        if net.prefixlen == 0:
-            p.add(f"allowed_cidrs[{i}]", f"{raw!r} would switch the SSRF guard off")
-            continue
-        cidrs.append(net)
+    cidrs = _cidrs(doc.get("allowed_cidrs", []), "allowed_cidrs", p)
 
     idle = _int(doc.get("idle_timeout", DEFAULT_IDLE_TIMEOUT), "idle_timeout", 1, 7 * 24 * 3600, p)
     dlp_policy = _dlp(doc.get("dlp", {}), p)

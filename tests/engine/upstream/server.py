@@ -1,7 +1,10 @@
 """A test upstream standing in for real API hosts, with a certificate from the tests' own CA.
 
 * HTTPS on :443 and :8443 answers every request with what it saw, so tests can tell it
-  was reached; ``/sse`` streams one event every 0.2 s for 30 s.
+  was reached; ``/sse`` streams one event every 0.2 s for 30 s; ``/sse-timed`` three
+  events a second apart, recording when each was sent.
+* ``POST /v1/messages`` stands in for the Anthropic Messages API: a fixed reply, as one
+  JSON message or as server-sent events when the request asks for ``"stream": true``.
 * Raw TCP on :9000 reads whatever arrives.
 
 Everything received is recorded on stdout, one JSON object per line (``docker logs``), so
@@ -14,6 +17,9 @@ import ssl
 import sys
 import threading
 import time
+import uuid
+
+REPLY = "Hello from the stand-in Messages API."
 
 RECORD_LOCK = threading.Lock()
 
@@ -35,9 +41,13 @@ class Echo(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         port = self.server.server_address[1]
         record(kind="http", port=port, method=self.command, path=self.path,
-               headers=dict(self.headers.items()), body_bytes=len(body))
+               headers=[[name, value] for name, value in self.headers.items()], body_bytes=len(body))
+        if self.path.startswith("/sse-timed"):
+            return self._sse_timed(port)
         if self.path.startswith("/sse"):
             return self._sse(port)
+        if self.command == "POST" and self.path.split("?")[0] == "/v1/messages":
+            return self._messages(body)
         reply = json.dumps({"upstream": "reached", "method": self.command, "path": self.path,
                             "host": self.headers.get("Host"), "body_bytes": len(body)}).encode()
         self.send_response(200)
@@ -61,6 +71,56 @@ class Echo(http.server.BaseHTTPRequestHandler):
         except OSError:
             pass
         record(kind="sse-end", port=port, path=self.path, events=sent)
+        self.close_connection = True
+
+    def _sse_timed(self, port):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for n in range(3):
+            record(kind="sse-sent", port=port, n=n, t=time.time())
+            self.wfile.write(f"data: timed {n}\n\n".encode())
+            self.wfile.flush()
+            time.sleep(1.0)
+        self.close_connection = True
+
+    def _messages(self, body: bytes):
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            request = {}
+        model = request.get("model", "claude-stand-in")
+        message = {"id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
+                   "model": model, "content": [{"type": "text", "text": REPLY}],
+                   "stop_reason": "end_turn", "stop_sequence": None,
+                   "usage": {"input_tokens": 10, "output_tokens": 8}}
+        if not request.get("stream"):
+            data = json.dumps(message).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        start = {**message, "content": [], "stop_reason": None, "usage": {"input_tokens": 10, "output_tokens": 1}}
+        events = [
+            ("message_start", {"type": "message_start", "message": start}),
+            ("content_block_start", {"type": "content_block_start", "index": 0,
+                                     "content_block": {"type": "text", "text": ""}}),
+            ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                     "delta": {"type": "text_delta", "text": REPLY}}),
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                               "usage": {"output_tokens": 8}}),
+            ("message_stop", {"type": "message_stop"}),
+        ]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        for name, data in events:
+            self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+            self.wfile.flush()
         self.close_connection = True
 
     do_GET = do_POST = do_PUT = _answer

@@ -1,0 +1,238 @@
+"""The egress proxy as a mitmproxy addon: routes, credential injection, and the hand-over
+to the firewall.
+
+The agent's only proxy. It terminates the agent's TLS with the bottle's egress CA and
+then, for every request:
+
+1. refuses a Host header or ``:authority`` that names another host than the tunnel's;
+2. on a host that has routes: normalises the path (``routes.normalize_path``), finds the
+   route for method and path, drops whatever the agent sent in each injected header (any
+   letter case, every copy) and sets the real value; no route: 403 naming the host,
+   method and path and how to add a route. Hosts without routes pass unchanged;
+3. hands the request to the firewall as a plain-HTTP proxy request in absolute form
+   (``GET https://host/path``) over the link network, so only the firewall opens TLS to
+   the upstream: the allowlist, SSRF guard, DLP and audit log decide as for any request.
+
+It never connects anywhere but the firewall, streams bodies both ways, and a tunnel
+carries only what it parsed (the firewall's ``tunnels`` rules).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+import traceback
+
+from firewall.failclosed import fail_closed
+from firewall.healthcheck import HEALTH_HOST, HEALTH_PATH
+from firewall.hosts import HostError, normalize_host, split_authority
+from firewall.tunnels import INSPECTED, MAX_UNDECIDED, RefuseLayer, may_still_be_parsed
+from mitmproxy import ctx, exceptions, http
+from mitmproxy.proxy import layer, server_hooks
+
+from . import routes as routes_mod
+
+logger = logging.getLogger("bottle.egress")
+EGRESS_HEADER = "x-bottle-egress"
+REQUEST_PHASE_HOOKS = frozenset({"requestheaders", "request"})
+
+
+def log_line(**fields) -> None:
+    """One JSON object per line on stdout: route decisions and lifecycle events, never a secret."""
+    sys.stdout.write(json.dumps(fields, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+class Egress:
+    """Routes, injection and the hand-over to the firewall (one addon; its hooks fail closed)."""
+
+    def __init__(self):
+        self.fw = self  # failclosed calls self.fw.fail(...)
+        self.routes: dict[str, tuple[routes_mod.Route, ...]] = {}
+        self.secrets: dict[str, str] = {}
+        self.firewall: tuple[str, int] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def load(self, loader):
+        loader.add_option("bottle_routes", str, "", "Path of routes.json.")
+        loader.add_option("bottle_secrets", str, "", "Path of secrets.json (the values routes inject).")
+        loader.add_option("bottle_firewall", str, "firewall:3128", "host:port of the bottle's firewall.")
+
+    def configure(self, updated):
+        if "bottle_firewall" in updated:
+            host, port = split_authority(ctx.options.bottle_firewall)
+            self.firewall = (host, port or 3128)
+        if "bottle_routes" in updated or "bottle_secrets" in updated:
+            try:
+                self._load()
+            except routes_mod.RouteError as e:
+                raise exceptions.OptionsError(f"invalid egress routes: {e}") from None
+
+    def _load(self) -> int:
+        _, routes = routes_mod.load(ctx.options.bottle_routes)
+        secrets = routes_mod.load_secrets(ctx.options.bottle_secrets, routes) if ctx.options.bottle_secrets else {}
+        if not ctx.options.bottle_secrets and any(r.inject for r in routes):
+            raise routes_mod.RouteError(["routes inject secrets but no secrets file is configured"])
+        by_host: dict[str, list[routes_mod.Route]] = {}
+        for route in routes:
+            by_host.setdefault(route.host, []).append(route)
+        self.routes = {host: tuple(rs) for host, rs in by_host.items()}
+        self.secrets = secrets
+        return len(routes)
+
+    def running(self):
+        try:
+            self._loop = asyncio.get_running_loop()
+            self._loop.add_signal_handler(signal.SIGHUP, self.reload)
+        except (NotImplementedError, RuntimeError, ValueError) as e:
+            logger.warning("bottle egress: cannot install the SIGHUP reload handler: %s", e)
+        log_line(event="ready", routes=sum(len(r) for r in self.routes.values()))
+
+    def reload(self) -> bool:
+        """Re-read routes and secrets; on any problem keep the current ones and say why."""
+        old = (self.routes, self.secrets)
+        try:
+            count = self._load()
+        except routes_mod.RouteError as e:
+            self.routes, self.secrets = old
+            log_line(event="routes-reload", ok=False, reason=f"{e}; kept the previous routes")
+            return False
+        except Exception as e:  # noqa: BLE001 - keep the old routes whatever went wrong
+            self.routes, self.secrets = old
+            log_line(event="routes-reload", ok=False, reason=f"{type(e).__name__}; kept the previous routes")
+            return False
+        log_line(event="routes-reload", ok=True, routes=count)
+        return True
+
+    # -- refusing ---------------------------------------------------------------------------------
+
+    def deny(self, flow: http.HTTPFlow, status: int, rule: str, reason: str, hint: str = "") -> None:
+        req = flow.request
+        flow.metadata["bottle.egress"] = "deny"
+        body = "\n".join(x for x in (f"bottle egress: refused [{rule}]", reason, hint) if x) + "\n"
+        req.stream = False
+        flow.response = http.Response.make(
+            status, body.encode(), {"content-type": "text/plain; charset=utf-8", EGRESS_HEADER: f"deny; rule={rule}"}
+        )
+        log_line(decision="deny", rule=rule, method=_printable(req.method), host=_printable(req.host),
+                 path=_printable(req.path.split("?", 1)[0]))
+
+    def fail(self, hook: str, obj, exc: BaseException) -> None:
+        logger.error("bottle egress: hook %s failed, refusing (fail closed):\n%s", hook,
+                     "".join(traceback.format_exception_only(type(exc), exc)))
+        try:
+            if isinstance(obj, http.HTTPFlow):
+                if hook in REQUEST_PHASE_HOOKS and obj.response is None:
+                    self.deny(obj, 502, "error", f"internal egress error in {hook}; refused (fail closed)")
+                elif obj.killable:
+                    obj.kill()
+            elif isinstance(obj, server_hooks.ServerConnectionHookData):
+                obj.server.error = "bottle egress: internal error (fail closed)"
+            elif hook == "next_layer":
+                obj.layer = RefuseLayer(obj.context)
+        except Exception:  # pragma: no cover
+            logger.exception("bottle egress: fail-closed handler failed")
+
+    # -- the request path -------------------------------------------------------------------------
+
+    @fail_closed
+    def requestheaders(self, flow: http.HTTPFlow):
+        req = flow.request
+        if req.host == HEALTH_HOST and req.path == HEALTH_PATH:
+            flow.metadata["bottle.egress"] = "health"
+            flow.response = http.Response.make(200, b"ok\n", {"content-type": "text/plain"})
+            return
+        try:
+            host = normalize_host(req.host)
+        except HostError:
+            return self.deny(flow, 400, "bad-host", "the request host is not a valid host name")
+        if not self._authority_matches(req, host):
+            return self.deny(flow, 403, "host-mismatch",
+                             "the Host header or :authority names another host than this connection's")
+        routes = self.routes.get(host)
+        if routes is not None:
+            try:
+                path = routes_mod.normalize_path(req.path)
+            except routes_mod.PathError as e:
+                return self.deny(flow, 400, "path", f"{e}; routed hosts get unambiguous paths only")
+            route = next((r for r in routes if r.matches(req.method, path.split("?", 1)[0])), None)
+            if route is None:
+                shown = path.split("?", 1)[0]
+                return self.deny(
+                    flow, 403, "no-route", f"no route of this bottle covers {req.method} {host}{shown}.",
+                    f"To add one, run on the host: inv route add {host} --path {shown} --method {req.method}")
+            req.path = path
+            self._inject(req, route)
+            log_line(decision="route", host=host, method=req.method, path=path.split("?", 1)[0],
+                     injected=[i.header for i in route.inject])
+        self._hand_to_firewall(flow, host)
+
+    def _authority_matches(self, req: http.Request, host: str) -> bool:
+        claims = [req.authority] if req.authority else []
+        claims += req.headers.get_all("host")
+        for value in claims:
+            try:
+                h, p = split_authority(value)
+                if normalize_host(h) != host or (p is not None and p != req.port):
+                    return False
+            except HostError:
+                return False
+        return True
+
+    def _inject(self, req: http.Request, route: routes_mod.Route) -> None:
+        for injection in route.inject:
+            while injection.header in req.headers:  # every copy, any letter case
+                del req.headers[injection.header]
+            req.headers[injection.header] = injection.value(self.secrets[injection.secret])
+
+    def _hand_to_firewall(self, flow: http.HTTPFlow, host: str) -> None:
+        """Send the request to the firewall as `METHOD scheme://host[:port]/path` over plain HTTP."""
+        req = flow.request
+        default = 443 if req.scheme == "https" else 80
+        authority = host if req.port == default else f"{host}:{req.port}"
+        if ":" in host and req.port != default:
+            authority = f"[{host}]:{req.port}"
+        if "host" not in req.headers:  # HTTP/2 from the agent: the firewall gets HTTP/1 with a Host header
+            req.headers.insert(0, "host", authority)
+        req.path = f"{req.scheme}://{authority}{req.path}"
+        # data.*: the host/port/scheme setters would rewrite the Host header too
+        req.data.scheme = b"http"
+        req.data.host, req.data.port = self.firewall
+        req.authority = ""
+        req.stream = True  # bodies (multi-MiB model requests) are not buffered here
+
+    @fail_closed
+    def responseheaders(self, flow: http.HTTPFlow):
+        if flow.response is not None and flow.metadata.get("bottle.egress") is None:
+            flow.response.stream = True  # server-sent events go through as produced
+
+    @fail_closed
+    def server_connect(self, data: server_hooks.ServerConnectionHookData):
+        """The only server the egress proxy ever talks to is the firewall."""
+        address = data.server.address
+        if address is None or (address[0], address[1]) != self.firewall:
+            data.server.error = f"bottle egress: only the firewall is reachable, not {address}"
+
+    @fail_closed
+    def next_layer(self, nextlayer: layer.NextLayer):
+        chosen, data = nextlayer.layer, nextlayer.data_client()
+        if chosen is None:
+            if len(data) > MAX_UNDECIDED:
+                nextlayer.layer = RefuseLayer(nextlayer.context)
+            return
+        if isinstance(chosen, INSPECTED):
+            return
+        if may_still_be_parsed(data) and not nextlayer.data_server() and len(data) <= MAX_UNDECIDED:
+            nextlayer.layer = None
+            return
+        nextlayer.layer = RefuseLayer(nextlayer.context)
+        log_line(decision="deny", rule="raw-tcp", method="TCP", host=_printable(str(nextlayer.context.server.address)))
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in str(text))[:200]

@@ -1,0 +1,69 @@
+"""Start mitmproxy with the egress addon: ``python -m egress.main``.
+
+Like the firewall's launcher (only the mitmproxy addons it needs, its log on stderr,
+stdout for its JSON lines), with two differences: it never connects at CONNECT time
+(``connection_strategy=lazy``: the tunnel's host is not reachable from here, and the
+server it talks to is always the firewall), and it mints the agent-facing certificates
+from the client's SNI alone (``upstream_cert=False``).
+
+Exit codes: 0 clean stop, 1 mitmproxy failed, 78 bad configuration (routes, secrets, CA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+EX_CONFIG = 78
+LOG_LEVEL = "warn"
+
+
+def _args(argv):
+    ap = argparse.ArgumentParser(prog="bottle-egress", description=__doc__.splitlines()[0])
+    ap.add_argument("--routes", required=True, help="routes JSON file")
+    ap.add_argument("--secrets", default="", help="secrets JSON file (name -> value)")
+    ap.add_argument("--confdir", required=True, help="writable mitmproxy confdir holding mitmproxy-ca.pem")
+    ap.add_argument("--firewall", default="firewall:3128", help="host:port of the bottle's firewall")
+    ap.add_argument("--listen-port", type=int, default=8080)
+    return ap.parse_args(argv)
+
+
+async def _run(args) -> int:
+    from firewall import main as firewall_main
+    from mitmproxy import exceptions, options
+    from mitmproxy.addons import termlog
+    from mitmproxy.master import Master
+
+    from .addon import Egress
+
+    logging.getLogger().setLevel(LOG_LEVEL.upper())
+    opts = options.Options()
+    master = Master(opts, with_termlog=False)
+    master.addons.add(termlog.TermLog(out=sys.stderr))
+    master.addons.add(*firewall_main.mitmproxy_addons())
+    master.addons.add(Egress())
+    try:
+        opts.update(
+            mode=["regular"], listen_port=args.listen_port, confdir=args.confdir,
+            termlog_verbosity=LOG_LEVEL, http3=False, connection_strategy="lazy", upstream_cert=False,
+            bottle_firewall=args.firewall, bottle_secrets=args.secrets, bottle_routes=args.routes,
+        )
+    except exceptions.OptionsError as e:
+        print(f"bottle-egress: error: {e}", file=sys.stderr, flush=True)
+        return EX_CONFIG
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, master.shutdown)
+    await master.run()
+    return 0
+
+
+def main(argv=None) -> int:
+    return asyncio.run(_run(_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""The egress proxy in a real bottle: Claude Code and curl inside the agent reach a stand-in
+Messages API (alias api.anthropic.com on the bottle's egress network) through egress proxy
+and firewall; the upstream records the real key while the agent only ever holds a
+placeholder. Also: routes (path, method, normalisation), injected headers replacing what
+the agent sent, the topology, secrets absent everywhere, SSE timing through both hops, and
+a launch without the secret failing cleanly."""
+from __future__ import annotations
+
+import json
+import secrets
+import string
+import subprocess
+
+import pytest
+
+from bottle_tasks.provisioning import PLACEHOLDER
+from helpers import docker, inv, labelled
+from test_bottle_e2e import OTHER, UPSTREAM, launch_bottle, teardown
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+API = "api.anthropic.com"
+REPLY = "Hello from the stand-in Messages API."
+# Key-shaped like a real Anthropic key, so the firewall's DLP rule would catch it anywhere
+# it is not exempt: only the injected header, on the API host, from the egress proxy.
+REAL_KEY = "sk-ant-api03-" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(93)) + "AA"
+AGENT_KEY_SHAPED = "sk-ant-api03-" + "B" * 93 + "AA"  # what the agent might try to send itself
+
+BODY = f"""    prompt: egress test bottle
+    secrets: [ANTHROPIC_API_KEY]
+    resources: {{memory: 2g, cpus: 1, pids: 512}}
+    network:
+      allow: [{API}, {UPSTREAM}]
+      allowed_cidrs: []
+    egress_proxy:
+      routes:
+        - host: {API}
+          paths: [/v1/, /api/claude_code/]
+          methods: [GET, POST]
+          inject: [{{header: x-api-key, secret: ANTHROPIC_API_KEY}}]
+"""
+
+
+@pytest.fixture(scope="module")
+def bottle(tmp_path_factory, test_ca, trust_bundle):
+    tmp = tmp_path_factory.mktemp("egress")
+    state_home = tmp / "state"
+    state_home.mkdir()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_STATE_HOME", str(state_home))
+    launched = None
+    try:
+        launched = launch_bottle(tmp, state_home, test_ca, trust_bundle, prefix="egr", body=BODY,
+                                 env={"ANTHROPIC_API_KEY": REAL_KEY}, aliases=(API, UPSTREAM, OTHER))
+        launched.state_home, launched.tmp = state_home, tmp
+        yield launched
+    finally:
+        if launched:
+            teardown(launched)
+        mp.undo()
+
+
+def records(bottle, **match) -> list[dict]:
+    out = docker("logs", bottle.upstreams[0]).stdout
+    found = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return [r for r in found if all(r.get(k) == v for k, v in match.items())]
+
+
+def header_values(record: dict, name: str) -> list[str]:
+    return [value for key, value in record["headers"] if key.lower() == name]
+
+
+def networks(container: str) -> set[str]:
+    """The bottle's own networks the container is on (the harness's private test network aside)."""
+    joined = json.loads(docker("inspect", container).stdout)[0]["NetworkSettings"]["Networks"]
+    return {name for name in joined if not name.startswith("bottle-test-")}
+
+
+# -- topology ----------------------------------------------------------------------------------------
+
+
+def test_agent_reaches_only_the_egress_proxy(bottle):
+    slug = bottle.slug
+    assert networks(f"bottle-{slug}-agent") == {f"bottle-{slug}-net-internal"}
+    assert networks(f"bottle-{slug}-egress") == {f"bottle-{slug}-net-internal", f"bottle-{slug}-net-link"}
+    assert networks(f"bottle-{slug}-firewall") == {f"bottle-{slug}-net-link", f"bottle-{slug}-net-egress"}
+    env = bottle.sh("env").stdout
+    assert "HTTPS_PROXY=http://egress:8080" in env
+    assert bottle.sh("getent hosts firewall").returncode != 0
+    fw_ip = json.loads(docker("inspect", f"bottle-{slug}-firewall").stdout)[0][
+        "NetworkSettings"]["Networks"][f"bottle-{slug}-net-link"]["IPAddress"]
+    out = bottle.sh(f"curl -sS --noproxy '*' --max-time 5 http://{fw_ip}:3128/")
+    assert out.returncode != 0, "the agent reached the firewall directly"
+    for role in ("egress", "firewall"):
+        info = json.loads(docker("inspect", f"bottle-{slug}-{role}").stdout)[0]
+        assert info["HostConfig"]["ReadonlyRootfs"] and info["HostConfig"]["CapDrop"] in (["ALL"], ["all"])
+        assert "no-new-privileges" in info["HostConfig"]["SecurityOpt"]
+        assert info["HostConfig"]["Memory"] > 0 and info["HostConfig"]["PidsLimit"] > 0
+
+
+# -- injection ------------------------------------------------------------------------------------------
+
+
+def test_the_upstream_gets_the_real_key_the_agent_sent_a_placeholder(bottle):
+    out = bottle.sh(f"curl -sS --max-time 20 https://{API}/v1/messages -H \"x-api-key: $ANTHROPIC_API_KEY\" "
+                    "-H 'content-type: application/json' -d '{\"model\": \"m\", \"max_tokens\": 5}'")
+    assert REPLY in out.stdout, out.stdout + out.stderr
+    [seen] = records(bottle, path="/v1/messages", method="POST")
+    assert header_values(seen, "x-api-key") == [REAL_KEY]
+    assert f"ANTHROPIC_API_KEY={PLACEHOLDER}" in bottle.sh("env").stdout
+
+
+def test_what_the_agent_sent_in_the_header_is_dropped_in_any_case(bottle):
+    path = "/v1/messages/dup"
+    bottle.sh(f"curl -sS --max-time 20 https://{API}{path} -X POST -H 'X-API-KEY: one' -H 'x-Api-Key: two' -d x")
+    [seen] = records(bottle, path=path)
+    assert header_values(seen, "x-api-key") == [REAL_KEY]
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/v2/models"), ("DELETE", "/v1/messages/x"), ("GET", "/")])
+def test_a_request_no_route_covers_is_refused_with_the_fix(bottle, method, path):
+    codes, body = bottle.curl(f"https://{API}{path}", "-X", method)
+    assert codes.endswith("403"), (codes, body)
+    assert API in body and method in body and path in body and "inv route add" in body
+    assert records(bottle, path=path) == []
+
+
+def test_paths_are_normalised_before_matching_and_forwarded_normalised(bottle):
+    codes, body = bottle.curl(f"https://{API}/v1/../admin", "--path-as-is")
+    assert codes.endswith("403") and "/admin" in body, (codes, body)
+    codes, _ = bottle.curl(f"https://{API}/v1/%2e%2e/v1/models", "--path-as-is")
+    assert codes.endswith("200")
+    assert records(bottle, path="/v1/models"), "the upstream must see the normalised path"
+    codes, body = bottle.curl(f"https://{API}/v1%2fmessages", "--path-as-is")
+    assert codes.endswith("400"), (codes, body)
+    assert records(bottle, path="/admin") == [] and records(bottle, path="/v1%2fmessages") == []
+
+
+def test_hosts_without_routes_pass_unchanged(bottle):
+    codes, body = bottle.curl(f"https://{UPSTREAM}/no-route", "-H", "x-api-key: agent-value")
+    assert codes.endswith("200"), body
+    [seen] = records(bottle, path="/no-route")
+    assert header_values(seen, "x-api-key") == ["agent-value"]
+    codes, body = bottle.curl(f"https://{OTHER}/not-allowed")
+    assert codes.startswith("403") or codes.endswith("403"), (codes, body)  # the firewall still decides
+
+
+def test_dlp_exempts_only_the_injected_header_on_its_host(bottle):
+    # the same key shape from the agent: in a body to the API host, in a header to another host
+    codes, _ = bottle.curl(f"https://{API}/v1/messages", "-d", json.dumps({"leak": AGENT_KEY_SHAPED}))
+    assert codes.endswith("403")
+    codes, _ = bottle.curl(f"https://{UPSTREAM}/leak", "-H", f"x-api-key: {AGENT_KEY_SHAPED}")
+    assert codes.endswith("403")
+    assert records(bottle, path="/leak") == []
+
+
+# -- secrets --------------------------------------------------------------------------------------------
+
+
+def test_the_real_key_is_nowhere_but_in_the_egress_proxy(bottle):
+    slug = bottle.slug
+    for role in ("agent", "egress", "firewall"):
+        name = f"bottle-{slug}-{role}"
+        assert REAL_KEY not in docker("inspect", name).stdout, f"key in docker inspect of {role}"
+        logs = docker("logs", name)
+        assert REAL_KEY not in logs.stdout + logs.stderr, f"key in the logs of {role}"
+    agent = f"bottle-{slug}-agent"
+    environ = docker("exec", "-u", "0", agent, "sh", "-c", "cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n'")
+    assert REAL_KEY not in environ.stdout
+    found = docker("exec", "-u", "0", agent, "grep", "-rlF", REAL_KEY, "/home", "/tmp", "/etc", "/workspace",
+                   check=False)
+    assert found.stdout == "", found.stdout
+    assert REAL_KEY not in bottle.inv("logs", "--json").stdout
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert REAL_KEY not in ps
+
+
+def test_launch_without_the_secret_fails_at_egress_and_rolls_back(bottle):
+    other = bottle.slug + "x"
+    manifest = bottle.manifest
+    out = inv("use", bottle.slug, "--name", other, "launch", manifest=manifest, check=False,
+              env={"ANTHROPIC_API_KEY": ""})
+    assert out.returncode != 0
+    assert "ANTHROPIC_API_KEY" in out.stderr and "egress" in out.stderr and "Traceback" not in out.stderr
+    assert labelled(other) == []
+
+
+# -- streaming --------------------------------------------------------------------------------------------
+
+
+def test_server_sent_events_arrive_as_they_are_produced(bottle):
+    out = bottle.sh(f"curl -sN --max-time 20 https://{UPSTREAM}/sse-timed | "
+                    "while read -r line; do [ -n \"$line\" ] && echo \"$(date +%s.%N) $line\"; done")
+    received = [line.split(" ", 1) for line in out.stdout.splitlines()]
+    assert [text for _, text in received] == ["data: timed 0", "data: timed 1", "data: timed 2"], out
+    sent = {r["n"]: r["t"] for r in records(bottle, kind="sse-sent")}
+    assert float(received[0][0]) < sent[1], "the first event arrived only after the second was sent"
+
+
+# -- Claude Code ----------------------------------------------------------------------------------------------
+
+
+def test_claude_code_answers_through_the_chain(bottle):
+    out = bottle.inv("claude", "-p", "Say hello.", check=False)
+    assert REPLY in out.stdout, out.stdout + out.stderr
+    calls = records(bottle, method="POST", path="/v1/messages?beta=true") or records(bottle, method="POST",
+                                                                                     path="/v1/messages")
+    assert calls and all(header_values(c, "x-api-key") == [REAL_KEY] for c in calls)

@@ -1,0 +1,105 @@
+"""Egress routes: path normalisation (what is matched is what is forwarded), prefix and
+method matching, strict parsing, and the secrets file."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bottle_tasks.sidecars.egress import routes as R
+
+
+@pytest.mark.parametrize("target, normal", [
+    ("/v1/messages", "/v1/messages"),
+    ("/v1/messages?beta=true", "/v1/messages?beta=true"),
+    ("/v1/../admin", "/admin"),
+    ("/v1/%2e%2e/admin", "/admin"),
+    ("/v1/%2E%2e/admin", "/admin"),
+    ("/v1/.%2e/admin", "/admin"),
+    ("/v1//messages", "/v1/messages"),
+    ("//v1/messages", "/v1/messages"),
+    ("/v1/./messages", "/v1/messages"),
+    ("/v1/%2e/messages", "/v1/messages"),
+    ("/v1/", "/v1/"),
+    ("/v1/x/..", "/v1/"),
+    ("/", "/"),
+    ("/v1/messages?next=/../../admin", "/v1/messages?next=/../../admin"),  # the query is not a path
+    ("/v1/a%20b", "/v1/a%20b"),
+])
+def test_paths_are_normalised(target, normal):
+    assert R.normalize_path(target) == normal
+
+
+@pytest.mark.parametrize("target", [
+    "/v1%2fmessages", "/v1%2Fmessages", "/v1%5cadmin", "/v1\\admin", "/v1;jsessionid=x/messages",
+    "/v1/messages;x", "/..", "/v1/../../admin", "/%2e%2e/admin", "/v1%00", "v1/messages", "*",
+])
+def test_ambiguous_paths_are_refused(target):
+    with pytest.raises(R.PathError):
+        R.normalize_path(target)
+
+
+@pytest.mark.parametrize("prefix, path, matches", [
+    ("/v1/", "/v1/messages", True),
+    ("/v1/", "/v1", True),
+    ("/v1/", "/v10/messages", False),
+    ("/v1", "/v1", True),
+    ("/v1", "/v1/messages", True),
+    ("/v1", "/v10", False),
+    ("/", "/anything", True),
+    ("/api/claude_code/", "/api/claude_code/settings", True),
+    ("/api/claude_code/", "/api/claude_codex", False),
+])
+def test_prefixes_match_whole_segments(prefix, path, matches):
+    assert R.path_has_prefix(path, prefix) is matches
+
+
+def test_route_matches_method_and_path():
+    route = R.parse_route({"host": "api.example.com", "paths": ["/v1/"], "methods": ["POST"]})
+    assert route.matches("POST", "/v1/messages")
+    assert not route.matches("GET", "/v1/messages")
+    assert not route.matches("POST", "/v2/messages")
+    anything = R.parse_route({"host": "api.example.com"})
+    assert anything.matches("DELETE", "/x") and anything.paths == ("/",)
+
+
+def test_injection_value_and_header_case():
+    route = R.parse_route({"host": "api.example.com",
+                           "inject": [{"header": "Authorization", "secret": "TOKEN", "format": "Bearer {secret}"}]})
+    [injection] = route.inject
+    assert injection.header == "authorization" and injection.value("abc") == "Bearer abc"
+
+
+@pytest.mark.parametrize("item, problem", [
+    ({"host": "API.example.com"}, "host"),
+    ({"host": "*.example.com"}, "host"),
+    ({"host": "a.example.com", "extra": 1}, "unknown key"),
+    ({"host": "a.example.com", "paths": ["v1"]}, "paths"),
+    ({"host": "a.example.com", "methods": ["FETCH"]}, "methods"),
+    ({"host": "a.example.com", "inject": [{"header": "bad header", "secret": "X"}]}, "header"),
+    ({"host": "a.example.com", "inject": [{"header": "x-key", "secret": "1X"}]}, "secret"),
+    ({"host": "a.example.com", "inject": [{"header": "x-key", "secret": "X", "format": "no placeholder"}]}, "format"),
+    ({"host": "a.example.com", "inject": [{"header": "x-key", "secret": "X", "format": "{secret}\r\nX-Evil: 1"}]},
+     "format"),
+])
+def test_bad_routes_are_refused(item, problem):
+    with pytest.raises(R.RouteError, match=problem):
+        R.parse_route(item)
+
+
+def test_routes_file_and_secrets(tmp_path):
+    doc = {"bottle": "demo", "routes": [{"host": "api.example.com", "inject": [{"header": "x-key", "secret": "KEY"}]}]}
+    (tmp_path / "routes.json").write_text(json.dumps(doc))
+    bottle, routes = R.load(tmp_path / "routes.json")
+    assert bottle == "demo" and routes[0].host == "api.example.com"
+    (tmp_path / "secrets.json").write_text(json.dumps({"OTHER": "x"}))
+    with pytest.raises(R.RouteError, match="KEY"):
+        R.load_secrets(tmp_path / "secrets.json", routes)
+    (tmp_path / "secrets.json").write_text(json.dumps({"KEY": "one\ntwo"}))
+    with pytest.raises(R.RouteError, match="line break"):
+        R.load_secrets(tmp_path / "secrets.json", routes)
+    (tmp_path / "secrets.json").write_text(json.dumps({"KEY": "value"}))
+    assert R.load_secrets(tmp_path / "secrets.json", routes) == {"KEY": "value"}
+    (tmp_path / "routes.json").write_text(json.dumps({"routes": [], "nope": 1}))
+    with pytest.raises(R.RouteError, match="nope"):
+        R.load(tmp_path / "routes.json")
