@@ -23,6 +23,16 @@ def exempt_headers(agent) -> dict[str, list[str]]:
     return exempt
 
 
+# Model traffic is arbitrary prose (the agent's whole context), in which runs of BIP-39 list
+# words with a valid checksum turn up: the seed-phrase rule is off on the model's API host
+# once a route serves it. Every other rule keeps the host's action there.
+MODEL_HOSTS = frozenset({"api.anthropic.com"})
+
+
+def rules_off(agent) -> dict[str, list[str]]:
+    return {route.host: ["seed-phrase"] for route in agent.routes if route.host in MODEL_HOSTS}
+
+
 def render(slug: str, agent, internal_cidr: str | None, changes: dict, link_cidr: str | None = None) -> dict:
     """`link_cidr`: the network between the egress proxy and the firewall. Injected headers
     are exempt from DLP only on requests from there (the egress proxy), never the agent's."""
@@ -46,5 +56,6 @@ def render(slug: str, agent, internal_cidr: str | None, changes: dict, link_cidr
             "max_body_bytes": network.dlp.max_body_bytes,
             "exempt_headers": exempt_headers(agent),
             "exempt_sources": [link_cidr] if link_cidr and agent.routes else [],
+            "rules_off": rules_off(agent),
         },
     }

@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 from firewall import dlp
-from firewall.dlp import BUILTIN_RULES, BodyError, Scanner, decode_body
+from firewall.dlp import BUILTIN_RULES, REGEX_RULES, BodyError, Scanner, decode_body
 from fwtest import ALNUM, SAMPLES, rnd
 
 EXTRA = [
@@ -199,7 +199,7 @@ def _corpus() -> list[str]:
         out += [a + s + b for a in glue for b in glue]
         out += [s[:-1], s[1:], s[: len(s) // 2], s.swapcase(), s.lower(), s.upper(), s.replace("_", "+")]
         out += ["".join(f"%{ord(c):02X}" for c in s), "k=" + s.replace("-", "%2D"), "\u017f" + s[1:]]
-    pieces = sorted({n for rule in BUILTIN_RULES for n in rule.needles})
+    pieces = sorted({n for rule in REGEX_RULES for n in rule.needles})
     pieces += ["sk-", "SECRET", "Secret_Access-Key", "\u017fecret", " = ", ": '", "task-", "%2D", "+", "itk_"]
     for _ in range(600):
         parts = [r.choice(pieces) if r.random() < 0.5 else "".join(r.choices(ALNUM + "-_/+", k=r.randint(1, 64)))
@@ -242,11 +242,11 @@ def _span(m):
 
 
 def test_every_builtin_rule_has_needles():
-    # a rule without them is scanned at regex speed over every body: add them with the rule
-    assert all(rule.needles for rule in BUILTIN_RULES)
+    # a regex rule without them is scanned at regex speed over every body: add them with the rule
+    assert all(rule.needles for rule in REGEX_RULES)
 
 
-@pytest.mark.parametrize("rule", BUILTIN_RULES, ids=lambda r: r.name)
+@pytest.mark.parametrize("rule", REGEX_RULES, ids=lambda r: r.name)
 def test_every_match_holds_one_of_its_needles(rule):
     fold = bool(rule.regex.flags & re.IGNORECASE)
     matches = [m.group() for text in CORPUS for m in rule.regex.finditer(text)]
@@ -256,14 +256,14 @@ def test_every_match_holds_one_of_its_needles(rule):
         assert any(n in hay for n in rule.needles), (rule.name, found)
 
 
-@pytest.mark.parametrize("rule", BUILTIN_RULES, ids=lambda r: r.name)
+@pytest.mark.parametrize("rule", REGEX_RULES, ids=lambda r: r.name)
 def test_rule_search_finds_what_its_regex_finds(rule):
     for text in CORPUS:
         assert _span(rule.search(text)) == _span(rule.regex.search(text)), (rule.name, text[:120])
 
 
 def test_scanner_finds_and_redacts_exactly_like_the_plain_regexes():
-    rules = (*BUILTIN_RULES, CUSTOM)
+    rules = (*REGEX_RULES, CUSTOM)
     sc = Scanner(rules)
     flagged = 0
     for text in CORPUS:
@@ -275,7 +275,7 @@ def test_scanner_finds_and_redacts_exactly_like_the_plain_regexes():
 
 
 def test_openai_literal_first_form_matches_like_the_look_behind_form():
-    rule = next(r for r in BUILTIN_RULES if r.name == "openai-api-key")
+    rule = next(r for r in REGEX_RULES if r.name == "openai-api-key")
     hits = 0
     for text in CORPUS:
         got = [m.span() for m in rule.regex.finditer(text)]
@@ -293,7 +293,7 @@ def test_case_insensitive_needles_hold_within_latin1():
     """The lower-cased text stands in for the case-insensitive regex only on Latin-1 text:
     there, exactly the two ASCII cases of a letter match it, and lower() keeps the rest non-ASCII."""
     latin1 = [chr(i) for i in range(256)]
-    for rule in BUILTIN_RULES:
+    for rule in REGEX_RULES:
         if not rule.regex.flags & re.IGNORECASE:
             continue
         for letter in set("".join(rule.needles)):
@@ -347,3 +347,29 @@ def test_long_text_without_a_needle_skips_the_regex():
     custom = _Spy(r"itk_[A-Za-z0-9]{32}")
     Scanner([dlp.Rule("itk", custom, "x")]).scan_body(body, "text/plain")
     assert custom.calls == 1
+
+
+# -- seed phrases (BIP-39) ----------------------------------------------------------------------
+
+
+def _phrase(entropy: bytes) -> str:
+    from mnemonic import Mnemonic
+
+    return Mnemonic("english").to_mnemonic(entropy)
+
+
+@pytest.mark.parametrize("size", [16, 20, 24, 28, 32])  # 12, 15, 18, 21, 24 words
+def test_seed_phrases_of_every_length_are_found(size):
+    phrase = _phrase(bytes(range(size)))
+    assert "seed-phrase" in names(f"restore with: {phrase}.")
+    assert "seed-phrase" in [f.rule for f in scanner.scan_body(json.dumps({"words": phrase}).encode())]
+    assert phrase not in scanner.redact(f"x {phrase} y")
+
+
+def test_seed_phrase_needs_a_valid_checksum_and_whole_words():
+    words = _phrase(bytes(range(16))).split()
+    assert "seed-phrase" not in names(" ".join(words[:-1] + ["zoo" if words[-1] != "zoo" else "wrong"]))
+    assert "seed-phrase" not in names(" ".join(words[:11]))  # 11 words
+    assert "seed-phrase" not in names("x".join(words))  # not separated by whitespace
+    prose = "the abandon ability able about above absent absorb abstract absurd abuse access accident of it"
+    assert "seed-phrase" not in names(prose)

@@ -406,3 +406,32 @@ def test_backtracking_pattern_cannot_pin_the_cpu():
             denied(f, "dlp:evil")
 
     run(t())
+
+
+# -- seed phrases on the model's API host ----------------------------------------------------------
+
+
+def test_seed_phrase_rule_off_only_where_the_policy_says():
+    from mnemonic import Mnemonic
+
+    phrase = Mnemonic("english").to_mnemonic(bytes(range(16))).encode()
+
+    async def t():
+        pol = make_policy(dlp={"hosts": {}, "rules_off": {"api.anthropic.com": ["seed-phrase"]}})
+        with Harness(pol) as h:
+            f = await h.request(request_flow("POST", "https://api.anthropic.com/v1/messages", phrase))
+            assert f.response.status_code == 200, f.response.text  # prose to the model: not a finding
+            f = await h.request(request_flow("POST", "https://registry.npmjs.org/x", phrase))
+            denied(f, "dlp:seed-phrase")
+            # every other rule keeps the host's action
+            f = await h.request(request_flow("POST", "https://api.anthropic.com/v1/messages", AWS.encode()))
+            denied(f, "dlp:aws-access-key-id")
+
+    run(t())
+
+
+def test_rules_off_names_known_rules_only():
+    from firewall import policy as P
+
+    with pytest.raises(P.PolicyError, match="unknown rule"):
+        make_policy(dlp={"rules_off": {"api.anthropic.com": ["no-such-rule"]}})

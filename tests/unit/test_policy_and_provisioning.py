@@ -91,3 +91,26 @@ def test_provision_tar_owners_and_content(tmp_path):
 def test_reprovisioning_keeps_claude_state(tmp_path):
     names = [path for path, *_ in provisioning.files(agent(tmp_path), "ca", first_time=False)]
     assert "/home/agent/.claude.json" not in names and "/home/agent/.claude/CLAUDE.md" in names
+
+
+def test_seed_phrase_rule_is_off_on_a_routed_model_host_only(tmp_path):
+    from bottle_tasks.manifest import load
+    from bottle_tasks.policy import render
+
+    path = tmp_path / "m.yaml"
+    path.write_text("""version: 1
+agents:
+  a:
+    prompt: p
+    secrets: [ANTHROPIC_API_KEY, GH]
+    network: {allow: [api.anthropic.com, api.github.com]}
+    egress_proxy:
+      routes:
+        - {host: api.anthropic.com, inject: [{header: x-api-key, secret: ANTHROPIC_API_KEY}]}
+        - {host: api.github.com, inject: [{header: authorization, secret: GH, format: "Bearer {secret}"}]}
+""")
+    agent = load(str(path)).agents["a"]
+    doc = render("a", agent, "172.30.1.0/24", {}, "172.30.2.0/24")
+    assert doc["dlp"]["rules_off"] == {"api.anthropic.com": ["seed-phrase"]}
+    assert doc["dlp"]["exempt_sources"] == ["172.30.2.0/24"]
+    assert doc["dlp"]["exempt_headers"] == {"api.anthropic.com": ["x-api-key"], "api.github.com": ["authorization"]}

@@ -84,9 +84,71 @@ def _rule(name: str, pattern: str, what: str, flags: int = 0, needles: tuple[str
     return Rule(name, re.compile(pattern, flags), what, needles)
 
 
+class SeedPhraseMatcher:
+    """Finds BIP-39 seed phrases: 12, 15, 18, 21 or 24 consecutive words of the English list
+    (separated by whitespace) whose checksum is valid. The checksum is what tells a wallet
+    phrase from prose that happens to use list words: a random run passes it 1 time in 16
+    (12 words) to 1 in 256 (24 words).
+
+    Duck-types the two methods of a compiled regex the scanner uses (``search``, ``sub``)."""
+
+    LENGTHS = (24, 21, 18, 15, 12)
+    _WORD = re.compile(r"[a-z]{3,8}")
+
+    def __init__(self):
+        from mnemonic import Mnemonic  # the BIP-39 English list and checksum
+
+        self._mnemonic = Mnemonic("english")
+        self._words = frozenset(self._mnemonic.wordlist)
+
+    def _phrases(self, text: str) -> Iterator[tuple[int, int]]:
+        """(start, end) offsets of each valid phrase, longest first at each position."""
+        run: list[re.Match] = []
+        for match in self._WORD.finditer(text):
+            adjacent = run and text[run[-1].end() : match.start()].isspace()
+            bounded = (match.start() == 0 or not text[match.start() - 1].isalpha()) and (
+                match.end() == len(text) or not text[match.end()].isalpha()
+            )
+            if not bounded or match.group() not in self._words:
+                yield from self._check(run, text)
+                run = []
+                continue
+            if run and not adjacent:
+                yield from self._check(run, text)
+                run = []
+            run.append(match)
+        yield from self._check(run, text)
+
+    def _check(self, run: list, text: str) -> Iterator[tuple[int, int]]:
+        if len(run) < 12:
+            return
+        words = [m.group() for m in run]
+        i = 0
+        while i + 12 <= len(words):
+            for n in self.LENGTHS:
+                if i + n <= len(words) and self._mnemonic.check(" ".join(words[i : i + n])):
+                    yield run[i].start(), run[i + n - 1].end()
+                    i += n - 1
+                    break
+            i += 1
+
+    def search(self, text: str):
+        return next(self._phrases(text), None)
+
+    def sub(self, replacement: str, text: str) -> str:
+        out, last = [], 0
+        for start, end in self._phrases(text):
+            out += [text[last:start], replacement]
+            last = end
+        return "".join(out) + text[last:]
+
+
+SEED_PHRASE = "seed-phrase"
+
+
 # Boundaries: a token must not be glued to more token characters on either side,
 # so that e.g. a longer random identifier that merely contains "AKIA" is not flagged.
-BUILTIN_RULES: tuple[Rule, ...] = (
+REGEX_RULES: tuple[Rule, ...] = (
     _rule(
         "anthropic-api-key",
         r"(?<![A-Za-z0-9_-])sk-ant-[a-z]{2,8}[0-9]{2}-[A-Za-z0-9_-]{32,}",
@@ -171,6 +233,11 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         "a PEM private key",
         needles=("-----BEGIN ",),
     ),
+)
+BUILTIN_RULES: tuple[Rule, ...] = (
+    *REGEX_RULES,
+    # A crypto wallet's recovery words: not a regex; the matcher looks for runs of list words.
+    Rule(SEED_PHRASE, SeedPhraseMatcher(), "a BIP-39 seed phrase (wallet recovery words)"),
 )
 
 BUILTIN_NAMES = frozenset(r.name for r in BUILTIN_RULES)

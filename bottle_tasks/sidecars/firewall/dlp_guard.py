@@ -61,9 +61,10 @@ class DlpGuard(Concern):
         if len(raw) > limit:
             self._too_large(flow, len(raw), limit)
             return
+        seen = set(self.fw.policy.dlp.rules_off_for(req.host))  # rules already "seen" are not reported
         findings = []
         if req.trailers:
-            findings += self.fw.scanner.scan_headers(req.trailers.items(multi=True), where="trailer")
+            findings += self.fw.scanner.scan_headers(req.trailers.items(multi=True), where="trailer", seen=seen)
         try:
             body = decode_body(raw, req.headers.get("content-encoding", ""), limit)
         except BodyError as e:
@@ -72,7 +73,7 @@ class DlpGuard(Concern):
             else:
                 self._warn(flow, f"dlp:{e.rule}", str(e))
             return
-        findings += self.fw.scanner.scan_body(body, req.headers.get("content-type", ""))
+        findings += self.fw.scanner.scan_body(body, req.headers.get("content-type", ""), seen)
         self._act(flow, findings, action)
 
     @fail_closed
@@ -92,7 +93,7 @@ class DlpGuard(Concern):
         action = pol.dlp.action_for(flow.request.host) if pol else "block"
         if action == "off" or not payload:
             return True
-        findings = self.fw.scanner.scan_body(payload)
+        findings = self.fw.scanner.scan_body(payload, seen=set(pol.dlp.rules_off_for(flow.request.host) if pol else ()))
         if not findings:
             return True
         reason = "; ".join(f.describe().replace("request body", what) for f in findings)
@@ -125,7 +126,7 @@ class DlpGuard(Concern):
         if action == "off":
             return action
         exempt = pol.dlp.exempt_for(req.host, peer(flow.client_conn))
-        seen: set[str] = set()
+        seen = set(pol.dlp.rules_off_for(req.host))  # rules already "seen" are not reported
         scanner = self.fw.scanner
         findings = scanner.scan_method(req.method, seen)
         findings += scanner.scan_url(req.host, req.path, seen)

@@ -17,7 +17,9 @@ with the path of the offending field (``dlp.patterns[1].regex: ...``).
         "patterns": [{"name": "internal-token", "regex": "itk_[A-Za-z0-9]{32}"}],   RE2 syntax
         "max_body_bytes": 1048576,              larger request bodies are refused unless action is off
         "exempt_headers": {"api.anthropic.com": ["x-api-key"]},  not scanned, on that host only,
-        "exempt_sources": ["172.30.6.0/24"]     and only on requests from there (the egress proxy)
+        "exempt_sources": ["172.30.6.0/24"],    and only on requests from there (the egress proxy)
+        "rules_off": {"api.anthropic.com": ["seed-phrase"]}   rules not applied on that host
+
       }
     }
 """
@@ -43,7 +45,7 @@ _HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")
 
 TOP_KEYS = {"bottle", "allow", "passthrough", "allowed_cidrs", "idle_timeout", "dlp"}
 TOP_REQUIRED = {"bottle", "allow"}
-DLP_KEYS = {"action", "hosts", "patterns", "max_body_bytes", "exempt_headers", "exempt_sources"}
+DLP_KEYS = {"action", "hosts", "patterns", "max_body_bytes", "exempt_headers", "exempt_sources", "rules_off"}
 PATTERN_KEYS = {"name", "regex"}
 
 
@@ -63,6 +65,11 @@ class DlpPolicy:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     exempt_headers: HostMap = field(default_factory=HostMap)
     exempt_sources: tuple = ()
+    rules_off: HostMap = field(default_factory=HostMap)
+
+    def rules_off_for(self, host: str) -> frozenset[str]:
+        """Rules that do not apply on ``host`` (the seed-phrase rule on the model's API host)."""
+        return self.rules_off.get(host, frozenset())
 
     def action_for(self, host: str) -> str:
         return self.hosts.get(host, self.action)
@@ -226,8 +233,17 @@ def _dlp(obj: object, p: _Problems) -> DlpPolicy:
         exempt.append((pat, frozenset(hdrs)))
 
     sources = tuple(_cidrs(obj.get("exempt_sources", []), "dlp.exempt_sources", p))
+    rules_off = []
+    for pat, v, here in _host_keyed(obj.get("rules_off", {}), "dlp.rules_off", p):
+        off = _str_list(v, here, p) or []
+        unknown = [name for name in off if name not in names]
+        if unknown:
+            p.add(here, f"unknown rule(s) {unknown!r} (rules: {', '.join(sorted(names))})")
+            continue
+        rules_off.append((pat, frozenset(off)))
     return DlpPolicy(
         exempt_sources=sources,
+        rules_off=HostMap(rules_off),
         action=action,
         hosts=HostMap(hosts),
         rules=tuple(rules),
