@@ -1,5 +1,5 @@
 """Render the firewall's policy.json from the manifest, the bottle's networks and the
-live changes made with `inv allow` / `inv deny`. Pure: data in, dict out."""
+live changes made with `inv allow` / `inv deny` and `inv route`. Pure: data in, dict out."""
 from __future__ import annotations
 
 from .manifest import allowed_on_some_port
@@ -12,14 +12,28 @@ def effective_allow(agent, changes: dict) -> list[str]:
     return [host for host in hosts if host not in denied]
 
 
-def exempt_headers(agent) -> dict[str, list[str]]:
+def route_doc(route) -> dict:
+    """A manifest route as routes.json holds it (secret names, never values)."""
+    return {"host": route.host, "paths": list(route.paths), "methods": list(route.methods),
+            "inject": [{"header": i.header.lower(), "secret": i.secret, "format": i.format} for i in route.inject]}
+
+
+def effective_routes(agent, changes: dict) -> list[dict]:
+    """The manifest's routes with the live changes of `inv route` applied: a removed host
+    loses all its routes, added routes come after the manifest's."""
+    removed = set(changes.get("removed", []))
+    routes = [route_doc(route) for route in agent.routes if route.host not in removed]
+    return routes + [route for route in changes.get("added", []) if route["host"] not in removed]
+
+
+def exempt_headers(routes: list[dict]) -> dict[str, list[str]]:
     """Headers an egress route injects: exempt from DLP on that route's host only."""
     exempt: dict[str, list[str]] = {}
-    for route in agent.routes:
-        names = exempt.setdefault(route.host, [])
-        for injection in route.inject:
-            if injection.header.lower() not in names:
-                names.append(injection.header.lower())
+    for route in routes:
+        names = exempt.setdefault(route["host"], [])
+        for injection in route["inject"]:
+            if injection["header"].lower() not in names:
+                names.append(injection["header"].lower())
     return exempt
 
 
@@ -29,13 +43,16 @@ def exempt_headers(agent) -> dict[str, list[str]]:
 MODEL_HOSTS = frozenset({"api.anthropic.com"})
 
 
-def rules_off(agent) -> dict[str, list[str]]:
-    return {route.host: ["seed-phrase"] for route in agent.routes if route.host in MODEL_HOSTS}
+def rules_off(routes: list[dict]) -> dict[str, list[str]]:
+    return {route["host"]: ["seed-phrase"] for route in routes if route["host"] in MODEL_HOSTS}
 
 
-def render(slug: str, agent, internal_cidr: str | None, changes: dict, link_cidr: str | None = None) -> dict:
+def render(slug: str, agent, internal_cidr: str | None, changes: dict, link_cidr: str | None = None,
+           routes: list[dict] | None = None) -> dict:
     """`link_cidr`: the network between the egress proxy and the firewall. Injected headers
-    are exempt from DLP only on requests from there (the egress proxy), never the agent's."""
+    are exempt from DLP only on requests from there (the egress proxy), never the agent's.
+    `routes`: the effective routes (default: the manifest's)."""
+    routes = effective_routes(agent, {}) if routes is None else routes
     network = agent.network
     allow = effective_allow(agent, changes)
     cidrs = list(network.allowed_cidrs)
@@ -54,8 +71,8 @@ def render(slug: str, agent, internal_cidr: str | None, changes: dict, link_cidr
             "hosts": dict(network.dlp.hosts),
             "patterns": [{"name": p.name, "regex": p.regex} for p in network.dlp.patterns],
             "max_body_bytes": network.dlp.max_body_bytes,
-            "exempt_headers": exempt_headers(agent),
-            "exempt_sources": [link_cidr] if link_cidr and agent.routes else [],
-            "rules_off": rules_off(agent),
+            "exempt_headers": exempt_headers(routes),
+            "exempt_sources": [link_cidr] if link_cidr and routes else [],
+            "rules_off": rules_off(routes),
         },
     }

@@ -5,33 +5,31 @@ firewall over the link network. A no-op without routes (the agent then uses the 
 Secrets come from the controller's environment at launch and reach only this sidecar, as
 a 0600 stage file mounted read-only: never argv, never `docker inspect`, never the agent.
 """
+import contextlib
 import json
 import os
 
 from invoke import Collection, task
 
+from rich.text import Text
+
+from .. import console, policy
 from ..containers import expect_ready, reload_and_confirm, start
 from ..context import current
 from ..errors import BottleError
+from ..manifest import covers
 from ..plan import EGRESS_ALIAS, EGRESS_PORT, FIREWALL_ALIAS, FIREWALL_PORT
+from ..sidecars.egress import routes as routes_mod
 from ..stepping import step
-from .proxy import CONFIG_DIR, hand_over, proxy, sidecar_user
+from .proxy import CONFIG_DIR, hand_over, proxy, reload_policy, sidecar_user, write_policy
 
 READY_PROBE = ["/opt/bottle/venv/bin/python", "/opt/bottle/firewall/healthcheck.py", str(EGRESS_PORT)]
 
 
-def route_json(route) -> dict:
-    return {"host": route.host, "paths": list(route.paths), "methods": list(route.methods),
-            "inject": [{"header": i.header, "secret": i.secret, "format": i.format} for i in route.inject]}
-
-
 def routes_doc(bottle) -> dict:
     """routes.json: the manifest's routes with the live changes of `inv route` applied."""
-    routes = [route_json(route) for route in bottle.agent.routes]
-    changed = bottle.state.get("route_changes") or {}
-    removed = set(changed.get("removed", []))
-    routes = [r for r in routes if r["host"] not in removed] + list(changed.get("added", []))
-    return {"bottle": bottle.slug, "routes": routes}
+    return {"bottle": bottle.slug,
+            "routes": policy.effective_routes(bottle.agent, bottle.state.get("route_changes") or {})}
 
 
 def secret_values(bottle, doc: dict) -> dict[str, str]:
@@ -83,4 +81,104 @@ def egress(c):
     return f"{name} started; {len(doc['routes'])} route(s) for {', '.join(sorted({r['host'] for r in doc['routes']}))}"
 
 
-ns = Collection(egress)
+def show_route(route: dict) -> str:
+    methods = ",".join(route["methods"]) or "any method"
+    inject = ", ".join(f"{i['header']} <- {i['secret']}" for i in route["inject"]) or "nothing injected"
+    return f"{route['host']}  {' '.join(route['paths'])}  {methods}  ({inject})"
+
+
+@task
+@step("routes")
+def routes(c):
+    """List the egress proxy's routes: host, path prefixes, methods, what is injected (never a value)."""
+    bottle = current(c)
+    doc = routes_doc(bottle)
+    for route in doc["routes"]:
+        console.out.print(Text(show_route(route)))
+    return f"{len(doc['routes'])} route(s)"
+
+
+def parse_injections(bottle, values) -> list[dict]:
+    out = []
+    for value in values or []:
+        header, sep, secret = value.partition("=")
+        if not sep:
+            raise BottleError(f"--inject {value!r}: write HEADER=SECRET_NAME, e.g. x-api-key=ANTHROPIC_API_KEY")
+        if secret not in bottle.agent.secrets:
+            raise BottleError(f"--inject {value!r}: {secret} is not one of this agent's secrets "
+                              f"({', '.join(bottle.agent.secrets) or 'none'})",
+                              f"declare it in {bottle.manifest.path} under agents.{bottle.agent.name}.secrets")
+        out.append({"header": header.lower(), "secret": secret, "format": "{secret}"})
+    return out
+
+
+def apply_route_change(bottle, changes: dict, verb: str) -> str:
+    """Validate, record, re-render both sidecars' files, and have both reload (verdicts awaited).
+    On any refusal the previous routes come back, in the files and in both sidecars."""
+    name = bottle.state.resource("egress")
+    if not bottle.plan.wants_egress or not name:
+        raise BottleError(f"bottle {bottle.slug} runs without an egress proxy",
+                          "declare egress_proxy.routes in the manifest and launch again; "
+                          "the proxy is put in front of the agent at launch, not while it runs")
+    before = bottle.state.get("route_changes") or {}
+    bottle.state.set("route_changes", changes)
+    try:
+        doc = reconfigure(bottle, name, verb)
+    except BottleError:
+        bottle.state.set("route_changes", before)
+        with contextlib.suppress(BottleError):
+            reconfigure(bottle, name, "rm" if verb == "add" else "add")
+        raise
+    return f"{name} reloaded; {len(doc['routes'])} route(s)"
+
+
+def reconfigure(bottle, name: str, verb: str) -> dict:
+    doc = write_config(bottle)  # raises before writing anything when a secret is not set
+    write_policy(bottle)
+    hand_over(bottle)
+    firewall = bottle.state.resource("firewall")
+    # Firewall first when adding (its DLP exemption must exist before the header is
+    # injected), egress proxy first when removing (no injection left when it goes).
+    if verb == "add" and firewall:
+        reload_policy(bottle, firewall)
+    reload_and_confirm(bottle, name, "routes-reload", "routes")
+    if verb != "add" and firewall:
+        reload_policy(bottle, firewall)
+    return doc
+
+
+@task(positional=["action", "host"], iterable=["path", "method", "inject"],
+      help={"action": "add or rm", "host": "the exact host the route serves (must be allowed)",
+            "path": "a path prefix (repeatable; default /)", "method": "an HTTP method (repeatable; default any)",
+            "inject": "HEADER=SECRET_NAME, a secret the manifest declares (repeatable)"})
+@step("route")
+def route(c, action, host, path=None, method=None, inject=None):
+    """Add or remove an egress route on the running proxy, without a restart."""
+    bottle = current(c)
+    changes = {key: list(value) for key, value in (bottle.state.get("route_changes") or {}).items()}
+    if action == "add":
+        spec = {"host": host, "paths": list(path or ["/"]), "methods": [m.upper() for m in method or []],
+                "inject": parse_injections(bottle, inject)}
+        try:
+            routes_mod.parse_route(spec)
+        except routes_mod.RouteError as e:
+            raise BottleError(f"route add {host}: {e}") from None
+        allow = policy.effective_allow(bottle.agent, bottle.state.get("policy_changes") or {})
+        if not any(covers(pattern, host) for pattern in allow):
+            raise BottleError(f"route add {host}: {host} is not on the allowlist, so the firewall would refuse it",
+                              f"allow it first: inv allow {host}")
+        changes["added"] = [*changes.get("added", []), spec]
+        changes["removed"] = [h for h in changes.get("removed", []) if h != host]
+    elif action == "rm":
+        known = {r["host"] for r in routes_doc(bottle)["routes"]}
+        if host not in known:
+            raise BottleError(f"route rm {host}: no route for {host}", "`inv routes` lists them")
+        changes["added"] = [r for r in changes.get("added", []) if r["host"] != host]
+        if any(r.host == host for r in bottle.agent.routes):
+            changes["removed"] = sorted({*changes.get("removed", []), host})
+    else:
+        raise BottleError(f"route {action!r}: say `route add HOST ...` or `route rm HOST`")
+    return apply_route_change(bottle, changes, action)
+
+
+ns = Collection(egress, routes, route)

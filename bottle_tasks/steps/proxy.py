@@ -28,7 +28,9 @@ def render_policy(bottle, changes: dict) -> dict:
     """The policy the firewall will get, checked by the firewall's own parser first,
     so a policy it would refuse fails here, before anything starts or reloads."""
     cidrs = bottle.state.get("cidr") or {}
-    rendered = policy.render(bottle.slug, bottle.agent, cidrs.get("net-internal"), changes, cidrs.get("net-link"))
+    routes = policy.effective_routes(bottle.agent, bottle.state.get("route_changes") or {})
+    rendered = policy.render(bottle.slug, bottle.agent, cidrs.get("net-internal"), changes, cidrs.get("net-link"),
+                             routes)
     try:
         firewall_policy.parse(rendered)
     except firewall_policy.PolicyError as exc:

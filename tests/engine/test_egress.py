@@ -185,6 +185,46 @@ def test_launch_without_the_secret_fails_at_egress_and_rolls_back(bottle):
     assert labelled(other) == []
 
 
+# -- live route changes ------------------------------------------------------------------------------------
+
+
+def started_at(bottle, role: str) -> str:
+    return docker("inspect", "-f", "{{.State.StartedAt}}", f"bottle-{bottle.slug}-{role}").stdout
+
+
+def test_routes_change_live_without_a_restart(bottle):
+    before = {role: started_at(bottle, role) for role in ("egress", "firewall")}
+    listed = bottle.inv("routes").stdout
+    assert API in listed and "x-api-key" in listed and REAL_KEY not in listed
+    bottle.inv("route", "add", UPSTREAM, "--path", "/added/", "--method", "GET", "--inject", "x-api-key=ANTHROPIC_API_KEY")
+    codes, _ = bottle.curl(f"https://{UPSTREAM}/added/one", "-H", "x-api-key: agent-value")
+    assert codes.endswith("200")
+    [seen] = records(bottle, path="/added/one")
+    assert header_values(seen, "x-api-key") == [REAL_KEY]  # injected, and exempt from DLP on this host
+    codes, body = bottle.curl(f"https://{UPSTREAM}/elsewhere")
+    assert codes.endswith("403") and "no-route" in body  # the host now has routes: off-route is refused
+    assert UPSTREAM in bottle.inv("routes").stdout
+    bottle.inv("route", "rm", UPSTREAM)
+    codes, _ = bottle.curl(f"https://{UPSTREAM}/added/two", "-H", "x-api-key: agent-value")
+    assert codes.endswith("200")
+    [seen] = records(bottle, path="/added/two")
+    assert header_values(seen, "x-api-key") == ["agent-value"]
+    assert {role: started_at(bottle, role) for role in ("egress", "firewall")} == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["route", "add", UPSTREAM, "--inject", "x-api-key=UNDECLARED"], "UNDECLARED"),
+    (["route", "add", UPSTREAM, "--path", "no-slash"], "paths"),
+    (["route", "add", OTHER], "allow"),
+    (["route", "rm", "nothing.example"], "no route"),
+])
+def test_bad_route_changes_are_refused_and_change_nothing(bottle, args, message):
+    before = bottle.inv("routes").stdout
+    out = bottle.inv(*args, check=False)
+    assert out.returncode != 0 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert bottle.inv("routes").stdout == before
+
+
 # -- streaming --------------------------------------------------------------------------------------------
 
 
