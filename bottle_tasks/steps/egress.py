@@ -8,6 +8,7 @@ a 0600 stage file mounted read-only: never argv, never `docker inspect`, never t
 import contextlib
 import json
 import os
+import re
 
 from invoke import Collection, task
 
@@ -98,17 +99,24 @@ def routes(c):
     return f"{len(doc['routes'])} route(s)"
 
 
+_TEMPLATED = re.compile(r"(?P<before>[^{}]*)\{(?P<secret>[A-Za-z_][A-Za-z0-9_]*)\}(?P<after>[^{}]*)")
+
+
 def parse_injections(bottle, values) -> list[dict]:
+    """`HEADER=SECRET_NAME`, or `HEADER=text {SECRET_NAME} text` (e.g. "authorization=Bearer {GITHUB_TOKEN}")."""
     out = []
     for value in values or []:
         header, sep, secret = value.partition("=")
         if not sep:
             raise BottleError(f"--inject {value!r}: write HEADER=SECRET_NAME, e.g. x-api-key=ANTHROPIC_API_KEY")
+        fmt = "{secret}"
+        if templated := _TEMPLATED.fullmatch(secret):
+            secret, fmt = templated["secret"], templated["before"] + "{secret}" + templated["after"]
         if secret not in bottle.agent.secrets:
             raise BottleError(f"--inject {value!r}: {secret} is not one of this agent's secrets "
                               f"({', '.join(bottle.agent.secrets) or 'none'})",
                               f"declare it in {bottle.manifest.path} under agents.{bottle.agent.name}.secrets")
-        out.append({"header": header.lower(), "secret": secret, "format": "{secret}"})
+        out.append({"header": header.lower(), "secret": secret, "format": fmt})
     return out
 
 
@@ -150,7 +158,8 @@ def reconfigure(bottle, name: str, verb: str) -> dict:
 @task(positional=["action", "host"], iterable=["path", "method", "inject"],
       help={"action": "add or rm", "host": "the exact host the route serves (must be allowed)",
             "path": "a path prefix (repeatable; default /)", "method": "an HTTP method (repeatable; default any)",
-            "inject": "HEADER=SECRET_NAME, a secret the manifest declares (repeatable)"})
+            "inject": "HEADER=SECRET_NAME or 'HEADER=Bearer {SECRET_NAME}', a secret the manifest declares "
+                      "(repeatable)"})
 @step("route")
 def route(c, action, host, path=None, method=None, inject=None):
     """Add or remove an egress route on the running proxy, without a restart."""

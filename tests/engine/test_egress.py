@@ -10,6 +10,7 @@ import json
 import secrets
 import string
 import subprocess
+import time
 
 import pytest
 
@@ -241,8 +242,13 @@ def test_server_sent_events_arrive_as_they_are_produced(bottle):
 
 
 def test_claude_code_answers_through_the_chain(bottle):
+    since = f"{time.time() - 1:.3f}"
     out = bottle.inv("claude", "-p", "Say hello.", check=False)
     assert REPLY in out.stdout, out.stdout + out.stderr
     calls = records(bottle, method="POST", path="/v1/messages?beta=true") or records(bottle, method="POST",
                                                                                      path="/v1/messages")
     assert calls and all(header_values(c, "x-api-key") == [REAL_KEY] for c in calls)
+    # Everything Claude Code sent to the API host was covered by the routes (none refused).
+    refused = [line for line in docker("logs", "--since", since, f"bottle-{bottle.slug}-egress").stdout.splitlines()
+               if '"no-route"' in line]
+    assert refused == [], refused

@@ -103,3 +103,19 @@ def test_routes_file_and_secrets(tmp_path):
     (tmp_path / "routes.json").write_text(json.dumps({"routes": [], "nope": 1}))
     with pytest.raises(R.RouteError, match="nope"):
         R.load(tmp_path / "routes.json")
+
+
+def test_cli_injections_plain_and_templated():
+    from types import SimpleNamespace
+
+    from bottle_tasks.errors import BottleError
+    from bottle_tasks.steps.egress import parse_injections
+
+    bottle = SimpleNamespace(agent=SimpleNamespace(secrets=("GITHUB_TOKEN",), name="a"), manifest=SimpleNamespace(path="m"))
+    assert parse_injections(bottle, ["X-Token=GITHUB_TOKEN", "authorization=Bearer {GITHUB_TOKEN}"]) == [
+        {"header": "x-token", "secret": "GITHUB_TOKEN", "format": "{secret}"},
+        {"header": "authorization", "secret": "GITHUB_TOKEN", "format": "Bearer {secret}"},
+    ]
+    for bad in ["no-equals", "x=UNDECLARED", "x=Bearer {UNDECLARED}"]:
+        with pytest.raises(BottleError):
+            parse_injections(bottle, [bad])
