@@ -1,10 +1,11 @@
 """`make bench`: measure bottle side by side with the plain alternative, in one run,
 and report ratios. Not a test: nothing here asserts a speed.
 
-1. Firewall overhead: HTTPS keep-alive requests/s and p50/p99 latency from a client
-   on the bottle's internal network through the firewall, versus the same client
-   straight to the same upstream, and through a bare `mitmdump` hop (the firewall's
-   image and CA, no addon): the floor any mitmproxy-based firewall starts from.
+1. Proxy overhead, on a bottle with a route (so with an egress proxy): HTTPS keep-alive
+   requests/s and p50/p99 latency of the same client straight to the upstream; through a
+   bare `mitmdump` hop (the firewall's image and CA, no addon: the floor any mitmproxy-based
+   proxy starts from); through the firewall alone; and the agent's real path, egress proxy
+   (injecting a header) + firewall. Ratios to the bare hop, and each sidecar's memory.
 2. Launch and teardown: warm `inv launch` (images built) to ready, and `inv down`,
    versus `docker compose up -d --wait` / `docker compose down` of the same
    containers, networks and images (compose file generated here).
@@ -38,20 +39,28 @@ def sh(*argv: str, env=None, check=True) -> subprocess.CompletedProcess:
 
 
 def inv(work: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, XDG_STATE_HOME=str(work / "state"), INVOKE_BOTTLE_MANIFEST=str(work / "bottles.yaml"))
+    env = dict(os.environ, XDG_STATE_HOME=str(work / "state"), INVOKE_BOTTLE_MANIFEST=str(work / "bottles.yaml"),
+               BENCH_KEY="bench-key-value")
     proc = sh(INV, *args, env=env, check=False)
     if proc.returncode:
         raise SystemExit(f"inv {' '.join(args)} failed:\n{proc.stderr}")
     return proc
 
 
-def write_manifest(work: Path, slug: str, bundle: Path, cidr: str = "") -> None:
+def write_manifest(work: Path, slug: str, routed: str, bundle: Path, cidr: str = "") -> None:
+    """`slug`: a plain bottle (launch vs compose); `routed`: one with a route (the proxies)."""
     (work / "bottles.yaml").write_text(f"""version: 1
 trust: {{extra_ca_bundle: {bundle}}}
 agents:
   {slug}:
     prompt: bench
     network: {{allow: [{UPSTREAM}], allowed_cidrs: [{cidr}]}}
+  {routed}:
+    prompt: bench
+    secrets: [BENCH_KEY]
+    network: {{allow: [{UPSTREAM}], allowed_cidrs: [{cidr}]}}
+    egress_proxy:
+      routes: [{{host: {UPSTREAM}, inject: [{{header: x-bench-key, secret: BENCH_KEY}}]}}]
 """)
 
 
@@ -61,9 +70,9 @@ def timed(fn) -> float:
     return time.perf_counter() - started
 
 
-def firewall_overhead(work: Path, slug: str, ca: pki.KeyPair) -> dict:
+def proxy_overhead(work: Path, slug: str, ca: pki.KeyPair) -> dict:
     state = json.loads((work / "state" / "bottle" / slug / "state.json").read_text())
-    firewall_ca = state["ca"]["firewall"]
+    firewall_ca, egress_ca = state["ca"]["firewall"], state["ca"]["egress"]
     image = json.loads(sh("docker", "inspect", f"bottle-{slug}-firewall").stdout)[0]["Config"]["Image"]
     files = work / "files"
     files.mkdir()
@@ -73,6 +82,7 @@ def firewall_overhead(work: Path, slug: str, ca: pki.KeyPair) -> dict:
     (files / "key.pem").chmod(0o644)
     (files / "upstream-ca.pem").write_bytes(ca.cert_pem)
     (files / "firewall-ca.pem").write_text(firewall_ca)
+    (files / "egress-ca.pem").write_text(egress_ca)
     shutil.copy(REPO / "tests" / "engine" / "upstream" / "server.py", files / "server.py")
     shutil.copy(REPO / "bench" / "client.py", files / "client.py")
     upstream = sh("docker", "run", "-d", "--init", "--label", "bottle.bench=1", "--network", f"bottle-{slug}-net-egress",
@@ -81,9 +91,11 @@ def firewall_overhead(work: Path, slug: str, ca: pki.KeyPair) -> dict:
     bare = start_bare_hop(work, slug, image, files)
     try:
         time.sleep(1.5)
+        # The firewall of a routed bottle sits on the link network (the agent's goes through egress).
         runs = {"direct": (f"bottle-{slug}-net-egress", "-", "/upstream/upstream-ca.pem"),
-                "bare mitmdump": (f"bottle-{slug}-net-internal", "barehop:3128", "/upstream/firewall-ca.pem"),
-                "firewall": (f"bottle-{slug}-net-internal", "firewall:3128", "/upstream/firewall-ca.pem")}
+                "bare mitmdump": (f"bottle-{slug}-net-link", "barehop:3128", "/upstream/firewall-ca.pem"),
+                "firewall": (f"bottle-{slug}-net-link", "firewall:3128", "/upstream/firewall-ca.pem"),
+                "egress+firewall": (f"bottle-{slug}-net-internal", "egress:8080", "/upstream/egress-ca.pem")}
         samples: dict[str, list] = {name: [] for name in runs}
         for _ in range(3):  # interleaved, so a slow moment of the machine hits every variant alike
             for name, (network, proxy, cafile) in runs.items():
@@ -93,7 +105,8 @@ def firewall_overhead(work: Path, slug: str, ca: pki.KeyPair) -> dict:
                 samples[name].append(json.loads(out.strip().splitlines()[-1]))
         results = {name: {key: statistics.median(s[key] for s in runs_) for key in runs_[0]}
                    for name, runs_ in samples.items()}
-        results["memory"] = {"bare mitmdump": memory(bare), "firewall": memory(f"bottle-{slug}-firewall")}
+        results["memory"] = {"bare mitmdump": memory(bare), "firewall": memory(f"bottle-{slug}-firewall"),
+                             "egress": memory(f"bottle-{slug}-egress")}
         return results
     finally:
         sh("docker", "rm", "-f", upstream, bare, check=False)
@@ -106,7 +119,7 @@ def start_bare_hop(work: Path, slug: str, image: str, files: Path) -> str:
     shutil.copy(work / "state" / "bottle" / slug / "stage" / "firewall" / "mitmproxy-ca.pem", conf)
     conf.chmod(0o777)  # mitmdump writes its dhparam file next to the CA, as another uid
     (conf / "mitmproxy-ca.pem").chmod(0o644)
-    bare = sh("docker", "run", "-d", "--init", "--label", "bottle.bench=1", "--network", f"bottle-{slug}-net-internal",
+    bare = sh("docker", "run", "-d", "--init", "--label", "bottle.bench=1", "--network", f"bottle-{slug}-net-link",
               "--network-alias", "barehop", "-v", f"{conf}:/conf", "-v", f"{files}:/upstream:ro",
               "--entrypoint", "/opt/bottle/venv/bin/mitmdump", image, "-q", "--listen-port", "3128",
               "--set", "confdir=/conf", "--set", "ssl_verify_upstream_trusted_ca=/upstream/upstream-ca.pem",
@@ -188,30 +201,32 @@ def compose_up(compose: list[str]) -> list[str]:
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bottle-bench-"))
     slug = f"bench{secrets.token_hex(2)}"
+    routed = f"{slug}r"
     ca = pki.mint_ca("bottle bench upstream CA")
     bundle = work / "bundle.pem"
     bundle.write_bytes(Path(HOST_BUNDLE).read_bytes() + b"\n" + ca.cert_pem)
-    write_manifest(work, slug, bundle)
+    write_manifest(work, slug, routed, bundle)
     try:
-        inv(work, "use", slug, "net")
-        cidr = json.loads((work / "state" / "bottle" / slug / "state.json").read_text())["cidr"]["net-egress"]
-        write_manifest(work, slug, bundle, cidr)
-        inv(work, "use", slug, "launch")  # builds images if needed: the runs below are warm
-        overhead = firewall_overhead(work, slug, ca)
+        inv(work, "use", routed, "net")
+        cidr = json.loads((work / "state" / "bottle" / routed / "state.json").read_text())["cidr"]["net-egress"]
+        write_manifest(work, slug, routed, bundle, cidr)
+        inv(work, "use", routed, "launch")  # builds images if needed: the runs below are warm
+        overhead = proxy_overhead(work, routed, ca)
+        inv(work, "use", routed, "down")
+        inv(work, "use", slug, "launch")
         launch = launch_vs_compose(work, slug)
     finally:
-        subprocess.run([INV, "use", slug, "down"], cwd=REPO, capture_output=True,
-                       env=dict(os.environ, XDG_STATE_HOME=str(work / "state"),
-                                INVOKE_BOTTLE_MANIFEST=str(work / "bottles.yaml")))
+        for bottle in (routed, slug):
+            subprocess.run([INV, "use", bottle, "down"], cwd=REPO, capture_output=True,
+                           env=dict(os.environ, XDG_STATE_HOME=str(work / "state"),
+                                    INVOKE_BOTTLE_MANIFEST=str(work / "bottles.yaml")))
         shutil.rmtree(work, ignore_errors=True)
-    d, b, f = overhead["direct"], overhead["bare mitmdump"], overhead["firewall"]
-    print(f"\nfirewall overhead ({REQUESTS} HTTPS keep-alive requests, median of 3 interleaved runs)")
-    for name in ("direct", "bare mitmdump", "firewall"):
+    d, b = overhead["direct"], overhead["bare mitmdump"]
+    print(f"\nproxy overhead ({REQUESTS} HTTPS keep-alive requests, median of 3 interleaved runs)")
+    for name in ("direct", "bare mitmdump", "firewall", "egress+firewall"):
         r = overhead[name]
-        print(f"  {name:<14} {r['rps']:8.0f} req/s   p50 {r['p50_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms")
-    print(f"  ratio firewall/bare mitmdump: throughput {f['rps'] / b['rps']:.2f}x, "
-          f"p50 {f['p50_ms'] / b['p50_ms']:.2f}x, p99 {f['p99_ms'] / b['p99_ms']:.2f}x")
-    print(f"  ratio firewall/direct: throughput {f['rps'] / d['rps']:.2f}x")
+        print(f"  {name:<16} {r['rps']:8.0f} req/s   p50 {r['p50_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms"
+              f"   throughput {r['rps'] / b['rps']:.2f}x the bare hop, {r['rps'] / d['rps']:.2f}x direct")
     print("  memory after the runs: " + ", ".join(f"{k} {v}" for k, v in overhead["memory"].items()))
     print(f"\nlaunch and teardown (median of {ROUNDS} rounds, warm images)")
     for key, value in launch.items():
