@@ -108,22 +108,36 @@ def teardown(bottle: Bottle) -> None:
         docker("network", "rm", name, check=False)
 
 
-@pytest.fixture(scope="module")
-def bottle(tmp_path_factory, test_ca, trust_bundle):
-    tmp = tmp_path_factory.mktemp("e2e")
+def module_bottle(tmp_path_factory, test_ca, trust_bundle, **launch):
+    """A bottle for one test module, in a state dir of its own; torn down after it.
+    For a module-scoped fixture: `yield from module_bottle(...)`."""
+    tmp = tmp_path_factory.mktemp(launch.get("prefix", "e2e"))
     state_home = tmp / "state"
     state_home.mkdir()
     mp = pytest.MonkeyPatch()
     mp.setenv("XDG_STATE_HOME", str(state_home))
     launched = None
     try:
-        launched = launch_bottle(tmp, state_home, test_ca, trust_bundle)
+        launched = launch_bottle(tmp, state_home, test_ca, trust_bundle, **launch)
         launched.state_home = state_home
         yield launched
     finally:
         if launched:
             teardown(launched)
         mp.undo()
+
+
+def upstream_records(bottle, **match) -> list[dict]:
+    """What the bottle's test upstream recorded (one JSON line per thing it received), filtered
+    by field values: what actually arrived, whatever the agent was told."""
+    out = docker("logs", bottle.upstreams[0]).stdout
+    found = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return [r for r in found if all(r.get(k) == v for k, v in match.items())]
+
+
+@pytest.fixture(scope="module")
+def bottle(tmp_path_factory, test_ca, trust_bundle):
+    yield from module_bottle(tmp_path_factory, test_ca, trust_bundle)
 
 
 # -- launch ---------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 
 from bottle_tasks.provisioning import PLACEHOLDER
 from helpers import docker, inv, labelled
-from test_bottle_e2e import OTHER, UPSTREAM, launch_bottle, teardown
+from test_bottle_e2e import OTHER, UPSTREAM, module_bottle, upstream_records
 
 pytestmark = pytest.mark.usefixtures("engine")
 
@@ -44,27 +44,11 @@ BODY = f"""    prompt: egress test bottle
 
 @pytest.fixture(scope="module")
 def bottle(tmp_path_factory, test_ca, trust_bundle):
-    tmp = tmp_path_factory.mktemp("egress")
-    state_home = tmp / "state"
-    state_home.mkdir()
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_STATE_HOME", str(state_home))
-    launched = None
-    try:
-        launched = launch_bottle(tmp, state_home, test_ca, trust_bundle, prefix="egr", body=BODY,
-                                 env={"ANTHROPIC_API_KEY": REAL_KEY}, aliases=(API, UPSTREAM, OTHER))
-        launched.state_home, launched.tmp = state_home, tmp
-        yield launched
-    finally:
-        if launched:
-            teardown(launched)
-        mp.undo()
+    yield from module_bottle(tmp_path_factory, test_ca, trust_bundle, prefix="egr", body=BODY,
+                             env={"ANTHROPIC_API_KEY": REAL_KEY}, aliases=(API, UPSTREAM, OTHER))
 
 
-def records(bottle, **match) -> list[dict]:
-    out = docker("logs", bottle.upstreams[0]).stdout
-    found = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    return [r for r in found if all(r.get(k) == v for k, v in match.items())]
+records = upstream_records
 
 
 def header_values(record: dict, name: str) -> list[str]:
@@ -135,6 +119,13 @@ def test_paths_are_normalised_before_matching_and_forwarded_normalised(bottle):
     codes, body = bottle.curl(f"https://{API}/v1%2fmessages", "--path-as-is")
     assert codes.endswith("400"), (codes, body)
     assert records(bottle, path="/admin") == [] and records(bottle, path="/v1%2fmessages") == []
+
+
+def test_a_host_header_naming_another_host_is_refused(bottle):
+    before = len(records(bottle, kind="http"))
+    codes, body = bottle.curl(f"https://{API}/v1/messages", "-H", f"Host: {UPSTREAM}", "-d", "x")
+    assert codes.endswith("403") and "host-mismatch" in body, (codes, body)
+    assert len(records(bottle, kind="http")) == before
 
 
 def test_hosts_without_routes_pass_unchanged(bottle):

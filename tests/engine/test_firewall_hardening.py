@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from helpers import docker
-from test_bottle_e2e import FAKE_AWS_KEY, OTHER, UPSTREAM, launch_bottle, teardown
+from test_bottle_e2e import FAKE_AWS_KEY, OTHER, UPSTREAM, module_bottle, upstream_records
 
 pytestmark = pytest.mark.usefixtures("engine")
 
@@ -25,31 +25,13 @@ MiB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def bottle(tmp_path_factory, test_ca, trust_bundle):
-    tmp = tmp_path_factory.mktemp("hardening")
-    state_home = tmp / "state"
-    state_home.mkdir()
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_STATE_HOME", str(state_home))
-    launched = None
-    try:
-        launched = launch_bottle(
-            tmp, state_home, test_ca, trust_bundle, prefix="fwh", allow=(f"{UPSTREAM}:9000",),
-            # A pattern that backtracks exponentially in Python's re: RE2 runs it in linear time.
-            network="      dlp: {patterns: [{name: evil, regex: '(a+)+$'}]}\n",
-        )
+    for launched in module_bottle(
+        tmp_path_factory, test_ca, trust_bundle, prefix="fwh", allow=(f"{UPSTREAM}:9000",),
+        # A pattern that backtracks exponentially in Python's re: RE2 runs it in linear time.
+        network="      dlp: {patterns: [{name: evil, regex: '(a+)+$'}]}\n",
+    ):
         docker("cp", str(TUNNEL_JS), f"bottle-{launched.slug}-agent:/tmp/tunnel.js")
         yield launched
-    finally:
-        if launched:
-            teardown(launched)
-        mp.undo()
-
-
-def upstream_records(bottle, **match) -> list[dict]:
-    """What the upstream recorded, filtered by field values."""
-    out = docker("logs", bottle.upstreams[0]).stdout
-    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    return [r for r in records if all(r.get(k) == v for k, v in match.items())]
 
 
 def tunnel(bottle, host: str, port: int, mode: str, payload: bytes) -> dict:
@@ -116,6 +98,23 @@ def test_secret_in_method_or_header_name_never_leaves(bottle, args):
     assert upstream_records(bottle, path=path) == []
     raw = bottle.inv("logs", "--json").stdout
     assert FAKE_AWS_KEY not in raw and FAKE_AWS_KEY.lower() not in raw
+
+
+def test_secret_behind_json_escapes_in_ndjson_never_leaves(bottle):
+    escaped = "".join(f"\\u{ord(ch):04x}" for ch in FAKE_AWS_KEY)
+    body = '{"a": 1}\n{"k": "' + escaped + '"}\n'
+    codes, _ = bottle.curl(f"https://{UPSTREAM}/ndjson", "-H", "Content-Type: application/x-ndjson",
+                           "--data-binary", body)
+    assert codes.endswith("403"), codes
+    assert upstream_records(bottle, path="/ndjson") == []
+
+
+def test_gzip_chunked_transfer_coding_is_refused(bottle):
+    request = (f"POST /te HTTP/1.1\r\nHost: {UPSTREAM}\r\nTransfer-Encoding: gzip, chunked\r\n"
+               "Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n").encode()
+    result = tunnel(bottle, UPSTREAM, 443, "split-tls", request)
+    assert result["received"].startswith("HTTP/1.1 501"), result
+    assert upstream_records(bottle, path="/te") == []
 
 
 # -- bounded work ------------------------------------------------------------------------------------
