@@ -17,6 +17,8 @@ from typing import Any, Mapping
 import yaml
 
 from .errors import BottleError
+from .sidecars.egress.routes import HTTP_METHODS as ROUTE_METHODS
+from .sidecars.egress.routes import Injection, Route  # one model of a route, for manifest and proxy
 from .sidecars.firewall.patterns import PatternError, compile_pattern
 from .schema import (Invalid, boolean, freeze, index_path, integer, items, key_path, mapping,
                      number, one_of, optional_string, parse_yaml, string, string_list, thaw,
@@ -44,21 +46,6 @@ class ManifestError(BottleError):
 
 def _empty() -> Mapping:
     return MappingProxyType({})
-
-
-@dataclass(frozen=True)
-class Injection:
-    header: str
-    secret: str
-    format: str = "{secret}"
-
-
-@dataclass(frozen=True)
-class Route:
-    host: str
-    paths: tuple[str, ...] = ("/",)
-    methods: tuple[str, ...] = ()
-    inject: tuple[Injection, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -570,7 +557,8 @@ def _dlp(value: Any, at: str, allow: tuple[str, ...]) -> Dlp:
 
 # --- egress proxy routes -----------------------------------------------------------
 
-HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")
+# The methods a route may name: the egress proxy's list (CONNECT and TRACE never carry an API call).
+HTTP_METHODS = ROUTE_METHODS
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")   # RFC 9110 header field name
 
 

@@ -12,17 +12,11 @@ def effective_allow(agent, changes: dict) -> list[str]:
     return [host for host in hosts if host not in denied]
 
 
-def route_doc(route) -> dict:
-    """A manifest route as routes.json holds it (secret names, never values)."""
-    return {"host": route.host, "paths": list(route.paths), "methods": list(route.methods),
-            "inject": [{"header": i.header.lower(), "secret": i.secret, "format": i.format} for i in route.inject]}
-
-
 def effective_routes(agent, changes: dict) -> list[dict]:
     """The manifest's routes with the live changes of `inv route` applied: a removed host
     loses all its routes, added routes come after the manifest's."""
     removed = set(changes.get("removed", []))
-    routes = [route_doc(route) for route in agent.routes if route.host not in removed]
+    routes = [route.to_json() for route in agent.routes if route.host not in removed]
     return routes + [route for route in changes.get("added", []) if route["host"] not in removed]
 
 

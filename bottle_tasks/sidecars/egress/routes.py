@@ -71,11 +71,12 @@ class Route:
         return any(path_has_prefix(path, prefix) for prefix in self.paths)
 
     def to_json(self) -> dict:
+        """The route as routes.json holds it (secret names, never values)."""
         return {
             "host": self.host,
             "paths": list(self.paths),
             "methods": list(self.methods),
-            "inject": [{"header": i.header, "secret": i.secret, "format": i.format} for i in self.inject],
+            "inject": [{"header": i.header.lower(), "secret": i.secret, "format": i.format} for i in self.inject],
         }
 
 
