@@ -243,3 +243,47 @@ def test_claude_code_answers_through_the_chain(bottle):
     refused = [line for line in docker("logs", "--since", since, f"bottle-{bottle.slug}-egress").stdout.splitlines()
                if '"no-route"' in line]
     assert refused == [], refused
+
+
+def test_interactive_claude_starts_without_asking_for_the_key(bottle):
+    """`inv claude` in a terminal: Claude Code takes the placeholder key (pre-approved at
+    provisioning) and shows its prompt; it neither asks about the key nor to log in."""
+    screen = run_in_terminal(bottle, ["claude"], until="API Usage Billing", seconds=40)
+    assert "API Usage Billing" in screen, screen[-2000:]
+    for question in ("Do you want to use this API key", "Select login method", "/login"):
+        assert question not in screen, screen[-2000:]
+
+
+def run_in_terminal(bottle, args: list[str], until: str, seconds: float) -> str:
+    """Run `inv use SLUG ARGS` on a pseudo-terminal until `until` shows or time runs out; the screen text."""
+    import os
+    import pty
+    import re
+    import select
+
+    from helpers import INV, REPO
+
+    main_fd, child_fd = pty.openpty()
+    env = dict(os.environ, INVOKE_BOTTLE_MANIFEST=str(bottle.manifest), TERM="xterm-256color",
+               COLUMNS="150", LINES="40", **bottle.env)
+    proc = subprocess.Popen([INV, "use", *bottle.selector, *args], cwd=REPO, env=env,
+                            stdin=child_fd, stdout=child_fd, stderr=child_fd, start_new_session=True)
+    os.close(child_fd)
+    raw = b""
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([main_fd], [], [], 0.5)
+            if ready:
+                try:
+                    raw += os.read(main_fd, 65536)
+                except OSError:
+                    break
+            text = re.sub(r"\x1b\[[0-9;?]*[ -/]*[@-~]", " ", raw.decode("utf-8", "replace"))
+            if until in text:
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(main_fd)
+    return re.sub(r"\x1b\[[0-9;?]*[ -/]*[@-~]", " ", raw.decode("utf-8", "replace"))
