@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass
 
 from . import docker
-from .docker import LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG
+from .docker import LABEL_ROLE, LABEL_SLUG
 from .errors import BottleError
 
 MAX_SUFFIX = 9
@@ -30,8 +30,10 @@ def _parse_labels(text: str) -> dict[str, str]:
 
 
 def labelled(target, slug: str | None = None) -> list[Found]:
-    """Every container and network carrying bottle labels (of one bottle, or all)."""
-    selector = f"{LABEL_SLUG}={slug}" if slug else LABEL_MANAGED
+    """Every container and network bottle created (of one bottle, or all). Selected by the
+    slug label, which bottle sets at creation: images carry no bottle label a container
+    could inherit, so a container someone else runs from a bottle image is not ours."""
+    selector = f"{LABEL_SLUG}={slug}" if slug else LABEL_SLUG
     found = []
     for kind, argv in (("container", docker.container_ls(selector)), ("network", docker.network_ls(selector))):
         for line in target.run(argv).stdout.splitlines():

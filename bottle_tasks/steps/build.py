@@ -26,7 +26,9 @@ def build_one(bottle, spec) -> None:
     context = spec.make_context()
     try:
         remote = bottle.target.put_tree(context, bottle.stage("build", spec.name))
-        labels = {docker.LABEL_MANAGED: "1", "bottle.image": spec.name}
+        # Not bottle.slug/bottle.managed: containers inherit image labels, and anyone's
+        # container from this image must not look like one bottle created.
+        labels = {"bottle.image": spec.name}
         bottle.run(docker.build(spec.tag, f"{remote}/Dockerfile", remote, spec.build_args, labels))
     except BottleError as exc:
         raise BottleError(f"building image {spec.name} failed", exc.detail or exc.message) from None

@@ -97,19 +97,42 @@ def test_dry_run_prints_commands_and_creates_nothing(bottle, state_home):
     assert not (state_home / "bottle" / slug).exists()
 
 
-def test_status_json_and_down_all_finds_orphans(bottle, state_home):
+def test_status_finds_orphans_and_down_removes_only_its_own(bottle, state_home):
     slug, manifest = bottle
     inv("use", slug, "net", manifest=manifest)
-    orphan = unique("orphan")
+    orphan, users = unique("orphan"), unique("users")
     docker("network", "create", "--label", f"bottle.slug={orphan}", "--label", "bottle.role=net-egress",
            "--label", "bottle.managed=1", f"bottle-{orphan}-net-egress")
-    report = json.loads(inv("status", "--json", manifest=manifest).stdout)
-    assert {n["role"] for n in report["bottles"][slug]["networks"]} == {"net-internal", "net-egress"}
-    assert any(o["name"] == f"bottle-{orphan}-net-egress" for o in report["orphans"])
-    table = inv("status", manifest=manifest).stdout
-    assert f"bottle-{slug}-net-internal" in table and "orphans" in table
-    inv("down", "--all", manifest=manifest)
-    assert labelled(slug) == [] and labelled(orphan) == []
+    # a bottle the tests did not create (the user's own, running beside `make test`)
+    docker("network", "create", "--label", f"bottle.slug={users}", "--label", "bottle.role=net-internal",
+           "--label", "bottle.managed=1", f"bottle-{users}-net-internal")
+    try:
+        report = json.loads(inv("status", "--json", manifest=manifest).stdout)
+        assert {n["role"] for n in report["bottles"][slug]["networks"]} == {"net-internal", "net-egress"}
+        assert any(o["name"] == f"bottle-{orphan}-net-egress" for o in report["orphans"])
+        table = inv("status", manifest=manifest).stdout
+        assert f"bottle-{slug}-net-internal" in table and "orphans" in table
+        inv("use", slug, "down", manifest=manifest)
+        inv("use", orphan, "down", manifest=manifest)  # no state: found by its label alone
+        assert labelled(slug) == [] and labelled(orphan) == []
+        assert labelled(users) == [f"bottle-{users}-net-internal"], "down touched a bottle it did not own"
+    finally:
+        docker("network", "rm", f"bottle-{users}-net-internal", check=False)
+        docker("network", "rm", f"bottle-{orphan}-net-egress", check=False)
+
+
+def test_a_container_from_a_bottle_image_is_not_an_orphan(bottle, state_home):
+    slug, manifest = bottle
+    inv("use", slug, "build", manifest=manifest)
+    image = docker("image", "ls", "--filter", "label=bottle.image=firewall", "--format", "{{.Repository}}:{{.Tag}}"
+                   ).stdout.split()[0]
+    name = unique("someone")
+    docker("run", "-d", "--name", name, "--label", "bottle.test=1", "--entrypoint", "sleep", image, "60")
+    try:
+        report = json.loads(inv("status", "--json", manifest=manifest).stdout)
+        assert not any(o["name"] == name for o in report["orphans"])
+    finally:
+        docker("rm", "-f", name, check=False)
 
 
 def test_name_conflict_takes_next_suffix(bottle):
