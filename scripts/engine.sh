@@ -8,7 +8,9 @@
 #      else debootstrap it from the Debian mirror and `docker import` it.
 #
 # Environment: BOTTLE_BASE_IMAGES (space-separated image:tag list, default
-# "debian:bookworm-slim debian:trixie-slim"), DEBIAN_MIRROR, DOCKERD_WAIT (seconds).
+# "debian:bookworm-slim debian:trixie-slim"; an entry image:tag=SUITE is always built
+# from that Debian suite, never pulled: the tests build one under a throwaway tag so
+# that CI runs this path), DEBIAN_MIRROR, DOCKERD_WAIT (seconds).
 set -euo pipefail
 
 BASE_IMAGES=${BOTTLE_BASE_IMAGES:-"debian:bookworm-slim debian:trixie-slim"}
@@ -42,15 +44,17 @@ if ! engine_answers; then
 fi
 say "engine up: $(docker version --format 'server {{.Server.Version}}, client {{.Client.Version}}')"
 
-build_base() {  # $1 = image:tag, e.g. debian:bookworm-slim
+build_base() {  # $1 = image:tag (debian:bookworm-slim), $2 = Debian suite (default: from the tag)
     # rootfs is global on purpose: the EXIT trap below runs after this function has
     # returned, and under `set -u` a local would be unbound by then.
-    local image=$1 suite
-    case $image in
-        debian:*) ;;
-        *) die "no registry answers and only debian:<suite>[-slim] can be built here; import $image yourself (docker import)";;
-    esac
-    suite=${image#*:}; suite=${suite%-slim}
+    local image=$1 suite=${2:-}
+    if [ -z "$suite" ]; then
+        case $image in
+            debian:*) ;;
+            *) die "no registry answers and only debian:<suite>[-slim] can be built here; import $image yourself (docker import)";;
+        esac
+        suite=${image#*:}; suite=${suite%-slim}
+    fi
     command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
     rootfs=$(mktemp -d /tmp/bottle-rootfs.XXXXXX)
     # EXIT, not RETURN: `die` exits the script, and the rootfs must go then too.
@@ -70,7 +74,12 @@ build_base() {  # $1 = image:tag, e.g. debian:bookworm-slim
     say "imported $image"
 }
 
-for image in $BASE_IMAGES; do
+for spec in $BASE_IMAGES; do
+    image=${spec%%=*}
+    if [ "$image" != "$spec" ]; then  # image:tag=SUITE: built, never pulled
+        docker image inspect "$image" >/dev/null 2>&1 || build_base "$image" "${spec#*=}"
+        continue
+    fi
     if docker image inspect "$image" >/dev/null 2>&1; then
         continue
     fi

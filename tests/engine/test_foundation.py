@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -198,3 +199,23 @@ def test_missing_runtime_is_a_clear_error(tmp_path, state_home):
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "no runtime 'runsc'" in proc.stderr and "runtime: runc" in proc.stderr
     assert labelled(slug) == []
+
+
+def test_engine_script_builds_a_base_image_from_scratch():
+    """The first-run path of `make engine` (debootstrap + docker import), under a throwaway
+    tag so that CI runs it every time, not only on a machine that lacks the base images."""
+    import subprocess
+
+    from helpers import REPO
+
+    image = f"bottle-test/base-{unique('b')}:latest"
+    before = set(Path("/tmp").glob("bottle-rootfs.*"))
+    try:
+        run = subprocess.run(["bash", "scripts/engine.sh"], cwd=REPO, capture_output=True, text=True, timeout=900,
+                             env={**os.environ, "BOTTLE_BASE_IMAGES": f"{image}=bookworm"})
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert "unbound variable" not in run.stderr
+        assert docker("run", "--rm", "--label", "bottle.test=1", image, "cat", "/etc/debian_version").stdout.startswith("12")
+        assert set(Path("/tmp").glob("bottle-rootfs.*")) == before, "the rootfs was left behind"
+    finally:
+        docker("rmi", "-f", image, check=False)
