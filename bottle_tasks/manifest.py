@@ -19,7 +19,9 @@ import yaml
 from .errors import BottleError
 from .sidecars.egress.routes import HTTP_METHODS as ROUTE_METHODS
 from .sidecars.egress.routes import Injection, Route  # one model of a route, for manifest and proxy
+from .sidecars.firewall.dlp import BUILTIN_NAMES
 from .sidecars.firewall.patterns import PatternError, compile_pattern
+from .sidecars.firewall.policy import MAX_BODY_LIMIT, PATTERN_NAME
 from .schema import (Invalid, boolean, freeze, index_path, integer, items, key_path, mapping,
                      number, one_of, optional_string, parse_yaml, string, string_list, thaw,
                      unknown_key)
@@ -159,6 +161,10 @@ def load_agent(path: str | Path, name: str) -> Agent:
     return manifest.agents[name]
 
 
+# Manifests are a few KiB; this bounds the work a hostile one can cause before validation.
+MAX_MANIFEST_BYTES = 1024 * 1024
+
+
 def _load(path: Path) -> Manifest:
     if not path.is_file():
         problem = "is a directory, not a manifest file" if path.is_dir() else "manifest file not found"
@@ -166,6 +172,9 @@ def _load(path: Path) -> Manifest:
     if path.suffix not in (".yaml", ".yml", ".md"):
         raise Invalid("(file)", f"unsupported manifest type '{path.suffix}'",
                       "use a .yaml/.yml manifest or a .md file with YAML front matter")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise Invalid("(file)", f"larger than {MAX_MANIFEST_BYTES // 1024} KiB",
+                      "a manifest is a few KiB of settings; keep prompts and data in files of their own")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
@@ -345,7 +354,7 @@ def _resources(value: Any, at: str) -> Resources:
                           "write a whole number with a unit k, m or g, e.g. 512m or 2g")
         out["memory"] = memory.lower()
     if "cpus" in doc:
-        out["cpus"] = number(doc["cpus"], key_path(at, "cpus"))
+        out["cpus"] = number(doc["cpus"], key_path(at, "cpus"), maximum=1024)
     if "pids" in doc:
         # Below a handful of processes not even the shell, git and node start.
         out["pids"] = integer(doc["pids"], key_path(at, "pids"), 16)
@@ -379,13 +388,21 @@ def _env(value: Any, at: str, secrets: tuple[str, ...]) -> dict[str, str]:
     return dict(env)
 
 
+def _one_line(value: str, at: str) -> str:
+    """A value written into a config file line (.gitconfig): no line breaks or control characters."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise Invalid(at, "contains a line break or another control character",
+                      "write it on one line (it goes into a config file line by line)")
+    return value
+
+
 def _git(value: Any, at: str) -> Git:
     doc = mapping(value, at, ("user_name", "user_email", "remotes"))
     out: dict[str, Any] = {}
     if "user_name" in doc:
-        out["user_name"] = string(doc["user_name"], key_path(at, "user_name"))
+        out["user_name"] = _one_line(string(doc["user_name"], key_path(at, "user_name")), key_path(at, "user_name"))
     if "user_email" in doc:
-        email = string(doc["user_email"], key_path(at, "user_email"))
+        email = _one_line(string(doc["user_email"], key_path(at, "user_email")), key_path(at, "user_email"))
         if "@" not in email:
             raise Invalid(key_path(at, "user_email"), f"'{email}' is not an e-mail address",
                           "write an address such as agent@bottle.invalid")
@@ -444,6 +461,10 @@ def _host(value: Any, at: str, wildcard: bool = True, port: bool = False) -> str
     if name != host and "." not in name:
         raise Invalid(at, f"'{value}' would allow a whole top-level domain",
                       "narrow the wildcard to a domain, e.g. *.example.com")
+    if "." not in name:
+        raise Invalid(at, f"'{value}' is a single-label name: inside a bottle that names one of its own "
+                      "containers (firewall, egress) or the machine itself (localhost)",
+                      "write the host's full name, e.g. api.example.com")
     return host
 
 
@@ -547,10 +568,21 @@ def _dlp(value: Any, at: str, allow: tuple[str, ...]) -> Dlp:
             raise Invalid(key_path(p, "regex"), str(e),
                           "write an RE2 regular expression (https://github.com/google/re2/wiki/Syntax); "
                           "quote it in single quotes to keep backslashes") from None
-        patterns.append(DlpPattern(string(spec["name"], key_path(p, "name")), regex))
+        name = string(spec["name"], key_path(p, "name"))
+        if not PATTERN_NAME.match(name):
+            raise Invalid(key_path(p, "name"), f"'{name}' is not a rule name",
+                          "use lower-case letters, digits, '-', '_' or '.', at most 63 characters")
+        if name in BUILTIN_NAMES or any(name == other.name for other in patterns):
+            raise Invalid(key_path(p, "name"), f"'{name}' is already the name of another rule",
+                          f"pick another name (built-in rules: {', '.join(sorted(BUILTIN_NAMES))})")
+        patterns.append(DlpPattern(name, regex))
     out: dict[str, Any] = {}
     if "max_body_bytes" in doc:
-        out["max_body_bytes"] = integer(doc["max_body_bytes"], key_path(at, "max_body_bytes"), 1)
+        size = integer(doc["max_body_bytes"], key_path(at, "max_body_bytes"), 1)
+        if size > MAX_BODY_LIMIT:
+            raise Invalid(key_path(at, "max_body_bytes"), f"{size} is more than {MAX_BODY_LIMIT} (1 GiB)",
+                          "bodies this size cannot be scanned; set the host's DLP action to off instead")
+        out["max_body_bytes"] = size
     return Dlp(action=one_of(doc.get("action", "block"), key_path(at, "action"), DLP_ACTIONS),
                hosts=MappingProxyType(hosts), patterns=tuple(patterns), **out)
 

@@ -27,14 +27,36 @@ class Invalid(Exception):
 _BOOL = "tag:yaml.org,2002:bool"
 
 
+# How deep a manifest may nest: real ones stay under 10; Python's own recursion ends near 1000.
+MAX_DEPTH = 50
+
+
 class StrictLoader(yaml.SafeLoader):
-    """SafeLoader with two traps removed.
+    """SafeLoader with the traps removed.
 
     YAML 1.1 reads `off`/`no`/`on`/`yes` as booleans, so `action: off` would
-    arrive as False; only true/false are booleans here. And a repeated key would
+    arrive as False; only true/false are booleans here. A repeated key would
     silently replace the first one (a second `network:` dropping the first), so
-    duplicate keys are an error.
+    duplicate keys are an error. Aliases (`*name`) are refused: a few lines of them
+    expand to billions of nodes (the "billion laughs"), and a manifest needs none.
+    Nesting is capped at MAX_DEPTH, before Python's recursion limit is.
     """
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.events.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML alias *{event.anchor} (aliases are not accepted in a manifest)", event.start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_DEPTH} levels deep", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 StrictLoader.yaml_implicit_resolvers = {
@@ -166,11 +188,12 @@ def integer(value: Any, at: str, minimum: int) -> int:
     return value
 
 
-def number(value: Any, at: str) -> float:
+def number(value: Any, at: str, maximum: float = 1e6) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise Invalid(at, f"expected a number, got {_kind(value)}", "write a number such as 1.5")
-    if not value > 0:
-        raise Invalid(at, f"must be greater than 0, got {value}", "write a positive number such as 1.5")
+    if not 0 < value <= maximum:  # also refuses .inf and .nan
+        raise Invalid(at, f"must be greater than 0 and at most {maximum:g}, got {value}",
+                      "write a positive number such as 1.5")
     return float(value)
 
 

@@ -41,6 +41,8 @@ DEFAULT_IDLE_TIMEOUT = 900
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 MAX_POLICY_BYTES = 4 * 1024 * 1024
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+PATTERN_NAME = _NAME  # a DLP pattern's name (the manifest checks names with it too)
+MAX_BODY_LIMIT = 1 << 30  # the largest dlp.max_body_bytes
 _HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")
 
 TOP_KEYS = {"bottle", "allow", "passthrough", "allowed_cidrs", "idle_timeout", "dlp"}
@@ -217,7 +219,7 @@ def _dlp(obj: object, p: _Problems) -> DlpPolicy:
         names.add(name)
         rules.append(dlp.Rule(name, compiled, f"a match for the policy pattern {name!r}"))
 
-    max_body = _int(obj.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES), "dlp.max_body_bytes", 1, 1 << 30, p)
+    max_body = _int(obj.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES), "dlp.max_body_bytes", 1, MAX_BODY_LIMIT, p)
 
     exempt = []
     for pat, v, here in _host_keyed(obj.get("exempt_headers", {}), "dlp.exempt_headers", p):
