@@ -1,5 +1,11 @@
 """What `provision` puts into the agent container, as one tar with exact owners and
-modes, plus the script the one `docker exec` runs. Pure: manifest data in, bytes out."""
+modes, plus the two scripts `docker exec` runs. Pure: manifest data in, bytes out.
+
+The agent owns its home and may plant links or odd files where provisioning writes
+(`~/.claude` -> /etc). So nothing is extracted into the home: the tar puts the agent's
+files in a root-owned staging folder, and `PLACE_SH`, run as the agent, moves them in,
+replacing what is in the way instead of following it. It can only do what the agent
+itself could, so a planted link never redirects a write, and provisioning succeeds."""
 from __future__ import annotations
 
 import io
@@ -14,6 +20,8 @@ HOME = "/home/agent"
 MANAGED_SETTINGS = "/etc/claude-code/managed-settings.json"
 BOTTLE_CA = "/usr/local/share/ca-certificates/bottle-ca.crt"
 SCRIPT = "/opt/bottle/provision.sh"
+PLACE_SCRIPT = "/opt/bottle/place.sh"
+STAGED = "/opt/bottle/agent-files"  # root-owned: the agent can read, not change, what is staged
 
 # Runs as root (uid 0, no capabilities): everything it touches is root-owned.
 # It does what update-ca-certificates does for one added CA, in a few ms instead
@@ -73,8 +81,31 @@ def gitconfig(agent) -> str:
     return "\n".join(lines) + "\n"
 
 
+def place_script(agent_files: list[tuple[str, bytes, int]]) -> str:
+    """The agent-side script: each staged file into its place in the home (run as the agent)."""
+    lines = [
+        "#!/bin/sh",
+        "# Runs as the agent: it can touch only what the agent may. Links, directories or files",
+        "# the agent put where these go are replaced, never followed.",
+        "set -eu",
+        "place() {  # staged file, destination, mode",
+        '    parent=${2%/*}',
+        f'    if [ "$parent" != "{HOME}" ]; then',
+        '        if [ -L "$parent" ] || { [ -e "$parent" ] && [ ! -d "$parent" ]; }; then rm -rf "$parent"; fi',
+        '        mkdir -p "$parent" && chmod 700 "$parent"',
+        "    fi",
+        '    if [ -L "$2" ] || [ -d "$2" ]; then rm -rf "$2"; fi',
+        '    tmp="$parent/.bottle-provision.$$"',
+        '    cp "$1" "$tmp" && chmod "$3" "$tmp" && mv -fT "$tmp" "$2"',
+        "}",
+    ]
+    lines += [f"place {STAGED}{path[len(HOME):]} {path} {mode:o}" for path, _, mode in agent_files]
+    return "\n".join(lines) + "\necho placed\n"
+
+
 def files(agent, ca_pem: str, first_time: bool = True) -> list[tuple[str, bytes, int, int]]:
-    """(path, content, mode, uid) for everything provisioning writes.
+    """(path, content, mode, uid) for everything the tar holds: root's files in place, the
+    agent's in the staging folder (placed by PLACE_SCRIPT), and the two scripts.
 
     ~/.claude.json is Claude Code's own state (history, login, onboarding): it is
     seeded the first time a container is provisioned and never overwritten after."""
@@ -90,30 +121,20 @@ def files(agent, ca_pem: str, first_time: bool = True) -> list[tuple[str, bytes,
         (MANAGED_SETTINGS, json.dumps(claude_settings(agent), indent=2).encode(), 0o644),
         (BOTTLE_CA, ca_pem.encode(), 0o644),
         (SCRIPT, PROVISION_SH.encode(), 0o755),
+        (PLACE_SCRIPT, place_script(agent_files).encode(), 0o755),
     ]
-    return ([(p, data, mode, AGENT_UID) for p, data, mode in agent_files]
-            + [(p, data, mode, 0) for p, data, mode in root_files])
+    # Staged copies are readable by the agent (they are its files, nothing secret) and root's.
+    staged = [(STAGED + path[len(HOME):], data, 0o644) for path, data, _ in agent_files]
+    return [(p, data, mode, 0) for p, data, mode in staged + root_files]
 
 
 def tarball(entries: list[tuple[str, bytes, int, int]]) -> bytes:
-    """A tar rooted at / with each entry's owner set, for `docker cp -a`.
-
-    Directories below the agent's home are listed explicitly so they belong to
-    the agent (Claude Code writes into ~/.claude); other parents exist in the image
-    or are created root-owned by the extraction, and are left alone."""
+    """A tar rooted at / with each entry's owner set, for `docker cp -a`. Parents exist in
+    the image or are created root-owned by the extraction, and are left alone."""
     buffer = io.BytesIO()
     now = time.time()
-    listed: set[str] = set()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         for path, data, mode, uid in entries:
-            parent = path.rsplit("/", 1)[0]
-            while parent.startswith(HOME + "/") and parent not in listed:
-                listed.add(parent)
-                info = tarfile.TarInfo(parent.lstrip("/"))
-                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o700, now
-                info.uid = info.gid = AGENT_UID
-                archive.addfile(info)
-                parent = parent.rsplit("/", 1)[0]
             info = tarfile.TarInfo(path.lstrip("/"))
             info.size, info.mode, info.mtime = len(data), mode, now
             info.uid = info.gid = uid

@@ -100,6 +100,9 @@ def provision(c):
     bottle.target.write(archive, provisioning.tarball(payload))
     bottle.run(docker.cp_tar_from_stdin(name), stdin_path=archive)  # the agent's files stay the agent's
     bottle.run(docker.exec_(name, ["sh", provisioning.SCRIPT], user="0"))
+    # The agent's files, placed as the agent: links it planted are replaced, never followed.
+    bottle.run(docker.exec_(name, ["sh", provisioning.PLACE_SCRIPT],
+                            user=f"{provisioning.AGENT_UID}:{provisioning.AGENT_GID}"))
     bottle.state.set("provisioned", container_id)
     return f"{name}: trusts the bottle {ca_role} CA; git, Claude settings and prompt in place"
 

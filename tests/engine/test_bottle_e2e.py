@@ -200,6 +200,22 @@ def test_provisioned(bottle):
     assert bottle.curl(f"https://{UPSTREAM}/after-reprovision")[0].endswith("200")
 
 
+def test_provision_is_not_blocked_or_redirected_by_planted_links(bottle):
+    """The agent owns its home: links and odd files it plants where provisioning writes
+    must neither stop `provision` nor redirect a write outside the home."""
+    passwd = bottle.sh("md5sum /etc/passwd /etc/ssl/certs/ca-certificates.crt").stdout
+    planted = ("rm -rf ~/.claude ~/PROMPT.md ~/.gitconfig && ln -s /etc ~/.claude && "
+               "ln -s /etc/passwd ~/.gitconfig && mkdir -p ~/PROMPT.md/sub")
+    assert bottle.sh(planted).returncode == 0
+    bottle.inv("provision")
+    assert bottle.sh("md5sum /etc/passwd /etc/ssl/certs/ca-certificates.crt").stdout.split()[0] == passwd.split()[0]
+    for path in ("~/.claude", "~/.claude/CLAUDE.md", "~/.gitconfig", "~/PROMPT.md"):
+        kind = bottle.sh(f"stat -c '%F %U' {path}").stdout.strip()
+        assert kind.endswith("agent") and "symbolic link" not in kind, (path, kind)
+    assert "end-to-end test bottle" in bottle.sh("cat ~/.claude/CLAUDE.md").stdout
+    assert bottle.sh("test -e /etc/CLAUDE.md").returncode != 0
+
+
 def test_claude_code_runs_inside(bottle):
     out = bottle.inv("exec", "claude --version")
     assert "Claude Code" in out.stdout

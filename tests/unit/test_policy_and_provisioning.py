@@ -72,25 +72,30 @@ def test_provision_tar_owners_and_content(tmp_path):
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
         members = {m.name: m for m in archive.getmembers()}
         read = lambda name: archive.extractfile(members[name]).read().decode()
-        assert members["home/agent/.claude"].isdir() and members["home/agent/.claude"].uid == 1000
-        assert members["home/agent/.claude.json"].uid == 1000 and members["home/agent/.claude.json"].mode == 0o600
+        # nothing is extracted into the agent's home: its files are staged, root-owned
+        assert not any(name.startswith("home/") for name in members)
+        assert members["opt/bottle/agent-files/.claude.json"].uid == 0
         assert members["usr/local/share/ca-certificates/bottle-ca.crt"].uid == 0
         assert members["opt/bottle/provision.sh"].mode == 0o755
-        state = json.loads(read("home/agent/.claude.json"))
+        place = read("opt/bottle/place.sh")
+        assert "place /opt/bottle/agent-files/.claude.json /home/agent/.claude.json 600" in place
+        assert "place /opt/bottle/agent-files/.claude/CLAUDE.md /home/agent/.claude/CLAUDE.md 644" in place
+        state = json.loads(read("opt/bottle/agent-files/.claude.json"))
         assert state["hasCompletedOnboarding"] is True
         assert state["mcpServers"] == {"notes": {"command": "notes-server", "args": ["--stdio"]}}
         settings = json.loads(read("etc/claude-code/managed-settings.json"))
         assert settings["permissions"] == {"allow": ["Read"], "deny": ["WebFetch"]}
         assert members["etc/claude-code/managed-settings.json"].uid == 0  # the agent cannot edit it
-        assert read("home/agent/.claude/CLAUDE.md").startswith("Be careful.")
-        assert "email = agent@bottle.invalid" in read("home/agent/.gitconfig")
-    # No parent directories outside the agent's home are in the tar: they keep their owners.
-    assert "home/agent" not in members and "usr" not in members
+        assert read("opt/bottle/agent-files/.claude/CLAUDE.md").startswith("Be careful.")
+        assert "email = agent@bottle.invalid" in read("opt/bottle/agent-files/.gitconfig")
+    # No parent directories are in the tar: they keep their owners.
+    assert "opt/bottle" not in members and "usr" not in members
 
 
 def test_reprovisioning_keeps_claude_state(tmp_path):
     names = [path for path, *_ in provisioning.files(agent(tmp_path), "ca", first_time=False)]
-    assert "/home/agent/.claude.json" not in names and "/home/agent/.claude/CLAUDE.md" in names
+    assert "/opt/bottle/agent-files/.claude.json" not in names
+    assert "/opt/bottle/agent-files/.claude/CLAUDE.md" in names
 
 
 def test_seed_phrase_rule_is_off_on_a_routed_model_host_only(tmp_path):
