@@ -27,8 +27,10 @@ REPLY = "Hello from the stand-in Messages API."
 REAL_KEY = "sk-ant-api03-" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(93)) + "AA"
 AGENT_KEY_SHAPED = "sk-ant-api03-" + "B" * 93 + "AA"  # what the agent might try to send itself
 
-BODY = f"""    prompt: egress test bottle
-    secrets: [ANTHROPIC_API_KEY]
+def api_bottle(secret: str, inject: str) -> str:
+    """The manifest entry of a bottle whose route to the API host injects `inject`."""
+    return f"""    prompt: egress test bottle
+    secrets: [{secret}]
     resources: {{memory: 2g, cpus: 1, pids: 512}}
     network:
       allow: [{API}, {UPSTREAM}]
@@ -36,10 +38,13 @@ BODY = f"""    prompt: egress test bottle
     egress_proxy:
       routes:
         - host: {API}
-          paths: [/v1/, /api/claude_code/]
+          paths: [/v1/, /api/claude_code/]   # what Claude Code sends, with a key or a subscription
           methods: [GET, POST]
-          inject: [{{header: x-api-key, secret: ANTHROPIC_API_KEY}}]
+          inject: [{inject}]
 """
+
+
+BODY = api_bottle("ANTHROPIC_API_KEY", "{header: x-api-key, secret: ANTHROPIC_API_KEY}")
 
 
 @pytest.fixture(scope="module")

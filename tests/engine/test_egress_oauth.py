@@ -9,31 +9,20 @@ import string
 import pytest
 
 from test_bottle_e2e import UPSTREAM, module_bottle, upstream_records
-from test_egress import API, REPLY, header_values
+from test_egress import REPLY, api_bottle, header_values
 
 pytestmark = pytest.mark.usefixtures("engine")
 
 TOKEN = "sk-ant-oat01-" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(95)) + "AA"
 
-BODY = f"""    prompt: subscription test bottle
-    secrets: [CLAUDE_CODE_OAUTH_TOKEN]
-    resources: {{memory: 2g, cpus: 1, pids: 512}}
-    network:
-      allow: [{API}, {UPSTREAM}]
-      allowed_cidrs: []
-    egress_proxy:
-      routes:
-        - host: {API}
-          paths: [/v1/, /api/claude_code/]   # what it sends, as with an API key
-          methods: [GET, POST]
-          inject: [{{header: Authorization, secret: CLAUDE_CODE_OAUTH_TOKEN, format: "Bearer {{secret}}"}}]
-"""
+BODY = api_bottle("CLAUDE_CODE_OAUTH_TOKEN",
+                  '{header: Authorization, secret: CLAUDE_CODE_OAUTH_TOKEN, format: "Bearer {secret}"}')
 
 
 @pytest.fixture(scope="module")
 def bottle(tmp_path_factory, test_ca, trust_bundle):
     yield from module_bottle(tmp_path_factory, test_ca, trust_bundle, prefix="oat", body=BODY,
-                             env={"CLAUDE_CODE_OAUTH_TOKEN": TOKEN}, aliases=(API, UPSTREAM))
+                             env={"CLAUDE_CODE_OAUTH_TOKEN": TOKEN}, aliases=("api.anthropic.com", UPSTREAM))
 
 
 def test_claude_code_with_a_subscription_token_it_never_holds(bottle):

@@ -6,3 +6,15 @@ import importlib.util
 
 if importlib.util.find_spec("mitmproxy") is None or importlib.util.find_spec("firewall") is None:
     collect_ignore_glob = ["test_*.py"]
+
+else:
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def upstream(tmp_path_factory):
+        """An HTTPS upstream on loopback (test_live.Upstream), one per test module."""
+        from test_live import Upstream
+
+        up = Upstream(tmp_path_factory.mktemp("upstream"))
+        yield up
+        up.close()

@@ -275,13 +275,6 @@ class LiveFirewall:
 
 
 @pytest.fixture(scope="module")
-def upstream(tmp_path_factory):
-    up = Upstream(tmp_path_factory.mktemp("upstream"))
-    yield up
-    up.close()
-
-
-@pytest.fixture(scope="module")
 def fw(tmp_path_factory, upstream):
     f = LiveFirewall(tmp_path_factory.mktemp("fw"), upstream)
     yield f

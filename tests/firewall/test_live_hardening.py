@@ -14,33 +14,36 @@ import time
 import pytest
 from firewall.healthcheck import probe
 from fwtest import policy_doc
-from test_live import TIMEOUT, LiveFirewall, Upstream
+from test_live import TIMEOUT, LiveFirewall
 
 AWS = "AKIAIOSFODNN7EXAMPLE"
 MiB = 1024 * 1024
+
+
+def serve(handle) -> socket.socket:
+    """A loopback listener that hands each accepted connection to `handle` in a thread of its own."""
+    sock = socket.create_server(("127.0.0.1", 0))
+
+    def accept_loop():
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:  # closed
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept_loop, daemon=True).start()
+    return sock
 
 
 class RawServer:
     """A TCP upstream that records every byte it receives (and may greet first)."""
 
     def __init__(self, banner: bytes = b""):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
         self.banner = banner
         self.received = bytearray()
-        self.connections = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+        self.sock = serve(self._handle)
+        self.port = self.sock.getsockname()[1]
 
     def _handle(self, conn):
         with conn:
@@ -94,13 +97,6 @@ def send_after_refusal(sock: socket.socket, data: bytes) -> None:
         except OSError:
             return
         time.sleep(0.05)
-
-
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory):
-    up = Upstream(tmp_path_factory.mktemp("upstream"))
-    yield up
-    up.close()
 
 
 @pytest.fixture(scope="module")

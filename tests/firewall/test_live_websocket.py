@@ -5,16 +5,14 @@ upstream (wsproto over TLS on loopback) records what actually arrived."""
 from __future__ import annotations
 
 import signal
-import socket
 import ssl
-import threading
 
 import pytest
 import wsproto
 import wsproto.events as ev
 from fwtest import policy_doc
 from test_live import TIMEOUT, LiveFirewall, Upstream
-from test_live_hardening import connect_tunnel
+from test_live_hardening import connect_tunnel, serve
 
 AWS = "AKIAIOSFODNN7EXAMPLE"
 
@@ -25,18 +23,9 @@ class WsServer:
     def __init__(self, upstream: Upstream):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(upstream.cert_file)
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
         self.events: list = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                raw, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(raw,), daemon=True).start()
+        self.sock = serve(self._handle)
+        self.port = self.sock.getsockname()[1]
 
     def _handle(self, raw):
         try:
@@ -100,13 +89,6 @@ class WsClient:
             return True
         except TimeoutError:
             return False
-
-
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory):
-    up = Upstream(tmp_path_factory.mktemp("upstream"))
-    yield up
-    up.close()
 
 
 @pytest.fixture(scope="module")
