@@ -8,6 +8,7 @@ Every step reads it through `current(c)`.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,46 @@ def close_connections() -> None:
         _CONNECTIONS.popitem()[1].close()
 
 
+# -- one run at a time per bottle ---------------------------------------------------
+
+#: tasks that only look: they never take a bottle's lock (a long `claude` session must
+#: not keep `allow` or `down` waiting)
+READ_ONLY_TASKS = frozenset({"use", "status", "plan", "logs", "routes", "claude", "shell", "exec"})
+_RUN = {"locking": True}
+_LOCKS: dict[str, int] = {}
+
+
+def begin_run(task_names) -> None:
+    """Called by the executor: does this command line change bottles (and so lock them)?"""
+    _RUN["locking"] = not set(task_names) <= READ_ONLY_TASKS
+
+
+def lock_bottle(slug: str) -> None:
+    """Hold bottle `slug`'s lock until the run ends; a bottle another run holds is busy.
+    Two launches of one bottle at once would otherwise both create, and undo, its parts."""
+    if slug in _LOCKS or not _RUN["locking"]:
+        return
+    folder = state_root() / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / f"{slug}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise BottleError(f"bottle {slug} is busy: another `inv` run (pid {holder}) is changing it",
+                          "wait for it to finish, then run again") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _LOCKS[slug] = fd
+
+
+def end_run() -> None:
+    """Release every bottle lock this run holds (the kernel would, at exit, anyway)."""
+    while _LOCKS:
+        os.close(_LOCKS.popitem()[1])
+
+
 def host_label(remote: str | None) -> str:
     return remote or "local"
 
@@ -130,6 +171,8 @@ def current(c, need_manifest: bool = True) -> Bottle:
     if problem:
         raise BottleError(problem, "pick another with `inv use AGENT --name NAME`")
     target = target_for(c, chosen["remote"])
+    if not target.dry:
+        lock_bottle(slug)
     state = State.load(slug, persist=not target.dry)
     check_host(state, chosen)
     if agent:
