@@ -3,6 +3,7 @@ created and exits cleanly with the reason (no traceback reaches the user)."""
 from __future__ import annotations
 
 import contextlib
+import signal
 import time
 import traceback
 
@@ -61,7 +62,13 @@ class BottleExecutor(Executor):
             names = ", ".join(action.name for _, action in undo.JOURNAL)
             console.note(f"kept for debugging (--keep): {names}; remove with `inv down`")
             return
-        failures = undo.rollback()
+        # Ctrl-C again must not leave half a rollback: ignored until it is done, also by the
+        # docker commands it starts (an ignored signal stays ignored across exec).
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            failures = undo.rollback()
+        finally:
+            signal.signal(signal.SIGINT, previous)
         for failure in failures:
             console.error(f"rollback: {failure}")
         if not failures:

@@ -11,9 +11,17 @@ JOURNAL: list[tuple[object, UndoAction]] = []
 
 
 def record(bottle, kind: str, name: str, role: str, step: str) -> None:
-    """Remember, right after creating it, a resource and how to undo it."""
+    """Remember a resource and how to undo it, just before creating it: an interrupt can
+    land after the engine made it and before the CLI returned, and it must still be undone."""
     bottle.state.record(kind, name, role, step)
     JOURNAL.append((bottle, UndoAction(kind, name, step)))
+
+
+def unrecord(bottle, kind: str, name: str) -> None:
+    """The creation failed (the engine said so): there is nothing to undo."""
+    for entry in [e for e in JOURNAL if e[0] is bottle and (e[1].kind, e[1].name) == (kind, name)]:
+        JOURNAL.remove(entry)
+        bottle.state.forget(entry[1])
 
 
 def undo(bottle, action: UndoAction) -> None:

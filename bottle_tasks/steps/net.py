@@ -3,15 +3,23 @@ from invoke import Collection, task
 
 from .. import docker
 from ..context import current
-from ..resources import claim_name
+from ..resources import claim_name, owner
 from ..stepping import step
-from ..undo import record
+from ..errors import BottleError
+from ..undo import record, unrecord
 
 def ensure_network(bottle, role: str, internal: bool) -> str:
     name, exists = claim_name(bottle, "network", role)
     if not exists:
-        bottle.run(docker.network_create(name, bottle.plan.labels(role), internal=internal))
-        record(bottle, "network", name, role, "net")
+        record(bottle, "network", name, role, "net")  # first: see undo.record
+        try:
+            bottle.run(docker.network_create(name, bottle.plan.labels(role), internal=internal))
+        except BottleError:
+            # An interrupted CLI (exit 130) may fail after the engine made the network:
+            # forget it only when it really is not there as ours.
+            if bottle.dry or owner(bottle.target, "network", name) != (bottle.slug, role):
+                unrecord(bottle, "network", name)
+            raise
     return name
 
 

@@ -1,0 +1,63 @@
+"""Ctrl-C at any point of `inv launch` leaves nothing behind, and a second Ctrl-C during the
+rollback does not leave half of it. SIGINT goes to the whole process group, as a terminal
+sends it, so the docker commands in flight are interrupted too."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from helpers import INV, REPO, docker, inv, labelled, unique, write_manifest
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+# Seconds into a warm launch (about 1.5 s here): during net, ca, proxy, agent, provision,
+# the readiness wait, and just after.
+DELAYS = (0.15, 0.3, 0.5, 0.7, 0.9, 1.2, 1.6)
+
+
+@pytest.fixture
+def bottle(tmp_path, state_home, trust_bundle):
+    slug = unique("int")
+    manifest = write_manifest(tmp_path, {slug: "    prompt: test\n    network: {allow: [example.org]}"},
+                              bundle=str(trust_bundle))
+    inv("use", slug, "build", manifest=manifest)  # warm images: the launches below start at once
+    yield slug, manifest
+    inv("use", slug, "down", manifest=manifest, check=False)
+    for name in labelled(slug):
+        docker("rm", "-f", name, check=False)
+        docker("network", "rm", name, check=False)
+
+
+def interrupted_launch(slug: str, manifest, delay: float, twice: bool) -> tuple[int, str]:
+    env = dict(os.environ, INVOKE_BOTTLE_MANIFEST=str(manifest))
+    run = subprocess.Popen([INV, "use", slug, "launch"], cwd=REPO, env=env, text=True, start_new_session=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    time.sleep(delay)
+    os.killpg(run.pid, signal.SIGINT)
+    if twice:
+        time.sleep(0.15)
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    return run.returncode, err
+
+
+@pytest.mark.parametrize("twice", [False, True], ids=["once", "twice"])
+def test_ctrl_c_at_any_point_of_a_launch_leaves_nothing(bottle, twice):
+    slug, manifest = bottle
+    outcomes = []
+    for delay in DELAYS:
+        code, err = interrupted_launch(slug, manifest, delay, twice)
+        assert "Traceback" not in err, err
+        if code == 0:  # finished before the signal: a whole bottle, then taken down
+            outcomes.append((delay, "finished"))
+            inv("use", slug, "down", manifest=manifest)
+        else:
+            outcomes.append((delay, code))
+        assert labelled(slug) == [], f"left behind after Ctrl-C at {delay}s: {labelled(slug)}\n{err}"
+    print(f"Ctrl-C {'twice' if twice else 'once'} into a launch:", outcomes)
+    assert any(outcome != "finished" for _, outcome in outcomes), "no launch was actually interrupted"
