@@ -17,12 +17,20 @@ from .undo import record
 LABEL_CONFIG = "bottle.config"
 
 
-def current_config(bottle, name: str) -> str | None:
-    """The config label of a running container; None when it is not running."""
+def inspect_config(bottle, name: str) -> tuple[bool, str] | None:
+    """(running, config label) of a container; None when there is none."""
     fmt = "{{.State.Running}} {{index .Config.Labels \"" + LABEL_CONFIG + "\"}}"
     result = bottle.run(docker.container_inspect(name, fmt), check=False)
+    if not result.ok:
+        return None
     running_flag, _, config = result.stdout.strip().partition(" ")
-    return config if result.ok and running_flag == "true" else None
+    return running_flag == "true", config
+
+
+def current_config(bottle, name: str) -> str | None:
+    """The config label of a running container; None when it is not running."""
+    found = inspect_config(bottle, name)
+    return found[1] if found and found[0] else None
 
 
 def running(bottle, name: str) -> bool:
@@ -46,8 +54,14 @@ def start(bottle, role: str, step: str, image: str, *, network: str,
     name, exists = claim_name(bottle, "container", role)
     digest = config_digest(image, {"network": network, "connect": connect, **run_options}, inputs)
     if exists:
-        if current_config(bottle, name) == digest:
-            return name, False
+        found = inspect_config(bottle, name)
+        if found and found[1] == digest:
+            if found[0]:
+                return name, False
+            # Stopped (the engine restarted, or someone stopped it) but as configured: start
+            # it again rather than replace it, so what the agent did inside is kept.
+            if bottle.run(docker.container_start(name), check=False).ok and running(bottle, name):
+                return name, True
         bottle.run(docker.container_rm(name))
     # Registered before `docker run`: a container that is created but fails to
     # start still exists, and must still be removed by rollback or `down`.

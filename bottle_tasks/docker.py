@@ -76,6 +76,10 @@ def container_inspect(name: str, fmt: str) -> list[str]:
     return ["docker", "container", "inspect", "--format", fmt, name]
 
 
+def container_start(name: str) -> list[str]:
+    return ["docker", "start", name]
+
+
 def container_rm(name: str) -> list[str]:
     # -f: nothing in a bottle needs a graceful stop, and --init makes the kill instant.
     return ["docker", "rm", "-f", "-v", name]

@@ -408,6 +408,28 @@ def test_changed_manifest_replaces_only_what_changed(bottle):
         bottle.manifest.write_text(text)
 
 
+def test_stopped_bottle_comes_back_as_it_was(bottle):
+    """What an engine restart does to a bottle (its containers stop), done to this bottle
+    only: `status` shows them stopped; `launch` starts the same containers again, with the
+    live policy changes and what the agent left inside."""
+    bottle.inv("launch")  # as the manifest says now (an earlier test changed and restored it)
+    bottle.inv("allow", OTHER)
+    bottle.sh("echo kept > ~/work-in-progress.txt", check=True)
+    names = [f"bottle-{bottle.slug}-{role}" for role in ("agent", "firewall")]
+    ids = {name: docker("inspect", "-f", "{{.Id}}", name).stdout.strip() for name in names}
+    try:
+        docker("stop", "-t", "1", *names)
+        report = json.loads(bottle.inv("status", "--json").stdout)["bottles"][bottle.slug]
+        assert all(c["status"].startswith("Exited") for c in report["containers"]), report
+        bottle.inv("launch")
+        assert {name: docker("inspect", "-f", "{{.Id}}", name).stdout.strip() for name in names} == ids
+        assert bottle.sh("cat ~/work-in-progress.txt").stdout.strip() == "kept"
+        assert bottle.curl(f"https://{OTHER}/after-restart")[0].endswith("200")  # the live allow is kept
+        assert bottle.curl(f"https://{UPSTREAM}/after-restart")[0].endswith("200")
+    finally:
+        bottle.inv("deny", OTHER, check=False)
+
+
 def test_killed_firewall_leaves_no_way_out(bottle):
     # Last in this module: it breaks the bottle on purpose.
     docker("kill", f"bottle-{bottle.slug}-firewall")
