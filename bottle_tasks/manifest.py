@@ -19,7 +19,9 @@ import yaml
 from .errors import BottleError
 from .sidecars.egress.routes import HTTP_METHODS as ROUTE_METHODS
 from .sidecars.egress.routes import Injection, Route  # one model of a route, for manifest and proxy
+from .plan import SLUG_RE
 from .sidecars.firewall.dlp import BUILTIN_NAMES
+from .sidecars.firewall.hosts import HostError, normalize_host
 from .sidecars.firewall.patterns import PatternError, compile_pattern
 from .sidecars.firewall.policy import MAX_BODY_LIMIT, PATTERN_NAME
 from .schema import (Invalid, boolean, freeze, index_path, integer, items, key_path, mapping,
@@ -288,7 +290,8 @@ def _images(value: Any) -> Images:
 
 AGENT_KEYS = ("prompt", "workspace", "runtime", "resources", "env", "secrets", "git",
               "claude", "network", "egress_proxy", "supervise")
-AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,30}")
+# An agent's name is its bottle's default name: the same rule as every bottle name.
+AGENT_NAME = SLUG_RE
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -431,8 +434,6 @@ def _claude(value: Any, at: str) -> Claude:
 
 # --- network policy -------------------------------------------------------------
 
-_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-_HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 
 
 _PORT_SUFFIX = re.compile(r"^(?P<host>[^:]+):(?P<port>[0-9]{1,5})$")
@@ -455,7 +456,11 @@ def _host(value: Any, at: str, wildcard: bool = True, port: bool = False) -> str
     name = host[2:] if host.startswith("*.") else host
     if name != host and not wildcard:
         raise Invalid(at, f"'{value}': a wildcard is not allowed here", "write one exact host name")
-    if "*" in name or not _HOST.fullmatch(name):
+    try:  # the firewall's own grammar: what validates here is what the firewall will match
+        valid = "*" not in name and normalize_host(name) == name
+    except HostError:
+        valid = False
+    if not valid:
         raise Invalid(at, f"'{value}' is not a valid host name",
                       "write an exact host (pypi.org) or a wildcard only as a leading '*.' (*.pypi.org)")
     if name != host and "." not in name:

@@ -338,3 +338,25 @@ def test_bad_manifest(folder, name, text, field, fix):
     assert err.field == field, str(err)
     assert fix in err.message, str(err)
     assert str(err).startswith(f"{path}: {field}: ")
+
+
+@pytest.mark.parametrize("host", [
+    "pypi.org", "a_b.example.com", "xn--bcher-kva.example", "169.254.169.254", "-bad.example.com",
+    "bad-.example.com", "a..b.example.com", "b\u00fccher.example", "UPPER.example.com", "a" * 64 + ".example.com",
+    "*.example.com", "*.*.example.com", "exa mple.com",
+])
+def test_manifest_and_firewall_agree_on_host_names(tmp_path, host):
+    """One grammar: a host the manifest accepts is one the firewall's policy accepts, and back."""
+    from bottle_tasks.sidecars.firewall.hosts import HostError, parse_pattern
+
+    path = write(tmp_path, "m.yaml", agent(f"network: {{allow: ['{host}']}}\n"))
+    try:
+        load(path)
+        manifest_ok = True
+    except ManifestError:
+        manifest_ok = False
+    try:
+        firewall_ok = parse_pattern(host.lower()).text == host.lower().rstrip(".")
+    except HostError:
+        firewall_ok = False
+    assert manifest_ok == firewall_ok, (host, manifest_ok, firewall_ok)
