@@ -31,6 +31,8 @@ INV = str(Path(sys.executable).with_name("inv"))
 HOST_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "500"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+DOWNLOAD_BYTES = 256 * 1000 * 1000
+RESULTS = REPO / "bench" / "results.json"
 UPSTREAM = "api.upstream.test"
 
 
@@ -58,7 +60,7 @@ agents:
   {routed}:
     prompt: bench
     secrets: [BENCH_KEY]
-    network: {{allow: [{UPSTREAM}], allowed_cidrs: [{cidr}]}}
+    network: {{allow: [{UPSTREAM}], allowed_cidrs: [{cidr}], dlp: {{max_body_bytes: 33554432}}}}
     egress_proxy:
       routes: [{{host: {UPSTREAM}, inject: [{{header: x-bench-key, secret: BENCH_KEY}}]}}]
 """)
@@ -96,17 +98,42 @@ def proxy_overhead(work: Path, slug: str, ca: pki.KeyPair) -> dict:
                 "bare mitmdump": (f"bottle-{slug}-net-link", "barehop:3128", "/upstream/firewall-ca.pem"),
                 "firewall": (f"bottle-{slug}-net-link", "firewall:3128", "/upstream/firewall-ca.pem"),
                 "egress+firewall": (f"bottle-{slug}-net-internal", "egress:8080", "/upstream/egress-ca.pem")}
+        def client(name: str, count: int, *mode: str) -> dict:
+            network, proxy, cafile = runs[name]
+            out = sh("docker", "run", "--rm", "--network", network, "-v", f"{files}:/upstream:ro",
+                     "--entrypoint", "python3", image, "/upstream/client.py", UPSTREAM, "443",
+                     str(count), proxy, cafile, *mode).stdout
+            return json.loads(out.strip().splitlines()[-1])
+
         samples: dict[str, list] = {name: [] for name in runs}
         for _ in range(3):  # interleaved, so a slow moment of the machine hits every variant alike
-            for name, (network, proxy, cafile) in runs.items():
-                out = sh("docker", "run", "--rm", "--network", network, "-v", f"{files}:/upstream:ro",
-                         "--entrypoint", "python3", image, "/upstream/client.py", UPSTREAM, "443",
-                         str(REQUESTS), proxy, cafile).stdout
-                samples[name].append(json.loads(out.strip().splitlines()[-1]))
+            for name in runs:
+                samples[name].append(client(name, REQUESTS))
         results = {name: {key: statistics.median(s[key] for s in runs_) for key in runs_[0]}
                    for name, runs_ in samples.items()}
-        results["memory"] = {"bare mitmdump": memory(bare), "firewall": memory(f"bottle-{slug}-firewall"),
+        firewall = f"bottle-{slug}-firewall"
+        results["parallel"] = {name: client(name, 16 * 100, "parallel", "16")["rps"] for name in runs}
+        results["download"] = {}
+        for name in runs:
+            before = process_stats(firewall)
+            mb_s = client(name, DOWNLOAD_BYTES, "download")["mb_per_s"]
+            results["download"][name] = {"mb_per_s": mb_s, "firewall_peak_rss_mib": process_stats(firewall)["hwm_mib"],
+                                         "firewall_rss_before_mib": before["hwm_mib"]}
+        results["dlp_body"] = {}
+        for kind in ("text", "nearmiss"):
+            for name in ("bare mitmdump", "firewall"):
+                before = process_stats(firewall)
+                seconds = client(name, 3, "upload", kind, "16")["seconds_per_request"]
+                cpu = (process_stats(firewall)["cpu_s"] - before["cpu_s"]) / 3
+                results["dlp_body"][f"{name}, {kind}"] = {"seconds_per_request": seconds,
+                                                         "firewall_cpu_s_per_request": cpu}
+        results["memory"] = {"bare mitmdump": memory(bare), "firewall": memory(firewall),
                              "egress": memory(f"bottle-{slug}-egress")}
+        results["versions"] = {
+            "engine": sh("docker", "version", "--format", "{{.Server.Version}}").stdout.strip(),
+            "mitmproxy": sh("docker", "exec", firewall, "/opt/bottle/venv/bin/python", "-c",
+                            "import mitmproxy.version as v; print(v.VERSION)").stdout.strip(),
+            "cores": os.cpu_count()}
         return results
     finally:
         sh("docker", "rm", "-f", upstream, bare, check=False)
@@ -126,6 +153,16 @@ def start_bare_hop(work: Path, slug: str, image: str, files: Path) -> str:
               ).stdout.strip()
     sh("docker", "network", "connect", f"bottle-{slug}-net-egress", bare)
     return bare
+
+
+def process_stats(container: str) -> dict:
+    """CPU seconds and peak resident memory of the container's Python process (the proxy)."""
+    script = ("for d in /proc/[0-9]*; do if grep -q python $d/comm 2>/dev/null; then "
+              "cat $d/stat; grep VmHWM $d/status; fi; done")
+    out = sh("docker", "exec", container, "sh", "-c", script).stdout.split("\n")
+    fields = out[0].rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return {"cpu_s": (int(fields[11]) + int(fields[12])) / ticks, "hwm_mib": int(out[1].split()[1]) / 1024}
 
 
 def memory(container: str) -> str:
@@ -228,11 +265,27 @@ def main() -> None:
         print(f"  {name:<16} {r['rps']:8.0f} req/s   p50 {r['p50_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms"
               f"   throughput {r['rps'] / b['rps']:.2f}x the bare hop, {r['rps'] / d['rps']:.2f}x direct")
     print("  memory after the runs: " + ", ".join(f"{k} {v}" for k, v in overhead["memory"].items()))
+    print("\n16 connections at once (aggregate requests/s)")
+    for name, rps in overhead["parallel"].items():
+        print(f"  {name:<16} {rps:8.0f} req/s   {rps / overhead['parallel']['bare mitmdump']:.2f}x the bare hop")
+    print(f"\none {DOWNLOAD_BYTES // 1000000} MB download")
+    for name, row in overhead["download"].items():
+        print(f"  {name:<16} {row['mb_per_s']:8.1f} MB/s   "
+              f"{row['mb_per_s'] / overhead['download']['bare mitmdump']['mb_per_s']:.2f}x the bare hop   "
+              f"firewall peak RSS {row['firewall_rss_before_mib']:.0f} -> {row['firewall_peak_rss_mib']:.0f} MiB")
+    print("\n16 MiB JSON request body (DLP scans it in the firewall; the bare hop only relays)")
+    for name, row in overhead["dlp_body"].items():
+        print(f"  {name:<24} {row['seconds_per_request']:6.2f} s per request, "
+              f"firewall CPU {row['firewall_cpu_s_per_request']:.2f} s per request")
     print(f"\nlaunch and teardown (median of {ROUNDS} rounds, warm images)")
     for key, value in launch.items():
         print(f"  {key:<18} {value:6.2f} s")
     print(f"  ratio launch / compose up: {launch['launch'] / launch['compose up --wait']:.2f}x; "
           f"down / compose down: {launch['down'] / launch['compose down']:.2f}x")
+    record = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "requests": REQUESTS,
+              "proxies": overhead, "launch": launch}
+    RESULTS.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    print(f"\nfigures written to {RESULTS.relative_to(REPO)} (compare with an earlier run's)")
 
 
 if __name__ == "__main__":

@@ -373,3 +373,25 @@ def test_seed_phrase_needs_a_valid_checksum_and_whole_words():
     assert "seed-phrase" not in names("x".join(words))  # not separated by whitespace
     prose = "the abandon ability able about above absent absorb abstract absurd abuse access accident of it"
     assert "seed-phrase" not in names(prose)
+
+
+def test_seed_phrase_checks_are_bounded_and_fail_closed():
+    """Text made only of list words would need millions of checksums: past the budget the
+    rest counts as a finding, so the work per body stays bounded."""
+    import types
+
+    from mnemonic import Mnemonic
+
+    from firewall.dlp import SeedPhraseMatcher
+
+    words = Mnemonic("english").wordlist
+    flood = " ".join(words[(i * 7) % 2048] for i in range(SeedPhraseMatcher.MAX_CHECKS))
+    matcher = SeedPhraseMatcher()
+    calls = []
+    matcher._mnemonic = types.SimpleNamespace(check=lambda phrase: calls.append(1) and False)  # never valid
+    assert matcher.search(flood) is not None, "an unchecked run must count as a finding"
+    assert len(calls) == SeedPhraseMatcher.MAX_CHECKS
+    # ordinary prose with a few list words costs no checksum at all
+    calls.clear()
+    prose = "The agent read the file, found the bug in the parser and wrote a test for it. " * 5000
+    assert matcher.search(prose) is None and calls == []

@@ -48,6 +48,8 @@ class Echo(http.server.BaseHTTPRequestHandler):
             return self._sse(port)
         if self.command == "POST" and self.path.split("?")[0] == "/v1/messages":
             return self._messages(body)
+        if self.path.startswith("/bytes/"):
+            return self._bytes(int(self.path.split("/")[2]))
         reply = json.dumps({"upstream": "reached", "method": self.command, "path": self.path,
                             "host": self.headers.get("Host"), "body_bytes": len(body)}).encode()
         self.send_response(200)
@@ -72,6 +74,17 @@ class Echo(http.server.BaseHTTPRequestHandler):
             pass
         record(kind="sse-end", port=port, path=self.path, events=sent)
         self.close_connection = True
+
+    def _bytes(self, size: int):
+        """`size` zero bytes, a MiB at a time (the bench's large download)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        chunk = bytes(1 << 20)
+        while size > 0:
+            self.wfile.write(chunk[:size])
+            size -= len(chunk)
 
     def _sse_timed(self, port):
         self.send_response(200)
