@@ -96,7 +96,9 @@ def run(name: str, image: str, labels: Mapping[str, str], *, network: str,
         limits: Mapping[str, str] | None = None, runtime: str | None = None,
         dns: Iterable[str] = (), extra: Iterable[str] = (), command: Iterable[str] = ()) -> list[str]:
     """`docker run -d` with bottle's defaults: --init (instant stop), labels, hardening."""
-    argv = ["docker", "run", "--detach", "--init", "--name", name, "--network", network]
+    # --sig-proxy=false: a Ctrl-C meant for `inv` must not be passed on to the container
+    # (the CLI forwards signals while it starts one, and the new firewall died of it).
+    argv = ["docker", "run", "--detach", "--sig-proxy=false", "--init", "--name", name, "--network", network]
     argv += _labels(labels)
     for alias in aliases:
         argv += ["--network-alias", alias]

@@ -223,6 +223,13 @@ class LiveFirewall:
         tmp.write_text(doc if isinstance(doc, str) else json.dumps(doc))
         os.replace(tmp, self.policy_path)
 
+    def reload(self, doc) -> dict:
+        """Write a new policy, SIGHUP the firewall, and return its verdict (the policy-reload line)."""
+        n = len(self.lines)
+        self.write_policy(doc)
+        self.proc.send_signal(signal.SIGHUP)
+        return self.wait_for(lambda r: r.get("event") == "policy-reload", "reload line", since=n)
+
     def records(self) -> list[dict]:
         return [json.loads(x) for x in list(self.lines)]
 
@@ -420,16 +427,10 @@ def test_sighup_reload_and_keep_old_on_invalid(tmp_path, upstream):
     fw = LiveFirewall(tmp_path, upstream)
     try:
         assert fw.https("localhost", upstream.port, "/hello")[0] == 200
-        n = len(fw.lines)
-        fw.write_policy('{"bottle": "demo", "allow": ["localhost"], "nope": 1}')
-        fw.proc.send_signal(signal.SIGHUP)
-        rec = fw.wait_for(lambda r: r.get("event") == "policy-reload", "reload line", since=n)
+        rec = fw.reload('{"bottle": "demo", "allow": ["localhost"], "nope": 1}')
         assert rec["ok"] is False and "nope" in rec["reason"]
         assert fw.https("localhost", upstream.port, "/hello")[0] == 200  # old policy still in force
-        n = len(fw.lines)
-        fw.write_policy(policy_doc(allow=["registry.npmjs.org"], passthrough=[], allowed_cidrs=["127.0.0.0/8"]))
-        fw.proc.send_signal(signal.SIGHUP)
-        rec = fw.wait_for(lambda r: r.get("event") == "policy-reload", "reload line", since=n)
+        rec = fw.reload(policy_doc(allow=["registry.npmjs.org"], passthrough=[], allowed_cidrs=["127.0.0.0/8"]))
         assert rec["ok"] is True
         with pytest.raises(OSError, match="403"):
             fw.https("localhost", upstream.port, "/hello")
