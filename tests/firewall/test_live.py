@@ -261,9 +261,15 @@ class LiveFirewall:
     def tls_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_cert_pem))
 
-    def https(self, host: str, port: int, path: str, headers: dict | None = None):
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=TIMEOUT, context=self.tls_context())
+    def tunnel(self, host: str, port: int, context: ssl.SSLContext | None = None) -> http.client.HTTPSConnection:
+        """An HTTPS connection to host:port through the firewall (trusting its CA unless `context`)."""
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=TIMEOUT,
+                                           context=context or self.tls_context())
         conn.set_tunnel(host, port)
+        return conn
+
+    def https(self, host: str, port: int, path: str, headers: dict | None = None):
+        conn = self.tunnel(host, port)
         try:
             conn.request("GET", path, headers=headers or {})
             resp = conn.getresponse()
@@ -305,8 +311,7 @@ def test_allowed_https_through_intercepting_tunnel(fw, upstream):
     assert connect["decision"] == "allow"
     # intercepted: a client that trusts only the upstream's CA does not accept the firewall's certificate
     ctx = ssl.create_default_context(cafile=str(upstream.ca_pem))
-    conn = http.client.HTTPSConnection("127.0.0.1", fw.port, timeout=TIMEOUT, context=ctx)
-    conn.set_tunnel("localhost", upstream.port)
+    conn = fw.tunnel("localhost", upstream.port, ctx)
     with pytest.raises(ssl.SSLCertVerificationError):
         conn.request("GET", "/hello")
     conn.close()
@@ -355,8 +360,7 @@ def test_keep_alive_requests_are_each_checked_and_audited(fw, upstream):
     DLP) and each get their own audit line."""
     n0 = len(fw.lines)
     seen = len(upstream.seen_hosts)
-    conn = http.client.HTTPSConnection("127.0.0.1", fw.port, timeout=TIMEOUT, context=fw.tls_context())
-    conn.set_tunnel("localhost", upstream.port)
+    conn = fw.tunnel("localhost", upstream.port)
 
     def get(path, headers=None):
         conn.request("GET", path, headers=headers or {})
@@ -394,8 +398,7 @@ def test_mitm_it_is_not_answered_locally(fw):
 
 def test_event_stream_is_not_buffered(fw, upstream):
     upstream.sse_release.clear()
-    conn = http.client.HTTPSConnection("127.0.0.1", fw.port, timeout=TIMEOUT, context=fw.tls_context())
-    conn.set_tunnel("localhost", upstream.port)
+    conn = fw.tunnel("localhost", upstream.port)
     try:
         conn.request("GET", "/sse")
         resp = conn.getresponse()
@@ -445,8 +448,7 @@ def test_passthrough_host_is_not_intercepted(tmp_path, upstream):
         # the client trusts only the upstream's own CA: this works only if the firewall does not
         # intercept, i.e. the upstream's certificate reaches the client untouched
         ctx = ssl.create_default_context(cafile=str(upstream.ca_pem))
-        conn = http.client.HTTPSConnection("127.0.0.1", fw.port, timeout=TIMEOUT, context=ctx)
-        conn.set_tunnel("localhost", upstream.port)
+        conn = fw.tunnel("localhost", upstream.port, ctx)
         conn.request("GET", "/hello")
         resp = conn.getresponse()
         assert (resp.status, resp.read()) == (200, b"hello from upstream\n")

@@ -324,8 +324,7 @@ def test_trailer_with_secret_never_reaches_the_upstream(fw, upstream):
 def test_reload_closes_an_open_stream_to_a_host_no_longer_allowed(tmp_path, upstream):
     fw = LiveFirewall(tmp_path, upstream)
     upstream.sse_release.clear()
-    conn = http.client.HTTPSConnection("127.0.0.1", fw.port, timeout=TIMEOUT, context=fw.tls_context())
-    conn.set_tunnel("localhost", upstream.port)
+    conn = fw.tunnel("localhost", upstream.port)
     try:
         conn.request("GET", "/sse")
         resp = conn.getresponse()

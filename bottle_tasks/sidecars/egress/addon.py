@@ -29,7 +29,7 @@ import traceback
 from firewall.failclosed import fail_closed
 from firewall.healthcheck import HEALTH_HOST, HEALTH_PATH
 from firewall.hosts import HostError, normalize_host, split_authority
-from firewall.tunnels import INSPECTED, MAX_UNDECIDED, RefuseLayer, may_still_be_parsed
+from firewall.tunnels import RefuseLayer, judge
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import layer, server_hooks
 
@@ -220,18 +220,12 @@ class Egress:
 
     @fail_closed
     def next_layer(self, nextlayer: layer.NextLayer):
-        chosen, data = nextlayer.layer, nextlayer.data_client()
-        if chosen is None:
-            if len(data) > MAX_UNDECIDED:
-                nextlayer.layer = RefuseLayer(nextlayer.context)
-            return
-        if isinstance(chosen, INSPECTED):
-            return
-        if may_still_be_parsed(data) and not nextlayer.data_server() and len(data) <= MAX_UNDECIDED:
-            nextlayer.layer = None
-            return
-        nextlayer.layer = RefuseLayer(nextlayer.context)
-        log_line(decision="deny", rule="raw-tcp", method="TCP", host=_printable(str(nextlayer.context.server.address)))
+        """The firewall's rule: only parsed traffic; no passthrough here (nothing leaves but to the firewall)."""
+        refusal = judge(nextlayer, passthrough=False)
+        if refusal is not None:
+            nextlayer.layer = RefuseLayer(nextlayer.context)
+            log_line(decision="deny", rule=refusal[0], method="TCP",
+                     host=_printable(str(nextlayer.context.server.address)))
 
 
 def _printable(text: str) -> str:

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from typing import IO
 
 from .failclosed import fail_closed
-from .flowstate import meta, refused
+from .flowstate import Concern, meta, refused
 
 DECISION_KEYS = (
     "ts",
@@ -101,11 +101,8 @@ class AuditLog:
         return record
 
 
-class Audit:
+class Audit(Concern):
     """The addon that writes a flow's decision line when the flow is finished."""
-
-    def __init__(self, fw):
-        self.fw = fw
 
     @fail_closed
     def http_connected(self, flow):

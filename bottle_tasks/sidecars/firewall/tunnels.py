@@ -59,30 +59,36 @@ def may_still_be_parsed(data: bytes) -> bool:
     return b"\n" not in data and _REQUEST_LINE_PREFIX.fullmatch(data) is not None
 
 
+def judge(nextlayer: layer.NextLayer, passthrough: bool) -> tuple[str, str] | None:
+    """Check mitmproxy's protocol decision (shared with the egress proxy). None: keep it, or
+    wait for more bytes (``nextlayer.layer`` is then cleared); else (rule, reason) of a refusal.
+    ``passthrough``: raw TCP to this connection's target is allowed."""
+    chosen = nextlayer.layer
+    data = nextlayer.data_client()
+    if chosen is None:  # mitmproxy waits for more data: bound what it holds meanwhile
+        if len(data) > MAX_UNDECIDED:
+            return "undecided", f"no protocol recognised in the first {MAX_UNDECIDED} bytes"
+        return None
+    if isinstance(chosen, INSPECTED) or (passthrough and isinstance(chosen, layers.TCPLayer)):
+        return None
+    if may_still_be_parsed(data) and not nextlayer.data_server() and len(data) <= MAX_UNDECIDED:
+        nextlayer.layer = None  # ask again when more bytes arrive
+        return None
+    kind = type(chosen).__name__.removesuffix("Layer").lower() or "unknown"
+    return f"raw-{kind}", "only TLS, HTTP and WebSocket traffic may pass (not passthrough)"
+
+
 class ParsedTrafficOnly(Concern):
     """Overrides mitmproxy's protocol decision where it would relay uninspected bytes."""
 
     @fail_closed
     def next_layer(self, nextlayer: layer.NextLayer):
-        chosen = nextlayer.layer
-        data = nextlayer.data_client()
-        if chosen is None:  # mitmproxy waits for more data: bound what it holds meanwhile
-            if len(data) > MAX_UNDECIDED:
-                self._refuse(nextlayer, "undecided", f"no protocol recognised in the first {MAX_UNDECIDED} bytes")
-            return
-        if isinstance(chosen, INSPECTED):
-            return
-        if isinstance(chosen, layers.TCPLayer) and self.fw.is_passthrough(nextlayer.context):
-            return  # audited by RawTunnels.tcp_start
-        if may_still_be_parsed(data) and not nextlayer.data_server() and len(data) <= MAX_UNDECIDED:
-            nextlayer.layer = None  # ask again when more bytes arrive
-            return
-        kind = type(chosen).__name__.removesuffix("Layer").lower() or "unknown"
-        self._refuse(nextlayer, f"raw-{kind}", "only TLS, HTTP and WebSocket traffic may pass (not passthrough)")
-
-    def _refuse(self, nextlayer: layer.NextLayer, rule: str, reason: str) -> None:
-        nextlayer.layer = RefuseLayer(nextlayer.context)
-        self.fw.audit_connection(nextlayer.context, "TCP", "deny", rule, f"{reason}; the connection was closed")
+        # raw TCP to a passthrough host is kept: audited by RawTunnels.tcp_start
+        refusal = judge(nextlayer, self.fw.is_passthrough(nextlayer.context))
+        if refusal is not None:
+            rule, reason = refusal
+            nextlayer.layer = RefuseLayer(nextlayer.context)
+            self.fw.audit_connection(nextlayer.context, "TCP", "deny", rule, f"{reason}; the connection was closed")
 
 
 class TlsGuard(Concern):
