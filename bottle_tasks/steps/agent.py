@@ -89,14 +89,17 @@ def provision(c):
     """Provision the agent: CA trust, git, Claude settings, prompt (one cp + one exec)."""
     bottle = current(c)
     name = bottle.require("agent", "agent")
-    ca_role = "egress" if bottle.plan.wants_egress else "firewall"
-    ca_pem = (bottle.state.get("ca") or {}).get(ca_role)
-    if not ca_pem and not bottle.dry:
-        raise BottleError(f"bottle {bottle.slug} has no {ca_role} CA yet", "run `inv ca` first")
+    # With routes the egress proxy intercepts the routed hosts and the firewall the tunnels
+    # the egress proxy relays to it unopened: the agent trusts both (one PEM file, two certs).
+    ca_roles = ("egress", "firewall") if bottle.plan.wants_egress else ("firewall",)
+    cas = bottle.state.get("ca") or {}
+    if not all(cas.get(role) for role in ca_roles) and not bottle.dry:
+        raise BottleError(f"bottle {bottle.slug} has no {' and '.join(ca_roles)} CA yet", "run `inv ca` first")
+    ca_pem = "".join(cas.get(role) or "" for role in ca_roles)
     container_id = (bottle.state.get("ids") or {}).get("agent")
     first_time = bottle.state.get("provisioned") != container_id or bottle.dry
     archive = bottle.stage("provision.tar")
-    payload = provisioning.files(bottle.agent, ca_pem or "", first_time=first_time)
+    payload = provisioning.files(bottle.agent, ca_pem, first_time=first_time)
     bottle.target.write(archive, provisioning.tarball(payload))
     bottle.run(docker.cp_tar_from_stdin(name), stdin_path=archive)  # the agent's files stay the agent's
     bottle.run(docker.exec_(name, ["sh", provisioning.SCRIPT], user="0"))
@@ -104,7 +107,7 @@ def provision(c):
     bottle.run(docker.exec_(name, ["sh", provisioning.PLACE_SCRIPT],
                             user=f"{provisioning.AGENT_UID}:{provisioning.AGENT_GID}"))
     bottle.state.set("provisioned", container_id)
-    return f"{name}: trusts the bottle {ca_role} CA; git, Claude settings and prompt in place"
+    return f"{name}: trusts the bottle's {' and '.join(ca_roles)} CA; git, Claude settings and prompt in place"
 
 
 ns = Collection(agent, provision)

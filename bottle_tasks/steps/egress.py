@@ -143,7 +143,6 @@ def apply_route_change(bottle, changes: dict, verb: str) -> str:
 def reconfigure(bottle, name: str, verb: str) -> dict:
     doc = write_config(bottle)  # raises before writing anything when a secret is not set
     write_policy(bottle)
-    hand_over(bottle)
     firewall = bottle.state.resource("firewall")
     # Firewall first when adding (its DLP exemption must exist before the header is
     # injected), egress proxy first when removing (no injection left when it goes).

@@ -41,11 +41,18 @@ def render_policy(bottle, changes: dict) -> dict:
 
 def write_policy(bottle) -> dict:
     """Render policy.json into the stage dir (atomic rename: the running firewall
-    sees either the old file or the new one, never half of it)."""
+    sees either the old file or the new one, never half of it). The egress proxy gets a
+    copy of its own: it relays the tunnels this policy accepts to the firewall unopened."""
     rendered = render_policy(bottle, bottle.state.get("policy_changes") or {})
-    bottle.target.write(bottle.stage("firewall", "policy.json"),
-                        (json.dumps(rendered, indent=2) + "\n").encode())
+    text = (json.dumps(rendered, indent=2) + "\n").encode()
+    for role in policy_readers(bottle):
+        bottle.target.write(bottle.stage(role, "policy.json"), text)
+        hand_over(bottle, role)
     return rendered
+
+
+def policy_readers(bottle) -> tuple[str, ...]:
+    return ("firewall", "egress") if bottle.plan.wants_egress else ("firewall",)
 
 
 def sidecar_user(bottle) -> tuple[int, int]:
@@ -76,7 +83,7 @@ def proxy(c):
     rendered = write_policy(bottle)
     bundle = extra_ca(bottle)
     bottle.target.write(bottle.stage("firewall", "extra-ca.pem"), bundle)
-    hand_over(bottle)
+    hand_over(bottle)  # extra-ca.pem too
     uid, gid = sidecar_user(bottle)
     name, started = start(
         bottle, "firewall", "proxy", bottle.plan.images["firewall"].tag,
@@ -118,10 +125,13 @@ def change_policy(c, host: str, verb: str) -> str:
     render_policy(bottle, changes)  # refuse before anything is saved
     bottle.state.set("policy_changes", changes)
     rendered = write_policy(bottle)
-    hand_over(bottle)
     name = bottle.state.resource("firewall")
     if name and running(bottle, name):
         reload_policy(bottle, name)
+        # then the egress proxy, which relays tunnels to what the firewall now allows
+        egress = bottle.state.resource("egress")
+        if egress and running(bottle, egress):
+            reload_and_confirm(bottle, egress, "routes-reload", "routes")
         return f"{verb} {host}: firewall {name} reloaded; allows {', '.join(rendered['allow']) or 'nothing'}"
     return f"{verb} {host}: recorded; the firewall starts with it"
 

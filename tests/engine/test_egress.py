@@ -6,11 +6,14 @@ the agent sent, the topology, secrets absent everywhere, SSE timing through both
 a launch without the secret failing cleanly."""
 from __future__ import annotations
 
+import base64
 import json
+import re
 import secrets
 import string
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +24,8 @@ from test_bottle_e2e import OTHER, UPSTREAM, module_bottle, upstream_records
 pytestmark = pytest.mark.usefixtures("engine")
 
 API = "api.anthropic.com"
+TUNNEL_JS = Path(__file__).resolve().parent / "tunnel.js"
+PINNED = "pinned.upstream.test"  # a passthrough host: its clients must see the real certificate
 REPLY = "Hello from the stand-in Messages API."
 # Key-shaped like a real Anthropic key, so the firewall's DLP rule would catch it anywhere
 # it is not exempt: only the injected header, on the API host, from the egress proxy.
@@ -33,12 +38,14 @@ def api_bottle(secret: str, inject: str) -> str:
     secrets: [{secret}]
     resources: {{memory: 2g, cpus: 1, pids: 512}}
     network:
-      allow: [{API}, {UPSTREAM}]
+      allow: [{API}, {UPSTREAM}, {PINNED}]
+      passthrough: [{PINNED}]
       allowed_cidrs: []
     egress_proxy:
       routes:
         - host: {API}
-          paths: [/v1/, /api/claude_code/]   # what Claude Code sends, with a key or a subscription
+          # what Claude Code sends, with a key or a subscription; and the SSE test's path
+          paths: [/v1/, /api/claude_code/, /sse-timed]
           methods: [GET, POST]
           inject: [{inject}]
 """
@@ -50,7 +57,7 @@ BODY = api_bottle("ANTHROPIC_API_KEY", "{header: x-api-key, secret: ANTHROPIC_AP
 @pytest.fixture(scope="module")
 def bottle(tmp_path_factory, test_ca, trust_bundle):
     yield from module_bottle(tmp_path_factory, test_ca, trust_bundle, prefix="egr", body=BODY,
-                             env={"ANTHROPIC_API_KEY": REAL_KEY}, aliases=(API, UPSTREAM, OTHER))
+                             env={"ANTHROPIC_API_KEY": REAL_KEY}, aliases=(API, UPSTREAM, OTHER, PINNED))
 
 
 records = upstream_records
@@ -142,6 +149,44 @@ def test_hosts_without_routes_pass_unchanged(bottle):
     assert codes.startswith("403") or codes.endswith("403"), (codes, body)  # the firewall still decides
 
 
+def issuer(bottle, url: str) -> str:
+    """Who signed the certificate the agent was shown for `url` (-k: the passthrough host's
+    certificate is the test CA's, which the agent need not trust)."""
+    out = bottle.sh(f"curl -sS -k -v --max-time 20 -o /dev/null {url} 2>&1").stdout
+    found = re.search(r"issuer: (.*)", out)
+    assert found, out
+    return found.group(1)
+
+
+def test_tls_is_opened_once_by_the_proxy_that_needs_it(bottle):
+    # routed: the egress proxy opens it (it injects); not routed: relayed unopened, the
+    # firewall opens it; passthrough: nobody does, as in a bottle without routes
+    assert "egress CA" in issuer(bottle, f"https://{API}/v1/models")
+    assert "firewall CA" in issuer(bottle, f"https://{UPSTREAM}/relayed")
+    assert "bottle tests upstream CA" in issuer(bottle, f"https://{PINNED}/pinned")
+    assert records(bottle, path="/relayed") and records(bottle, path="/pinned")
+    egress_log = docker("logs", f"bottle-{bottle.slug}-egress").stdout
+    assert "/relayed" not in egress_log and "/pinned" not in egress_log  # never opened there
+
+
+def test_raw_bytes_in_a_relayed_tunnel_never_reach_the_upstream(bottle):
+    docker("cp", str(TUNNEL_JS), f"bottle-{bottle.slug}-agent:/tmp/tunnel.js")
+    payload = base64.b64encode(b"SSH-2.0-OpenSSH_9.2\r\nhello").decode()
+    out = bottle.sh(f"node /tmp/tunnel.js {UPSTREAM} 443 raw {payload}").stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["closed"] and result["received"] == "", result
+    assert not [r for r in records(bottle) if "SSH" in json.dumps(r)]
+    audit = [json.loads(line) for line in docker("logs", f"bottle-{bottle.slug}-firewall").stdout.splitlines()
+             if line.startswith("{")]
+    assert any(r.get("method") == "TCP" and r.get("rule") == "raw-tcp" and r.get("decision") == "deny"
+               for r in audit)
+
+
+def test_a_refused_host_gets_the_firewalls_answer_through_the_egress_proxy(bottle):
+    codes, body = bottle.curl(f"https://{OTHER}/refused")
+    assert codes.endswith("403") and "inv allow" in body, (codes, body)
+
+
 def test_dlp_exempts_only_the_injected_header_on_its_host(bottle):
     # the same key shape from the agent: in a body to the API host, in a header to another host
     codes, _ = bottle.curl(f"https://{API}/v1/messages", "-d", json.dumps({"leak": AGENT_KEY_SHAPED}))
@@ -193,7 +238,19 @@ def test_routes_change_live_without_a_restart(bottle):
     before = {role: started_at(bottle, role) for role in ("egress", "firewall")}
     listed = bottle.inv("routes").stdout
     assert API in listed and "x-api-key" in listed and REAL_KEY not in listed
-    bottle.inv("route", "add", UPSTREAM, "--path", "/added/", "--method", "GET", "--inject", "x-api-key=ANTHROPIC_API_KEY")
+    # a stream to the host, relayed unopened while it has no route (the upstream's /sse runs 30 s)
+    stream = subprocess.Popen(["docker", "exec", f"bottle-{bottle.slug}-agent", "curl", "-sSN", "--max-time", "60",
+                               f"https://{UPSTREAM}/sse"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert stream.stdout.readline().startswith("data:")
+        bottle.inv("route", "add", UPSTREAM, "--path", "/added/", "--method", "GET",
+                   "--inject", "x-api-key=ANTHROPIC_API_KEY")
+        # the route closed it (the stream has 150 events in 30 s; a close-delimited body ends
+        # "cleanly" for curl): the agent's next connection is opened by the egress proxy
+        stream.wait(timeout=15)
+        assert "data: event 149" not in stream.stdout.read()
+    finally:
+        stream.kill()
     codes, _ = bottle.curl(f"https://{UPSTREAM}/added/one", "-H", "x-api-key: agent-value")
     assert codes.endswith("200")
     [seen] = records(bottle, path="/added/one")
@@ -225,12 +282,14 @@ def test_bad_route_changes_are_refused_and_change_nothing(bottle, args, message)
 # -- streaming --------------------------------------------------------------------------------------------
 
 
-def test_server_sent_events_arrive_as_they_are_produced(bottle):
-    out = bottle.sh(f"curl -sN --max-time 20 https://{UPSTREAM}/sse-timed | "
+@pytest.mark.parametrize("host", [API, UPSTREAM])  # opened by the egress proxy; relayed to the firewall
+def test_server_sent_events_arrive_as_they_are_produced(bottle, host):
+    before = len(records(bottle, kind="sse-sent"))
+    out = bottle.sh(f"curl -sN --max-time 20 https://{host}/sse-timed | "
                     "while read -r line; do [ -n \"$line\" ] && echo \"$(date +%s.%N) $line\"; done")
     received = [line.split(" ", 1) for line in out.stdout.splitlines()]
     assert [text for _, text in received] == ["data: timed 0", "data: timed 1", "data: timed 2"], out
-    sent = {r["n"]: r["t"] for r in records(bottle, kind="sse-sent")}
+    sent = {r["n"]: r["t"] for r in records(bottle, kind="sse-sent")[before:]}
     assert float(received[0][0]) < sent[1], "the first event arrived only after the second was sent"
 
 

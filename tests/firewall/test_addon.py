@@ -539,6 +539,29 @@ def test_dlp_exempt_header_only_on_its_host():
     run(t())
 
 
+def test_dlp_exempts_nothing_inside_a_tunnel_even_from_the_egress_proxy():
+    """The egress proxy relays the agent's own tunnels (to hosts without routes) from its
+    exempt address: what travels in a tunnel is the agent's, so nothing in it is exempt."""
+    key = SAMPLES["anthropic-api-key"]
+
+    async def t():
+        pol = make_policy(dlp={"hosts": {}})
+        with Harness(pol) as h:
+            tunnel = connect_flow("api.anthropic.com")
+            await h.hook(http_layer.HttpConnectHook(tunnel))
+            inside = request_flow("POST", "https://api.anthropic.com/v1/messages", b"{}", {"x-api-key": key})
+            inside.client_conn = tunnel.client_conn  # the same client connection as the CONNECT
+            await h.request(inside)
+            denied(inside, "dlp:anthropic-api-key")
+            # a plain proxy request from the egress proxy's address is exempt, as before
+            f = await h.request(
+                request_flow("POST", "https://api.anthropic.com/v1/messages", b"{}", {"x-api-key": key})
+            )
+            assert f.response.status_code == 200, f.response.text
+
+    run(t())
+
+
 def test_dlp_warn_lets_request_through_and_logs():
     async def t():
         with Harness(make_policy()) as h:

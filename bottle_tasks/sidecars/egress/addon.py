@@ -13,8 +13,11 @@ then, for every request:
    (``GET https://host/path``) over the link network, so only the firewall opens TLS to
    the upstream: the allowlist, SSRF guard, DLP and audit log decide as for any request.
 
-It never connects anywhere but the firewall, streams bodies both ways, and a tunnel
-carries only what it parsed (the firewall's ``tunnels`` rules).
+A CONNECT to a host without routes that the firewall's policy allows is not opened here
+at all: it is relayed to the firewall as a CONNECT of its own (``relay.py``).
+
+It never connects anywhere but the firewall, streams bodies both ways, and a tunnel it
+opened carries only what it parsed (the firewall's ``tunnels`` rules).
 """
 
 from __future__ import annotations
@@ -28,11 +31,14 @@ import traceback
 
 from firewall.failclosed import fail_closed
 from firewall.healthcheck import HEALTH_HOST, HEALTH_PATH
+from firewall import policy as firewall_policy
+from firewall.flowstate import close_connection
 from firewall.hosts import HostError, normalize_host, split_authority
 from firewall.tunnels import RefuseLayer, judge
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import layer, server_hooks
 
+from . import relay
 from . import routes as routes_mod
 
 logger = logging.getLogger("bottle.egress")
@@ -53,6 +59,8 @@ class Egress:
         self.fw = self  # failclosed calls self.fw.fail(...)
         self.routes: dict[str, tuple[routes_mod.Route, ...]] = {}
         self.secrets: dict[str, str] = {}
+        self.policy: firewall_policy.Policy | None = None  # the firewall's: which tunnels to relay
+        self.relayed = relay.Relayed()
         self.firewall: tuple[str, int] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -62,16 +70,18 @@ class Egress:
         loader.add_option("bottle_routes", str, "", "Path of routes.json.")
         loader.add_option("bottle_secrets", str, "", "Path of secrets.json (the values routes inject).")
         loader.add_option("bottle_firewall", str, "firewall:3128", "host:port of the bottle's firewall.")
+        loader.add_option("bottle_policy", str, "", "Path of the firewall's policy.json (tunnels it would accept "
+                          "are relayed unopened); without it every tunnel is opened here.")
 
     def configure(self, updated):
         if "bottle_firewall" in updated:
             host, port = split_authority(ctx.options.bottle_firewall)
             self.firewall = (host, port or 3128)
-        if "bottle_routes" in updated or "bottle_secrets" in updated:
+        if {"bottle_routes", "bottle_secrets", "bottle_policy"} & set(updated):
             try:
                 self._load()
-            except routes_mod.RouteError as e:
-                raise exceptions.OptionsError(f"invalid egress routes: {e}") from None
+            except (routes_mod.RouteError, firewall_policy.PolicyError) as e:
+                raise exceptions.OptionsError(f"invalid egress configuration: {e}") from None
 
     def _load(self) -> int:
         _, routes = routes_mod.load(ctx.options.bottle_routes)
@@ -81,8 +91,12 @@ class Egress:
         by_host: dict[str, list[routes_mod.Route]] = {}
         for route in routes:
             by_host.setdefault(route.host, []).append(route)
+        pol = firewall_policy.load(ctx.options.bottle_policy) if ctx.options.bottle_policy else None
         self.routes = {host: tuple(rs) for host, rs in by_host.items()}
         self.secrets = secrets
+        self.policy = pol
+        for client_id in self.relayed.now_routed(self.routes):
+            close_connection(client_id)  # its next connection is intercepted, with the injection
         return len(routes)
 
     def running(self):
@@ -95,15 +109,15 @@ class Egress:
 
     def reload(self) -> bool:
         """Re-read routes and secrets; on any problem keep the current ones and say why."""
-        old = (self.routes, self.secrets)
+        old = (self.routes, self.secrets, self.policy)
         try:
             count = self._load()
-        except routes_mod.RouteError as e:
-            self.routes, self.secrets = old
+        except (routes_mod.RouteError, firewall_policy.PolicyError) as e:
+            self.routes, self.secrets, self.policy = old
             log_line(event="routes-reload", ok=False, reason=f"{e}; kept the previous routes")
             return False
         except Exception as e:  # noqa: BLE001 - keep the old routes whatever went wrong
-            self.routes, self.secrets = old
+            self.routes, self.secrets, self.policy = old
             log_line(event="routes-reload", ok=False, reason=f"{type(e).__name__}; kept the previous routes")
             return False
         log_line(event="routes-reload", ok=True, routes=count)
@@ -220,12 +234,31 @@ class Egress:
 
     @fail_closed
     def next_layer(self, nextlayer: layer.NextLayer):
-        """The firewall's rule: only parsed traffic; no passthrough here (nothing leaves but to the firewall)."""
+        """Relay a tunnel the firewall would accept to it unopened; otherwise the firewall's
+        rule: only parsed traffic (nothing leaves here but to the firewall)."""
+        if relay.is_connect_tunnel(nextlayer) and self._relay(nextlayer):
+            return
         refusal = judge(nextlayer, passthrough=False)
         if refusal is not None:
             nextlayer.layer = RefuseLayer(nextlayer.context)
             log_line(decision="deny", rule=refusal[0], method="TCP",
                      host=_printable(str(nextlayer.context.server.address)))
+
+
+    def _relay(self, nextlayer: layer.NextLayer) -> bool:
+        address = nextlayer.context.server.address
+        try:
+            host = normalize_host(address[0])
+        except HostError:
+            return False  # opened here, and refused as a bad host
+        if host in self.routes or not relay.relayable(self.policy, host, address[1]):
+            return False
+        nextlayer.layer = relay.relay_layer(nextlayer.context, self.firewall)
+        self.relayed.add(nextlayer.context.client.id, host)
+        return True
+
+    def client_disconnected(self, client):
+        self.relayed.forget(client.id)
 
 
 def _printable(text: str) -> str:

@@ -25,6 +25,7 @@ def _args(argv):
     ap = argparse.ArgumentParser(prog="bottle-egress", description=__doc__.splitlines()[0])
     ap.add_argument("--routes", required=True, help="routes JSON file")
     ap.add_argument("--secrets", default="", help="secrets JSON file (name -> value)")
+    ap.add_argument("--policy", default="", help="the firewall's policy JSON (tunnels it accepts are relayed)")
     ap.add_argument("--confdir", required=True, help="writable mitmproxy confdir holding mitmproxy-ca.pem")
     ap.add_argument("--firewall", default="firewall:3128", help="host:port of the bottle's firewall")
     ap.add_argument("--listen-port", type=int, default=8080)
@@ -50,6 +51,7 @@ async def _run(args) -> int:
             mode=["regular"], listen_port=args.listen_port, confdir=args.confdir,
             termlog_verbosity=LOG_LEVEL, http3=False, connection_strategy="lazy", upstream_cert=False,
             bottle_firewall=args.firewall, bottle_secrets=args.secrets, bottle_routes=args.routes,
+            bottle_policy=args.policy,
         )
     except exceptions.OptionsError as e:
         print(f"bottle-egress: error: {e}", file=sys.stderr, flush=True)

@@ -31,7 +31,7 @@ import traceback
 from collections import OrderedDict
 
 import wsproto.events
-from mitmproxy import ctx, http
+from mitmproxy import http
 from mitmproxy.proxy import server_hooks
 
 from . import mitm_limits, ssrf
@@ -39,7 +39,7 @@ from . import policy as policy_mod
 from .audit import Audit, AuditLog
 from .dlp import BUILTIN_RULES, Scanner
 from .dlp_guard import DlpGuard
-from .flowstate import meta, norm, peer
+from .flowstate import close_connection, meta, norm, peer
 from .host_gate import HostGate
 from .hygiene import HeaderHygiene
 from .policy_reload import PolicyAddon
@@ -183,15 +183,7 @@ class Firewall:
         return self.connect_refusals.pop((flow.client_conn.id, norm(req.host), req.port), None)
 
     def close_client_id(self, client_id: str) -> bool:
-        """Close a live client connection (and its server connections) now, from outside its
-        layers: mitmproxy's ``flow.kill()`` only acts when a flow's next hook runs, which an
-        open WebSocket or tunnel may never reach."""
-        proxyserver = ctx.master.addons.get("proxyserver") if ctx.master else None
-        handler = getattr(proxyserver, "connections", {}).get(client_id) if proxyserver else None
-        if handler is None or handler.client not in handler.transports:  # gone, or going
-            return False
-        handler.close_connection(handler.client)
-        return True
+        return close_connection(client_id)
 
     def close_client(self, client) -> bool:
         return self.close_client_id(client.id)

@@ -23,10 +23,21 @@ from .flowstate import Concern, counter, meta, peer, refused, settled
 class DlpGuard(Concern):
     """Looks for secrets in what leaves; refuses, warns or lets it be, per host."""
 
+    def __init__(self, fw):
+        super().__init__(fw)
+        # Client connections that opened a CONNECT tunnel. The egress proxy's injected headers
+        # come as plain proxy requests; what it relays in a tunnel is the agent's own traffic,
+        # so nothing in a tunnel is exempt, whichever address it comes from.
+        self.tunnelled: set[str] = set()
+
     @fail_closed
     def http_connect(self, flow: http.HTTPFlow):
+        self.tunnelled.add(flow.client_conn.id)
         if not settled(flow):
             self._scan_head(flow)
+
+    def client_disconnected(self, client):
+        self.tunnelled.discard(client.id)
 
     @fail_closed
     def requestheaders(self, flow: http.HTTPFlow):
@@ -125,7 +136,8 @@ class DlpGuard(Concern):
         meta(flow)["dlp_action"] = action
         if action == "off":
             return action
-        exempt = pol.dlp.exempt_for(req.host, peer(flow.client_conn))
+        source = None if flow.client_conn.id in self.tunnelled else peer(flow.client_conn)
+        exempt = pol.dlp.exempt_for(req.host, source)
         seen = set(pol.dlp.rules_off_for(req.host))  # rules already "seen" are not reported
         scanner = self.fw.scanner
         findings = scanner.scan_method(req.method, seen)

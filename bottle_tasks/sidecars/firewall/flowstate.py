@@ -7,6 +7,8 @@ hook runs after another concern refused the flow, or answered it locally, skips 
 
 from __future__ import annotations
 
+from mitmproxy import ctx
+
 from .hosts import HostError, normalize_host
 
 META = "bottle.firewall"
@@ -67,3 +69,15 @@ class Concern:
 
     def __init__(self, fw):
         self.fw = fw
+
+
+def close_connection(client_id: str) -> bool:
+    """Close a live client connection (and its server connections) now, from outside its
+    layers: mitmproxy's ``flow.kill()`` only acts when a flow's next hook runs, which an
+    open WebSocket or tunnel may never reach. False: it is gone, or going."""
+    proxyserver = ctx.master.addons.get("proxyserver") if ctx.master else None
+    handler = getattr(proxyserver, "connections", {}).get(client_id) if proxyserver else None
+    if handler is None or handler.client not in handler.transports:
+        return False
+    handler.close_connection(handler.client)
+    return True
