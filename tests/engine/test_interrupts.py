@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from bottle_tasks.manifest import load
+from bottle_tasks.context import build_plan
 from helpers import INV, REPO, docker, inv, labelled, unique, write_manifest
 
 pytestmark = pytest.mark.usefixtures("engine")
@@ -61,3 +63,56 @@ def test_ctrl_c_at_any_point_of_a_launch_leaves_nothing(bottle, twice):
         assert labelled(slug) == [], f"left behind after Ctrl-C at {delay}s: {labelled(slug)}\n{err}"
     print(f"Ctrl-C {'twice' if twice else 'once'} into a launch:", outcomes)
     assert any(outcome != "finished" for _, outcome in outcomes), "no launch was actually interrupted"
+
+
+def test_ctrl_c_with_keep_keeps_only_what_the_state_knows(bottle):
+    """--keep: what was created stays for debugging, and all of it is recorded, so a later
+    `down` takes exactly it away (not through the label sweep alone)."""
+    slug, manifest = bottle
+    env = dict(os.environ, INVOKE_BOTTLE_MANIFEST=str(manifest))
+    run = subprocess.Popen([INV, "use", slug, "--keep", "launch"], cwd=REPO, env=env, text=True,
+                           start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           stdin=subprocess.DEVNULL)
+    time.sleep(0.9)  # past net and ca, into proxy or agent
+    os.killpg(run.pid, signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert "Traceback" not in err, err
+    kept = labelled(slug)
+    assert kept, f"--keep kept nothing ({run.returncode}):\n{err}"
+    state = inv("use", slug, "status", "--json", manifest=manifest).stdout
+    unknown = [name for name in kept if name not in state]
+    assert unknown == [], f"kept but not in the bottle's state: {unknown}"
+    inv("use", slug, "down", manifest=manifest)
+    assert labelled(slug) == []
+
+
+def test_ctrl_c_during_an_image_build_leaves_no_image_context_or_resource(tmp_path, state_home, trust_bundle):
+    slug = unique("intb")
+    # A bundle no image was built with: every image of this bottle has a new tag to build.
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text(trust_bundle.read_text() + f"\n# interrupt test {slug}\n")
+    manifest = write_manifest(tmp_path, {slug: "    prompt: test\n    network: {allow: [example.org]}"},
+                              bundle=str(bundle))
+    loaded = load(str(manifest))
+    tags = [spec.tag for spec in build_plan(slug, loaded, loaded.agents[slug]).images.values()]
+    build_tmp = tmp_path / "tmp"
+    build_tmp.mkdir()
+    env = dict(os.environ, INVOKE_BOTTLE_MANIFEST=str(manifest), TMPDIR=str(build_tmp))
+    run = subprocess.Popen([INV, "use", slug, "launch"], cwd=REPO, env=env, text=True, start_new_session=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(build_tmp.glob("bottle-build-*")) and time.monotonic() < deadline:
+            time.sleep(0.2)  # the build contexts appear: the builds are under way
+        assert time.monotonic() < deadline, "no image build started"
+        time.sleep(3)
+        os.killpg(run.pid, signal.SIGINT)
+        _, err = run.communicate(timeout=180)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+        inv("use", slug, "down", manifest=manifest, check=False)
+    assert run.returncode != 0 and "Traceback" not in err, err
+    assert labelled(slug) == []
+    assert [tag for tag in tags if docker("image", "inspect", tag, check=False).returncode == 0] == []
+    assert list(build_tmp.iterdir()) == [], "build contexts left behind"
