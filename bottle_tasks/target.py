@@ -89,8 +89,16 @@ class Target:
         """Place `data` at `path` on the Docker host, mode 0600 from the first byte."""
         raise NotImplementedError
 
+    def read(self, path: str) -> bytes | None:
+        """The content of a (stage) file on the Docker host; None when it is not there."""
+        raise NotImplementedError
+
     def put_tree(self, local_dir: Path, remote_dir: str) -> str:
         """Make `local_dir`'s content available at `remote_dir` on the Docker host."""
+        raise NotImplementedError
+
+    def put_file(self, local: Path, path: str) -> str:
+        """Make the local file `local` readable on the Docker host (0600); return where."""
         raise NotImplementedError
 
     def remove_tree(self, path: str) -> None:
@@ -140,8 +148,17 @@ class LocalTarget(Target):
         _makedirs_private(target.parent)
         write_private(target, data)
 
+    def read(self, path: str) -> bytes | None:
+        try:
+            return Path(path).read_bytes()
+        except FileNotFoundError:
+            return None
+
     def put_tree(self, local_dir: Path, remote_dir: str) -> str:
         return str(local_dir)  # already on the Docker host
+
+    def put_file(self, local: Path, path: str) -> str:
+        return str(local)  # already on the Docker host
 
     def chown_tree(self, path: str, uid: int, gid: int) -> None:
         if self.dry:
@@ -197,6 +214,27 @@ class RemoteTarget(Target):
             handle.chmod(0o600)
             handle.write(data)
         sftp.posix_rename(tmp, path)
+
+    def read(self, path: str) -> bytes | None:
+        try:
+            with self.connection.sftp().open(path, "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
+
+    def put_file(self, local: Path, path: str) -> str:
+        """Stream a (large) file by SFTP, 0600 before the first byte, never whole in memory."""
+        if self.dry:
+            console.dry(f"sftp put {path} (mode 600)")
+            return path
+        self._mkdir(os.path.dirname(path))
+        sftp = self.connection.sftp()
+        with sftp.open(f"{path}.tmp", "wb") as handle, open(local, "rb") as source:
+            handle.chmod(0o600)
+            handle.set_pipelined(True)
+            shutil.copyfileobj(source, handle, 1 << 20)
+        sftp.posix_rename(f"{path}.tmp", path)
+        return path
 
     def put_tree(self, local_dir: Path, remote_dir: str) -> str:
         """Send a build context as one tar stream and unpack it on the host."""

@@ -33,22 +33,36 @@ def routes_doc(bottle) -> dict:
             "routes": policy.effective_routes(bottle.agent, bottle.state.get("route_changes") or {})}
 
 
-def secret_values(bottle, doc: dict) -> dict[str, str]:
-    """The values of the secrets the routes inject, from the controller's environment."""
+def secret_values(bottle, doc: dict, staged: dict[str, str]) -> dict[str, str]:
+    """The values of the secrets the routes inject: from the controller's environment, else
+    (a route change in a later shell) the value the running egress proxy already holds."""
     names = sorted({i["secret"] for route in doc["routes"] for i in route["inject"]})
-    missing = [name for name in names if not os.environ.get(name)]
+    values = {name: os.environ.get(name) or staged.get(name, "") for name in names}
+    missing = [name for name in names if not values[name]]
     if missing and not bottle.dry:
         raise BottleError(
             f"{bottle.manifest.path}: agents.{bottle.agent.name}.egress_proxy: the secret(s) "
             f"{', '.join(missing)} are not set in this shell",
             f"export {missing[0]}=... (the value stays on this machine and in the egress proxy; "
             "the agent only ever sees a placeholder), then launch again")
-    return {name: os.environ.get(name, "") for name in names}
+    return values
 
 
-def write_config(bottle) -> dict:
+def staged_secrets(bottle) -> dict[str, str]:
+    """secrets.json of the running egress proxy (0600 in the stage dir), or nothing."""
+    raw = None if bottle.dry else bottle.target.read(bottle.stage("egress", "secrets.json"))
+    try:
+        loaded = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return {k: v for k, v in loaded.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(loaded, dict) else {}
+
+
+def write_config(bottle, keep_staged: bool = False) -> dict:
+    """routes.json and secrets.json; `keep_staged`: a live change, which may be made from a
+    shell without the secrets (the values already in the stage dir stay)."""
     doc = routes_doc(bottle)
-    secrets = secret_values(bottle, doc)
+    secrets = secret_values(bottle, doc, staged_secrets(bottle) if keep_staged else {})
     bottle.target.write(bottle.stage("egress", "routes.json"), (json.dumps(doc, indent=2) + "\n").encode())
     bottle.target.write(bottle.stage("egress", "secrets.json"), json.dumps(secrets).encode())
     hand_over(bottle, "egress")
@@ -141,7 +155,7 @@ def apply_route_change(bottle, changes: dict, verb: str) -> str:
 
 
 def reconfigure(bottle, name: str, verb: str) -> dict:
-    doc = write_config(bottle)  # raises before writing anything when a secret is not set
+    doc = write_config(bottle, keep_staged=True)  # raises before writing anything when a secret is unknown
     write_policy(bottle)
     firewall = bottle.state.resource("firewall")
     # Firewall first when adding (its DLP exemption must exist before the header is

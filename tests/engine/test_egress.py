@@ -266,6 +266,19 @@ def test_routes_change_live_without_a_restart(bottle):
     assert {role: started_at(bottle, role) for role in ("egress", "firewall")} == before
 
 
+def test_route_changes_work_from_a_shell_without_the_secret(bottle):
+    """A later shell need not hold the key again: the egress proxy's staged value stays."""
+    no_key = {**bottle.env, "ANTHROPIC_API_KEY": ""}
+    inv("use", *bottle.selector, "route", "add", UPSTREAM, "--path", "/no-env/",
+        "--inject", "x-api-key=ANTHROPIC_API_KEY", manifest=bottle.manifest, env=no_key)
+    try:
+        assert bottle.curl(f"https://{UPSTREAM}/no-env/one")[0].endswith("200")
+        [seen] = records(bottle, path="/no-env/one")
+        assert header_values(seen, "x-api-key") == [REAL_KEY]
+    finally:
+        inv("use", *bottle.selector, "route", "rm", UPSTREAM, manifest=bottle.manifest, env=no_key)
+
+
 @pytest.mark.parametrize("args, message", [
     (["route", "add", UPSTREAM, "--inject", "x-api-key=UNDECLARED"], "UNDECLARED"),
     (["route", "add", UPSTREAM, "--path", "no-slash"], "paths"),
