@@ -5,10 +5,15 @@ and report ratios. Not a test: nothing here asserts a speed.
    requests/s and p50/p99 latency of the same client straight to the upstream; through a
    bare `mitmdump` hop (the firewall's image and CA, no addon: the floor any mitmproxy-based
    proxy starts from); through the firewall alone; and the agent's real path, egress proxy
-   (injecting a header) + firewall. Ratios to the bare hop, and each sidecar's memory.
+   (injecting a header) + firewall; and egress proxy + firewall for a host without routes,
+   which the egress proxy relays unopened. Ratios to the bare hop, and each sidecar's memory.
 2. Launch and teardown: warm `inv launch` (images built) to ready, and `inv down`,
    versus `docker compose up -d --wait` / `docker compose down` of the same
    containers, networks and images (compose file generated here).
+3. A 360 MB workspace (a git repository: 240 MB of assets in git, 30,000 small files
+   under a git-ignored node_modules): the first launch (selection, content scan, copy,
+   image) and a relaunch after `down` with the workspace unchanged (the kept image),
+   against the same launch without a workspace. `BENCH_ONLY=workspace` runs only this.
 """
 from __future__ import annotations
 
@@ -33,7 +38,8 @@ REQUESTS = int(os.environ.get("BENCH_REQUESTS", "500"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 DOWNLOAD_BYTES = 256 * 1000 * 1000
 RESULTS = REPO / "bench" / "results.json"
-UPSTREAM = "api.upstream.test"
+UPSTREAM = "api.upstream.test"  # routed in the routed bottle
+RELAYED = "plain.upstream.test"  # allowed there, no route: relayed by the egress proxy unopened
 
 
 def sh(*argv: str, env=None, check=True) -> subprocess.CompletedProcess:
@@ -60,7 +66,7 @@ agents:
   {routed}:
     prompt: bench
     secrets: [BENCH_KEY]
-    network: {{allow: [{UPSTREAM}], allowed_cidrs: [{cidr}], dlp: {{max_body_bytes: 33554432}}}}
+    network: {{allow: [{UPSTREAM}, {RELAYED}], allowed_cidrs: [{cidr}], dlp: {{max_body_bytes: 33554432}}}}
     egress_proxy:
       routes: [{{host: {UPSTREAM}, inject: [{{header: x-bench-key, secret: BENCH_KEY}}]}}]
 """)
@@ -78,7 +84,7 @@ def proxy_overhead(work: Path, slug: str, ca: pki.KeyPair) -> dict:
     image = json.loads(sh("docker", "inspect", f"bottle-{slug}-firewall").stdout)[0]["Config"]["Image"]
     files = work / "files"
     files.mkdir()
-    leaf = pki.mint_leaf(ca, [UPSTREAM])
+    leaf = pki.mint_leaf(ca, [UPSTREAM, RELAYED])
     (files / "cert.pem").write_bytes(leaf.cert_pem)
     (files / "key.pem").write_bytes(leaf.key_pem)
     (files / "key.pem").chmod(0o644)
@@ -88,20 +94,23 @@ def proxy_overhead(work: Path, slug: str, ca: pki.KeyPair) -> dict:
     shutil.copy(REPO / "tests" / "engine" / "upstream" / "server.py", files / "server.py")
     shutil.copy(REPO / "bench" / "client.py", files / "client.py")
     upstream = sh("docker", "run", "-d", "--init", "--label", "bottle.bench=1", "--network", f"bottle-{slug}-net-egress",
-                  "--network-alias", UPSTREAM, "-v", f"{files}:/upstream:ro", "--entrypoint", "python3", image,
+                  "--network-alias", UPSTREAM, "--network-alias", RELAYED, "-v", f"{files}:/upstream:ro",
+                  "--entrypoint", "python3", image,
                   "/upstream/server.py").stdout.strip()
     bare = start_bare_hop(work, slug, image, files)
     try:
         time.sleep(1.5)
         # The firewall of a routed bottle sits on the link network (the agent's goes through egress).
-        runs = {"direct": (f"bottle-{slug}-net-egress", "-", "/upstream/upstream-ca.pem"),
-                "bare mitmdump": (f"bottle-{slug}-net-link", "barehop:3128", "/upstream/firewall-ca.pem"),
-                "firewall": (f"bottle-{slug}-net-link", "firewall:3128", "/upstream/firewall-ca.pem"),
-                "egress+firewall": (f"bottle-{slug}-net-internal", "egress:8080", "/upstream/egress-ca.pem")}
+        runs = {"direct": (f"bottle-{slug}-net-egress", "-", "/upstream/upstream-ca.pem", UPSTREAM),
+                "bare mitmdump": (f"bottle-{slug}-net-link", "barehop:3128", "/upstream/firewall-ca.pem", UPSTREAM),
+                "firewall": (f"bottle-{slug}-net-link", "firewall:3128", "/upstream/firewall-ca.pem", UPSTREAM),
+                "egress+firewall": (f"bottle-{slug}-net-internal", "egress:8080", "/upstream/egress-ca.pem", UPSTREAM),
+                "egress relay+firewall": (f"bottle-{slug}-net-internal", "egress:8080", "/upstream/firewall-ca.pem",
+                                          RELAYED)}
         def client(name: str, count: int, *mode: str) -> dict:
-            network, proxy, cafile = runs[name]
+            network, proxy, cafile, host = runs[name]
             out = sh("docker", "run", "--rm", "--network", network, "-v", f"{files}:/upstream:ro",
-                     "--entrypoint", "python3", image, "/upstream/client.py", UPSTREAM, "443",
+                     "--entrypoint", "python3", image, "/upstream/client.py", host, "443",
                      str(count), proxy, cafile, *mode).stdout
             return json.loads(out.strip().splitlines()[-1])
 
@@ -227,6 +236,90 @@ def launch_vs_compose(work: Path, slug: str) -> dict:
     return {key: statistics.median(values) for key, values in times.items()}
 
 
+WORKSPACE_ASSETS = 60              # files of 4 MB: 240 MB
+WORKSPACE_MODULES = 30_000         # small files under node_modules/, git-ignored
+WORKSPACE_ROUNDS = int(os.environ.get("BENCH_WORKSPACE_ROUNDS", "3"))
+
+
+def make_workspace(root: Path) -> None:
+    """The issue's repository: assets in git, node_modules ignored, a .env and dist/ ignored."""
+    for i in range(WORKSPACE_ASSETS):
+        path = root / "assets" / f"texture-{i:03}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(4_000_000))
+    for i in range(WORKSPACE_MODULES):
+        path = root / "node_modules" / f"pkg{i // 100:03}" / f"file{i % 100:02}.js"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"module.exports = {i};\n" + "// padding\n" * 380)  # ~4 KB: 120 MB in all
+    (root / "src").mkdir()
+    (root / "src" / "index.js").write_text("console.log('hi')\n")
+    (root / ".gitignore").write_text("node_modules/\n.env\ndist/\n")
+    (root / ".env").write_text("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n")
+    git = ["git", "-C", str(root), "-c", "user.name=bench", "-c", "user.email=bench@bench.invalid",
+           "-c", "core.compression=0", "-c", "core.looseCompression=0"]
+    sh("git", "init", "-q", str(root))
+    sh(*git, "add", "-A")
+    sh(*git, "commit", "-qm", "bench workspace")
+
+
+def workspace_launch(work: Path, slug: str, ws: str) -> dict:
+    """Median seconds of: a launch without a workspace, the first launch of the 360 MB
+    workspace (its image removed by `down --purge` before each), and its relaunch after `down`."""
+    times = {"launch, no workspace": [], "workspace, first launch": [], "workspace, unchanged relaunch": []}
+    for _ in range(WORKSPACE_ROUNDS):
+        times["launch, no workspace"].append(timed(lambda: inv(work, "use", slug, "launch")))
+        inv(work, "use", slug, "down")
+        inv(work, "use", ws, "down", "--purge")
+        times["workspace, first launch"].append(timed(lambda: inv(work, "use", ws, "launch")))
+        inv(work, "use", ws, "down")
+        times["workspace, unchanged relaunch"].append(timed(lambda: inv(work, "use", ws, "launch")))
+        inv(work, "use", ws, "down")
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
+def add_workspace_agent(work: Path, ws: str, project: Path) -> None:
+    with open(work / "bottles.yaml", "a") as manifest:
+        manifest.write(f"  {ws}:\n    prompt: bench\n    workspace: {{path: {project}}}\n")
+
+
+def print_workspace(result: dict) -> None:
+    print(f"\n360 MB workspace (240 MB of assets in git, {WORKSPACE_MODULES} files in a git-ignored "
+          f"node_modules; median of {WORKSPACE_ROUNDS} rounds)")
+    plain = result["launch, no workspace"]
+    for key, value in result.items():
+        print(f"  {key:<30} {value:6.2f} s   {value - plain:+.2f} s against no workspace")
+
+
+def main_workspace() -> None:
+    """`BENCH_ONLY=workspace`: the workspace rows alone; merged into bench/results.json."""
+    work = Path(tempfile.mkdtemp(prefix="bottle-bench-"))
+    slug = f"bench{secrets.token_hex(2)}"
+    ws = f"{slug}w"
+    write_manifest(work, slug, f"{slug}r", Path(HOST_BUNDLE))
+    project = work / "project"
+    project.mkdir()
+    try:
+        make_workspace(project)
+        add_workspace_agent(work, ws, project)
+        inv(work, "use", slug, "launch")  # images built: the runs below are warm
+        inv(work, "use", slug, "down")
+        result = workspace_launch(work, slug, ws)
+    finally:
+        cleanup(work, slug, ws)
+    print_workspace(result)
+    record = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    record["workspace"] = result
+    RESULTS.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def cleanup(work: Path, *bottles: str) -> None:
+    for bottle in bottles:
+        subprocess.run([INV, "use", bottle, "down", "--purge"], cwd=REPO, capture_output=True,
+                       env=dict(os.environ, XDG_STATE_HOME=str(work / "state"),
+                                INVOKE_BOTTLE_MANIFEST=str(work / "bottles.yaml")))
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def compose_up(compose: list[str]) -> list[str]:
     # The v2 plugin waits for health with --wait; Debian's 1.29 waits through the
     # agent's depends_on condition on the firewall's health.
@@ -243,34 +336,35 @@ def main() -> None:
     bundle = work / "bundle.pem"
     bundle.write_bytes(Path(HOST_BUNDLE).read_bytes() + b"\n" + ca.cert_pem)
     write_manifest(work, slug, routed, bundle)
+    ws = f"{slug}w"
     try:
         inv(work, "use", routed, "net")
         cidr = json.loads((work / "state" / "bottle" / routed / "state.json").read_text())["cidr"]["net-egress"]
         write_manifest(work, slug, routed, bundle, cidr)
+        (work / "project").mkdir()
+        make_workspace(work / "project")
+        add_workspace_agent(work, ws, work / "project")
         inv(work, "use", routed, "launch")  # builds images if needed: the runs below are warm
         overhead = proxy_overhead(work, routed, ca)
         inv(work, "use", routed, "down")
         inv(work, "use", slug, "launch")
         launch = launch_vs_compose(work, slug)
+        workspace = workspace_launch(work, slug, ws)
     finally:
-        for bottle in (routed, slug):
-            subprocess.run([INV, "use", bottle, "down"], cwd=REPO, capture_output=True,
-                           env=dict(os.environ, XDG_STATE_HOME=str(work / "state"),
-                                    INVOKE_BOTTLE_MANIFEST=str(work / "bottles.yaml")))
-        shutil.rmtree(work, ignore_errors=True)
+        cleanup(work, routed, slug, ws)
     d, b = overhead["direct"], overhead["bare mitmdump"]
     print(f"\nproxy overhead ({REQUESTS} HTTPS keep-alive requests, median of 3 interleaved runs)")
-    for name in ("direct", "bare mitmdump", "firewall", "egress+firewall"):
+    for name in ("direct", "bare mitmdump", "firewall", "egress+firewall", "egress relay+firewall"):
         r = overhead[name]
-        print(f"  {name:<16} {r['rps']:8.0f} req/s   p50 {r['p50_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms"
+        print(f"  {name:<21} {r['rps']:8.0f} req/s   p50 {r['p50_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms"
               f"   throughput {r['rps'] / b['rps']:.2f}x the bare hop, {r['rps'] / d['rps']:.2f}x direct")
     print("  memory after the runs: " + ", ".join(f"{k} {v}" for k, v in overhead["memory"].items()))
     print("\n16 connections at once (aggregate requests/s)")
     for name, rps in overhead["parallel"].items():
-        print(f"  {name:<16} {rps:8.0f} req/s   {rps / overhead['parallel']['bare mitmdump']:.2f}x the bare hop")
+        print(f"  {name:<21} {rps:8.0f} req/s   {rps / overhead['parallel']['bare mitmdump']:.2f}x the bare hop")
     print(f"\none {DOWNLOAD_BYTES // 1000000} MB download")
     for name, row in overhead["download"].items():
-        print(f"  {name:<16} {row['mb_per_s']:8.1f} MB/s   "
+        print(f"  {name:<21} {row['mb_per_s']:8.1f} MB/s   "
               f"{row['mb_per_s'] / overhead['download']['bare mitmdump']['mb_per_s']:.2f}x the bare hop   "
               f"firewall peak RSS {row['firewall_rss_before_mib']:.0f} -> {row['firewall_peak_rss_mib']:.0f} MiB")
     print("\n16 MiB JSON request body (DLP scans it in the firewall; the bare hop only relays)")
@@ -282,11 +376,12 @@ def main() -> None:
         print(f"  {key:<18} {value:6.2f} s")
     print(f"  ratio launch / compose up: {launch['launch'] / launch['compose up --wait']:.2f}x; "
           f"down / compose down: {launch['down'] / launch['compose down']:.2f}x")
+    print_workspace(workspace)
     record = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "requests": REQUESTS,
-              "proxies": overhead, "launch": launch}
+              "proxies": overhead, "launch": launch, "workspace": workspace}
     RESULTS.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     print(f"\nfigures written to {RESULTS.relative_to(REPO)} (compare with an earlier run's)")
 
 
 if __name__ == "__main__":
-    main()
+    main_workspace() if os.environ.get("BENCH_ONLY") == "workspace" else main()

@@ -2,9 +2,9 @@
 from invoke import Collection
 
 from .context import DEFAULTS
-from .steps import agent, build, ca, chain, down, egress, inside, logs, net, proxy, select, status
+from .steps import agent, build, ca, chain, down, egress, init, inside, logs, net, proxy, prune, select, status, work
 
-TOPICS = (select, build, net, ca, proxy, egress, chain, agent, inside, logs, down, status)
+TOPICS = (select, build, net, ca, proxy, egress, chain, agent, inside, logs, down, status, init, work, prune)
 
 
 def namespace() -> Collection:

@@ -39,7 +39,7 @@ class Bottle:
     state: State
     target: Target
     pinned: bool = False  # the user chose the name: a name conflict is an error, not a suffix
-    selector: str = ""    # `use ...` words that select this bottle again, for hints
+    selector: str = ""    # `inv use ...` / `bottle ...` words that select this bottle again, for hints
 
     @property
     def dry(self) -> bool:
@@ -56,7 +56,7 @@ class Bottle:
         """The name of a resource an earlier step made; a clear error if it did not."""
         name = self.state.resource(role)
         if not name and not self.dry:
-            raise BottleError(f"bottle {self.slug} has no {role} yet", f"run `inv {self.selector} {step_name}` first")
+            raise BottleError(f"bottle {self.slug} has no {role} yet", f"run `{self.selector} {step_name}` first")
         return name or resource_name(self.slug, role)
 
 
@@ -82,9 +82,9 @@ def target_for(c, remote: str | None) -> Target:
     if not remote:
         return LocalTarget(c, state_root(), dry=dry)
     if remote not in _CONNECTIONS:
-        from fabric import Connection  # imported here: local runs never pay for paramiko
+        from .sshconfig import connection  # resolves like `ssh` (Include, Match, ProxyJump)
 
-        _CONNECTIONS[remote] = Connection(remote)
+        _CONNECTIONS[remote] = connection(remote)
     return RemoteTarget(_CONNECTIONS[remote], dry=dry)
 
 
@@ -97,7 +97,8 @@ def close_connections() -> None:
 
 #: tasks that only look: they never take a bottle's lock (a long `claude` session must
 #: not keep `allow` or `down` waiting)
-READ_ONLY_TASKS = frozenset({"use", "status", "plan", "logs", "routes", "claude", "shell", "exec"})
+READ_ONLY_TASKS = frozenset({"use", "status", "plan", "logs", "routes", "claude", "shell", "exec",
+                             "pull", "diff"})
 _RUN = {"locking": True}
 _LOCKS: dict[str, int] = {}
 
@@ -138,14 +139,27 @@ def host_label(remote: str | None) -> str:
 
 
 def selector(chosen: dict) -> str:
-    """The `inv use ...` words that select this bottle again, for hints."""
-    words = ["use", chosen["agent"]]
+    """The command words that select this bottle again, for hints: `inv use ...`, or, from
+    the `bottle` command, just `bottle` for the project's own bottle."""
+    if chosen.get("command") == "bottle":
+        return bottle_selector(chosen)
+    words = ["inv", "use", chosen["agent"]]
     if chosen["name"]:
         words += ["--name", chosen["name"]]
     if chosen["manifest"] != DEFAULTS["manifest"]:
         words += ["--manifest", str(chosen["manifest"])]
     if chosen["remote"]:
         words += ["--on", chosen["remote"]]
+    return " ".join(words)
+
+
+def bottle_selector(chosen: dict) -> str:
+    home = dict(chosen.get("home") or {})  # the project's defaults (cli.py)
+    words = ["bottle"] + (["--on", chosen["remote"]] if chosen["remote"] else [])
+    if (chosen["agent"], chosen["name"], chosen["manifest"]) != (home.get("agent"), home.get("name"), home.get("manifest")):
+        words += ["use", chosen["agent"]] + (["--name", chosen["name"]] if chosen["name"] else [])
+        if chosen["manifest"] != home.get("manifest"):
+            words += ["--manifest", str(chosen["manifest"])]
     return " ".join(words)
 
 
@@ -200,6 +214,10 @@ def build_plan(slug: str, loaded, agent) -> Plan:
     wanted = [name for name in images.available() if name != "egress" or agent.routes]
     specs = {name: images.spec_for(name, loaded.images.base, loaded.images.proxy_base, extra_ca)
              for name in wanted}
+    if loaded.images.packages and "agent" in specs:
+        specs["packages"] = images.packages_spec(specs["agent"].tag, loaded.images.packages, extra_ca)
     if agent.workspace and agent.workspace.copy and "agent" in specs:
-        specs["workspace"] = images.workspace_spec(specs["agent"].tag, slug, Path(agent.workspace.path))
+        # FROM the agent image with the manifest's packages, when it asks for any.
+        base = (specs.get("packages") or specs["agent"]).tag
+        specs["workspace"] = images.workspace_spec(base, slug, agent)
     return Plan(slug, agent, specs)

@@ -20,17 +20,22 @@ def image_exists(tag: str) -> list[str]:
     return ["docker", "image", "inspect", "--format", "{{.Id}}", tag]
 
 
+def image_labels(tag: str) -> list[str]:
+    return ["docker", "image", "inspect", "--format", "{{json .Config.Labels}}", tag]
+
+
 def image_ls(reference: str) -> list[str]:
     return ["docker", "image", "ls", "--quiet", "--filter", f"reference={reference}"]
 
 
-def image_rm(image_ids: list[str]) -> list[str]:
-    return ["docker", "image", "rm", "--force", *image_ids]
+def image_rm(image_ids: list[str], force: bool = True) -> list[str]:
+    return ["docker", "image", "rm", *(["--force"] if force else []), *image_ids]
 
 
 def build(tag: str, dockerfile: str, context: str, build_args: Mapping[str, str],
-          labels: Mapping[str, str]) -> list[str]:
-    argv = ["docker", "build", "--quiet", "--tag", tag, "--file", dockerfile]
+          labels: Mapping[str, str], quiet: bool = True) -> list[str]:
+    """`quiet=False`: the builder's `Step N/M` lines, for the progress display."""
+    argv = ["docker", "build", *(["--quiet"] if quiet else []), "--tag", tag, "--file", dockerfile]
     for key, value in sorted(build_args.items()):
         argv += ["--build-arg", f"{key}={value}"]
     return argv + _labels(labels) + [context]
@@ -69,6 +74,23 @@ def network_disconnect(network: str, container: str) -> list[str]:
 
 def network_ls(label_filter: str) -> list[str]:
     return ["docker", "network", "ls", "--filter", f"label={label_filter}", "--format", "{{json .}}"]
+
+
+# -- volumes -----------------------------------------------------------------
+def volume_create(name: str, labels: Mapping[str, str]) -> list[str]:
+    return ["docker", "volume", "create", *_labels(labels), name]
+
+
+def volume_inspect(name: str, fmt: str) -> list[str]:
+    return ["docker", "volume", "inspect", "--format", fmt, name]
+
+
+def volume_ls(label_filter: str) -> list[str]:
+    return ["docker", "volume", "ls", "--filter", f"label={label_filter}", "--format", "{{json .}}"]
+
+
+def volume_rm(name: str) -> list[str]:
+    return ["docker", "volume", "rm", name]
 
 
 # -- containers --------------------------------------------------------------
@@ -145,6 +167,11 @@ def cp_tar_from_stdin(container: str) -> list[str]:
     A tar on stdin keeps the owners set in it. Not `-a`: that chowns everything to
     the container's user, and engine 20.10 resolves that user on the host."""
     return ["docker", "cp", "-", f"{container}:/"]
+
+
+def cp_from(container: str, path: str, dest: str) -> list[str]:
+    """`docker cp` of one file out of a container, to `dest` on the Docker host."""
+    return ["docker", "cp", f"{container}:{path}", dest]
 
 
 def kill(container: str, signal: str) -> list[str]:

@@ -9,8 +9,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .workspace.image import selection_for
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DOCKERFILES = REPO_ROOT / "dockerfiles"
+# Shipped inside the package (bottle_tasks/dockerfiles, a link to the repo's dockerfiles/
+# in a checkout, real files in an install): the `bottle` command builds without a checkout.
+DOCKERFILES = Path(__file__).resolve().parent / "dockerfiles"
 SIDECARS = Path(__file__).resolve().parent / "sidecars"
 
 # mitmproxy >= 12 needs Python >= 3.12, which bookworm lacks: the proxy images use
@@ -19,11 +23,33 @@ PROXY_IMAGES = frozenset({"firewall", "egress"})
 # Images built from several sidecar packages, copied into the context as packages/<name>/:
 # the egress proxy reuses the firewall's host grammar, tunnel rules and health check.
 SIDECAR_PACKAGES = {"egress": ("egress", "firewall")}
-# Derived image that carries a copy of the workspace (never a bind mount of host files).
+# Derived image that carries a copy of the workspace (never a bind mount of host files);
+# its context is packed by workspace/pack.py from what workspace/selection.py chose.
 WORKSPACE_DOCKERFILE = """FROM {base}
 COPY --chown=agent:agent workspace/ /workspace/
 """
-SKIP_NAMES = {"__pycache__", ".pytest_cache", ".venv", "node_modules"}
+# Left out of the controller's own sidecar trees (the workspace has its own rules).
+SKIP_NAMES = {"__pycache__", ".pytest_cache"}
+# Derived image that adds the manifest's `images.packages` to the agent image. The names
+# are validated Debian package names (manifest.py), so they can stand in the RUN line.
+# The extra CA reaches apt only through Acquire::https::CAInfo, and leaves with /tmp. The
+# agent image excludes man pages from dpkg, but some maintainer scripts (the JDK's
+# update-alternatives) link into /usr/share/man/man1 and fail when it does not exist.
+PACKAGES_DOCKERFILE = """FROM {base}
+USER root
+COPY extra-ca.pem /tmp/extra-ca.pem
+RUN set -eux; \\
+    mkdir -p /usr/share/man/man1; \\
+    cat /etc/ssl/certs/ca-certificates.crt /tmp/extra-ca.pem > /tmp/build-ca.pem; \\
+    apt-get -o Acquire::https::CAInfo=/tmp/build-ca.pem update; \\
+    DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::https::CAInfo=/tmp/build-ca.pem \\
+        install -y --no-install-recommends {packages}; \\
+    apt-get clean; \\
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log /tmp/* /tmp/.[!.]*
+USER agent
+"""
+# Images built FROM another of the bottle's images, in this order, after the others.
+DERIVED = ("packages", "workspace")
 
 
 @dataclass(frozen=True)
@@ -33,7 +59,7 @@ class ImageSpec:
     dockerfile_text: str
     build_args: dict[str, str] = field(default_factory=dict)
     sidecar_dir: Path | None = None    # copied into the context as sidecar/
-    workspace_dir: Path | None = None  # copied into the context as workspace/
+    workspace_dir: Path | None = None  # the workspace (packed by workspace/image.py, not here)
     extra_ca: Path | None = None       # copied into the context as extra-ca.pem (empty if None)
     packages: tuple[Path, ...] = ()    # copied into the context as packages/<name>/
 
@@ -45,8 +71,6 @@ class ImageSpec:
         (root / "extra-ca.pem").write_bytes(extra)
         if self.sidecar_dir:
             shutil.copytree(self.sidecar_dir, root / "sidecar", ignore=_ignore)
-        if self.workspace_dir:
-            shutil.copytree(self.workspace_dir, root / "workspace", ignore=_ignore, symlinks=True)
         for package in self.packages:
             shutil.copytree(package, root / "packages" / package.name, ignore=_ignore)
         return root
@@ -102,7 +126,20 @@ def spec_for(name: str, base: str, proxy_base: str, extra_ca: str | None) -> Ima
     return ImageSpec(name, f"bottle/{name}:{digest}", dockerfile, args, sidecar, None, ca_path, packages)
 
 
-def workspace_spec(agent_tag: str, slug: str, workspace: Path) -> ImageSpec:
+def packages_spec(agent_tag: str, packages: tuple[str, ...], extra_ca: str | None) -> ImageSpec:
+    """The agent image plus Debian packages: shared by every bottle that asks for the same
+    list (no bottle's data in it), tagged by the list, the agent image and the CA."""
+    names = sorted(packages)
+    text = PACKAGES_DOCKERFILE.format(base=agent_tag, packages=" ".join(names))
+    ca_path = Path(extra_ca) if extra_ca else None
+    digest = _digest(text.encode(), ca_path.read_bytes() if ca_path else b"")
+    return ImageSpec("packages", f"bottle/agent-packages:{digest}", text, {}, None, None, ca_path)
+
+
+def workspace_spec(agent_tag: str, slug: str, agent) -> ImageSpec:
+    """Tagged by the digest of what enters (names, modes, sizes, mtimes, the rules): an
+    unchanged workspace finds its image, which `down` keeps, and is not copied again."""
     text = WORKSPACE_DOCKERFILE.format(base=agent_tag)
-    digest = _digest(text.encode(), str(workspace).encode(), _tree_digest(workspace, by_content=False))
+    workspace = Path(agent.workspace.path)
+    digest = _digest(text.encode(), selection_for(agent).digest.encode())
     return ImageSpec("workspace", f"bottle/workspace-{slug}:{digest}", text, {}, None, workspace, None)

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+import pathspec
 import yaml
 
 from .errors import BottleError
@@ -101,6 +102,7 @@ class Claude:
 class Workspace:
     path: str          # absolute
     copy: bool = True
+    include: tuple[str, ...] = ()   # gitignore-style patterns brought back in (bottle_tasks/workspace/)
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ class Trust:
 class Images:
     base: str = "debian:bookworm-slim"
     proxy_base: str = "debian:trixie-slim"
+    packages: tuple[str, ...] = ()  # Debian packages added to the agent image (a cached derived image)
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,7 @@ class Manifest:
 # --- public entry points ----------------------------------------------------
 
 MISSING_HINT = ("point at another manifest with INVOKE_BOTTLE_MANIFEST=FILE "
-                "or `inv use NAME --manifest FILE`")
+                "or `inv use NAME --manifest FILE`; `bottle init` writes one for your project")
 
 
 def load(path: str | Path) -> Manifest:
@@ -193,7 +196,8 @@ def _load(path: Path) -> Manifest:
         raise Invalid("agents", "no agents declared",
                       "add at least one agent, e.g.\n  agents:\n    demo:\n      prompt: ...")
     base = path.parent
-    parsed = {name: _agent(_agent_name(name, key_path("agents", name)), spec, key_path("agents", name), base)
+    parsed = {name: _agent(_agent_name(name, key_path("agents", name)), spec, key_path("agents", name), base,
+                           _default_workspace(path))
               for name, spec in agents.items()}
     return Manifest(str(path), _trust(doc.get("trust"), base), _images(doc.get("images")),
                     MappingProxyType(parsed))
@@ -229,7 +233,7 @@ def _markdown(path: Path, text: str) -> Manifest:
                        "rename the file: ")
     agent_fields = {k: v for k, v in front.items() if k not in FRONT_MATTER_EXTRA}
     agent_fields["prompt"] = "".join(lines[end + 1:]).strip()
-    agent = _agent(name, agent_fields, "", path.parent)
+    agent = _agent(name, agent_fields, "", path.parent, _default_workspace(path))
     return Manifest(str(path), _trust(front.get("trust"), path.parent), _images(front.get("images")),
                     MappingProxyType({name: agent}))
 
@@ -273,9 +277,27 @@ def _trust(value: Any, base: Path) -> Trust:
 _IMAGE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*")
 
 
+# Debian policy's package name: lower case, digits, + - . ; at least two characters.
+_DEB_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+MAX_PACKAGES = 100
+
+
+def _packages(value: Any) -> tuple[str, ...]:
+    names = string_list(value, "images.packages")
+    for i, name in enumerate(names):
+        if not _DEB_PACKAGE.fullmatch(name):
+            raise Invalid(index_path("images.packages", i), f"'{name}' is not a Debian package name",
+                          "write the bare package name as `apt-get install` takes it, e.g. "
+                          "openjdk-17-jdk-headless (lower case, no version or release)")
+    if len(names) > MAX_PACKAGES:
+        raise Invalid("images.packages", f"{len(names)} packages, more than {MAX_PACKAGES}",
+                      "install fewer, or build an image of your own and name it in images.base")
+    return tuple(dict.fromkeys(names))
+
+
 def _images(value: Any) -> Images:
-    doc = mapping(value, "images", ("base", "proxy_base"))
-    refs = {}
+    doc = mapping(value, "images", ("base", "proxy_base", "packages"))
+    refs: dict[str, Any] = {"packages": _packages(doc.get("packages"))}
     for key in ("base", "proxy_base"):
         if key in doc:
             ref = string(doc[key], f"images.{key}")
@@ -302,7 +324,13 @@ def _agent_name(name: Any, at: str, fix: str = "") -> str:
     return name
 
 
-def _agent(name: str, value: Any, at: str, base: Path) -> Agent:
+def _default_workspace(path: Path) -> dict | None:
+    """A project's own manifest (bottle.yaml / bottle.md, found by the `bottle` command)
+    works on its folder unless it says otherwise; other manifests start empty."""
+    return {"path": "."} if path.name in ("bottle.yaml", "bottle.md") else None
+
+
+def _agent(name: str, value: Any, at: str, base: Path, default_workspace: dict | None = None) -> Agent:
     def sub(key: str) -> str:
         return key_path(at, key)
 
@@ -316,7 +344,7 @@ def _agent(name: str, value: Any, at: str, base: Path) -> Agent:
     return Agent(
         name=name,
         prompt=string(doc.get("prompt", ""), sub("prompt"), empty_ok=True),
-        workspace=_workspace(doc.get("workspace"), sub("workspace"), base),
+        workspace=_workspace(doc.get("workspace", default_workspace), sub("workspace"), base),
         runtime=one_of(doc.get("runtime", "runc"), sub("runtime"), ("runc", "runsc")),
         resources=_resources(doc.get("resources"), sub("resources")),
         env=MappingProxyType(env),
@@ -333,7 +361,7 @@ def _agent(name: str, value: Any, at: str, base: Path) -> Agent:
 def _workspace(value: Any, at: str, base: Path) -> Workspace | None:
     if value is None:
         return None
-    doc = mapping(value, at, ("path", "copy"))
+    doc = mapping(value, at, ("path", "copy", "include"))
     if "path" not in doc:
         raise Invalid(key_path(at, "path"), "missing", "write `path: .` (relative to the manifest's folder), "
                       "or `workspace: null` for no workspace")
@@ -341,7 +369,28 @@ def _workspace(value: Any, at: str, base: Path) -> Workspace | None:
     if not folder.is_dir():
         raise Invalid(key_path(at, "path"), f"not an existing directory: {folder}",
                       "give a folder relative to the manifest's folder, or `workspace: null`")
-    return Workspace(str(folder), boolean(doc.get("copy", True), key_path(at, "copy")))
+    return Workspace(str(folder), boolean(doc.get("copy", True), key_path(at, "copy")),
+                     _include(doc.get("include"), key_path(at, "include")))
+
+
+def _include(value: Any, at: str) -> tuple[str, ...]:
+    """Patterns in .gitignore syntax, relative to the workspace, naming files to copy even
+    though git, .bottleignore or the credential rules leave them out."""
+    patterns = string_list(value, at)
+    for i, pattern in enumerate(patterns):
+        where = index_path(at, i)
+        if pattern.startswith(("!", "#")):
+            raise Invalid(where, f"'{pattern}' starts with '{pattern[0]}', which means nothing here",
+                          "list only what to bring in, e.g. dist/ or config/dev.pem")
+        if ".." in pattern.split("/") or pattern.startswith("~"):
+            raise Invalid(where, f"'{pattern}' points outside the workspace",
+                          "write a pattern relative to the workspace folder, e.g. assets/**/*.png")
+        try:
+            pathspec.GitIgnoreSpec.from_lines([pattern])
+        except (ValueError, TypeError) as exc:
+            raise Invalid(where, f"'{pattern}' is not a gitignore-style pattern ({exc})",
+                          "write a pattern as in .gitignore, e.g. dist/ or *.pem") from None
+    return patterns
 
 
 _MEMORY = re.compile(r"[1-9][0-9]*[kmg]")

@@ -56,7 +56,7 @@ class Plan:
 
     @property
     def agent_image(self) -> ImageSpec | None:
-        return self.images.get("workspace") or self.images.get("agent")
+        return self.images.get("workspace") or self.images.get("packages") or self.images.get("agent")
 
     @property
     def networks(self) -> tuple[tuple[str, bool], ...]:

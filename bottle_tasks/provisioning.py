@@ -12,6 +12,7 @@ import io
 import json
 import tarfile
 import time
+from urllib.parse import urlsplit
 
 AGENT_UID = AGENT_GID = 1000
 HOME = "/home/agent"
@@ -22,6 +23,9 @@ BOTTLE_CA = "/usr/local/share/ca-certificates/bottle-ca.crt"
 SCRIPT = "/opt/bottle/provision.sh"
 PLACE_SCRIPT = "/opt/bottle/place.sh"
 STAGED = "/opt/bottle/agent-files"  # root-owned: the agent can read, not change, what is staged
+MAVEN_STAGED = "/opt/bottle/maven-settings.xml"
+# What the agent's own copy of Claude Code state keeps, and what provisioning sets on top.
+CLAUDE_STATE = f"{HOME}/.claude.json"
 
 # Runs as root (uid 0, no capabilities): everything it touches is root-owned.
 # It does what update-ca-certificates does for one added CA, in a few ms instead
@@ -36,6 +40,25 @@ cat "$bundle.image" {BOTTLE_CA} > "$bundle.new"
 chmod 644 "$bundle.new"
 mv "$bundle.new" "$bundle"
 ln -sf {BOTTLE_CA} /etc/ssl/certs/bottle-ca.pem
+# A JDK (from images.packages) reads its own truststore, not the bundle above: the image's
+# store plus the bottle's CAs, one keytool call per certificate (it imports only the first
+# of a PEM file), split in a root-only folder (not /tmp, where the agent could plant links).
+store=/etc/ssl/certs/java/cacerts
+if [ -f "$store" ] && command -v keytool >/dev/null 2>&1; then
+    [ -f "$store.image" ] || cp "$store" "$store.image"
+    cp "$store.image" "$store.new"
+    split=$(mktemp -d /opt/bottle/java.XXXXXX)
+    awk -v dir="$split" '/BEGIN CERTIFICATE/ {{n++}} n > 0 {{print > (dir "/" n ".pem")}}' {BOTTLE_CA}
+    for pem in "$split"/*.pem; do
+        keytool -importcert -noprompt -alias "bottle-ca-${{pem##*/}}" -file "$pem" \
+            -keystore "$store.new" -storepass changeit >/dev/null
+    done
+    rm -rf "$split"
+    chmod 644 "$store.new"
+    mv "$store.new" "$store"
+fi
+# Maven reads no proxy variable and no JVM proxy property: its global settings name the proxy.
+if [ -d /etc/maven ]; then cp {MAVEN_STAGED} /etc/maven/settings.xml; chmod 644 /etc/maven/settings.xml; fi
 echo provisioned
 """
 
@@ -98,27 +121,47 @@ def place_script(agent_files: list[tuple[str, bytes, int]]) -> str:
         '    tmp="$parent/.bottle-provision.$$"',
         '    cp "$1" "$tmp" && chmod "$3" "$tmp" && mv -fT "$tmp" "$2"',
         "}",
+        "# Claude Code's state (login, history, projects) lives in the home volume and outlives",
+        "# containers: the manifest's keys are set on top of it, the rest is kept. A file that is",
+        "# not a JSON object is replaced by the staged one.",
+        "merge() {  # staged JSON, destination, mode",
+        '    if [ -L "$2" ] || [ -d "$2" ]; then rm -rf "$2"; fi',
+        '    tmp="${2%/*}/.bottle-provision.$$"',
+        """    if ! { [ -f "$2" ] && jq -s '.[0] * .[1]' "$2" "$1" > "$tmp" 2>/dev/null; }; then cp "$1" "$tmp"; fi""",
+        '    chmod "$3" "$tmp" && mv -fT "$tmp" "$2"',
+        "}",
     ]
-    lines += [f"place {STAGED}{path[len(HOME):]} {path} {mode:o}" for path, _, mode in agent_files]
+    lines += [f"{'merge' if path == CLAUDE_STATE else 'place'} {STAGED}{path[len(HOME):]} {path} {mode:o}"
+              for path, _, mode in agent_files]
     return "\n".join(lines) + "\necho placed\n"
 
 
-def files(agent, ca_pem: str, first_time: bool = True) -> list[tuple[str, bytes, int, int]]:
+def maven_settings(proxy_url: str) -> str:
+    """Maven's global settings: the bottle's proxy (one active proxy serves http and https)."""
+    url = urlsplit(proxy_url)
+    no_proxy = "|".join(("localhost", "127.0.0.1", "firewall", "egress"))
+    return (f"<settings>\n  <proxies>\n    <proxy>\n      <id>bottle</id>\n      <active>true</active>\n"
+            f"      <protocol>{url.scheme}</protocol>\n      <host>{url.hostname}</host>\n"
+            f"      <port>{url.port}</port>\n      <nonProxyHosts>{no_proxy}</nonProxyHosts>\n"
+            "    </proxy>\n  </proxies>\n</settings>\n")
+
+
+def files(agent, ca_pem: str, proxy_url: str) -> list[tuple[str, bytes, int, int]]:
     """(path, content, mode, uid) for everything the tar holds: root's files in place, the
     agent's in the staging folder (placed by PLACE_SCRIPT), and the two scripts.
 
-    ~/.claude.json is Claude Code's own state (history, login, onboarding): it is
-    seeded the first time a container is provisioned and never overwritten after."""
+    ~/.claude.json is Claude Code's own state (history, login, onboarding), kept in the
+    home volume across containers: PLACE_SCRIPT merges the manifest's keys into it."""
     agent_files = [
+        (CLAUDE_STATE, json.dumps(claude_state(agent), indent=2).encode(), 0o600),
         # User memory: Claude Code loads it in every session, so the prompt always applies.
         (f"{HOME}/.claude/CLAUDE.md", agent.prompt.encode(), 0o644),
         (f"{HOME}/PROMPT.md", agent.prompt.encode(), 0o644),
         (f"{HOME}/.gitconfig", gitconfig(agent).encode(), 0o644),
     ]
-    if first_time:
-        agent_files.insert(0, (f"{HOME}/.claude.json", json.dumps(claude_state(agent), indent=2).encode(), 0o600))
     root_files = [
         (MANAGED_SETTINGS, json.dumps(claude_settings(agent), indent=2).encode(), 0o644),
+        (MAVEN_STAGED, maven_settings(proxy_url).encode(), 0o644),
         (BOTTLE_CA, ca_pem.encode(), 0o644),
         (SCRIPT, PROVISION_SH.encode(), 0o755),
         (PLACE_SCRIPT, place_script(agent_files).encode(), 0o755),

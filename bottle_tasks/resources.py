@@ -13,7 +13,7 @@ MAX_SUFFIX = 9
 
 @dataclass(frozen=True)
 class Found:
-    kind: str  # container | network
+    kind: str  # container | network | volume
     name: str
     slug: str
     role: str
@@ -47,10 +47,26 @@ def labelled(target, slug: str | None = None) -> list[Found]:
     return found
 
 
+def labelled_volumes(target, slug: str | None = None) -> list[Found]:
+    """Bottle's volumes (of one bottle, or all). Apart from `labelled`: a volume outlives
+    its bottle's `down` on purpose, so it is neither a leftover to sweep nor an orphan."""
+    selector = f"{LABEL_SLUG}={slug}" if slug else LABEL_SLUG
+    found = []
+    for line in target.run(docker.volume_ls(selector)).stdout.splitlines():
+        if line.strip():
+            row = json.loads(line)
+            labels = _parse_labels(row.get("Labels", ""))
+            found.append(Found("volume", row.get("Name", ""), labels.get(LABEL_SLUG, ""),
+                               labels.get(LABEL_ROLE, "")))
+    return found
+
+
 def owner(target, kind: str, name: str) -> tuple[str, str] | None:
     """(slug, role) labels of an existing resource, ('', '') if unlabelled, None if absent."""
-    argv = (docker.container_inspect if kind == "container" else docker.network_inspect)(
-        name, "{{json .Config.Labels}}" if kind == "container" else "{{json .Labels}}")
+    if kind == "container":
+        argv = docker.container_inspect(name, "{{json .Config.Labels}}")
+    else:
+        argv = (docker.volume_inspect if kind == "volume" else docker.network_inspect)(name, "{{json .Labels}}")
     result = target.run(argv, check=False)
     if not result.ok:
         return None
@@ -77,7 +93,8 @@ def claim_name(bottle, kind: str, role: str) -> tuple[str, bool]:
             return name, False
         if held == (bottle.slug, role):
             return name, True
-    remove = f"docker rm -f {base}" if kind == "container" else f"docker network rm {base}"
+    remove = {"container": f"docker rm -f {base}", "volume": f"docker volume rm {base}"}.get(
+        kind, f"docker network rm {base}")
     if pinned:
         raise BottleError(f"the {kind} name {base} is taken by something that is not bottle {bottle.slug}'s",
                           f"you pinned the name with --name: remove it ({remove}) or pick another --name")

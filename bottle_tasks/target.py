@@ -52,7 +52,7 @@ class Target:
 
     # -- commands ----------------------------------------------------------
     def run(self, argv: list[str], *, check: bool = True, interactive: bool = False, pty: bool = False,
-            stream: bool = False, timeout: float | None = None, out_stream=None,
+            stream: bool = False, timeout: float | None = None, out_stream=None, err_stream=None,
             stdin_path: str | None = None) -> Result:
         """Run argv; raise BottleError with the stderr tail when it fails and `check`.
 
@@ -67,6 +67,8 @@ class Target:
         kwargs = dict(hide=not stream, warn=True, pty=pty, timeout=timeout)
         if out_stream is not None:
             kwargs["out_stream"] = out_stream
+        if err_stream is not None:  # with stream=True: output to a sink (progress), not the terminal
+            kwargs["err_stream"] = err_stream
         if not interactive:
             kwargs["in_stream"] = False  # never wait on, or swallow, the user's terminal
         try:

@@ -1,5 +1,10 @@
-# The agent image: Debian + git/curl/jq + Node.js + npm + Claude Code, run as
-# the unprivileged user `agent` (uid 1000) in /workspace.
+# The agent image: Debian + git/curl/jq + Node.js + npm + Python 3 (pip, venv) +
+# the everyday tools (less, procps, unzip, make, build-essential) + Claude Code,
+# run as the unprivileged user `agent` (uid 1000) in /workspace.
+#
+# build-essential (gcc, g++, make, libc headers; ~200 MB) is in because an agent
+# that builds projects meets sdists with C extensions and node-gyp modules, and
+# a missing compiler is a confusing failure far from its cause.
 #
 # Build contract (bottle_tasks `build` step; legacy builder, no BuildKit syntax):
 #   context   = a temp dir holding only `extra-ca.pem` (an extra CA bundle for
@@ -31,6 +36,8 @@ FROM ${BASE_IMAGE}
 
 ARG CLAUDE_CODE_VERSION=2.1.332
 ARG NPM_VERSION=10.9.9
+# undici for the fetch preload below (6.x: the last line that supports Node 18)
+ARG UNDICI_VERSION=6.29.1
 # hex of the registry's dist.integrity for npm@10.9.9
 ARG NPM_SHA512=d60fba8cb42f688b81e33c2f1cbef2ad7b977166700ec0ad057f1b6d60ea6ef2524abf673e20c35931cd8305d1dbb8887134d6eefdc0e7b8435bd458bf65b862
 
@@ -55,10 +62,11 @@ RUN set -eux; \
         > /etc/dpkg/dpkg.cfg.d/bottle-slim; \
     apt-get update; \
     apt-get install -y --no-install-recommends \
-        ca-certificates curl git jq less nodejs procps; \
+        build-essential ca-certificates curl git jq less make nodejs procps \
+        python3 python3-pip python3-venv unzip; \
     apt-get clean; \
     rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log; \
-    node --version
+    node --version; python3 --version
 
 # npm goes to /usr/local/lib/node_modules/npm with a builtin npmrc that sets
 # prefix=/usr/local (as Debian's npm does), so global installs land there.
@@ -81,9 +89,59 @@ RUN set -eux; \
     NODE_EXTRA_CA_CERTS=/tmp/extra-ca.pem \
     npm install --global --no-fund --no-audit --no-update-notifier \
         "@anthropic-ai/claude-code@${CLAUDE_CODE_VERSION}"; \
+    NODE_EXTRA_CA_CERTS=/tmp/extra-ca.pem \
+    npm install --prefix /opt/bottle/node --no-fund --no-audit --no-update-notifier \
+        --no-package-lock "undici@${UNDICI_VERSION}"; \
     npm cache clean --force; \
     rm -rf /root/.npm /root/.config /tmp/* /tmp/.[!.]*; \
     claude --version
+
+# Node's built-in fetch (undici inside Node) ignores HTTPS_PROXY, so behind the
+# bottle it would try to connect directly and fail. NODE_OPTIONS (set by the
+# `agent` step) preloads this file, which wraps fetch: its first call makes the
+# global dispatcher an undici EnvHttpProxyAgent (honours HTTP(S)_PROXY and
+# NO_PROXY). Lazily: loading undici up front costs every node process ~80 ms.
+# undici's "experimental" warning for that class is dropped (it would print on
+# every fetch-using run). Node >= 24.5 does this itself with NODE_USE_ENV_PROXY=1
+# (also set); the preload then steps aside. In the image, not provisioned: a
+# --require of a missing file would stop every node process.
+RUN set -eux; \
+    printf '%s\n' \
+        "'use strict';" \
+        "// bottle: Node's built-in fetch through HTTP(S)_PROXY (see dockerfiles/agent.Dockerfile)." \
+        "(() => {" \
+        "  const [major, minor] = process.versions.node.split('.').map(Number);" \
+        "  if (major > 24 || (major === 24 && minor >= 5)) return;" \
+        "  const env = process.env;" \
+        "  if (!(env.HTTPS_PROXY || env.https_proxy || env.HTTP_PROXY || env.http_proxy)) return;" \
+        "  const original = globalThis.fetch;" \
+        "  if (typeof original !== 'function') return;" \
+        "  let installed = false;" \
+        "  const install = () => {" \
+        "    installed = true;" \
+        "    const emit = process.emitWarning;" \
+        "    process.emitWarning = function (warning, ...rest) {" \
+        "      const code = rest[0] && typeof rest[0] === 'object' ? rest[0].code : rest[1];" \
+        "      if (code === 'UNDICI-EHPA') return;" \
+        "      return emit.call(this, warning, ...rest);" \
+        "    };" \
+        "    try {" \
+        "      const undici = require('/opt/bottle/node/node_modules/undici');" \
+        "      undici.setGlobalDispatcher(new undici.EnvHttpProxyAgent());" \
+        "    } catch (error) {" \
+        "      emit.call(process, 'bottle: fetch does not use the proxy: ' + error.message);" \
+        "    } finally {" \
+        "      process.emitWarning = emit;" \
+        "    }" \
+        "  };" \
+        "  globalThis.fetch = function fetch(input, init) {" \
+        "    if (!installed) install();" \
+        "    return original.call(this, input, init);" \
+        "  };" \
+        "})();" \
+        > /opt/bottle/node/proxy.cjs; \
+    NODE_OPTIONS='--require /opt/bottle/node/proxy.cjs' HTTPS_PROXY=http://127.0.0.1:9 \
+        node -e 'process.exit(typeof fetch === "function" ? 0 : 1)'
 
 RUN set -eux; \
     useradd --create-home --home-dir /home/agent --uid 1000 --user-group \

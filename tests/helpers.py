@@ -12,8 +12,25 @@ INV = str(Path(sys.executable).with_name("inv"))
 HOST_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
+#: every bottle name unique() handed out in this test process (their home volumes, which
+#: `down` keeps on purpose, are removed at the end of the session: tests/engine/conftest.py)
+SLUGS: set[str] = set()
+
+
 def unique(prefix: str = "t") -> str:
-    return f"{prefix}{secrets.token_hex(3)}"
+    slug = f"{prefix}{secrets.token_hex(3)}"
+    SLUGS.add(slug)
+    return slug
+
+
+def remove_home_volumes(slugs: set[str]) -> list[str]:
+    """Remove the home volumes of these bottles (only theirs: selected by the slug label)."""
+    out = docker("volume", "ls", "--filter", "label=bottle.slug", "--format",
+                 '{{.Name}} {{.Label "bottle.slug"}}', check=False).stdout
+    names = [name for name, _, slug in (line.partition(" ") for line in out.splitlines()) if slug in slugs]
+    for name in names:
+        docker("volume", "rm", name, check=False)
+    return names
 
 
 def write_manifest(folder: Path, agents: dict, extra: str = "", bundle: str = HOST_BUNDLE) -> Path:

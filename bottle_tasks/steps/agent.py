@@ -4,7 +4,7 @@ import json
 
 from invoke import Collection, task
 
-from .. import docker, provisioning
+from .. import docker, home, provisioning, toolchains
 from ..containers import start
 from ..context import current
 from ..errors import BottleError
@@ -15,7 +15,6 @@ from .chain import supervise
 from .egress import egress
 from .proxy import proxy
 
-CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 # Docker's embedded DNS (127.0.0.11) answers sidecar names itself and forwards
 # every other name to the container's upstream resolvers. Engines before 25.0.5
 # forward even from --internal networks, from the host's namespace
@@ -33,11 +32,10 @@ def agent_env(bottle) -> dict[str, str]:
     no_proxy = ",".join(["localhost", "127.0.0.1", "::1", FIREWALL_ALIAS, EGRESS_ALIAS])
     env = dict(agent.env)
     env.update({name: provisioning.PLACEHOLDER for name in agent.secrets})
+    # Proxy and CA for every toolchain, each by the variable it reads (docs/toolchains.md).
+    env.update(toolchains.env(proxy_url, no_proxy.split(","), agent.env))
+    env.update(toolchains.node_extra_ca(provisioning.BOTTLE_CA))
     env.update({
-        "HTTP_PROXY": proxy_url, "HTTPS_PROXY": proxy_url, "http_proxy": proxy_url,
-        "https_proxy": proxy_url, "NO_PROXY": no_proxy, "no_proxy": no_proxy,
-        "NODE_EXTRA_CA_CERTS": provisioning.BOTTLE_CA, "SSL_CERT_FILE": CA_BUNDLE,
-        "REQUESTS_CA_BUNDLE": CA_BUNDLE, "GIT_SSL_CAINFO": CA_BUNDLE,
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1",
         "BOTTLE": bottle.slug,
     })
@@ -74,9 +72,11 @@ def agent(c):
     env_text = env_file_text(agent_env(bottle)).encode()
     bottle.target.write(env_path, env_text)
     resources = bottle.agent.resources
+    # The home is a volume of its own: Claude Code's state survives a new container and `down`.
+    volume = home.ensure(bottle)
     name, started = start(
         bottle, "agent", "agent", bottle.plan.agent_image.tag, network=internal,
-        env_file=env_path, inputs=env_text, dns=[DEAD_RESOLVER],
+        env_file=env_path, inputs=env_text, dns=[DEAD_RESOLVER], mounts=[f"{volume}:{provisioning.HOME}"],
         user=f"{provisioning.AGENT_UID}:{provisioning.AGENT_GID}",
         limits={"memory": resources.memory, "cpus": str(resources.cpus), "pids-limit": str(resources.pids)},
         runtime=None if bottle.agent.runtime == "runc" else bottle.agent.runtime)
@@ -97,9 +97,8 @@ def provision(c):
         raise BottleError(f"bottle {bottle.slug} has no {' and '.join(ca_roles)} CA yet", "run `inv ca` first")
     ca_pem = "".join(cas.get(role) or "" for role in ca_roles)
     container_id = (bottle.state.get("ids") or {}).get("agent")
-    first_time = bottle.state.get("provisioned") != container_id or bottle.dry
     archive = bottle.stage("provision.tar")
-    payload = provisioning.files(bottle.agent, ca_pem, first_time=first_time)
+    payload = provisioning.files(bottle.agent, ca_pem, bottle.plan.proxy_url)
     bottle.target.write(archive, provisioning.tarball(payload))
     bottle.run(docker.cp_tar_from_stdin(name), stdin_path=archive)  # the agent's files stay the agent's
     bottle.run(docker.exec_(name, ["sh", provisioning.SCRIPT], user="0"))

@@ -4,10 +4,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from invoke import Collection, task
 
-from .. import console, docker
+from .. import console, docker, progress
 from ..context import current
 from ..errors import BottleError
+from ..images import DERIVED
 from ..stepping import step
+from ..workspace import image as workspace_image
 
 
 def image_present(bottle, tag: str) -> bool:
@@ -29,7 +31,15 @@ def build_one(bottle, spec) -> None:
         # Not bottle.slug/bottle.managed: containers inherit image labels, and anyone's
         # container from this image must not look like one bottle created.
         labels = {"bottle.image": spec.name}
-        bottle.run(docker.build(spec.tag, f"{remote}/Dockerfile", remote, spec.build_args, labels))
+        with progress.board() as board:
+            row = board.row(spec.name, f"building {spec.tag}")
+            sink = progress.BuildOutput(row)
+            result = bottle.run(docker.build(spec.tag, f"{remote}/Dockerfile", remote, spec.build_args, labels,
+                                             quiet=False), stream=True, out_stream=sink, err_stream=sink, check=False)
+            row.finish(f"built {spec.tag}" if result.ok else "failed")
+        if not result.ok:  # what the builder printed last: the failing step's own output
+            raise BottleError(f"building image {spec.name} failed (exit {result.exited})",
+                              "\n".join(sink.tail[-15:]) or result.stderr)
     except BottleError as exc:
         raise BottleError(f"building image {spec.name} failed", exc.detail or exc.message) from None
     finally:
@@ -44,19 +54,23 @@ def build(c):
     """Build the bottle's images (cached by a hash of their inputs)."""
     bottle = current(c)
     specs = bottle.plan.images
-    # The workspace image is FROM the agent image: it is built after the others.
-    workspace = specs.get("workspace")
+    # Derived images (packages, workspace) are FROM the agent image: built after the others.
+    derived = [specs[name] for name in DERIVED if name in specs]
     missing = [spec for name, spec in specs.items()
-               if name != "workspace" and not image_present(bottle, spec.tag)]
+               if name not in DERIVED and not image_present(bottle, spec.tag)]
     for base in sorted({spec.build_args["BASE_IMAGE"] for spec in missing}):
         require_base(bottle, base)
     # Independent images build side by side: most of their time is waiting on registries.
     with ThreadPoolExecutor(max_workers=max(1, len(missing))) as pool:
         for future in [pool.submit(build_one, bottle, spec) for spec in missing]:
             future.result()
-    if workspace and not image_present(bottle, workspace.tag):
-        build_one(bottle, workspace)
-        missing.append(workspace)
+    for spec in derived:
+        if spec.name == "workspace":  # its own packing: selected files, secrets left out, a report
+            if workspace_image.ensure(bottle, spec):
+                missing.append(spec)
+        elif not image_present(bottle, spec.tag):
+            build_one(bottle, spec)
+            missing.append(spec)
     cached = len(specs) - len(missing)
     built = ", ".join(spec.name for spec in missing) or "nothing"
     return f"built {built}; {cached} cached"

@@ -1,12 +1,13 @@
 """`down`: undo what the steps created, newest first; then sweep leftovers by label."""
 from invoke import Collection, task
 
-from .. import console, docker
+from .. import console, home
 from ..context import current, host_label, selection, target_for
-from ..resources import labelled
+from ..resources import labelled, labelled_volumes
 from ..state import State, known_slugs
 from ..stepping import step
 from ..undo import remove, undo
+from ..workspace import image as workspace_image
 
 
 def sweep(target, slug: str | None) -> list[str]:
@@ -20,14 +21,18 @@ def sweep(target, slug: str | None) -> list[str]:
     return removed
 
 
-@task(help={"all": "remove every bottle's labelled containers and networks, orphans included"})
+@task(help={"all": "remove every bottle's labelled containers and networks, orphans included",
+            "purge": "also remove the home volume (Claude's login, settings, history) and the "
+                     "workspace image, kept otherwise"})
 @step("down")
-def down(c, all=False):
-    """Tear the selected bottle down (idempotent); --all removes every bottle."""
+def down(c, all=False, purge=False):
+    """Tear the selected bottle down (idempotent); --all removes every bottle; --purge its home too."""
     if all:
         remote = selection(c)["remote"]
         target = target_for(c, remote)
         removed = sweep(target, None)
+        removed += home.purge(target, None) if purge else []
+        removed += workspace_image.purge(target, None) if purge else []
         for slug in known_slugs():
             state = State.load(slug, persist=not target.dry)
             if state.get("host", "local") != host_label(remote):
@@ -45,14 +50,17 @@ def down(c, all=False):
     leftovers = sweep(bottle.target, bottle.slug)
     for name in leftovers:
         console.note(f"removed leftover {name} (found by label)")
-    # The workspace image holds a copy of the user's files: it goes with the bottle.
-    workspace_images = bottle.run(docker.image_ls(f"bottle/workspace-{bottle.slug}")).stdout.split()
-    if workspace_images:
-        bottle.run(docker.image_rm(sorted(set(workspace_images))))
-        undone.append("workspace image")
+    # The home volume outlives `down` (a relaunch finds Claude's state again) unless purged;
+    # so does the workspace image (an unchanged workspace relaunches without a copy).
+    kept = [] if purge else [found.name for found in labelled_volumes(bottle.target, bottle.slug)]
+    kept += [] if purge else workspace_image.kept(bottle.target, bottle.slug)
+    undone += home.purge(bottle.target, bottle.slug) if purge else []
+    undone += workspace_image.purge(bottle.target, bottle.slug) if purge else []
     bottle.state.delete()
     count = len(undone) + len(leftovers)
-    return f"bottle {bottle.slug}: removed {count} resource(s)" if count else f"bottle {bottle.slug}: nothing to remove"
+    done = f"bottle {bottle.slug}: removed {count} resource(s)" if count else f"bottle {bottle.slug}: nothing to remove"
+    return done + (f"; kept {', '.join(kept)} (`down --purge` removes {'them' if len(kept) > 1 else 'it'})"
+                   if kept else "")
 
 
 ns = Collection(down)

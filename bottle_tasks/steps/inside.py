@@ -5,6 +5,7 @@ from invoke import Collection, task
 
 from .. import console, containers, docker, stepping
 from ..context import current
+from . import work
 from .agent import provision
 
 
@@ -13,10 +14,11 @@ def launch(c):
     """Launch the selected bottle: the whole chain, through pre-tasks."""
     bottle = current(c)
     containers.settle()
+    work.remember_base(bottle)  # before the agent does anything: what `bottle diff` compares with
     took = time.monotonic() - stepping.RUN_STARTED
     console.out.print(f"[green bold]ready[/] bottle {bottle.slug} in {took:.1f}s — get in: "
-                      f"`inv {bottle.selector} claude` (or shell, exec \"CMD\"); "
-                      f"tear down: `inv {bottle.selector} down`")
+                      f"`{bottle.selector} claude` (or shell, exec \"CMD\"); "
+                      f"tear down: `{bottle.selector} down`")
 
 
 def _exec(c, command: list[str], interactive: bool) -> int:

@@ -6,15 +6,18 @@ from rich.table import Table
 
 from .. import console
 from ..context import current, selection, target_for
-from ..resources import labelled
+from ..resources import labelled, labelled_volumes
 from ..state import State, known_slugs
 
 
 def gather(target) -> dict:
     found = labelled(target)
+    # Home volumes are kept after `down` on purpose: a bottle that has only one is listed
+    # with it (relaunching it finds its Claude state), never as an orphan.
+    volumes = labelled_volumes(target)
     slugs = set(known_slugs())
     bottles = {}
-    for slug in sorted(slugs | {f.slug for f in found}):
+    for slug in sorted(slugs | {f.slug for f in found} | {v.slug for v in volumes}):
         state = State.load(slug, persist=False)
         bottles[slug] = {
             "agent": state.get("agent"),
@@ -23,6 +26,7 @@ def gather(target) -> dict:
             "containers": [{"name": f.name, "role": f.role, "status": f.status}
                            for f in found if f.slug == slug and f.kind == "container"],
             "networks": [{"name": f.name, "role": f.role} for f in found if f.slug == slug and f.kind == "network"],
+            "volumes": [{"name": v.name, "role": v.role} for v in volumes if v.slug == slug],
         }
     orphans = [{"kind": f.kind, "name": f.name, "slug": f.slug} for f in found if f.slug not in slugs]
     return {"bottles": bottles, "orphans": orphans}
@@ -43,7 +47,10 @@ def status(c, json_=False):
             table.add_row(slug, "container", item["role"], item["name"], item["status"])
         for item in info["networks"]:
             table.add_row(slug, "network", item["role"], item["name"], "")
-        if not info["containers"] and not info["networks"]:
+        for item in info["volumes"]:
+            table.add_row(slug, "volume", item["role"], item["name"],
+                          "in use" if info["containers"] else "kept (`down --purge` removes it)")
+        if not info["containers"] and not info["networks"] and not info["volumes"]:
             table.add_row(slug, "", "", "(state only)", "")
     console.out.print(table if report["bottles"] else "no bottles")
     if report["orphans"]:

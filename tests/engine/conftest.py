@@ -10,12 +10,21 @@ from pathlib import Path
 import pytest
 
 from bottle_tasks import pki
-from helpers import HOST_BUNDLE, REPO, docker
+from helpers import HOST_BUNDLE, REPO, SLUGS, docker, remove_home_volumes
 
 HERE = Path(__file__).resolve().parent
 # Kept between runs: the bundle is an input of every image's tag, so a stable test
 # CA lets a second test run reuse the images the first one built.
 CACHE = REPO / ".venv" / "bottle-test"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def home_volumes_of_this_session():
+    """`down` keeps a bottle's home volume (Claude's state) on purpose; the tests' bottles
+    are gone after the session, so their volumes go too: only those of the names this
+    session made (helpers.unique), never anyone else's."""
+    yield
+    remove_home_volumes(set(SLUGS))
 
 
 @pytest.fixture(scope="session")

@@ -353,10 +353,14 @@ def test_workspace_is_copied_into_a_derived_image(bottle, tmp_path, test_ca, tru
         # The agent writes its copy; the host's files stay as they were.
         assert other.sh("echo changed > /workspace/src/main.py").returncode == 0
         assert (workspace / "src" / "main.py").read_text() == "print('hello from the workspace')\n"
+        # `down` keeps the workspace image for a fast relaunch; `down --purge` removes it.
         other.inv("down")
+        assert docker("image", "ls", "-q", "--filter", f"reference=bottle/workspace-{other.slug}").stdout != ""
+        other.inv("down", "--purge")
         assert docker("image", "ls", "-q", "--filter", f"reference=bottle/workspace-{other.slug}").stdout == ""
     finally:
         teardown(other)
+        other.inv("down", "--purge", check=False)
 
 
 def test_shell_and_exec_take_the_users_input_and_exit_code(bottle):

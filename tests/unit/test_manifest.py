@@ -95,7 +95,7 @@ def test_defaults_and_normalisation(folder):
     demo = manifest.agents["demo"]
     assert manifest.path == str(path)
     assert manifest.trust.extra_ca_bundle == str(folder / "ca.pem")
-    assert manifest.images.base == "debian:bookworm-slim"
+    assert manifest.images.base == "debian:bookworm-slim" and manifest.images.packages == ()
     assert demo.workspace.path == str(folder / "src") and demo.workspace.copy is True
     assert demo.resources.memory == "512m" and demo.resources.cpus == 2.0 and demo.resources.pids == 512
     assert demo.network.allow == ("api.example.com", "*.pypi.org")
@@ -183,6 +183,14 @@ BAD = [
      "allowed keys here: extra_ca_bundle"),
     ("typo-images", "m.yaml", "images: {proxybase: x}\n" + agent("{}\n"), "images.proxybase",
      "did you mean 'proxy_base'"),
+    ("images-packages-string", "m.yaml", "images: {packages: golang}\n" + agent("{}\n"), "images.packages",
+     "write a list"),
+    ("images-packages-version", "m.yaml", "images: {packages: [golang, 'openjdk-17=17.0.1']}\n" + agent("{}\n"),
+     "images.packages[1]", "no version or release"),
+    ("images-packages-option", "m.yaml", "images: {packages: ['--allow-unauthenticated']}\n" + agent("{}\n"),
+     "images.packages[0]", "the bare package name"),
+    ("images-packages-shell", "m.yaml", "images: {packages: ['vim; curl x']}\n" + agent("{}\n"),
+     "images.packages[0]", "the bare package name"),
     ("typo-claude-perms", "m.yaml", agent("claude: {permissions: {alow: [Read]}}\n"),
      "agents.demo.claude.permissions.alow", "did you mean 'allow'"),
     ("typo-workspace", "m.yaml", agent("workspace: {path: src, cpy: false}\n"), "agents.demo.workspace.cpy",
@@ -306,6 +314,16 @@ BAD = [
      "relative to the manifest's folder"),
     ("workspace-no-path", "m.yaml", agent("workspace: {copy: true}\n"), "agents.demo.workspace.path",
      "`workspace: null`"),
+    ("workspace-include-string", "m.yaml", agent("workspace: {path: src, include: dist/}\n"),
+     "agents.demo.workspace.include", "write a list"),
+    ("workspace-include-negated", "m.yaml", agent("workspace: {path: src, include: ['!dist/']}\n"),
+     "agents.demo.workspace.include[0]", "list only what to bring in"),
+    ("workspace-include-outside", "m.yaml", agent("workspace: {path: src, include: [../secrets/*]}\n"),
+     "agents.demo.workspace.include[0]", "relative to the workspace folder"),
+    ("workspace-include-bad", "m.yaml", agent("workspace: {path: src, include: ['x\\']}\n"),
+     "agents.demo.workspace.include[0]", "as in .gitignore"),
+    ("typo-workspace-include", "m.yaml", agent("workspace: {path: src, includes: [dist/]}\n"),
+     "agents.demo.workspace.includes", "did you mean 'include'"),
     # the legacy cred_proxy key
     ("cred-proxy", "m.yaml", agent("cred_proxy: {host: api.anthropic.com, header: x-api-key, "
                                    "secret: ANTHROPIC_API_KEY}\n"),

@@ -42,6 +42,27 @@ def test_image_tags_hash_their_inputs(manifest, tmp_path):
     assert first.tag.startswith("bottle/agent:")
 
 
+def test_packages_make_a_derived_agent_image_cached_by_their_list(tmp_path):
+    """images.packages: one image FROM the agent image, shared by every bottle asking for the
+    same list (in any order), and the one the agent (and a workspace copy) runs from."""
+    def plan_for(packages: str, slug: str = "demo"):
+        folder = tmp_path / f"{slug}-{abs(hash(packages))}"
+        folder.mkdir()
+        path = write_manifest(folder, {slug: "    prompt: hi"}, extra=f"images: {{packages: {packages}}}\n")
+        loaded = load(str(path))
+        return build_plan(slug, loaded, loaded.agents[slug])
+
+    plan = plan_for("[openjdk-17-jdk-headless, maven]")
+    spec = plan.images["packages"]
+    assert spec.tag.startswith("bottle/agent-packages:") and plan.agent_image is spec
+    assert spec.dockerfile_text.startswith(f"FROM {plan.images['agent'].tag}\n")
+    assert "install -y --no-install-recommends maven openjdk-17-jdk-headless;" in spec.dockerfile_text
+    assert plan_for("[maven, openjdk-17-jdk-headless]", "other").images["packages"].tag == spec.tag
+    assert plan_for("[maven]").images["packages"].tag != spec.tag
+    assert "packages" not in plan_for("[]").images
+    assert images.DERIVED.index("packages") < images.DERIVED.index("workspace")
+
+
 @pytest.mark.parametrize("slug,ok", [("demo", True), ("a-b-1", True), ("Demo", False), ("-x", False),
                                      ("x" * 32, False), ("a_b", False)])
 def test_slug_rules(slug, ok):

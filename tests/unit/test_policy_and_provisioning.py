@@ -68,7 +68,7 @@ def test_agent_env_holds_placeholders_never_secrets(tmp_path, monkeypatch):
 
 def test_provision_tar_owners_and_content(tmp_path):
     a = agent(tmp_path)
-    data = provisioning.tarball(provisioning.files(a, "-----BEGIN CERTIFICATE-----\nAAA\n"))
+    data = provisioning.tarball(provisioning.files(a, "-----BEGIN CERTIFICATE-----\nAAA\n", "http://firewall:3128"))
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
         members = {m.name: m for m in archive.getmembers()}
         read = lambda name: archive.extractfile(members[name]).read().decode()
@@ -78,7 +78,8 @@ def test_provision_tar_owners_and_content(tmp_path):
         assert members["usr/local/share/ca-certificates/bottle-ca.crt"].uid == 0
         assert members["opt/bottle/provision.sh"].mode == 0o755
         place = read("opt/bottle/place.sh")
-        assert "place /opt/bottle/agent-files/.claude.json /home/agent/.claude.json 600" in place
+        # Claude Code's own state is merged into (it lives in the home volume), never replaced.
+        assert "merge /opt/bottle/agent-files/.claude.json /home/agent/.claude.json 600" in place
         assert "place /opt/bottle/agent-files/.claude/CLAUDE.md /home/agent/.claude/CLAUDE.md 644" in place
         state = json.loads(read("opt/bottle/agent-files/.claude.json"))
         assert state["hasCompletedOnboarding"] is True
@@ -92,10 +93,29 @@ def test_provision_tar_owners_and_content(tmp_path):
     assert "opt/bottle" not in members and "usr" not in members
 
 
-def test_reprovisioning_keeps_claude_state(tmp_path):
-    names = [path for path, *_ in provisioning.files(agent(tmp_path), "ca", first_time=False)]
-    assert "/opt/bottle/agent-files/.claude.json" not in names
-    assert "/opt/bottle/agent-files/.claude/CLAUDE.md" in names
+def test_maven_settings_name_the_bottle_proxy(tmp_path):
+    entries = {path: data for path, data, *_ in provisioning.files(agent(tmp_path), "ca", "http://egress:8080")}
+    settings = entries[provisioning.MAVEN_STAGED].decode()
+    assert "<host>egress</host>" in settings and "<port>8080</port>" in settings
+    assert "<protocol>http</protocol>" in settings
+
+
+def test_toolchain_env_points_every_toolchain_at_the_bundle_and_proxy():
+    from bottle_tasks import toolchains
+
+    env = toolchains.env("http://firewall:3128", ["localhost", "firewall"],
+                         {"NODE_OPTIONS": "--max-old-space-size=512", "JAVA_TOOL_OPTIONS": "-Xmx1g"})
+    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT", "CURL_CA_BUNDLE", "CARGO_HTTP_CAINFO",
+                 "DENO_CERT", "GIT_SSL_CAINFO"):
+        assert env[name] == toolchains.CA_BUNDLE, name
+    assert env["https_proxy"] == env["HTTPS_PROXY"] == env["http_proxy"] == "http://firewall:3128"
+    assert env["no_proxy"] == env["NO_PROXY"] == "localhost,firewall"
+    # the manifest's own options are kept, after bottle's (a later -D wins in the JVM)
+    assert env["NODE_OPTIONS"] == f"--require {toolchains.NODE_PRELOAD} --max-old-space-size=512"
+    java = env["JAVA_TOOL_OPTIONS"]
+    assert "-Dhttps.proxyHost=firewall" in java and "-Dhttps.proxyPort=3128" in java
+    assert "-Dhttp.nonProxyHosts=localhost|firewall" in java and java.endswith(" -Xmx1g")
+    assert f"-Djavax.net.ssl.trustStore={toolchains.JAVA_TRUSTSTORE}" in java
 
 
 def test_seed_phrase_rule_is_off_on_a_routed_model_host_only(tmp_path):

@@ -1,0 +1,141 @@
+"""`pull` and `diff`: the agent's work, back in the project's repository.
+
+The git plumbing is in workback.py; this module moves the bundle from the agent to
+the controller (`docker cp` on the Docker host, SFTP from a remote one) and drives git
+in the controller's repo through the invoke Context, never the user's working tree.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import tempfile
+
+from invoke import Collection, task
+
+from .. import console, docker, provisioning, workback
+from ..context import current
+from ..errors import BottleError
+
+AGENT_USER = f"{provisioning.AGENT_UID}:{provisioning.AGENT_GID}"
+
+
+def local_git(c, argv: list[str], check: bool = True, stream: bool = False):
+    """git on the controller: the user's repository lives here, whichever host runs Docker."""
+    result = c.run(shlex.join(argv), hide=not stream, warn=True, in_stream=False, pty=False)
+    if check and not result.ok:
+        raise BottleError(f"`{' '.join(argv[3:6])} …` failed in {argv[2]} (exit {result.exited})",
+                          (result.stderr or result.stdout).strip()[-2000:])
+    return result
+
+
+def host_repo(c, bottle) -> str:
+    """The controller's git repository the workspace was copied from."""
+    workspace = getattr(bottle.agent, "workspace", None) if bottle.agent else None
+    folder = workspace.path if workspace else os.getcwd()
+    found = local_git(c, workback.git(folder, "rev-parse", "--show-toplevel"), check=False)
+    if not found.ok:
+        raise BottleError(f"{folder} is not in a git repository",
+                          "bottle pull brings the agent's work back as a branch: run `git init` and commit "
+                          "your project before `bottle launch`")
+    return found.stdout.strip()
+
+
+def recorded_base(bottle) -> str | None:
+    """The commit the workspace was copied from, recorded at launch for this very container."""
+    record = bottle.state.get("work_base") or {}
+    container = (bottle.state.get("ids") or {}).get("agent")
+    return record.get("commit") if container and record.get("container") == container else None
+
+
+def remember_base(bottle) -> None:
+    """At launch, before the agent did anything: the workspace's HEAD is what it was copied from."""
+    container = (bottle.state.get("ids") or {}).get("agent")
+    if bottle.dry or not container or recorded_base(bottle):
+        return
+    name = bottle.state.resource("agent")
+    found = bottle.run(docker.exec_(name, ["git", "rev-parse", "--verify", "-q", "HEAD^{commit}"],
+                                    user=AGENT_USER, workdir=workback.WORKSPACE), check=False)
+    commit = found.stdout.strip()
+    if found.ok and commit:
+        bottle.state.set("work_base", {"container": container, "commit": commit})
+
+
+def take_snapshot(c, bottle, mode: str, repo: str, previous: str | None = None) -> workback.Snapshot:
+    name = bottle.require("agent", "launch")
+    known = workback.known_commits(local_git(c, workback.known_commits_argv(repo)).stdout)
+    head = local_git(c, workback.git(repo, "rev-parse", "--verify", "-q", "HEAD^{commit}"), check=False)
+    known = list(dict.fromkeys(([head.stdout.strip()] if head.ok else []) + known))
+    result = bottle.run(docker.exec_(name, workback.snapshot_argv(mode, recorded_base(bottle), known, previous),
+                                     user=AGENT_USER, workdir=workback.WORKSPACE), check=False)
+    if result.exited == 3:
+        raise BottleError(f"bottle {bottle.slug}: {workback.WORKSPACE} in the agent is not a git repository",
+                          "pull and diff need a workspace copied from a git repository (with its .git)")
+    if not result.ok:
+        raise BottleError(f"bottle {bottle.slug}: taking a snapshot of the agent's work failed",
+                          (result.stderr or result.stdout)[-2000:])
+    return workback.parse_snapshot(result.stdout)
+
+
+def fetch_bundle(c, bottle, repo: str, ref: str) -> None:
+    """Agent -> Docker host (`docker cp`) -> controller (SFTP when remote) -> `git fetch` into `ref`."""
+    name = bottle.require("agent", "launch")
+    staged = bottle.stage("pull.bundle")
+    with tempfile.TemporaryDirectory(prefix="bottle-pull-") as scratch:
+        local = os.path.join(scratch, "agent.bundle")
+        try:
+            bottle.run(docker.cp_from(name, workback.BUNDLE_IN_AGENT, staged))
+            if bottle.target.is_remote:
+                bottle.target.connection.get(staged, local)
+            else:
+                shutil.move(staged, local)
+            # `+`: the agent may have rewritten its history since the last pull; the report says so.
+            local_git(c, workback.git(repo, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
+                                      local, f"+refs/bottle/pull:{ref}"))
+        finally:
+            bottle.run(["rm", "-f", staged], check=False)
+            bottle.run(docker.exec_(name, ["rm", "-f", workback.BUNDLE_IN_AGENT], user=AGENT_USER), check=False)
+
+
+@task(help={"branch": "the branch to create or update (default: bottle/<name>)"})
+def pull(c, branch=None):
+    """Bring the agent's work back as branch bottle/<name>: its commits, then its uncommitted changes."""
+    bottle = current(c, need_manifest=False)
+    repo = host_repo(c, bottle)
+    branch = branch or workback.branch_for(bottle.slug)
+    ref = f"refs/heads/{branch}"
+    if local_git(c, workback.git(repo, "check-ref-format", ref), check=False).exited:
+        raise BottleError(f"{branch!r} is not a valid branch name", "pick another with --branch")
+    worktrees = local_git(c, workback.git(repo, "worktree", "list", "--porcelain")).stdout
+    if workback.checked_out(worktrees, ref):
+        raise BottleError(f"{branch} is checked out in {repo}: pulling would change your working tree",
+                          "switch to another branch first, or pull into another with --branch NAME")
+    old = local_git(c, workback.git(repo, "rev-parse", "--verify", "-q", ref), check=False).stdout.strip() or None
+    snapshot = take_snapshot(c, bottle, "pull", repo, previous=old)
+    if bottle.dry:
+        return
+    if snapshot.new:
+        fetch_bundle(c, bottle, repo, ref)
+    else:  # nothing the repo lacks: the branch points at a commit it already has
+        local_git(c, workback.git(repo, "update-ref", ref, snapshot.tip))
+    console.out.print(workback.describe(snapshot, branch, old) + f"; copied from {snapshot.base[:12]}")
+
+
+@task(help={"stat": "only the summary: files changed, lines added and removed"})
+def diff(c, stat=False):
+    """Show what the agent changed (commits and uncommitted) against the commit the workspace was copied from."""
+    bottle = current(c, need_manifest=False)
+    repo = host_repo(c, bottle)
+    snapshot = take_snapshot(c, bottle, "snapshot", repo)
+    if bottle.dry:
+        return
+    name = bottle.require("agent", "launch")
+    argv = ["git", "--no-pager", "diff"] + (["--stat"] if stat else []) + [snapshot.base, snapshot.tip]
+    color = ["-c", "color.ui=always"] if console.out.is_terminal else []
+    result = bottle.target.run(docker.exec_(name, argv[:1] + color + argv[1:], user=AGENT_USER,
+                                            workdir=workback.WORKSPACE), check=False, stream=True)
+    if not result.ok:
+        raise BottleError(f"bottle {bottle.slug}: git diff in the agent failed (exit {result.exited})")
+
+
+ns = Collection(pull, diff)

@@ -1,0 +1,262 @@
+"""The `bottle` command without Docker: project discovery, `bottle init`'s starter manifest,
+the project workspace default, the completion script, prune's choice, and the agent-side
+snapshot script run against a real git repository on this machine."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bottle_tasks import manifest, project, starter, workback
+from bottle_tasks.steps import prune
+
+BOTTLE = str(Path(sys.executable).with_name("bottle"))
+
+
+def bottle(*args: str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run([BOTTLE, *args], cwd=cwd, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    if check and proc.returncode:
+        raise AssertionError(f"bottle {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+# -- discovery ------------------------------------------------------------------
+
+def test_the_nearest_project_manifest_is_found_from_a_subfolder(tmp_path):
+    (tmp_path / "outer").mkdir()
+    (tmp_path / "outer" / "bottle.md").write_text("---\nname: x\n---\nhi\n")
+    inner = tmp_path / "outer" / "My Project_2"
+    (inner / "src" / "deep").mkdir(parents=True)
+    (inner / "bottle.yaml").write_text("agents: {my-project-2: {}}\n")
+    assert project.find(inner / "src" / "deep") == inner / "bottle.yaml"
+    assert project.find(tmp_path / "outer") == tmp_path / "outer" / "bottle.md"
+    found = project.discover(inner / "src")
+    assert (found.agent, found.name) == ("my-project-2", "my-project-2")
+
+
+def test_folder_names_become_bottle_names():
+    assert project.slug_for(Path("/x/My Project_2")) == "my-project-2"
+    assert project.slug_for(Path("/x/---")) == "project"
+    assert len(project.slug_for(Path("/x/" + "a" * 80))) == 31
+
+
+def test_without_a_project_the_manifest_bottle_init_would_write_is_named(tmp_path):
+    chosen = project.selection_defaults(None, tmp_path)
+    assert chosen["manifest"] == str(tmp_path / "bottle.yaml")
+
+
+# -- bottle init ------------------------------------------------------------------
+
+def test_starter_names_the_registries_the_project_uses_and_validates(tmp_path):
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    for name in ("package.json", "requirements-dev.txt", "go.mod", "Cargo.toml"):
+        (folder / name).write_text("")
+    text = starter.render(folder)
+    path = folder / "bottle.yaml"
+    path.write_text(text)
+    loaded = manifest.load(path)
+    agent = loaded.agents["shop"]
+    assert set(agent.network.allow) >= {"api.anthropic.com", "registry.npmjs.org", "pypi.org",
+                                        "files.pythonhosted.org", "proxy.golang.org", "index.crates.io"}
+    assert "rubygems.org" not in agent.network.allow
+    assert agent.routes[0].host == "api.anthropic.com" and agent.secrets == ("ANTHROPIC_API_KEY",)
+    assert agent.workspace.path == str(folder)  # a project's manifest works on its folder
+
+
+def test_bottle_init_writes_once_and_refuses_to_overwrite(tmp_path):
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    (folder / "pyproject.toml").write_text("[project]\nname='p'\n")
+    out = bottle("init", cwd=folder)
+    assert "wrote" in out.stdout and "PyPI" in out.stdout
+    first = (folder / "bottle.yaml").read_text()
+    again = bottle("init", cwd=folder, check=False)
+    assert again.returncode == 1 and "already exists" in again.stderr and "Traceback" not in again.stderr
+    assert (folder / "bottle.yaml").read_text() == first
+    plan = bottle("plan", cwd=folder, env={"COLUMNS": "200"})
+    assert "bottle proj (agent proj" in plan.stdout and "bottle/workspace-proj:" in plan.stdout
+
+
+def test_workspace_defaults_only_in_project_manifests(tmp_path):
+    body = "agents:\n  a: {}\n  b: {workspace: null}\n"
+    (tmp_path / "bottle.yaml").write_text(body)
+    (tmp_path / "other.yaml").write_text(body)
+    loaded = manifest.load(tmp_path / "bottle.yaml")
+    assert loaded.agents["a"].workspace.path == str(tmp_path) and loaded.agents["b"].workspace is None
+    assert manifest.load(tmp_path / "other.yaml").agents["a"].workspace is None
+
+
+def test_no_project_manifest_is_a_clear_error(tmp_path):
+    out = bottle("plan", cwd=tmp_path, check=False)
+    assert out.returncode == 1 and "bottle.yaml" in out.stderr and "bottle init" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+# -- the command itself -------------------------------------------------------------
+
+def test_every_task_is_a_bottle_task(tmp_path):
+    listed = bottle("--list", cwd=tmp_path).stdout
+    for name in ("init", "launch", "claude", "pull", "diff", "prune", "down", "use"):
+        assert f"  {name} " in listed, name
+
+
+def test_completion_script_loads_in_bash(tmp_path):
+    script = bottle("--print-completion-script", "bash", cwd=tmp_path).stdout
+    (tmp_path / "c.bash").write_text(script)
+    out = subprocess.run(["bash", "-c", f"source {tmp_path}/c.bash && complete -p bottle"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "bottle" in out.stdout, out.stderr
+    candidates = bottle("--complete", "--", "bottle", "pu", cwd=tmp_path).stdout.split()
+    assert "pull" in candidates
+
+
+# -- prune's choice -------------------------------------------------------------------
+
+def test_prune_keeps_what_containers_and_the_manifest_use():
+    images = [prune.Image("bottle/agent:old", "sha256:1", 0, 100),
+              prune.Image("bottle/agent:new", "sha256:2", 0, 200),
+              prune.Image("bottle/firewall:run", "sha256:3", 1, 300),
+              prune.Image("bottle/firewall:alias", "sha256:3", 0, 300)]
+    remove, kept = prune.choose(images, {"bottle/agent:new"})
+    assert [i.ref for i in remove] == ["bottle/agent:old"]
+    assert {i.ref for i, _ in kept} == {"bottle/agent:new", "bottle/firewall:run", "bottle/firewall:alias"}
+    assert prune.parse_size("533.2kB") == 533200 and prune.parse_size("1.04GB") == 1040000000
+    assert prune.parse_size("0B") == 0 and prune.parse_size("?") == 0
+
+
+# -- the snapshot script, on a real repository ----------------------------------------------
+
+def git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@x"}
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True,
+                          env=env).stdout.strip()
+
+
+@pytest.fixture
+def agent_repo(tmp_path):
+    """A user's repo with one commit, and the agent's copy of it (its .git included)."""
+    user = tmp_path / "user"
+    user.mkdir()
+    git(user, "init", "-q", "-b", "main")
+    (user / "a.txt").write_text("one\n")
+    git(user, "add", "a.txt")
+    git(user, "commit", "-qm", "first")
+    agent = tmp_path / "agent"
+    shutil.copytree(user, agent)
+    return user, agent
+
+
+def snapshot(agent: Path, mode: str, known: list[str], bundle: Path) -> workback.Snapshot:
+    argv = workback.snapshot_argv(mode, None, known)
+    argv[argv.index(workback.BUNDLE_IN_AGENT)] = str(bundle)
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null"}  # the identity fallback of the script
+    out = subprocess.run(argv, cwd=agent, capture_output=True, text=True, check=True, env=env)
+    return workback.parse_snapshot(out.stdout)
+
+
+def test_snapshot_keeps_the_agents_branch_index_and_files(agent_repo, tmp_path):
+    user, agent = agent_repo
+    base = git(user, "rev-parse", "HEAD")
+    (agent / "a.txt").write_text("two\n")
+    git(agent, "commit", "-qam", "agent's commit")
+    agent_head = git(agent, "rev-parse", "HEAD")
+    (agent / "a.txt").write_text("three\n")      # uncommitted
+    (agent / "new.txt").write_text("untracked\n")  # untracked
+    status_before = git(agent, "status", "--porcelain")
+    bundle = tmp_path / "x.bundle"
+    snap = snapshot(agent, "pull", [base], bundle)
+    assert (snap.head, snap.base, snap.new, snap.dirty) == (agent_head, base, 2, True)
+    assert git(agent, "rev-parse", "HEAD") == agent_head and git(agent, "status", "--porcelain") == status_before
+    assert git(agent, "for-each-ref", "refs/bottle") == ""  # the bundle's ref is gone again
+    # The user's repo: fetch into the branch; their branch and files stay as they were.
+    git(user, "fetch", "-q", "--no-write-fetch-head", str(bundle), "+refs/bottle/pull:refs/heads/bottle/t")
+    assert git(user, "rev-parse", "bottle/t") == snap.tip and git(user, "rev-parse", "HEAD") == base
+    assert git(user, "show", "bottle/t:a.txt") == "three" and git(user, "show", "bottle/t:new.txt") == "untracked"
+    assert git(user, "rev-parse", "bottle/t~1") == agent_head
+    assert (user / "a.txt").read_text() == "one\n" and git(user, "status", "--porcelain") == ""
+
+
+def test_snapshot_of_a_clean_agent_bundles_nothing(agent_repo, tmp_path):
+    user, agent = agent_repo
+    base = git(user, "rev-parse", "HEAD")
+    snap = snapshot(agent, "pull", [base], tmp_path / "none.bundle")
+    assert (snap.tip, snap.new, snap.dirty, snap.base) == (base, 0, False, base)
+    assert not (tmp_path / "none.bundle").exists()
+    assert workback.describe(snap, "bottle/t", None).startswith("branch bottle/t created at")
+
+
+def test_a_branch_checked_out_is_recognised():
+    listing = "worktree /r\nHEAD abc\nbranch refs/heads/main\n\nworktree /w\nbranch refs/heads/bottle/x\n"
+    assert workback.checked_out(listing, "refs/heads/bottle/x")
+    assert not workback.checked_out(listing, "refs/heads/bottle/y")
+
+
+# -- --on HOST as ssh resolves it ------------------------------------------------------
+
+def test_ssh_g_output_becomes_connection_settings(tmp_path):
+    from bottle_tasks import sshconfig
+
+    key = tmp_path / "id_test"
+    key.write_text("not a real key")
+    parsed = sshconfig.parse(f"user bob\nhostname 10.1.2.3\nport 2222\nidentityfile {key}\n"
+                             f"identityfile {tmp_path}/missing\nproxyjump jump1,jump2\nidentitiesonly yes\n"
+                             "proxycommand none\n")
+    assert (parsed.hostname, parsed.user, parsed.port) == ("10.1.2.3", "bob", 2222)
+    assert parsed.identity_files == (str(key),) and parsed.proxy_jump == "jump1" and parsed.identities_only
+    assert parsed.proxy_command is None
+    assert sshconfig.split("root@127.0.0.1:2200") == ("root@127.0.0.1", 2200)
+    assert sshconfig.ssh_g_argv("root@h:2200", "/x/config") == ["ssh", "-G", "-F", "/x/config", "-p", "2200",
+                                                                "--", "root@h"]
+
+
+@pytest.mark.skipif(not shutil.which("ssh"), reason="needs the OpenSSH client")
+def test_an_included_host_resolves_through_ssh_itself(tmp_path, monkeypatch):
+    from bottle_tasks import sshconfig
+
+    (tmp_path / "more.conf").write_text("Host box\n  HostName 192.0.2.7\n  Port 2022\n  User deploy\n")
+    (tmp_path / "config").write_text(f"Include {tmp_path}/more.conf\n")
+    monkeypatch.setenv("BOTTLE_SSH_CONFIG", str(tmp_path / "config"))
+    host = sshconfig.resolve("box")
+    assert (host.hostname, host.port, host.user) == ("192.0.2.7", 2022, "deploy")
+
+
+# -- progress off a terminal, and hints that name the command in use --------------------------
+
+def test_build_output_becomes_one_plain_line_per_step():
+    import io
+
+    from rich.console import Console
+
+    from bottle_tasks import progress
+
+    sink = io.StringIO()
+    with progress.Board(Console(file=sink, width=200), live=False) as board:
+        row = board.row("agent", "building bottle/agent:abc")
+        out = progress.BuildOutput(row)
+        out.write("Sending build context\nStep 1/2 : FROM debian\n ---> 123\nStep 2/2 : RUN apt-get upd")
+        out.write("ate &&     apt-get install -y git\nSuccessfully built 123\n")
+        row.finish("built bottle/agent:abc")
+    lines = sink.getvalue().splitlines()
+    assert [line.rsplit(" [", 1)[0] for line in lines] == [
+        "  agent: building bottle/agent:abc", "  agent: step 1/2: FROM debian",
+        "  agent: step 2/2: RUN apt-get update && apt-get install -y git", "  agent: built bottle/agent:abc"]
+    assert out.tail[-1] == "Successfully built 123"
+
+
+def test_hints_name_the_bottle_command_for_the_project_bottle():
+    from bottle_tasks.context import selector
+
+    home = {"agent": "shop", "name": "shop", "manifest": "/p/bottle.yaml"}
+    chosen = {"agent": "shop", "name": "shop", "manifest": "/p/bottle.yaml", "remote": None, "command": "bottle",
+              "home": home}
+    assert selector(chosen) == "bottle"
+    assert selector({**chosen, "remote": "box"}) == "bottle --on box"
+    assert selector({**chosen, "agent": "rev", "name": None}) == "bottle use rev"
+    assert selector({**chosen, "command": None}).startswith("inv use shop --name shop")
