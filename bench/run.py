@@ -308,7 +308,7 @@ def main_workspace() -> None:
         cleanup(work, slug, ws)
     print_workspace(result)
     record = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    record["workspace"] = result
+    record["workspace"] = dict(result, date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))  # its own run
     RESULTS.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 

@@ -2,9 +2,11 @@
 from invoke import Collection
 
 from .context import DEFAULTS
-from .steps import agent, build, ca, chain, down, egress, init, inside, logs, net, proxy, prune, select, status, work
+from .steps import (agent, build, ca, down, egress, gitgate, init, inside, logs, net, proxy, prune,
+                    select, status, supervise, work)
 
-TOPICS = (select, build, net, ca, proxy, egress, chain, agent, inside, logs, down, status, init, work, prune)
+TOPICS = (select, build, net, ca, proxy, egress, gitgate, supervise, agent, inside, logs, down, status, init, work,
+          prune)
 
 
 def namespace() -> Collection:

@@ -163,12 +163,13 @@ def bottle_selector(chosen: dict) -> str:
     return " ".join(words)
 
 
-def current(c, need_manifest: bool = True) -> Bottle:
+def current(c, need_manifest: bool = True, chosen: dict | None = None) -> Bottle:
     """The selected bottle: manifest + agent + plan + persisted state + target.
 
     With need_manifest=False (`down`, `logs`) a manifest that no longer loads, or
-    no longer has the agent, still gives the bottle from its name and state alone."""
-    chosen = selection(c)
+    no longer has the agent, still gives the bottle from its name and state alone.
+    `chosen`: another selection than the command line's (`bottle_named`)."""
+    chosen = chosen or selection(c)
     loaded = agent = plan = None
     try:
         loaded = manifest.load(str(manifest_path(chosen["manifest"])))
@@ -191,9 +192,21 @@ def current(c, need_manifest: bool = True) -> Bottle:
     check_host(state, chosen)
     if agent:
         state.data["agent"] = agent.name
+        state.data["manifest"] = str(loaded.path)
         plan = build_plan(slug, loaded, agent)
     return Bottle(slug, loaded, agent, plan, state, target, pinned=bool(chosen["name"]),
                   selector=selector(chosen))
+
+
+def bottle_named(c, slug: str) -> Bottle:
+    """Bottle `slug` as its last run selected it (its state records the agent and the
+    manifest): the operator's commands act on any bottle of the host, not one `use`d."""
+    recorded = State.load(slug, persist=False)
+    if not recorded.get("agent") or not recorded.get("manifest"):
+        raise BottleError(f"bottle {slug}: its state does not record its manifest",
+                          f"select it yourself: inv use AGENT --name {slug} --manifest FILE ...")
+    return current(c, chosen={**selection(c), "agent": recorded.get("agent"), "name": slug,
+                              "manifest": recorded.get("manifest")})
 
 
 def check_host(state: State, chosen: dict) -> None:
@@ -210,8 +223,8 @@ def check_host(state: State, chosen: dict) -> None:
 
 def build_plan(slug: str, loaded, agent) -> Plan:
     extra_ca = loaded.trust.extra_ca_bundle
-    # The egress proxy's image only for bottles that have routes.
-    wanted = [name for name in images.available() if name != "egress" or agent.routes]
+    # Optional sidecars' images only for bottles that declare them.
+    wanted = [name for name in images.available() if images.needed(name, agent)]
     specs = {name: images.spec_for(name, loaded.images.base, loaded.images.proxy_base, extra_ca)
              for name in wanted}
     if loaded.images.packages and "agent" in specs:

@@ -3,13 +3,16 @@
 keeps there outlive its container. A relaunch of the same bottle mounts it again; `down`
 keeps it; `down --purge` removes it.
 
-Not in the undo log on purpose: rollback and `down` undo that log, and neither may take
-the agent's state with it. It is found by name and label instead (`claim_name`)."""
+Not in the bottle's undo log on purpose: `down` undoes that log, and must not take the
+agent's state with it; the volume is found by name and label instead (`claim_name`). Only
+the run that creates it journals it, so a failed first launch leaves no empty volume."""
 from __future__ import annotations
 
 from . import docker
 from .errors import BottleError
 from .resources import claim_name, labelled_volumes
+from .state import UndoAction
+from .undo import JOURNAL
 
 ROLE = "home"
 
@@ -19,6 +22,7 @@ def ensure(bottle) -> str:
     by the engine from the image's /home/agent on first mount (owner and skeleton files)."""
     name, exists = claim_name(bottle, "volume", ROLE)
     if not exists:
+        JOURNAL.append((bottle, UndoAction("volume", name, "agent")))  # first: see undo.record
         bottle.run(docker.volume_create(name, bottle.plan.labels(ROLE)))
     return name
 

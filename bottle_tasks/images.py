@@ -19,10 +19,14 @@ SIDECARS = Path(__file__).resolve().parent / "sidecars"
 
 # mitmproxy >= 12 needs Python >= 3.12, which bookworm lacks: the proxy images use
 # the manifest's `images.proxy_base` (trixie by default), the rest `images.base`.
-PROXY_IMAGES = frozenset({"firewall", "egress"})
+PROXY_IMAGES = frozenset({"firewall", "egress", "gitgate"})
 # Images built from several sidecar packages, copied into the context as packages/<name>/:
-# the egress proxy reuses the firewall's host grammar, tunnel rules and health check.
-SIDECAR_PACKAGES = {"egress": ("egress", "firewall")}
+# the egress proxy reuses the firewall's host grammar, tunnel rules and health check;
+# supervise the firewall's host grammar.
+SIDECAR_PACKAGES = {"egress": ("egress", "firewall"), "supervise": ("supervise", "firewall"),
+                    "gitgate": ("gitgate", "firewall")}  # the gate: the firewall's DLP rules and policy
+# Sidecar images a bottle needs only when its agent declares the sidecar: image -> agent field.
+OPTIONAL_IMAGES = {"egress": "routes", "supervise": "supervise", "gitgate": "gated_remotes"}
 # Derived image that carries a copy of the workspace (never a bind mount of host files);
 # its context is packed by workspace/pack.py from what workspace/selection.py chose.
 WORKSPACE_DOCKERFILE = """FROM {base}
@@ -106,6 +110,11 @@ def _tree_digest(root: Path, by_content: bool = True) -> bytes:
             st = path.lstat()
             h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
     return h.digest()
+
+
+def needed(name: str, agent) -> bool:
+    field = OPTIONAL_IMAGES.get(name)
+    return field is None or bool(getattr(agent, field, None))
 
 
 def available() -> list[str]:

@@ -20,6 +20,8 @@ import yaml
 from .errors import BottleError
 from .sidecars.egress.routes import HTTP_METHODS as ROUTE_METHODS
 from .sidecars.egress.routes import Injection, Route  # one model of a route, for manifest and proxy
+from .sidecars.gitgate import remotes as gitgate_remotes  # one model of a gated remote, for manifest and gate
+from .sidecars.gitgate.remotes import PushPolicy, Remote
 from .plan import SLUG_RE
 from .sidecars.firewall.dlp import BUILTIN_NAMES
 from .sidecars.firewall.hosts import HostError, normalize_host
@@ -74,6 +76,12 @@ class Network:
     allowed_cidrs: tuple[str, ...] = ()
     idle_timeout: int = 900
     dlp: Dlp = field(default_factory=Dlp)
+    never: tuple[str, ...] = ()   # hosts no `allow`, approval or route may ever open
+
+
+@dataclass(frozen=True)
+class Supervise:
+    timeout: int = 600   # seconds a request waits for the operator before it times out
 
 
 @dataclass(frozen=True)
@@ -87,7 +95,7 @@ class Resources:
 class Git:
     user_name: str = "bottle agent"
     user_email: str = "agent@bottle.invalid"
-    remotes: Mapping[str, str] = field(default_factory=_empty)
+    remotes: Mapping[str, Remote] = field(default_factory=_empty)  # name -> remote, served by the git gate
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,12 @@ class Agent:
     claude: Claude = field(default_factory=Claude)
     network: Network = field(default_factory=Network)
     routes: tuple[Route, ...] = ()
-    supervise: bool = False
+    supervise: Supervise | None = None   # None: no supervise sidecar
+
+    @property
+    def gated_remotes(self) -> tuple[Remote, ...]:
+        """The remotes the git gate serves (every one the manifest declares)."""
+        return tuple(self.git.remotes.values())
 
 
 @dataclass(frozen=True)
@@ -349,13 +362,23 @@ def _agent(name: str, value: Any, at: str, base: Path, default_workspace: dict |
         resources=_resources(doc.get("resources"), sub("resources")),
         env=MappingProxyType(env),
         secrets=secrets,
-        git=_git(doc.get("git"), sub("git")),
+        git=_git(doc.get("git"), sub("git"), secrets),
         claude=_claude(doc.get("claude"), sub("claude")),
         network=network,
         routes=_routes(doc.get("egress_proxy"), sub("egress_proxy"), secrets, network.allow),
-        supervise=boolean(mapping(doc.get("supervise"), sub("supervise"), ("enabled",)).get("enabled", False),
-                          key_path(sub("supervise"), "enabled")),
+        supervise=_supervise(doc.get("supervise"), sub("supervise")),
     )
+
+
+def _supervise(value: Any, at: str) -> Supervise | None:
+    doc = mapping(value, at, ("enabled", "timeout"))
+    if not boolean(doc.get("enabled", False), key_path(at, "enabled")):
+        return None
+    timeout = integer(doc.get("timeout", 600), key_path(at, "timeout"), 5)
+    if timeout > 3600:
+        raise Invalid(key_path(at, "timeout"), f"at most 3600 seconds, got {timeout}",
+                      "a request holds the agent's tool call open: minutes, not hours")
+    return Supervise(timeout=timeout)
 
 
 def _workspace(value: Any, at: str, base: Path) -> Workspace | None:
@@ -448,7 +471,7 @@ def _one_line(value: str, at: str) -> str:
     return value
 
 
-def _git(value: Any, at: str) -> Git:
+def _git(value: Any, at: str, secrets: tuple[str, ...] = ()) -> Git:
     doc = mapping(value, at, ("user_name", "user_email", "remotes"))
     out: dict[str, Any] = {}
     if "user_name" in doc:
@@ -460,9 +483,58 @@ def _git(value: Any, at: str) -> Git:
                           "write an address such as agent@bottle.invalid")
         out["user_email"] = email
     remotes = mapping(doc.get("remotes"), key_path(at, "remotes"))
-    out["remotes"] = MappingProxyType({name: string(url, key_path(key_path(at, "remotes"), name))
-                                       for name, url in remotes.items()})
+    out["remotes"] = MappingProxyType({name: _remote(name, spec, key_path(key_path(at, "remotes"), name), secrets)
+                                       for name, spec in remotes.items()})
     return Git(**out)
+
+
+REMOTE_KEYS = ("url", "secret", "username", "push")
+PUSH_KEYS = ("refs", "force", "delete", "tags", "max_bytes")
+_REF_PATTERN = re.compile(r"[A-Za-z0-9._/*?\[\]+=,-]+")
+
+
+def _remote(name: str, value: Any, at: str, secrets: tuple[str, ...]) -> Remote:
+    """`origin: https://...` or `origin: {url, secret, username, push}` (docs/manifest-model.md)."""
+    if not gitgate_remotes.NAME.fullmatch(name):
+        raise Invalid(at, f"invalid remote name {name!r}",
+                      "use 1-40 lower-case letters, digits, '-' or '_', starting with a letter or digit (e.g. origin)")
+    doc = mapping({"url": value} if isinstance(value, str) else value, at, REMOTE_KEYS)
+    try:
+        url = gitgate_remotes.check_url(doc.get("url"))
+    except gitgate_remotes.RemoteError as exc:
+        problem, _, fix = str(exc).partition(" — ")
+        raise Invalid(key_path(at, "url"), problem, fix) from None
+    secret = optional_string(doc.get("secret"), key_path(at, "secret"))
+    if secret is not None and secret not in secrets:
+        raise Invalid(key_path(at, "secret"), f"secret '{secret}' is not in this agent's secrets",
+                      f"add '{secret}' to the agent's `secrets:` list (the token stays in the git gate)")
+    username = _one_line(string(doc.get("username", gitgate_remotes.DEFAULT_USERNAME), key_path(at, "username")),
+                         key_path(at, "username"))
+    if ":" in username or " " in username:
+        raise Invalid(key_path(at, "username"), "a user name cannot contain ':' or spaces",
+                      "write the account's user name, or leave it out (x-access-token)")
+    return Remote(name, url, secret, username, _push(doc.get("push"), key_path(at, "push")))
+
+
+def _push(value: Any, at: str) -> PushPolicy:
+    doc = mapping(value, at, PUSH_KEYS)
+    refs = string_list(doc.get("refs"), key_path(at, "refs"))
+    for i, pattern in enumerate(refs):
+        if not _REF_PATTERN.fullmatch(pattern) or ".." in pattern or pattern.startswith(("/", "-")):
+            raise Invalid(index_path(key_path(at, "refs"), i), f"'{pattern}' is not a ref pattern",
+                          "write a branch glob such as review/* or agent-*, or a full ref such as refs/heads/dev")
+        if pattern.startswith("refs/") and not pattern.startswith(("refs/heads/", "refs/tags/")):
+            raise Invalid(index_path(key_path(at, "refs"), i), f"'{pattern}' is neither a branch nor a tag",
+                          "the gate pushes refs/heads/... and refs/tags/... only")
+    out: dict[str, Any] = {"refs": refs}
+    for key in ("force", "delete", "tags"):
+        if key in doc:
+            out[key] = boolean(doc[key], key_path(at, key))
+    if "max_bytes" in doc:
+        out["max_bytes"] = integer(doc["max_bytes"], key_path(at, "max_bytes"), 1024)
+        if out["max_bytes"] > 1 << 31:
+            raise Invalid(key_path(at, "max_bytes"), "at most 2 GiB", "write a smaller size in bytes")
+    return PushPolicy(**out)
 
 
 def _claude(value: Any, at: str) -> Claude:
@@ -544,12 +616,24 @@ def covers(pattern: str, host: str) -> bool:
     return p_port == h_port and (h_host == p_host or (p_host.startswith("*.") and h_host.endswith(p_host[1:])))
 
 
+def never_hit(entry: str, never) -> str | None:
+    """The `network.never` host that allow entry `entry` (maybe `*.suffix`, maybe `:port`)
+    would reach, on any port; None when it reaches none."""
+    host = split_port(entry)[0]
+    for banned in never:
+        if covers(banned, host) or covers(host, banned):
+            return banned
+        if banned.startswith("*.") and host.startswith("*.") and (host.endswith(banned[1:]) or banned.endswith(host[1:])):
+            return banned
+    return None
+
+
 def allowed_on_some_port(host: str, allow) -> bool:
     """Is `host` allowed on some port (passthrough, DLP overrides)?"""
     return any(covers(split_port(pattern)[0], host) for pattern in allow)
 
 
-NETWORK_KEYS = ("allow", "passthrough", "allowed_cidrs", "idle_timeout", "dlp")
+NETWORK_KEYS = ("allow", "passthrough", "allowed_cidrs", "idle_timeout", "dlp", "never")
 
 
 def _network(value: Any, at: str) -> Network:
@@ -563,7 +647,13 @@ def _network(value: Any, at: str) -> Network:
                           f"passthrough only exempts allowed hosts from inspection: add '{host}' to network.allow")
         passthrough.append(host)
     cidrs = [_guarded_cidr(c, p) for p, c in items(doc.get("allowed_cidrs"), key_path(at, "allowed_cidrs"))]
-    out: dict[str, Any] = {}
+    never = tuple(_host(h, p) for p, h in items(doc.get("never"), key_path(at, "never")))
+    for i, entry in enumerate(allow):
+        banned = never_hit(entry, never)
+        if banned:
+            raise Invalid(key_path(at, "allow") + f"[{i}]", f"'{entry}' reaches '{banned}', which network.never forbids",
+                          "take one of them out")
+    out: dict[str, Any] = {"never": never}
     if "idle_timeout" in doc:
         out["idle_timeout"] = integer(doc["idle_timeout"], key_path(at, "idle_timeout"), 1)
     return Network(allow=allow, passthrough=tuple(passthrough), allowed_cidrs=tuple(cidrs),

@@ -10,12 +10,19 @@ from .images import ImageSpec
 CONTAINER_ROLES = ("firewall", "egress", "gitgate", "supervise", "agent")
 # net-link joins the egress proxy and the firewall (only when the bottle has routes): the
 # agent then shares no network with the firewall at all.
-NETWORK_ROLES = ("net-internal", "net-link", "net-egress")
+# net-gate joins the git gate and the firewall (only when the bottle has git remotes): the
+# firewall tells the gate's requests from the agent's by that network's addresses.
+NETWORK_ROLES = ("net-internal", "net-link", "net-gate", "net-egress")
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 FIREWALL_PORT = 3128
 FIREWALL_ALIAS = "firewall"
 EGRESS_PORT = 8080
 EGRESS_ALIAS = "egress"
+SUPERVISE_PORT = 9100
+SUPERVISE_ALIAS = "supervise"
+GITGATE_PORT = 8080
+GITGATE_ALIAS = "gitgate"
+GITGATE_URL = f"http://{GITGATE_ALIAS}:{GITGATE_PORT}"
 
 
 def check_slug(slug: str) -> str | None:
@@ -51,6 +58,10 @@ class Plan:
         return bool(getattr(self.agent, "routes", ()))
 
     @property
+    def wants_gitgate(self) -> bool:
+        return bool(getattr(self.agent, "gated_remotes", ()))
+
+    @property
     def wants_supervise(self) -> bool:
         return bool(getattr(self.agent, "supervise", False))
 
@@ -62,7 +73,8 @@ class Plan:
     def networks(self) -> tuple[tuple[str, bool], ...]:
         """(role, --internal) of the networks this bottle needs. Only net-egress has a route out."""
         link = (("net-link", True),) if self.wants_egress else ()
-        return (("net-internal", True), *link, ("net-egress", False))
+        gate = (("net-gate", True),) if self.wants_gitgate else ()
+        return (("net-internal", True), *link, *gate, ("net-egress", False))
 
     @property
     def firewall_network(self) -> str:
@@ -91,8 +103,12 @@ class Plan:
             ("egress", f"{self.name('egress')} on {self.name('net-internal')} and {self.name('net-link')}, "
                        f":{EGRESS_PORT}: {len(self.agent.routes)} route(s)" if self.wants_egress
              else "no routes declared: skipped"),
+            ("gitgate", f"{self.name('gitgate')} on {self.name('net-internal')} and {self.name('net-gate')}, "
+                        f":{GITGATE_PORT}: {', '.join(r.name for r in self.agent.gated_remotes)}"
+             if self.wants_gitgate else "no git remotes: skipped"),
             ("supervise", self.name("supervise") if self.wants_supervise else "not declared: skipped"),
-            ("agent", f"{self.name('agent')} on {self.name('net-internal')} only, proxy {self.proxy_url}"),
+            ("agent", f"{self.name('agent')} on {self.name('net-internal')} only, proxy {self.proxy_url}; "
+                      f"home on volume {self.name('home')} (kept by `down`)"),
             ("provision", "CA trust, git identity, Claude settings, prompt: one docker cp + one docker exec"),
         ]
         return rows

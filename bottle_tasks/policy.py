@@ -12,6 +12,13 @@ def effective_allow(agent, changes: dict) -> list[str]:
     return [host for host in hosts if host not in denied]
 
 
+def gate_allow(agent, gate_cidr: str | None) -> dict[str, list[str]]:
+    """The git remotes' hosts, for requests from the git gate's network only: the agent
+    reaches them through the gate, never directly (unless network.allow lists them too)."""
+    entries = sorted({remote.allow_entry for remote in getattr(agent, "gated_remotes", ())})
+    return {gate_cidr: entries} if gate_cidr and entries else {}
+
+
 def effective_routes(agent, changes: dict) -> list[dict]:
     """The manifest's routes with the live changes of `inv route` applied: a removed host
     loses all its routes, added routes come after the manifest's."""
@@ -42,10 +49,11 @@ def rules_off(routes: list[dict]) -> dict[str, list[str]]:
 
 
 def render(slug: str, agent, internal_cidr: str | None, changes: dict, link_cidr: str | None = None,
-           routes: list[dict] | None = None) -> dict:
+           routes: list[dict] | None = None, gate_cidr: str | None = None) -> dict:
     """`link_cidr`: the network between the egress proxy and the firewall. Injected headers
     are exempt from DLP only on requests from there (the egress proxy), never the agent's.
-    `routes`: the effective routes (default: the manifest's)."""
+    `routes`: the effective routes (default: the manifest's). `gate_cidr`: the network between
+    the git gate and the firewall; the git remotes' hosts are allowed from there only."""
     routes = effective_routes(agent, {}) if routes is None else routes
     network = agent.network
     allow = effective_allow(agent, changes)
@@ -60,6 +68,7 @@ def render(slug: str, agent, internal_cidr: str | None, changes: dict, link_cidr
         "passthrough": [host for host in network.passthrough if allowed_on_some_port(host, allow)],
         "allowed_cidrs": cidrs,
         "idle_timeout": network.idle_timeout,
+        "allow_for": gate_allow(agent, gate_cidr),
         "dlp": {
             "action": network.dlp.action,
             "hosts": dict(network.dlp.hosts),

@@ -14,6 +14,9 @@ import tarfile
 import time
 from urllib.parse import urlsplit
 
+from .plan import GITGATE_URL
+from .sidecars.gitgate.remotes import rewrites
+
 AGENT_UID = AGENT_GID = 1000
 HOME = "/home/agent"
 # Managed settings outrank the user's and are root-owned: the agent cannot edit
@@ -50,7 +53,7 @@ if [ -f "$store" ] && command -v keytool >/dev/null 2>&1; then
     split=$(mktemp -d /opt/bottle/java.XXXXXX)
     awk -v dir="$split" '/BEGIN CERTIFICATE/ {{n++}} n > 0 {{print > (dir "/" n ".pem")}}' {BOTTLE_CA}
     for pem in "$split"/*.pem; do
-        keytool -importcert -noprompt -alias "bottle-ca-${{pem##*/}}" -file "$pem" \
+        keytool -importcert -noprompt -alias "bottle-ca-${{pem##*/}}" -file "$pem" \\
             -keystore "$store.new" -storepass changeit >/dev/null
     done
     rm -rf "$split"
@@ -78,6 +81,7 @@ def claude_settings(agent) -> dict:
 
 # What the agent holds for each secret: the egress proxy replaces it with the real value.
 PLACEHOLDER = "bottle-placeholder-the-egress-proxy-injects-the-real-value"
+SUPERVISE_URL = "http://supervise:9100/mcp"
 
 
 def claude_state(agent) -> dict:
@@ -92,8 +96,11 @@ def claude_state(agent) -> dict:
     }
     if "ANTHROPIC_API_KEY" in agent.secrets:
         state["customApiKeyResponses"] = {"approved": [PLACEHOLDER[-20:]], "rejected": []}
-    if agent.claude.mcp_servers:
-        state["mcpServers"] = {name: dict(spec) for name, spec in agent.claude.mcp_servers.items()}
+    servers = {name: dict(spec) for name, spec in agent.claude.mcp_servers.items()}
+    if agent.supervise:
+        servers["supervise"] = {"type": "http", "url": SUPERVISE_URL}
+    if servers:
+        state["mcpServers"] = servers
     return state
 
 
@@ -101,7 +108,20 @@ def gitconfig(agent) -> str:
     lines = ["[user]", f"\tname = {agent.git.user_name}", f"\temail = {agent.git.user_email}",
              "[init]", "\tdefaultBranch = main", "[safe]", "\tdirectory = /workspace",
              "[http]", "\tsslCAInfo = /etc/ssl/certs/ca-certificates.crt"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + gate_rewrites(agent)) + "\n"
+
+
+def gate_rewrites(agent) -> list[str]:
+    """The manifest's remote URLs go to the git gate, for fetch and push (insteadOf covers
+    both), and straight there: the empty proxy overrides the agent's proxy variables."""
+    remotes = getattr(agent, "gated_remotes", ())
+    if not remotes:
+        return []
+    lines = [f'[http "{GITGATE_URL}/"]', "\tproxy = "]
+    for remote in remotes:
+        for gate, upstream in rewrites(remote, GITGATE_URL):
+            lines += [f'[url "{gate}"]', f"\tinsteadOf = {upstream}"]
+    return lines
 
 
 def place_script(agent_files: list[tuple[str, bytes, int]]) -> str:

@@ -76,6 +76,9 @@ def _construct_mapping(loader, node, deep=False):
     for key_node, _ in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
             continue  # `<<:` merges may be overridden on purpose
+        if not isinstance(key_node, yaml.ScalarNode):  # `{[a]: 1}`, `{{}: 1}`: unhashable, and never meant
+            raise yaml.constructor.ConstructorError(None, None, "a key must be a plain name, not a list or a mapping",
+                                                    key_node.start_mark)
         key = key_node.value
         if key in seen:
             raise DuplicateKey(

@@ -28,6 +28,10 @@ def undo(bottle, action: UndoAction) -> None:
     """Remove one resource; a resource that is already gone counts as removed."""
     if action.kind in ("container", "network"):
         remove(bottle.target, action.kind, action.name)
+    elif action.kind == "volume":  # only ever in JOURNAL (home.py): a failed first launch's new home
+        result = bottle.target.run(docker.volume_rm(action.name), check=False)
+        if not (result.ok or "no such volume" in result.stderr.lower()):
+            raise BottleError(f"could not remove volume {action.name}", result.stderr.strip())
     elif action.kind == "stage":
         # Only ever below the stage root: a hand-edited state file must not aim rm -rf elsewhere.
         if not action.name.startswith(bottle.target.stage_root + "/"):

@@ -4,15 +4,16 @@ import json
 
 from invoke import Collection, task
 
-from .. import docker, home, provisioning, toolchains
+from .. import docker, home, provisioning, supervision, toolchains
 from ..containers import start
 from ..context import current
 from ..errors import BottleError
-from ..plan import EGRESS_ALIAS, FIREWALL_ALIAS
+from ..plan import EGRESS_ALIAS, FIREWALL_ALIAS, SUPERVISE_ALIAS
 from ..stepping import step
 from .build import build
-from .chain import supervise
+from .supervise import supervise
 from .egress import egress
+from .gitgate import gitgate
 from .proxy import proxy
 
 # Docker's embedded DNS (127.0.0.11) answers sidecar names itself and forwards
@@ -29,7 +30,8 @@ def agent_env(bottle) -> dict[str, str]:
     """The agent's environment: manifest env, proxy settings, CA paths, and at most
     a placeholder for each secret (the real values never enter the agent)."""
     agent, proxy_url = bottle.agent, bottle.plan.proxy_url
-    no_proxy = ",".join(["localhost", "127.0.0.1", "::1", FIREWALL_ALIAS, EGRESS_ALIAS])
+    # supervise is reached directly: a request is held open for minutes, longer than a proxy would wait.
+    no_proxy = ",".join(["localhost", "127.0.0.1", "::1", FIREWALL_ALIAS, EGRESS_ALIAS, SUPERVISE_ALIAS])
     env = dict(agent.env)
     env.update({name: provisioning.PLACEHOLDER for name in agent.secrets})
     # Proxy and CA for every toolchain, each by the variable it reads (docs/toolchains.md).
@@ -39,6 +41,8 @@ def agent_env(bottle) -> dict[str, str]:
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1",
         "BOTTLE": bottle.slug,
     })
+    if agent.supervise:  # Claude Code's own MCP tool timeout (ms) must outlast the operator's
+        env["MCP_TOOL_TIMEOUT"] = str((agent.supervise.timeout + 30) * 1000)
     return env
 
 
@@ -61,7 +65,7 @@ def check_runtime(bottle) -> None:
             "or set runtime: runc")
 
 
-@task(pre=[build, proxy, egress, supervise])
+@task(pre=[build, proxy, egress, gitgate, supervise])
 @step("agent")
 def agent(c):
     """Start the agent container on the internal network only."""
@@ -99,6 +103,7 @@ def provision(c):
     container_id = (bottle.state.get("ids") or {}).get("agent")
     archive = bottle.stage("provision.tar")
     payload = provisioning.files(bottle.agent, ca_pem, bottle.plan.proxy_url)
+    payload.append((supervision.CURRENT_POLICY, supervision.view_bytes(bottle), 0o644, 0))  # read-only for it
     bottle.target.write(archive, provisioning.tarball(payload))
     bottle.run(docker.cp_tar_from_stdin(name), stdin_path=archive)  # the agent's files stay the agent's
     bottle.run(docker.exec_(name, ["sh", provisioning.SCRIPT], user="0"))

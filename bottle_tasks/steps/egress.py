@@ -168,6 +168,25 @@ def reconfigure(bottle, name: str, verb: str) -> dict:
     return doc
 
 
+def route_add_changes(bottle, host: str, paths, methods, injections: list[dict]) -> dict:
+    """The bottle's route changes with one route added: validated as the egress proxy would,
+    and only for a host the firewall allows (shared by `inv route add` and supervise)."""
+    changes = {key: list(value) for key, value in (bottle.state.get("route_changes") or {}).items()}
+    spec = {"host": host, "paths": list(paths or ["/"]), "methods": [m.upper() for m in methods or []],
+            "inject": injections}
+    try:
+        routes_mod.parse_route(spec)
+    except routes_mod.RouteError as e:
+        raise BottleError(f"route add {host}: {e}") from None
+    allow = policy.effective_allow(bottle.agent, bottle.state.get("policy_changes") or {})
+    if not any(covers(pattern, host) for pattern in allow):
+        raise BottleError(f"route add {host}: {host} is not on the allowlist, so the firewall would refuse it",
+                          f"allow it first: inv allow {host}")
+    changes["added"] = [*changes.get("added", []), spec]
+    changes["removed"] = [h for h in changes.get("removed", []) if h != host]
+    return changes
+
+
 @task(positional=["action", "host"], iterable=["path", "method", "inject"],
       help={"action": "add or rm", "host": "the exact host the route serves (must be allowed)",
             "path": "a path prefix (repeatable; default /)", "method": "an HTTP method (repeatable; default any)",
@@ -179,18 +198,7 @@ def route(c, action, host, path=None, method=None, inject=None):
     bottle = current(c)
     changes = {key: list(value) for key, value in (bottle.state.get("route_changes") or {}).items()}
     if action == "add":
-        spec = {"host": host, "paths": list(path or ["/"]), "methods": [m.upper() for m in method or []],
-                "inject": parse_injections(bottle, inject)}
-        try:
-            routes_mod.parse_route(spec)
-        except routes_mod.RouteError as e:
-            raise BottleError(f"route add {host}: {e}") from None
-        allow = policy.effective_allow(bottle.agent, bottle.state.get("policy_changes") or {})
-        if not any(covers(pattern, host) for pattern in allow):
-            raise BottleError(f"route add {host}: {host} is not on the allowlist, so the firewall would refuse it",
-                              f"allow it first: inv allow {host}")
-        changes["added"] = [*changes.get("added", []), spec]
-        changes["removed"] = [h for h in changes.get("removed", []) if h != host]
+        changes = route_add_changes(bottle, host, path, method, parse_injections(bottle, inject))
     elif action == "rm":
         known = {r["host"] for r in routes_doc(bottle)["routes"]}
         if host not in known:

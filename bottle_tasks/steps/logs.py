@@ -8,6 +8,7 @@ from rich.text import Text
 
 from .. import console, docker
 from ..context import current
+from ..errors import BottleError
 
 
 def audit_lines(text: str):
@@ -22,7 +23,9 @@ def audit_lines(text: str):
                 yield record
 
 
-COLUMNS = ("ts", "decision", "method", "host", "path", "rule", "status", "reason")
+COLUMNS = ("ts", "source", "decision", "method", "host", "path", "rule", "status", "reason")
+# The sidecars that write audit lines: the firewall always, the git gate with git remotes.
+SOURCES = {"firewall": "proxy", "gitgate": "gitgate"}
 
 
 # C0/C1 control characters (ESC starts terminal escape sequences), DEL and the Unicode
@@ -33,25 +36,37 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 def cell(record: dict, column: str) -> Text:
     """A field as plain text: host, path and reason come from the agent's traffic, so
     rich markup (``[green]``) and terminal escapes in them are shown, not interpreted."""
-    value = str(record.get(column, ""))
+    value = str(record.get(column, "firewall" if column == "source" else ""))
     if column == "ts":
         value = value[11:19]  # the time of day is enough on screen
     return Text(_CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), value))
 
 
 @task(help={"blocked": "only refusals", "follow": "keep printing new decisions as they happen",
-            "json": "raw JSON lines instead of a table"})
-def logs(c, blocked=False, follow=False, json_=False):
-    """Show the firewall's audit log: one line per decision."""
+            "json": "raw JSON lines instead of a table",
+            "source": "only this sidecar's lines: firewall or gitgate (default: both; --follow: firewall)"})
+def logs(c, blocked=False, follow=False, json_=False, source=None):
+    """Show the audit log of the firewall and the git gate: one line per decision, fetch or push."""
     bottle = current(c, need_manifest=False)
+    if source is not None and source not in SOURCES:
+        raise BottleError(f"logs --source {source!r}: say firewall or gitgate")
     name = bottle.require("firewall", "proxy")
     wanted = (lambda r: r["decision"] == "deny") if blocked else (lambda r: True)
     if follow:
+        role = source or "firewall"
         stream = AuditStream(wanted, json_)
-        bottle.target.run(docker.logs(name, follow=True), stream=True, out_stream=stream, check=False)
+        bottle.target.run(docker.logs(bottle.require(role, SOURCES[role]), follow=True), stream=True,
+                          out_stream=stream, check=False)
         return
-    result = bottle.run(docker.logs(name))
-    records = [r for r in audit_lines(result.stdout) if wanted(r)]
+    records = []
+    for role in ([source] if source else SOURCES):
+        container = name if role == "firewall" else bottle.state.resource(role)
+        if role != "firewall" and not container:
+            if source:
+                bottle.require(role, SOURCES[role])
+            continue
+        records += [r for r in audit_lines(bottle.run(docker.logs(container)).stdout) if wanted(r)]
+    records.sort(key=lambda r: str(r.get("ts", "")))
     if json_:
         for record in records:
             print(json.dumps(record))

@@ -4,11 +4,11 @@ import json
 from pathlib import Path
 
 from invoke import Collection, task
-from .. import policy
+from .. import policy, supervision
 from ..containers import expect_ready, reload_and_confirm, running, start
 from ..context import current
 from ..errors import BottleError
-from ..manifest import check_host, covers
+from ..manifest import check_host, covers, never_hit
 from ..sidecars.firewall import policy as firewall_policy
 from ..plan import FIREWALL_ALIAS, FIREWALL_PORT
 from ..stepping import step
@@ -30,7 +30,7 @@ def render_policy(bottle, changes: dict) -> dict:
     cidrs = bottle.state.get("cidr") or {}
     routes = policy.effective_routes(bottle.agent, bottle.state.get("route_changes") or {})
     rendered = policy.render(bottle.slug, bottle.agent, cidrs.get("net-internal"), changes, cidrs.get("net-link"),
-                             routes)
+                             routes, gate_cidr=cidrs.get("net-gate") if bottle.plan.wants_gitgate else None)
     try:
         firewall_policy.parse(rendered)
     except firewall_policy.PolicyError as exc:
@@ -48,11 +48,17 @@ def write_policy(bottle) -> dict:
     for role in policy_readers(bottle):
         bottle.target.write(bottle.stage(role, "policy.json"), text)
         hand_over(bottle, role)
+    supervision.publish(bottle)  # what the agent (and supervise) read of it: kept current
+    if bottle.plan.wants_supervise:
+        hand_over(bottle, "supervise")
     return rendered
 
 
 def policy_readers(bottle) -> tuple[str, ...]:
-    return ("firewall", "egress") if bottle.plan.wants_egress else ("firewall",)
+    """The firewall; the egress proxy (it relays what the policy allows); the git gate (it
+    scans pushes with the policy's DLP rules)."""
+    return ("firewall", *(("egress",) if bottle.plan.wants_egress else ()),
+            *(("gitgate",) if bottle.plan.wants_gitgate else ()))
 
 
 def sidecar_user(bottle) -> tuple[int, int]:
@@ -80,6 +86,8 @@ def proxy(c):
     # The firewall's inside: the agent's network, or the link to the egress proxy.
     inside = bottle.require(bottle.plan.firewall_network, "net")
     egress_net = bottle.require("net-egress", "net")
+    # With git remotes the firewall also joins the gate's network, the only way the gate reaches it.
+    gate = ((bottle.require("net-gate", "net"), (FIREWALL_ALIAS,)),) if bottle.plan.wants_gitgate else ()
     rendered = write_policy(bottle)
     bundle = extra_ca(bottle)
     bottle.target.write(bottle.stage("firewall", "extra-ca.pem"), bundle)
@@ -87,7 +95,7 @@ def proxy(c):
     uid, gid = sidecar_user(bottle)
     name, started = start(
         bottle, "firewall", "proxy", bottle.plan.images["firewall"].tag,
-        network=egress_net, connect=((inside, (FIREWALL_ALIAS,)),),
+        network=egress_net, connect=((inside, (FIREWALL_ALIAS,)), *gate),
         # Read at start only: a new CA or bundle needs a new container, not a reload.
         inputs=(bottle.state.get("ca") or {}).get("firewall", "").encode() + bundle,
         # It reads the 0600 stage files, so it runs as their owner — with no capabilities.
@@ -106,11 +114,16 @@ def reload_policy(bottle, name: str) -> None:
     reload_and_confirm(bottle, name, "policy-reload", "policy")
 
 
-def change_policy(c, host: str, verb: str) -> str:
-    bottle = current(c)
+def change_policy(c, host: str, verb: str, bottle=None) -> str:
+    """`inv allow|deny HOST`, or an approved supervise request for `bottle`."""
+    bottle = bottle or current(c)
     problem = check_host(host)
     if problem:
         raise BottleError(f"{verb} {host!r}: {problem}")
+    banned = never_hit(host, bottle.agent.network.never) if verb == "allow" else None
+    if banned:
+        raise BottleError(f"allow {host}: it reaches {banned}, which network.never of {bottle.manifest.path} forbids",
+                          "a host under network.never cannot be allowed while the bottle runs")
     changes = {key: list(value) for key, value in (bottle.state.get("policy_changes") or {}).items()}
     if verb == "deny":
         allowed = policy.effective_allow(bottle.agent, changes)

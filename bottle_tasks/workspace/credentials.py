@@ -7,8 +7,9 @@ imported read-only) run over the head of every other file, so a key pasted into 
 README is caught by the same shapes that would stop it leaving over the network.
 
 The content scan is bounded: only the first MAX_SCAN_BYTES of a file are read for it
-(a secret further down a large file is not seen; the name rules still apply). That keeps
-the first launch of a large workspace near the speed of the copy itself.
+(a secret further down a large file is not seen; the name rules still apply), and of a
+binary file only its runs of printable text (`printable`). That keeps the first launch of
+a large workspace near the speed of the copy itself.
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ TOKEN_FILES = {
     ".pypirc": ("a .pypirc holding a password", re.compile(rb"(?m)^\s*password\s*[=:]")),
 }
 TOKEN_FILE_BYTES = 64 * 1024
+PRINTABLE_RUN = re.compile(rb"[\x20-\x7e\t]{8,}")
 
 
 def by_name(rel: str) -> str | None:
@@ -89,8 +91,17 @@ class ContentScan:
 
     def finding(self, head: bytes) -> str | None:
         """What the head of a file holds that a DLP rule recognises (never the match itself)."""
-        found = self._scanner.scan_body(head)
+        found = self._scanner.scan_body(printable(head))
         return f"contains {found[0].what}" if found else None
+
+
+def printable(head: bytes) -> bytes:
+    """A binary file (a NUL in its first 8000 bytes, git's test) is scanned as `strings` sees
+    it: its runs of printable text, where a token would be. Whole, random bytes cost the
+    scanner's URL-decoding some 0.3 s per MiB for nothing; the runs, a few ms."""
+    if b"\0" not in head[:8000]:
+        return head
+    return b"\n".join(PRINTABLE_RUN.findall(head))
 
 
 def fingerprint(patterns=()) -> bytes:

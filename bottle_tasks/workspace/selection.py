@@ -153,6 +153,10 @@ def _git_paths(root: Path, wanted, left: list[LeftOut]) -> list[str]:
     """Tracked files and untracked files git does not ignore (paths relative to `root`, also
     when `root` is a folder inside a repository); ignored files only where `include` names them."""
     listed = dict.fromkeys(_git_list(root, "--cached", "--others", "--exclude-standard"))
+    # An untracked repository inside this one is listed as "folder/": its own history, not ours.
+    for rel in [rel for rel in listed if rel.endswith("/")]:
+        del listed[rel]
+        left.append(LeftOut(rel, "a git repository of its own (not copied)"))
     paths = dict(listed)
     # Ignored files and folders, a folder as one line ("node_modules/"): the report, cheaply.
     ignored = _git_list(root, "--others", "--ignored", "--exclude-standard", "--directory")

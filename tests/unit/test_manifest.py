@@ -103,7 +103,7 @@ def test_defaults_and_normalisation(folder):
     assert demo.network.dlp.action == "off"          # not YAML 1.1's False
     assert demo.routes[0].paths == ("/",)
     assert demo.routes[0].methods == ("GET", "POST")
-    assert demo.supervise is False and demo.runtime == "runc"
+    assert demo.supervise is None and demo.runtime == "runc"
 
 
 def test_model_is_read_only(folder):
@@ -198,6 +198,14 @@ BAD = [
     ("typo-git", "m.yaml", agent("git: {user: me}\n"), "agents.demo.git.user", "allowed keys here: user_name"),
     ("typo-supervise", "m.yaml", agent("supervise: {enable: true}\n"), "agents.demo.supervise.enable",
      "did you mean 'enabled'"),
+    ("supervise-timeout-long", "m.yaml", agent("supervise: {enabled: true, timeout: 86400}\n"),
+     "agents.demo.supervise.timeout", "minutes, not hours"),
+    ("supervise-timeout-short", "m.yaml", agent("supervise: {enabled: true, timeout: 1}\n"),
+     "agents.demo.supervise.timeout", "at least 5"),
+    ("never-allowed", "m.yaml", agent("network: {allow: ['*.example.org'], never: [x.example.org]}\n"),
+     "agents.demo.network.allow[0]", "network.never forbids"),
+    ("never-url", "m.yaml", agent("network: {never: ['https://evil.example/']}\n"),
+     "agents.demo.network.never[0]", "not a bare host name"),
     # document level
     ("version", "m.yaml", "version: 2\n" + agent("{}\n"), "version", "write `version: 1`"),
     ("no-agents", "m.yaml", "version: 1\n", "agents", "add at least one agent"),

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from bottle_tasks.manifest import DlpPattern
-from bottle_tasks.workspace import credentials, pack
-from bottle_tasks.workspace.selection import select
+from bottle_tasks.workspace import credentials, image, pack
+from bottle_tasks.workspace.selection import LeftOut, select
 
 AWS_SECRET = "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n"
 GITHUB_TOKEN = "ghp_" + "a1B2" * 9
@@ -68,6 +68,20 @@ def test_git_repository_copies_what_git_counts_and_its_history(repo):
     out = reasons(chosen)
     assert out[".env"] == "git-ignored" and out["dist/"] == "git-ignored" and out["node_modules/"] == "git-ignored"
     assert "node_modules/pkg/index.js" not in out  # an ignored folder is one line
+
+
+def test_repositories_inside_stay_out(repo):
+    (repo / "vendor" / "lib").mkdir(parents=True)
+    git(repo / "vendor" / "lib", "init", "-q")
+    write(repo, "vendor/lib/code.py")
+    assert reasons(select(repo))["vendor/lib/"] == "a git repository of its own (not copied)"
+
+
+def test_left_out_list_travels_in_the_image_label(capsys):
+    left = [LeftOut(f"f{i}", "git-ignored") for i in range(image.LABEL_ITEMS + 3)]
+    back = image._from_label(image._to_label(left))
+    assert back[: image.LABEL_ITEMS] == left[: image.LABEL_ITEMS] and back[-1].rel == "3 more"
+    assert image._from_label("not json") == [] and image._from_label(None) == []
 
 
 def test_links_stay_links_and_modes_stay(repo):
@@ -189,6 +203,13 @@ def test_content_scan_reads_only_the_head_of_large_files(repo, tmp_path, monkeyp
     write(repo, "small.txt", f"{GITHUB_TOKEN}\n")
     left = pack.write_context(select(repo), "FROM scratch\n", tmp_path / "c.tar", credentials.ContentScan())
     assert [i.rel for i in left] == ["small.txt"]
+
+
+def test_binary_files_are_scanned_for_their_printable_runs():
+    scan = credentials.ContentScan()
+    noise = bytes(range(256)) * 64
+    assert scan.finding(noise) is None
+    assert scan.finding(noise + f"\0{GITHUB_TOKEN}\0".encode() + noise) == "contains a GitHub token"
 
 
 def test_progress_prints_plain_lines_when_not_a_terminal(capsys, monkeypatch):

@@ -115,9 +115,10 @@ class Firewall:
     def is_passthrough(self, context) -> bool:
         return self.is_passthrough_address(context.server.address)
 
-    def still_allowed(self, host: str, port: int, raw: bool) -> bool:
+    def still_allowed(self, host: str, port: int, raw: bool, client: str | None = None) -> bool:
+        """`client`: the connection's peer address, for hosts allowed to one source (allow_for)."""
         pol = self.policy
-        if pol is None or pol.allow.match(host, port) is None:
+        if pol is None or (pol.allow.match(host, port) is None and pol.allow_for_client(host, port, client) is None):
             return False
         return not raw or self.is_passthrough_address((host, port))
 

@@ -15,7 +15,7 @@ from mitmproxy import http
 
 from . import ssrf
 from .failclosed import fail_closed
-from .flowstate import Concern, meta, norm, refused, settled
+from .flowstate import Concern, meta, norm, peer, refused, settled
 from .healthcheck import HEALTH_HOST, HEALTH_PATH
 from .hosts import HostError, ip_literal, normalize_host, split_authority
 
@@ -74,6 +74,9 @@ class HostGate(Concern):
                 fw.deny(flow, "ssrf", f"{host} is {why}; the firewall does not connect to internal addresses")
                 return
         pattern = pol.allow.match(host, port)
+        if pattern is None:
+            # Hosts allowed for one source only (the git gate's network), by the client's address.
+            pattern = pol.allow_for_client(host, port, peer(flow.client_conn))
         if pattern is None:
             shown = fw.safe(host)
             if pol.allow.match(host) is not None:

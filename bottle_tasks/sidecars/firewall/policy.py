@@ -11,6 +11,9 @@ with the path of the offending field (``dlp.patterns[1].regex: ...``).
       "passthrough": [],                        hosts tunnelled without TLS interception; must be allowed
       "allowed_cidrs": ["172.30.5.0/24"],       networks the SSRF guard lets through
       "idle_timeout": 900,                      seconds a connection may sit idle (long polls, streams)
+      "allow_for": {"172.30.7.0/24": ["git.example.com"]},
+                                                hosts allowed only for clients in that network
+                                                (the git gate's), same grammar as "allow"
       "dlp": {
         "action": "block",                      default action: block | warn | off
         "hosts": {"api.anthropic.com": "warn"}, per-host action (exact or "*.suffix")
@@ -45,7 +48,7 @@ PATTERN_NAME = _NAME  # a DLP pattern's name (the manifest checks names with it 
 MAX_BODY_LIMIT = 1 << 30  # the largest dlp.max_body_bytes
 _HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")
 
-TOP_KEYS = {"bottle", "allow", "passthrough", "allowed_cidrs", "idle_timeout", "dlp"}
+TOP_KEYS = {"bottle", "allow", "passthrough", "allowed_cidrs", "idle_timeout", "allow_for", "dlp"}
 TOP_REQUIRED = {"bottle", "allow"}
 DLP_KEYS = {"action", "hosts", "patterns", "max_body_bytes", "exempt_headers", "exempt_sources", "rules_off"}
 PATTERN_KEYS = {"name", "regex"}
@@ -100,6 +103,18 @@ class Policy:
     allowed_cidrs: tuple = ()
     idle_timeout: int = DEFAULT_IDLE_TIMEOUT
     dlp: DlpPolicy = field(default_factory=DlpPolicy)
+    allow_for: tuple = ()  # (network, HostSet): allowed for clients in that network only
+
+    def allow_for_client(self, host: str, port: int, client: str | None):
+        """The allow_for entry that lets `client` reach host:port; None when there is none."""
+        if client is None:
+            return None
+        for net, hosts in self.allow_for:
+            if _in_networks(client, (net,)):
+                found = hosts.match(host, port)
+                if found is not None:
+                    return found
+        return None
 
 
 class _Problems:
@@ -304,6 +319,7 @@ def parse(doc: object) -> Policy:
     cidrs = _cidrs(doc.get("allowed_cidrs", []), "allowed_cidrs", p)
 
     idle = _int(doc.get("idle_timeout", DEFAULT_IDLE_TIMEOUT), "idle_timeout", 1, 7 * 24 * 3600, p)
+    allow_for = _allow_for(doc.get("allow_for", {}), p)
     dlp_policy = _dlp(doc.get("dlp", {}), p)
 
     if p.items:
@@ -315,7 +331,22 @@ def parse(doc: object) -> Policy:
         allowed_cidrs=tuple(cidrs),
         idle_timeout=idle or DEFAULT_IDLE_TIMEOUT,
         dlp=dlp_policy,
+        allow_for=tuple(allow_for),
     )
+
+
+def _allow_for(value: object, p: _Problems) -> list:
+    """{"<cidr>": [host entries]}: hosts allowed only for clients in that network."""
+    if not isinstance(value, dict):
+        p.add("allow_for", f"must be an object mapping networks to host lists, got {type(value).__name__}")
+        return []
+    out = []
+    for raw, hosts in value.items():
+        nets = _cidrs([raw], f"allow_for.{raw}", p)
+        patterns = _patterns(hosts, f"allow_for.{raw}", p, with_port=True)
+        if nets:
+            out.append((nets[0], HostSet(patterns)))
+    return out
 
 
 def loads(text: str | bytes) -> Policy:

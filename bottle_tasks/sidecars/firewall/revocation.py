@@ -12,7 +12,7 @@ from __future__ import annotations
 from mitmproxy import http
 
 from .failclosed import fail_closed
-from .flowstate import Concern, settled
+from .flowstate import Concern, peer, settled
 
 # (host, port, raw): raw tunnels must also still be passthrough.
 Target = tuple[str, int, bool]
@@ -24,9 +24,11 @@ class Revocation(Concern):
     def __init__(self, fw):
         super().__init__(fw)
         self.targets: dict[str, set[Target]] = {}
+        self.peers: dict[str, str | None] = {}  # client id -> address (allow_for is per source)
 
     def _track(self, client, host: str, port: int, raw: bool) -> None:
         self.targets.setdefault(client.id, set()).add((host, port, raw))
+        self.peers[client.id] = peer(client)
 
     @fail_closed
     def http_connect(self, flow: http.HTTPFlow):
@@ -46,15 +48,18 @@ class Revocation(Concern):
 
     def client_disconnected(self, client):
         self.targets.pop(client.id, None)
+        self.peers.pop(client.id, None)
 
     def revoke(self) -> int:
         """Close every live connection to a target the current policy refuses; how many."""
         closed = 0
         for client_id, targets in list(self.targets.items()):
-            revoked = sorted(t for t in targets if not self.fw.still_allowed(*t))
+            address = self.peers.get(client_id)
+            revoked = sorted(t for t in targets if not self.fw.still_allowed(*t, client=address))
             if not revoked:
                 continue
             self.targets.pop(client_id, None)
+            self.peers.pop(client_id, None)
             if self.fw.close_client_id(client_id):
                 closed += 1
                 host, port, _ = revoked[0]

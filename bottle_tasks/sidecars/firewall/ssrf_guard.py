@@ -8,7 +8,7 @@ from mitmproxy.proxy import server_hooks
 
 from . import ssrf
 from .failclosed import fail_closed
-from .flowstate import Concern, norm, settled
+from .flowstate import Concern, norm, peer, settled
 from .hosts import ip_literal
 
 
@@ -56,7 +56,7 @@ class SsrfGuard(Concern):
             fw.refuse_connection(data, "no-policy", "the firewall has no policy loaded")
             return
         # Defence in depth: never dial (or even resolve) an unlisted name or port.
-        if pol.allow.match(host, port) is None:
+        if pol.allow.match(host, port) is None and pol.allow_for_client(host, port, peer(data.client)) is None:
             fw.refuse_connection(data, "not-allowlisted", f"{fw.safe(norm(host))}:{port} is not on the allowlist")
             return
         try:

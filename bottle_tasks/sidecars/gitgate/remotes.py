@@ -108,7 +108,10 @@ def check_url(url: str) -> str:
     return f"https://{netloc}{parts.path}"
 
 
-def url_variants(url: str) -> list[str]:
-    """The spellings of a remote's URL a clone may use: with and without `.git`."""
-    base = url[:-4] if url.endswith(".git") else url
-    return [base + ".git", base]
+def rewrites(remote: Remote, gate_url: str) -> list[tuple[str, str]]:
+    """(gate URL, upstream URL) pairs for the agent's `url.<gate>.insteadOf <upstream>`: both
+    spellings of the URL, with and without `.git` (git picks the longest matching prefix, so
+    `repo.git` never becomes `origin.git.git`)."""
+    base = remote.url[:-4] if remote.url.endswith(".git") else remote.url
+    gate = f"{gate_url.rstrip('/')}/{remote.name}"
+    return [(gate + ".git", base + ".git"), (gate, base)]

@@ -1,0 +1,116 @@
+"""The requests board: what the agent asked, held until an operator decides or time runs out.
+
+Plain Python (asyncio only), so the controller's tests can drive it without the MCP SDK.
+
+The agent is hostile, so what it sends is bounded before it is kept: a reason or question
+is cut to ``MAX_TEXT`` characters with control characters (terminal escapes, newlines
+that would forge table rows) replaced, and at most ``MAX_PENDING`` requests wait at once;
+past that a request is refused at once rather than queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+import unicodedata
+from dataclasses import dataclass, field
+
+MAX_TEXT = 1000
+MAX_PENDING = 16
+KEPT_DECIDED = 50  # recent decisions shown beside the pending ones
+
+PENDING, APPROVED, REJECTED, TIMED_OUT, REFUSED = "pending", "approved", "rejected", "timed-out", "refused"
+VERDICTS = (APPROVED, REJECTED)
+
+
+class BoardFull(Exception):
+    pass
+
+
+def clean(text: object, limit: int = MAX_TEXT) -> str:
+    """Printable, one line, bounded: safe to show in a terminal, a table or a log line."""
+    out = []
+    for ch in str(text)[: limit * 2]:
+        if ch in "\t\n\r":
+            out.append(" ")
+        elif unicodedata.category(ch)[0] == "C":  # controls, format chars (bidi overrides), surrogates
+            out.append("\ufffd")
+        else:
+            out.append(ch)
+    text = "".join(out).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass
+class Request:
+    id: str
+    kind: str            # host | route | question
+    what: dict           # host: {host}; route: {host, paths, methods, inject}; question: {question}
+    reason: str
+    created: float = field(default_factory=time.time)
+    state: str = PENDING
+    note: str = ""
+    decided: float | None = None
+
+    def public(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "what": self.what, "reason": self.reason,
+                "created": self.created, "state": self.state, "note": self.note, "decided": self.decided}
+
+
+class Board:
+    def __init__(self, max_pending: int = MAX_PENDING):
+        self.max_pending = max_pending
+        self.requests: dict[str, Request] = {}
+        self._done: dict[str, asyncio.Event] = {}
+
+    def pending(self) -> list[Request]:
+        return [r for r in self.requests.values() if r.state == PENDING]
+
+    def submit(self, kind: str, what: dict, reason: str) -> Request:
+        if len(self.pending()) >= self.max_pending:
+            raise BoardFull(f"{self.max_pending} requests are already waiting for the operator")
+        request = Request(id=f"r{secrets.token_hex(3)}", kind=kind, what=what, reason=clean(reason))
+        self.requests[request.id] = request
+        self._done[request.id] = asyncio.Event()
+        self._forget_old()
+        return request
+
+    def refuse(self, kind: str, what: dict, reason: str, why: str) -> Request:
+        """A request decided without asking anyone (a `never` host): kept for the record."""
+        request = Request(id=f"r{secrets.token_hex(3)}", kind=kind, what=what, reason=clean(reason),
+                          state=REFUSED, note=why, decided=time.time())
+        self.requests[request.id] = request
+        self._forget_old()
+        return request
+
+    async def wait(self, request: Request, timeout: float) -> Request:
+        """Until the operator decides or `timeout` seconds pass (then: timed out)."""
+        try:
+            await asyncio.wait_for(self._done[request.id].wait(), timeout)
+        except asyncio.TimeoutError:
+            if request.state == PENDING:
+                request.state, request.decided = TIMED_OUT, time.time()
+                request.note = f"no decision within {timeout:.0f} s"
+        finally:
+            self._done.pop(request.id, None)
+        return request
+
+    def decide(self, request_id: str, verdict: str, note: str = "") -> Request:
+        if verdict not in VERDICTS:
+            raise ValueError(f"a verdict is one of {', '.join(VERDICTS)}")
+        request = self.requests.get(request_id)
+        if request is None:
+            raise KeyError(f"no request {request_id!r}")
+        if request.state != PENDING:
+            raise ValueError(f"request {request_id} is already {request.state}")
+        request.state, request.note, request.decided = verdict, clean(note), time.time()
+        done = self._done.get(request_id)
+        if done is not None:
+            done.set()
+        return request
+
+    def _forget_old(self) -> None:
+        decided = sorted((r for r in self.requests.values() if r.state != PENDING), key=lambda r: r.decided or 0)
+        for old in decided[:-KEPT_DECIDED]:
+            self.requests.pop(old.id, None)

@@ -1,0 +1,82 @@
+"""`gitgate`: the git gate sidecar — the agent's only way to its git remotes — which holds
+the tokens, refreshes a bare mirror per remote from the upstream before serving it, checks
+pushes against the manifest's push policy and the firewall's DLP rules, and pushes them
+upstream through the firewall. A no-op without git remotes.
+
+Tokens come from the controller's environment at launch and reach only this sidecar, as a
+0600 stage file mounted read-only, read by its credential helper: never argv, never
+`docker inspect`, never the agent."""
+import json
+import os
+
+from invoke import Collection, task
+
+from ..containers import expect_ready, start
+from ..context import current
+from ..errors import BottleError
+from ..plan import FIREWALL_ALIAS, FIREWALL_PORT, GITGATE_ALIAS, GITGATE_PORT
+from ..stepping import step
+from .proxy import CONFIG_DIR, hand_over, proxy, sidecar_user
+
+READY_PROBE = ["/opt/bottle/venv/bin/python", "-m", "gitgate.health"]
+
+
+def gate_doc(bottle) -> dict:
+    """gitgate.json: the remotes and their push policies (no secret values)."""
+    return {"bottle": bottle.slug, "firewall": f"{FIREWALL_ALIAS}:{FIREWALL_PORT}",
+            "remotes": [remote.to_json() for remote in bottle.agent.gated_remotes]}
+
+
+def secret_values(bottle) -> dict[str, str]:
+    names = sorted({remote.secret for remote in bottle.agent.gated_remotes if remote.secret})
+    missing = [name for name in names if not os.environ.get(name)]
+    if missing and not bottle.dry:
+        raise BottleError(
+            f"{bottle.manifest.path}: agents.{bottle.agent.name}.git.remotes: the secret(s) "
+            f"{', '.join(missing)} are not set in this shell",
+            f"export {missing[0]}=... (the token stays on this machine and in the git gate; the agent "
+            "never sees it), then launch again")
+    return {name: os.environ.get(name, "") for name in names}
+
+
+def write_config(bottle) -> dict:
+    doc = gate_doc(bottle)
+    secrets = secret_values(bottle)  # raises before anything is written
+    bottle.target.write(bottle.stage("gitgate", "gitgate.json"), (json.dumps(doc, indent=2) + "\n").encode())
+    bottle.target.write(bottle.stage("gitgate", "secrets.json"), json.dumps(secrets).encode())
+    # The gate reaches the upstreams through the firewall, which intercepts TLS with its CA.
+    firewall_ca = (bottle.state.get("ca") or {}).get("firewall", "")
+    bottle.target.write(bottle.stage("gitgate", "firewall-ca.pem"), firewall_ca.encode())
+    hand_over(bottle, "gitgate")
+    return doc
+
+
+@task(pre=[proxy])
+@step("gitgate")
+def gitgate(c):
+    """Start the git gate that holds the git tokens and enforces the push policy (no-op without remotes)."""
+    bottle = current(c)
+    if not bottle.plan.wants_gitgate:
+        return "no git remotes declared: nothing to start"
+    internal = bottle.require("net-internal", "net")
+    gate_net = bottle.require("net-gate", "net")
+    doc = write_config(bottle)
+    uid, gid = sidecar_user(bottle)
+    ca = (bottle.state.get("ca") or {}).get("firewall", "")
+    name, started = start(
+        bottle, "gitgate", "gitgate", bottle.plan.images["gitgate"].tag,
+        # On the gate's network (to the firewall) and the agent's (alias gitgate), nothing else.
+        network=gate_net, connect=((internal, (GITGATE_ALIAS,)),),
+        # Read per request, so a change needs no new container; the files' contents are
+        # inputs all the same, so a changed token or policy gets a fresh gate and mirrors.
+        inputs=ca.encode() + json.dumps(doc, sort_keys=True).encode(),
+        user=f"{uid}:{gid}", read_only=True, tmpfs=["/tmp:rw,noexec,nosuid,size=2g"],
+        mounts=[f"{bottle.stage('gitgate')}:{CONFIG_DIR}:ro"],
+        limits={"memory": "2g", "pids-limit": "256"})
+    if not started:
+        return f"{name} already running as configured"
+    expect_ready(bottle, name, READY_PROBE, f"answering on :{GITGATE_PORT}")
+    return f"{name} started; remotes {', '.join(r['name'] for r in doc['remotes'])}"
+
+
+ns = Collection(gitgate)

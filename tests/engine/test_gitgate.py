@@ -1,0 +1,209 @@
+"""The git gate on the real engine: a stand-in git host (smart HTTP over TLS, basic auth, a
+repository whose default branch is main) on the bottle's egress network, and an agent that
+clones, fetches and pushes through the gate, never holding the token.
+
+Everything is checked where it lands: on the upstream's side (its refs, its request log),
+in the agent's terminal output, in the gate's audit lines."""
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+import pytest
+
+from bottle_tasks import pki
+from bottle_tasks.context import build_plan
+from bottle_tasks.manifest import load
+from helpers import docker, unique, write_manifest
+from test_bottle_e2e import Bottle, teardown
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+HERE = Path(__file__).resolve().parent
+GIT_HOST = "git.upstream.test"
+URL = f"https://{GIT_HOST}/org/repo.git"
+TOKEN = "upstream-token-for-the-gate-tests-" + secrets.token_hex(6)
+FAKE_AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
+
+
+def body(cidr: str) -> str:
+    return f"""    prompt: git gate test bottle
+    secrets: [GIT_TOKEN]
+    resources: {{memory: 1g, cpus: 1, pids: 256}}
+    git:
+      remotes:
+        origin: {{url: "{URL}", secret: GIT_TOKEN}}
+    network:
+      allow: []
+      allowed_cidrs: [{cidr}]
+"""
+
+
+def start_git_upstream(test_ca, workdir: Path, network: str, image: str) -> str:
+    certs = workdir / "git-upstream"
+    certs.mkdir(exist_ok=True)
+    leaf = pki.mint_leaf(test_ca, [GIT_HOST])
+    (certs / "cert.pem").write_bytes(leaf.cert_pem)
+    (certs / "key.pem").write_bytes(leaf.key_pem)
+    (certs / "token").write_text(TOKEN)
+    for name in ("key.pem", "token"):
+        (certs / name).chmod(0o644)  # the server reads them as another uid
+    (certs / "git_server.py").write_text((HERE / "upstream" / "git_server.py").read_text())
+    return docker("run", "-d", "--init", "--label", "bottle.test=1", "--network", network,
+                  "--network-alias", GIT_HOST, "-v", f"{certs}:/upstream:ro", "--entrypoint", "python3",
+                  image, "/upstream/git_server.py", "/upstream/token").stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def gated(tmp_path_factory, test_ca, trust_bundle):
+    tmp = tmp_path_factory.mktemp("gitgate")
+    state_home = tmp / "state"
+    state_home.mkdir()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_STATE_HOME", str(state_home))
+    slug = unique("gate")
+    manifest = write_manifest(tmp, {slug: body("10.255.255.0/24")}, bundle=str(trust_bundle))
+    bottle = Bottle(slug, manifest, env={"GIT_TOKEN": TOKEN})
+    bottle.upstreams = []
+    try:
+        bottle.inv("net")
+        state = json.loads((state_home / "bottle" / slug / "state.json").read_text())
+        manifest.write_text(manifest.read_text().replace("10.255.255.0/24", state["cidr"]["net-egress"]))
+        loaded = load(str(manifest))
+        bottle.inv("build")
+        gate_tag = build_plan(slug, loaded, loaded.agents[slug]).images["gitgate"].tag
+        bottle.upstreams.append(start_git_upstream(test_ca, tmp, f"bottle-{slug}-net-egress", gate_tag))
+        bottle.launch_output = bottle.inv("launch")
+        bottle.state_home = state_home
+        yield bottle
+    finally:
+        teardown(bottle)
+        mp.undo()
+
+
+def upstream_log(bottle) -> list[dict]:
+    out = docker("logs", bottle.upstreams[0]).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def upstream_ref(bottle, ref: str) -> str:
+    return docker("exec", bottle.upstreams[0], "git", "--git-dir=/tmp/upstream/org/repo.git",
+                  "rev-parse", "-q", "--verify", ref, check=False).stdout.strip()
+
+
+def gate_audit(bottle) -> list[dict]:
+    out = docker("logs", f"bottle-{bottle.slug}-gitgate").stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def in_clone(bottle, command: str):
+    return bottle.sh(f"cd ~/repo && {command}")
+
+
+@pytest.fixture(scope="module")
+def cloned(gated):
+    out = gated.sh(f"rm -rf ~/repo && git clone {URL} ~/repo 2>&1")
+    assert out.returncode == 0, out.stdout + out.stderr
+    in_clone(gated, "git config user.email a@b.invalid && git config user.name agent")
+    return gated
+
+
+def test_clone_through_the_gate(cloned):
+    assert "upstream repository" in in_clone(cloned, "cat README.md").stdout
+    assert in_clone(cloned, "git rev-parse --abbrev-ref HEAD").stdout.strip() == "main"
+    # the clone's remote is the manifest's URL, unchanged: the rewrite is in the agent's git config
+    assert in_clone(cloned, "git config remote.origin.url").stdout.strip() == URL
+    assert any(r.get("authorized") for r in upstream_log(cloned))
+
+
+def test_fetch_sees_new_upstream_commits(cloned):
+    docker("exec", cloned.upstreams[0], "sh", "-c",
+           "cd /tmp/upstream/seed && echo more >> README.md && git -c user.name=u -c user.email=u@x commit -qam more"
+           " && git push -q /tmp/upstream/org/repo.git main:main")
+    out = in_clone(cloned, "git fetch origin 2>&1 && git log --oneline origin/main")
+    assert out.returncode == 0 and "more" in out.stdout, out.stdout + out.stderr
+    in_clone(cloned, "git merge -q --ff-only origin/main")
+
+
+def test_push_new_branch_arrives_upstream(cloned):
+    out = in_clone(cloned, "git checkout -qb review/one && echo change > change.txt && git add change.txt"
+                           " && git commit -qm 'a change' && git push origin review/one 2>&1")
+    assert out.returncode == 0, out.stdout + out.stderr
+    head = in_clone(cloned, "git rev-parse HEAD").stdout.strip()
+    assert upstream_ref(cloned, "refs/heads/review/one") == head
+    pushes = [r for r in gate_audit(cloned) if r.get("event") == "push"]
+    assert pushes[-1]["decision"] == "allow" and pushes[-1]["updates"][0]["ref"] == "refs/heads/review/one"
+
+
+def test_push_to_main_is_refused(cloned):
+    before = upstream_ref(cloned, "refs/heads/main")
+    out = in_clone(cloned, "git checkout -q main && echo x >> README.md && git commit -qam direct"
+                           " && git push origin main 2>&1")
+    assert out.returncode != 0
+    assert "default-branch" in out.stdout and "default branch" in out.stdout
+    assert upstream_ref(cloned, "refs/heads/main") == before
+    in_clone(cloned, "git reset -q --hard origin/main")
+
+
+def test_force_push_is_refused(cloned):
+    before = upstream_ref(cloned, "refs/heads/review/one")
+    out = in_clone(cloned, "git checkout -q review/one && git commit -q --amend -m rewritten"
+                           " && git push --force origin review/one 2>&1")
+    assert out.returncode != 0 and "(force)" in out.stdout, out.stdout
+    assert upstream_ref(cloned, "refs/heads/review/one") == before
+
+
+def test_delete_is_refused(cloned):
+    out = in_clone(cloned, "git push origin :review/one 2>&1")
+    assert out.returncode != 0 and "(delete)" in out.stdout, out.stdout
+    assert upstream_ref(cloned, "refs/heads/review/one")
+
+
+def test_tag_is_refused(cloned):
+    out = in_clone(cloned, "git tag v1 && git push origin v1 2>&1")
+    assert out.returncode != 0 and "(tags)" in out.stdout, out.stdout
+    assert not upstream_ref(cloned, "refs/tags/v1")
+
+
+def test_secret_in_a_commit_is_refused_and_nothing_reaches_upstream(cloned):
+    posts_before = len([r for r in upstream_log(cloned) if r.get("path", "").endswith("git-receive-pack")])
+    out = in_clone(cloned, f"git checkout -qb review/leak origin/main && echo 'aws_key = {FAKE_AWS_KEY}' > cfg"
+                           " && git add cfg && git commit -qm config && git push origin review/leak 2>&1")
+    assert out.returncode != 0 and "(dlp)" in out.stdout, out.stdout
+    assert FAKE_AWS_KEY not in out.stdout.replace(f"aws_key = {FAKE_AWS_KEY}", "")
+    assert not upstream_ref(cloned, "refs/heads/review/leak")
+    posts_after = len([r for r in upstream_log(cloned) if r.get("path", "").endswith("git-receive-pack")])
+    assert posts_after == posts_before
+    assert FAKE_AWS_KEY not in docker("logs", f"bottle-{cloned.slug}-gitgate").stdout
+
+
+def test_agent_cannot_reach_the_git_host_directly(cloned):
+    out = cloned.sh(f"git -c url.{URL}.insteadOf=nothing ls-remote {URL} 2>&1; "
+                    f"curl -sS --max-time 20 -o /dev/null -w '%{{http_code}}' https://{GIT_HOST}/ 2>&1")
+    assert "403" in out.stdout or "not on the allowlist" in out.stdout, out.stdout
+    fw = docker("logs", f"bottle-{cloned.slug}-firewall").stdout
+    assert any(GIT_HOST in line and '"deny"' in line for line in fw.splitlines())
+
+
+def test_token_never_reaches_the_agent_or_inspect_or_logs(cloned):
+    agent = f"bottle-{cloned.slug}-agent"
+    seen = cloned.sh("env; cat ~/.gitconfig; git -C ~/repo config -l; cat ~/repo/.git/config;"
+                     " cat /proc/*/environ /proc/*/cmdline 2>/dev/null | tr '\\0' '\\n';"
+                     " grep -rs . ~ /tmp /workspace 2>/dev/null | head -c 2000000").stdout
+    assert TOKEN not in seen
+    for role in ("agent", "gitgate", "firewall"):
+        name = f"bottle-{cloned.slug}-{role}"
+        assert TOKEN not in docker("inspect", name).stdout
+        logs = docker("logs", name)
+        assert TOKEN not in logs.stdout + logs.stderr
+    assert TOKEN not in docker("exec", agent, "ps", "auxww", check=False).stdout
+
+
+def test_audit_lines_for_fetch_and_push(cloned):
+    records = gate_audit(cloned)
+    assert {"fetch", "push"} <= {r.get("event") for r in records}
+    refused = [r for r in records if r.get("event") == "push" and r["decision"] == "deny"]
+    assert {"default-branch", "force", "delete", "dlp"} <= {r["rule"] for r in refused}
+    logs = cloned.inv("logs", "--json").stdout
+    assert any('"gitgate"' in line for line in logs.splitlines())
