@@ -10,8 +10,13 @@ import subprocess
 import time
 
 import pytest
+from invoke import Context
+from rich.console import Console
 
-from helpers import docker
+from bottle_tasks.dashboard import Dashboard, snapshot
+from bottle_tasks.state import state_root
+from bottle_tasks.target import LocalTarget
+from helpers import docker, inv
 from test_bottle_e2e import OTHER, UPSTREAM, module_bottle, upstream_records
 
 pytestmark = pytest.mark.usefixtures("engine")
@@ -20,12 +25,18 @@ THIRD = "third.upstream.test"     # asked for, and rejected
 NEVER = "never.upstream.test"     # network.never: cannot be approved
 TIMEOUT = 12
 
+TOKEN = "sup-test-token-value-0123456789"
+# With a route (so an egress proxy too): route requests have something to change.
 BODY = f"""    prompt: supervise test bottle
+    secrets: [SUP_TOKEN]
     resources: {{memory: 2g, cpus: 1, pids: 512}}
     network:
       allow: [{UPSTREAM}]
       never: [{NEVER}]
       allowed_cidrs: []
+    egress_proxy:
+      routes:
+        - {{host: {UPSTREAM}, paths: [/routed/], inject: [{{header: x-sup-token, secret: SUP_TOKEN}}]}}
     supervise: {{enabled: true, timeout: {TIMEOUT}}}
 """
 
@@ -48,7 +59,7 @@ asyncio.run(main())
 
 @pytest.fixture(scope="module")
 def bottle(tmp_path_factory, test_ca, trust_bundle):
-    yield from module_bottle(tmp_path_factory, test_ca, trust_bundle, prefix="sup", body=BODY, env={},
+    yield from module_bottle(tmp_path_factory, test_ca, trust_bundle, prefix="sup", body=BODY, env={"SUP_TOKEN": TOKEN},
                              aliases=(UPSTREAM, OTHER, THIRD, NEVER))
 
 
@@ -84,7 +95,7 @@ def test_the_agent_sees_only_the_four_tools(bottle):
 def test_an_approved_host_answers_from_the_agent_without_a_restart(bottle):
     started = {r: docker("inspect", "-f", "{{.State.StartedAt}}", f"bottle-{bottle.slug}-{r}").stdout
                for r in ("firewall", "agent", "supervise")}
-    assert bottle.curl(f"https://{OTHER}/before")[0].startswith("403")
+    assert bottle.curl(f"https://{OTHER}/before")[0].endswith("403")
     call = mcp_client(bottle, "request_host", json.dumps({"host": OTHER, "reason": "docs for the task"}))
     request = pending(bottle, OTHER)
     assert request["reason"] == "docs for the task" and request["bottle"] == bottle.slug
@@ -104,13 +115,51 @@ def test_an_approved_host_answers_from_the_agent_without_a_restart(bottle):
             for r in started} == started
 
 
+def test_an_approved_route_injects_from_then_on(bottle):
+    ask = {"host": UPSTREAM, "paths": ["/extra/"], "methods": ["GET"], "reason": "the extra API",
+           "inject": [{"header": "x-extra", "secret": "SUP_TOKEN"}]}
+    call = mcp_client(bottle, "request_route", json.dumps(ask))
+    request = pending(bottle, UPSTREAM)
+    # the operator's shell need not hold the secret: the egress proxy's value stays
+    inv("approve", request["id"], manifest=bottle.manifest, env={"SUP_TOKEN": ""})
+    assert result_of(call)["status"] == "approved"
+    assert bottle.curl(f"https://{UPSTREAM}/extra/one")[0].endswith("200")
+    [seen] = upstream_records(bottle, path="/extra/one")
+    assert [v for k, v in seen["headers"] if k.lower() == "x-extra"] == [TOKEN]
+    routes = json.loads(bottle.sh("cat /etc/bottle/current/policy.json").stdout)["routes"]
+    assert any("/extra/" in r["paths"] for r in routes) and TOKEN not in json.dumps(routes)
+
+
+def test_an_undeclared_secret_is_refused_without_asking(bottle):
+    ask = {"host": UPSTREAM, "paths": ["/x/"], "methods": [], "reason": "r",
+           "inject": [{"header": "authorization", "secret": "AWS_SECRET_ACCESS_KEY"}]}
+    answer = result_of(mcp_client(bottle, "request_route", json.dumps(ask)))
+    assert answer["status"] == "refused" and "AWS_SECRET_ACCESS_KEY" in answer["note"]
+
+
+def test_the_dashboard_shows_a_real_pending_request(bottle):
+    call = mcp_client(bottle, "request_host", json.dumps({"host": "fifth.upstream.test", "reason": "dashboard"}))
+    request = pending(bottle, "fifth.upstream.test")
+    try:
+        board = Dashboard(lambda *a: "")
+        board.update(snapshot(LocalTarget(Context(), state_root())))
+        console = Console(record=True, width=200, color_system=None)
+        console.print(board.render())
+        screen = console.export_text()
+        assert request["id"] in screen and "allow fifth.upstream.test" in screen and bottle.slug in screen
+        assert board.selected == request["id"]
+    finally:
+        bottle.inv("reject", request["id"])
+        result_of(call)
+
+
 def test_a_rejected_host_stays_refused(bottle):
     call = mcp_client(bottle, "request_host", json.dumps({"host": THIRD, "reason": "curious"}))
     request = pending(bottle, THIRD)
     bottle.inv("reject", request["id"], "--note", "not for this task")
     answer = result_of(call)
     assert answer["status"] == "rejected" and answer["note"] == "not for this task"
-    assert bottle.curl(f"https://{THIRD}/x")[0].startswith("403")
+    assert bottle.curl(f"https://{THIRD}/x")[0].endswith("403")
 
 
 def test_an_undecided_request_times_out_and_changes_nothing(bottle):
