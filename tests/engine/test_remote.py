@@ -90,3 +90,40 @@ def test_launch_and_down_on_a_remote_docker_host(ssh, tmp_path, state_home):
     assert labelled(slug) == []
     assert not os.path.exists(os.path.dirname(stage))  # nothing left on the Docker host
     docker("rmi", agent_image, check=False)  # built for this test's own base only
+
+
+def test_supervise_requests_are_decided_on_a_remote_docker_host(ssh, tmp_path, state_home):
+    """The operator's commands reach the sidecar through `docker exec` over SSH."""
+    from test_supervise import CLIENT
+
+    remote, env = ssh
+    slug = unique("rsup")
+    manifest = write_manifest(tmp_path, {slug: "    prompt: remote supervise\n    network: {allow: [example.org]}\n"
+                                               "    supervise: {enabled: true, timeout: 60}"})
+
+    def on_remote(*args, check=True):
+        return inv("use", slug, "--on", remote, *args, manifest=manifest, env=env, check=check)
+
+    try:
+        on_remote("launch")
+        image = docker("inspect", "-f", "{{.Config.Image}}", f"bottle-{slug}-supervise").stdout.strip()
+        call = subprocess.Popen(["docker", "run", "--rm", "--label", "bottle.test=1", "--network",
+                                 f"bottle-{slug}-net-internal", "--entrypoint", "/opt/bottle/venv/bin/python", image,
+                                 "-c", CLIENT, "request_host", json.dumps({"host": "pypi.org", "reason": "remote"})],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        request = None
+        for _ in range(60):
+            found = [r for r in json.loads(on_remote("requests", "--json").stdout) if r["state"] == "pending"]
+            if found:
+                request = found[0]
+                break
+            time.sleep(0.5)
+        assert request and request["what"] == {"host": "pypi.org"} and request["bottle"] == slug
+        on_remote("approve", request["id"], "--note", "from afar")
+        out, err = call.communicate(timeout=60)
+        assert json.loads(out.strip().splitlines()[-1])["status"] == "approved", err
+        view = docker("exec", f"bottle-{slug}-agent", "cat", "/etc/bottle/current/policy.json").stdout
+        assert "pypi.org" in json.loads(view)["allow"]
+    finally:
+        on_remote("down", check=False)
+    assert labelled(slug) == []
