@@ -12,7 +12,7 @@ import wsproto.events
 from firewall import mitm_limits
 from firewall.healthcheck import HEALTH_HOST, HEALTH_PATH
 from firewall.tunnels import MAX_UNDECIDED, RefuseLayer, may_still_be_parsed
-from fwtest import Harness, make_policy, meta, request_flow, run
+from fwtest import Harness, make_policy, meta, request_flow
 from mitmproxy import connection, http
 from mitmproxy.proxy import commands, events, layer, layers
 from mitmproxy.proxy import context as pcontext
@@ -54,45 +54,33 @@ async def decide(h: Harness, nl):
     "data",
     [b"\x00\x01\x02raw bytes\r\n", b"SSH-2.0-OpenSSH_9.2\r\n", b"\x17\x03\x03\x00\x10secret", b"GET\x00 / HTTP/1.1\r\n"],
 )
-def test_raw_tcp_to_allowed_host_is_refused_not_relayed(data):
-    async def t():
-        with Harness(make_policy()) as h:
-            nl = next_layer(h, ("registry.npmjs.org", 443), data, layers.TCPLayer)
-            assert isinstance(await decide(h, nl), RefuseLayer)
-            line = h.last()
-            assert (line["decision"], line["rule"], line["method"]) == ("deny", "raw-tcp", "TCP")
-
-    run(t())
+async def test_raw_tcp_to_allowed_host_is_refused_not_relayed(data):
+    with Harness(make_policy()) as h:
+        nl = next_layer(h, ("registry.npmjs.org", 443), data, layers.TCPLayer)
+        assert isinstance(await decide(h, nl), RefuseLayer)
+        line = h.last()
+        assert (line["decision"], line["rule"], line["method"]) == ("deny", "raw-tcp", "TCP")
 
 
-def test_server_speaking_first_is_refused():
-    async def t():
-        with Harness(make_policy()) as h:
-            nl = next_layer(h, ("registry.npmjs.org", 443), b"", layers.TCPLayer, server_data=b"220 smtp ready\r\n")
-            assert isinstance(await decide(h, nl), RefuseLayer)
-
-    run(t())
+async def test_server_speaking_first_is_refused():
+    with Harness(make_policy()) as h:
+        nl = next_layer(h, ("registry.npmjs.org", 443), b"", layers.TCPLayer, server_data=b"220 smtp ready\r\n")
+        assert isinstance(await decide(h, nl), RefuseLayer)
 
 
 @pytest.mark.parametrize("data", [b"\x16", b"\x16\x03", b"G", b"GE", b"GET", b"GET /x", b"POST /a HTTP/1.1"])
-def test_too_little_to_tell_waits_for_more(data):
-    async def t():
-        with Harness(make_policy()) as h:
-            nl = next_layer(h, ("registry.npmjs.org", 443), data, layers.TCPLayer)
-            assert await decide(h, nl) is None  # mitmproxy asks again when more bytes arrive
-            assert h.decisions() == []
-
-    run(t())
+async def test_too_little_to_tell_waits_for_more(data):
+    with Harness(make_policy()) as h:
+        nl = next_layer(h, ("registry.npmjs.org", 443), data, layers.TCPLayer)
+        assert await decide(h, nl) is None  # mitmproxy asks again when more bytes arrive
+        assert h.decisions() == []
 
 
-def test_waiting_is_bounded():
-    async def t():
-        with Harness(make_policy()) as h:
-            nl = next_layer(h, ("registry.npmjs.org", 443), b"A" * (MAX_UNDECIDED + 1))
-            assert isinstance(await decide(h, nl), RefuseLayer)
-            assert h.last()["rule"] == "undecided"
-
-    run(t())
+async def test_waiting_is_bounded():
+    with Harness(make_policy()) as h:
+        nl = next_layer(h, ("registry.npmjs.org", 443), b"A" * (MAX_UNDECIDED + 1))
+        assert isinstance(await decide(h, nl), RefuseLayer)
+        assert h.last()["rule"] == "undecided"
 
 
 def test_may_still_be_parsed():
@@ -103,29 +91,23 @@ def test_may_still_be_parsed():
 
 
 @pytest.mark.parametrize("cls", [layers.HttpLayer, layers.ServerTLSLayer])
-def test_inspected_layers_are_kept(cls):
-    async def t():
-        with Harness(make_policy()) as h:
-            ctx = pcontext.Context(tflow.tclient_conn(), h.tctx.options)
-            ctx.server = connection.Server(address=("registry.npmjs.org", 443))
-            nl = layer.NextLayer(ctx)
-            nl.events.append(events.DataReceived(ctx.client, b"GET / HTTP/1.1\r\n"))
-            chosen = layers.HttpLayer(ctx, http_layer.HTTPMode.transparent) if cls is layers.HttpLayer else cls(ctx)
-            nl.layer = chosen
-            assert await decide(h, nl) is chosen
-
-    run(t())
+async def test_inspected_layers_are_kept(cls):
+    with Harness(make_policy()) as h:
+        ctx = pcontext.Context(tflow.tclient_conn(), h.tctx.options)
+        ctx.server = connection.Server(address=("registry.npmjs.org", 443))
+        nl = layer.NextLayer(ctx)
+        nl.events.append(events.DataReceived(ctx.client, b"GET / HTTP/1.1\r\n"))
+        chosen = layers.HttpLayer(ctx, http_layer.HTTPMode.transparent) if cls is layers.HttpLayer else cls(ctx)
+        nl.layer = chosen
+        assert await decide(h, nl) is chosen
 
 
-def test_raw_tcp_to_passthrough_host_is_kept():
-    async def t():
-        with Harness(make_policy()) as h:
-            nl = next_layer(h, ("pass.example.com", 443), b"\x00raw", layers.TCPLayer)
-            assert isinstance(await decide(h, nl), layers.TCPLayer)
-            nl = next_layer(h, ("pass.example.com", 22), b"\x00raw", layers.TCPLayer)
-            assert isinstance(await decide(h, nl), RefuseLayer), "passthrough does not open other ports"
-
-    run(t())
+async def test_raw_tcp_to_passthrough_host_is_kept():
+    with Harness(make_policy()) as h:
+        nl = next_layer(h, ("pass.example.com", 443), b"\x00raw", layers.TCPLayer)
+        assert isinstance(await decide(h, nl), layers.TCPLayer)
+        nl = next_layer(h, ("pass.example.com", 22), b"\x00raw", layers.TCPLayer)
+        assert isinstance(await decide(h, nl), RefuseLayer), "passthrough does not open other ports"
 
 
 def test_refuse_layer_closes_the_client_and_relays_nothing():
@@ -143,80 +125,62 @@ def test_refuse_layer_closes_the_client_and_relays_nothing():
 # -- ports ------------------------------------------------------------------------------------------
 
 
-def test_allowed_host_on_other_port_is_refused_with_the_fix():
-    async def t():
-        with Harness(make_policy()) as h:
-            f = await h.connect("registry.npmjs.org", 22)
-            denied(f, "port")
-            assert "inv allow registry.npmjs.org:22" in f.response.text
-            f = await h.connect("registry.npmjs.org", 80)
-            assert f.response.status_code == 200
-            f = await h.connect("api.upstream.test", 8443)  # listed with its port
-            assert f.response.status_code == 200
-            data = await h.server_connect("registry.npmjs.org", 5432)
-            assert data.server.error and "not on the allowlist" in data.server.error
-
-    run(t())
+async def test_allowed_host_on_other_port_is_refused_with_the_fix():
+    with Harness(make_policy()) as h:
+        f = await h.connect("registry.npmjs.org", 22)
+        denied(f, "port")
+        assert "inv allow registry.npmjs.org:22" in f.response.text
+        f = await h.connect("registry.npmjs.org", 80)
+        assert f.response.status_code == 200
+        f = await h.connect("api.upstream.test", 8443)  # listed with its port
+        assert f.response.status_code == 200
+        data = await h.server_connect("registry.npmjs.org", 5432)
+        assert data.server.error and "not on the allowlist" in data.server.error
 
 
 # -- DLP in every field ----------------------------------------------------------------------------
 
 
-def test_secret_in_method_refused_and_not_logged():
-    async def t():
-        with Harness(make_policy()) as h:
-            f = await h.request(request_flow(AWS, "https://registry.npmjs.org/"))
-            assert f.response.status_code in (400, 403)
-            assert AWS not in h.out.getvalue() and AWS not in f.response.text
-
-    run(t())
+async def test_secret_in_method_refused_and_not_logged():
+    with Harness(make_policy()) as h:
+        f = await h.request(request_flow(AWS, "https://registry.npmjs.org/"))
+        assert f.response.status_code in (400, 403)
+        assert AWS not in h.out.getvalue() and AWS not in f.response.text
 
 
-def test_secret_in_method_is_a_dlp_finding():
-    async def t():
-        with Harness(make_policy()) as h:
-            f = request_flow("GET", "https://registry.npmjs.org/")
-            f.request.method = "AKIAIOSFODNN7EXAMPLE"  # a token, so the hygiene check lets DLP decide
-            await h.hook(http_layer.HttpRequestHeadersHook(f))
-            assert meta(f)["rule"] in ("dlp:aws-access-key-id", "bad-method")
-            h.fw.emit(f)
-            assert AWS not in h.out.getvalue()
-
-    run(t())
+async def test_secret_in_method_is_a_dlp_finding():
+    with Harness(make_policy()) as h:
+        f = request_flow("GET", "https://registry.npmjs.org/")
+        f.request.method = "AKIAIOSFODNN7EXAMPLE"  # a token, so the hygiene check lets DLP decide
+        await h.hook(http_layer.HttpRequestHeadersHook(f))
+        assert meta(f)["rule"] in ("dlp:aws-access-key-id", "bad-method")
+        h.fw.emit(f)
+        assert AWS not in h.out.getvalue()
 
 
 @pytest.mark.parametrize("name", [f"X-{AWS}", f"x-{AWS.lower()}", AWS.lower()])
-def test_secret_in_header_name_refused(name):
-    async def t():
-        with Harness(make_policy()) as h:
-            f = await h.request(request_flow("GET", "https://registry.npmjs.org/", headers=[(name, "1")]))
-            denied(f, "dlp:aws-access-key-id")
-            assert "header name" in f.response.text
-            assert AWS not in h.out.getvalue() and AWS.lower() not in h.out.getvalue()
-
-    run(t())
+async def test_secret_in_header_name_refused(name):
+    with Harness(make_policy()) as h:
+        f = await h.request(request_flow("GET", "https://registry.npmjs.org/", headers=[(name, "1")]))
+        denied(f, "dlp:aws-access-key-id")
+        assert "header name" in f.response.text
+        assert AWS not in h.out.getvalue() and AWS.lower() not in h.out.getvalue()
 
 
-def test_secret_split_over_repeated_headers_refused():
-    async def t():
-        with Harness(make_policy()) as h:
-            headers = [("X-Part", AWS[:10]), ("X-Part", AWS[10:])]
-            f = await h.request(request_flow("GET", "https://registry.npmjs.org/", headers=headers))
-            denied(f, "dlp:aws-access-key-id")
-
-    run(t())
+async def test_secret_split_over_repeated_headers_refused():
+    with Harness(make_policy()) as h:
+        headers = [("X-Part", AWS[:10]), ("X-Part", AWS[10:])]
+        f = await h.request(request_flow("GET", "https://registry.npmjs.org/", headers=headers))
+        denied(f, "dlp:aws-access-key-id")
 
 
-def test_secret_in_trailers_refused():
-    async def t():
-        with Harness(make_policy()) as h:
-            f = request_flow("POST", "https://registry.npmjs.org/x", b"harmless")
-            f.request.trailers = http.Headers(x_checksum=AWS)
-            await h.request(f)
-            denied(f, "dlp:aws-access-key-id")
-            assert "trailer x-checksum" in f.response.text
-
-    run(t())
+async def test_secret_in_trailers_refused():
+    with Harness(make_policy()) as h:
+        f = request_flow("POST", "https://registry.npmjs.org/x", b"harmless")
+        f.request.trailers = http.Headers(x_checksum=AWS)
+        await h.request(f)
+        denied(f, "dlp:aws-access-key-id")
+        assert "trailer x-checksum" in f.response.text
 
 
 @pytest.mark.parametrize(
@@ -230,13 +194,10 @@ def test_secret_in_trailers_refused():
         ("key=AKIA" + "".join(f"\\u{ord(c):04X}" for c in AWS[4:])).encode(),
     ],
 )
-def test_secret_behind_json_escapes_refused(body):
-    async def t():
-        with Harness(make_policy()) as h:
-            f = await h.request(request_flow("POST", "https://registry.npmjs.org/x", body, {"content-type": "text/plain"}))
-            denied(f, "dlp:aws-access-key-id")
-
-    run(t())
+async def test_secret_behind_json_escapes_refused(body):
+    with Harness(make_policy()) as h:
+        f = await h.request(request_flow("POST", "https://registry.npmjs.org/x", body, {"content-type": "text/plain"}))
+        denied(f, "dlp:aws-access-key-id")
 
 
 def test_escaped_backslash_is_not_an_escape():
@@ -245,24 +206,21 @@ def test_escaped_backslash_is_not_an_escape():
     assert list(_unescaped("\\\\u0041")) == ["\\u0041", "A"]  # one pass per level of escaping
 
 
-def test_secret_in_websocket_control_frames_blanked():
-    async def t():
-        with Harness(make_policy()) as h:
-            f = tflow.twebsocketflow()
-            f.request.host = "registry.npmjs.org"
-            secret = f"id={AWS}".encode()
-            out = h.fw.websocket_control(f, wsproto.events.Ping(payload=secret))
-            assert isinstance(out, wsproto.events.Ping) and bytes(out.payload) == b""
-            assert h.last()["rule"] == "dlp:aws-access-key-id" and "ping" in h.last()["reason"]
-            out = h.fw.websocket_control(f, wsproto.events.Pong(payload=secret))
-            assert isinstance(out, wsproto.events.Pong) and bytes(out.payload) == b""
-            out = h.fw.websocket_control(f, wsproto.events.CloseConnection(code=1000, reason=f"bye {AWS}"))
-            assert out.code == 1000 and not out.reason
-            benign = wsproto.events.Ping(payload=b"keepalive")
-            assert h.fw.websocket_control(f, benign) is benign
-            assert AWS not in h.out.getvalue()
-
-    run(t())
+async def test_secret_in_websocket_control_frames_blanked():
+    with Harness(make_policy()) as h:
+        f = tflow.twebsocketflow()
+        f.request.host = "registry.npmjs.org"
+        secret = f"id={AWS}".encode()
+        out = h.fw.websocket_control(f, wsproto.events.Ping(payload=secret))
+        assert isinstance(out, wsproto.events.Ping) and bytes(out.payload) == b""
+        assert h.last()["rule"] == "dlp:aws-access-key-id" and "ping" in h.last()["reason"]
+        out = h.fw.websocket_control(f, wsproto.events.Pong(payload=secret))
+        assert isinstance(out, wsproto.events.Pong) and bytes(out.payload) == b""
+        out = h.fw.websocket_control(f, wsproto.events.CloseConnection(code=1000, reason=f"bye {AWS}"))
+        assert out.code == 1000 and not out.reason
+        benign = wsproto.events.Ping(payload=b"keepalive")
+        assert h.fw.websocket_control(f, benign) is benign
+        assert AWS not in h.out.getvalue()
 
 
 def test_websocket_frames_of_the_agent_go_through_the_guard():
@@ -306,128 +264,104 @@ def test_websocket_frames_of_the_agent_go_through_the_guard():
         ([("Connection", "content-length")], "bad-header", 400),
     ],
 )
-def test_malformed_or_oversized_heads_refused(headers, rule, status):
-    async def t():
-        with Harness(make_policy()) as h:
-            f = await h.request(request_flow("POST", "https://registry.npmjs.org/x", b"x", headers=headers))
-            denied(f, rule, status)
-
-    run(t())
+async def test_malformed_or_oversized_heads_refused(headers, rule, status):
+    with Harness(make_policy()) as h:
+        f = await h.request(request_flow("POST", "https://registry.npmjs.org/x", b"x", headers=headers))
+        denied(f, rule, status)
 
 
-def test_hop_by_hop_headers_stripped():
-    async def t():
-        with Harness(make_policy()) as h:
-            headers = [
-                ("Proxy-Connection", "keep-alive"),
-                ("Proxy-Authorization", "Basic Zm9vOmJhcg=="),
-                ("Keep-Alive", "timeout=5"),
-                ("Connection", "keep-alive, X-Internal"),
-                ("X-Internal", "hop only"),
-                ("X-Kept", "end to end"),
-            ]
-            f = await h.request(request_flow("GET", "https://registry.npmjs.org/", headers=headers))
-            sent = f.request.headers
-            for name in ("proxy-connection", "proxy-authorization", "keep-alive", "x-internal"):
-                assert name not in sent, name
-            assert sent["x-kept"] == "end to end" and sent["connection"] == "keep-alive"
-
-    run(t())
+async def test_hop_by_hop_headers_stripped():
+    with Harness(make_policy()) as h:
+        headers = [
+            ("Proxy-Connection", "keep-alive"),
+            ("Proxy-Authorization", "Basic Zm9vOmJhcg=="),
+            ("Keep-Alive", "timeout=5"),
+            ("Connection", "keep-alive, X-Internal"),
+            ("X-Internal", "hop only"),
+            ("X-Kept", "end to end"),
+        ]
+        f = await h.request(request_flow("GET", "https://registry.npmjs.org/", headers=headers))
+        sent = f.request.headers
+        for name in ("proxy-connection", "proxy-authorization", "keep-alive", "x-internal"):
+            assert name not in sent, name
+        assert sent["x-kept"] == "end to end" and sent["connection"] == "keep-alive"
 
 
-def test_websocket_upgrade_keeps_its_connection_header():
-    async def t():
-        with Harness(make_policy()) as h:
-            headers = [("Connection", "Upgrade"), ("Upgrade", "websocket")]
-            f = await h.request(request_flow("GET", "https://registry.npmjs.org/ws", headers=headers))
-            assert f.request.headers["connection"] == "upgrade" and f.request.headers["upgrade"] == "websocket"
-
-    run(t())
+async def test_websocket_upgrade_keeps_its_connection_header():
+    with Harness(make_policy()) as h:
+        headers = [("Connection", "Upgrade"), ("Upgrade", "websocket")]
+        f = await h.request(request_flow("GET", "https://registry.npmjs.org/ws", headers=headers))
+        assert f.request.headers["connection"] == "upgrade" and f.request.headers["upgrade"] == "websocket"
 
 
 # -- TLS: ALPN and SNI --------------------------------------------------------------------------
 
 
-def test_upstream_is_offered_only_the_protocols_the_firewall_speaks():
-    async def t():
-        with Harness(make_policy()) as h:
-            ctx = pcontext.Context(tflow.tclient_conn(), h.tctx.options)
-            ctx.server = connection.Server(address=("registry.npmjs.org", 443))
-            hello = types.SimpleNamespace(sni="evil.example", alpn_protocols=[b"h2", AWS.encode(), b"http/1.1", b"x"])
-            ctx.client.alpn_offers = list(hello.alpn_protocols)
-            data = tls_layer.ClientHelloData(ctx, hello)
-            await h.hook(tls_layer.TlsClienthelloHook(data))
-            assert ctx.client.alpn_offers == [b"h2", b"http/1.1"]
-            assert ctx.server.sni == "registry.npmjs.org"
-            assert not data.ignore_connection
-
-    run(t())
+async def test_upstream_is_offered_only_the_protocols_the_firewall_speaks():
+    with Harness(make_policy()) as h:
+        ctx = pcontext.Context(tflow.tclient_conn(), h.tctx.options)
+        ctx.server = connection.Server(address=("registry.npmjs.org", 443))
+        hello = types.SimpleNamespace(sni="evil.example", alpn_protocols=[b"h2", AWS.encode(), b"http/1.1", b"x"])
+        ctx.client.alpn_offers = list(hello.alpn_protocols)
+        data = tls_layer.ClientHelloData(ctx, hello)
+        await h.hook(tls_layer.TlsClienthelloHook(data))
+        assert ctx.client.alpn_offers == [b"h2", b"http/1.1"]
+        assert ctx.server.sni == "registry.npmjs.org"
+        assert not data.ignore_connection
 
 
 # -- the health check -----------------------------------------------------------------------------
 
 
-def test_health_request_is_answered_locally():
-    async def t():
-        with Harness(make_policy()) as h:
-            f = await h.request(request_flow("GET", f"http://{HEALTH_HOST}{HEALTH_PATH}"))
-            assert f.response.status_code == 200 and f.response.text == "ok\n"
-            assert h.decisions() == [] and h.dns.calls == []
-            other = await h.request(request_flow("GET", f"http://{HEALTH_HOST}/other"))
-            assert other.response.status_code == 403  # only the health path is special
-
-    run(t())
+async def test_health_request_is_answered_locally():
+    with Harness(make_policy()) as h:
+        f = await h.request(request_flow("GET", f"http://{HEALTH_HOST}{HEALTH_PATH}"))
+        assert f.response.status_code == 200 and f.response.text == "ok\n"
+        assert h.decisions() == [] and h.dns.calls == []
+        other = await h.request(request_flow("GET", f"http://{HEALTH_HOST}/other"))
+        assert other.response.status_code == 403  # only the health path is special
 
 
-def test_health_says_no_policy():
-    async def t():
-        with Harness(None) as h:
-            f = await h.request(request_flow("GET", f"http://{HEALTH_HOST}{HEALTH_PATH}"))
-            assert f.response.status_code == 503
-
-    run(t())
+async def test_health_says_no_policy():
+    with Harness(None) as h:
+        f = await h.request(request_flow("GET", f"http://{HEALTH_HOST}{HEALTH_PATH}"))
+        assert f.response.status_code == 503
 
 
 # -- linear-time patterns --------------------------------------------------------------------------
 
 
-def test_backtracking_pattern_cannot_pin_the_cpu():
+async def test_backtracking_pattern_cannot_pin_the_cpu():
     """`(a+)+$` takes exponential time in a backtracking engine on 'aaaa…!'; on RE2 it is linear,
     so this finishes at once (with Python's re it would not finish at all)."""
 
-    async def t():
-        pol = make_policy(dlp={"patterns": [{"name": "evil", "regex": "(a+)+$"}]})
-        with Harness(pol) as h:
-            f = await h.request(
-                request_flow("GET", "https://registry.npmjs.org/", headers=[("X-A", "a" * 10_000 + "!")])
-            )
-            assert f.response.status_code == 200
-            f = await h.request(request_flow("GET", "https://registry.npmjs.org/", headers=[("X-A", "aaaa")]))
-            denied(f, "dlp:evil")
-
-    run(t())
+    pol = make_policy(dlp={"patterns": [{"name": "evil", "regex": "(a+)+$"}]})
+    with Harness(pol) as h:
+        f = await h.request(
+            request_flow("GET", "https://registry.npmjs.org/", headers=[("X-A", "a" * 10_000 + "!")])
+        )
+        assert f.response.status_code == 200
+        f = await h.request(request_flow("GET", "https://registry.npmjs.org/", headers=[("X-A", "aaaa")]))
+        denied(f, "dlp:evil")
 
 
 # -- seed phrases on the model's API host ----------------------------------------------------------
 
 
-def test_seed_phrase_rule_off_only_where_the_policy_says():
+async def test_seed_phrase_rule_off_only_where_the_policy_says():
     from mnemonic import Mnemonic
 
     phrase = Mnemonic("english").to_mnemonic(bytes(range(16))).encode()
 
-    async def t():
-        pol = make_policy(dlp={"hosts": {}, "rules_off": {"api.anthropic.com": ["seed-phrase"]}})
-        with Harness(pol) as h:
-            f = await h.request(request_flow("POST", "https://api.anthropic.com/v1/messages", phrase))
-            assert f.response.status_code == 200, f.response.text  # prose to the model: not a finding
-            f = await h.request(request_flow("POST", "https://registry.npmjs.org/x", phrase))
-            denied(f, "dlp:seed-phrase")
-            # every other rule keeps the host's action
-            f = await h.request(request_flow("POST", "https://api.anthropic.com/v1/messages", AWS.encode()))
-            denied(f, "dlp:aws-access-key-id")
-
-    run(t())
+    pol = make_policy(dlp={"hosts": {}, "rules_off": {"api.anthropic.com": ["seed-phrase"]}})
+    with Harness(pol) as h:
+        f = await h.request(request_flow("POST", "https://api.anthropic.com/v1/messages", phrase))
+        assert f.response.status_code == 200, f.response.text  # prose to the model: not a finding
+        f = await h.request(request_flow("POST", "https://registry.npmjs.org/x", phrase))
+        denied(f, "dlp:seed-phrase")
+        # every other rule keeps the host's action
+        f = await h.request(request_flow("POST", "https://api.anthropic.com/v1/messages", AWS.encode()))
+        denied(f, "dlp:aws-access-key-id")
 
 
 def test_rules_off_names_known_rules_only():
