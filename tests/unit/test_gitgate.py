@@ -76,11 +76,8 @@ def test_parse_update_refuses_junk():
 
 
 def manifest(tmp_path, remotes: str, secrets: str = "[GIT_TOKEN]"):
-    text = "agents:\n  demo:\n" + textwrap.indent(textwrap.dedent(f"""\
-        secrets: {secrets}
-        git:
-          remotes:
-        """) + textwrap.indent(textwrap.dedent(remotes), "  "), "    ")
+    text = (f"agents:\n  demo:\n    secrets: {secrets}\n    git:\n      remotes:\n"
+            + textwrap.indent(textwrap.dedent(remotes), "        "))
     path = tmp_path / "m.yaml"
     path.write_text(text)
     return load(str(path)).agents["demo"]
