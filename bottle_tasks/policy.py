@@ -58,6 +58,7 @@ def render(slug: str, agent, internal_cidr: str | None, changes: dict, link_cidr
     network = agent.network
     allow = effective_allow(agent, changes)
     cidrs = list(network.allowed_cidrs)
+    gate_hosts = gate_allow(agent, gate_cidr)
     # The bottle's own internal network is always reachable: its sidecars live there.
     if internal_cidr and internal_cidr not in cidrs:
         cidrs.append(internal_cidr)
@@ -68,7 +69,7 @@ def render(slug: str, agent, internal_cidr: str | None, changes: dict, link_cidr
         "passthrough": [host for host in network.passthrough if allowed_on_some_port(host, allow)],
         "allowed_cidrs": cidrs,
         "idle_timeout": network.idle_timeout,
-        "allow_for": gate_allow(agent, gate_cidr),
+        "allow_for": gate_hosts,
         "dlp": {
             "action": network.dlp.action,
             "hosts": dict(network.dlp.hosts),
@@ -77,5 +78,8 @@ def render(slug: str, agent, internal_cidr: str | None, changes: dict, link_cidr
             "exempt_headers": exempt_headers(routes),
             "exempt_sources": [link_cidr] if link_cidr and routes else [],
             "rules_off": rules_off(routes),
+            # The git gate's own requests to its remotes: the token rides in Authorization, and
+            # the gate scans every line a push adds itself (a pack's bytes are compressed).
+            "delegated": {cidr: ["authorization"] for cidr in gate_hosts},
         },
     }

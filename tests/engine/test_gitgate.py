@@ -23,7 +23,9 @@ pytestmark = pytest.mark.usefixtures("engine")
 HERE = Path(__file__).resolve().parent
 GIT_HOST = "git.upstream.test"
 URL = f"https://{GIT_HOST}/org/repo.git"
-TOKEN = "upstream-token-for-the-gate-tests-" + secrets.token_hex(6)
+# Shaped like a real GitHub token, which the firewall's DLP recognises anywhere else: only
+# the gate's own requests to its remote carry it (dlp.delegated).
+TOKEN = "ghp_" + secrets.token_hex(18)
 FAKE_AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
 
 
@@ -134,6 +136,15 @@ def test_push_new_branch_arrives_upstream(cloned):
     assert upstream_ref(cloned, "refs/heads/review/one") == head
     pushes = [r for r in gate_audit(cloned) if r.get("event") == "push"]
     assert pushes[-1]["decision"] == "allow" and pushes[-1]["updates"][0]["ref"] == "refs/heads/review/one"
+
+
+def test_a_push_over_the_firewalls_body_limit_arrives(cloned):
+    """2 MiB of incompressible data: over the firewall's 1 MiB DLP body limit, which applies to
+    what the agent sends, not to the gate's pushes (the gate scans what a push adds itself)."""
+    out = in_clone(cloned, "git checkout -q -b review/large main && head -c 2097152 /dev/urandom > blob.bin && "
+                           "git add blob.bin && git commit -q -m 'a large file' && git push -q origin review/large 2>&1")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert upstream_ref(cloned, "refs/heads/review/large") == in_clone(cloned, "git rev-parse HEAD").stdout.strip()
 
 
 def test_push_to_main_is_refused(cloned):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import io
 import json
@@ -112,10 +111,6 @@ class FakeDNS:
             sockaddr = (ip, port, 0, 0) if fam == socket.AF_INET6 else (ip, port)
             out.append((fam, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", sockaddr))
         return out
-
-
-def run(coro):
-    return asyncio.run(coro)
 
 
 class Harness:
@@ -281,5 +276,4 @@ __all__ = [
     "meta",
     "policy_doc",
     "request_flow",
-    "run",
 ]

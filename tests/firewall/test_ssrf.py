@@ -2,7 +2,7 @@ import ipaddress
 
 import pytest
 from firewall import ssrf
-from fwtest import FakeDNS, run
+from fwtest import FakeDNS
 
 ip = ipaddress.ip_address
 INTERNAL = (ipaddress.ip_network("172.30.5.0/24"),)
@@ -79,31 +79,31 @@ def test_empty_resolution_refused():
     assert not ssrf.check([], ()).ok
 
 
-def test_resolver_literal_skips_dns():
+async def test_resolver_literal_skips_dns():
     dns = FakeDNS({})
     r = ssrf.Resolver(getaddrinfo=dns)
-    assert run(r.resolve("169.254.169.254", 80)) == (ip("169.254.169.254"),)
-    assert run(r.resolve("[::1]", 80)) == (ip("::1"),)
+    assert await r.resolve("169.254.169.254", 80) == (ip("169.254.169.254"),)
+    assert await r.resolve("[::1]", 80) == (ip("::1"),)
     assert dns.calls == []
 
 
-def test_resolver_caches_for_ttl():
+async def test_resolver_caches_for_ttl():
     dns = FakeDNS({"a.example.com": ["93.184.216.34", "2606:4700::1111", "93.184.216.34"]})
     now = [0.0]
     r = ssrf.Resolver(getaddrinfo=dns, ttl=5, clock=lambda: now[0])
-    assert run(r.resolve("a.example.com")) == (ip("93.184.216.34"), ip("2606:4700::1111"))
-    run(r.resolve("A.example.com."))
+    assert await r.resolve("a.example.com") == (ip("93.184.216.34"), ip("2606:4700::1111"))
+    await r.resolve("A.example.com.")
     assert dns.calls == ["a.example.com"]
     now[0] = 6
     dns.table["a.example.com"] = ["127.0.0.1"]
-    assert run(r.resolve("a.example.com")) == (ip("127.0.0.1"),)
+    assert await r.resolve("a.example.com") == (ip("127.0.0.1"),)
     assert len(dns.calls) == 2
 
 
-def test_resolver_errors():
+async def test_resolver_errors():
     r = ssrf.Resolver(getaddrinfo=FakeDNS({}))
     with pytest.raises(ssrf.ResolveError, match="failed"):
-        run(r.resolve("nowhere.invalid"))
+        await r.resolve("nowhere.invalid")
 
 
 def test_classify_cache_gives_the_uncached_answer():

@@ -138,6 +138,9 @@ class DlpGuard(Concern):
             return action
         source = None if flow.client_conn.id in self.tunnelled else peer(flow.client_conn)
         exempt = pol.dlp.exempt_for(req.host, source)
+        own = self._sidecars_own(flow)
+        if own is not None:
+            exempt = exempt | own
         seen = set(pol.dlp.rules_off_for(req.host))  # rules already "seen" are not reported
         scanner = self.fw.scanner
         findings = scanner.scan_method(req.method, seen)
@@ -146,7 +149,20 @@ class DlpGuard(Concern):
             findings += scanner.scan_url(req.authority, "", seen)
         findings += scanner.scan_headers(req.headers.items(multi=True), exempt, seen)
         self._act(flow, findings, action)
+        if own is not None:  # the sidecar scanned what it sends (the git gate: every line a push adds)
+            meta(flow)["dlp_action"] = "off"
+            return "off"
         return action
+
+    def _sidecars_own(self, flow: http.HTTPFlow) -> frozenset[str] | None:
+        """A delegated sidecar's own request to a host allowed for it alone: the headers that
+        carry its credential; None for every other request. The agent is on no such network,
+        so this holds inside a tunnel too (the gate's HTTPS is a tunnel of its own)."""
+        pol, client = self.fw.policy, peer(flow.client_conn)
+        headers = pol.dlp.delegated_for(client)
+        if headers is None or pol.allow_for_client(flow.request.host, flow.request.port, client) is None:
+            return None
+        return headers
 
     def _act(self, flow, findings, action: str) -> None:
         if not findings:

@@ -21,7 +21,11 @@ with the path of the offending field (``dlp.patterns[1].regex: ...``).
         "max_body_bytes": 1048576,              larger request bodies are refused unless action is off
         "exempt_headers": {"api.anthropic.com": ["x-api-key"]},  not scanned, on that host only,
         "exempt_sources": ["172.30.6.0/24"],    and only on requests from there (the egress proxy)
-        "rules_off": {"api.anthropic.com": ["seed-phrase"]}   rules not applied on that host
+        "rules_off": {"api.anthropic.com": ["seed-phrase"]},  rules not applied on that host
+        "delegated": {"172.30.7.0/24": ["authorization"]}   a sidecar's own requests (from that
+                                                network, to the hosts allow_for gives it): those
+                                                headers (its credential) and the body are not
+                                                scanned here; the sidecar scans what it sends
 
       }
     }
@@ -50,7 +54,8 @@ _HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")
 
 TOP_KEYS = {"bottle", "allow", "passthrough", "allowed_cidrs", "idle_timeout", "allow_for", "dlp"}
 TOP_REQUIRED = {"bottle", "allow"}
-DLP_KEYS = {"action", "hosts", "patterns", "max_body_bytes", "exempt_headers", "exempt_sources", "rules_off"}
+DLP_KEYS = {"action", "hosts", "patterns", "max_body_bytes", "exempt_headers", "exempt_sources", "rules_off",
+            "delegated"}
 PATTERN_KEYS = {"name", "regex"}
 
 
@@ -71,6 +76,14 @@ class DlpPolicy:
     exempt_headers: HostMap = field(default_factory=HostMap)
     exempt_sources: tuple = ()
     rules_off: HostMap = field(default_factory=HostMap)
+    delegated: tuple = ()  # (network, frozenset of header names)
+
+    def delegated_for(self, client: str | None) -> frozenset[str] | None:
+        """The headers a delegated sidecar at `client` sends its credential in; None: not one."""
+        for net, headers in self.delegated:
+            if client is not None and _in_networks(client, (net,)):
+                return headers
+        return None
 
     def rules_off_for(self, host: str) -> frozenset[str]:
         """Rules that do not apply on ``host`` (the seed-phrase rule on the model's API host)."""
@@ -258,7 +271,22 @@ def _dlp(obj: object, p: _Problems) -> DlpPolicy:
             p.add(here, f"unknown rule(s) {unknown!r} (rules: {', '.join(sorted(names))})")
             continue
         rules_off.append((pat, frozenset(off)))
+    delegated = []
+    raw_delegated = obj.get("delegated", {})
+    if not isinstance(raw_delegated, dict):
+        p.add("dlp.delegated", f"must be an object mapping networks to header lists, got {type(raw_delegated).__name__}")
+        raw_delegated = {}
+    for raw, value in raw_delegated.items():
+        here = f"dlp.delegated.{raw}"
+        nets = _cidrs([raw], here, p)
+        names_ = _str_list(value, here, p) or []
+        bad = [h for h in names_ if not isinstance(h, str) or not _HEADER.match(h.lower())]
+        if bad:
+            p.add(here, f"{bad!r}: not header names")
+        elif nets:
+            delegated.append((nets[0], frozenset(h.lower() for h in names_)))
     return DlpPolicy(
+        delegated=tuple(delegated),
         exempt_sources=sources,
         rules_off=HostMap(rules_off),
         action=action,
@@ -321,6 +349,9 @@ def parse(doc: object) -> Policy:
     idle = _int(doc.get("idle_timeout", DEFAULT_IDLE_TIMEOUT), "idle_timeout", 1, 7 * 24 * 3600, p)
     allow_for = _allow_for(doc.get("allow_for", {}), p)
     dlp_policy = _dlp(doc.get("dlp", {}), p)
+    for net, _ in dlp_policy.delegated:
+        if net not in [n for n, _ in allow_for]:
+            p.add(f"dlp.delegated.{net}", "has no allow_for entry: a delegated sidecar's own hosts are its allow_for hosts")
 
     if p.items:
         raise PolicyError(p.items)
