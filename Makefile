@@ -17,8 +17,9 @@ setup: $(STAMP)            ## the venv with bottle and its test dependencies
 engine:                    ## a running Docker engine and the local base images
 	@bash scripts/engine.sh
 
-lint: setup                ## ruff over the controller, the sidecars, the tests and the bench
+lint: setup                ## ruff over the controller, the sidecars, the tests and the bench; mypy over the code
 	$(VENV)/bin/ruff check bottle_tasks tests bench
+	$(VENV)/bin/mypy
 
 test: setup engine lint    ## lint, then every test: unit, and engine tests on the real Docker Engine
 	@bash scripts/need.sh sshd openssh-server     # the Fabric tests' loopback sshd

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import console, docker
 from .errors import BottleError
@@ -13,11 +14,14 @@ from .resources import claim_name
 from .target import tail
 from .undo import record
 
+if TYPE_CHECKING:
+    from .context import Bottle
+
 
 LABEL_CONFIG = "bottle.config"
 
 
-def inspect_config(bottle, name: str) -> tuple[bool, str] | None:
+def inspect_config(bottle: Bottle, name: str) -> tuple[bool, str] | None:
     """(running, config label) of a container; None when there is none."""
     fmt = "{{.State.Running}} {{index .Config.Labels \"" + LABEL_CONFIG + "\"}}"
     result = bottle.run(docker.container_inspect(name, fmt), check=False)
@@ -27,13 +31,13 @@ def inspect_config(bottle, name: str) -> tuple[bool, str] | None:
     return running_flag == "true", config
 
 
-def current_config(bottle, name: str) -> str | None:
+def current_config(bottle: Bottle, name: str) -> str | None:
     """The config label of a running container; None when it is not running."""
     found = inspect_config(bottle, name)
     return found[1] if found and found[0] else None
 
 
-def running(bottle, name: str) -> bool:
+def running(bottle: Bottle, name: str) -> bool:
     return current_config(bottle, name) is not None
 
 
@@ -44,7 +48,7 @@ def config_digest(image: str, options: dict, inputs: bytes) -> str:
     return hashlib.sha256(text + b"\0" + inputs).hexdigest()[:16]
 
 
-def start(bottle, role: str, step: str, image: str, *, network: str,
+def start(bottle: Bottle, role: str, step: str, image: str, *, network: str,
           connect: tuple[tuple[str, tuple[str, ...]], ...] = (), inputs: bytes = b"",
           **run_options) -> tuple[str, bool]:
     """Run the `role` container unless it already runs as configured; (name, started_now).
@@ -76,12 +80,12 @@ def start(bottle, role: str, step: str, image: str, *, network: str,
     return name, True
 
 
-def logs_tail(bottle, name: str, lines: int = 20) -> str:
+def logs_tail(bottle: Bottle, name: str, lines: int = 20) -> str:
     result = bottle.run(docker.logs(name, tail=str(lines)), check=False)
     return tail(result.stdout + result.stderr, lines)
 
 
-def wait_until(bottle, name: str, probe: list[str], what: str, timeout: float = 30.0) -> float:
+def wait_until(bottle: Bottle, name: str, probe: list[str], what: str, timeout: float = 30.0) -> float:
     """Run `probe` inside the container until it succeeds; seconds waited."""
     if bottle.dry:
         return 0.0
@@ -98,7 +102,7 @@ def wait_until(bottle, name: str, probe: list[str], what: str, timeout: float = 
 
 @dataclass
 class Pending:
-    bottle: object
+    bottle: Bottle
     name: str
     probe: list[str]
     what: str
@@ -109,7 +113,7 @@ class Pending:
 PENDING: list[Pending] = []
 
 
-def expect_ready(bottle, name: str, probe: list[str], what: str) -> None:
+def expect_ready(bottle: Bottle, name: str, probe: list[str], what: str) -> None:
     """Note that `name` must pass `probe` before the run counts as done.
 
     The wait happens in `settle`, at the end of the run (or before a step that
@@ -131,7 +135,7 @@ def settle() -> None:
 RELOAD_TIMEOUT = 10.0
 
 
-def reload_and_confirm(bottle, name: str, event: str, what: str) -> None:
+def reload_and_confirm(bottle: Bottle, name: str, event: str, what: str) -> None:
     """SIGHUP a sidecar and wait for its verdict, the `event` line it logs (`ok`, `reason`):
     a sidecar that refuses the new file keeps the old one, and the change fails here."""
     if bottle.dry:
@@ -153,7 +157,7 @@ def reload_and_confirm(bottle, name: str, event: str, what: str) -> None:
                       logs_tail(bottle, name))
 
 
-def _events(bottle, name: str, since: str, event: str) -> list[dict]:
+def _events(bottle: Bottle, name: str, since: str, event: str) -> list[dict]:
     out = bottle.run(docker.logs(name, since=since), check=False).stdout
     events = []
     for line in out.splitlines():

@@ -12,13 +12,18 @@ import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from . import images, manifest
 from .errors import BottleError
 from .images import REPO_ROOT
+from .manifest import Agent, Manifest
 from .plan import Plan, check_slug, resource_name
 from .state import State, state_root
 from .target import LocalTarget, RemoteTarget, Target
+
+if TYPE_CHECKING:
+    from fabric import Connection
 
 # Code-side defaults; invoke.yaml (the user-facing place) and INVOKE_BOTTLE_* override them.
 DEFAULTS = {
@@ -32,9 +37,12 @@ DEFAULTS = {
 
 @dataclass
 class Bottle:
+    """The selected bottle. `manifest`, `agent` and `plan` are None only for a bottle opened
+    with `current(c, need_manifest=False)` whose manifest no longer loads (`down`, `logs`,
+    `exec`, `pull`, `diff`), and those check; every other step can rely on them."""
     slug: str
-    manifest: object  # manifest.Manifest
-    agent: object     # manifest.Agent
+    manifest: Manifest
+    agent: Agent
     plan: Plan
     state: State
     target: Target
@@ -74,7 +82,7 @@ def manifest_path(value: str) -> Path:
 
 
 #: one SSH connection per remote host for the whole run, not one per step
-_CONNECTIONS: dict[str, object] = {}
+_CONNECTIONS: dict[str, Connection] = {}
 
 
 def target_for(c, remote: str | None) -> Target:
@@ -190,11 +198,13 @@ def current(c, need_manifest: bool = True, chosen: dict | None = None) -> Bottle
         lock_bottle(slug)
     state = State.load(slug, persist=not target.dry)
     check_host(state, chosen)
-    if agent:
+    if agent and loaded:
         state.data["agent"] = agent.name
         state.data["manifest"] = str(loaded.path)
         plan = build_plan(slug, loaded, agent)
-    return Bottle(slug, loaded, agent, plan, state, target, pinned=bool(chosen["name"]),
+    # None only with need_manifest=False, where the callers check (see Bottle)
+    return Bottle(slug, cast(Manifest, loaded), cast(Agent, agent), cast(Plan, plan), state, target,
+                  pinned=bool(chosen["name"]),
                   selector=selector(chosen))
 
 

@@ -38,7 +38,7 @@ class BottleExecutor(Executor):
             message, code = f"command failed: {exc.result.command}\n{exc.result.stderr[-2000:]}", 1
         except KeyboardInterrupt:
             message, code = "interrupted", 130
-        except Exception as exc:  # a bug of ours: still roll back, still no traceback on screen
+        except Exception as exc:  # noqa: BLE001 - a bug of ours: still roll back, no traceback on screen
             message, code = f"internal error: {type(exc).__name__}: {exc} (details: {write_traceback()})", 70
         console.error(message)
         self._finish_failed_run()  # still under the bottle's lock: no other run sees half of it

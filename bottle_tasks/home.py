@@ -8,16 +8,21 @@ agent's state with it; the volume is found by name and label instead (`claim_nam
 the run that creates it journals it, so a failed first launch leaves no empty volume."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import docker
 from .errors import BottleError
 from .resources import claim_name, labelled_volumes
 from .state import UndoAction
 from .undo import JOURNAL
 
+if TYPE_CHECKING:
+    from .context import Bottle
+
 ROLE = "home"
 
 
-def ensure(bottle) -> str:
+def ensure(bottle: Bottle) -> str:
     """The bottle's home volume, created (labelled) when it has none. A new volume is filled
     by the engine from the image's /home/agent on first mount (owner and skeleton files)."""
     name, exists = claim_name(bottle, "volume", ROLE)

@@ -125,8 +125,8 @@ def spec_for(name: str, base: str, proxy_base: str, extra_ca: str | None) -> Ima
     dockerfile = (DOCKERFILES / f"{name}.Dockerfile").read_text()
     args = {"BASE_IMAGE": proxy_base if name in PROXY_IMAGES else base}
     packages = tuple(SIDECARS / package for package in SIDECAR_PACKAGES.get(name, ()))
-    sidecar = SIDECARS / name
-    sidecar = sidecar if sidecar.is_dir() and not packages else None
+    own_dir = SIDECARS / name
+    sidecar = own_dir if own_dir.is_dir() and not packages else None
     ca_path = Path(extra_ca) if extra_ca else None
     digest = _digest(dockerfile.encode(), repr(sorted(args.items())).encode(),
                      _tree_digest(sidecar) if sidecar else b"",

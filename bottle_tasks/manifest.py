@@ -421,7 +421,7 @@ _MEMORY = re.compile(r"[1-9][0-9]*[kmg]")
 
 def _resources(value: Any, at: str) -> Resources:
     doc = mapping(value, at, ("memory", "cpus", "pids"))
-    out = {}
+    out: dict[str, Any] = {}
     if "memory" in doc:
         memory = doc["memory"]
         if not isinstance(memory, str) or not _MEMORY.fullmatch(memory.lower()):
@@ -660,7 +660,7 @@ def _network(value: Any, at: str) -> Network:
                    dlp=_dlp(doc.get("dlp"), key_path(at, "dlp"), allow), **out)
 
 
-CGNAT = ipaddress.ip_network("100.64.0.0/10")
+CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 
 
 def _guarded_cidr(value: Any, at: str) -> str:
@@ -676,7 +676,7 @@ def _guarded_cidr(value: Any, at: str) -> str:
     if "/" in text and str(network) != text:
         raise Invalid(at, f"'{text}' has host bits set", f"write the range as {network}")
     guarded = (network.is_private or network.is_loopback or network.is_link_local
-               or (network.version == 4 and network.subnet_of(CGNAT)))
+               or (isinstance(network, ipaddress.IPv4Network) and network.subnet_of(CGNAT)))
     if not guarded or network.prefixlen < (8 if network.version == 4 else 7):
         raise Invalid(at, f"'{text}' is not a private range (or is wider than /8)",
                       "list only the private, loopback, link-local or CGNAT ranges of your private "
@@ -699,7 +699,7 @@ def _dlp(value: Any, at: str, allow: tuple[str, ...]) -> Dlp:
                           f"a DLP override for a host the firewall blocks anyway is likely a typo: "
                           f"fix the name or add '{host}' to network.allow")
         hosts[host] = one_of(action, p, DLP_ACTIONS)
-    patterns = []
+    patterns: list[DlpPattern] = []
     for p, item in items(doc.get("patterns"), key_path(at, "patterns")):
         spec = mapping(item, p, ("name", "regex"))
         for key in ("name", "regex"):
@@ -792,7 +792,7 @@ def _injection(at: str, value: Any, secrets: tuple[str, ...]) -> Injection:
 def _cred_proxy_error(at: str, value: Any, prefix: str) -> Invalid:
     """`cred_proxy` was the old name; show the `egress_proxy.routes` the user should write instead."""
     entries = value if isinstance(value, list) else [value]
-    routes = []
+    routes: list[dict] = []
     for entry in entries:
         if not isinstance(entry, dict) or "host" not in entry:
             routes = []

@@ -44,7 +44,10 @@ class KeyPair:
 
     @property
     def key(self) -> ec.EllipticCurvePrivateKey:
-        return serialization.load_pem_private_key(self.key_pem, password=None)
+        key = serialization.load_pem_private_key(self.key_pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):  # bottle mints only P-256 keys
+            raise ValueError(f"expected an elliptic-curve key, got {type(key).__name__}")
+        return key
 
     @property
     def combined_pem(self) -> bytes:
@@ -133,7 +136,7 @@ def mint_leaf(ca: KeyPair, hostnames: list[str], days: int = 30) -> KeyPair:
             ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         )
     except x509.ExtensionNotFound:
-        aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key())
+        aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(str(hostnames[0]).strip()))

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .docker import LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG
 from .images import ImageSpec
+
+if TYPE_CHECKING:
+    from .manifest import Agent  # manifest imports plan (the slug rule)
 
 CONTAINER_ROLES = ("firewall", "egress", "gitgate", "supervise", "agent")
 # net-link joins the egress proxy and the firewall (only when the bottle has routes): the
@@ -42,7 +46,7 @@ def resource_name(slug: str, role: str) -> str:
 @dataclass(frozen=True)
 class Plan:
     slug: str
-    agent: object  # manifest.Agent
+    agent: Agent
     images: dict[str, ImageSpec] = field(default_factory=dict)
 
     # -- names and labels ----------------------------------------------------
@@ -55,19 +59,20 @@ class Plan:
     # -- what the bottle needs -------------------------------------------------
     @property
     def wants_egress(self) -> bool:
-        return bool(getattr(self.agent, "routes", ()))
+        return bool(self.agent.routes)
 
     @property
     def wants_gitgate(self) -> bool:
-        return bool(getattr(self.agent, "gated_remotes", ()))
+        return bool(self.agent.gated_remotes)
 
     @property
     def wants_supervise(self) -> bool:
-        return bool(getattr(self.agent, "supervise", False))
+        return self.agent.supervise is not None
 
     @property
-    def agent_image(self) -> ImageSpec | None:
-        return self.images.get("workspace") or self.images.get("packages") or self.images.get("agent")
+    def agent_image(self) -> ImageSpec:
+        """What the agent runs: the last derived image, else the agent image (always planned)."""
+        return self.images.get("workspace") or self.images.get("packages") or self.images["agent"]
 
     @property
     def networks(self) -> tuple[tuple[str, bool], ...]:

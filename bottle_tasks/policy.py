@@ -15,7 +15,7 @@ def effective_allow(agent, changes: dict) -> list[str]:
 def gate_allow(agent, gate_cidr: str | None) -> dict[str, list[str]]:
     """The git remotes' hosts, for requests from the git gate's network only: the agent
     reaches them through the gate, never directly (unless network.allow lists them too)."""
-    entries = sorted({remote.allow_entry for remote in getattr(agent, "gated_remotes", ())})
+    entries = sorted({remote.allow_entry for remote in agent.gated_remotes})
     return {gate_cidr: entries} if gate_cidr and entries else {}
 
 

@@ -41,7 +41,7 @@ class Board:
         self.out = out or console.err
         self.live = self.out.is_terminal if live is None else live
         self._lock = threading.Lock()
-        self._progress = None
+        self._progress: Progress | None = None
 
     def __enter__(self) -> "Board":
         if self.live:

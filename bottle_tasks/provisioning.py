@@ -114,7 +114,7 @@ def gitconfig(agent) -> str:
 def gate_rewrites(agent) -> list[str]:
     """The manifest's remote URLs go to the git gate, for fetch and push (insteadOf covers
     both), and straight there: the empty proxy overrides the agent's proxy variables."""
-    remotes = getattr(agent, "gated_remotes", ())
+    remotes = agent.gated_remotes
     if not remotes:
         return []
     lines = [f'[http "{GITGATE_URL}/"]', "\tproxy = "]

@@ -1,12 +1,16 @@
 """Finding bottle resources on the Docker host: by name, by label, and free names."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+import json
+from typing import TYPE_CHECKING
 
 from . import docker
 from .docker import LABEL_ROLE, LABEL_SLUG
 from .errors import BottleError
+
+if TYPE_CHECKING:
+    from .context import Bottle
 
 MAX_SUFFIX = 9
 
@@ -74,7 +78,7 @@ def owner(target, kind: str, name: str) -> tuple[str, str] | None:
     return labels.get(LABEL_SLUG, ""), labels.get(LABEL_ROLE, "")
 
 
-def claim_name(bottle, kind: str, role: str) -> tuple[str, bool]:
+def claim_name(bottle: Bottle, kind: str, role: str) -> tuple[str, bool]:
     """The name to use for `role`, and whether it already exists as ours.
 
     The planned name, or the one recorded in state; when something that is not

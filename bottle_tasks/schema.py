@@ -94,9 +94,10 @@ StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _co
 def parse_yaml(text: str, line_offset: int = 0) -> Any:
     """Parse one YAML document; syntax errors become Invalid naming the line."""
     try:
-        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
+        return yaml.load(text, Loader=StrictLoader)  # StrictLoader is a SafeLoader
     except DuplicateKey as e:
-        raise Invalid(f"line {e.problem_mark.line + 1 + line_offset}", e.problem,
+        line = e.problem_mark.line + 1 + line_offset if e.problem_mark else "?"
+        raise Invalid(f"line {line}", e.problem or "duplicate key",
                       "keep one of the two, with the fields of both merged into it") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark

@@ -53,8 +53,8 @@ def parse(output: str) -> SshHost:
             options.setdefault(key.lower(), []).append(value.strip())
 
     def one(key: str) -> str | None:
-        value = (options.get(key) or [None])[0]
-        return None if value in (None, "none", "") else value
+        value = (options.get(key) or [""])[0]
+        return None if value in ("none", "") else value
 
     jump = one("proxyjump")
     files = tuple(os.path.expanduser(path) for path in options.get("identityfile", []))

@@ -23,7 +23,7 @@ REGISTRIES = (
 
 def registries(folder: Path) -> list[tuple[str, tuple[str, ...]]]:
     """(ecosystem, hosts) for each package ecosystem whose files sit at the project's top level."""
-    found = []
+    found: list[tuple[str, tuple[str, ...]]] = []
     for markers, ecosystem, hosts in REGISTRIES:
         if any(next(folder.glob(marker), None) for marker in markers):
             found.append((ecosystem, hosts))

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 from . import docker, policy
 from .errors import BottleError
+
+if TYPE_CHECKING:
+    from .context import Bottle
 
 CURRENT_POLICY = "/etc/bottle/current/policy.json"
 CONTROL = ["/opt/bottle/venv/bin/python", "-m", "supervise.control"]
@@ -21,7 +25,7 @@ CONTROL = ["/opt/bottle/venv/bin/python", "-m", "supervise.control"]
 
 # -- what the agent may read ---------------------------------------------------------------
 
-def current_view(bottle) -> dict:
+def current_view(bottle: Bottle) -> dict:
     """The bottle's policy now, without a secret: what `get_policy` returns and the agent
     can read at CURRENT_POLICY."""
     agent = bottle.agent
@@ -42,11 +46,11 @@ def current_view(bottle) -> dict:
     }
 
 
-def view_bytes(bottle) -> bytes:
+def view_bytes(bottle: Bottle) -> bytes:
     return (json.dumps(current_view(bottle), indent=2) + "\n").encode()
 
 
-def publish(bottle) -> None:
+def publish(bottle: Bottle) -> None:
     """After a change: the supervise sidecar's copy (its stage dir) and the agent's
     read-only copy (root-owned, written through `docker exec` as root)."""
     if bottle.agent is None:

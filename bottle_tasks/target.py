@@ -76,7 +76,7 @@ class Target:
         except FileNotFoundError:
             raise BottleError(f"`{argv[0]}` is not installed on {self.describe()}",
                               "run `make engine` to install and start the Docker engine") from None
-        except Exception as exc:  # invoke's CommandTimedOut, SSH errors, ...
+        except Exception as exc:  # noqa: BLE001 - invoke's CommandTimedOut, SSH errors, ...
             raise BottleError(f"`{command[:120]}` could not run on {self.describe()}: {exc}") from None
         result = Result(raw.stdout or "", raw.stderr or "", raw.exited if raw.exited is not None else -1)
         if check and not result.ok:
@@ -105,6 +105,10 @@ class Target:
 
     def remove_tree(self, path: str) -> None:
         """Remove `path` and everything below it, then its parent if that is left empty."""
+        raise NotImplementedError
+
+    def ids(self) -> tuple[int, int]:
+        """The uid and gid commands run as on the Docker host."""
         raise NotImplementedError
 
     def chown_tree(self, path: str, uid: int, gid: int) -> None:

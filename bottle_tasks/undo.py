@@ -2,29 +2,34 @@
 journal of this process's creations that a failed run rolls back."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import console, docker
 from .errors import BottleError
 from .state import UndoAction
 
+if TYPE_CHECKING:
+    from .context import Bottle
+
 #: (bottle, action) for everything created by this process, oldest first.
-JOURNAL: list[tuple[object, UndoAction]] = []
+JOURNAL: list[tuple[Bottle, UndoAction]] = []
 
 
-def record(bottle, kind: str, name: str, role: str, step: str) -> None:
+def record(bottle: Bottle, kind: str, name: str, role: str, step: str) -> None:
     """Remember a resource and how to undo it, just before creating it: an interrupt can
     land after the engine made it and before the CLI returned, and it must still be undone."""
     bottle.state.record(kind, name, role, step)
     JOURNAL.append((bottle, UndoAction(kind, name, step)))
 
 
-def unrecord(bottle, kind: str, name: str) -> None:
+def unrecord(bottle: Bottle, kind: str, name: str) -> None:
     """The creation failed (the engine said so): there is nothing to undo."""
     for entry in [e for e in JOURNAL if e[0] is bottle and (e[1].kind, e[1].name) == (kind, name)]:
         JOURNAL.remove(entry)
         bottle.state.forget(entry[1])
 
 
-def undo(bottle, action: UndoAction) -> None:
+def undo(bottle: Bottle, action: UndoAction) -> None:
     """Remove one resource; a resource that is already gone counts as removed."""
     if action.kind in ("container", "network"):
         remove(bottle.target, action.kind, action.name)

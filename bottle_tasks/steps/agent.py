@@ -1,6 +1,9 @@
 """`agent` and `provision`: the agent container, on the internal network only, and
 what goes into it (CA trust, git identity, Claude Code settings, the prompt)."""
+from __future__ import annotations
+
 import json
+from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 
@@ -16,6 +19,9 @@ from .egress import egress
 from .gitgate import gitgate
 from .proxy import proxy
 
+if TYPE_CHECKING:
+    from ..context import Bottle
+
 # Docker's embedded DNS (127.0.0.11) answers sidecar names itself and forwards
 # every other name to the container's upstream resolvers. Engines before 25.0.5
 # forward even from --internal networks, from the host's namespace
@@ -26,7 +32,7 @@ from .proxy import proxy
 DEAD_RESOLVER = "192.0.2.53"
 
 
-def agent_env(bottle) -> dict[str, str]:
+def agent_env(bottle: Bottle) -> dict[str, str]:
     """The agent's environment: manifest env, proxy settings, CA paths, and at most
     a placeholder for each secret (the real values never enter the agent)."""
     agent, proxy_url = bottle.agent, bottle.plan.proxy_url
@@ -53,7 +59,7 @@ def env_file_text(env: dict[str, str]) -> str:
     return "".join(f"{key}={value}\n" for key, value in sorted(env.items()))
 
 
-def check_runtime(bottle) -> None:
+def check_runtime(bottle: Bottle) -> None:
     if bottle.agent.runtime == "runc" or bottle.dry:
         return
     runtimes = json.loads(bottle.run(docker.runtimes()).stdout or "{}")

@@ -1,6 +1,9 @@
 """`build`: every image with a Dockerfile under dockerfiles/, tagged by a hash of its inputs."""
-import shutil
+from __future__ import annotations
+
 from concurrent.futures import ThreadPoolExecutor
+import shutil
+from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 
@@ -11,19 +14,22 @@ from ..images import DERIVED
 from ..stepping import step
 from ..workspace import image as workspace_image
 
+if TYPE_CHECKING:
+    from ..context import Bottle
 
-def image_present(bottle, tag: str) -> bool:
+
+def image_present(bottle: Bottle, tag: str) -> bool:
     return not bottle.dry and bottle.run(docker.image_exists(tag), check=False).ok
 
 
-def require_base(bottle, image: str) -> None:
+def require_base(bottle: Bottle, image: str) -> None:
     if not image_present(bottle, image) and not bottle.dry:
         raise BottleError(f"base image {image} is not on {bottle.target.describe()}",
                           "run `make engine`: it pulls it, or builds it with debootstrap when no "
                           "registry answers (set images.base / images.proxy_base to use another)")
 
 
-def build_one(bottle, spec) -> None:
+def build_one(bottle: Bottle, spec) -> None:
     console.note(f"building {spec.name} → {spec.tag}")
     context = spec.make_context()
     try:

@@ -1,5 +1,8 @@
 """`ca`: mint the bottle's CAs in-process; keys go to the stage dir (0600), never argv or an image."""
+from __future__ import annotations
+
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from invoke import Collection, task
@@ -8,6 +11,9 @@ from .. import pki
 from ..context import current
 from ..stepping import step
 from ..undo import record
+
+if TYPE_CHECKING:
+    from ..context import Bottle
 
 # The firewall CA signs what the firewall shows to its clients; the egress CA what
 # the egress proxy shows to the agent. Each sidecar holds only its own key.
@@ -22,7 +28,7 @@ def fresh(cert_pem: str | None) -> bool:
     return cert.not_valid_after_utc - datetime.now(timezone.utc) > RENEW_BEFORE
 
 
-def key_present(bottle, path: str) -> bool:
+def key_present(bottle: Bottle, path: str) -> bool:
     return bottle.dry or bottle.run(["test", "-s", path], check=False).ok
 
 

@@ -5,10 +5,13 @@ firewall over the link network. A no-op without routes (the agent then uses the 
 Secrets come from the controller's environment at launch and reach only this sidecar, as
 a 0600 stage file mounted read-only: never argv, never `docker inspect`, never the agent.
 """
+from __future__ import annotations
+
 import contextlib
 import json
 import os
 import re
+from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 
@@ -24,16 +27,19 @@ from ..sidecars.egress import routes as routes_mod
 from ..stepping import step
 from .proxy import CONFIG_DIR, hand_over, proxy, reload_policy, sidecar_user, write_policy
 
+if TYPE_CHECKING:
+    from ..context import Bottle
+
 READY_PROBE = ["/opt/bottle/venv/bin/python", "/opt/bottle/firewall/healthcheck.py", str(EGRESS_PORT)]
 
 
-def routes_doc(bottle) -> dict:
+def routes_doc(bottle: Bottle) -> dict:
     """routes.json: the manifest's routes with the live changes of `inv route` applied."""
     return {"bottle": bottle.slug,
             "routes": policy.effective_routes(bottle.agent, bottle.state.get("route_changes") or {})}
 
 
-def secret_values(bottle, doc: dict, staged: dict[str, str]) -> dict[str, str]:
+def secret_values(bottle: Bottle, doc: dict, staged: dict[str, str]) -> dict[str, str]:
     """The values of the secrets the routes inject: from the controller's environment, else
     (a route change in a later shell) the value the running egress proxy already holds."""
     names = sorted({i["secret"] for route in doc["routes"] for i in route["inject"]})
@@ -48,7 +54,7 @@ def secret_values(bottle, doc: dict, staged: dict[str, str]) -> dict[str, str]:
     return values
 
 
-def staged_secrets(bottle) -> dict[str, str]:
+def staged_secrets(bottle: Bottle) -> dict[str, str]:
     """secrets.json of the running egress proxy (0600 in the stage dir), or nothing."""
     raw = None if bottle.dry else bottle.target.read(bottle.stage("egress", "secrets.json"))
     try:
@@ -58,7 +64,7 @@ def staged_secrets(bottle) -> dict[str, str]:
     return {k: v for k, v in loaded.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(loaded, dict) else {}
 
 
-def write_config(bottle, keep_staged: bool = False) -> dict:
+def write_config(bottle: Bottle, keep_staged: bool = False) -> dict:
     """routes.json and secrets.json; `keep_staged`: a live change, which may be made from a
     shell without the secrets (the values already in the stage dir stay)."""
     doc = routes_doc(bottle)
@@ -116,7 +122,7 @@ def routes(c):
 _TEMPLATED = re.compile(r"(?P<before>[^{}]*)\{(?P<secret>[A-Za-z_][A-Za-z0-9_]*)\}(?P<after>[^{}]*)")
 
 
-def parse_injections(bottle, values) -> list[dict]:
+def parse_injections(bottle: Bottle, values) -> list[dict]:
     """`HEADER=SECRET_NAME`, or `HEADER=text {SECRET_NAME} text` (e.g. "authorization=Bearer {GITHUB_TOKEN}")."""
     out = []
     for value in values or []:
@@ -134,7 +140,7 @@ def parse_injections(bottle, values) -> list[dict]:
     return out
 
 
-def apply_route_change(bottle, changes: dict, verb: str) -> str:
+def apply_route_change(bottle: Bottle, changes: dict, verb: str) -> str:
     """Validate, record, re-render both sidecars' files, and have both reload (verdicts awaited).
     On any refusal the previous routes come back, in the files and in both sidecars."""
     name = bottle.state.resource("egress")
@@ -154,7 +160,7 @@ def apply_route_change(bottle, changes: dict, verb: str) -> str:
     return f"{name} reloaded; {len(doc['routes'])} route(s)"
 
 
-def reconfigure(bottle, name: str, verb: str) -> dict:
+def reconfigure(bottle: Bottle, name: str, verb: str) -> dict:
     doc = write_config(bottle, keep_staged=True)  # raises before writing anything when a secret is unknown
     write_policy(bottle)
     firewall = bottle.state.resource("firewall")
@@ -168,7 +174,7 @@ def reconfigure(bottle, name: str, verb: str) -> dict:
     return doc
 
 
-def route_add_changes(bottle, host: str, paths, methods, injections: list[dict]) -> dict:
+def route_add_changes(bottle: Bottle, host: str, paths, methods, injections: list[dict]) -> dict:
     """The bottle's route changes with one route added: validated as the egress proxy would,
     and only for a host the firewall allows (shared by `inv route add` and supervise)."""
     changes = {key: list(value) for key, value in (bottle.state.get("route_changes") or {}).items()}

@@ -6,8 +6,11 @@ upstream through the firewall. A no-op without git remotes.
 Tokens come from the controller's environment at launch and reach only this sidecar, as a
 0600 stage file mounted read-only, read by its credential helper: never argv, never
 `docker inspect`, never the agent."""
+from __future__ import annotations
+
 import json
 import os
+from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 
@@ -18,16 +21,19 @@ from ..plan import FIREWALL_ALIAS, FIREWALL_PORT, GITGATE_ALIAS, GITGATE_PORT
 from ..stepping import step
 from .proxy import CONFIG_DIR, hand_over, proxy, sidecar_user
 
+if TYPE_CHECKING:
+    from ..context import Bottle
+
 READY_PROBE = ["/opt/bottle/venv/bin/python", "-m", "gitgate.health"]
 
 
-def gate_doc(bottle) -> dict:
+def gate_doc(bottle: Bottle) -> dict:
     """gitgate.json: the remotes and their push policies (no secret values)."""
     return {"bottle": bottle.slug, "firewall": f"{FIREWALL_ALIAS}:{FIREWALL_PORT}",
             "remotes": [remote.to_json() for remote in bottle.agent.gated_remotes]}
 
 
-def secret_values(bottle) -> dict[str, str]:
+def secret_values(bottle: Bottle) -> dict[str, str]:
     names = sorted({remote.secret for remote in bottle.agent.gated_remotes if remote.secret})
     missing = [name for name in names if not os.environ.get(name)]
     if missing and not bottle.dry:
@@ -39,7 +45,7 @@ def secret_values(bottle) -> dict[str, str]:
     return {name: os.environ.get(name, "") for name in names}
 
 
-def write_config(bottle) -> dict:
+def write_config(bottle: Bottle) -> dict:
     doc = gate_doc(bottle)
     secrets = secret_values(bottle)  # raises before anything is written
     bottle.target.write(bottle.stage("gitgate", "gitgate.json"), (json.dumps(doc, indent=2) + "\n").encode())

@@ -60,8 +60,8 @@ def logs(c, blocked=False, follow=False, json_=False, source=None):
         return
     records = []
     for role in ([source] if source else SOURCES):
-        container = name if role == "firewall" else bottle.state.resource(role)
-        if role != "firewall" and not container:
+        container = name if role == "firewall" else bottle.state.resource(role) or ""
+        if not container:
             if source:
                 bottle.require(role, SOURCES[role])
             continue

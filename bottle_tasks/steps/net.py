@@ -1,4 +1,8 @@
 """`net`: the bottle's networks (two, or three with an egress proxy), and their CIDRs."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from invoke import Collection, task
 
 from .. import docker
@@ -8,7 +12,10 @@ from ..stepping import step
 from ..errors import BottleError
 from ..undo import record, unrecord
 
-def ensure_network(bottle, role: str, internal: bool) -> str:
+if TYPE_CHECKING:
+    from ..context import Bottle
+
+def ensure_network(bottle: Bottle, role: str, internal: bool) -> str:
     name, exists = claim_name(bottle, "network", role)
     if not exists:
         record(bottle, "network", name, role, "net")  # first: see undo.record
@@ -23,7 +30,7 @@ def ensure_network(bottle, role: str, internal: bool) -> str:
     return name
 
 
-def subnet(bottle, network: str) -> str:
+def subnet(bottle: Bottle, network: str) -> str:
     if bottle.dry:
         return "<cidr>"
     fmt = "{{range .IPAM.Config}}{{.Subnet}} {{end}}"

@@ -1,7 +1,10 @@
 """`proxy`: the firewall sidecar — the only container of a bottle with a route out —
 and `allow`/`deny`, which change its policy while it runs."""
+from __future__ import annotations
+
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 from .. import policy, supervision
@@ -16,6 +19,9 @@ from .build import build
 from .ca import ca
 from .net import net
 
+if TYPE_CHECKING:
+    from ..context import Bottle
+
 CONFIG_DIR = "/etc/bottle"
 # When bottle runs as root, the firewall does not: it gets its stage files, and
 # runs as, the unprivileged `nobody` (no user namespaces: in-container root is host root).
@@ -24,7 +30,7 @@ UNPRIVILEGED = 65534
 READY_PROBE = ["/opt/bottle/venv/bin/python", "/opt/bottle/firewall/healthcheck.py"]
 
 
-def render_policy(bottle, changes: dict) -> dict:
+def render_policy(bottle: Bottle, changes: dict) -> dict:
     """The policy the firewall will get, checked by the firewall's own parser first,
     so a policy it would refuse fails here, before anything starts or reloads."""
     cidrs = bottle.state.get("cidr") or {}
@@ -39,7 +45,7 @@ def render_policy(bottle, changes: dict) -> dict:
     return rendered
 
 
-def write_policy(bottle) -> dict:
+def write_policy(bottle: Bottle) -> dict:
     """Render policy.json into the stage dir (atomic rename: the running firewall
     sees either the old file or the new one, never half of it). The egress proxy gets a
     copy of its own: it relays the tunnels this policy accepts to the firewall unopened."""
@@ -54,26 +60,26 @@ def write_policy(bottle) -> dict:
     return rendered
 
 
-def policy_readers(bottle) -> tuple[str, ...]:
+def policy_readers(bottle: Bottle) -> tuple[str, ...]:
     """The firewall; the egress proxy (it relays what the policy allows); the git gate (it
     scans pushes with the policy's DLP rules)."""
     return ("firewall", *(("egress",) if bottle.plan.wants_egress else ()),
             *(("gitgate",) if bottle.plan.wants_gitgate else ()))
 
 
-def sidecar_user(bottle) -> tuple[int, int]:
+def sidecar_user(bottle: Bottle) -> tuple[int, int]:
     """The uid:gid the proxy sidecars run as: the owner of the stage files, never root."""
     uid, gid = bottle.target.ids()
     return (UNPRIVILEGED, UNPRIVILEGED) if uid == 0 else (uid, gid)
 
 
-def hand_over(bottle, role: str = "firewall") -> None:
+def hand_over(bottle: Bottle, role: str = "firewall") -> None:
     """A sidecar reads its 0600 stage files as their owner: make them its own."""
     if bottle.target.ids()[0] == 0:
         bottle.target.chown_tree(bottle.stage(role), *sidecar_user(bottle))
 
 
-def extra_ca(bottle) -> bytes:
+def extra_ca(bottle: Bottle) -> bytes:
     path = bottle.manifest.trust.extra_ca_bundle
     return Path(path).read_bytes() if path else b""
 
@@ -109,12 +115,12 @@ def proxy(c):
     return f"{name} started; allows {', '.join(rendered['allow']) or 'nothing'}"
 
 
-def reload_policy(bottle, name: str) -> None:
+def reload_policy(bottle: Bottle, name: str) -> None:
     """SIGHUP the firewall and wait for its verdict on the new policy file."""
     reload_and_confirm(bottle, name, "policy-reload", "policy")
 
 
-def change_policy(c, host: str, verb: str, bottle=None) -> str:
+def change_policy(c, host: str, verb: str, bottle: Bottle | None = None) -> str:
     """`inv allow|deny HOST`, or an approved supervise request for `bottle`."""
     bottle = bottle or current(c)
     problem = check_host(host)

@@ -1,7 +1,10 @@
 """`supervise`: the MCP sidecar the agent asks through (a no-op unless declared); and the
 operator's side: `requests`, `approve`, `reject`, `dashboard`."""
+from __future__ import annotations
+
 import json
 import time
+from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 from rich.table import Table
@@ -16,12 +19,15 @@ from .build import build
 from .net import net
 from .proxy import CONFIG_DIR, hand_over, sidecar_user
 
+if TYPE_CHECKING:
+    from ..context import Bottle
+
 READY_PROBE = ["/opt/bottle/venv/bin/python", "-m", "supervise.health"]
 
 
-def write_config(bottle) -> None:
+def write_config(bottle: Bottle, timeout: int) -> None:
     agent = bottle.agent
-    config = {"bottle": bottle.slug, "timeout": agent.supervise.timeout, "never": list(agent.network.never),
+    config = {"bottle": bottle.slug, "timeout": timeout, "never": list(agent.network.never),
               "secrets": list(agent.secrets)}
     bottle.target.write(bottle.stage("supervise", "supervise.json"), (json.dumps(config, indent=2) + "\n").encode())
     bottle.target.write(bottle.stage("supervise", "policy.json"), supervision.view_bytes(bottle))
@@ -33,22 +39,23 @@ def write_config(bottle) -> None:
 def supervise(c):
     """Start the supervise MCP sidecar, on the agent's network only (no-op unless declared)."""
     bottle = current(c)
-    if not bottle.plan.wants_supervise:
+    settings = bottle.agent.supervise
+    if settings is None:
         return "not declared: nothing to start"
     internal = bottle.require("net-internal", "net")
-    write_config(bottle)
+    write_config(bottle, settings.timeout)
     uid, gid = sidecar_user(bottle)
     name, started = start(
         bottle, "supervise", "supervise", bottle.plan.images["supervise"].tag,
         # The agent's network only: it makes no outbound call and has no route out.
         network=internal, aliases=[SUPERVISE_ALIAS], user=f"{uid}:{gid}", read_only=True, tmpfs=["/tmp"],
         mounts=[f"{bottle.stage('supervise')}:{CONFIG_DIR}:ro"],
-        inputs=json.dumps([bottle.agent.supervise.timeout, bottle.agent.network.never, bottle.agent.secrets]).encode(),
+        inputs=json.dumps([settings.timeout, bottle.agent.network.never, bottle.agent.secrets]).encode(),
         limits={"memory": "256m", "pids-limit": "128"})
     if not started:
         return f"{name} already running as configured"
     expect_ready(bottle, name, READY_PROBE, f"answering on :{SUPERVISE_PORT}")
-    return f"{name} started; requests wait up to {bottle.agent.supervise.timeout} s for an operator"
+    return f"{name} started; requests wait up to {settings.timeout} s for an operator"
 
 
 # -- the operator's side -------------------------------------------------------------------------

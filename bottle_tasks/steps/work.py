@@ -10,12 +10,16 @@ import os
 import shlex
 import shutil
 import tempfile
+from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 
 from .. import console, docker, provisioning, workback
 from ..context import current
 from ..errors import BottleError
+
+if TYPE_CHECKING:
+    from ..context import Bottle
 
 AGENT_USER = f"{provisioning.AGENT_UID}:{provisioning.AGENT_GID}"
 
@@ -41,19 +45,19 @@ def host_repo(c, bottle) -> str:
     return found.stdout.strip()
 
 
-def recorded_base(bottle) -> str | None:
+def recorded_base(bottle: Bottle) -> str | None:
     """The commit the workspace was copied from, recorded at launch for this very container."""
     record = bottle.state.get("work_base") or {}
     container = (bottle.state.get("ids") or {}).get("agent")
     return record.get("commit") if container and record.get("container") == container else None
 
 
-def remember_base(bottle) -> None:
+def remember_base(bottle: Bottle) -> None:
     """At launch, before the agent did anything: the workspace's HEAD is what it was copied from."""
     container = (bottle.state.get("ids") or {}).get("agent")
     if bottle.dry or not container or recorded_base(bottle):
         return
-    name = bottle.state.resource("agent")
+    name = bottle.require("agent", "agent")
     found = bottle.run(docker.exec_(name, ["git", "rev-parse", "--verify", "-q", "HEAD^{commit}"],
                                     user=AGENT_USER, workdir=workback.WORKSPACE), check=False)
     commit = found.stdout.strip()

@@ -4,17 +4,21 @@ so an unchanged workspace relaunches with one `docker image inspect` and no copy
 What was left out travels in a label, so a relaunch can say it again without a rescan."""
 from __future__ import annotations
 
+from collections import defaultdict
 import json
 import os
-import tempfile
-from collections import defaultdict
 from pathlib import Path
+import tempfile
+from typing import TYPE_CHECKING
 
 from .. import console, docker
 from ..errors import BottleError
 from . import pack
 from .credentials import ContentScan
 from .selection import LeftOut, Selection, selected
+
+if TYPE_CHECKING:
+    from ..context import Bottle
 
 LEFT_OUT_LABEL = "bottle.workspace.left-out"
 LABEL_ITEMS = 200   # the label keeps this many paths; the count stays exact
@@ -30,7 +34,7 @@ def repository(tag: str) -> str:
     return tag.rpartition(":")[0]
 
 
-def ensure(bottle, spec) -> bool:
+def ensure(bottle: Bottle, spec) -> bool:
     """The workspace image for `spec.tag`, built unless it is there; True when built."""
     selection = selection_for(bottle.agent)
     if not bottle.dry:
@@ -43,7 +47,7 @@ def ensure(bottle, spec) -> bool:
     return True
 
 
-def build(bottle, spec, selection: Selection) -> None:
+def build(bottle: Bottle, spec, selection: Selection) -> None:
     labels_base = {"bottle.image": "workspace"}  # as build.build_one: no bottle.slug on images
     if bottle.dry:
         bottle.run(docker.build(spec.tag, "Dockerfile", "-", {}, labels_base),
@@ -70,7 +74,7 @@ def build(bottle, spec, selection: Selection) -> None:
     remove_older(bottle, spec.tag)
 
 
-def remove_older(bottle, tag: str) -> None:
+def remove_older(bottle: Bottle, tag: str) -> None:
     """Earlier workspace images of this bottle: each is a full copy. One a container still
     runs from stays (the engine refuses), and goes on a later build, `down --purge` or prune."""
     current = bottle.run(docker.image_exists(tag)).stdout.strip()

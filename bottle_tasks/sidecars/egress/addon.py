@@ -216,6 +216,7 @@ class Egress:
         req.path = f"{req.scheme}://{authority}{req.path}"
         # data.*: the host/port/scheme setters would rewrite the Host header too
         req.data.scheme = b"http"
+        assert self.firewall is not None  # set by configure() before the proxy serves
         req.data.host, req.data.port = self.firewall
         req.authority = ""
         req.stream = True  # bodies (multi-MiB model requests) are not buffered here
@@ -253,6 +254,7 @@ class Egress:
             return False  # opened here, and refused as a bad host
         if host in self.routes or not relay.relayable(self.policy, host, address[1]):
             return False
+        assert self.firewall is not None  # set by configure() before the proxy serves
         nextlayer.layer = relay.relay_layer(nextlayer.context, self.firewall)
         self.relayed.add(nextlayer.context.client.id, host)
         return True

@@ -167,6 +167,7 @@ def parse_route(item: object, where: str = "route") -> Route:
             injections.append(Injection(header.lower(), secret, fmt))
     if problems:
         raise RouteError(problems)
+    assert isinstance(host, str)  # checked above: a bad host is a problem raised just now
     return Route(host, tuple(paths), tuple(methods), tuple(injections))
 
 

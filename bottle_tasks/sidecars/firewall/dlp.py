@@ -24,6 +24,7 @@ import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
 REDACTED = "[REDACTED]"
@@ -32,19 +33,31 @@ REDACTED = "[REDACTED]"
 SHORT_TEXT = 512
 
 
+class Matcher(Protocol):
+    """What a rule matches with: a compiled `re` or RE2 pattern, or the seed-phrase matcher."""
+
+    @property
+    def flags(self) -> int: ...
+
+    def search(self, text: str, /) -> Any: ...
+
+    def sub(self, repl: str, text: str, /) -> str: ...
+
+
 @dataclass(frozen=True)
 class Rule:
     name: str
-    regex: re.Pattern
+    regex: Matcher
     what: str  # human description: "an AWS access key id"
     # Literals of which every match of ``regex`` contains at least one (lower-case, and looked
     # for case-insensitively, if the regex is case-insensitive). Empty (policy patterns): no
     # shortcut, the regex always runs.
     needles: tuple[str, ...] = ()
-    _has_needle: Callable[[str], bool] | None = field(default=None, init=False, repr=False, compare=False)
+    _has_needle: Callable[[str], object] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         needles = self.needles
+        check: Callable[[str], object] | None
         if not needles:
             check = None
         elif self.regex.flags & re.IGNORECASE:
@@ -53,7 +66,7 @@ class Rule:
             check = functools.partial(_has_folded_needle, needles)
         elif len(needles) == 1:
             needle = needles[0]
-            check = lambda text: needle in text  # noqa: E731
+            check = lambda text: needle in text
         else:  # one pass for all: an alternation of literals finds any of them
             check = re.compile("|".join(map(re.escape, needles))).search
         object.__setattr__(self, "_has_needle", check)
@@ -136,11 +149,14 @@ class SeedPhraseMatcher:
                     break
             i += 1
 
-    def search(self, text: str):
+    flags = 0  # no regex flags: Rule checks them for case-insensitive needles
+
+    def search(self, text: str, /) -> tuple[int, int] | None:
         return next(self._phrases(text), None)
 
-    def sub(self, replacement: str, text: str) -> str:
-        out, last = [], 0
+    def sub(self, replacement: str, text: str, /) -> str:
+        out: list[str] = []
+        last = 0
         for start, end in self._phrases(text):
             out += [text[last:start], replacement]
             last = end

@@ -18,7 +18,9 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 _IPV4_CHARS = frozenset("0123456789.")
@@ -203,7 +205,7 @@ class HostSet:
 class HostMap:
     """Patterns mapped to values (per-host DLP action, exempt headers); most specific wins."""
 
-    def __init__(self, items: list[tuple[HostPattern, object]] | tuple = ()):
+    def __init__(self, items: Sequence[tuple[HostPattern, Any]] = ()):
         self.items = tuple(items)
         self._set = HostSet([p for p, _ in self.items])
         self._values = {p.text: v for p, v in self.items}

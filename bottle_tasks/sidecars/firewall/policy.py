@@ -182,7 +182,7 @@ def _action(value: object, where: str, p: _Problems) -> str | None:
     if value not in ACTIONS:
         p.add(where, f"must be one of {', '.join(ACTIONS)}, got {value!r}")
         return None
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _host_keyed(value: object, where: str, p: _Problems) -> list[tuple[HostPattern, object, str]]:

@@ -53,7 +53,8 @@ def start(env: dict[str, str], body) -> subprocess.Popen:
 
 def read_head(stream) -> tuple[int, list[tuple[str, str]]]:
     """The CGI header block: (status, headers worth passing on)."""
-    status, headers, size = 200, [], 0
+    status, size = 200, 0
+    headers: list[tuple[str, str]] = []
     while True:
         line = stream.readline(MAX_CGI_HEAD)
         size += len(line)

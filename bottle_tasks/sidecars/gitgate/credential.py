@@ -19,7 +19,7 @@ def answer(remote_name: str, request: dict[str, str]) -> str:
     if remote is None or not remote.secret:
         return ""
     url = urlsplit(remote.url)
-    host = url.hostname + (f":{url.port}" if url.port else "")
+    host = (url.hostname or "") + (f":{url.port}" if url.port else "")
     if request.get("protocol") != "https" or request.get("host", "").lower() != host:
         return ""
     if request.get("path", "").strip("/") != url.path.strip("/"):

@@ -117,7 +117,7 @@ def main() -> int:
     gate = Gate()
     try:
         status = gate.run()
-    except Exception as exc:  # fail closed: an error refuses the push
+    except Exception as exc:  # noqa: BLE001 - fail closed: an error refuses the push
         status = gate.refuse("error", f"the gate failed while checking the push ({type(exc).__name__})")
     path = os.environ.get("BOTTLE_GATE_VERDICT")
     if path:

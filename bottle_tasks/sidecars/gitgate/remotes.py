@@ -78,7 +78,7 @@ def https_form(url: str) -> str | None:
     return None
 
 
-def check_url(url: str) -> str:
+def check_url(url: object) -> str:
     """The URL, normalised; RemoteError when the gate cannot serve it."""
     if not isinstance(url, str) or not url:
         raise RemoteError("a remote needs a URL — write https://host/org/repo.git")

@@ -34,6 +34,7 @@ def added_text(repo: str, new_oids: list[str]) -> str:
     # The hook's environment carries git's quarantine (the pushed objects): keep it.
     env = {**upstream.local_env(), **{k: v for k, v in os.environ.items() if k.startswith("GIT_")}}
     proc = subprocess.Popen(argv, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None  # stdout=PIPE
     try:
         data = proc.stdout.read(MAX_SCAN_BYTES + 1)
         if len(data) > MAX_SCAN_BYTES:

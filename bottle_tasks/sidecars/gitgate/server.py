@@ -206,6 +206,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("Content-Encoding", "").lower() == "gzip":
             env["HTTP_CONTENT_ENCODING"] = "gzip"
         proc = cgi.start(env, body if body is not None else _devnull())
+        assert proc.stdout is not None and proc.stderr is not None  # both PIPE
         try:
             status, headers = cgi.read_head(proc.stdout)
             self.send_response(status)
