@@ -1,12 +1,12 @@
 """bottle: run AI coding agents in locked-down Docker bottles, as invoke tasks."""
 from invoke import Collection
 
-from .context import DEFAULTS
-from .steps import (agent, build, ca, down, egress, gitgate, init, inside, logs, net, proxy, prune,
-                    select, status, supervise, work)
+from .selection import DEFAULTS
+from .steps import (agent, allow, build, ca, down, egress, gitgate, init, inside, launch, logs, net, plan, proxy,
+                    prune, select, status, supervise, work)
 
-TOPICS = (select, build, net, ca, proxy, egress, gitgate, supervise, agent, inside, logs, down, status, init, work,
-          prune)
+TOPICS = (select, build, net, ca, proxy, allow, egress, gitgate, supervise, agent, launch, inside, logs, down, status,
+          plan, init, work, prune)
 
 
 def namespace() -> Collection:

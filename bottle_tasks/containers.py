@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 
 from . import console, docker
 from .errors import BottleError
-from .resources import claim_name
+from .names import claim_name
 from .target import tail
 from .undo import record
 
 if TYPE_CHECKING:
-    from .context import Bottle
+    from .selection import Bottle
 
 
 LABEL_CONFIG = "bottle.config"

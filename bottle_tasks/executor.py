@@ -10,7 +10,7 @@ import traceback
 from invoke import Exit, Failure
 from invoke.executor import Executor
 
-from . import console, containers, context, stepping, undo
+from . import connections, console, containers, locks, stepping, undo
 from .errors import BottleError
 from .state import state_root
 
@@ -20,17 +20,17 @@ class BottleExecutor(Executor):
         undo.JOURNAL.clear()
         containers.PENDING.clear()
         stepping.RUN_STARTED = time.monotonic()
-        context.begin_run(getattr(task, "name", task) for task in tasks)
+        locks.begin_run(getattr(task, "name", task) for task in tasks)
         try:
             self._check_one_bottle(tasks)
             results = super().execute(*tasks)
             containers.settle()  # `inv proxy` alone is done only once the firewall listens
-            context.close_connections()
-            context.end_run()
+            connections.close_connections()
+            locks.end_run()
             return results
         except Exit:
-            context.close_connections()
-            context.end_run()
+            connections.close_connections()
+            locks.end_run()
             raise  # a task's own exit status (`inv exec "false"`): not a failure of the run
         except BottleError as exc:
             message, code = str(exc), 1
@@ -42,8 +42,8 @@ class BottleExecutor(Executor):
             message, code = f"internal error: {type(exc).__name__}: {exc} (details: {write_traceback()})", 70
         console.error(message)
         self._finish_failed_run()  # still under the bottle's lock: no other run sees half of it
-        context.close_connections()
-        context.end_run()
+        connections.close_connections()
+        locks.end_run()
         raise Exit(code=code)
 
     def _check_one_bottle(self, tasks) -> None:

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 from . import docker
 from .errors import BottleError
-from .resources import claim_name, labelled_volumes
+from .names import claim_name, labelled_volumes
 from .state import UndoAction
 from .undo import JOURNAL
 
 if TYPE_CHECKING:
-    from .context import Bottle
+    from .selection import Bottle
 
 ROLE = "home"
 

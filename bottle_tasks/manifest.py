@@ -7,7 +7,6 @@ to fix it, never a silently weaker bottle.
 """
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from .sidecars.firewall.dlp import BUILTIN_NAMES
 from .sidecars.firewall.hosts import HostError, normalize_host
 from .sidecars.firewall.patterns import PatternError, compile_pattern
 from .sidecars.firewall.policy import MAX_BODY_LIMIT, PATTERN_NAME
+from .sidecars.firewall.ssrf import CidrError, guarded_network
 from .schema import (Invalid, boolean, freeze, index_path, integer, items, key_path, mapping,
                      number, one_of, optional_string, parse_yaml, string, string_list, thaw,
                      unknown_key)
@@ -660,28 +660,15 @@ def _network(value: Any, at: str) -> Network:
                    dlp=_dlp(doc.get("dlp"), key_path(at, "dlp"), allow), **out)
 
 
-CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
-
-
 def _guarded_cidr(value: Any, at: str) -> str:
-    """An address range the SSRF guard would refuse, written exactly.
+    """An address range the SSRF guard would refuse, written exactly (the firewall's rule).
 
     Strict on purpose: `10.0.0.1/8` (host bits set) is a typo for something, and a
     range with public addresses (`0.0.0.0/1`) would switch the guard off."""
-    text = string(value, at).strip()
     try:
-        network = ipaddress.ip_network(text, strict=False)
-    except ValueError as e:
-        raise Invalid(at, f"invalid CIDR '{text}' ({e})", "write an address range such as 10.20.0.0/16") from None
-    if "/" in text and str(network) != text:
-        raise Invalid(at, f"'{text}' has host bits set", f"write the range as {network}")
-    guarded = (network.is_private or network.is_loopback or network.is_link_local
-               or (isinstance(network, ipaddress.IPv4Network) and network.subnet_of(CGNAT)))
-    if not guarded or network.prefixlen < (8 if network.version == 4 else 7):
-        raise Invalid(at, f"'{text}' is not a private range (or is wider than /8)",
-                      "list only the private, loopback, link-local or CGNAT ranges of your private "
-                      "upstreams; public addresses need no entry here")
-    return str(network)
+        return str(guarded_network(string(value, at).strip()))
+    except CidrError as e:
+        raise Invalid(at, str(e), e.fix) from None
 
 
 DLP_ACTIONS = ("block", "warn", "off")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -24,6 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .private_files import write_private
 
 # Certificates start this far in the past, so a container whose clock lags the
 # controller's a little still accepts them.
@@ -154,37 +155,6 @@ def mint_leaf(ca: KeyPair, hostnames: list[str], days: int = 30) -> KeyPair:
         .sign(ca_key, hashes.SHA256())
     )
     return KeyPair(key_pem=_key_pem(key), cert_pem=cert.public_bytes(serialization.Encoding.PEM))
-
-
-def write_private(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` with mode 0600, never readable by others even briefly.
-
-    The bytes go to a fresh temp file in the same directory, created 0600 with
-    O_EXCL (no following a planted symlink, no reusing someone's file), then
-    renamed over `path`. The parent directory must exist (FileNotFoundError).
-    """
-    path = Path(path)
-    data = _as_bytes(data)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(tmp, flags, 0o600)
-    try:
-        try:
-            os.fchmod(fd, 0o600)  # a umask can only take bits away; make it exactly 0600
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
 
 
 _PEM_BLOCK = re.compile(

@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .docker import LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG
+from . import images
 from .images import ImageSpec
 
 if TYPE_CHECKING:
-    from .manifest import Agent  # manifest imports plan (the slug rule)
+    from .manifest import Agent, Manifest  # manifest imports plan (the slug rule)
 
 CONTAINER_ROLES = ("firewall", "egress", "gitgate", "supervise", "agent")
 # net-link joins the egress proxy and the firewall (only when the bottle has routes): the
@@ -117,3 +118,19 @@ class Plan:
             ("provision", "CA trust, git identity, Claude settings, prompt: one docker cp + one docker exec"),
         ]
         return rows
+
+
+def build_plan(slug: str, loaded: Manifest, agent: Agent) -> Plan:
+    """The images and names a launch of `agent` as bottle `slug` needs (reads Dockerfiles only)."""
+    extra_ca = loaded.trust.extra_ca_bundle
+    # Optional sidecars' images only for bottles that declare them.
+    wanted = [name for name in images.available() if images.needed(name, agent)]
+    specs = {name: images.spec_for(name, loaded.images.base, loaded.images.proxy_base, extra_ca)
+             for name in wanted}
+    if loaded.images.packages and "agent" in specs:
+        specs["packages"] = images.packages_spec(specs["agent"].tag, loaded.images.packages, extra_ca)
+    if agent.workspace and agent.workspace.copy and "agent" in specs:
+        # FROM the agent image with the manifest's packages, when it asks for any.
+        base = (specs.get("packages") or specs["agent"]).tag
+        specs["workspace"] = images.workspace_spec(base, slug, agent)
+    return Plan(slug, agent, specs)

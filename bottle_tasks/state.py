@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .pki import write_private
+from .private_files import write_private
 
 
 def state_root() -> Path:

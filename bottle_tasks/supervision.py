@@ -13,11 +13,12 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-from . import docker, policy
+from . import docker
+from . import policy_render
 from .errors import BottleError
 
 if TYPE_CHECKING:
-    from .context import Bottle
+    from .selection import Bottle
 
 CURRENT_POLICY = "/etc/bottle/current/policy.json"
 CONTROL = ["/opt/bottle/venv/bin/python", "-m", "supervise.control"]
@@ -30,12 +31,12 @@ def current_view(bottle: Bottle) -> dict:
     can read at CURRENT_POLICY."""
     agent = bottle.agent
     changes = bottle.state.get("policy_changes") or {}
-    allow = policy.effective_allow(agent, changes)
-    routes = policy.effective_routes(agent, bottle.state.get("route_changes") or {})
+    allow = policy_render.effective_allow(agent, changes)
+    routes = policy_render.effective_routes(agent, bottle.state.get("route_changes") or {})
     return {
         "bottle": bottle.slug,
         "allow": allow,
-        "passthrough": [h for h in agent.network.passthrough if policy.allowed_on_some_port(h, allow)],
+        "passthrough": [h for h in agent.network.passthrough if policy_render.allowed_on_some_port(h, allow)],
         "never": list(agent.network.never),
         # header names and secret names only: the values live in the egress proxy
         "routes": [{"host": r["host"], "paths": r["paths"], "methods": r["methods"],
@@ -124,7 +125,7 @@ def describe(request: dict) -> str:
 def apply(c, bottle, request: dict) -> str:
     """Make an approved request true, through the code of `inv allow` / `inv route add`."""
     from .steps.egress import apply_route_change, parse_injections, route_add_changes
-    from .steps.proxy import change_policy
+    from .steps.allow import change_policy
 
     what = request["what"]
     if request["kind"] == "host":
@@ -154,6 +155,8 @@ def decide(c, request_id: str, verdict: str, note: str, bottle_for) -> str:
 
 
 def c_target(c):
-    from .context import selection, target_for
+    """The Docker host this command line acts on (`--on`, or the local engine)."""
+    from .connections import target_for
+    from .selection import selection
 
     return target_for(c, selection(c)["remote"])

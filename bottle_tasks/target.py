@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import console
 from .errors import BottleError
-from .pki import write_private
+from .private_files import write_private
 
 STDERR_TAIL_LINES = 15
 

@@ -9,7 +9,7 @@ from .errors import BottleError
 from .state import UndoAction
 
 if TYPE_CHECKING:
-    from .context import Bottle
+    from .selection import Bottle
 
 #: (bottle, action) for everything created by this process, oldest first.
 JOURNAL: list[tuple[Bottle, UndoAction]] = []

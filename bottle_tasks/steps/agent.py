@@ -9,7 +9,7 @@ from invoke import Collection, task
 
 from .. import docker, home, provisioning, supervision, toolchains
 from ..containers import start
-from ..context import current
+from ..selection import current
 from ..errors import BottleError
 from ..plan import EGRESS_ALIAS, FIREWALL_ALIAS, SUPERVISE_ALIAS
 from ..stepping import step
@@ -20,7 +20,7 @@ from .gitgate import gitgate
 from .proxy import proxy
 
 if TYPE_CHECKING:
-    from ..context import Bottle
+    from ..selection import Bottle
 
 # Docker's embedded DNS (127.0.0.11) answers sidecar names itself and forwards
 # every other name to the container's upstream resolvers. Engines before 25.0.5

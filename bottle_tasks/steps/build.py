@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 from invoke import Collection, task
 
 from .. import console, docker, progress
-from ..context import current
+from ..selection import current
 from ..errors import BottleError
 from ..images import DERIVED
 from ..stepping import step
 from ..workspace import image as workspace_image
 
 if TYPE_CHECKING:
-    from ..context import Bottle
+    from ..selection import Bottle
 
 
 def image_present(bottle: Bottle, tag: str) -> bool:

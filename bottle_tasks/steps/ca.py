@@ -8,12 +8,12 @@ from cryptography import x509
 from invoke import Collection, task
 
 from .. import pki
-from ..context import current
+from ..selection import current
 from ..stepping import step
 from ..undo import record
 
 if TYPE_CHECKING:
-    from ..context import Bottle
+    from ..selection import Bottle
 
 # The firewall CA signs what the firewall shows to its clients; the egress CA what
 # the egress proxy shows to the agent. Each sidecar holds only its own key.

@@ -2,8 +2,9 @@
 from invoke import Collection, task
 
 from .. import console, home
-from ..context import current, host_label, selection, target_for
-from ..resources import labelled, labelled_volumes
+from ..connections import target_for
+from ..selection import current, host_label, selection
+from ..names import labelled, labelled_volumes
 from ..state import State, known_slugs
 from ..stepping import step
 from ..undo import remove, undo

@@ -17,9 +17,10 @@ from invoke import Collection, task
 
 from rich.text import Text
 
-from .. import console, policy
+from .. import console
+from .. import policy_render
 from ..containers import expect_ready, reload_and_confirm, start
-from ..context import current
+from ..selection import current
 from ..errors import BottleError
 from ..manifest import covers
 from ..plan import EGRESS_ALIAS, EGRESS_PORT, FIREWALL_ALIAS, FIREWALL_PORT
@@ -28,7 +29,7 @@ from ..stepping import step
 from .proxy import CONFIG_DIR, hand_over, proxy, reload_policy, sidecar_user, write_policy
 
 if TYPE_CHECKING:
-    from ..context import Bottle
+    from ..selection import Bottle
 
 READY_PROBE = ["/opt/bottle/venv/bin/python", "/opt/bottle/firewall/healthcheck.py", str(EGRESS_PORT)]
 
@@ -36,7 +37,7 @@ READY_PROBE = ["/opt/bottle/venv/bin/python", "/opt/bottle/firewall/healthcheck.
 def routes_doc(bottle: Bottle) -> dict:
     """routes.json: the manifest's routes with the live changes of `inv route` applied."""
     return {"bottle": bottle.slug,
-            "routes": policy.effective_routes(bottle.agent, bottle.state.get("route_changes") or {})}
+            "routes": policy_render.effective_routes(bottle.agent, bottle.state.get("route_changes") or {})}
 
 
 def secret_values(bottle: Bottle, doc: dict, staged: dict[str, str]) -> dict[str, str]:
@@ -184,7 +185,7 @@ def route_add_changes(bottle: Bottle, host: str, paths, methods, injections: lis
         routes_mod.parse_route(spec)
     except routes_mod.RouteError as e:
         raise BottleError(f"route add {host}: {e}") from None
-    allow = policy.effective_allow(bottle.agent, bottle.state.get("policy_changes") or {})
+    allow = policy_render.effective_allow(bottle.agent, bottle.state.get("policy_changes") or {})
     if not any(covers(pattern, host) for pattern in allow):
         raise BottleError(f"route add {host}: {host} is not on the allowlist, so the firewall would refuse it",
                           f"allow it first: inv allow {host}")

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 from invoke import Collection, task
 
 from ..containers import expect_ready, start
-from ..context import current
+from ..selection import current
 from ..errors import BottleError
 from ..plan import FIREWALL_ALIAS, FIREWALL_PORT, GITGATE_ALIAS, GITGATE_PORT
 from ..stepping import step
 from .proxy import CONFIG_DIR, hand_over, proxy, sidecar_user
 
 if TYPE_CHECKING:
-    from ..context import Bottle
+    from ..selection import Bottle
 
 READY_PROBE = ["/opt/bottle/venv/bin/python", "-m", "gitgate.health"]
 

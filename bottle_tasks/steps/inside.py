@@ -1,24 +1,8 @@
-"""`launch`, and getting inside a running bottle: `claude`, `shell`, `exec`."""
-import time
-
+"""Getting inside a running bottle: `claude`, `shell`, `exec`."""
 from invoke import Collection, task
 
-from .. import console, containers, docker, stepping
-from ..context import current
-from . import work
-from .agent import provision
-
-
-@task(pre=[provision])
-def launch(c):
-    """Launch the selected bottle: the whole chain, through pre-tasks."""
-    bottle = current(c)
-    containers.settle()
-    work.remember_base(bottle)  # before the agent does anything: what `bottle diff` compares with
-    took = time.monotonic() - stepping.RUN_STARTED
-    console.out.print(f"[green bold]ready[/] bottle {bottle.slug} in {took:.1f}s — get in: "
-                      f"`{bottle.selector} claude` (or shell, exec \"CMD\"); "
-                      f"tear down: `{bottle.selector} down`")
+from .. import console, docker
+from ..selection import current
 
 
 def _exec(c, command: list[str], interactive: bool) -> int:
@@ -56,4 +40,4 @@ def exec_(c, command):
     _exit_with(_exec(c, ["sh", "-c", command], interactive=False))
 
 
-ns = Collection(launch, claude, shell, exec_)
+ns = Collection(claude, shell, exec_)

@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import console, docker
-from ..context import current
+from ..selection import current
 from ..errors import BottleError
 
 

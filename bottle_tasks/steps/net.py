@@ -6,14 +6,14 @@ from typing import TYPE_CHECKING
 from invoke import Collection, task
 
 from .. import docker
-from ..context import current
-from ..resources import claim_name, owner
+from ..selection import current
+from ..names import claim_name, owner
 from ..stepping import step
 from ..errors import BottleError
 from ..undo import record, unrecord
 
 if TYPE_CHECKING:
-    from ..context import Bottle
+    from ..selection import Bottle
 
 def ensure_network(bottle: Bottle, role: str, internal: bool) -> str:
     name, exists = claim_name(bottle, "network", role)

@@ -1,5 +1,6 @@
-"""`proxy`: the firewall sidecar — the only container of a bottle with a route out —
-and `allow`/`deny`, which change its policy while it runs."""
+"""`proxy`: the firewall sidecar — the only container of a bottle with a route out — and
+the rendering of its policy (`write_policy`, `reload_policy`), which `allow`/`deny`,
+`route` and supervise use too."""
 from __future__ import annotations
 
 import json
@@ -7,11 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from invoke import Collection, task
-from .. import policy, supervision
-from ..containers import expect_ready, reload_and_confirm, running, start
-from ..context import current
+from .. import policy_render
+from .. import supervision
+from ..containers import expect_ready, reload_and_confirm, start
+from ..selection import current
 from ..errors import BottleError
-from ..manifest import check_host, covers, never_hit
 from ..sidecars.firewall import policy as firewall_policy
 from ..plan import FIREWALL_ALIAS, FIREWALL_PORT
 from ..stepping import step
@@ -20,7 +21,7 @@ from .ca import ca
 from .net import net
 
 if TYPE_CHECKING:
-    from ..context import Bottle
+    from ..selection import Bottle
 
 CONFIG_DIR = "/etc/bottle"
 # When bottle runs as root, the firewall does not: it gets its stage files, and
@@ -34,8 +35,8 @@ def render_policy(bottle: Bottle, changes: dict) -> dict:
     """The policy the firewall will get, checked by the firewall's own parser first,
     so a policy it would refuse fails here, before anything starts or reloads."""
     cidrs = bottle.state.get("cidr") or {}
-    routes = policy.effective_routes(bottle.agent, bottle.state.get("route_changes") or {})
-    rendered = policy.render(bottle.slug, bottle.agent, cidrs.get("net-internal"), changes, cidrs.get("net-link"),
+    routes = policy_render.effective_routes(bottle.agent, bottle.state.get("route_changes") or {})
+    rendered = policy_render.render(bottle.slug, bottle.agent, cidrs.get("net-internal"), changes, cidrs.get("net-link"),
                              routes, gate_cidr=cidrs.get("net-gate") if bottle.plan.wants_gitgate else None)
     try:
         firewall_policy.parse(rendered)
@@ -120,53 +121,4 @@ def reload_policy(bottle: Bottle, name: str) -> None:
     reload_and_confirm(bottle, name, "policy-reload", "policy")
 
 
-def change_policy(c, host: str, verb: str, bottle: Bottle | None = None) -> str:
-    """`inv allow|deny HOST`, or an approved supervise request for `bottle`."""
-    bottle = bottle or current(c)
-    problem = check_host(host)
-    if problem:
-        raise BottleError(f"{verb} {host!r}: {problem}")
-    banned = never_hit(host, bottle.agent.network.never) if verb == "allow" else None
-    if banned:
-        raise BottleError(f"allow {host}: it reaches {banned}, which network.never of {bottle.manifest.path} forbids",
-                          "a host under network.never cannot be allowed while the bottle runs")
-    changes = {key: list(value) for key, value in (bottle.state.get("policy_changes") or {}).items()}
-    if verb == "deny":
-        allowed = policy.effective_allow(bottle.agent, changes)
-        wider = [pattern for pattern in allowed if pattern != host and covers(pattern, host)]
-        if wider and host not in allowed:
-            raise BottleError(f"deny {host}: it is allowed through {', '.join(wider)}, not by name",
-                              f"deny the wildcard (`inv deny '{wider[0]}'`) and allow the hosts you still want")
-    add_to, remove_from = ("allow", "deny") if verb == "allow" else ("deny", "allow")
-    changes[remove_from] = [h for h in changes.get(remove_from, []) if h != host]
-    if host not in changes.setdefault(add_to, []):
-        changes[add_to].append(host)
-    render_policy(bottle, changes)  # refuse before anything is saved
-    bottle.state.set("policy_changes", changes)
-    rendered = write_policy(bottle)
-    name = bottle.state.resource("firewall")
-    if name and running(bottle, name):
-        reload_policy(bottle, name)
-        # then the egress proxy, which relays tunnels to what the firewall now allows
-        egress = bottle.state.resource("egress")
-        if egress and running(bottle, egress):
-            reload_and_confirm(bottle, egress, "routes-reload", "routes")
-        return f"{verb} {host}: firewall {name} reloaded; allows {', '.join(rendered['allow']) or 'nothing'}"
-    return f"{verb} {host}: recorded; the firewall starts with it"
-
-
-@task(help={"host": "exact host (api.example.com) or wildcard (*.example.com)"})
-@step("allow")
-def allow(c, host):
-    """Allow HOST through the running firewall, without a restart."""
-    return change_policy(c, host, "allow")
-
-
-@task(help={"host": "host to take off the allowlist"})
-@step("deny")
-def deny(c, host):
-    """Take HOST off the running firewall's allowlist, without a restart."""
-    return change_policy(c, host, "deny")
-
-
-ns = Collection(proxy, allow, deny)
+ns = Collection(proxy)

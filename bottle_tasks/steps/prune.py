@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from invoke import Collection, task
 
 from .. import console, manifest
-from ..context import build_plan, manifest_path, selection, target_for
+from ..connections import target_for
+from ..plan import build_plan
+from ..selection import manifest_path, selection
 from ..errors import BottleError
 from ..stepping import step
 

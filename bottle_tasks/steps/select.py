@@ -1,7 +1,7 @@
 """`use`: select the bottle the following tasks on the same command line act on."""
 from invoke import Collection, task
 
-from ..context import selection
+from ..selection import selection
 
 
 @task(help={

@@ -1,12 +1,13 @@
-"""`status` and `plan`: look at what exists and what a launch would do."""
+"""`status`: what exists on the Docker host: bottles, their containers, networks, volumes, orphans."""
 import json
 
 from invoke import Collection, task
 from rich.table import Table
 
 from .. import console
-from ..context import current, selection, target_for
-from ..resources import labelled, labelled_volumes
+from ..connections import target_for
+from ..selection import selection
+from ..names import labelled, labelled_volumes
 from ..state import State, known_slugs
 
 
@@ -58,19 +59,4 @@ def status(c, json_=False):
         console.out.print(f"[yellow]orphans (labelled, no state):[/] {names} — `inv down --all` removes them")
 
 
-@task(name="plan")
-def plan_(c):
-    """Print what launching the selected bottle would create, without touching Docker."""
-    bottle = current(c)
-    table = Table(title=f"bottle {bottle.slug} (agent {bottle.agent.name}, {bottle.manifest.path})",
-                  title_justify="left")
-    table.add_column("step")
-    table.add_column("will do")
-    for step_name, text in bottle.plan.describe():
-        table.add_row(step_name, text)
-    console.out.print(table)
-    labels = ", ".join(f"{k}={v}" for k, v in bottle.plan.labels("<role>").items())
-    console.out.print(f"labels on every container and network: {labels}")
-
-
-ns = Collection(status, plan_)
+ns = Collection(status)

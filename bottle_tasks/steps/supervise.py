@@ -12,7 +12,8 @@ from rich.text import Text
 
 from .. import console, supervision
 from ..containers import expect_ready, start
-from ..context import bottle_named, current, end_run
+from ..locks import end_run
+from ..selection import bottle_named, current
 from ..plan import SUPERVISE_ALIAS, SUPERVISE_PORT
 from ..stepping import step
 from .build import build
@@ -20,7 +21,7 @@ from .net import net
 from .proxy import CONFIG_DIR, hand_over, sidecar_user
 
 if TYPE_CHECKING:
-    from ..context import Bottle
+    from ..selection import Bottle
 
 READY_PROBE = ["/opt/bottle/venv/bin/python", "-m", "supervise.health"]
 

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 from invoke import Collection, task
 
 from .. import console, docker, provisioning, workback
-from ..context import current
+from ..selection import current
 from ..errors import BottleError
 
 if TYPE_CHECKING:
-    from ..context import Bottle
+    from ..selection import Bottle
 
 AGENT_USER = f"{provisioning.AGENT_UID}:{provisioning.AGENT_GID}"
 

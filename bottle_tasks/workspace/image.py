@@ -18,7 +18,7 @@ from .credentials import ContentScan
 from .selection import LeftOut, Selection, selected
 
 if TYPE_CHECKING:
-    from ..context import Bottle
+    from ..selection import Bottle
 
 LEFT_OUT_LABEL = "bottle.workspace.left-out"
 LABEL_ITEMS = 200   # the label keeps this many paths; the count stays exact

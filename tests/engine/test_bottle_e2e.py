@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bottle_tasks.context import build_plan
+from bottle_tasks.plan import build_plan
 from bottle_tasks.manifest import load
 from conftest import container_ip, start_upstream
 from helpers import INV, REPO, docker, inv, labelled, unique, write_manifest

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bottle_tasks import pki
-from bottle_tasks.context import build_plan
+from bottle_tasks.plan import build_plan
 from bottle_tasks.manifest import load
 from helpers import docker, unique, write_manifest
 from test_bottle_e2e import Bottle, teardown

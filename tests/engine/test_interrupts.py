@@ -11,7 +11,7 @@ import time
 import pytest
 
 from bottle_tasks.manifest import load
-from bottle_tasks.context import build_plan
+from bottle_tasks.plan import build_plan
 from helpers import INV, REPO, docker, inv, labelled, unique, write_manifest
 
 pytestmark = pytest.mark.usefixtures("engine")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bottle_tasks import manifest
-from bottle_tasks.context import build_plan
+from bottle_tasks.plan import build_plan
 from helpers import HOST_BUNDLE, docker, labelled, unique
 from test_remote import ssh  # noqa: F401  (the loopback sshd fixture)
 

@@ -6,7 +6,8 @@ import textwrap
 
 import pytest
 
-from bottle_tasks import policy, provisioning
+from bottle_tasks import policy_render
+from bottle_tasks import provisioning
 from bottle_tasks.manifest import ManifestError, load
 from bottle_tasks.plan import GITGATE_URL
 from bottle_tasks.sidecars.firewall import policy as firewall_policy
@@ -122,10 +123,10 @@ def test_agent_git_config_routes_remotes_through_the_gate(tmp_path):
 
 def test_policy_allows_remote_hosts_for_the_gate_only(tmp_path):
     agent = manifest(tmp_path, "origin: {url: 'https://h.example:8443/org/repo.git', secret: GIT_TOKEN}\n")
-    rendered = policy.render("demo", agent, "172.30.5.0/24", {}, gate_cidr="172.30.7.0/24")
+    rendered = policy_render.render("demo", agent, "172.30.5.0/24", {}, gate_cidr="172.30.7.0/24")
     assert rendered["allow_for"] == {"172.30.7.0/24": ["h.example:8443"]}
     assert "h.example:8443" not in rendered["allow"]
     parsed = firewall_policy.parse(rendered)
     assert parsed.allow_for_client("h.example", 8443, "172.30.7.9") is not None
     assert parsed.allow_for_client("h.example", 8443, "172.30.5.9") is None
-    assert policy.render("demo", agent, "172.30.5.0/24", {})["allow_for"] == {}
+    assert policy_render.render("demo", agent, "172.30.5.0/24", {})["allow_for"] == {}

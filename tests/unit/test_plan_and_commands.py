@@ -7,7 +7,7 @@ import pytest
 from invoke import Config, MockContext, Result
 
 from bottle_tasks import docker, images
-from bottle_tasks.context import build_plan
+from bottle_tasks.plan import build_plan
 from bottle_tasks.manifest import load
 from bottle_tasks.plan import check_slug
 from bottle_tasks.steps.net import net

@@ -5,7 +5,8 @@ import io
 import json
 import tarfile
 
-from bottle_tasks import policy, provisioning
+from bottle_tasks import policy_render
+from bottle_tasks import provisioning
 from bottle_tasks.manifest import load
 from bottle_tasks.provisioning import PLACEHOLDER
 from bottle_tasks.steps.agent import agent_env, env_file_text
@@ -35,7 +36,7 @@ def agent(tmp_path):
 
 
 def test_policy_render(tmp_path):
-    rendered = policy.render("demo", agent(tmp_path), "172.30.0.0/16", {})
+    rendered = policy_render.render("demo", agent(tmp_path), "172.30.0.0/16", {})
     assert rendered["allow"] == ["api.example.com", "*.pypi.org"]
     assert rendered["passthrough"] == ["files.pypi.org"]  # covered by the wildcard
     assert rendered["allowed_cidrs"] == ["10.9.0.0/16", "172.30.0.0/16"]
@@ -46,7 +47,7 @@ def test_policy_render(tmp_path):
 
 def test_live_changes_apply_and_deny_wins(tmp_path):
     a = agent(tmp_path)
-    rendered = policy.render("demo", a, None, {"allow": ["example.org"], "deny": ["*.pypi.org"]})
+    rendered = policy_render.render("demo", a, None, {"allow": ["example.org"], "deny": ["*.pypi.org"]})
     assert rendered["allow"] == ["api.example.com", "example.org"]
     assert rendered["passthrough"] == []  # nothing covers it any more
 
@@ -120,7 +121,7 @@ def test_toolchain_env_points_every_toolchain_at_the_bundle_and_proxy():
 
 def test_seed_phrase_rule_is_off_on_a_routed_model_host_only(tmp_path):
     from bottle_tasks.manifest import load
-    from bottle_tasks.policy import render
+    from bottle_tasks.policy_render import render
 
     path = tmp_path / "m.yaml"
     path.write_text("""version: 1

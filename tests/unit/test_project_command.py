@@ -251,7 +251,7 @@ def test_build_output_becomes_one_plain_line_per_step():
 
 
 def test_hints_name_the_bottle_command_for_the_project_bottle():
-    from bottle_tasks.context import selector
+    from bottle_tasks.selection import selector
 
     home = {"agent": "shop", "name": "shop", "manifest": "/p/bottle.yaml"}
     chosen = {"agent": "shop", "name": "shop", "manifest": "/p/bottle.yaml", "remote": None, "command": "bottle",

@@ -41,6 +41,7 @@ from pathlib import Path
 
 from . import dlp
 from .patterns import PatternError, compile_pattern
+from .ssrf import CidrError, guarded_network
 from .hosts import HostError, HostMap, HostPattern, HostSet, parse_pattern
 
 ACTIONS = ("block", "warn", "off")
@@ -314,14 +315,9 @@ def _cidrs(value: object, where: str, p: _Problems) -> list:
             p.add(f"{where}[{i}]", f"must be a CIDR string like '172.30.5.0/24', got {type(raw).__name__}")
             continue
         try:
-            net = ipaddress.ip_network(raw.strip(), strict=True)
-        except ValueError as e:
-            p.add(f"{where}[{i}]", f"{raw!r} is not a network in CIDR form ({e})")
-            continue
-        if net.prefixlen == 0:
-            p.add(f"{where}[{i}]", f"{raw!r} would cover every address (for allowed_cidrs: switch the SSRF guard off)")
-            continue
-        out.append(net)
+            out.append(guarded_network(raw.strip()))
+        except CidrError as e:
+            p.add(f"{where}[{i}]", f"{e}: {e.fix}")
     return out
 
 

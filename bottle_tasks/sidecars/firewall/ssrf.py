@@ -25,7 +25,7 @@ from .hosts import ip_literal
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _BENCHMARK = ipaddress.ip_network("198.18.0.0/15")
 
@@ -81,6 +81,34 @@ def classify(ip: IPAddress) -> str | None:
         if inner_why is not None:
             return f"{inner_why}, embedded as {inner}"
     return None
+
+
+class CidrError(ValueError):
+    """An address range that cannot be an exemption: the message says why, `fix` what to write."""
+
+    def __init__(self, message: str, fix: str):
+        super().__init__(message)
+        self.fix = fix
+
+
+def guarded_network(text: str) -> IPNetwork:
+    """An `allowed_cidrs` entry (also the networks a policy names as sources): written exactly,
+    and wholly inside what the guard refuses, so it can only let through private upstreams,
+    never switch the guard off for public addresses. The one rule for the controller's
+    manifest and the firewall's policy."""
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError as e:
+        raise CidrError(f"invalid CIDR {text!r} ({e})", "write an address range such as 10.20.0.0/16") from None
+    if "/" in text and str(network) != text:
+        raise CidrError(f"{text!r} has host bits set", f"write the range as {network}")
+    guarded = (network.is_private or network.is_loopback or network.is_link_local
+               or (isinstance(network, ipaddress.IPv4Network) and network.subnet_of(_CGNAT)))
+    if not guarded or network.prefixlen < (8 if network.version == 4 else 7):
+        raise CidrError(f"{text!r} is not a private range (or is wider than /8)",
+                        "list only the private, loopback, link-local or CGNAT ranges of your private "
+                        "upstreams; public addresses need no entry here")
+    return network
 
 
 def _unwrap(ip: IPAddress) -> IPAddress:

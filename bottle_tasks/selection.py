@@ -1,4 +1,5 @@
-"""The shared context: which bottle the tasks of one command line act on.
+"""The selection: which bottle the tasks of one command line act on, and the `Bottle` a
+step opens from it (`current(c)`).
 
 invoke cannot hand arguments to pre-tasks (pyinvoke/invoke#261) and Fabric runs
 pre-tasks with a plain local Context (fabric/fabric#1890), so the selection lives
@@ -8,22 +9,20 @@ Every step reads it through `current(c)`.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
-from . import images, manifest
+from . import manifest
 from .errors import BottleError
 from .images import REPO_ROOT
 from .manifest import Agent, Manifest
-from .plan import Plan, check_slug, resource_name
-from .state import State, state_root
-from .target import LocalTarget, RemoteTarget, Target
-
-if TYPE_CHECKING:
-    from fabric import Connection
+from .connections import target_for
+from .locks import lock_bottle
+from .plan import Plan, build_plan, check_slug, resource_name
+from .state import State
+from .target import Target
 
 # Code-side defaults; invoke.yaml (the user-facing place) and INVOKE_BOTTLE_* override them.
 DEFAULTS = {
@@ -81,67 +80,6 @@ def manifest_path(value: str) -> Path:
     return (REPO_ROOT / path).resolve()
 
 
-#: one SSH connection per remote host for the whole run, not one per step
-_CONNECTIONS: dict[str, Connection] = {}
-
-
-def target_for(c, remote: str | None) -> Target:
-    dry = bool(c.config.run.get("dry", False))
-    if not remote:
-        return LocalTarget(c, state_root(), dry=dry)
-    if remote not in _CONNECTIONS:
-        from .sshconfig import connection  # resolves like `ssh` (Include, Match, ProxyJump)
-
-        _CONNECTIONS[remote] = connection(remote)
-    return RemoteTarget(_CONNECTIONS[remote], dry=dry)
-
-
-def close_connections() -> None:
-    while _CONNECTIONS:
-        _CONNECTIONS.popitem()[1].close()
-
-
-# -- one run at a time per bottle ---------------------------------------------------
-
-#: tasks that only look: they never take a bottle's lock (a long `claude` session must
-#: not keep `allow` or `down` waiting)
-READ_ONLY_TASKS = frozenset({"use", "status", "plan", "logs", "routes", "claude", "shell", "exec",
-                             "pull", "diff"})
-_RUN = {"locking": True}
-_LOCKS: dict[str, int] = {}
-
-
-def begin_run(task_names) -> None:
-    """Called by the executor: does this command line change bottles (and so lock them)?"""
-    _RUN["locking"] = not set(task_names) <= READ_ONLY_TASKS
-
-
-def lock_bottle(slug: str) -> None:
-    """Hold bottle `slug`'s lock until the run ends; a bottle another run holds is busy.
-    Two launches of one bottle at once would otherwise both create, and undo, its parts."""
-    if slug in _LOCKS or not _RUN["locking"]:
-        return
-    folder = state_root() / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / f"{slug}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "another process"
-        os.close(fd)
-        raise BottleError(f"bottle {slug} is busy: another `inv` run (pid {holder}) is changing it",
-                          "wait for it to finish, then run again") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
-    _LOCKS[slug] = fd
-
-
-def end_run() -> None:
-    """Release every bottle lock this run holds (the kernel would, at exit, anyway)."""
-    while _LOCKS:
-        os.close(_LOCKS.popitem()[1])
-
-
 def host_label(remote: str | None) -> str:
     return remote or "local"
 
@@ -197,7 +135,7 @@ def current(c, need_manifest: bool = True, chosen: dict | None = None) -> Bottle
     if not target.dry:
         lock_bottle(slug)
     state = State.load(slug, persist=not target.dry)
-    check_host(state, chosen)
+    check_docker_host(state, chosen)
     if agent and loaded:
         state.data["agent"] = agent.name
         state.data["manifest"] = str(loaded.path)
@@ -219,7 +157,7 @@ def bottle_named(c, slug: str) -> Bottle:
                               "manifest": recorded.get("manifest")})
 
 
-def check_host(state: State, chosen: dict) -> None:
+def check_docker_host(state: State, chosen: dict) -> None:
     """A bottle lives on one Docker host: acting on it from another selection would
     "undo" names that do not exist there and orphan the real ones."""
     here = host_label(chosen["remote"])
@@ -229,18 +167,3 @@ def check_host(state: State, chosen: dict) -> None:
         raise BottleError(f"bottle {state.slug} lives on {recorded}, not on {here}",
                           f"select it {where}")
     state.data["host"] = here
-
-
-def build_plan(slug: str, loaded, agent) -> Plan:
-    extra_ca = loaded.trust.extra_ca_bundle
-    # Optional sidecars' images only for bottles that declare them.
-    wanted = [name for name in images.available() if images.needed(name, agent)]
-    specs = {name: images.spec_for(name, loaded.images.base, loaded.images.proxy_base, extra_ca)
-             for name in wanted}
-    if loaded.images.packages and "agent" in specs:
-        specs["packages"] = images.packages_spec(specs["agent"].tag, loaded.images.packages, extra_ca)
-    if agent.workspace and agent.workspace.copy and "agent" in specs:
-        # FROM the agent image with the manifest's packages, when it asks for any.
-        base = (specs.get("packages") or specs["agent"]).tag
-        specs["workspace"] = images.workspace_spec(base, slug, agent)
-    return Plan(slug, agent, specs)

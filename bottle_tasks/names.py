@@ -1,4 +1,4 @@
-"""Finding bottle resources on the Docker host: by name, by label, and free names."""
+"""Bottle resources on the Docker host by name: finding them (by name, by label) and claiming free names."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,7 +10,7 @@ from .docker import LABEL_ROLE, LABEL_SLUG
 from .errors import BottleError
 
 if TYPE_CHECKING:
-    from .context import Bottle
+    from .selection import Bottle
 
 MAX_SUFFIX = 9
 

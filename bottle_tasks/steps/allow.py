@@ -1,0 +1,70 @@
+"""`allow` / `deny`: change the running firewall's allowlist, without a restart (kept in the
+bottle's state, so a relaunch keeps it). Also the code path of an approved supervise request."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from invoke import Collection, task
+
+from .. import policy_render
+from ..containers import reload_and_confirm, running
+from ..selection import current
+from ..errors import BottleError
+from ..manifest import check_host, covers, never_hit
+from ..stepping import step
+from .proxy import reload_policy, render_policy, write_policy
+
+if TYPE_CHECKING:
+    from ..selection import Bottle
+
+
+def change_policy(c, host: str, verb: str, bottle: Bottle | None = None) -> str:
+    """`inv allow|deny HOST`, or an approved supervise request for `bottle`."""
+    bottle = bottle or current(c)
+    problem = check_host(host)
+    if problem:
+        raise BottleError(f"{verb} {host!r}: {problem}")
+    banned = never_hit(host, bottle.agent.network.never) if verb == "allow" else None
+    if banned:
+        raise BottleError(f"allow {host}: it reaches {banned}, which network.never of {bottle.manifest.path} forbids",
+                          "a host under network.never cannot be allowed while the bottle runs")
+    changes = {key: list(value) for key, value in (bottle.state.get("policy_changes") or {}).items()}
+    if verb == "deny":
+        allowed = policy_render.effective_allow(bottle.agent, changes)
+        wider = [pattern for pattern in allowed if pattern != host and covers(pattern, host)]
+        if wider and host not in allowed:
+            raise BottleError(f"deny {host}: it is allowed through {', '.join(wider)}, not by name",
+                              f"deny the wildcard (`inv deny '{wider[0]}'`) and allow the hosts you still want")
+    add_to, remove_from = ("allow", "deny") if verb == "allow" else ("deny", "allow")
+    changes[remove_from] = [h for h in changes.get(remove_from, []) if h != host]
+    if host not in changes.setdefault(add_to, []):
+        changes[add_to].append(host)
+    render_policy(bottle, changes)  # refuse before anything is saved
+    bottle.state.set("policy_changes", changes)
+    rendered = write_policy(bottle)
+    name = bottle.state.resource("firewall")
+    if name and running(bottle, name):
+        reload_policy(bottle, name)
+        # then the egress proxy, which relays tunnels to what the firewall now allows
+        egress = bottle.state.resource("egress")
+        if egress and running(bottle, egress):
+            reload_and_confirm(bottle, egress, "routes-reload", "routes")
+        return f"{verb} {host}: firewall {name} reloaded; allows {', '.join(rendered['allow']) or 'nothing'}"
+    return f"{verb} {host}: recorded; the firewall starts with it"
+
+
+@task(help={"host": "exact host (api.example.com) or wildcard (*.example.com)"})
+@step("allow")
+def allow(c, host):
+    """Allow HOST through the running firewall, without a restart."""
+    return change_policy(c, host, "allow")
+
+
+@task(help={"host": "host to take off the allowlist"})
+@step("deny")
+def deny(c, host):
+    """Take HOST off the running firewall's allowlist, without a restart."""
+    return change_policy(c, host, "deny")
+
+
+ns = Collection(allow, deny)
