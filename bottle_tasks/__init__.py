@@ -2,8 +2,27 @@
 from invoke import Collection
 
 from .selection import DEFAULTS
-from .steps import (agent, allow, build, ca, down, egress, gitgate, init, inside, launch, logs, net, plan, proxy,
-                    prune, select, status, supervise, work)
+from .steps import (
+    agent,
+    allow,
+    build,
+    ca,
+    down,
+    egress,
+    gitgate,
+    init,
+    inside,
+    launch,
+    logs,
+    net,
+    plan,
+    proxy,
+    prune,
+    select,
+    status,
+    supervise,
+    work,
+)
 
 TOPICS = (select, build, net, ca, proxy, allow, egress, gitgate, supervise, agent, launch, inside, logs, down, status,
           plan, init, work, prune)

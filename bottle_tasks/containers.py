@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import console, docker

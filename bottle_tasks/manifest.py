@@ -17,19 +17,34 @@ import pathspec
 import yaml
 
 from .errors import BottleError
+from .plan import SLUG_RE
+from .schema import (
+    Invalid,
+    boolean,
+    freeze,
+    index_path,
+    integer,
+    items,
+    key_path,
+    mapping,
+    number,
+    one_of,
+    optional_string,
+    parse_yaml,
+    string,
+    string_list,
+    thaw,
+    unknown_key,
+)
 from .sidecars.egress.routes import HTTP_METHODS as ROUTE_METHODS
 from .sidecars.egress.routes import Injection, Route  # one model of a route, for manifest and proxy
-from .sidecars.gitgate import remotes as gitgate_remotes  # one model of a gated remote, for manifest and gate
-from .sidecars.gitgate.remotes import PushPolicy, Remote
-from .plan import SLUG_RE
 from .sidecars.firewall.dlp import BUILTIN_NAMES
 from .sidecars.firewall.hosts import HostError, normalize_host
 from .sidecars.firewall.patterns import PatternError, compile_pattern
 from .sidecars.firewall.policy import MAX_BODY_LIMIT, PATTERN_NAME
 from .sidecars.firewall.ssrf import CidrError, guarded_network
-from .schema import (Invalid, boolean, freeze, index_path, integer, items, key_path, mapping,
-                     number, one_of, optional_string, parse_yaml, string, string_list, thaw,
-                     unknown_key)
+from .sidecars.gitgate import remotes as gitgate_remotes  # one model of a gated remote, for manifest and gate
+from .sidecars.gitgate.remotes import PushPolicy, Remote
 
 __all__ = ["Agent", "Claude", "Dlp", "DlpPattern", "Git", "Images", "Injection", "Manifest",
            "ManifestError", "Network", "Resources", "Route", "Trust", "Workspace",

@@ -1,8 +1,8 @@
 """Bottle resources on the Docker host by name: finding them (by name, by label) and claiming free names."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import docker

@@ -5,8 +5,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .docker import LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG
 from . import images
+from .docker import LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG
 from .images import ImageSpec
 
 if TYPE_CHECKING:

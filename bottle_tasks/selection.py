@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import cast
 
 from . import manifest
+from .connections import target_for
 from .errors import BottleError
 from .images import REPO_ROOT
-from .manifest import Agent, Manifest
-from .connections import target_for
 from .locks import lock_bottle
+from .manifest import Agent, Manifest
 from .plan import Plan, build_plan, check_slug, resource_name
 from .state import State
 from .target import Target

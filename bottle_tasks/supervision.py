@@ -13,8 +13,7 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-from . import docker
-from . import policy_render
+from . import docker, policy_render
 from .errors import BottleError
 
 if TYPE_CHECKING:
@@ -124,8 +123,8 @@ def describe(request: dict) -> str:
 
 def apply(c, bottle, request: dict) -> str:
     """Make an approved request true, through the code of `inv allow` / `inv route add`."""
-    from .steps.egress import apply_route_change, parse_injections, route_add_changes
     from .steps.allow import change_policy
+    from .steps.egress import apply_route_change, parse_injections, route_add_changes
 
     what = request["what"]
     if request["kind"] == "host":

@@ -9,15 +9,15 @@ from invoke import Collection, task
 
 from .. import docker, home, provisioning, supervision, toolchains
 from ..containers import start
-from ..selection import current
 from ..errors import BottleError
 from ..plan import EGRESS_ALIAS, FIREWALL_ALIAS, SUPERVISE_ALIAS
+from ..selection import current
 from ..stepping import step
 from .build import build
-from .supervise import supervise
 from .egress import egress
 from .gitgate import gitgate
 from .proxy import proxy
+from .supervise import supervise
 
 if TYPE_CHECKING:
     from ..selection import Bottle

@@ -8,9 +8,9 @@ from invoke import Collection, task
 
 from .. import policy_render
 from ..containers import reload_and_confirm, running
-from ..selection import current
 from ..errors import BottleError
 from ..manifest import check_host, covers, never_hit
+from ..selection import current
 from ..stepping import step
 from .proxy import reload_policy, render_policy, write_policy
 

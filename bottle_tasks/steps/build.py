@@ -1,16 +1,16 @@
 """`build`: every image with a Dockerfile under dockerfiles/, tagged by a hash of its inputs."""
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 
 from .. import console, docker, progress
-from ..selection import current
 from ..errors import BottleError
 from ..images import DERIVED
+from ..selection import current
 from ..stepping import step
 from ..workspace import image as workspace_image
 

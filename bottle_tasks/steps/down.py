@@ -3,8 +3,8 @@ from invoke import Collection, task
 
 from .. import console, home
 from ..connections import target_for
-from ..selection import current, host_label, selection
 from ..names import labelled, labelled_volumes
+from ..selection import current, host_label, selection
 from ..state import State, known_slugs
 from ..stepping import step
 from ..undo import remove, undo

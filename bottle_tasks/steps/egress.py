@@ -14,16 +14,14 @@ import re
 from typing import TYPE_CHECKING
 
 from invoke import Collection, task
-
 from rich.text import Text
 
-from .. import console
-from .. import policy_render
+from .. import console, policy_render
 from ..containers import expect_ready, reload_and_confirm, start
-from ..selection import current
 from ..errors import BottleError
 from ..manifest import covers
 from ..plan import EGRESS_ALIAS, EGRESS_PORT, FIREWALL_ALIAS, FIREWALL_PORT
+from ..selection import current
 from ..sidecars.egress import routes as routes_mod
 from ..stepping import step
 from .proxy import CONFIG_DIR, hand_over, proxy, reload_policy, sidecar_user, write_policy

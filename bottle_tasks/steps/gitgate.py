@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 from invoke import Collection, task
 
 from ..containers import expect_ready, start
-from ..selection import current
 from ..errors import BottleError
 from ..plan import FIREWALL_ALIAS, FIREWALL_PORT, GITGATE_ALIAS, GITGATE_PORT
+from ..selection import current
 from ..stepping import step
 from .proxy import CONFIG_DIR, hand_over, proxy, sidecar_user
 

@@ -7,8 +7,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import console, docker
-from ..selection import current
 from ..errors import BottleError
+from ..selection import current
 
 
 def audit_lines(text: str):

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 from invoke import Collection, task
 
 from .. import docker
-from ..selection import current
-from ..names import claim_name, owner
-from ..stepping import step
 from ..errors import BottleError
+from ..names import claim_name, owner
+from ..selection import current
+from ..stepping import step
 from ..undo import record, unrecord
 
 if TYPE_CHECKING:

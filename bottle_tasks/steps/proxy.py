@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from invoke import Collection, task
-from .. import policy_render
-from .. import supervision
+
+from .. import policy_render, supervision
 from ..containers import expect_ready, reload_and_confirm, start
-from ..selection import current
 from ..errors import BottleError
-from ..sidecars.firewall import policy as firewall_policy
 from ..plan import FIREWALL_ALIAS, FIREWALL_PORT
+from ..selection import current
+from ..sidecars.firewall import policy as firewall_policy
 from ..stepping import step
 from .build import build
 from .ca import ca

@@ -17,9 +17,9 @@ from invoke import Collection, task
 
 from .. import console, manifest
 from ..connections import target_for
+from ..errors import BottleError
 from ..plan import build_plan
 from ..selection import manifest_path, selection
-from ..errors import BottleError
 from ..stepping import step
 
 LABEL = "bottle.image"

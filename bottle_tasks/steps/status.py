@@ -6,8 +6,8 @@ from rich.table import Table
 
 from .. import console
 from ..connections import target_for
-from ..selection import selection
 from ..names import labelled, labelled_volumes
+from ..selection import selection
 from ..state import State, known_slugs
 
 

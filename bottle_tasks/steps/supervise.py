@@ -13,8 +13,8 @@ from rich.text import Text
 from .. import console, supervision
 from ..containers import expect_ready, start
 from ..locks import end_run
-from ..selection import bottle_named, current
 from ..plan import SUPERVISE_ALIAS, SUPERVISE_PORT
+from ..selection import bottle_named, current
 from ..stepping import step
 from .build import build
 from .net import net

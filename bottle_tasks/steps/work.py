@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from invoke import Collection, task
 
 from .. import console, docker, provisioning, workback
-from ..selection import current
 from ..errors import BottleError
+from ..selection import current
 
 if TYPE_CHECKING:
     from ..selection import Bottle

@@ -4,11 +4,11 @@ so an unchanged workspace relaunches with one `docker image inspect` and no copy
 What was left out travels in a label, so a relaunch can say it again without a rescan."""
 from __future__ import annotations
 
-from collections import defaultdict
 import json
 import os
-from pathlib import Path
 import tempfile
+from collections import defaultdict
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import console, docker

@@ -51,7 +51,8 @@ class Progress:
         self._shown = 0
         self._bar = None
         if total >= LARGE and console.err.is_terminal:
-            from rich.progress import BarColumn, DownloadColumn, Progress as Bar, TextColumn
+            from rich.progress import BarColumn, DownloadColumn, TextColumn
+            from rich.progress import Progress as Bar
             self._bar = Bar(TextColumn(f"  {label}"), BarColumn(), DownloadColumn(), console=console.err,
                             transient=True)
             self._task = self._bar.add_task(label, total=total)

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import HOST_BUNDLE, REPO, SLUGS, docker, remove_home_volumes
 
 from bottle_tasks import pki
-from helpers import HOST_BUNDLE, REPO, SLUGS, docker, remove_home_volumes
 
 HERE = Path(__file__).resolve().parent
 # Kept between runs: the bundle is an input of every image's tag, so a stable test

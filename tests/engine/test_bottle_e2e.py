@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
-
-from bottle_tasks.plan import build_plan
-from bottle_tasks.manifest import load
 from conftest import container_ip, start_upstream
 from helpers import INV, REPO, docker, inv, labelled, unique, write_manifest
+
+from bottle_tasks.manifest import load
+from bottle_tasks.plan import build_plan
 
 pytestmark = pytest.mark.usefixtures("engine")
 

@@ -7,7 +7,6 @@ import os
 import subprocess
 
 import pytest
-
 from helpers import INV, REPO, docker, inv, labelled, unique, write_manifest
 
 pytestmark = pytest.mark.usefixtures("engine")

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from bottle_tasks.provisioning import PLACEHOLDER
 from helpers import docker, inv, labelled
 from test_bottle_e2e import OTHER, UPSTREAM, module_bottle, upstream_records
+
+from bottle_tasks.provisioning import PLACEHOLDER
 
 pytestmark = pytest.mark.usefixtures("engine")
 

@@ -7,7 +7,6 @@ import secrets
 import string
 
 import pytest
-
 from test_bottle_e2e import UPSTREAM, module_bottle, upstream_records
 from test_egress import REPLY, api_bottle, header_values
 

@@ -15,7 +15,6 @@ import subprocess
 import time
 
 import pytest
-
 from helpers import REPO, docker
 from test_bottle_e2e import OTHER, UPSTREAM, module_bottle
 

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import docker
 from test_bottle_e2e import FAKE_AWS_KEY, OTHER, UPSTREAM, module_bottle, upstream_records
 

@@ -8,7 +8,6 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from helpers import docker, inv, labelled, unique, write_manifest
 
 pytestmark = pytest.mark.usefixtures("engine")

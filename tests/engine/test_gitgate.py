@@ -11,12 +11,12 @@ import secrets
 from pathlib import Path
 
 import pytest
-
-from bottle_tasks import pki
-from bottle_tasks.plan import build_plan
-from bottle_tasks.manifest import load
 from helpers import docker, unique, write_manifest
 from test_bottle_e2e import Bottle, teardown
+
+from bottle_tasks import pki
+from bottle_tasks.manifest import load
+from bottle_tasks.plan import build_plan
 
 pytestmark = pytest.mark.usefixtures("engine")
 

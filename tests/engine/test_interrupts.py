@@ -9,10 +9,10 @@ import subprocess
 import time
 
 import pytest
+from helpers import INV, REPO, docker, inv, labelled, unique, write_manifest
 
 from bottle_tasks.manifest import load
 from bottle_tasks.plan import build_plan
-from helpers import INV, REPO, docker, inv, labelled, unique, write_manifest
 
 pytestmark = pytest.mark.usefixtures("engine")
 

@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import HOST_BUNDLE, docker, labelled, unique
+from test_remote import ssh  # noqa: F401  (the loopback sshd fixture)
 
 from bottle_tasks import manifest
 from bottle_tasks.plan import build_plan
-from helpers import HOST_BUNDLE, docker, labelled, unique
-from test_remote import ssh  # noqa: F401  (the loopback sshd fixture)
 
 pytestmark = pytest.mark.usefixtures("engine")
 BOTTLE = str(Path(sys.executable).with_name("bottle"))

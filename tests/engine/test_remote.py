@@ -10,7 +10,6 @@ import subprocess
 import time
 
 import pytest
-
 from helpers import docker, inv, labelled, unique, write_manifest
 
 pytestmark = pytest.mark.usefixtures("engine")

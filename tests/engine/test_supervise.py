@@ -10,14 +10,14 @@ import subprocess
 import time
 
 import pytest
+from helpers import docker, inv
 from invoke import Context
 from rich.console import Console
+from test_bottle_e2e import OTHER, UPSTREAM, module_bottle, upstream_records
 
 from bottle_tasks.dashboard import Dashboard, snapshot
 from bottle_tasks.state import state_root
 from bottle_tasks.target import LocalTarget
-from helpers import docker, inv
-from test_bottle_e2e import OTHER, UPSTREAM, module_bottle, upstream_records
 
 pytestmark = pytest.mark.usefixtures("engine")
 

@@ -16,12 +16,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from bottle_tasks import pki
-from bottle_tasks.plan import build_plan
-from bottle_tasks.manifest import load
 from conftest import HERE
 from helpers import docker, inv, labelled, unique, write_manifest
+
+from bottle_tasks import pki
+from bottle_tasks.manifest import load
+from bottle_tasks.plan import build_plan
 
 pytestmark = pytest.mark.usefixtures("engine")
 

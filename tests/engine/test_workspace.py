@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from helpers import docker
 from test_bottle_e2e import module_bottle
 

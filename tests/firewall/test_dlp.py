@@ -380,9 +380,8 @@ def test_seed_phrase_checks_are_bounded_and_fail_closed():
     rest counts as a finding, so the work per body stays bounded."""
     import types
 
-    from mnemonic import Mnemonic
-
     from firewall.dlp import SeedPhraseMatcher
+    from mnemonic import Mnemonic
 
     words = Mnemonic("english").wordlist
     flood = " ".join(words[(i * 7) % 2048] for i in range(SeedPhraseMatcher.MAX_CHECKS))

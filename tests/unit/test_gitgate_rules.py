@@ -6,8 +6,7 @@ import textwrap
 
 import pytest
 
-from bottle_tasks import policy_render
-from bottle_tasks import provisioning
+from bottle_tasks import policy_render, provisioning
 from bottle_tasks.manifest import ManifestError, load
 from bottle_tasks.plan import GITGATE_URL
 from bottle_tasks.sidecars.firewall import policy as firewall_policy

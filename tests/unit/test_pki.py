@@ -14,11 +14,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from bottle_tasks import pki
-from bottle_tasks.private_files import write_private
-
 # cryptography >= 42 (pyproject requires it): real chain verification, no fallback.
 from cryptography.x509.verification import DNSName, IPAddress, PolicyBuilder, Store, VerificationError
+
+from bottle_tasks import pki
+from bottle_tasks.private_files import write_private
 
 
 @pytest.fixture(scope="module")

@@ -4,15 +4,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import write_manifest
 from invoke import Config, MockContext, Result
 
 from bottle_tasks import docker, images
-from bottle_tasks.plan import build_plan
 from bottle_tasks.manifest import load
-from bottle_tasks.plan import check_slug
+from bottle_tasks.plan import build_plan, check_slug
 from bottle_tasks.steps.net import net
-
-from helpers import write_manifest
 
 
 @pytest.fixture

@@ -5,13 +5,12 @@ import io
 import json
 import tarfile
 
-from bottle_tasks import policy_render
-from bottle_tasks import provisioning
+from helpers import write_manifest
+
+from bottle_tasks import policy_render, provisioning
 from bottle_tasks.manifest import load
 from bottle_tasks.provisioning import PLACEHOLDER
 from bottle_tasks.steps.agent import agent_env, env_file_text
-
-from helpers import write_manifest
 
 BODY = """    prompt: "Be careful."
     secrets: [API_KEY]

@@ -29,10 +29,10 @@ import signal
 import sys
 import traceback
 
-from firewall.failclosed import fail_closed
-from firewall.healthcheck import HEALTH_HOST, HEALTH_PATH
 from firewall import policy as firewall_policy
+from firewall.failclosed import fail_closed
 from firewall.flowstate import close_connection
+from firewall.healthcheck import HEALTH_HOST, HEALTH_PATH
 from firewall.hosts import HostError, normalize_host, split_authority
 from firewall.tunnels import RefuseLayer, judge
 from mitmproxy import ctx, exceptions, http

@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import dlp
+from .hosts import HostError, HostMap, HostPattern, HostSet, parse_pattern
 from .patterns import PatternError, compile_pattern
 from .ssrf import CidrError, guarded_network
-from .hosts import HostError, HostMap, HostPattern, HostSet, parse_pattern
 
 ACTIONS = ("block", "warn", "off")
 DEFAULT_IDLE_TIMEOUT = 900
