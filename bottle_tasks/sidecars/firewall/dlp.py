@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
+from .prefilter import Prefilter, re2_form
+
 REDACTED = "[REDACTED]"
 # Up to this many characters (URLs, headers) the rules' regexes run directly; on longer
 # texts (bodies) a rule's regex runs only where one of its needles is present.
@@ -281,14 +283,26 @@ class BodyError(Exception):
         self.rule = rule
 
 
+def _re2_source(rule: Rule) -> str | None:
+    """The RE2 form of a rule for the prefilter: built from a Python regex, the pattern itself
+    for a policy pattern (RE2 already), None for a matcher that is no regex (seed phrases)."""
+    if isinstance(rule.regex, re.Pattern):
+        return re2_form(rule.regex.pattern, rule.regex.flags)
+    source = getattr(rule.regex, "pattern", None)
+    return source if isinstance(source, str) else None
+
+
 class Scanner:
     def __init__(self, rules: Iterable[Rule]):
         self.rules: tuple[Rule, ...] = tuple(rules)
+        self._prefilter = Prefilter([_re2_source(r) for r in self.rules])
 
     def _matching(self, text: str, skip: Iterable[Rule] = ()) -> list[Rule]:
         if len(text) <= SHORT_TEXT:  # a needle test would cost more than the regex saves
             return [r for r in self.rules if r not in skip and r.regex.search(text)]
-        return [r for r in self.rules if r not in skip and r.search(text)]
+        # long texts (bodies): one RE2 pass says which rules may match; only those run
+        candidates = self._prefilter.candidates(text)
+        return [r for i, r in enumerate(self.rules) if i in candidates and r not in skip and r.search(text)]
 
     def scan_text(self, text: str) -> list[Rule]:
         """Rules that match ``text`` (and its URL-decoded form), in rule order."""
