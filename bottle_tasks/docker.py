@@ -57,6 +57,11 @@ def network_inspect(name: str, fmt: str) -> list[str]:
     return ["docker", "network", "inspect", "--format", fmt, name]
 
 
+def network_inspect_many(names: list[str], fmt: str) -> list[str]:
+    """One call for several networks: one output line each."""
+    return ["docker", "network", "inspect", "--format", fmt, *names]
+
+
 def network_rm(name: str) -> list[str]:
     return ["docker", "network", "rm", name]
 

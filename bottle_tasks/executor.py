@@ -19,6 +19,7 @@ class BottleExecutor(Executor):
     def execute(self, *tasks):
         undo.JOURNAL.clear()
         containers.PENDING.clear()
+        containers.STARTING.clear()
         stepping.RUN_STARTED = time.monotonic()
         locks.begin_run(getattr(task, "name", task) for task in tasks)
         try:
@@ -59,6 +60,7 @@ class BottleExecutor(Executor):
         if not undo.JOURNAL:
             return
         if keep:
+            containers.quiesce()
             names = ", ".join(action.name for _, action in undo.JOURNAL)
             console.note(f"kept for debugging (--keep): {names}; remove with `inv down`")
             return
@@ -66,6 +68,7 @@ class BottleExecutor(Executor):
         # docker commands it starts (an ignored signal stays ignored across exec).
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
+            containers.quiesce()  # a start still in flight must not create after the rollback
             failures = undo.rollback()
         finally:
             signal.signal(signal.SIGINT, previous)

@@ -44,6 +44,24 @@ if ! engine_answers; then
 fi
 say "engine up: $(docker version --format 'server {{.Server.Version}}, client {{.Client.Version}}')"
 
+debootstrap_pid=  # global for the EXIT trap, like rootfs
+
+progress() {  # $1 = what, $2 = pid, $3 = its log: elapsed time and debootstrap's phase until it ends
+    # On a terminal one line that updates; otherwise a plain line each time the phase changes.
+    local started=$SECONDS phase last=
+    while kill -0 "$2" 2>/dev/null; do
+        sleep 1
+        phase=$(grep '^I: ' "$3" 2>/dev/null | tail -n 1 | awk '{print $2}')
+        if [ -t 2 ]; then
+            printf '\rengine: %s: %4ss %-20s' "$1" $((SECONDS - started)) "$phase" >&2
+        elif [ -n "$phase" ] && [ "$phase" != "$last" ]; then
+            say "$1: $((SECONDS - started))s ${phase,,}"
+        fi
+        last=$phase
+    done
+    if [ -t 2 ]; then printf '\n' >&2; fi
+}
+
 build_base() {  # $1 = image:tag (debian:bookworm-slim), $2 = Debian suite (default: from the tag)
     # rootfs is global on purpose: the EXIT trap below runs after this function has
     # returned, and under `set -u` a local would be unbound by then.
@@ -58,10 +76,14 @@ build_base() {  # $1 = image:tag (debian:bookworm-slim), $2 = Debian suite (defa
     command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
     rootfs=$(mktemp -d /tmp/bottle-rootfs.XXXXXX)
     # EXIT, not RETURN: `die` exits the script, and the rootfs must go then too.
-    trap 'rm -rf "$rootfs" "$rootfs.log"' EXIT
+    trap 'kill "$debootstrap_pid" 2>/dev/null; rm -rf "$rootfs" "$rootfs.log"' EXIT
     say "building $image with debootstrap --variant=minbase $suite from $MIRROR"
-    debootstrap --variant=minbase "$suite" "$rootfs" "$MIRROR" >"$rootfs.log" 2>&1 \
+    debootstrap --variant=minbase "$suite" "$rootfs" "$MIRROR" >"$rootfs.log" 2>&1 &
+    debootstrap_pid=$!
+    progress "$image" "$debootstrap_pid" "$rootfs.log"
+    wait "$debootstrap_pid" \
         || { tail -n 20 "$rootfs.log" >&2; rm -f "$rootfs.log"; die "debootstrap $suite failed"; }
+    debootstrap_pid=
     rm -f "$rootfs.log"
     # Slim it the way the official -slim images are: no apt lists, docs or caches.
     rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin \

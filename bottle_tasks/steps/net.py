@@ -1,6 +1,7 @@
 """`net`: the bottle's networks (two, or three with an egress proxy), and their CIDRs."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from invoke import Collection, task
@@ -15,26 +16,42 @@ from ..undo import record, unrecord
 if TYPE_CHECKING:
     from ..selection import Bottle
 
-def ensure_network(bottle: Bottle, role: str, internal: bool) -> str:
-    name, exists = claim_name(bottle, "network", role)
-    if not exists:
-        record(bottle, "network", name, role, "net")  # first: see undo.record
+def ensure_networks(bottle: Bottle, networks) -> dict[str, str]:
+    """role -> name for every network of the plan; the missing ones are created side by side
+    (each is recorded first: see undo.record)."""
+    names, missing = {}, []
+    for role, internal in networks:
+        name, exists = claim_name(bottle, "network", role)
+        names[role] = name
+        if not exists:
+            record(bottle, "network", name, role, "net")
+            missing.append((role, name, internal))
+    with ThreadPoolExecutor(max_workers=max(1, len(missing))) as pool:
+        futures = [(role, name, pool.submit(bottle.run, docker.network_create(name, bottle.plan.labels(role),
+                                                                              internal=internal)))
+                   for role, name, internal in missing]
+    failure = None
+    for role, name, future in futures:
         try:
-            bottle.run(docker.network_create(name, bottle.plan.labels(role), internal=internal))
-        except BottleError:
+            future.result()
+        except BottleError as exc:
             # An interrupted CLI (exit 130) may fail after the engine made the network:
             # forget it only when it really is not there as ours.
             if bottle.dry or owner(bottle.target, "network", name) != (bottle.slug, role):
                 unrecord(bottle, "network", name)
-            raise
-    return name
+            failure = failure or exc
+    if failure:
+        raise failure
+    return names
 
 
-def subnet(bottle: Bottle, network: str) -> str:
+def subnets(bottle: Bottle, names: dict[str, str]) -> dict[str, str]:
     if bottle.dry:
-        return "<cidr>"
-    fmt = "{{range .IPAM.Config}}{{.Subnet}} {{end}}"
-    return bottle.run(docker.network_inspect(network, fmt)).stdout.split()[0]
+        return {role: "<cidr>" for role in names}
+    fmt = "{{.Name}} {{range .IPAM.Config}}{{.Subnet}} {{end}}"
+    out = bottle.run(docker.network_inspect_many(list(names.values()), fmt)).stdout
+    by_name = {line.split()[0]: line.split()[1] for line in out.splitlines() if len(line.split()) > 1}
+    return {role: by_name[name] for role, name in names.items()}
 
 
 @task
@@ -45,8 +62,8 @@ def net(c):
     bottle = current(c)
     # The agent's network and the link have no route out; only the firewall joins net-egress.
     networks = bottle.plan.networks
-    names = {role: ensure_network(bottle, role, internal) for role, internal in networks}
-    cidrs = {role: subnet(bottle, name) for role, name in names.items()}
+    names = ensure_networks(bottle, networks)
+    cidrs = subnets(bottle, names)
     bottle.state.set("cidr", cidrs)
     return ", ".join(f"{names[role]} ({cidrs[role]})" for role, _ in networks)
 

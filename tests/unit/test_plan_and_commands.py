@@ -74,7 +74,7 @@ def _context(manifest, runs):
 
 def test_net_issues_exactly_these_commands(manifest, state_home):
     labels_fmt = "{{json .Labels}}"
-    subnet_fmt = "{{range .IPAM.Config}}{{.Subnet}} {{end}}"
+    subnet_fmt = "{{.Name}} {{range .IPAM.Config}}{{.Subnet}} {{end}}"
     runs = {
         f"docker network inspect --format '{labels_fmt}' bottle-demo-net-internal": Result(exited=1, stderr="No such network"),
         f"docker network inspect --format '{labels_fmt}' bottle-demo-net-egress": Result(exited=1, stderr="No such network"),
@@ -83,8 +83,8 @@ def test_net_issues_exactly_these_commands(manifest, state_home):
         "--label bottle.slug=demo bottle-demo-net-internal": Result("abc\n"),
         "docker network create --driver bridge --label bottle.managed=1 --label bottle.role=net-egress "
         "--label bottle.slug=demo bottle-demo-net-egress": Result("def\n"),
-        f"docker network inspect --format '{subnet_fmt}' bottle-demo-net-internal": Result("172.30.1.0/24 \n"),
-        f"docker network inspect --format '{subnet_fmt}' bottle-demo-net-egress": Result("172.30.2.0/24 \n"),
+        f"docker network inspect --format '{subnet_fmt}' bottle-demo-net-internal bottle-demo-net-egress":
+            Result("bottle-demo-net-internal 172.30.1.0/24 \nbottle-demo-net-egress 172.30.2.0/24 \n"),
     }
     c = _context(manifest, runs)
     net(c)
@@ -95,15 +95,18 @@ def test_net_issues_exactly_these_commands(manifest, state_home):
 
 def test_net_reuses_its_own_networks(manifest, state_home):
     labels_fmt = "{{json .Labels}}"
-    subnet_fmt = "{{range .IPAM.Config}}{{.Subnet}} {{end}}"
+    subnet_fmt = "{{.Name}} {{range .IPAM.Config}}{{.Subnet}} {{end}}"
     ours = lambda role: Result(json.dumps({"bottle.slug": "demo", "bottle.role": role}))
     runs = {
         f"docker network inspect --format '{labels_fmt}' bottle-demo-net-internal": ours("net-internal"),
         f"docker network inspect --format '{labels_fmt}' bottle-demo-net-egress": ours("net-egress"),
-        f"docker network inspect --format '{subnet_fmt}' bottle-demo-net-internal": Result("172.30.1.0/24"),
-        f"docker network inspect --format '{subnet_fmt}' bottle-demo-net-egress": Result("172.30.2.0/24"),
+        f"docker network inspect --format '{subnet_fmt}' bottle-demo-net-internal bottle-demo-net-egress":
+            Result("bottle-demo-net-internal 172.30.1.0/24\nbottle-demo-net-egress 172.30.2.0/24"),
     }
     net(_context(manifest, runs))  # any `docker network create` would be an unexpected command
+    state = json.loads((state_home / "bottle" / "demo" / "state.json").read_text())
+    assert state["cidr"] == {"net-internal": "172.30.1.0/24", "net-egress": "172.30.2.0/24"}
+    assert state["undo"] == []  # found, not created: nothing of this run to undo
 
 
 def test_run_argv_hardening_and_secrets_stay_in_env_file():

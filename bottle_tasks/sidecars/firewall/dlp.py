@@ -116,16 +116,22 @@ class SeedPhraseMatcher:
     LENGTHS = (24, 21, 18, 15, 12)
     MAX_CHECKS = 20_000  # ~70 ms of checksums; natural text never comes near
 
-    def __init__(self):
-        import re2
+    @functools.cached_property
+    def _mnemonic(self):
         from mnemonic import Mnemonic  # the BIP-39 English list and checksum
 
-        self._mnemonic = Mnemonic("english")
+        return Mnemonic("english")
+
+    @functools.cached_property
+    def _runs(self):
+        """Built on first use: every controller command imports this module, few scan text."""
+        import re2
+
         words = "|".join(sorted(self._mnemonic.wordlist, key=len, reverse=True))
         options = re2.Options()
         options.max_mem = 64 << 20  # the 2048-word alternation needs more than RE2's default
         options.log_errors = False
-        self._runs = re2.compile(rf"\b(?:(?:{words})\s+){{11,}}(?:{words})\b", options=options)
+        return re2.compile(rf"\b(?:(?:{words})\s+){{11,}}(?:{words})\b", options=options)
 
     def _phrases(self, text: str) -> Iterator[tuple[int, int]]:
         """(start, end) offsets of each valid phrase (or of a run too long to check)."""
