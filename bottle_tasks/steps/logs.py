@@ -71,6 +71,11 @@ def logs(c, blocked=False, follow=False, json_=False, source=None):
         for record in records:
             print(json.dumps(record))
         return
+    if not console.out.is_terminal:  # piped (grep, a file): one plain line per decision, never wrapped
+        console.out.print(f"{name}: {len(records)} decision(s)")
+        for record in records:
+            console.out.print(line_of(record), soft_wrap=True)
+        return
     table = Table(title=f"{name}: {len(records)} decision(s)", title_justify="left")
     for column in COLUMNS:
         table.add_column("time" if column == "ts" else column, overflow="fold",
@@ -79,6 +84,11 @@ def logs(c, blocked=False, follow=False, json_=False, source=None):
         style = "red" if record["decision"] == "deny" else ("yellow" if record["decision"] == "warn" else "")
         table.add_row(*(cell(record, column) for column in COLUMNS), style=style)
     console.out.print(table)
+
+
+def line_of(record: dict) -> Text:
+    """One decision as one line of plain text (what the agent sent is never markup)."""
+    return Text(" ").join(cell(record, column) for column in COLUMNS)
 
 
 class AuditStream:
@@ -96,7 +106,7 @@ class AuditStream:
             if self.raw:
                 print(json.dumps(record), flush=True)
             else:
-                console.out.print(Text(" ").join(cell(record, column) for column in COLUMNS))
+                console.out.print(line_of(record), soft_wrap=True)
 
     def flush(self) -> None:
         pass
