@@ -93,11 +93,20 @@ STARTING: dict[str, Starting] = {}
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="bottle-start")
 
 
-def _run_and_connect(bottle: Bottle, name: str, argv: list[str], connect) -> str:
-    container_id = bottle.run(argv).stdout.strip()
+def _run_and_connect(bottle: Bottle, name: str, argv: list[str], connect) -> None:
+    # Nothing here writes the bottle's state: a step's State object saved from this thread
+    # would overwrite what later steps recorded.
+    bottle.run(argv)
     for other, aliases in connect:
         bottle.run(docker.network_connect(other, name, aliases))
-    return container_id
+
+
+def container_id(bottle: Bottle, name: str) -> str | None:
+    """The engine's id of container `name` (a replaced container has a new one)."""
+    if bottle.dry:
+        return None
+    result = bottle.run(docker.container_inspect(name, "{{.Id}}"), check=False)
+    return result.stdout.strip() or None if result.ok else None
 
 
 def started(name: str) -> None:
@@ -106,8 +115,7 @@ def started(name: str) -> None:
     if item is None:
         return
     bottle = item.bottle
-    container_id = item.future.result()  # a BottleError of `docker run` surfaces here
-    bottle.state.set("ids", {**(bottle.state.get("ids") or {}), item.role: container_id})
+    item.future.result()  # a BottleError of `docker run` surfaces here
     if not bottle.dry and not running(bottle, name):
         raise BottleError(f"{name} stopped right after it started", logs_tail(bottle, name))
 

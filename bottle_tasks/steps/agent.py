@@ -107,7 +107,6 @@ def provision(c):
     if not all(cas.get(role) for role in ca_roles) and not bottle.dry:
         raise BottleError(f"bottle {bottle.slug} has no {' and '.join(ca_roles)} CA yet", "run `inv ca` first")
     ca_pem = "".join(cas.get(role) or "" for role in ca_roles)
-    container_id = (bottle.state.get("ids") or {}).get("agent")
     archive = bottle.stage("provision.tar")
     payload = provisioning.files(bottle.agent, ca_pem, bottle.plan.proxy_url)
     payload.append((supervision.CURRENT_POLICY, supervision.view_bytes(bottle), 0o644, 0))  # read-only for it
@@ -117,7 +116,6 @@ def provision(c):
     # The agent's files, placed as the agent: links it planted are replaced, never followed.
     bottle.run(docker.exec_(name, ["sh", provisioning.PLACE_SCRIPT],
                             user=f"{provisioning.AGENT_UID}:{provisioning.AGENT_GID}"))
-    bottle.state.set("provisioned", container_id)
     return f"{name}: trusts the bottle's {' and '.join(ca_roles)} CA; git, Claude settings and prompt in place"
 
 

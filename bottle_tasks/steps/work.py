@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 
-from .. import console, docker, provisioning, workback
+from .. import console, containers, docker, provisioning, workback
 from ..errors import BottleError
 from ..selection import current
 
@@ -48,16 +48,20 @@ def host_repo(c, bottle) -> str:
 def recorded_base(bottle: Bottle) -> str | None:
     """The commit the workspace was copied from, recorded at launch for this very container."""
     record = bottle.state.get("work_base") or {}
-    container = (bottle.state.get("ids") or {}).get("agent")
+    name = bottle.state.resource("agent")
+    container = containers.container_id(bottle, name) if name else None
     return record.get("commit") if container and record.get("container") == container else None
 
 
 def remember_base(bottle: Bottle) -> None:
     """At launch, before the agent did anything: the workspace's HEAD is what it was copied from."""
-    container = (bottle.state.get("ids") or {}).get("agent")
-    if bottle.dry or not container or recorded_base(bottle):
+    name = bottle.state.resource("agent")
+    container = containers.container_id(bottle, name) if name else None
+    if not name or not container:
         return
-    name = bottle.require("agent", "agent")
+    recorded = bottle.state.get("work_base") or {}
+    if recorded.get("container") == container and recorded.get("commit"):
+        return  # this container's starting point is known already
     found = bottle.run(docker.exec_(name, ["git", "rev-parse", "--verify", "-q", "HEAD^{commit}"],
                                     user=AGENT_USER, workdir=workback.WORKSPACE), check=False)
     commit = found.stdout.strip()

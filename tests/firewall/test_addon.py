@@ -33,7 +33,7 @@ def denied(f, rule, status=403):
     assert f.response is not None, "expected a refusal"
     assert f.response.status_code == status, f.response.content
     assert f.response.headers["x-bottle-firewall"] == f"deny; rule={rule}"
-    assert meta(f)["decision"] == "deny" and meta(f)["rule"] == rule
+    assert meta(f).decision == "deny" and meta(f).rule == rule
 
 
 # -- 1. default deny ---------------------------------------------------------------------
@@ -196,7 +196,7 @@ async def test_raw_tcp_only_to_passthrough_hosts():
         f = tflow.ttcpflow()
         f.server_conn.address = ("registry.npmjs.org", 22)
         await h.hook(tcp_layer.TcpStartHook(f))
-        assert f.error is not None and meta(f)["rule"] == "raw-tcp"
+        assert f.error is not None and meta(f).rule == "raw-tcp"
         assert h.last()["decision"] == "deny"
         g = tflow.ttcpflow()
         g.server_conn.address = ("pass.example.com", 443)
@@ -608,7 +608,7 @@ async def test_exception_in_responseheaders_kills_flow(monkeypatch):
         f.response = http.Response.make(200, b"x")
         await h.hook(http_layer.HttpResponseHeadersHook(f))
         assert f.error is not None and f.error.msg == f.error.KILLED_MESSAGE
-        assert meta(f)["rule"] == "error"
+        assert meta(f).rule == "error"
 
 
 async def test_hooks_really_fail_closed_under_mitmproxy_dispatch(monkeypatch):

@@ -26,7 +26,7 @@ AWS = "AKIAIOSFODNN7EXAMPLE"
 def denied(f, rule, status=403):
     assert f.response is not None, "expected a refusal"
     assert f.response.status_code == status, f.response.content
-    assert meta(f)["decision"] == "deny" and meta(f)["rule"] == rule, meta(f)
+    assert meta(f).decision == "deny" and meta(f).rule == rule, meta(f)
 
 
 # -- only parsed traffic leaves ------------------------------------------------------------------
@@ -153,7 +153,7 @@ async def test_secret_in_method_is_a_dlp_finding():
         f = request_flow("GET", "https://registry.npmjs.org/")
         f.request.method = "AKIAIOSFODNN7EXAMPLE"  # a token, so the hygiene check lets DLP decide
         await h.hook(http_layer.HttpRequestHeadersHook(f))
-        assert meta(f)["rule"] in ("dlp:aws-access-key-id", "bad-method")
+        assert meta(f).rule in ("dlp:aws-access-key-id", "bad-method")
         h.fw.emit(f)
         assert AWS not in h.out.getvalue()
 

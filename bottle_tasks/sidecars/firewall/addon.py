@@ -155,7 +155,7 @@ class Firewall:
         """``mitm_limits`` cut a flow while its data was arriving (body or message too large)."""
         meta(flow).update(decision="deny", rule=rule, reason=reason)
         if flow.websocket is not None:  # a WebSocket has already been audited as allowed: one more line
-            meta(flow)["audited"] = False
+            meta(flow).audited = False
         self.emit(flow)
 
     def websocket_control(self, flow, event: wsproto.events.Event) -> wsproto.events.Event:
@@ -226,17 +226,17 @@ class Firewall:
     def emit(self, flow) -> None:
         """Write the flow's audit line once."""
         m = meta(flow)
-        if m["audited"] or flow.request is None:
+        if m.audited or flow.request is None:
             return
-        m["audited"] = True
+        m.audited = True
         req = flow.request
         resp = flow.response
-        reason = m["reason"]
-        if m["decision"] == "deny":
+        reason = m.reason
+        if m.decision == "deny":
             bytes_out = bytes_in = 0
         else:
-            bytes_out = m["bytes_out"] or len(req.raw_content or b"")
-            bytes_in = m["bytes_in"] or (len(resp.raw_content or b"") if resp is not None else 0)
+            bytes_out = m.bytes_out or len(req.raw_content or b"")
+            bytes_in = m.bytes_in or (len(resp.raw_content or b"") if resp is not None else 0)
             if flow.error is not None:
                 reason = "; ".join(x for x in (reason, f"upstream error: {self.safe(flow.error.msg)}") if x)
         self.audit.decision(
@@ -245,8 +245,8 @@ class Firewall:
             host=self.safe(req.host),
             port=req.port,
             path=self.safe(req.path.split("?", 1)[0]),
-            decision=m["decision"],
-            rule=m["rule"],
+            decision=m.decision,
+            rule=m.rule,
             reason=reason,
             bytes_out=bytes_out,
             bytes_in=bytes_in,

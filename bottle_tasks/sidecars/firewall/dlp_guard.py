@@ -62,12 +62,12 @@ class DlpGuard(Concern):
         if settled(flow):
             return
         m = meta(flow)
-        action = m["dlp_action"]
+        action = m.dlp_action
         if action in (None, "off"):
             return
         req = flow.request
         raw = req.raw_content or b""
-        m["bytes_out"] = len(raw)
+        m.bytes_out = len(raw)
         limit = self.fw.policy.dlp.max_body_bytes
         if len(raw) > limit:
             self._too_large(flow, len(raw), limit)
@@ -133,7 +133,7 @@ class DlpGuard(Concern):
             return None
         req = flow.request
         action = pol.dlp.action_for(req.host)
-        meta(flow)["dlp_action"] = action
+        meta(flow).dlp_action = action
         if action == "off":
             return action
         source = None if flow.client_conn.id in self.tunnelled else peer(flow.client_conn)
@@ -150,7 +150,7 @@ class DlpGuard(Concern):
         findings += scanner.scan_headers(req.headers.items(multi=True), exempt, seen)
         self._act(flow, findings, action)
         if own is not None:  # the sidecar scanned what it sends (the git gate: every line a push adds)
-            meta(flow)["dlp_action"] = "off"
+            meta(flow).dlp_action = "off"
             return "off"
         return action
 
@@ -181,8 +181,8 @@ class DlpGuard(Concern):
 
     def _warn(self, flow, rule: str, reason: str) -> None:
         m = meta(flow)
-        if m["decision"] == "warn":
-            m["reason"] = f"{m['reason']}; {reason}"
+        if m.decision == "warn":
+            m.reason = f"{m.reason}; {reason}"
         else:
             m.update(decision="warn", rule=rule, reason=reason)
 

@@ -1,11 +1,13 @@
 """Per-flow firewall state and the small helpers every concern uses.
 
-A flow's decision so far lives in ``flow.metadata["bottle.firewall"]``; a concern whose
+A flow's decision so far lives in ``flow.metadata["bottle.firewall"]`` (a ``FlowState``); a concern whose
 hook runs after another concern refused the flow, or answered it locally, skips it
 (``settled(flow)``).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from mitmproxy import ctx
 
@@ -14,30 +16,39 @@ from .hosts import HostError, normalize_host
 META = "bottle.firewall"
 
 
-def meta(flow) -> dict:
-    """Per-flow firewall state: the decision so far and byte counters."""
-    m = flow.metadata.get(META)
-    if m is None:
-        m = {
-            "decision": "allow",
-            "rule": "allowlist",
-            "reason": "",
-            "bytes_out": 0,
-            "bytes_in": 0,
-            "audited": False,
-            "dlp_action": None,
-        }
-        flow.metadata[META] = m
-    return m
+@dataclass
+class FlowState:
+    """A flow's decision so far and its byte counters (the audit line is made from them)."""
+
+    decision: str = "allow"  # allow | warn | deny | local (answered by the firewall itself)
+    rule: str = "allowlist"
+    reason: str = ""
+    bytes_out: int = 0
+    bytes_in: int = 0
+    audited: bool = False
+    dlp_action: str | None = None  # block | warn | off, once the DLP guard looked at the head
+
+    def update(self, *, decision: str | None = None, rule: str | None = None, reason: str | None = None) -> None:
+        self.decision = decision if decision is not None else self.decision
+        self.rule = rule if rule is not None else self.rule
+        self.reason = reason if reason is not None else self.reason
+
+
+def meta(flow) -> FlowState:
+    """The flow's firewall state, created on first use."""
+    state = flow.metadata.get(META)
+    if state is None:
+        state = flow.metadata[META] = FlowState()
+    return state
 
 
 def refused(flow) -> bool:
-    return meta(flow)["decision"] == "deny"
+    return meta(flow).decision == "deny"
 
 
 def settled(flow) -> bool:
     """Refused, or answered by the firewall itself (the health check): nothing left to decide."""
-    return meta(flow)["decision"] in ("deny", "local")
+    return meta(flow).decision in ("deny", "local")
 
 
 def peer(conn) -> str | None:
@@ -54,11 +65,12 @@ def norm(host: str) -> str:
         return str(host).lower()
 
 
-def counter(m: dict, key: str):
-    """A mitmproxy ``stream`` callable that only counts the bytes it passes on."""
+def counter(state: FlowState, key: str):
+    """A mitmproxy ``stream`` callable that only counts the bytes it passes on (``key``:
+    ``bytes_out`` or ``bytes_in``)."""
 
     def count(chunk: bytes) -> bytes:
-        m[key] += len(chunk)
+        setattr(state, key, getattr(state, key) + len(chunk))
         return chunk
 
     return count

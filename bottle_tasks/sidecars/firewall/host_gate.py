@@ -30,8 +30,8 @@ class HostGate(Concern):
             pol = self.fw.policy
             if pol.passthrough.match(flow.request.host) is not None:
                 m = meta(flow)
-                m["rule"] = "passthrough"
-                m["reason"] += " (passthrough: TLS not intercepted)"
+                m.rule = "passthrough"
+                m.reason += " (passthrough: TLS not intercepted)"
 
     @fail_closed
     def requestheaders(self, flow: http.HTTPFlow):
@@ -48,7 +48,8 @@ class HostGate(Concern):
         if req.host != HEALTH_HOST or req.path != HEALTH_PATH or req.method != "GET":
             return False
         m = meta(flow)
-        m.update(decision="local", rule="health", audited=True)  # not a decision: no audit line every 30 s
+        m.update(decision="local", rule="health")
+        m.audited = True  # not a decision: no audit line every 30 s
         state = "ok" if self.fw.policy is not None else "no-policy"
         flow.response = http.Response.make(
             200 if state == "ok" else 503, f"{state}\n".encode(), {"content-type": "text/plain"}

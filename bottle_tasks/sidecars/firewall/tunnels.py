@@ -144,7 +144,7 @@ class RawTunnels(Concern):
             port=address[1],
             path="",
             decision=decision,
-            rule=m["rule"],
-            reason=m["reason"],
+            rule=m.rule,
+            reason=m.reason,
             status=None,
         )
