@@ -41,6 +41,7 @@ from .sidecars.egress.routes import Injection, Route  # one model of a route, fo
 from .sidecars.firewall.dlp import BUILTIN_NAMES
 from .sidecars.firewall.hosts import HostError, normalize_host
 from .sidecars.firewall.patterns import PatternError, compile_pattern
+from .sidecars.firewall.policy import ACTIONS as FIREWALL_DLP_ACTIONS
 from .sidecars.firewall.policy import MAX_BODY_LIMIT, PATTERN_NAME
 from .sidecars.firewall.ssrf import CidrError, guarded_network
 from .sidecars.gitgate import remotes as gitgate_remotes  # one model of a gated remote, for manifest and gate
@@ -48,7 +49,7 @@ from .sidecars.gitgate.remotes import PushPolicy, Remote
 
 __all__ = ["Agent", "Claude", "Dlp", "DlpPattern", "Git", "Images", "Injection", "Manifest",
            "ManifestError", "Network", "Resources", "Route", "Trust", "Workspace",
-           "covers", "load", "load_agent", "thaw"]
+           "covers", "load", "thaw"]
 
 
 class ManifestError(BottleError):
@@ -182,16 +183,6 @@ def load(path: str | Path) -> Manifest:
         return _load(path)
     except Invalid as e:
         raise ManifestError(str(path), e.field, e.message) from None
-
-
-def load_agent(path: str | Path, name: str) -> Agent:
-    """The agent `name` of the manifest at `path`; an unknown name lists the known ones."""
-    manifest = load(path)
-    if name not in manifest.agents:
-        raise ManifestError(manifest.path, key_path("agents", name),
-                            f"no agent named '{name}' in this manifest — "
-                            f"available: {', '.join(manifest.agents)}; pick one with `inv use NAME`")
-    return manifest.agents[name]
 
 
 # Manifests are a few KiB; this bounds the work a hostile one can cause before validation.
@@ -686,7 +677,7 @@ def _guarded_cidr(value: Any, at: str) -> str:
         raise Invalid(at, str(e), e.fix) from None
 
 
-DLP_ACTIONS = ("block", "warn", "off")
+DLP_ACTIONS = FIREWALL_DLP_ACTIONS  # one list of action names, the firewall's
 
 
 def _dlp(value: Any, at: str, allow: tuple[str, ...]) -> Dlp:

@@ -12,12 +12,6 @@ from .images import ImageSpec
 if TYPE_CHECKING:
     from .manifest import Agent, Manifest  # manifest imports plan (the slug rule)
 
-CONTAINER_ROLES = ("firewall", "egress", "gitgate", "supervise", "agent")
-# net-link joins the egress proxy and the firewall (only when the bottle has routes): the
-# agent then shares no network with the firewall at all.
-# net-gate joins the git gate and the firewall (only when the bottle has git remotes): the
-# firewall tells the gate's requests from the agent's by that network's addresses.
-NETWORK_ROLES = ("net-internal", "net-link", "net-gate", "net-egress")
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 FIREWALL_PORT = 3128
 FIREWALL_ALIAS = "firewall"
@@ -75,6 +69,10 @@ class Plan:
         """What the agent runs: the last derived image, else the agent image (always planned)."""
         return self.images.get("workspace") or self.images.get("packages") or self.images["agent"]
 
+    # net-link joins the egress proxy and the firewall (only when the bottle has routes): the
+    # agent then shares no network with the firewall at all.
+    # net-gate joins the git gate and the firewall (only when the bottle has git remotes): the
+    # firewall tells the gate's requests from the agent's by that network's addresses.
     @property
     def networks(self) -> tuple[tuple[str, bool], ...]:
         """(role, --internal) of the networks this bottle needs. Only net-egress has a route out."""

@@ -15,6 +15,7 @@ import time
 from urllib.parse import urlsplit
 
 from .plan import GITGATE_URL
+from .schema import thaw
 from .sidecars.gitgate.remotes import rewrites
 
 AGENT_UID = AGENT_GID = 1000
@@ -96,7 +97,8 @@ def claude_state(agent) -> dict:
     }
     if "ANTHROPIC_API_KEY" in agent.secrets:
         state["customApiKeyResponses"] = {"approved": [PLACEHOLDER[-20:]], "rejected": []}
-    servers = {name: dict(spec) for name, spec in agent.claude.mcp_servers.items()}
+    # thawed: a server's nested env or args are frozen in the manifest and json needs plain types
+    servers = {name: thaw(spec) for name, spec in agent.claude.mcp_servers.items()}
     if agent.supervise:
         servers["supervise"] = {"type": "http", "url": SUPERVISE_URL}
     if servers:
@@ -192,7 +194,7 @@ def files(agent, ca_pem: str, proxy_url: str) -> list[tuple[str, bytes, int, int
 
 
 def tarball(entries: list[tuple[str, bytes, int, int]]) -> bytes:
-    """A tar rooted at / with each entry's owner set, for `docker cp -a`. Parents exist in
+    """A tar rooted at / with each entry's owner set, for `docker cp -` (which keeps them). Parents exist in
     the image or are created root-owned by the extraction, and are left alone."""
     buffer = io.BytesIO()
     now = time.time()

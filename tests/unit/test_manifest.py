@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bottle_tasks.manifest import ManifestError, load, load_agent, thaw
+from bottle_tasks.manifest import ManifestError, load, thaw
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 
@@ -56,7 +56,7 @@ def test_shipped_manifests_load(name):
 
 
 def test_demo_is_the_default_agent_shape():
-    demo = load_agent(CONFIG / "bottles.yaml", "demo")
+    demo = load(CONFIG / "bottles.yaml").agents["demo"]
     assert demo.workspace is None
     assert {"registry.npmjs.org", "pypi.org", "files.pythonhosted.org"} <= set(demo.network.allow)
     assert load(CONFIG / "bottles.yaml").trust.extra_ca_bundle == "/etc/ssl/certs/ca-certificates.crt"
@@ -139,11 +139,17 @@ def test_missing_file_says_how_to_point_elsewhere(folder):
     assert "INVOKE_BOTTLE_MANIFEST=" in str(caught.value) and "inv use NAME --manifest FILE" in str(caught.value)
 
 
-def test_load_agent_unknown_name_lists_agents():
-    with pytest.raises(ManifestError) as caught:
-        load_agent(CONFIG / "bottles.yaml", "nobody")
-    assert caught.value.field == "agents.nobody"
-    assert "demo" in caught.value.message and "reviewer" in caught.value.message
+def test_an_unknown_agent_names_the_ones_there_are(state_home):
+    from invoke import Config, MockContext
+
+    from bottle_tasks.errors import BottleError
+    from bottle_tasks.selection import current
+
+    c = MockContext(config=Config(overrides={"bottle": {"agent": "nobody", "manifest": str(CONFIG / "bottles.yaml")}}))
+    with pytest.raises(BottleError) as caught:
+        current(c)
+    assert "agents: no agent named 'nobody'" in caught.value.message
+    assert "demo" in caught.value.detail and "reviewer" in caught.value.detail
 
 
 # --- the table of bad documents -----------------------------------------------------

@@ -17,7 +17,7 @@ BODY = """    prompt: "Be careful."
     env: {GREETING: hello}
     claude:
       permissions: {allow: [Read], deny: [WebFetch]}
-      mcp_servers: {notes: {command: notes-server, args: [--stdio]}}
+      mcp_servers: {notes: {command: notes-server, args: [--stdio], env: {NOTES_DIR: /workspace/notes}}}
     network:
       allow: [api.example.com, "*.pypi.org"]
       passthrough: [files.pypi.org]
@@ -83,7 +83,8 @@ def test_provision_tar_owners_and_content(tmp_path):
         assert "place /opt/bottle/agent-files/.claude/CLAUDE.md /home/agent/.claude/CLAUDE.md 644" in place
         state = json.loads(read("opt/bottle/agent-files/.claude.json"))
         assert state["hasCompletedOnboarding"] is True
-        assert state["mcpServers"] == {"notes": {"command": "notes-server", "args": ["--stdio"]}}
+        assert state["mcpServers"] == {"notes": {"command": "notes-server", "args": ["--stdio"],
+                                                 "env": {"NOTES_DIR": "/workspace/notes"}}}
         settings = json.loads(read("etc/claude-code/managed-settings.json"))
         assert settings["permissions"] == {"allow": ["Read"], "deny": ["WebFetch"]}
         assert members["etc/claude-code/managed-settings.json"].uid == 0  # the agent cannot edit it
@@ -139,3 +140,10 @@ agents:
     assert doc["dlp"]["rules_off"] == {"api.anthropic.com": ["seed-phrase"]}
     assert doc["dlp"]["exempt_sources"] == ["172.30.2.0/24"]
     assert doc["dlp"]["exempt_headers"] == {"api.anthropic.com": ["x-api-key"], "api.github.com": ["authorization"]}
+
+
+def test_claude_state_carries_the_mcp_servers_as_written(tmp_path):
+    """Nested fields (args, env) are frozen in the manifest model; Claude's state is JSON."""
+    state = json.loads(json.dumps(provisioning.claude_state(agent(tmp_path))))
+    assert state["mcpServers"]["notes"] == {"command": "notes-server", "args": ["--stdio"],
+                                            "env": {"NOTES_DIR": "/workspace/notes"}}
