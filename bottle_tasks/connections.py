@@ -4,26 +4,28 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import run
 from .state import state_root
 from .target import LocalTarget, RemoteTarget, Target
 
 if TYPE_CHECKING:
-    from fabric import Connection
+    pass
 
-_CONNECTIONS: dict[str, Connection] = {}
 
 
 def target_for(c, remote: str | None) -> Target:
     dry = bool(c.config.run.get("dry", False))
     if not remote:
         return LocalTarget(c, state_root(), dry=dry)
-    if remote not in _CONNECTIONS:
+    connections = run.now().connections
+    if remote not in connections:
         from .sshconfig import connection  # resolves like `ssh` (Include, Match, ProxyJump)
 
-        _CONNECTIONS[remote] = connection(remote)
-    return RemoteTarget(_CONNECTIONS[remote], dry=dry)
+        connections[remote] = connection(remote)
+    return RemoteTarget(connections[remote], dry=dry)
 
 
 def close_connections() -> None:
-    while _CONNECTIONS:
-        _CONNECTIONS.popitem()[1].close()
+    connections = run.now().connections
+    while connections:
+        connections.popitem()[1].close()

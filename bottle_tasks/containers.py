@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import console, docker
+from . import console, docker, run
 from .errors import BottleError
 from .names import claim_name
 from .target import tail
@@ -75,7 +75,7 @@ def start(bottle: Bottle, role: str, step: str, image: str, *, network: str,
     argv = docker.run(name, image, labels, network=network, **run_options)
     # The engine takes ~0.3 s per container start: the next steps go on meanwhile, and
     # whatever needs this container waits for it (`started`; `settle` waits for all).
-    STARTING[name] = Starting(bottle, role, _POOL.submit(_run_and_connect, bottle, name, argv, connect))
+    run.now().starting[name] = Starting(bottle, role, _POOL.submit(_run_and_connect, bottle, name, argv, connect))
     if bottle.dry:
         started(name)
     return name, True
@@ -88,8 +88,6 @@ class Starting:
     future: Future
 
 
-#: container starts this run has issued and not yet seen through
-STARTING: dict[str, Starting] = {}
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="bottle-start")
 
 
@@ -111,7 +109,7 @@ def container_id(bottle: Bottle, name: str) -> str | None:
 
 def started(name: str) -> None:
     """Wait until the start of `name` (if this run issued one) is through; its failure is the run's."""
-    item = STARTING.pop(name, None)
+    item = run.now().starting.pop(name, None)
     if item is None:
         return
     bottle = item.bottle
@@ -123,7 +121,7 @@ def started(name: str) -> None:
 def all_started() -> None:
     """Wait for every start in flight; the first failure is raised once all are through."""
     failure: BaseException | None = None
-    for name in list(STARTING):
+    for name in list(run.now().starting):
         try:
             started(name)
         except BottleError as exc:
@@ -135,10 +133,11 @@ def all_started() -> None:
 def quiesce() -> None:
     """Before a rollback: let every start in flight finish, whatever its outcome, so nothing
     is created after the rollback removed it."""
-    for item in list(STARTING.values()):
+    starting = run.now().starting
+    for item in list(starting.values()):
         with contextlib.suppress(BaseException):
             item.future.result()
-    STARTING.clear()
+    starting.clear()
 
 
 def logs_tail(bottle: Bottle, name: str, lines: int = 20) -> str:
@@ -170,8 +169,6 @@ class Pending:
     started: float
 
 
-#: containers this run started and has not yet seen ready, oldest first
-PENDING: list[Pending] = []
 
 
 def expect_ready(bottle: Bottle, name: str, probe: list[str], what: str) -> None:
@@ -180,16 +177,17 @@ def expect_ready(bottle: Bottle, name: str, probe: list[str], what: str) -> None
     The wait happens in `settle`, at the end of the run (or before a step that
     needs it), so the containers that do not depend on this one start while it
     boots: a firewall takes most of a second to import mitmproxy."""
-    PENDING.append(Pending(bottle, name, probe, what, time.monotonic()))
+    run.now().pending.append(Pending(bottle, name, probe, what, time.monotonic()))
 
 
 def settle() -> None:
     """Wait until every container this run started is ready; a failure is the run's."""
     all_started()
-    while PENDING:
-        item = PENDING[0]
+    pending = run.now().pending
+    while pending:
+        item = pending[0]
         waited = wait_until(item.bottle, item.name, item.probe, item.what)
-        PENDING.pop(0)
+        pending.pop(0)
         console.step_done("ready", waited, f"{item.name} {item.what} "
                           f"({time.monotonic() - item.started:.1f}s after its start)")
 

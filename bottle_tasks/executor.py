@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import time
 import traceback
 
 from invoke import Exit, Failure
 from invoke.executor import Executor
 
-from . import connections, console, containers, locks, stepping, undo
+from . import connections, console, containers, locks, run, undo
 from .errors import BottleError
 from .state import state_root
 
 
 class BottleExecutor(Executor):
     def execute(self, *tasks):
-        undo.JOURNAL.clear()
-        containers.PENDING.clear()
-        containers.STARTING.clear()
-        stepping.RUN_STARTED = time.monotonic()
+        run.begin()
         locks.begin_run(getattr(task, "name", task) for task in tasks)
         try:
             self._check_one_bottle(tasks)
@@ -57,11 +53,11 @@ class BottleExecutor(Executor):
 
     def _finish_failed_run(self) -> None:
         keep = bool((self.config.get("bottle") or {}).get("keep"))
-        if not undo.JOURNAL:
+        if not run.now().journal:
             return
         if keep:
             containers.quiesce()
-            names = ", ".join(action.name for _, action in undo.JOURNAL)
+            names = ", ".join(action.name for _, action in run.now().journal)
             console.note(f"kept for debugging (--keep): {names}; remove with `inv down`")
             return
         # Ctrl-C again must not leave half a rollback: ignored until it is done, also by the

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import docker
+from . import docker, run
 from .errors import BottleError
 from .names import claim_name, labelled_volumes
 from .state import UndoAction
-from .undo import JOURNAL
 
 if TYPE_CHECKING:
     from .selection import Bottle
@@ -27,7 +26,7 @@ def ensure(bottle: Bottle) -> str:
     by the engine from the image's /home/agent on first mount (owner and skeleton files)."""
     name, exists = claim_name(bottle, "volume", ROLE)
     if not exists:
-        JOURNAL.append((bottle, UndoAction("volume", name, "agent")))  # first: see undo.record
+        run.now().journal.append((bottle, UndoAction("volume", name, "agent")))  # first: see undo.record
         bottle.run(docker.volume_create(name, bottle.plan.labels(ROLE)))
     return name
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import os
 
+from . import run
 from .errors import BottleError
 from .state import state_root
 
@@ -13,19 +14,18 @@ from .state import state_root
 #: not keep `allow` or `down` waiting)
 READ_ONLY_TASKS = frozenset({"use", "status", "plan", "logs", "routes", "claude", "shell", "exec",
                              "pull", "diff"})
-_RUN = {"locking": True}
-_LOCKS: dict[str, int] = {}
 
 
 def begin_run(task_names) -> None:
     """Called by the executor: does this command line change bottles (and so lock them)?"""
-    _RUN["locking"] = not set(task_names) <= READ_ONLY_TASKS
+    run.now().locking = not set(task_names) <= READ_ONLY_TASKS
 
 
 def lock_bottle(slug: str) -> None:
     """Hold bottle `slug`'s lock until the run ends; a bottle another run holds is busy.
     Two launches of one bottle at once would otherwise both create, and undo, its parts."""
-    if slug in _LOCKS or not _RUN["locking"]:
+    held = run.now().locks
+    if slug in held or not run.now().locking:
         return
     folder = state_root() / "locks"
     folder.mkdir(parents=True, exist_ok=True)
@@ -39,10 +39,11 @@ def lock_bottle(slug: str) -> None:
                           "wait for it to finish, then run again") from None
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
-    _LOCKS[slug] = fd
+    held[slug] = fd
 
 
 def end_run() -> None:
     """Release every bottle lock this run holds (the kernel would, at exit, anyway)."""
-    while _LOCKS:
-        os.close(_LOCKS.popitem()[1])
+    held = run.now().locks
+    while held:
+        os.close(held.popitem()[1])

@@ -6,9 +6,6 @@ import time
 
 from . import console
 
-#: when the current `inv` run started (the executor resets it), for "ready in N s"
-RUN_STARTED = time.monotonic()
-
 
 def step(name: str):
     """Wrap a task body that returns a one-line summary (or None)."""

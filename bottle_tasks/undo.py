@@ -4,28 +4,27 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import console, docker
+from . import console, docker, run
 from .errors import BottleError
 from .state import UndoAction
 
 if TYPE_CHECKING:
     from .selection import Bottle
 
-#: (bottle, action) for everything created by this process, oldest first.
-JOURNAL: list[tuple[Bottle, UndoAction]] = []
 
 
 def record(bottle: Bottle, kind: str, name: str, role: str, step: str) -> None:
     """Remember a resource and how to undo it, just before creating it: an interrupt can
     land after the engine made it and before the CLI returned, and it must still be undone."""
     bottle.state.record(kind, name, role, step)
-    JOURNAL.append((bottle, UndoAction(kind, name, step)))
+    run.now().journal.append((bottle, UndoAction(kind, name, step)))
 
 
 def unrecord(bottle: Bottle, kind: str, name: str) -> None:
     """The creation failed (the engine said so): there is nothing to undo."""
-    for entry in [e for e in JOURNAL if e[0] is bottle and (e[1].kind, e[1].name) == (kind, name)]:
-        JOURNAL.remove(entry)
+    journal = run.now().journal
+    for entry in [e for e in journal if e[0] is bottle and (e[1].kind, e[1].name) == (kind, name)]:
+        journal.remove(entry)
         bottle.state.forget(entry[1])
 
 
@@ -33,7 +32,7 @@ def undo(bottle: Bottle, action: UndoAction) -> None:
     """Remove one resource; a resource that is already gone counts as removed."""
     if action.kind in ("container", "network"):
         remove(bottle.target, action.kind, action.name)
-    elif action.kind == "volume":  # only ever in JOURNAL (home.py): a failed first launch's new home
+    elif action.kind == "volume":  # only ever in the run's journal (home.py): a failed first launch's new home
         result = bottle.target.run(docker.volume_rm(action.name), check=False)
         if not (result.ok or "no such volume" in result.stderr.lower()):
             raise BottleError(f"could not remove volume {action.name}", result.stderr.strip())
@@ -70,8 +69,9 @@ def remove(target, kind: str, name: str) -> None:
 def rollback() -> list[str]:
     """Undo this process's creations, newest first; returns what could not be undone."""
     failures = []
-    while JOURNAL:
-        bottle, action = JOURNAL.pop()
+    journal = run.now().journal
+    while journal:
+        bottle, action = journal.pop()
         try:
             undo(bottle, action)
             console.note(f"rolled back {action.kind} {action.name}")

@@ -3,7 +3,7 @@ import time
 
 from invoke import Collection, task
 
-from .. import console, containers, stepping
+from .. import console, containers, run
 from ..selection import current
 from . import work
 from .agent import provision
@@ -15,7 +15,7 @@ def launch(c):
     bottle = current(c)
     containers.settle()
     work.remember_base(bottle)  # before the agent does anything: what `bottle diff` compares with
-    took = time.monotonic() - stepping.RUN_STARTED
+    took = time.monotonic() - run.now().started
     console.out.print(f"[green bold]ready[/] bottle {bottle.slug} in {took:.1f}s — get in: "
                       f"`{bottle.selector} claude` (or shell, exec \"CMD\"); "
                       f"tear down: `{bottle.selector} down`")
