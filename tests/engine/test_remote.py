@@ -126,3 +126,46 @@ def test_supervise_requests_are_decided_on_a_remote_docker_host(ssh, tmp_path, s
     finally:
         on_remote("down", check=False)
     assert labelled(slug) == []
+
+
+def test_the_git_gate_on_a_remote_docker_host(ssh, tmp_path, state_home, test_ca, trust_bundle):
+    """Clone and push through the gate of a bottle launched with --on: the gate's stage
+    files (its token among them) travel by SFTP, and the token stays in the gate."""
+    from test_gitgate import TOKEN, URL, body, start_git_upstream
+
+    from bottle_tasks.manifest import load
+    from bottle_tasks.plan import build_plan
+
+    remote, env = ssh
+    slug = unique("rgate")
+    manifest = write_manifest(tmp_path, {slug: body("10.255.255.0/24")}, bundle=str(trust_bundle))
+    env = {**env, "GIT_TOKEN": TOKEN}
+
+    def on_remote(*args, check=True):
+        return inv("use", slug, "--on", remote, *args, manifest=manifest, env=env, check=check)
+
+    upstream = None
+    try:
+        on_remote("net")
+        cidr = json.loads((state_home / "bottle" / slug / "state.json").read_text())["cidr"]["net-egress"]
+        manifest.write_text(manifest.read_text().replace("10.255.255.0/24", cidr))
+        on_remote("build")
+        loaded = load(str(manifest))
+        gate_image = build_plan(slug, loaded, loaded.agents[slug]).images["gitgate"].tag
+        upstream = start_git_upstream(test_ca, tmp_path, f"bottle-{slug}-net-egress", gate_image)
+        on_remote("launch")
+        agent = f"bottle-{slug}-agent"
+        script = (f"git clone -q {URL} ~/repo && cd ~/repo && git config user.email a@b.invalid && "
+                  "git config user.name agent && git checkout -qb review/remote && echo hi > remote.txt && "
+                  "git add remote.txt && git commit -qm remote && git push -q origin review/remote 2>&1")
+        out = docker("exec", agent, "sh", "-c", script, check=False)
+        assert out.returncode == 0, out.stdout + out.stderr
+        pushed = docker("exec", upstream, "git", "--git-dir=/tmp/upstream/org/repo.git", "rev-parse", "-q",
+                        "--verify", "refs/heads/review/remote", check=False).stdout.strip()
+        assert pushed and pushed == docker("exec", agent, "git", "-C", "/home/agent/repo", "rev-parse", "HEAD").stdout.strip()
+        assert TOKEN not in docker("exec", agent, "env").stdout
+    finally:
+        on_remote("down", check=False)
+        if upstream:
+            docker("rm", "-f", upstream, check=False)
+    assert labelled(slug) == []
