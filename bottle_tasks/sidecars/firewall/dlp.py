@@ -126,8 +126,9 @@ class SeedPhraseMatcher:
     def _runs(self):
         """Built on first use: every controller command imports this module, few scan text."""
         import re2
+        from mnemonic import Mnemonic
 
-        words = "|".join(sorted(self._mnemonic.wordlist, key=len, reverse=True))
+        words = "|".join(sorted(Mnemonic("english").wordlist, key=len, reverse=True))
         options = re2.Options()
         options.max_mem = 64 << 20  # the 2048-word alternation needs more than RE2's default
         options.log_errors = False
