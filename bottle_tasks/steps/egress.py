@@ -17,14 +17,15 @@ from invoke import Collection, task
 from rich.text import Text
 
 from .. import console, policy_render
-from ..containers import expect_ready, reload_and_confirm, start
+from ..containers import expect_ready, reload_and_confirm
 from ..errors import BottleError
 from ..manifest import covers
 from ..plan import EGRESS_ALIAS, EGRESS_PORT, FIREWALL_ALIAS, FIREWALL_PORT
 from ..selection import current
+from ..sidecar import hand_over, start_sidecar
 from ..sidecars.egress import routes as routes_mod
 from ..stepping import step
-from .proxy import CONFIG_DIR, hand_over, proxy, reload_policy, sidecar_user, write_policy
+from .proxy import proxy, reload_policy, write_policy
 
 if TYPE_CHECKING:
     from ..selection import Bottle
@@ -84,14 +85,11 @@ def egress(c):
     internal = bottle.require("net-internal", "net")
     link = bottle.require("net-link", "net")
     doc = write_config(bottle)
-    uid, gid = sidecar_user(bottle)
-    name, started = start(
-        bottle, "egress", "egress", bottle.plan.images["egress"].tag,
+    name, started = start_sidecar(
+        bottle, "egress", "egress",
         network=link, connect=((internal, (EGRESS_ALIAS,)),),
         # Read at start only: a new CA needs a new container; routes and secrets are reloaded.
         inputs=(bottle.state.get("ca") or {}).get("egress", "").encode(),
-        user=f"{uid}:{gid}", read_only=True, tmpfs=["/tmp"],
-        mounts=[f"{bottle.stage('egress')}:{CONFIG_DIR}:ro"],
         command=["--firewall", f"{FIREWALL_ALIAS}:{FIREWALL_PORT}"],
         limits={"memory": "512m", "pids-limit": "256"})
     if not started:

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 
-from ..containers import expect_ready, start
+from ..containers import expect_ready
 from ..errors import BottleError
 from ..plan import FIREWALL_ALIAS, FIREWALL_PORT, GITGATE_ALIAS, GITGATE_PORT
 from ..selection import current
+from ..sidecar import hand_over, start_sidecar
 from ..stepping import step
-from .proxy import CONFIG_DIR, hand_over, proxy, sidecar_user
+from .proxy import proxy
 
 if TYPE_CHECKING:
     from ..selection import Bottle
@@ -67,17 +68,15 @@ def gitgate(c):
     internal = bottle.require("net-internal", "net")
     gate_net = bottle.require("net-gate", "net")
     doc = write_config(bottle)
-    uid, gid = sidecar_user(bottle)
     ca = (bottle.state.get("ca") or {}).get("firewall", "")
-    name, started = start(
-        bottle, "gitgate", "gitgate", bottle.plan.images["gitgate"].tag,
+    name, started = start_sidecar(
+        bottle, "gitgate", "gitgate",
         # On the gate's network (to the firewall) and the agent's (alias gitgate), nothing else.
         network=gate_net, connect=((internal, (GITGATE_ALIAS,)),),
         # Read per request, so a change needs no new container; the files' contents are
         # inputs all the same, so a changed token or policy gets a fresh gate and mirrors.
         inputs=ca.encode() + json.dumps(doc, sort_keys=True).encode(),
-        user=f"{uid}:{gid}", read_only=True, tmpfs=["/tmp:rw,noexec,nosuid,size=2g"],
-        mounts=[f"{bottle.stage('gitgate')}:{CONFIG_DIR}:ro"],
+        tmpfs="/tmp:rw,noexec,nosuid,size=2g",  # the bare mirrors live here
         limits={"memory": "2g", "pids-limit": "256"})
     if not started:
         return f"{name} already running as configured"

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 from invoke import Collection, task
 
 from .. import policy_render, supervision
-from ..containers import expect_ready, reload_and_confirm, start
+from ..containers import expect_ready, reload_and_confirm
 from ..errors import BottleError
 from ..plan import FIREWALL_ALIAS, FIREWALL_PORT
 from ..selection import current
+from ..sidecar import hand_over, start_sidecar
 from ..sidecars.firewall import policy as firewall_policy
 from ..stepping import step
 from .build import build
@@ -23,10 +24,6 @@ from .net import net
 if TYPE_CHECKING:
     from ..selection import Bottle
 
-CONFIG_DIR = "/etc/bottle"
-# When bottle runs as root, the firewall does not: it gets its stage files, and
-# runs as, the unprivileged `nobody` (no user namespaces: in-container root is host root).
-UNPRIVILEGED = 65534
 # The image's own health check: a request answered by the proxy's event loop, not just a TCP accept.
 READY_PROBE = ["/opt/bottle/venv/bin/python", "/opt/bottle/firewall/healthcheck.py"]
 
@@ -68,18 +65,6 @@ def policy_readers(bottle: Bottle) -> tuple[str, ...]:
             *(("gitgate",) if bottle.plan.wants_gitgate else ()))
 
 
-def sidecar_user(bottle: Bottle) -> tuple[int, int]:
-    """The uid:gid the proxy sidecars run as: the owner of the stage files, never root."""
-    uid, gid = bottle.target.ids()
-    return (UNPRIVILEGED, UNPRIVILEGED) if uid == 0 else (uid, gid)
-
-
-def hand_over(bottle: Bottle, role: str = "firewall") -> None:
-    """A sidecar reads its 0600 stage files as their owner: make them its own."""
-    if bottle.target.ids()[0] == 0:
-        bottle.target.chown_tree(bottle.stage(role), *sidecar_user(bottle))
-
-
 def extra_ca(bottle: Bottle) -> bytes:
     path = bottle.manifest.trust.extra_ca_bundle
     return Path(path).read_bytes() if path else b""
@@ -99,15 +84,11 @@ def proxy(c):
     bundle = extra_ca(bottle)
     bottle.target.write(bottle.stage("firewall", "extra-ca.pem"), bundle)
     hand_over(bottle)  # extra-ca.pem too
-    uid, gid = sidecar_user(bottle)
-    name, started = start(
-        bottle, "firewall", "proxy", bottle.plan.images["firewall"].tag,
+    name, started = start_sidecar(
+        bottle, "firewall", "proxy",
         network=egress_net, connect=((inside, (FIREWALL_ALIAS,)), *gate),
         # Read at start only: a new CA or bundle needs a new container, not a reload.
         inputs=(bottle.state.get("ca") or {}).get("firewall", "").encode() + bundle,
-        # It reads the 0600 stage files, so it runs as their owner — with no capabilities.
-        user=f"{uid}:{gid}", read_only=True, tmpfs=["/tmp"],
-        mounts=[f"{bottle.stage('firewall')}:{CONFIG_DIR}:ro"],
         limits={"memory": "512m", "pids-limit": "256"})
     if not started:
         reload_policy(bottle, name)

@@ -11,14 +11,14 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import console, supervision
-from ..containers import expect_ready, start
+from ..containers import expect_ready
 from ..locks import end_run
 from ..plan import SUPERVISE_ALIAS, SUPERVISE_PORT
 from ..selection import bottle_named, current
+from ..sidecar import hand_over, start_sidecar
 from ..stepping import step
 from .build import build
 from .net import net
-from .proxy import CONFIG_DIR, hand_over, sidecar_user
 
 if TYPE_CHECKING:
     from ..selection import Bottle
@@ -45,12 +45,10 @@ def supervise(c):
         return "not declared: nothing to start"
     internal = bottle.require("net-internal", "net")
     write_config(bottle, settings.timeout)
-    uid, gid = sidecar_user(bottle)
-    name, started = start(
-        bottle, "supervise", "supervise", bottle.plan.images["supervise"].tag,
+    name, started = start_sidecar(
+        bottle, "supervise", "supervise",
         # The agent's network only: it makes no outbound call and has no route out.
-        network=internal, aliases=[SUPERVISE_ALIAS], user=f"{uid}:{gid}", read_only=True, tmpfs=["/tmp"],
-        mounts=[f"{bottle.stage('supervise')}:{CONFIG_DIR}:ro"],
+        network=internal, aliases=[SUPERVISE_ALIAS],
         inputs=json.dumps([settings.timeout, bottle.agent.network.never, bottle.agent.secrets]).encode(),
         limits={"memory": "256m", "pids-limit": "128"})
     if not started:

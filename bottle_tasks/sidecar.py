@@ -1,0 +1,40 @@
+"""The sidecar pattern: how every sidecar container of a bottle (firewall, egress proxy, git
+gate, supervise) is started. Its config and secrets reach it only as 0600 files in its stage
+dir, mounted read-only at /etc/bottle and owned by the user it runs as (never root); its
+root file system is read-only, with a private /tmp; it has no capabilities and cannot gain
+privileges (docker.run's defaults for every container), and memory and pids limits."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .containers import start
+
+if TYPE_CHECKING:
+    from .selection import Bottle
+
+CONFIG_DIR = "/etc/bottle"
+# When bottle runs as root, the sidecars do not: they get their stage files, and run as,
+# the unprivileged `nobody` (no user namespaces: in-container root is host root).
+UNPRIVILEGED = 65534
+
+
+def sidecar_user(bottle: Bottle) -> tuple[int, int]:
+    """The uid:gid the sidecars run as: the owner of the stage files, never root."""
+    uid, gid = bottle.target.ids()
+    return (UNPRIVILEGED, UNPRIVILEGED) if uid == 0 else (uid, gid)
+
+
+def hand_over(bottle: Bottle, role: str = "firewall") -> None:
+    """A sidecar reads its 0600 stage files as their owner: make them its own."""
+    if bottle.target.ids()[0] == 0:
+        bottle.target.chown_tree(bottle.stage(role), *sidecar_user(bottle))
+
+
+def start_sidecar(bottle: Bottle, role: str, step: str, *, network: str, limits: dict[str, str],
+                  tmpfs: str = "/tmp", **options) -> tuple[str, bool]:
+    """`containers.start` of the `role` sidecar (its image, its stage dir), hardened as above;
+    `options`: connect, aliases, inputs, command."""
+    uid, gid = sidecar_user(bottle)
+    return start(bottle, role, step, bottle.plan.images[role].tag, network=network,
+                 user=f"{uid}:{gid}", read_only=True, tmpfs=[tmpfs],
+                 mounts=[f"{bottle.stage(role)}:{CONFIG_DIR}:ro"], limits=limits, **options)
