@@ -5,7 +5,6 @@ import contextlib
 import hashlib
 import json
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -72,31 +71,12 @@ def start(bottle: Bottle, role: str, step: str, image: str, *, network: str,
     # start still exists, and must still be removed by rollback or `down`.
     record(bottle, "container", name, role, step)
     labels = {**bottle.plan.labels(role), LABEL_CONFIG: digest}
-    argv = docker.run(name, image, labels, network=network, **run_options)
-    # The engine takes ~0.3 s per container start: the next steps go on meanwhile, and
-    # whatever needs this container waits for it (`started`; `settle` waits for all).
-    run.now().starting[name] = Starting(bottle, role, _POOL.submit(_run_and_connect, bottle, name, argv, connect))
-    if bottle.dry:
-        started(name)
-    return name, True
-
-
-@dataclass
-class Starting:
-    bottle: Bottle
-    role: str
-    future: Future
-
-
-_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="bottle-start")
-
-
-def _run_and_connect(bottle: Bottle, name: str, argv: list[str], connect) -> None:
-    # Nothing here writes the bottle's state: a step's State object saved from this thread
-    # would overwrite what later steps recorded.
-    bottle.run(argv)
+    bottle.run(docker.run(name, image, labels, network=network, **run_options))
     for other, aliases in connect:
         bottle.run(docker.network_connect(other, name, aliases))
+    if not bottle.dry and not running(bottle, name):
+        raise BottleError(f"{name} stopped right after it started", logs_tail(bottle, name))
+    return name, True
 
 
 def container_id(bottle: Bottle, name: str) -> str | None:
@@ -105,39 +85,6 @@ def container_id(bottle: Bottle, name: str) -> str | None:
         return None
     result = bottle.run(docker.container_inspect(name, "{{.Id}}"), check=False)
     return result.stdout.strip() or None if result.ok else None
-
-
-def started(name: str) -> None:
-    """Wait until the start of `name` (if this run issued one) is through; its failure is the run's."""
-    item = run.now().starting.pop(name, None)
-    if item is None:
-        return
-    bottle = item.bottle
-    item.future.result()  # a BottleError of `docker run` surfaces here
-    if not bottle.dry and not running(bottle, name):
-        raise BottleError(f"{name} stopped right after it started", logs_tail(bottle, name))
-
-
-def all_started() -> None:
-    """Wait for every start in flight; the first failure is raised once all are through."""
-    failure: BaseException | None = None
-    for name in list(run.now().starting):
-        try:
-            started(name)
-        except BottleError as exc:
-            failure = failure or exc
-    if failure:
-        raise failure
-
-
-def quiesce() -> None:
-    """Before a rollback: let every start in flight finish, whatever its outcome, so nothing
-    is created after the rollback removed it."""
-    starting = run.now().starting
-    for item in list(starting.values()):
-        with contextlib.suppress(BaseException):
-            item.future.result()
-    starting.clear()
 
 
 def logs_tail(bottle: Bottle, name: str, lines: int = 20) -> str:
@@ -182,7 +129,6 @@ def expect_ready(bottle: Bottle, name: str, probe: list[str], what: str) -> None
 
 def settle() -> None:
     """Wait until every container this run started is ready; a failure is the run's."""
-    all_started()
     pending = run.now().pending
     while pending:
         item = pending[0]

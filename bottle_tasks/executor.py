@@ -56,7 +56,6 @@ class BottleExecutor(Executor):
         if not run.now().journal:
             return
         if keep:
-            containers.quiesce()
             names = ", ".join(action.name for _, action in run.now().journal)
             console.note(f"kept for debugging (--keep): {names}; remove with `inv down`")
             return
@@ -64,7 +63,6 @@ class BottleExecutor(Executor):
         # docker commands it starts (an ignored signal stays ignored across exec).
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            containers.quiesce()  # a start still in flight must not create after the rollback
             failures = undo.rollback()
         finally:
             signal.signal(signal.SIGINT, previous)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 
-from .. import containers, docker, home, provisioning, supervision, toolchains
+from .. import docker, home, provisioning, supervision, toolchains
 from ..containers import start
 from ..errors import BottleError
 from ..plan import EGRESS_ALIAS, FIREWALL_ALIAS, SUPERVISE_ALIAS
@@ -99,7 +99,6 @@ def provision(c):
     """Provision the agent: CA trust, git, Claude settings, prompt (one cp + one exec)."""
     bottle = current(c)
     name = bottle.require("agent", "agent")
-    containers.started(name)  # its start may still be in flight
     # With routes the egress proxy intercepts the routed hosts and the firewall the tunnels
     # the egress proxy relays to it unopened: the agent trusts both (one PEM file, two certs).
     ca_roles = ("egress", "firewall") if bottle.plan.wants_egress else ("firewall",)

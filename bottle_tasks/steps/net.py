@@ -1,7 +1,6 @@
 """`net`: the bottle's networks (two, or three with an egress proxy), and their CIDRs."""
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from invoke import Collection, task
@@ -16,33 +15,21 @@ from ..undo import record, unrecord
 if TYPE_CHECKING:
     from ..selection import Bottle
 
-def ensure_networks(bottle: Bottle, networks) -> dict[str, str]:
-    """role -> name for every network of the plan; the missing ones are created side by side
-    (each is recorded first: see undo.record)."""
-    names, missing = {}, []
-    for role, internal in networks:
-        name, exists = claim_name(bottle, "network", role)
-        names[role] = name
-        if not exists:
-            record(bottle, "network", name, role, "net")
-            missing.append((role, name, internal))
-    with ThreadPoolExecutor(max_workers=max(1, len(missing))) as pool:
-        futures = [(role, name, pool.submit(bottle.run, docker.network_create(name, bottle.plan.labels(role),
-                                                                              internal=internal)))
-                   for role, name, internal in missing]
-    failure = None
-    for role, name, future in futures:
+def ensure_network(bottle: Bottle, role: str, internal: bool) -> str:
+    """One at a time, on purpose: a Ctrl-C must find each network either recorded and made,
+    or forgotten; creations in flight side by side could finish after the rollback."""
+    name, exists = claim_name(bottle, "network", role)
+    if not exists:
+        record(bottle, "network", name, role, "net")  # first: see undo.record
         try:
-            future.result()
-        except BottleError as exc:
+            bottle.run(docker.network_create(name, bottle.plan.labels(role), internal=internal))
+        except BottleError:
             # An interrupted CLI (exit 130) may fail after the engine made the network:
             # forget it only when it really is not there as ours.
             if bottle.dry or owner(bottle.target, "network", name) != (bottle.slug, role):
                 unrecord(bottle, "network", name)
-            failure = failure or exc
-    if failure:
-        raise failure
-    return names
+            raise
+    return name
 
 
 def subnets(bottle: Bottle, names: dict[str, str]) -> dict[str, str]:
@@ -62,7 +49,7 @@ def net(c):
     bottle = current(c)
     # The agent's network and the link have no route out; only the firewall joins net-egress.
     networks = bottle.plan.networks
-    names = ensure_networks(bottle, networks)
+    names = {role: ensure_network(bottle, role, internal) for role, internal in networks}
     cidrs = subnets(bottle, names)
     bottle.state.set("cidr", cidrs)
     return ", ".join(f"{names[role]} ({cidrs[role]})" for role, _ in networks)
