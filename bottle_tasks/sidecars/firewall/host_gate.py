@@ -72,7 +72,7 @@ class HostGate(Concern):
         if ip is not None and not ssrf.in_cidrs(ip, pol.allowed_cidrs):
             why = ssrf.classify(ip)
             if why is not None:
-                fw.deny(flow, "ssrf", f"{host} is {why}; the firewall does not connect to internal addresses")
+                fw.deny(flow, "ssrf", ssrf.refusal(f"{host} is {why}"))
                 return
         pattern = pol.allow.match(host, port)
         if pattern is None:

@@ -83,6 +83,11 @@ def classify(ip: IPAddress) -> str | None:
     return None
 
 
+def refusal(what: str) -> str:
+    """The one wording of an SSRF refusal (host gate for literals, SSRF guard after resolving)."""
+    return f"{what}; the firewall does not connect to internal addresses"
+
+
 class CidrError(ValueError):
     """An address range that cannot be an exemption: the message says why, `fix` what to write."""
 

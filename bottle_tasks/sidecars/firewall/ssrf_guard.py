@@ -39,10 +39,7 @@ class SsrfGuard(Concern):
             fw.deny(flow, "ssrf", self._internal(host, verdict))
 
     def _internal(self, host: str, verdict) -> str:
-        return (
-            f"{self.fw.safe(norm(host))} resolves to {verdict.reason}; "
-            "the firewall does not connect to internal addresses"
-        )
+        return ssrf.refusal(f"{self.fw.safe(norm(host))} resolves to {verdict.reason}")
 
     @fail_closed
     async def server_connect(self, data: server_hooks.ServerConnectionHookData):
