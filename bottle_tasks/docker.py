@@ -62,8 +62,8 @@ def network_inspect_many(names: list[str], fmt: str) -> list[str]:
     return ["docker", "network", "inspect", "--format", fmt, *names]
 
 
-def network_rm(name: str) -> list[str]:
-    return ["docker", "network", "rm", name]
+def network_rm(*names: str) -> list[str]:
+    return ["docker", "network", "rm", *names]
 
 
 def network_connect(network: str, container: str, aliases: Iterable[str] = ()) -> list[str]:
@@ -107,9 +107,9 @@ def container_start(name: str) -> list[str]:
     return ["docker", "start", name]
 
 
-def container_rm(name: str) -> list[str]:
+def container_rm(*names: str) -> list[str]:
     # -f: nothing in a bottle needs a graceful stop, and --init makes the kill instant.
-    return ["docker", "rm", "-f", "-v", name]
+    return ["docker", "rm", "-f", "-v", *names]
 
 
 def container_ls(label_filter: str) -> list[str]:

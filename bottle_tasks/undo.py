@@ -47,6 +47,17 @@ def undo(bottle: Bottle, action: UndoAction) -> None:
     bottle.state.forget(action)
 
 
+def remove_together(target, kind: str, names: list[str]) -> None:
+    """Several containers, or networks, in one docker call (the engine removes them side by
+    side); when that call fails, one at a time, each with `remove`'s care."""
+    if len(names) > 1:
+        argv = docker.container_rm(*names) if kind == "container" else docker.network_rm(*names)
+        if target.run(argv, check=False).ok:
+            return
+    for name in names:
+        remove(target, kind, name)
+
+
 def remove(target, kind: str, name: str) -> None:
     """Remove a container or network; one that is already gone counts as removed.
 

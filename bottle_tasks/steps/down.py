@@ -7,7 +7,7 @@ from ..names import labelled, labelled_volumes
 from ..selection import current, host_label, selection
 from ..state import State, known_slugs
 from ..stepping import step
-from ..undo import remove, undo
+from ..undo import remove, remove_together, undo
 from ..workspace import image as workspace_image
 
 
@@ -20,6 +20,17 @@ def sweep(target, slug: str | None) -> list[str]:
         remove(target, item.kind, item.name)
         removed.append(item.name)
     return removed
+
+
+def batches(actions):
+    """Runs of neighbouring actions of one kind (containers, networks); others alone."""
+    out: list[list] = []
+    for action in actions:
+        if out and action.kind in ("container", "network") and out[-1][-1].kind == action.kind:
+            out[-1].append(action)
+        else:
+            out.append([action])
+    return out
 
 
 @task(help={"all": "remove every bottle's labelled containers and networks, orphans included",
@@ -45,16 +56,23 @@ def down(c, all=False, purge=False):
         return f"removed {len(removed)} labelled resources" + (f": {', '.join(removed)}" if removed else "")
     bottle = current(c, need_manifest=False)
     undone = []
-    for action in bottle.state.undo_actions():
-        undo(bottle, action)
-        undone.append(action.name)
+    # Newest first; neighbouring containers (then networks) go in one call each.
+    for batch in batches(bottle.state.undo_actions()):
+        if len(batch) > 1:
+            remove_together(bottle.target, batch[0].kind, [action.name for action in batch])
+            for action in batch:
+                bottle.state.forget(action)
+        else:
+            undo(bottle, batch[0])
+        undone += [action.name for action in batch]
     leftovers = sweep(bottle.target, bottle.slug)
     for name in leftovers:
         console.note(f"removed leftover {name} (found by label)")
     # The home volume outlives `down` (a relaunch finds Claude's state again) unless purged;
     # so does the workspace image (an unchanged workspace relaunches without a copy).
     kept = [] if purge else [found.name for found in labelled_volumes(bottle.target, bottle.slug)]
-    kept += [] if purge else workspace_image.kept(bottle.target, bottle.slug)
+    if not purge and (bottle.agent is None or (bottle.agent.workspace and bottle.agent.workspace.copy)):
+        kept += workspace_image.kept(bottle.target, bottle.slug)  # an image listing: only when there may be one
     undone += home.purge(bottle.target, bottle.slug) if purge else []
     undone += workspace_image.purge(bottle.target, bottle.slug) if purge else []
     bottle.state.delete()
