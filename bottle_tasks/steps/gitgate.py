@@ -73,8 +73,8 @@ def gitgate(c):
         bottle, "gitgate", "gitgate",
         # On the gate's network (to the firewall) and the agent's (alias gitgate), nothing else.
         network=gate_net, connect=((internal, (GITGATE_ALIAS,)),),
-        # Read per request, so a change needs no new container; the files' contents are
-        # inputs all the same, so a changed token or policy gets a fresh gate and mirrors.
+        # The files are read per request (a new token needs no new container); the remotes
+        # and push policies are inputs all the same: a change gets a fresh gate and mirrors.
         inputs=ca.encode() + json.dumps(doc, sort_keys=True).encode(),
         tmpfs="/tmp:rw,noexec,nosuid,size=2g",  # the bare mirrors live here
         limits={"memory": "2g", "pids-limit": "256"})
