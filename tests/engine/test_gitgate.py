@@ -218,3 +218,14 @@ def test_audit_lines_for_fetch_and_push(cloned):
     assert {"default-branch", "force", "delete", "dlp"} <= {r["rule"] for r in refused}
     logs = cloned.inv("logs", "--json").stdout
     assert any('"gitgate"' in line for line in logs.splitlines())
+
+
+def test_the_gate_is_hardened_like_the_other_sidecars(gated):
+    info = json.loads(docker("inspect", f"bottle-{gated.slug}-gitgate").stdout)[0]
+    host = info["HostConfig"]
+    assert host["ReadonlyRootfs"] and host["CapDrop"] in (["ALL"], ["all"])
+    assert "no-new-privileges" in host["SecurityOpt"] and host["Init"] is True
+    assert host["Memory"] > 0 and host["PidsLimit"] > 0
+    assert not info["Config"]["User"].startswith("0")  # never root
+    assert [m["Destination"] for m in info["Mounts"] if m["Type"] == "bind"] == ["/etc/bottle"]
+    assert all(not m["RW"] for m in info["Mounts"] if m["Type"] == "bind")

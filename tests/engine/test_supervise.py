@@ -202,3 +202,12 @@ def test_the_agent_reads_the_current_policy(bottle):
 def test_claude_code_sees_supervise_connected(bottle):
     out = bottle.sh("claude mcp list 2>&1")
     assert "supervise" in out.stdout and "Connected" in out.stdout, out.stdout
+
+
+def test_supervise_is_hardened_and_has_no_way_out(bottle):
+    info = json.loads(docker("inspect", f"bottle-{bottle.slug}-supervise").stdout)[0]
+    host = info["HostConfig"]
+    assert host["ReadonlyRootfs"] and host["CapDrop"] in (["ALL"], ["all"])
+    assert "no-new-privileges" in host["SecurityOpt"] and not info["Config"]["User"].startswith("0")
+    # the agent's network only: nothing that leads out
+    assert list(info["NetworkSettings"]["Networks"]) == [f"bottle-{bottle.slug}-net-internal"]
