@@ -8,10 +8,16 @@ class BottleError(Exception):
     that is shown under the message, never a Python traceback.
     """
 
-    def __init__(self, message: str, detail: str = ""):
+    def __init__(self, message: str, detail: str = "", exit_code: int | None = None):
         super().__init__(message)
         self.message = message
         self.detail = detail
+        self.exit_code = exit_code  # of the command that failed, when one did
+
+    @property
+    def interrupted(self) -> bool:
+        """The failed command was stopped by a Ctrl-C (SIGINT to the process group)."""
+        return self.exit_code in (130, -2)
 
     def __str__(self) -> str:
         if not self.detail:

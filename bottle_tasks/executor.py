@@ -22,6 +22,9 @@ class BottleExecutor(Executor):
             self._check_one_bottle(tasks)
             results = super().execute(*tasks)
             containers.settle()  # `inv proxy` alone is done only once the firewall listens
+            # Done: a Ctrl-C from here on would only make invoke exit 1 silently with the work
+            # complete (a launched bottle the caller would then take for rolled back).
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             connections.close_connections()
             locks.end_run()
             return results

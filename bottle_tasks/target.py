@@ -124,7 +124,8 @@ def command_failed(argv: list[str], result: Result, where: str) -> BottleError:
     if "Cannot connect to the Docker daemon" in text or "docker.sock" in text and "permission" not in text:
         return BottleError(f"no Docker engine answers on {where}",
                            text + "\nstart it with `make engine` (installs docker.io and starts dockerd)")
-    return BottleError(f"`{' '.join(argv[:3])} …` failed on {where} (exit {result.exited})", text)
+    return BottleError(f"`{' '.join(argv[:3])} …` failed on {where} (exit {result.exited})", text,
+                       exit_code=result.exited)
 
 
 def _makedirs_private(directory: Path) -> None:

@@ -1,6 +1,7 @@
 """`net`: the bottle's networks (two, or three with an egress proxy), and their CIDRs."""
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from invoke import Collection, task
@@ -23,13 +24,24 @@ def ensure_network(bottle: Bottle, role: str, internal: bool) -> str:
         record(bottle, "network", name, role, "net")  # first: see undo.record
         try:
             bottle.run(docker.network_create(name, bottle.plan.labels(role), internal=internal))
-        except BottleError:
-            # An interrupted CLI (exit 130) may fail after the engine made the network:
-            # forget it only when it really is not there as ours.
-            if bottle.dry or owner(bottle.target, "network", name) != (bottle.slug, role):
+        except BottleError as exc:
+            # An interrupted CLI (exit 130) may return before the engine, which finishes the
+            # request, made the network: forget it only when it really is not there as ours.
+            if bottle.dry or not appears(bottle, name, role, wait=2.0 if exc.interrupted else 0.0):
                 unrecord(bottle, "network", name)
             raise
     return name
+
+
+def appears(bottle: Bottle, name: str, role: str, wait: float) -> bool:
+    """Is network `name` there as this bottle's, now or within `wait` seconds?"""
+    deadline = time.monotonic() + wait
+    while True:
+        if owner(bottle.target, "network", name) == (bottle.slug, role):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
 
 
 def subnets(bottle: Bottle, names: dict[str, str]) -> dict[str, str]:

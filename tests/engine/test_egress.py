@@ -25,6 +25,7 @@ pytestmark = pytest.mark.usefixtures("engine")
 
 API = "api.anthropic.com"
 TUNNEL_JS = Path(__file__).resolve().parent / "tunnel.js"
+WS_CLIENT = Path(__file__).resolve().parent / "ws_client.py"
 PINNED = "pinned.upstream.test"  # a passthrough host: its clients must see the real certificate
 REPLY = "Hello from the stand-in Messages API."
 # Key-shaped like a real Anthropic key, so the firewall's DLP rule would catch it anywhere
@@ -304,6 +305,19 @@ def test_server_sent_events_arrive_as_they_are_produced(bottle, host):
     assert [text for _, text in received] == ["data: timed 0", "data: timed 1", "data: timed 2"], out
     sent = {r["n"]: r["t"] for r in records(bottle, kind="sse-sent")[before:]}
     assert float(received[0][0]) < sent[1], "the first event arrived only after the second was sent"
+
+
+@pytest.mark.parametrize("host, path", [(API, "/v1/ws"), (UPSTREAM, "/ws")])  # routed; relayed
+def test_websockets_pass_both_paths_with_the_injection_on_the_routed_one(bottle, host, path):
+    docker("cp", str(WS_CLIENT), f"bottle-{bottle.slug}-agent:/tmp/ws_client.py")
+    message = f"hello over {host}"
+    out = bottle.sh(f"python3 /tmp/ws_client.py {host} {path} '{message}'")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"status": "101", "echo": message}, out.stdout + out.stderr
+    assert [r["text"] for r in records(bottle, kind="ws", path=path)] == [message]  # it really arrived
+    [handshake] = records(bottle, kind="http", path=path)
+    expected = [REAL_KEY] if host == API else ["agent-value"]
+    assert header_values(handshake, "x-api-key") == expected
 
 
 # -- Claude Code ----------------------------------------------------------------------------------------------

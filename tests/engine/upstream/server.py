@@ -10,6 +10,8 @@
 Everything received is recorded on stdout, one JSON object per line (``docker logs``), so
 a test checks on the upstream's side what actually arrived, not what the agent was told.
 """
+import base64
+import hashlib
 import http.server
 import json
 import socket
@@ -42,6 +44,8 @@ class Echo(http.server.BaseHTTPRequestHandler):
         port = self.server.server_address[1]
         record(kind="http", port=port, method=self.command, path=self.path,
                headers=[[name, value] for name, value in self.headers.items()], body_bytes=len(body))
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            return self._websocket(port)
         if self.path.startswith("/sse-timed"):
             return self._sse_timed(port)
         if self.path.startswith("/sse"):
@@ -137,6 +141,33 @@ class Echo(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
 
     do_GET = do_POST = do_PUT = _answer
+
+    def _websocket(self, port):
+        """RFC 6455, just enough: the handshake, then echo each text message until a close."""
+        accept = base64.b64encode(hashlib.sha1(self.headers["Sec-WebSocket-Key"].encode()
+                                               + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        self.wfile.flush()
+        while True:
+            head = self.rfile.read(2)
+            if len(head) < 2:
+                break
+            opcode, length = head[0] & 0x0F, head[1] & 0x7F
+            if length == 126:
+                length = int.from_bytes(self.rfile.read(2), "big")
+            mask = self.rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
+            data = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(length)))
+            if opcode == 0x8:  # close
+                self.wfile.write(b"\x88\x00")
+                break
+            record(kind="ws", port=port, path=self.path, text=data.decode(errors="replace"))
+            self.wfile.write(bytes([0x81, len(data)]) + data)  # echo, unmasked, short messages only
+            self.wfile.flush()
+        self.close_connection = True
 
     def log_message(self, *args):
         pass
