@@ -260,3 +260,10 @@ def test_hints_name_the_bottle_command_for_the_project_bottle():
     assert selector({**chosen, "remote": "box"}) == "bottle --on box"
     assert selector({**chosen, "agent": "rev", "name": None}) == "bottle use rev"
     assert selector({**chosen, "command": None}).startswith("inv use shop --name shop")
+
+
+@pytest.mark.parametrize("shell, registers", [("zsh", "compctl -K _complete_bottle"), ("fish", "complete --command bottle")])
+def test_completion_scripts_for_zsh_and_fish_name_the_command(tmp_path, shell, registers):
+    """Neither shell is installed here: the scripts are checked for what registers them."""
+    script = bottle("--print-completion-script", shell, cwd=tmp_path).stdout
+    assert registers in script and "bottle" in script, script[:400]
