@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import missing
 
 from bottle_tasks import manifest, project, starter, workback
 from bottle_tasks.steps import prune
@@ -216,10 +217,11 @@ def test_ssh_g_output_becomes_connection_settings(tmp_path):
                                                                 "--", "root@h"]
 
 
-@pytest.mark.skipif(not shutil.which("ssh"), reason="needs the OpenSSH client")
 def test_an_included_host_resolves_through_ssh_itself(tmp_path, monkeypatch):
     from bottle_tasks import sshconfig
 
+    if not shutil.which("ssh"):
+        missing("needs the OpenSSH client (openssh-client, which openssh-server brings)")
     (tmp_path / "more.conf").write_text("Host box\n  HostName 192.0.2.7\n  Port 2022\n  User deploy\n")
     (tmp_path / "config").write_text(f"Include {tmp_path}/more.conf\n")
     monkeypatch.setenv("BOTTLE_SSH_CONFIG", str(tmp_path / "config"))
