@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from . import console, docker, run
 from .errors import BottleError
-from .names import claim_name
+from .names import appears, claim_name
 from .target import tail
 from .undo import record
 
@@ -74,21 +74,14 @@ def start(bottle: Bottle, role: str, step: str, image: str, *, network: str,
     try:
         bottle.run(docker.run(name, image, labels, network=network, **run_options))
     except BottleError as exc:
-        if exc.interrupted:  # the engine finishes the request after the CLI is gone: let the
-            settle_creation(bottle, name)  # rollback that follows find the container
+        if exc.interrupted:  # the rollback that follows must find the container
+            appears(bottle.target, "container", name, (bottle.slug, role), wait=2.0)
         raise
     for other, aliases in connect:
         bottle.run(docker.network_connect(other, name, aliases))
     if not bottle.dry and not running(bottle, name):
         raise BottleError(f"{name} stopped right after it started", logs_tail(bottle, name))
     return name, True
-
-
-def settle_creation(bottle: Bottle, name: str, wait: float = 2.0) -> None:
-    """After an interrupted `docker run`: until the container shows up, or `wait` seconds."""
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and inspect_config(bottle, name) is None:
-        time.sleep(0.1)
 
 
 def container_id(bottle: Bottle, name: str) -> str | None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -63,6 +64,18 @@ def labelled_volumes(target, slug: str | None = None) -> list[Found]:
             found.append(Found("volume", row.get("Name", ""), labels.get(LABEL_SLUG, ""),
                                labels.get(LABEL_ROLE, "")))
     return found
+
+
+def appears(target, kind: str, name: str, expected: tuple[str, str], wait: float) -> bool:
+    """Is `name` there, labelled `expected` (slug, role), now or within `wait` seconds? After
+    an interrupted create: the CLI may return before the engine, which finishes the request,
+    has made the resource."""
+    deadline = time.monotonic() + wait
+    while owner(target, kind, name) != expected:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def owner(target, kind: str, name: str) -> tuple[str, str] | None:

@@ -5,9 +5,11 @@ root file system is read-only, with a private /tmp; it has no capabilities and c
 privileges (docker.run's defaults for every container), and memory and pids limits."""
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from .containers import start
+from .errors import BottleError
 
 if TYPE_CHECKING:
     from .selection import Bottle
@@ -28,6 +30,22 @@ def hand_over(bottle: Bottle, role: str = "firewall") -> None:
     """A sidecar reads its 0600 stage files as their owner: make them its own."""
     if bottle.target.ids()[0] == 0:
         bottle.target.chown_tree(bottle.stage(role), *sidecar_user(bottle))
+
+
+def secret_values(bottle: Bottle, names, field: str, sidecar: str,
+                  staged: dict[str, str] | None = None) -> dict[str, str]:
+    """The values of the secrets a sidecar holds for the agent, from the controller's environment
+    (or, for a live change, `staged`: what the running sidecar already has). A missing one
+    fails before anything is written, naming the variable and the manifest field."""
+    values = {name: os.environ.get(name) or (staged or {}).get(name, "") for name in sorted(set(names))}
+    missing = [name for name, value in values.items() if not value]
+    if missing and not bottle.dry:
+        raise BottleError(
+            f"{bottle.manifest.path}: agents.{bottle.agent.name}.{field}: the secret(s) "
+            f"{', '.join(missing)} are not set in this shell",
+            f"export {missing[0]}=... (the value stays on this machine and in the {sidecar}; "
+            "the agent never holds it), then launch again")
+    return values
 
 
 def start_sidecar(bottle: Bottle, role: str, step: str, *, network: str, limits: dict[str, str],

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 from typing import TYPE_CHECKING
 
@@ -22,7 +21,7 @@ from ..errors import BottleError
 from ..manifest import covers
 from ..plan import EGRESS_ALIAS, EGRESS_PORT, FIREWALL_ALIAS, FIREWALL_PORT
 from ..selection import current
-from ..sidecar import hand_over, start_sidecar
+from ..sidecar import hand_over, secret_values, start_sidecar
 from ..sidecars.egress import routes as routes_mod
 from ..stepping import step
 from .proxy import proxy, reload_policy, write_policy
@@ -39,21 +38,6 @@ def routes_doc(bottle: Bottle) -> dict:
             "routes": policy_render.effective_routes(bottle.agent, bottle.state.get("route_changes") or {})}
 
 
-def secret_values(bottle: Bottle, doc: dict, staged: dict[str, str]) -> dict[str, str]:
-    """The values of the secrets the routes inject: from the controller's environment, else
-    (a route change in a later shell) the value the running egress proxy already holds."""
-    names = sorted({i["secret"] for route in doc["routes"] for i in route["inject"]})
-    values = {name: os.environ.get(name) or staged.get(name, "") for name in names}
-    missing = [name for name in names if not values[name]]
-    if missing and not bottle.dry:
-        raise BottleError(
-            f"{bottle.manifest.path}: agents.{bottle.agent.name}.egress_proxy: the secret(s) "
-            f"{', '.join(missing)} are not set in this shell",
-            f"export {missing[0]}=... (the value stays on this machine and in the egress proxy; "
-            "the agent only ever sees a placeholder), then launch again")
-    return values
-
-
 def staged_secrets(bottle: Bottle) -> dict[str, str]:
     """secrets.json of the running egress proxy (0600 in the stage dir), or nothing."""
     raw = None if bottle.dry else bottle.target.read(bottle.stage("egress", "secrets.json"))
@@ -68,7 +52,9 @@ def write_config(bottle: Bottle, keep_staged: bool = False) -> dict:
     """routes.json and secrets.json; `keep_staged`: a live change, which may be made from a
     shell without the secrets (the values already in the stage dir stay)."""
     doc = routes_doc(bottle)
-    secrets = secret_values(bottle, doc, staged_secrets(bottle) if keep_staged else {})
+    names = [i["secret"] for route in doc["routes"] for i in route["inject"]]
+    secrets = secret_values(bottle, names, "egress_proxy", "egress proxy",
+                            staged_secrets(bottle) if keep_staged else None)
     bottle.target.write(bottle.stage("egress", "routes.json"), (json.dumps(doc, indent=2) + "\n").encode())
     bottle.target.write(bottle.stage("egress", "secrets.json"), json.dumps(secrets).encode())
     hand_over(bottle, "egress")

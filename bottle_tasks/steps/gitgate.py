@@ -9,16 +9,14 @@ Tokens come from the controller's environment at launch and reach only this side
 from __future__ import annotations
 
 import json
-import os
 from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 
 from ..containers import expect_ready
-from ..errors import BottleError
 from ..plan import FIREWALL_ALIAS, FIREWALL_PORT, GITGATE_ALIAS, GITGATE_PORT
 from ..selection import current
-from ..sidecar import hand_over, start_sidecar
+from ..sidecar import hand_over, secret_values, start_sidecar
 from ..stepping import step
 from .proxy import proxy
 
@@ -34,21 +32,10 @@ def gate_doc(bottle: Bottle) -> dict:
             "remotes": [remote.to_json() for remote in bottle.agent.gated_remotes]}
 
 
-def secret_values(bottle: Bottle) -> dict[str, str]:
-    names = sorted({remote.secret for remote in bottle.agent.gated_remotes if remote.secret})
-    missing = [name for name in names if not os.environ.get(name)]
-    if missing and not bottle.dry:
-        raise BottleError(
-            f"{bottle.manifest.path}: agents.{bottle.agent.name}.git.remotes: the secret(s) "
-            f"{', '.join(missing)} are not set in this shell",
-            f"export {missing[0]}=... (the token stays on this machine and in the git gate; the agent "
-            "never sees it), then launch again")
-    return {name: os.environ.get(name, "") for name in names}
-
-
 def write_config(bottle: Bottle) -> dict:
     doc = gate_doc(bottle)
-    secrets = secret_values(bottle)  # raises before anything is written
+    secrets = secret_values(bottle, [r.secret for r in bottle.agent.gated_remotes if r.secret],
+                            "git.remotes", "git gate")  # raises before anything is written
     bottle.target.write(bottle.stage("gitgate", "gitgate.json"), (json.dumps(doc, indent=2) + "\n").encode())
     bottle.target.write(bottle.stage("gitgate", "secrets.json"), json.dumps(secrets).encode())
     # The gate reaches the upstreams through the firewall, which intercepts TLS with its CA.

@@ -1,14 +1,13 @@
 """`net`: the bottle's networks (two, or three with an egress proxy), and their CIDRs."""
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 
 from .. import docker
 from ..errors import BottleError
-from ..names import claim_name, owner
+from ..names import appears, claim_name
 from ..selection import current
 from ..stepping import step
 from ..undo import record, unrecord
@@ -25,23 +24,13 @@ def ensure_network(bottle: Bottle, role: str, internal: bool) -> str:
         try:
             bottle.run(docker.network_create(name, bottle.plan.labels(role), internal=internal))
         except BottleError as exc:
-            # An interrupted CLI (exit 130) may return before the engine, which finishes the
-            # request, made the network: forget it only when it really is not there as ours.
-            if bottle.dry or not appears(bottle, name, role, wait=2.0 if exc.interrupted else 0.0):
+            # Forget it only when it really is not there as ours (an interrupted CLI may
+            # return before the engine has made it).
+            if bottle.dry or not appears(bottle.target, "network", name, (bottle.slug, role),
+                                         wait=2.0 if exc.interrupted else 0.0):
                 unrecord(bottle, "network", name)
             raise
     return name
-
-
-def appears(bottle: Bottle, name: str, role: str, wait: float) -> bool:
-    """Is network `name` there as this bottle's, now or within `wait` seconds?"""
-    deadline = time.monotonic() + wait
-    while True:
-        if owner(bottle.target, "network", name) == (bottle.slug, role):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.1)
 
 
 def subnets(bottle: Bottle, names: dict[str, str]) -> dict[str, str]:
