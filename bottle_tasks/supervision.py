@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from . import docker, policy_render
 from .errors import BottleError
+from .sidecar import hand_over
 
 if TYPE_CHECKING:
     from .selection import Bottle
@@ -51,13 +52,15 @@ def view_bytes(bottle: Bottle) -> bytes:
 
 
 def publish(bottle: Bottle) -> None:
-    """After a change: the supervise sidecar's copy (its stage dir) and the agent's
-    read-only copy (root-owned, written through `docker exec` as root)."""
+    """After a live change (allow, deny, route, an approval) is in force: the supervise
+    sidecar's copy (its stage dir) and the agent's read-only copy (root-owned, written through
+    `docker exec` as root). At launch both get it with their own config instead."""
     if bottle.agent is None:
         return
     data = view_bytes(bottle)
     if bottle.plan.wants_supervise:
         bottle.target.write(bottle.stage("supervise", "policy.json"), data)
+        hand_over(bottle, "supervise")
     agent = bottle.state.resource("agent")
     if not agent or bottle.dry:
         return

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 
-from .. import policy_render
+from .. import policy_render, supervision
 from ..containers import reload_and_confirm, running
 from ..errors import BottleError
 from ..manifest import check_host, covers, never_hit
@@ -49,7 +49,9 @@ def change_policy(c, host: str, verb: str, bottle: Bottle | None = None) -> str:
         egress = bottle.state.resource("egress")
         if egress and running(bottle, egress):
             reload_and_confirm(bottle, egress, "routes-reload", "routes")
+        supervision.publish(bottle)  # in force: what the agent (and supervise) read of it
         return f"{verb} {host}: firewall {name} reloaded; allows {', '.join(rendered['allow']) or 'nothing'}"
+    supervision.publish(bottle)
     return f"{verb} {host}: recorded; the firewall starts with it"
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from invoke import Collection, task
 from rich.text import Text
 
-from .. import console, policy_render
+from .. import console, policy_render, supervision
 from ..containers import expect_ready, reload_and_confirm
 from ..errors import BottleError
 from ..manifest import covers
@@ -140,6 +140,7 @@ def apply_route_change(bottle: Bottle, changes: dict, verb: str) -> str:
         with contextlib.suppress(BottleError):
             reconfigure(bottle, name, "rm" if verb == "add" else "add")
         raise
+    supervision.publish(bottle)  # in force: what the agent (and supervise) read of the routes
     return f"{name} reloaded; {len(doc['routes'])} route(s)"
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 
-from .. import policy_render, supervision
+from .. import policy_render
 from ..containers import expect_ready, reload_and_confirm
 from ..errors import BottleError
 from ..plan import FIREWALL_ALIAS, FIREWALL_PORT
@@ -52,9 +52,6 @@ def write_policy(bottle: Bottle) -> dict:
     for role in policy_readers(bottle):
         bottle.target.write(bottle.stage(role, "policy.json"), text)
         hand_over(bottle, role)
-    supervision.publish(bottle)  # what the agent (and supervise) read of it: kept current
-    if bottle.plan.wants_supervise:
-        hand_over(bottle, "supervise")
     return rendered
 
 
