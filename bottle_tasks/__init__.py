@@ -23,6 +23,7 @@ from .steps import (
     supervise,
     work,
 )
+from .target import PromptLocal
 
 TOPICS = (select, build, net, ca, proxy, allow, egress, gitgate, supervise, agent, launch, inside, logs, down, status,
           plan, init, work, prune)
@@ -34,5 +35,5 @@ def namespace() -> Collection:
     for topic in TOPICS:
         for name, body in topic.ns.tasks.items():
             root.add_task(body, name)
-    root.configure({"bottle": dict(DEFAULTS)})
+    root.configure({"bottle": dict(DEFAULTS), "runners": {"local": PromptLocal}})
     return root

@@ -2,15 +2,9 @@
 (Fabric), with one SSH connection per host for the whole run, not one per step."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from . import run
 from .state import state_root
 from .target import LocalTarget, RemoteTarget, Target
-
-if TYPE_CHECKING:
-    pass
-
 
 
 def target_for(c, remote: str | None) -> Target:

@@ -51,10 +51,12 @@ def config_digest(image: str, options: dict, inputs: bytes) -> str:
 def start(bottle: Bottle, role: str, step: str, image: str, *, network: str,
           connect: tuple[tuple[str, tuple[str, ...]], ...] = (), inputs: bytes = b"",
           **run_options) -> tuple[str, bool]:
-    """Run the `role` container unless it already runs as configured; (name, started_now).
+    """Create the `role` container unless it already runs as configured; (name, new).
 
-    A stopped, half-made or differently configured container of ours is replaced;
-    `connect` joins further networks (with aliases) after the start."""
+    A new container is created here and started by `start_created`, side by side with the
+    run's other new containers, before anything needs it running. A stopped, half-made or
+    differently configured container of ours is replaced; `connect` joins further networks
+    (with aliases) before the start."""
     name, exists = claim_name(bottle, "container", role)
     digest = config_digest(image, {"network": network, "connect": connect, **run_options}, inputs)
     if exists:
@@ -67,21 +69,47 @@ def start(bottle: Bottle, role: str, step: str, image: str, *, network: str,
             if bottle.run(docker.container_start(name), check=False).ok and running(bottle, name):
                 return name, True
         bottle.run(docker.container_rm(name))
-    # Registered before `docker run`: a container that is created but fails to
-    # start still exists, and must still be removed by rollback or `down`.
+    # Registered before `docker create`: a container that is created but never
+    # starts still exists, and must still be removed by rollback or `down`.
     record(bottle, "container", name, role, step)
     labels = {**bottle.plan.labels(role), LABEL_CONFIG: digest}
     try:
-        bottle.run(docker.run(name, image, labels, network=network, **run_options))
+        bottle.run(docker.create(name, image, labels, network=network, **run_options))
     except BottleError as exc:
         if exc.interrupted:  # the rollback that follows must find the container
             appears(bottle.target, "container", name, (bottle.slug, role), wait=2.0)
         raise
     for other, aliases in connect:
         bottle.run(docker.network_connect(other, name, aliases))
-    if not bottle.dry and not running(bottle, name):
-        raise BottleError(f"{name} stopped right after it started", logs_tail(bottle, name))
+    run.now().created.append((bottle, name))
     return name, True
+
+
+def start_created() -> None:
+    """Start every container this run created, side by side, and check each one runs.
+
+    Only starts run side by side, never creations: a start makes nothing a rollback could
+    miss (a Ctrl-C leaves created containers, which the journal already holds)."""
+    created = run.now().created
+    while created:
+        bottle = created[0][0]  # each step has a Bottle object of its own: grouped by slug
+        names = [name for owner, name in created if owner.slug == bottle.slug]
+        created[:] = [(owner, name) for owner, name in created if owner.slug != bottle.slug]
+        began = time.monotonic()
+        result = bottle.run(docker.side_by_side([docker.container_start(name) for name in names]), check=False)
+        for item in run.now().pending:
+            if item.name in names:
+                item.started = time.monotonic()
+        if bottle.dry:
+            continue
+        states = bottle.run(docker.container_inspect_many(names, "{{.Name}} {{.State.Running}}"),
+                            check=False).stdout.split()
+        up = {name.lstrip("/") for name, flag in zip(states[::2], states[1::2], strict=False) if flag == "true"}
+        for name in names:
+            if name not in up:
+                raise BottleError(f"{name} did not start, or stopped right after it started",
+                                  tail(result.stderr, 5) + "\n" + logs_tail(bottle, name))
+        console.step_done("start", time.monotonic() - began, f"{', '.join(names)} running (started side by side)")
 
 
 def container_id(bottle: Bottle, name: str) -> str | None:
@@ -118,9 +146,7 @@ class Pending:
     name: str
     probe: list[str]
     what: str
-    started: float
-
-
+    started: float  # updated when the container starts
 
 
 def expect_ready(bottle: Bottle, name: str, probe: list[str], what: str) -> None:
@@ -133,7 +159,8 @@ def expect_ready(bottle: Bottle, name: str, probe: list[str], what: str) -> None
 
 
 def settle() -> None:
-    """Wait until every container this run started is ready; a failure is the run's."""
+    """Start what this run created, and wait until each is ready; a failure is the run's."""
+    start_created()
     pending = run.now().pending
     while pending:
         item = pending[0]

@@ -1,6 +1,7 @@
 """The only place that builds docker argv. Pure functions: argv lists in, argv lists out."""
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable, Mapping
 
 LABEL_SLUG = "bottle.slug"
@@ -103,8 +104,23 @@ def container_inspect(name: str, fmt: str) -> list[str]:
     return ["docker", "container", "inspect", "--format", fmt, name]
 
 
+def container_inspect_many(names: Iterable[str], fmt: str) -> list[str]:
+    """One call for several containers: one output line each (a missing one fails the call)."""
+    return ["docker", "container", "inspect", "--format", fmt, *names]
+
+
 def container_start(name: str) -> list[str]:
     return ["docker", "start", name]
+
+
+def side_by_side(commands: list[list[str]]) -> list[str]:
+    """One command that runs several docker commands at once (the same locally and over SSH)
+    and fails if any of them failed; their output is dropped, their errors reach stderr.
+    (`docker start a b` or `docker network create` one after another waits for each in turn.)"""
+    if len(commands) == 1:
+        return commands[0]
+    jobs = "".join(f'{shlex.join(argv)} >/dev/null & pids="$pids $!"; ' for argv in commands)
+    return ["sh", "-c", f'pids=""; {jobs}ok=0; for pid in $pids; do wait "$pid" || ok=1; done; exit $ok']
 
 
 def container_rm(*names: str) -> list[str]:
@@ -116,16 +132,15 @@ def container_ls(label_filter: str) -> list[str]:
     return ["docker", "ps", "-a", "--no-trunc", "--filter", f"label={label_filter}", "--format", "{{json .}}"]
 
 
-def run(name: str, image: str, labels: Mapping[str, str], *, network: str,
+def create(name: str, image: str, labels: Mapping[str, str], *, network: str,
         aliases: Iterable[str] = (), user: str | None = None, env_file: str | None = None,
         env: Mapping[str, str] | None = None, mounts: Iterable[str] = (),
         hardening: bool = True, read_only: bool = False, tmpfs: Iterable[str] = (),
         limits: Mapping[str, str] | None = None, runtime: str | None = None,
         dns: Iterable[str] = (), extra: Iterable[str] = (), command: Iterable[str] = ()) -> list[str]:
-    """`docker run -d` with bottle's defaults: --init (instant stop), labels, hardening."""
-    # --sig-proxy=false: a Ctrl-C meant for `inv` must not be passed on to the container
-    # (the CLI forwards signals while it starts one, and the new firewall died of it).
-    argv = ["docker", "run", "--detach", "--sig-proxy=false", "--init", "--name", name, "--network", network]
+    """`docker create` with bottle's defaults: --init (instant stop), labels, hardening.
+    Created, not started: a run starts its containers side by side (`containers_start`)."""
+    argv = ["docker", "create", "--init", "--name", name, "--network", network]
     argv += _labels(labels)
     for alias in aliases:
         argv += ["--network-alias", alias]

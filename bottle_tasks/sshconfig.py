@@ -86,12 +86,18 @@ def resolve(remote: str) -> SshHost | None:
 def connection(remote: str, depth: int = 0):
     """A Fabric Connection to `remote` with what OpenSSH's config says about it."""
     from fabric import Config, Connection  # local runs never pay for paramiko
+    from fabric.runners import Remote
 
-    config = Config(overrides={"load_ssh_configs": False})
+    from .target import POLL_SECONDS
+
+    class PromptRemote(Remote):
+        input_sleep = POLL_SECONDS  # as the local runner: see target.PromptLocal
+
+    config = Config(overrides={"load_ssh_configs": False, "runners": {"remote": PromptRemote}})
     host = resolve(remote)
     if host is None:  # no OpenSSH client: Fabric's own (paramiko's) config reading
         destination, port = split(remote)
-        return Connection(destination, port=port)
+        return Connection(destination, port=port, config=Config(overrides={"runners": {"remote": PromptRemote}}))
     connect_kwargs: dict = {}
     if host.identity_files:
         connect_kwargs["key_filename"] = list(host.identity_files)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 
-from .. import docker, home, provisioning, supervision, toolchains
+from .. import containers, docker, home, provisioning, supervision, toolchains
 from ..containers import start
 from ..errors import BottleError
 from ..plan import EGRESS_ALIAS, FIREWALL_ALIAS, SUPERVISE_ALIAS
@@ -74,7 +74,7 @@ def check_runtime(bottle: Bottle) -> None:
 @task(pre=[build, proxy, egress, gitgate, supervise])
 @step("agent")
 def agent(c):
-    """Start the agent container on the internal network only."""
+    """Create the agent container, on the internal network only (provision starts it)."""
     bottle = current(c)
     internal = bottle.require("net-internal", "net")
     check_runtime(bottle)
@@ -90,15 +90,16 @@ def agent(c):
         user=f"{provisioning.AGENT_UID}:{provisioning.AGENT_GID}",
         limits={"memory": resources.memory, "cpus": str(resources.cpus), "pids-limit": str(resources.pids)},
         runtime=None if bottle.agent.runtime == "runc" else bottle.agent.runtime)
-    return f"{name} {'started' if started else 'already running'} (proxy {bottle.plan.proxy_url})"
+    return f"{name} {'starting' if started else 'already running'} (proxy {bottle.plan.proxy_url})"
 
 
 @task(pre=[agent])
 @step("provision")
 def provision(c):
-    """Provision the agent: CA trust, git, Claude settings, prompt (one cp + one exec)."""
+    """Provision the agent: CA trust, git, Claude settings, prompt (one cp, two execs)."""
     bottle = current(c)
     name = bottle.require("agent", "agent")
+    containers.start_created()  # the agent, and the sidecars it will talk to, side by side
     # With routes the egress proxy intercepts the routed hosts and the firewall the tunnels
     # the egress proxy relays to it unopened: the agent trusts both (one PEM file, two certs).
     ca_roles = ("egress", "firewall") if bottle.plan.wants_egress else ("firewall",)

@@ -29,7 +29,7 @@ from .proxy import proxy, reload_policy, write_policy
 if TYPE_CHECKING:
     from ..selection import Bottle
 
-READY_PROBE = ["/opt/bottle/venv/bin/python", "/opt/bottle/firewall/healthcheck.py", str(EGRESS_PORT)]
+READY_PROBE = ["/opt/bottle/venv/bin/python", "/opt/bottle/firewall/healthcheck.py", str(EGRESS_PORT), "--wait", "5"]
 
 
 def routes_doc(bottle: Bottle) -> dict:
@@ -82,7 +82,7 @@ def egress(c):
         reload_and_confirm(bottle, name, "routes-reload", "routes")
         return f"{name} already running as configured; routes re-read"
     expect_ready(bottle, name, READY_PROBE, f"answering on :{EGRESS_PORT}")
-    return f"{name} started; {len(doc['routes'])} route(s) for {', '.join(sorted({r['host'] for r in doc['routes']}))}"
+    return f"{name} starting; {len(doc['routes'])} route(s) for {', '.join(sorted({r['host'] for r in doc['routes']}))}"
 
 
 def show_route(route: dict) -> str:

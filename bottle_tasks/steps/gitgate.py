@@ -68,7 +68,7 @@ def gitgate(c):
     if not started:
         return f"{name} already running as configured"
     expect_ready(bottle, name, READY_PROBE, f"answering on :{GITGATE_PORT}")
-    return f"{name} started; remotes {', '.join(r['name'] for r in doc['remotes'])}"
+    return f"{name} starting; remotes {', '.join(r['name'] for r in doc['remotes'])}"
 
 
 ns = Collection(gitgate)

@@ -15,22 +15,31 @@ from ..undo import record, unrecord
 if TYPE_CHECKING:
     from ..selection import Bottle
 
-def ensure_network(bottle: Bottle, role: str, internal: bool) -> str:
-    """One at a time, on purpose: a Ctrl-C must find each network either recorded and made,
-    or forgotten; creations in flight side by side could finish after the rollback."""
-    name, exists = claim_name(bottle, "network", role)
-    if not exists:
-        record(bottle, "network", name, role, "net")  # first: see undo.record
-        try:
-            bottle.run(docker.network_create(name, bottle.plan.labels(role), internal=internal))
-        except BottleError as exc:
-            # Forget it only when it really is not there as ours (an interrupted CLI may
-            # return before the engine has made it).
-            if bottle.dry or not appears(bottle.target, "network", name, (bottle.slug, role),
+
+def ensure_networks(bottle: Bottle, networks) -> dict[str, str]:
+    """The bottle's networks (role -> name), the missing ones created side by side.
+
+    Each is recorded before its creation (see undo.record). After a failure or a Ctrl-C, each
+    one that is not there as ours is forgotten again; an interrupted CLI may return before the
+    engine has made it, so that is waited for, and the rollback finds what was made."""
+    names, missing = {}, []
+    for role, internal in networks:
+        names[role], exists = claim_name(bottle, "network", role)
+        if not exists:
+            record(bottle, "network", names[role], role, "net")
+            missing.append((role, internal))
+    if not missing:
+        return names
+    try:
+        bottle.run(docker.side_by_side([docker.network_create(names[role], bottle.plan.labels(role), internal)
+                                        for role, internal in missing]))
+    except BottleError as exc:
+        for role, _ in missing:
+            if bottle.dry or not appears(bottle.target, "network", names[role], (bottle.slug, role),
                                          wait=2.0 if exc.interrupted else 0.0):
-                unrecord(bottle, "network", name)
-            raise
-    return name
+                unrecord(bottle, "network", names[role])
+        raise
+    return names
 
 
 def subnets(bottle: Bottle, names: dict[str, str]) -> dict[str, str]:
@@ -50,7 +59,7 @@ def net(c):
     bottle = current(c)
     # The agent's network and the link have no route out; only the firewall joins net-egress.
     networks = bottle.plan.networks
-    names = {role: ensure_network(bottle, role, internal) for role, internal in networks}
+    names = ensure_networks(bottle, networks)
     cidrs = subnets(bottle, names)
     bottle.state.set("cidr", cidrs)
     return ", ".join(f"{names[role]} ({cidrs[role]})" for role, _ in networks)

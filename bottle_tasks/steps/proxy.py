@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..selection import Bottle
 
 # The image's own health check: a request answered by the proxy's event loop, not just a TCP accept.
-READY_PROBE = ["/opt/bottle/venv/bin/python", "/opt/bottle/firewall/healthcheck.py"]
+READY_PROBE = ["/opt/bottle/venv/bin/python", "/opt/bottle/firewall/healthcheck.py", "--wait", "5"]
 
 
 def render_policy(bottle: Bottle, changes: dict) -> dict:
@@ -91,7 +91,7 @@ def proxy(c):
         reload_policy(bottle, name)
         return f"{name} already running as configured; policy re-read"
     expect_ready(bottle, name, READY_PROBE, f"answering on :{FIREWALL_PORT}")
-    return f"{name} started; allows {', '.join(rendered['allow']) or 'nothing'}"
+    return f"{name} starting; allows {', '.join(rendered['allow']) or 'nothing'}"
 
 
 def reload_policy(bottle: Bottle, name: str) -> None:

@@ -54,7 +54,7 @@ def supervise(c):
     if not started:
         return f"{name} already running as configured"
     expect_ready(bottle, name, READY_PROBE, f"answering on :{SUPERVISE_PORT}")
-    return f"{name} started; requests wait up to {settings.timeout} s for an operator"
+    return f"{name} starting; requests wait up to {settings.timeout} s for an operator"
 
 
 # -- the operator's side -------------------------------------------------------------------------

@@ -55,6 +55,8 @@ def recorded_base(bottle: Bottle) -> str | None:
 
 def remember_base(bottle: Bottle) -> None:
     """At launch, before the agent did anything: the workspace's HEAD is what it was copied from."""
+    if bottle.agent is not None and bottle.agent.workspace is None:
+        return  # an empty /workspace at launch: no starting point to remember
     name = bottle.state.resource("agent")
     container = containers.container_id(bottle, name) if name else None
     if not name or not container:

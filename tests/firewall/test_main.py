@@ -85,3 +85,26 @@ def test_no_log_record_below_the_printed_level_is_made(root_logger):
     assert not server_log.isEnabledFor(logging.DEBUG)
     assert server_log.isEnabledFor(logging.WARNING)
     assert logging.getLogger("bottle.firewall").isEnabledFor(logging.WARNING)
+
+
+def test_the_launcher_imports_only_the_addons_it_runs():
+    """A fresh interpreter, as the sidecar starts: the master is built without the addons left
+    out ever being imported (flask, ldap3), and every addon it runs is there."""
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio, json, sys\n"
+        "from firewall import main\n"
+        "main.import_addons_lazily()\n"
+        "from mitmproxy import options\n"
+        "async def make():\n"
+        "    return main.make_master(options.Options())\n"
+        "master = asyncio.run(make())\n"
+        "print(json.dumps([type(a).__name__ for a in master.addons.chain]))\n"
+        "print('flask' in sys.modules, 'ldap3' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    running, imported = out.splitlines()
+    assert set(json.loads(running)) >= REQUIRED | {"Firewall", "TermLog"}
+    assert imported == "False False"

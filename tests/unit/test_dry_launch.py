@@ -13,7 +13,7 @@ def test_dry_launch_prints_commands_without_secrets(tmp_path, state_home):
     out = inv("--dry", "use", "drybot", "launch", manifest=manifest,
               env={"ANTHROPIC_API_KEY": SECRET, "DOCKER_HOST": "unix:///nonexistent.sock"})
     text = out.stdout + out.stderr
-    runs = [line for line in text.splitlines() if line.startswith("dry: docker run")]
+    runs = [line for line in text.splitlines() if line.startswith("dry: docker create")]
     assert len(runs) == 2  # firewall, agent
     agent_run = next(line for line in runs if "bottle-drybot-agent " in line)
     for flag in ("--cap-drop ALL", "no-new-privileges", "--network bottle-drybot-net-internal",

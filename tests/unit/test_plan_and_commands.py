@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 from helpers import write_manifest
@@ -78,11 +79,13 @@ def test_net_issues_exactly_these_commands(manifest, state_home):
     runs = {
         f"docker network inspect --format '{labels_fmt}' bottle-demo-net-internal": Result(exited=1, stderr="No such network"),
         f"docker network inspect --format '{labels_fmt}' bottle-demo-net-egress": Result(exited=1, stderr="No such network"),
-        "docker network create --driver bridge --internal --opt com.docker.network.bridge.inhibit_ipv4=true "
-        "--label bottle.managed=1 --label bottle.role=net-internal "
-        "--label bottle.slug=demo bottle-demo-net-internal": Result("abc\n"),
-        "docker network create --driver bridge --label bottle.managed=1 --label bottle.role=net-egress "
-        "--label bottle.slug=demo bottle-demo-net-egress": Result("def\n"),
+        # Both created side by side, by one shell command.
+        shlex.join(docker.side_by_side([
+            ("docker network create --driver bridge --internal --opt com.docker.network.bridge.inhibit_ipv4=true "
+             "--label bottle.managed=1 --label bottle.role=net-internal "
+             "--label bottle.slug=demo bottle-demo-net-internal").split(),
+            ("docker network create --driver bridge --label bottle.managed=1 --label bottle.role=net-egress "
+             "--label bottle.slug=demo bottle-demo-net-egress").split()])): Result(""),
         f"docker network inspect --format '{subnet_fmt}' bottle-demo-net-internal bottle-demo-net-egress":
             Result("bottle-demo-net-internal 172.30.1.0/24 \nbottle-demo-net-egress 172.30.2.0/24 \n"),
     }
@@ -109,9 +112,32 @@ def test_net_reuses_its_own_networks(manifest, state_home):
     assert state["undo"] == []  # found, not created: nothing of this run to undo
 
 
-def test_run_argv_hardening_and_secrets_stay_in_env_file():
-    argv = docker.run("bottle-x-agent", "img", {"bottle.slug": "x"}, network="n", env_file="/stage/agent.env",
+def test_create_argv_hardening_and_secrets_stay_in_env_file():
+    argv = docker.create("bottle-x-agent", "img", {"bottle.slug": "x"}, network="n", env_file="/stage/agent.env",
                       limits={"memory": "2g", "pids-limit": "256"}, dns=["192.0.2.53"])
     text = " ".join(argv)
     assert "--init" in argv and "--cap-drop ALL" in text and "no-new-privileges" in text
     assert "--env-file /stage/agent.env" in text and "--memory 2g" in text and "--dns 192.0.2.53" in text
+
+
+@pytest.mark.parametrize("outcomes, status", [(["true", "true"], 0), (["false", "true"], 1), (["true", "false"], 1),
+                                              (["sh -c 'sleep 0.2; exit 3'", "true"], 1)])
+def test_side_by_side_fails_when_any_command_fails(outcomes, status):
+    """The shell that runs docker commands at once reports each one's failure, also one that
+    ends before the others or after them."""
+    import subprocess
+
+    argv = docker.side_by_side([shlex.split(command) for command in outcomes])
+    assert subprocess.run(argv).returncode == status
+
+
+def test_side_by_side_runs_the_commands_at_once(tmp_path):
+    """A rendezvous: each command marks its start, then waits for the other's mark. Run one after
+    the other, the first would wait in vain (and give up after 5 s: the call fails)."""
+    import subprocess
+
+    def meet(me: str, other: str) -> list[str]:
+        return ["sh", "-c", f"touch {tmp_path}/{me}; for i in $(seq 500); do [ -e {tmp_path}/{other} ] && exit 0; "
+                            "sleep 0.01; done; exit 1"]
+
+    assert subprocess.run(docker.side_by_side([meet("a", "b"), meet("b", "a")])).returncode == 0

@@ -64,7 +64,11 @@ async def _run(args) -> int:
 
 
 def main(argv=None) -> int:
-    return asyncio.run(_run(_args(argv)))
+    from firewall.main import import_addons_lazily
+
+    args = _args(argv)
+    import_addons_lazily()
+    return asyncio.run(_run(args))
 
 
 if __name__ == "__main__":

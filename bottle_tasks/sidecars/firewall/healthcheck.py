@@ -10,6 +10,7 @@ Standard library only: it runs every 30 s and must start fast.
 import os
 import socket
 import sys
+import time
 
 # Never a real host (RFC 6761 reserves .invalid); the firewall answers it locally.
 HEALTH_HOST = "health.bottle-firewall.invalid"
@@ -35,9 +36,20 @@ def probe(port: int, host: str = "127.0.0.1") -> str | None:
 
 
 def main() -> int:
-    # The port: the first argument (the egress proxy's 8080), else the firewall's.
-    port = int(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("BOTTLE_FIREWALL_PORT", "3128"))
-    problem = probe(port)
+    """``healthcheck.py [PORT] [--wait SECONDS]``. The port: the egress proxy's 8080, else the
+    firewall's. ``--wait``: a proxy still starting is asked again every 10 ms, so the controller
+    hears of its readiness at once, from one ``docker exec`` (if the proxy dies, the container
+    stops and the exec with it)."""
+    args = sys.argv[1:]
+    wait = 0.0
+    if "--wait" in args:
+        at = args.index("--wait")
+        wait = float(args[at + 1])
+        del args[at : at + 2]
+    port = int(args[0] if args else os.environ.get("BOTTLE_FIREWALL_PORT", "3128"))
+    deadline = time.monotonic() + wait
+    while (problem := probe(port)) and time.monotonic() < deadline:
+        time.sleep(0.01)
     if problem:
         print(f"firewall unhealthy: {problem}", file=sys.stderr)
         return 1

@@ -142,6 +142,21 @@ def mitmproxy_addons() -> list:
     return [getattr(importlib.import_module(f"mitmproxy.addons.{mod}"), cls)() for mod, cls in MITMPROXY_ADDONS]
 
 
+def import_addons_lazily() -> None:
+    """Register the package ``mitmproxy.addons`` without running its ``__init__``, which
+    imports all of mitmdump's addons (flask for the onboarding app, ldap3 for proxy auth, ...):
+    about a third of mitmproxy's start-up, and a launch waits for the firewall to listen.
+    The modules in ``MITMPROXY_ADDONS`` (and termlog) still import from the package's folder.
+    Only in the sidecar's own process, before mitmproxy is imported (tests import it whole)."""
+    if "mitmproxy.addons" in sys.modules:
+        return
+    import importlib.util
+
+    spec = importlib.util.find_spec("mitmproxy.addons")
+    if spec is not None:
+        sys.modules["mitmproxy.addons"] = importlib.util.module_from_spec(spec)
+
+
 def make_master(opts):
     """A mitmproxy master with the addons above, the stderr log and the firewall (last)."""
     from mitmproxy.addons import termlog
@@ -162,6 +177,7 @@ def make_master(opts):
 
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
+    import_addons_lazily()
     from . import policy
 
     try:
