@@ -33,6 +33,9 @@ demo: setup engine         ## launch the demo bottle and show what it allows and
 
 bench: setup engine        ## benchmarks, side by side, reported as ratios
 	@bash scripts/need.sh docker-compose docker-compose
+	@# byte-compiled, as an installed bottle is (pip compiles at install; this machine's
+	@# PYTHONDONTWRITEBYTECODE would otherwise make every `inv` compile its modules again)
+	@$(PY) -m compileall -q bottle_tasks tasks.py >/dev/null
 	$(PY) bench/run.py
 
 clean:                     ## remove every bottle (containers, networks, state)

@@ -8,8 +8,9 @@ and report ratios. Not a test: nothing here asserts a speed.
    (injecting a header) + firewall; and egress proxy + firewall for a host without routes,
    which the egress proxy relays unopened. Ratios to the bare hop, and each sidecar's memory.
 2. Launch and teardown: warm `inv launch` (images built) to ready, and `inv down`,
-   versus `docker compose up -d --wait` / `docker compose down` of the same
-   containers, networks and images (compose file generated here).
+   versus `docker-compose up` / `docker-compose down` of the same containers, networks
+   and images (compose file generated here): for a bottle without routes, and for one
+   with a route (so with the egress proxy).
 3. A 360 MB workspace (a git repository: 240 MB of assets in git, 30,000 small files
    under a git-ignored node_modules): the first launch (selection, content scan, copy,
    image) and a relaunch after `down` with the workspace unchanged (the kept image),
@@ -27,6 +28,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -178,56 +181,50 @@ def memory(container: str) -> str:
     return sh("docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", container).stdout.split("/")[0].strip()
 
 
-# Format 2.4: Debian's docker-compose 1.29 knows it, with init, pids_limit and
-# depends_on conditions (its `up` has no --wait; the condition makes it wait).
-COMPOSE = """version: "2.4"
-networks:
-  internal: {{internal: true}}
-  egress: {{}}
-services:
-  firewall:
-    image: {firewall}
-    init: true
-    user: "0:0"
-    read_only: true
-    tmpfs: [/tmp]
-    cap_drop: [ALL]
-    security_opt: [no-new-privileges]
-    volumes: ["{stage}/firewall:/etc/bottle:ro"]
-    networks:
-      egress: {{}}
-      internal: {{aliases: [firewall]}}
-    healthcheck:
-      test: ["CMD", "python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 3128), 1)"]
-      interval: 1s
-      start_period: 0s
-  agent:
-    image: {agent}
-    init: true
-    user: "1000:1000"
-    cap_drop: [ALL]
-    security_opt: [no-new-privileges]
-    mem_limit: 4g
-    pids_limit: 512
-    dns: [127.0.0.1]
-    environment: {{HTTPS_PROXY: "http://firewall:3128", HTTP_PROXY: "http://firewall:3128"}}
-    networks: [internal]
-    depends_on: {{firewall: {{condition: service_healthy}}}}
-"""
+def compose_file(stage: Path, images: dict[str, str], routed: bool) -> str:
+    """The bottle's topology for `docker-compose` (format 2.4: Debian's 1.29 knows it, with init,
+    pids_limit and depends_on conditions; its `up` has no --wait, the agent's conditions make it
+    wait): the firewall, with a route also the egress proxy, and the agent, each hardened as
+    bottle runs it; the agent starts once the proxies answer (compose's way of being ready)."""
+    hardened = {"init": True, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
+
+    def sidecar(role: str, port: int, networks: dict) -> dict:
+        probe = f"import socket; socket.create_connection(('127.0.0.1', {port}), 1)"
+        return {**hardened, "image": images[role], "user": "0:0", "read_only": True, "tmpfs": ["/tmp"],
+                "volumes": [f"{stage}/{role}:/etc/bottle:ro"], "networks": networks, "mem_limit": "512m",
+                "pids_limit": 256, "healthcheck": {"test": ["CMD", "python3", "-c", probe],
+                                                   "interval": "1s", "start_period": "0s"}}
+
+    inside = "link" if routed else "internal"
+    services = {"firewall": sidecar("firewall", 3128, {"egress": {}, inside: {"aliases": ["firewall"]}})}
+    if routed:
+        services["egress"] = dict(sidecar("egress", 8080, {"link": {}, "internal": {"aliases": ["egress"]}}),
+                                  command=["--firewall", "firewall:3128"])
+    proxy = "http://egress:8080" if routed else "http://firewall:3128"
+    services["agent"] = {**hardened, "image": images["agent"], "user": "1000:1000", "mem_limit": "4g",
+                         "pids_limit": 512, "dns": ["192.0.2.53"], "networks": ["internal"],
+                         "environment": {"HTTPS_PROXY": proxy, "HTTP_PROXY": proxy},
+                         "depends_on": {name: {"condition": "service_healthy"} for name in services}}
+    networks = {"internal": {"internal": True}, "egress": {}, **({"link": {"internal": True}} if routed else {})}
+    return yaml.safe_dump({"version": "2.4", "networks": networks, "services": services}, sort_keys=False)
 
 
-def launch_vs_compose(work: Path, slug: str) -> dict:
+def launch_vs_compose(work: Path, slug: str, routed: bool = False) -> dict:
+    """Median seconds of `inv launch` / `inv down` of the bottle `slug` and of `docker-compose
+    up` / `down` of the same containers, networks and images, in alternation."""
     stage = work / "state" / "bottle" / slug / "stage"
+    roles = ("firewall", "egress", "agent") if routed else ("firewall", "agent")
     images = {role: json.loads(sh("docker", "inspect", f"bottle-{slug}-{role}").stdout)[0]["Config"]["Image"]
-              for role in ("firewall", "agent")}
-    compose_dir = work / "compose"
+              for role in roles}
+    compose_dir = work / f"compose-{slug}"
     compose_dir.mkdir()
-    shutil.copytree(stage / "firewall", compose_dir / "firewall")  # a copy: `down` removes the stage
+    for role in roles[:-1]:
+        shutil.copytree(stage / role, compose_dir / role)  # a copy: `down` removes the stage
     project = f"benchc{secrets.token_hex(3)}"
-    (compose_dir / "compose.yaml").write_text(COMPOSE.format(stage=compose_dir, **images))
+    (compose_dir / "compose.yaml").write_text(compose_file(compose_dir, images, routed))
     compose = ["docker-compose", "-p", project, "-f", str(compose_dir / "compose.yaml")]
     inv(work, "use", slug, "down")
-    times = {"launch": [], "down": [], "compose up --wait": [], "compose down": []}
+    times: dict[str, list[float]] = {"launch": [], "down": [], "compose up --wait": [], "compose down": []}
     for _ in range(ROUNDS):
         times["launch"].append(timed(lambda: inv(work, "use", slug, "launch")))
         times["down"].append(timed(lambda: inv(work, "use", slug, "down")))
@@ -346,7 +343,7 @@ def main() -> None:
         add_workspace_agent(work, ws, work / "project")
         inv(work, "use", routed, "launch")  # builds images if needed: the runs below are warm
         overhead = proxy_overhead(work, routed, ca)
-        inv(work, "use", routed, "down")
+        launch_routed = launch_vs_compose(work, routed, routed=True)
         inv(work, "use", slug, "launch")
         launch = launch_vs_compose(work, slug)
         workspace = workspace_launch(work, slug, ws)
@@ -371,14 +368,16 @@ def main() -> None:
     for name, row in overhead["dlp_body"].items():
         print(f"  {name:<24} {row['seconds_per_request']:6.2f} s per request, "
               f"firewall CPU {row['firewall_cpu_s_per_request']:.2f} s per request")
-    print(f"\nlaunch and teardown (median of {ROUNDS} rounds, warm images)")
-    for key, value in launch.items():
-        print(f"  {key:<18} {value:6.2f} s")
-    print(f"  ratio launch / compose up: {launch['launch'] / launch['compose up --wait']:.2f}x; "
-          f"down / compose down: {launch['down'] / launch['compose down']:.2f}x")
+    for title, figures in (("firewall and agent", launch), ("with a route: firewall, egress proxy, agent",
+                                                             launch_routed)):
+        print(f"\nlaunch and teardown, {title} (median of {ROUNDS} rounds, warm images)")
+        for key, value in figures.items():
+            print(f"  {key:<18} {value:6.2f} s")
+        print(f"  ratio launch / compose up: {figures['launch'] / figures['compose up --wait']:.2f}x; "
+              f"down / compose down: {figures['down'] / figures['compose down']:.2f}x")
     print_workspace(workspace)
     record = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "requests": REQUESTS,
-              "proxies": overhead, "launch": launch, "workspace": workspace}
+              "proxies": overhead, "launch": launch, "launch_routed": launch_routed, "workspace": workspace}
     RESULTS.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     print(f"\nfigures written to {RESULTS.relative_to(REPO)} (compare with an earlier run's)")
 
