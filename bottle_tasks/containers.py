@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 from . import console, docker, run
 from .errors import BottleError
 from .names import appears, claim_name
-from .target import tail
+from .target import Result, tail
 from .undo import record
 
 if TYPE_CHECKING:
@@ -41,6 +42,13 @@ def running(bottle: Bottle, name: str) -> bool:
     return current_config(bottle, name) is not None
 
 
+def running_among(bottle: Bottle, names: list[str]) -> set[str]:
+    """Which of these containers run (one call)."""
+    out = bottle.run(docker.container_inspect_many(names, "{{.Name}} {{.State.Running}}"), check=False).stdout
+    return {name.lstrip("/") for name, flag in (line.split() for line in out.splitlines() if line.count(" ") == 1)
+            if flag == "true"}
+
+
 def config_digest(image: str, options: dict, inputs: bytes) -> str:
     """What a container was started from: image, run options, and the contents of
     files it reads only at start (a CA, a bundle). A change means a new container."""
@@ -53,10 +61,10 @@ def start(bottle: Bottle, role: str, step: str, image: str, *, network: str,
           **run_options) -> tuple[str, bool]:
     """Create the `role` container unless it already runs as configured; (name, new).
 
-    A new container is created here and started by `start_created`, side by side with the
-    run's other new containers, before anything needs it running. A stopped, half-made or
-    differently configured container of ours is replaced; `connect` joins further networks
-    (with aliases) before the start."""
+    A new container is created here, and its start begins in the background (`Starting`):
+    the next steps create theirs while it starts, and whatever needs it running waits for it
+    (`await_started`). A stopped, half-made or differently configured container of ours is
+    replaced; `connect` joins further networks (with aliases) before the start."""
     name, exists = claim_name(bottle, "container", role)
     digest = config_digest(image, {"network": network, "connect": connect, **run_options}, inputs)
     if exists:
@@ -81,35 +89,66 @@ def start(bottle: Bottle, role: str, step: str, image: str, *, network: str,
         raise
     for other, aliases in connect:
         bottle.run(docker.network_connect(other, name, aliases))
-    run.now().created.append((bottle, name))
+    run.now().starting.append(Starting.begin(bottle, name))
     return name, True
 
 
-def start_created() -> None:
-    """Start every container this run created, side by side, and check each one runs.
+@dataclass
+class Starting:
+    """A container start in flight, in a thread of its own. Only starts run in the background,
+    never creations: a start makes nothing a rollback could miss (the container is journaled
+    already, and `docker rm -f` removes it started or not)."""
+    bottle: Bottle
+    name: str
+    began: float
+    thread: threading.Thread | None = None
+    result: Result | None = None
+    took: float = 0.0
 
-    Only starts run side by side, never creations: a start makes nothing a rollback could
-    miss (a Ctrl-C leaves created containers, which the journal already holds)."""
-    created = run.now().created
-    while created:
-        bottle = created[0][0]  # each step has a Bottle object of its own: grouped by slug
-        names = [name for owner, name in created if owner.slug == bottle.slug]
-        created[:] = [(owner, name) for owner, name in created if owner.slug != bottle.slug]
-        began = time.monotonic()
-        result = bottle.run(docker.side_by_side([docker.container_start(name) for name in names]), check=False)
-        for item in run.now().pending:
-            if item.name in names:
-                item.started = time.monotonic()
-        if bottle.dry:
-            continue
-        states = bottle.run(docker.container_inspect_many(names, "{{.Name}} {{.State.Running}}"),
-                            check=False).stdout.split()
-        up = {name.lstrip("/") for name, flag in zip(states[::2], states[1::2], strict=False) if flag == "true"}
-        for name in names:
-            if name not in up:
-                raise BottleError(f"{name} did not start, or stopped right after it started",
-                                  tail(result.stderr, 5) + "\n" + logs_tail(bottle, name))
-        console.step_done("start", time.monotonic() - began, f"{', '.join(names)} running (started side by side)")
+    @classmethod
+    def begin(cls, bottle: Bottle, name: str) -> Starting:
+        item = cls(bottle, name, time.monotonic())
+        if bottle.dry:  # nothing runs: the command is printed where it belongs
+            item.result = bottle.run(docker.container_start(name), check=False)
+            return item
+        item.thread = threading.Thread(target=item._start, name=f"start {name}", daemon=True)
+        item.thread.start()
+        return item
+
+    def _start(self) -> None:
+        try:
+            self.result = self.bottle.run(docker.container_start(self.name), check=False)
+        except BottleError as exc:  # could not even run the command: reported by await_started
+            self.result = Result("", str(exc), -1)
+        self.took = time.monotonic() - self.began
+
+
+def await_started(name: str | None = None) -> None:
+    """Wait for the starts in flight (all of them, or container `name`'s) and check that each
+    container runs; a failure is the run's."""
+    starting = run.now().starting
+    chosen = [item for item in starting if name is None or item.name == name]
+    for item in chosen:
+        if item.thread is not None:
+            item.thread.join()
+        starting.remove(item)
+    live = [item for item in chosen if not item.bottle.dry]
+    up = running_among(live[0].bottle, [item.name for item in live]) if live else set()
+    for item in live:
+        if item.name not in up:
+            problem = tail(item.result.stderr, 5) if item.result else ""
+            raise BottleError(f"{item.name} did not start, or stopped right after it started",
+                              (problem + "\n" + logs_tail(item.bottle, item.name)).strip())
+        console.step_done("start", item.took, f"{item.name} running")
+
+
+def abandon_starts() -> None:
+    """After a failure: let the starts in flight end (a Ctrl-C ends them too) before the rollback."""
+    starting = run.now().starting
+    while starting:
+        item = starting.pop()
+        if item.thread is not None:
+            item.thread.join(timeout=30)
 
 
 def container_id(bottle: Bottle, name: str) -> str | None:
@@ -159,12 +198,21 @@ def expect_ready(bottle: Bottle, name: str, probe: list[str], what: str) -> None
 
 
 def settle() -> None:
-    """Start what this run created, and wait until each is ready; a failure is the run's."""
-    start_created()
+    """Wait for the run's starts, then until each new container is ready; a failure is the run's.
+
+    The probes of one bottle are first run side by side, in one call (a sidecar's probe waits
+    inside its container while it boots); any that did not pass is then waited for alone."""
+    await_started()
     pending = run.now().pending
+    began = time.monotonic()
+    first = pending[0].bottle if pending else None
+    all_ready = (first is not None and not first.dry and len(pending) > 1
+                 and all(item.bottle.slug == first.slug for item in pending)
+                 and first.run(docker.side_by_side([docker.exec_(item.name, item.probe) for item in pending]),
+                               check=False).ok)
     while pending:
         item = pending[0]
-        waited = wait_until(item.bottle, item.name, item.probe, item.what)
+        waited = time.monotonic() - began if all_ready else wait_until(item.bottle, item.name, item.probe, item.what)
         pending.pop(0)
         console.step_done("ready", waited, f"{item.name} {item.what} "
                           f"({time.monotonic() - item.started:.1f}s after its start)")

@@ -139,7 +139,7 @@ def create(name: str, image: str, labels: Mapping[str, str], *, network: str,
         limits: Mapping[str, str] | None = None, runtime: str | None = None,
         dns: Iterable[str] = (), extra: Iterable[str] = (), command: Iterable[str] = ()) -> list[str]:
     """`docker create` with bottle's defaults: --init (instant stop), labels, hardening.
-    Created, not started: a run starts its containers side by side (`containers_start`)."""
+    Created, not started: see containers.start."""
     argv = ["docker", "create", "--init", "--name", name, "--network", network]
     argv += _labels(labels)
     for alias in aliases:

@@ -41,6 +41,7 @@ class BottleExecutor(Executor):
         except Exception as exc:  # noqa: BLE001 - a bug of ours: still roll back, no traceback on screen
             message, code = f"internal error: {type(exc).__name__}: {exc} (details: {write_traceback()})", 70
         console.error(message)
+        containers.abandon_starts()
         self._finish_failed_run()  # still under the bottle's lock: no other run sees half of it
         connections.close_connections()
         locks.end_run()

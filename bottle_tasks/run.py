@@ -3,7 +3,7 @@ the executor creates at the start (`begin`) and that the modules reach as `run.n
 
 What it holds: when the run started (the ready line's time), the journal of what this run
 created (rolled back on failure), the readiness probes still to settle, the SSH connections
-it opened, the bottle locks it holds, and the containers it created but has not started yet.
+it opened, the bottle locks it holds, and the container starts in flight.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 class Run:
     started: float = field(default_factory=time.monotonic)
     journal: list[tuple[Bottle, UndoAction]] = field(default_factory=list)  # oldest first
-    created: list[tuple[Bottle, str]] = field(default_factory=list)  # containers not yet started
+    starting: list[Any] = field(default_factory=list)        # containers.Starting: starts in flight
     pending: list[Any] = field(default_factory=list)         # containers.Pending, oldest first
     connections: dict[str, Connection] = field(default_factory=dict)  # one per remote host
     locks: dict[str, int] = field(default_factory=dict)      # bottle slug -> lock file descriptor

@@ -99,7 +99,7 @@ def provision(c):
     """Provision the agent: CA trust, git, Claude settings, prompt (one cp, two execs)."""
     bottle = current(c)
     name = bottle.require("agent", "agent")
-    containers.start_created()  # the agent, and the sidecars it will talk to, side by side
+    containers.await_started(name)  # the sidecars may still be starting: provisioning needs only the agent
     # With routes the egress proxy intercepts the routed hosts and the firewall the tunnels
     # the egress proxy relays to it unopened: the agent trusts both (one PEM file, two certs).
     ca_roles = ("egress", "firewall") if bottle.plan.wants_egress else ("firewall",)
@@ -112,10 +112,12 @@ def provision(c):
     payload.append((supervision.CURRENT_POLICY, supervision.view_bytes(bottle), 0o644, 0))  # read-only for it
     bottle.target.write(archive, provisioning.tarball(payload))
     bottle.run(docker.cp_tar_from_stdin(name), stdin_path=archive)  # the agent's files stay the agent's
-    bottle.run(docker.exec_(name, ["sh", provisioning.SCRIPT], user="0"))
-    # The agent's files, placed as the agent: links it planted are replaced, never followed.
-    bottle.run(docker.exec_(name, ["sh", provisioning.PLACE_SCRIPT],
-                            user=f"{provisioning.AGENT_UID}:{provisioning.AGENT_GID}"))
+    # Side by side, as they touch different files: root's (CA trust, JDK, Maven), and the agent's,
+    # placed as the agent (links it planted are replaced, never followed).
+    bottle.run(docker.side_by_side([
+        docker.exec_(name, ["sh", provisioning.SCRIPT], user="0"),
+        docker.exec_(name, ["sh", provisioning.PLACE_SCRIPT], user=f"{provisioning.AGENT_UID}:{provisioning.AGENT_GID}"),
+    ]))
     return f"{name}: trusts the bottle's {' and '.join(ca_roles)} CA; git, Claude settings and prompt in place"
 
 

@@ -16,9 +16,9 @@ from bottle_tasks.plan import build_plan
 
 pytestmark = pytest.mark.usefixtures("engine")
 
-# Seconds into a warm launch (about 1.5 s here): during net, ca, proxy, agent, provision,
-# the readiness wait, and just after.
-DELAYS = (0.15, 0.3, 0.5, 0.7, 0.9, 1.2, 1.6)
+# Seconds into a warm launch (about 1.1 s here): during net, ca, proxy, agent (the container
+# starts in flight), provision, the readiness wait, and just after.
+DELAYS = (0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.05, 1.3)
 
 
 @pytest.fixture
