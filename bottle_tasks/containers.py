@@ -181,38 +181,49 @@ def wait_until(bottle: Bottle, name: str, probe: list[str], what: str, timeout: 
 
 @dataclass
 class Pending:
+    """A readiness probe still to pass. It is first run once in the background, as soon as the
+    container's start is done (the firewall's and egress proxy's probes wait inside the
+    container while mitmproxy boots), so it overlaps the steps that follow."""
     bottle: Bottle
     name: str
     probe: list[str]
     what: str
-    started: float  # updated when the container starts
+    started: float
+    passed: bool = False
+    thread: threading.Thread | None = None
+
+    def _probe_once_started(self, start: Starting | None) -> None:
+        if start is not None and start.thread is not None:
+            start.thread.join()
+        if start is None or (start.result is not None and start.result.ok):
+            self.passed = self.bottle.run(docker.exec_(self.name, self.probe), check=False).ok
 
 
 def expect_ready(bottle: Bottle, name: str, probe: list[str], what: str) -> None:
     """Note that `name` must pass `probe` before the run counts as done.
 
-    The wait happens in `settle`, at the end of the run (or before a step that
-    needs it), so the containers that do not depend on this one start while it
-    boots: a firewall takes most of a second to import mitmproxy."""
-    run.now().pending.append(Pending(bottle, name, probe, what, time.monotonic()))
+    The wait happens in `settle`, at the end of the run, so the containers that do not depend
+    on this one start while it boots: a firewall takes a third of a second to start mitmproxy."""
+    item = Pending(bottle, name, probe, what, time.monotonic())
+    if not bottle.dry:
+        start = next((s for s in run.now().starting if s.name == name), None)
+        item.thread = threading.Thread(target=item._probe_once_started, args=(start,), name=f"probe {name}",
+                                       daemon=True)
+        item.thread.start()
+    run.now().pending.append(item)
 
 
 def settle() -> None:
-    """Wait for the run's starts, then until each new container is ready; a failure is the run's.
-
-    The probes of one bottle are first run side by side, in one call (a sidecar's probe waits
-    inside its container while it boots); any that did not pass is then waited for alone."""
+    """Wait for the run's starts, then until each new container is ready; a failure is the run's."""
     await_started()
     pending = run.now().pending
     began = time.monotonic()
-    first = pending[0].bottle if pending else None
-    all_ready = (first is not None and not first.dry and len(pending) > 1
-                 and all(item.bottle.slug == first.slug for item in pending)
-                 and first.run(docker.side_by_side([docker.exec_(item.name, item.probe) for item in pending]),
-                               check=False).ok)
     while pending:
         item = pending[0]
-        waited = time.monotonic() - began if all_ready else wait_until(item.bottle, item.name, item.probe, item.what)
+        if item.thread is not None:
+            item.thread.join()
+        waited = (time.monotonic() - began if item.passed
+                  else wait_until(item.bottle, item.name, item.probe, item.what))
         pending.pop(0)
         console.step_done("ready", waited, f"{item.name} {item.what} "
                           f"({time.monotonic() - item.started:.1f}s after its start)")
