@@ -132,6 +132,13 @@ def container_ls(label_filter: str) -> list[str]:
     return ["docker", "ps", "-a", "--no-trunc", "--filter", f"label={label_filter}", "--format", "{{json .}}"]
 
 
+# Every container's log is bounded on the Docker host (json-file, rotated: at most 5 files of
+# 20 MB): the firewall writes a line per request, and an agent that floods requests, or writes
+# to its PID 1's stdout, must not fill the host's disk. Set here, not left to the engine's
+# default, which keeps a json-file log without limit.
+LOG_LIMITS = ("--log-driver", "json-file", "--log-opt", "max-size=20m", "--log-opt", "max-file=5")
+
+
 def create(name: str, image: str, labels: Mapping[str, str], *, network: str,
         aliases: Iterable[str] = (), user: str | None = None, env_file: str | None = None,
         env: Mapping[str, str] | None = None, mounts: Iterable[str] = (),
@@ -140,7 +147,7 @@ def create(name: str, image: str, labels: Mapping[str, str], *, network: str,
         dns: Iterable[str] = (), extra: Iterable[str] = (), command: Iterable[str] = ()) -> list[str]:
     """`docker create` with bottle's defaults: --init (instant stop), labels, hardening.
     Created, not started: see containers.start."""
-    argv = ["docker", "create", "--init", "--name", name, "--network", network]
+    argv = ["docker", "create", "--init", "--name", name, "--network", network, *LOG_LIMITS]
     argv += _labels(labels)
     for alias in aliases:
         argv += ["--network-alias", alias]

@@ -163,6 +163,10 @@ def test_agent_is_locked_down(bottle):
     if os.getuid() == 0:  # bottle runs as root here: the firewall must not
         assert firewall["Config"]["User"] == "65534:65534"
     assert firewall["HostConfig"]["CapDrop"] in (["ALL"], ["all"]) and firewall["HostConfig"]["ReadonlyRootfs"]
+    # the firewall's audit log (a line per request) and the agent's output cannot fill the host's disk
+    for container in (info, firewall):
+        assert container["HostConfig"]["LogConfig"] == {"Type": "json-file",
+                                                        "Config": {"max-size": "20m", "max-file": "5"}}
     # the image's HEALTHCHECK script agrees that it serves
     health = docker("exec", f"bottle-{bottle.slug}-firewall", "/opt/bottle/venv/bin/python",
                     "/opt/bottle/firewall/healthcheck.py", check=False)

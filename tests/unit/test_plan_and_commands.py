@@ -117,6 +117,7 @@ def test_create_argv_hardening_and_secrets_stay_in_env_file():
                       limits={"memory": "2g", "pids-limit": "256"}, dns=["192.0.2.53"])
     text = " ".join(argv)
     assert "--init" in argv and "--cap-drop ALL" in text and "no-new-privileges" in text
+    assert "--log-opt max-size=20m --log-opt max-file=5" in text  # a bounded log on the Docker host
     assert "--env-file /stage/agent.env" in text and "--memory 2g" in text and "--dns 192.0.2.53" in text
 
 
