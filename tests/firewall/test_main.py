@@ -108,3 +108,22 @@ def test_the_launcher_imports_only_the_addons_it_runs():
     running, imported = out.splitlines()
     assert set(json.loads(running)) >= REQUIRED | {"Firewall", "TermLog"}
     assert imported == "False False"
+
+
+@pytest.mark.parametrize("added, refused", [(b"", False), ("valid", False), (b"-----BEGIN CERTIFICATE-----\nnot base64\n"
+                                                                             b"-----END CERTIFICATE-----\n", True)])
+def test_a_broken_extra_ca_in_the_upstream_bundle_is_named_before_mitmproxy_starts(tmp_path, added, refused):
+    """The image's roots plus what extra-ca.pem adds: a broken addition stops the firewall with
+    a message naming the bundle (exit 78), not mitmproxy's own obscure failure."""
+    from argparse import Namespace
+    from pathlib import Path
+
+    from test_live import make_ca, pem_cert, pem_key
+
+    key, cert = make_ca("bottle test firewall CA")
+    (tmp_path / "mitmproxy-ca.pem").write_bytes(pem_key(key) + pem_cert(cert))
+    extra = pem_cert(make_ca("extra CA")[1]) if added == "valid" else added
+    bundle = tmp_path / "upstream-ca.pem"
+    bundle.write_bytes(Path("/etc/ssl/certs/ca-certificates.crt").read_bytes() + b"\n" + extra)
+    problem = main._check_files(Namespace(confdir=str(tmp_path), upstream_ca=str(bundle)))
+    assert (problem is not None and "not valid PEM" in problem and str(bundle) in problem) == refused, problem
