@@ -4,7 +4,8 @@ and report ratios. Not a test: nothing here asserts a speed.
 1. Proxy overhead, on a bottle with a route (so with an egress proxy): HTTPS keep-alive
    requests/s and p50/p99 latency of the same client straight to the upstream; through a
    bare `mitmdump` hop (the firewall's image and CA, no addon: the floor any mitmproxy-based
-   proxy starts from); through the firewall alone; and the agent's real path, egress proxy
+   proxy starts from); through the firewall alone; through a second firewall whose audit lines
+   go to /dev/null rather than Docker's log (what that log costs); the agent's real path, egress proxy
    (injecting a header) + firewall; and egress proxy + firewall for a host without routes,
    which the egress proxy relays unopened. Ratios to the bare hop, and each sidecar's memory.
 2. Launch and teardown: warm `inv launch` (images built) to ready, and `inv down`,
@@ -101,12 +102,15 @@ def proxy_overhead(work: Path, slug: str, ca: pki.KeyPair) -> dict:
                   "--entrypoint", "python3", image,
                   "/upstream/server.py").stdout.strip()
     bare = start_bare_hop(work, slug, image, files)
+    quiet = start_quiet_firewall(work, slug, image)
     try:
         time.sleep(1.5)
         # The firewall of a routed bottle sits on the link network (the agent's goes through egress).
         runs = {"direct": (f"bottle-{slug}-net-egress", "-", "/upstream/upstream-ca.pem", UPSTREAM),
                 "bare mitmdump": (f"bottle-{slug}-net-link", "barehop:3128", "/upstream/firewall-ca.pem", UPSTREAM),
                 "firewall": (f"bottle-{slug}-net-link", "firewall:3128", "/upstream/firewall-ca.pem", UPSTREAM),
+                "firewall, audit to /dev/null": (f"bottle-{slug}-net-link", "quietfw:3128", "/upstream/firewall-ca.pem",
+                                                 UPSTREAM),
                 "egress+firewall": (f"bottle-{slug}-net-internal", "egress:8080", "/upstream/egress-ca.pem", UPSTREAM),
                 "egress relay+firewall": (f"bottle-{slug}-net-internal", "egress:8080", "/upstream/firewall-ca.pem",
                                           RELAYED)}
@@ -152,7 +156,7 @@ def proxy_overhead(work: Path, slug: str, ca: pki.KeyPair) -> dict:
             "cores": os.cpu_count()}
         return results
     finally:
-        sh("docker", "rm", "-f", upstream, bare, check=False)
+        sh("docker", "rm", "-f", upstream, bare, quiet, check=False)
 
 
 def start_bare_hop(work: Path, slug: str, image: str, files: Path) -> str:
@@ -169,6 +173,19 @@ def start_bare_hop(work: Path, slug: str, image: str, files: Path) -> str:
               ).stdout.strip()
     sh("docker", "network", "connect", f"bottle-{slug}-net-egress", bare)
     return bare
+
+
+def start_quiet_firewall(work: Path, slug: str, image: str) -> str:
+    """A second firewall, the bottle's own image, config and user, whose audit lines go to
+    /dev/null instead of Docker's log: what the audit log costs the engine, measured."""
+    user = json.loads(sh("docker", "inspect", f"bottle-{slug}-firewall").stdout)[0]["Config"]["User"]
+    stage = work / "state" / "bottle" / slug / "stage" / "firewall"
+    quiet = sh("docker", "run", "-d", "--init", "--label", "bottle.bench=1", "--network", f"bottle-{slug}-net-egress",
+               "--user", user, "--read-only", "--tmpfs", "/tmp", "-v", f"{stage}:/etc/bottle:ro",
+               "--entrypoint", "/bin/sh", image, "-c", "exec /opt/bottle/firewall/entrypoint.sh >/dev/null",
+               ).stdout.strip()
+    sh("docker", "network", "connect", "--alias", "quietfw", f"bottle-{slug}-net-link", quiet)
+    return quiet
 
 
 def process_stats(container: str) -> dict:
@@ -355,17 +372,18 @@ def main() -> None:
         cleanup(work, routed, slug, ws)
     d, b = overhead["direct"], overhead["bare mitmdump"]
     print(f"\nproxy overhead ({REQUESTS} HTTPS keep-alive requests, median of 5 interleaved runs)")
-    for name in ("direct", "bare mitmdump", "firewall", "egress+firewall", "egress relay+firewall"):
+    for name in ("direct", "bare mitmdump", "firewall", "firewall, audit to /dev/null", "egress+firewall",
+                 "egress relay+firewall"):
         r = overhead[name]
-        print(f"  {name:<21} {r['rps']:8.0f} req/s   p50 {r['p50_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms"
+        print(f"  {name:<28} {r['rps']:8.0f} req/s   p50 {r['p50_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms"
               f"   throughput {r['rps'] / b['rps']:.2f}x the bare hop, {r['rps'] / d['rps']:.2f}x direct")
     print("  memory after the runs: " + ", ".join(f"{k} {v}" for k, v in overhead["memory"].items()))
     print("\n16 connections at once (aggregate requests/s, median of 3 interleaved runs)")
     for name, rps in overhead["parallel"].items():
-        print(f"  {name:<21} {rps:8.0f} req/s   {rps / overhead['parallel']['bare mitmdump']:.2f}x the bare hop")
+        print(f"  {name:<28} {rps:8.0f} req/s   {rps / overhead['parallel']['bare mitmdump']:.2f}x the bare hop")
     print(f"\none {DOWNLOAD_BYTES // 1000000} MB download")
     for name, row in overhead["download"].items():
-        print(f"  {name:<21} {row['mb_per_s']:8.1f} MB/s   "
+        print(f"  {name:<28} {row['mb_per_s']:8.1f} MB/s   "
               f"{row['mb_per_s'] / overhead['download']['bare mitmdump']['mb_per_s']:.2f}x the bare hop   "
               f"firewall peak RSS {row['firewall_rss_before_mib']:.0f} -> {row['firewall_peak_rss_mib']:.0f} MiB")
     print("\n16 MiB JSON request body (DLP scans it in the firewall; the bare hop only relays)")
