@@ -116,7 +116,9 @@ def container_start(name: str) -> list[str]:
 def side_by_side(commands: list[list[str]]) -> list[str]:
     """One command that runs several docker commands at once (the same locally and over SSH)
     and fails if any of them failed; their output is dropped, their errors reach stderr.
-    (`docker start a b` or `docker network create` one after another waits for each in turn.)"""
+    (`docker network create` one after another waits for each in turn.) A non-interactive
+    shell's background jobs ignore SIGINT: after a Ctrl-C the commands in flight still finish,
+    so what they create exists when the rollback looks for it (`names.appears`)."""
     if len(commands) == 1:
         return commands[0]
     jobs = "".join(f'{shlex.join(argv)} >/dev/null & pids="$pids $!"; ' for argv in commands)
