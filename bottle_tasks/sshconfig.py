@@ -93,11 +93,12 @@ def connection(remote: str, depth: int = 0):
     class PromptRemote(Remote):
         input_sleep = POLL_SECONDS  # as the local runner: see target.PromptLocal
 
-    config = Config(overrides={"load_ssh_configs": False, "runners": {"remote": PromptRemote}})
+    runners = {"runners": {"remote": PromptRemote}}
     host = resolve(remote)
     if host is None:  # no OpenSSH client: Fabric's own (paramiko's) config reading
         destination, port = split(remote)
-        return Connection(destination, port=port, config=Config(overrides={"runners": {"remote": PromptRemote}}))
+        return Connection(destination, port=port, config=Config(overrides=runners))
+    config = Config(overrides={**runners, "load_ssh_configs": False})
     connect_kwargs: dict = {}
     if host.identity_files:
         connect_kwargs["key_filename"] = list(host.identity_files)

@@ -1,6 +1,7 @@
 """Helpers shared by the tests: run the real `inv` CLI and docker, write manifests."""
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
@@ -20,6 +21,23 @@ def missing(message: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{message} (required under CI=true)", pytrace=False)
     pytest.skip(message)
+
+
+@contextlib.contextmanager
+def module_state_home(tmp_path_factory, prefix: str):
+    """(folder, state dir) for one test module's bottle, with XDG_STATE_HOME pointing at the
+    state dir until the block ends (a module-scoped fixture cannot use `monkeypatch`)."""
+    import pytest
+
+    tmp = tmp_path_factory.mktemp(prefix)
+    state_home = tmp / "state"
+    state_home.mkdir()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_STATE_HOME", str(state_home))
+    try:
+        yield tmp, state_home
+    finally:
+        mp.undo()
 
 
 #: every bottle name unique() handed out in this test process (their home volumes, which

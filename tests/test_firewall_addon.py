@@ -13,6 +13,8 @@ import re
 import sys
 from pathlib import Path
 
+from helpers import missing
+
 
 def _helper():
     name = "bottle_tests_firewall_run_in_image"
@@ -28,8 +30,14 @@ def _helper():
 helper = _helper()
 
 
+def require_docker() -> None:
+    problem = helper.docker_problem()
+    if problem is not None:
+        missing(f"Docker unavailable: {problem}")
+
+
 def test_image_has_pinned_mitmproxy_and_no_compiler():
-    helper.require_docker()
+    require_docker()
     image = helper.firewall_image()
     r = helper.docker(
         "run", "--rm", "--label", helper.LABEL, "--network", "none", "--read-only",
@@ -45,7 +53,7 @@ def test_image_has_pinned_mitmproxy_and_no_compiler():
 
 
 def test_firewall_unit_tests_pass_inside_image():
-    helper.require_docker()
+    require_docker()
     r = helper.run_unit_tests(["-p", "no:warnings"])
     output = f"--- stdout ---\n{r.stdout}\n--- stderr ---\n{r.stderr}"
     assert r.returncode == 0, f"pytest inside the firewall image failed (exit {r.returncode}):\n{output}"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import container_ip, start_upstream
-from helpers import INV, REPO, docker, inv, labelled, unique, write_manifest
+from helpers import INV, REPO, docker, inv, labelled, module_state_home, unique, write_manifest
 
 from bottle_tasks.manifest import load
 from bottle_tasks.plan import build_plan
@@ -111,20 +111,15 @@ def teardown(bottle: Bottle) -> None:
 def module_bottle(tmp_path_factory, test_ca, trust_bundle, **launch):
     """A bottle for one test module, in a state dir of its own; torn down after it.
     For a module-scoped fixture: `yield from module_bottle(...)`."""
-    tmp = tmp_path_factory.mktemp(launch.get("prefix", "e2e"))
-    state_home = tmp / "state"
-    state_home.mkdir()
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_STATE_HOME", str(state_home))
-    launched = None
-    try:
-        launched = launch_bottle(tmp, state_home, test_ca, trust_bundle, **launch)
-        launched.state_home = state_home
-        yield launched
-    finally:
-        if launched:
-            teardown(launched)
-        mp.undo()
+    with module_state_home(tmp_path_factory, launch.get("prefix", "e2e")) as (tmp, state_home):
+        launched = None
+        try:
+            launched = launch_bottle(tmp, state_home, test_ca, trust_bundle, **launch)
+            launched.state_home = state_home
+            yield launched
+        finally:
+            if launched:
+                teardown(launched)
 
 
 def upstream_records(bottle, **match) -> list[dict]:

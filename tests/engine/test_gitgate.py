@@ -11,7 +11,7 @@ import secrets
 from pathlib import Path
 
 import pytest
-from helpers import docker, unique, write_manifest
+from helpers import docker, module_state_home, unique, write_manifest
 from test_bottle_e2e import Bottle, teardown
 
 from bottle_tasks import pki
@@ -59,29 +59,24 @@ def start_git_upstream(test_ca, workdir: Path, network: str, image: str) -> str:
 
 @pytest.fixture(scope="module")
 def gated(tmp_path_factory, test_ca, trust_bundle):
-    tmp = tmp_path_factory.mktemp("gitgate")
-    state_home = tmp / "state"
-    state_home.mkdir()
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_STATE_HOME", str(state_home))
-    slug = unique("gate")
-    manifest = write_manifest(tmp, {slug: body("10.255.255.0/24")}, bundle=str(trust_bundle))
-    bottle = Bottle(slug, manifest, env={"GIT_TOKEN": TOKEN})
-    bottle.upstreams = []
-    try:
-        bottle.inv("net")
-        state = json.loads((state_home / "bottle" / slug / "state.json").read_text())
-        manifest.write_text(manifest.read_text().replace("10.255.255.0/24", state["cidr"]["net-egress"]))
-        loaded = load(str(manifest))
-        bottle.inv("build")
-        gate_tag = build_plan(slug, loaded, loaded.agents[slug]).images["gitgate"].tag
-        bottle.upstreams.append(start_git_upstream(test_ca, tmp, f"bottle-{slug}-net-egress", gate_tag))
-        bottle.launch_output = bottle.inv("launch")
-        bottle.state_home = state_home
-        yield bottle
-    finally:
-        teardown(bottle)
-        mp.undo()
+    with module_state_home(tmp_path_factory, "gitgate") as (tmp, state_home):
+        slug = unique("gate")
+        manifest = write_manifest(tmp, {slug: body("10.255.255.0/24")}, bundle=str(trust_bundle))
+        bottle = Bottle(slug, manifest, env={"GIT_TOKEN": TOKEN})
+        bottle.upstreams = []
+        try:
+            bottle.inv("net")
+            state = json.loads((state_home / "bottle" / slug / "state.json").read_text())
+            manifest.write_text(manifest.read_text().replace("10.255.255.0/24", state["cidr"]["net-egress"]))
+            loaded = load(str(manifest))
+            bottle.inv("build")
+            gate_tag = build_plan(slug, loaded, loaded.agents[slug]).images["gitgate"].tag
+            bottle.upstreams.append(start_git_upstream(test_ca, tmp, f"bottle-{slug}-net-egress", gate_tag))
+            bottle.launch_output = bottle.inv("launch")
+            bottle.state_home = state_home
+            yield bottle
+        finally:
+            teardown(bottle)
 
 
 def upstream_log(bottle) -> list[dict]:

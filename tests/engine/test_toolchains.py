@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import HERE
-from helpers import docker, inv, labelled, unique, write_manifest
+from helpers import docker, inv, labelled, module_state_home, unique, write_manifest
 
 from bottle_tasks import pki
 from bottle_tasks.manifest import load
@@ -94,12 +94,6 @@ class Bottle:
 
 @pytest.fixture(scope="module")
 def bottle(tmp_path_factory, test_ca, trust_bundle):
-    tmp = tmp_path_factory.mktemp("toolchains")
-    state_home = tmp / "state"
-    state_home.mkdir()
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_STATE_HOME", str(state_home))
-    slug = unique("tc")
     body = f"""    prompt: toolchain matrix
     resources: {{memory: 2g, cpus: 2, pids: 1024}}
     network:
@@ -107,31 +101,33 @@ def bottle(tmp_path_factory, test_ca, trust_bundle):
       passthrough: []
       allowed_cidrs: []
 """
-    manifest = write_manifest(tmp, {slug: body}, extra=f"images: {{packages: [{JDK}]}}\n",
-                              bundle=str(trust_bundle))
-    launched = Bottle(slug, manifest)
-    upstream = None
-    try:
-        launched.inv("net")
-        state = json.loads((state_home / "bottle" / slug / "state.json").read_text())
-        manifest.write_text(manifest.read_text().replace(
-            "allowed_cidrs: []", f"allowed_cidrs: [{', '.join([state['cidr']['net-egress'], *registry_cidrs()])}]"))
-        loaded = load(str(manifest))
-        launched.plan = build_plan(slug, loaded, loaded.agents[slug])
-        launched.inv("build")
-        upstream = start_git_upstream(test_ca, tmp, f"bottle-{slug}-net-egress",
-                                      launched.plan.images["firewall"].tag)
-        launched.launch_output = launched.inv("launch")
-        yield launched
-    finally:
-        launched.inv("down", "--purge", check=False)
-        if upstream:
-            docker("rm", "-f", upstream, check=False)
-        for name in labelled(slug):
-            docker("rm", "-f", name, check=False)
-            docker("network", "rm", name, check=False)
-        docker("volume", "rm", f"bottle-{slug}-home", check=False)
-        mp.undo()
+    with module_state_home(tmp_path_factory, "toolchains") as (tmp, state_home):
+        slug = unique("tc")
+        manifest = write_manifest(tmp, {slug: body}, extra=f"images: {{packages: [{JDK}]}}\n",
+                                  bundle=str(trust_bundle))
+        launched = Bottle(slug, manifest)
+        upstream = None
+        try:
+            launched.inv("net")
+            state = json.loads((state_home / "bottle" / slug / "state.json").read_text())
+            manifest.write_text(manifest.read_text().replace(
+                "allowed_cidrs: []",
+                f"allowed_cidrs: [{', '.join([state['cidr']['net-egress'], *registry_cidrs()])}]"))
+            loaded = load(str(manifest))
+            launched.plan = build_plan(slug, loaded, loaded.agents[slug])
+            launched.inv("build")
+            upstream = start_git_upstream(test_ca, tmp, f"bottle-{slug}-net-egress",
+                                          launched.plan.images["firewall"].tag)
+            launched.launch_output = launched.inv("launch")
+            yield launched
+        finally:
+            launched.inv("down", "--purge", check=False)
+            if upstream:
+                docker("rm", "-f", upstream, check=False)
+            for name in labelled(slug):
+                docker("rm", "-f", name, check=False)
+                docker("network", "rm", name, check=False)
+            docker("volume", "rm", f"bottle-{slug}-home", check=False)
 
 
 def intercepted(bottle, host: str) -> list[dict]:

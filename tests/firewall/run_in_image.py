@@ -57,18 +57,6 @@ def docker_problem(base_images: tuple[str, ...] = (BASE_IMAGE,)) -> str | None:
     return None
 
 
-def require_docker(base_images: tuple[str, ...] = (BASE_IMAGE,)) -> None:
-    """Skip a Docker test where no engine is available; but under CI=true, fail instead."""
-    import pytest
-
-    problem = docker_problem(base_images)
-    if problem is None:
-        return
-    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
-        pytest.fail(f"Docker is required for this test in CI: {problem}", pytrace=False)
-    pytest.skip(f"Docker unavailable: {problem}")
-
-
 def extra_ca_bundle() -> bytes:
     env = os.environ.get("BOTTLE_EXTRA_CA_BUNDLE")
     if env:
