@@ -22,20 +22,28 @@ if TYPE_CHECKING:
 LABEL_CONFIG = "bottle.config"
 
 
-def inspect_config(bottle: Bottle, name: str) -> tuple[bool, str] | None:
-    """(running, config label) of a container; None when there is none."""
-    fmt = "{{.State.Running}} {{index .Config.Labels \"" + LABEL_CONFIG + "\"}}"
+@dataclass(frozen=True)
+class Found:
+    running: bool
+    config: str  # the config label (config_digest)
+    networks: frozenset[str]
+
+
+def inspect_config(bottle: Bottle, name: str) -> Found | None:
+    """Whether a container runs, its config label and its networks; None when there is none."""
+    fmt = ("{{.State.Running}}|{{index .Config.Labels \"" + LABEL_CONFIG + "\"}}|"
+           "{{range $net, $_ := .NetworkSettings.Networks}}{{$net}} {{end}}")
     result = bottle.run(docker.container_inspect(name, fmt), check=False)
     if not result.ok:
         return None
-    running_flag, _, config = result.stdout.strip().partition(" ")
-    return running_flag == "true", config
+    running_flag, config, networks = (result.stdout.strip().split("|") + ["", ""])[:3]
+    return Found(running_flag == "true", config, frozenset(networks.split()))
 
 
 def current_config(bottle: Bottle, name: str) -> str | None:
     """The config label of a running container; None when it is not running."""
     found = inspect_config(bottle, name)
-    return found[1] if found and found[0] else None
+    return found.config if found and found.running else None
 
 
 def running(bottle: Bottle, name: str) -> bool:
@@ -64,13 +72,16 @@ def start(bottle: Bottle, role: str, step: str, image: str, *, network: str,
     A new container is created here, and its start begins in the background (`Starting`):
     the next steps create theirs while it starts, and whatever needs it running waits for it
     (`await_started`). A stopped, half-made or differently configured container of ours is
-    replaced; `connect` joins further networks (with aliases) before the start."""
+    replaced; `connect` joins further networks (with aliases), right after the start."""
     name, exists = claim_name(bottle, "container", role)
     digest = config_digest(image, {"network": network, "connect": connect, **run_options}, inputs)
     if exists:
         found = inspect_config(bottle, name)
-        if found and found[1] == digest:
-            if found[0]:
+        # As configured: the same digest, and on each of its networks (a controller killed
+        # between the start and a join leaves a container that lacks one: it is replaced).
+        # A network someone joined it to besides (a debugging container's) is no reason.
+        if found and found.config == digest and {network, *(net for net, _ in connect)} <= found.networks:
+            if found.running:
                 return name, False
             # Stopped (the engine restarted, or someone stopped it) but as configured: start
             # it again rather than replace it, so what the agent did inside is kept.
@@ -87,39 +98,49 @@ def start(bottle: Bottle, role: str, step: str, image: str, *, network: str,
         if exc.interrupted:  # the rollback that follows must find the container
             appears(bottle.target, "container", name, (bottle.slug, role), wait=2.0)
         raise
-    for other, aliases in connect:
-        bottle.run(docker.network_connect(other, name, aliases))
-    run.now().starting.append(Starting.begin(bottle, name))
+    run.now().starting.append(Starting.begin(bottle, name, connect))
     return name, True
 
 
 @dataclass
 class Starting:
-    """A container start in flight, in a thread of its own. Only starts run in the background,
-    never creations: a start makes nothing a rollback could miss (the container is journaled
-    already, and `docker rm -f` removes it started or not)."""
+    """A container start in flight, in a thread of its own, then its further networks joined.
+    Only starts and joins run in the background, never creations: they make nothing a rollback
+    could miss (the container is journaled already, and `docker rm -f` removes it started or
+    not, joined or not). The joins come after the start, not before: a start wires up each
+    network the container is on, and the one it needs first (its way out) is enough to start
+    booting; the others are joined while it boots, and `await_started` waits for them too."""
     bottle: Bottle
     name: str
     began: float
+    connect: tuple[tuple[str, tuple[str, ...]], ...] = ()
     thread: threading.Thread | None = None
     result: Result | None = None
+    failed: str = ""  # what did not work: the start, or joining a network
     took: float = 0.0
 
     @classmethod
-    def begin(cls, bottle: Bottle, name: str) -> Starting:
-        item = cls(bottle, name, time.monotonic())
-        if bottle.dry:  # nothing runs: the command is printed where it belongs
-            item.result = bottle.run(docker.container_start(name), check=False)
+    def begin(cls, bottle: Bottle, name: str, connect: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> Starting:
+        item = cls(bottle, name, time.monotonic(), connect)
+        if bottle.dry:  # nothing runs: the commands are printed where they belong
+            item._start()
             return item
         item.thread = threading.Thread(target=item._start, name=f"start {name}", daemon=True)
         item.thread.start()
         return item
 
     def _start(self) -> None:
-        try:
-            self.result = self.bottle.run(docker.container_start(self.name), check=False)
-        except BottleError as exc:  # could not even run the command: reported by await_started
-            self.result = Result("", str(exc), -1)
+        commands = [("did not start, or stopped right after it started", docker.container_start(self.name))]
+        commands += [(f"could not join network {network}", docker.network_connect(network, self.name, aliases))
+                     for network, aliases in self.connect]
+        for failed, argv in commands:
+            try:
+                self.result = self.bottle.run(argv, check=False)
+            except BottleError as exc:  # could not even run the command: reported by await_started
+                self.result = Result("", str(exc), -1)
+            if not self.result.ok:
+                self.failed = failed
+                break
         self.took = time.monotonic() - self.began
 
 
@@ -135,9 +156,9 @@ def await_started(name: str | None = None) -> None:
     live = [item for item in chosen if not item.bottle.dry]
     up = running_among(live[0].bottle, [item.name for item in live]) if live else set()
     for item in live:
-        if item.name not in up:
+        if item.failed or item.name not in up:
             problem = tail(item.result.stderr, 5) if item.result else ""
-            raise BottleError(f"{item.name} did not start, or stopped right after it started",
+            raise BottleError(f"{item.name} {item.failed or 'stopped right after it started'}",
                               (problem + "\n" + logs_tail(item.bottle, item.name)).strip())
         console.step_done("start", item.took, f"{item.name} running")
 

@@ -21,6 +21,11 @@ def image_exists(tag: str) -> list[str]:
     return ["docker", "image", "inspect", "--format", "{{.Id}}", tag]
 
 
+def images_inspect(tags: Iterable[str], fmt: str) -> list[str]:
+    """One call for several images: one output line each (a missing one fails the call)."""
+    return ["docker", "image", "inspect", "--format", fmt, *tags]
+
+
 def image_labels(tag: str) -> list[str]:
     return ["docker", "image", "inspect", "--format", "{{json .Config.Labels}}", tag]
 

@@ -9,8 +9,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .workspace.image import selection_for
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Shipped inside the package (bottle_tasks/dockerfiles, a link to the repo's dockerfiles/
 # in a checkout, real files in an install): the `bottle` command builds without a checkout.
@@ -148,6 +146,8 @@ def packages_spec(agent_tag: str, packages: tuple[str, ...], extra_ca: str | Non
 def workspace_spec(agent_tag: str, slug: str, agent) -> ImageSpec:
     """Tagged by the digest of what enters (names, modes, sizes, mtimes, the rules): an
     unchanged workspace finds its image, which `down` keeps, and is not copied again."""
+    from .workspace.image import selection_for  # the packing code only for a workspace copy
+
     text = WORKSPACE_DOCKERFILE.format(base=agent_tag)
     workspace = Path(agent.workspace.path)
     digest = _digest(text.encode(), selection_for(agent).digest.encode())

@@ -13,7 +13,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-import pathspec
 import yaml
 
 from .errors import BottleError
@@ -405,6 +404,8 @@ def _workspace(value: Any, at: str, base: Path) -> Workspace | None:
 def _include(value: Any, at: str) -> tuple[str, ...]:
     """Patterns in .gitignore syntax, relative to the workspace, naming files to copy even
     though git, .bottleignore or the credential rules leave them out."""
+    import pathspec  # only for a manifest with include patterns: most have none
+
     patterns = string_list(value, at)
     for i, pattern in enumerate(patterns):
         where = index_path(at, i)

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import docker
+from . import docker, run
 from .docker import LABEL_ROLE, LABEL_SLUG
 from .errors import BottleError
 
@@ -34,16 +35,11 @@ def _parse_labels(text: str) -> dict[str, str]:
     return labels
 
 
-def labelled(target, slug: str | None = None) -> list[Found]:
-    """Every container and network bottle created (of one bottle, or all). Selected by the
-    slug label, which bottle sets at creation: images carry no bottle label a container
-    could inherit, so a container someone else runs from a bottle image is not ours."""
-    selector = f"{LABEL_SLUG}={slug}" if slug else LABEL_SLUG
+def _found(kind: str, out: str) -> list[Found]:
+    """Rows of `docker ps|network ls|volume ls --format {{json .}}` as Found."""
     found = []
-    for kind, argv in (("container", docker.container_ls(selector)), ("network", docker.network_ls(selector))):
-        for line in target.run(argv).stdout.splitlines():
-            if not line.strip():
-                continue
+    for line in out.splitlines():
+        if line.strip():
             row = json.loads(line)
             labels = _parse_labels(row.get("Labels", ""))
             name = row.get("Names") or row.get("Name") or ""
@@ -52,18 +48,37 @@ def labelled(target, slug: str | None = None) -> list[Found]:
     return found
 
 
+def listed(target, slug: str | None = None) -> tuple[list[Found], list[Found]]:
+    """(`labelled`, `labelled_volumes`) from three listings run side by side."""
+    selector = f"{LABEL_SLUG}={slug}" if slug else LABEL_SLUG
+    containers, networks, volumes = at_once(target, [docker.container_ls(selector), docker.network_ls(selector),
+                                                     docker.volume_ls(selector)])
+    return _found("container", containers) + _found("network", networks), _found("volume", volumes)
+
+
+def labelled(target, slug: str | None = None) -> list[Found]:
+    """Every container and network bottle created (of one bottle, or all). Selected by the
+    slug label, which bottle sets at creation: images carry no bottle label a container
+    could inherit, so a container someone else runs from a bottle image is not ours."""
+    selector = f"{LABEL_SLUG}={slug}" if slug else LABEL_SLUG
+    containers, networks = at_once(target, [docker.container_ls(selector), docker.network_ls(selector)])
+    return _found("container", containers) + _found("network", networks)
+
+
 def labelled_volumes(target, slug: str | None = None) -> list[Found]:
     """Bottle's volumes (of one bottle, or all). Apart from `labelled`: a volume outlives
     its bottle's `down` on purpose, so it is neither a leftover to sweep nor an orphan."""
     selector = f"{LABEL_SLUG}={slug}" if slug else LABEL_SLUG
-    found = []
-    for line in target.run(docker.volume_ls(selector)).stdout.splitlines():
-        if line.strip():
-            row = json.loads(line)
-            labels = _parse_labels(row.get("Labels", ""))
-            found.append(Found("volume", row.get("Name", ""), labels.get(LABEL_SLUG, ""),
-                               labels.get(LABEL_ROLE, "")))
-    return found
+    return _found("volume", target.run(docker.volume_ls(selector)).stdout)
+
+
+def at_once(target, commands: list[list[str]]) -> list[str]:
+    """The output of each command (each must succeed), run side by side: one engine round
+    trip's wait instead of one each. A dry run prints them, in order, instead."""
+    if target.dry or len(commands) < 2:
+        return [target.run(argv).stdout for argv in commands]
+    with ThreadPoolExecutor(len(commands)) as pool:
+        return list(pool.map(lambda argv: target.run(argv).stdout, commands))
 
 
 def appears(target, kind: str, name: str, expected: tuple[str, str], wait: float) -> bool:
@@ -78,17 +93,50 @@ def appears(target, kind: str, name: str, expected: tuple[str, str], wait: float
     return True
 
 
+def _labels_field(kind: str) -> str:
+    return "{{json .Config.Labels}}" if kind == "container" else "{{json .Labels}}"
+
+
+def _slug_and_role(labels_json: str) -> tuple[str, str]:
+    labels = json.loads(labels_json or "null") or {}
+    return labels.get(LABEL_SLUG, ""), labels.get(LABEL_ROLE, "")
+
+
 def owner(target, kind: str, name: str) -> tuple[str, str] | None:
     """(slug, role) labels of an existing resource, ('', '') if unlabelled, None if absent."""
-    if kind == "container":
-        argv = docker.container_inspect(name, "{{json .Config.Labels}}")
-    else:
-        argv = (docker.volume_inspect if kind == "volume" else docker.network_inspect)(name, "{{json .Labels}}")
-    result = target.run(argv, check=False)
+    inspect = {"container": docker.container_inspect, "volume": docker.volume_inspect}.get(
+        kind, docker.network_inspect)
+    result = target.run(inspect(name, _labels_field(kind)), check=False)
     if not result.ok:
         return None
-    labels = json.loads(result.stdout or "null") or {}
-    return labels.get(LABEL_SLUG, ""), labels.get(LABEL_ROLE, "")
+    return _slug_and_role(result.stdout)
+
+
+def owners(target, kind: str, names: list[str]) -> dict[str, tuple[str, str] | None]:
+    """`owner` of several containers or networks in one docker call (a missing one fails the
+    call, and the others are still printed: one line each)."""
+    inspect = docker.container_inspect_many if kind == "container" else docker.network_inspect_many
+    result = target.run(inspect(names, "{{.Name}} " + _labels_field(kind)), check=False)
+    found: dict[str, tuple[str, str] | None] = dict.fromkeys(names)
+    for line in result.stdout.splitlines():
+        name, _, labels = line.partition(" ")
+        if name.lstrip("/") in found:  # a container's name comes with a leading slash
+            found[name.lstrip("/")] = _slug_and_role(labels)
+    return found
+
+
+def _first_owner(bottle: Bottle, kind: str, name: str) -> tuple[str, str] | None:
+    """`owner` of one of the planned names, asked for all of a kind at once the first time
+    one of them is claimed in this run (a launch claims two to five containers, two to four
+    networks: one call each instead of one a name). Each answer is used once, the moment
+    its name is claimed; asked again (a later claim, a suffix), the engine answers afresh.
+    A foreign resource made meanwhile still makes the create fail, as it would have anyway."""
+    surveyed = run.now().owners
+    planned = [bottle.state.resource(role) or bottle.plan.name(role) for role in bottle.plan.roles(kind)]
+    if (bottle.slug, kind) not in surveyed and name in planned and len(planned) > 1:
+        surveyed[(bottle.slug, kind)] = owners(bottle.target, kind, planned)
+    answers = surveyed.get((bottle.slug, kind), {})
+    return answers.pop(name) if name in answers else owner(bottle.target, kind, name)
 
 
 def claim_name(bottle: Bottle, kind: str, role: str) -> tuple[str, bool]:
@@ -105,7 +153,7 @@ def claim_name(bottle: Bottle, kind: str, role: str) -> tuple[str, bool]:
     pinned = bottle.pinned
     candidates = [base] if pinned else [base] + [f"{base}-{n}" for n in range(2, MAX_SUFFIX + 1)]
     for name in candidates:
-        held = owner(bottle.target, kind, name)
+        held = _first_owner(bottle, kind, name) if name == base else owner(bottle.target, kind, name)
         if held is None:
             return name, False
         if held == (bottle.slug, role):

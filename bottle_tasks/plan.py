@@ -80,6 +80,16 @@ class Plan:
         gate = (("net-gate", True),) if self.wants_gitgate else ()
         return (("net-internal", True), *link, *gate, ("net-egress", False))
 
+    def roles(self, kind: str) -> tuple[str, ...]:
+        """The roles of this bottle's containers, or networks, in the order a launch makes them."""
+        if kind == "network":
+            return tuple(role for role, _ in self.networks)
+        if kind == "container":
+            optional = (("egress", self.wants_egress), ("gitgate", self.wants_gitgate),
+                        ("supervise", self.wants_supervise))
+            return ("firewall", *(role for role, wanted in optional if wanted), "agent")
+        return ()
+
     @property
     def firewall_network(self) -> str:
         """The network on which the firewall is reachable as `firewall`: the agent's own, or,

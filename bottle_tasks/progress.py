@@ -11,11 +11,14 @@ import re
 import threading
 import time
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from . import console
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 WIDTH = 70  # of an instruction shown in a row: the rest is noise on one line
@@ -45,6 +48,8 @@ class Board:
 
     def __enter__(self) -> "Board":
         if self.live:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn  # builds only
+
             self._progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[name]:<10}[/]"),
                                       TimeElapsedColumn(), TextColumn("{task.description}"),
                                       console=self.out, transient=True)

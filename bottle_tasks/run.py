@@ -27,6 +27,8 @@ class Run:
     connections: dict[str, Connection] = field(default_factory=dict)  # one per remote host
     locks: dict[str, int] = field(default_factory=dict)      # bottle slug -> lock file descriptor
     locking: bool = True  # False for runs that only look (they take no lock)
+    # (slug, kind) -> name -> owner: the planned names' owners, asked once (names._first_owner)
+    owners: dict[tuple[str, str], dict[str, tuple[str, str] | None]] = field(default_factory=dict)
 
 
 _CURRENT = Run()

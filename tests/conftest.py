@@ -22,6 +22,15 @@ def engine():
         missing("no Docker engine answers (`make engine` starts one)")
 
 
+@pytest.fixture(autouse=True)
+def fresh_run():
+    """Each test is a command line of its own: a fresh `run.now()` (its journal, the starts in
+    flight, the names it asked the engine about), as the executor begins for each."""
+    from bottle_tasks import run
+
+    run.begin()
+
+
 @pytest.fixture
 def state_home(tmp_path, monkeypatch):
     """An isolated XDG state dir, for this process and the `inv` processes it starts."""

@@ -1,6 +1,7 @@
 """`build`: every image with a Dockerfile under dockerfiles/, tagged by a hash of its inputs."""
 from __future__ import annotations
 
+import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -20,6 +21,15 @@ if TYPE_CHECKING:
 
 def image_present(bottle: Bottle, tag: str) -> bool:
     return not bottle.dry and bottle.run(docker.image_exists(tag), check=False).ok
+
+
+def images_present(bottle: Bottle, tags: list[str]) -> set[str]:
+    """Which of these tags the engine has, in one call."""
+    if bottle.dry or not tags:
+        return set()
+    out = bottle.run(docker.images_inspect(tags, "{{json .RepoTags}}"), check=False).stdout
+    held = {tag for line in out.splitlines() if line.startswith("[") for tag in json.loads(line)}
+    return held & set(tags)
 
 
 def require_base(bottle: Bottle, image: str) -> None:
@@ -62,8 +72,8 @@ def build(c):
     specs = bottle.plan.images
     # Derived images (packages, workspace) are FROM the agent image: built after the others.
     derived = [specs[name] for name in DERIVED if name in specs]
-    missing = [spec for name, spec in specs.items()
-               if name not in DERIVED and not image_present(bottle, spec.tag)]
+    present = images_present(bottle, [spec.tag for name, spec in specs.items() if name not in DERIVED])
+    missing = [spec for name, spec in specs.items() if name not in DERIVED and spec.tag not in present]
     for base in sorted({spec.build_args["BASE_IMAGE"] for spec in missing}):
         require_base(bottle, base)
     # Independent images build side by side: most of their time is waiting on registries.

@@ -4,10 +4,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-from cryptography import x509
 from invoke import Collection, task
 
-from .. import pki
 from ..selection import current
 from ..stepping import step
 from ..undo import record
@@ -24,6 +22,8 @@ RENEW_BEFORE = timedelta(days=2)
 def fresh(cert_pem: str | None) -> bool:
     if not cert_pem:
         return False
+    from cryptography import x509  # here, not at the top: only a launch needs it, not `down`
+
     cert = x509.load_pem_x509_certificate(cert_pem.encode())
     return cert.not_valid_after_utc - datetime.now(timezone.utc) > RENEW_BEFORE
 
@@ -36,6 +36,8 @@ def key_present(bottle: Bottle, path: str) -> bool:
 @step("ca")
 def ca(c):
     """Mint the bottle's firewall and egress CAs (in-process, keys 0600 in the stage dir)."""
+    from .. import pki
+
     bottle = current(c)
     certs = dict(bottle.state.get("ca") or {})
     if not bottle.state.resource("stage"):

@@ -3,7 +3,7 @@ from invoke import Collection, task
 
 from .. import console, home
 from ..connections import target_for
-from ..names import labelled, labelled_volumes
+from ..names import labelled, listed
 from ..selection import current, host_label, selection
 from ..state import State, known_slugs
 from ..stepping import step
@@ -11,10 +11,11 @@ from ..undo import remove, remove_together, undo
 from ..workspace import image as workspace_image
 
 
-def sweep(target, slug: str | None) -> list[str]:
-    """Remove labelled resources the undo log did not know (lost state, crashed runs)."""
+def sweep(target, slug: str | None, found: list | None = None) -> list[str]:
+    """Remove labelled resources the undo log did not know (lost state, crashed runs);
+    `found`: what `labelled` lists, when it is known already."""
     removed = []
-    found = labelled(target, slug)
+    found = labelled(target, slug) if found is None else found
     # Containers first: a network in use cannot be removed.
     for item in sorted(found, key=lambda f: f.kind != "container"):
         remove(target, item.kind, item.name)
@@ -65,12 +66,13 @@ def down(c, all=False, purge=False):
         else:
             undo(bottle, batch[0])
         undone += [action.name for action in batch]
-    leftovers = sweep(bottle.target, bottle.slug)
+    found, volumes = listed(bottle.target, bottle.slug)
+    leftovers = sweep(bottle.target, bottle.slug, found)
     for name in leftovers:
         console.note(f"removed leftover {name} (found by label)")
     # The home volume outlives `down` (a relaunch finds Claude's state again) unless purged;
     # so does the workspace image (an unchanged workspace relaunches without a copy).
-    kept = [] if purge else [found.name for found in labelled_volumes(bottle.target, bottle.slug)]
+    kept = [] if purge else [volume.name for volume in volumes]
     if not purge and (bottle.agent is None or (bottle.agent.workspace and bottle.agent.workspace.copy)):
         kept += workspace_image.kept(bottle.target, bottle.slug)  # an image listing: only when there may be one
     undone += home.purge(bottle.target, bottle.slug) if purge else []

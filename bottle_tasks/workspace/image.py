@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 from .. import console, docker
 from ..errors import BottleError
-from . import pack
-from .credentials import ContentScan
-from .selection import LeftOut, Selection, selected
 
+# Packing and the content scan (pathspec, the DLP rules) are imported when a workspace is
+# packed, not by every `inv` command: most bottles have no workspace copy.
 if TYPE_CHECKING:
     from ..selection import Bottle
+    from .selection import LeftOut, Selection
 
 LEFT_OUT_LABEL = "bottle.workspace.left-out"
 LABEL_ITEMS = 200   # the label keeps this many paths; the count stays exact
@@ -26,6 +26,8 @@ SHOWN_PER_REASON = 5
 
 
 def selection_for(agent) -> Selection:
+    from .selection import selected
+
     workspace = agent.workspace
     return selected(workspace.path, tuple(workspace.include), tuple(agent.network.dlp.patterns))
 
@@ -53,6 +55,9 @@ def build(bottle: Bottle, spec, selection: Selection) -> None:
         bottle.run(docker.build(spec.tag, "Dockerfile", "-", {}, labels_base),
                    stdin_path=bottle.stage("build", "workspace.tar"))
         return
+    from . import pack
+    from .credentials import ContentScan
+
     fd, local = tempfile.mkstemp(prefix=f"bottle-workspace-{bottle.slug}-", suffix=".tar")  # 0600
     os.close(fd)
     remote = None
@@ -106,6 +111,8 @@ def _to_label(left: list[LeftOut]) -> str:
 
 
 def _from_label(text: str | None) -> list[LeftOut]:
+    from .selection import LeftOut
+
     try:
         doc = json.loads(text or "{}")
         items = [LeftOut(str(rel), str(reason)) for rel, reason in doc.get("items", [])]

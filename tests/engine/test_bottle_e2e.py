@@ -433,6 +433,23 @@ def test_stopped_bottle_comes_back_as_it_was(bottle):
         bottle.inv("deny", OTHER, check=False)
 
 
+def test_a_container_that_lacks_a_network_is_replaced_by_the_next_launch(bottle):
+    """A container joins its further networks right after its start: a controller killed
+    in between leaves the firewall running without the agent's network. The next launch
+    must not take that for a bottle as configured (a network joined besides, as this
+    module's private one, is no reason to replace it: the earlier relaunches kept it)."""
+    firewall, internal = f"bottle-{bottle.slug}-firewall", f"bottle-{bottle.slug}-net-internal"
+    joined = lambda: docker("inspect", "-f", "{{range $net, $_ := .NetworkSettings.Networks}}{{$net}} {{end}}",
+                            firewall).stdout.split()
+    assert bottle.private_net in joined()
+    before = docker("inspect", "-f", "{{.Id}}", firewall).stdout.strip()
+    docker("network", "disconnect", internal, firewall)
+    bottle.inv("launch")
+    assert docker("inspect", "-f", "{{.Id}}", firewall).stdout.strip() != before
+    assert internal in joined()
+    assert bottle.curl(f"https://{UPSTREAM}/")[0].endswith("200")
+
+
 def test_killed_firewall_leaves_no_way_out(bottle):
     # Last in this module: it breaks the bottle on purpose.
     docker("kill", f"bottle-{bottle.slug}-firewall")

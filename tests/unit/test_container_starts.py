@@ -17,8 +17,9 @@ class FakeBottle:
     slug = "demo"
     dry = False
 
-    def __init__(self, failing: set[str] = frozenset(), gate: threading.Event | None = None):
-        self.failing, self.gate = failing, gate
+    def __init__(self, failing: set[str] = frozenset(), gate: threading.Event | None = None,
+                 unjoinable: set[str] = frozenset()):
+        self.failing, self.gate, self.unjoinable = failing, gate, unjoinable
         self.commands: list[list[str]] = []
         self.lock = threading.Lock()
 
@@ -26,6 +27,10 @@ class FakeBottle:
         with self.lock:
             self.commands.append(argv)
         verb = argv[1]
+        if argv[1:3] == ["network", "connect"]:
+            network = argv[-2]
+            return Result("", f"Error response from daemon: network {network} not found", 1) \
+                if network in self.unjoinable else Result("", "", 0)
         if verb == "start":
             if self.gate is not None:
                 self.gate.wait(5)
@@ -102,4 +107,33 @@ def test_no_probe_for_a_container_whose_start_failed():
     containers.expect_ready(bottle, "bottle-demo-firewall", ["probe"], "answering")
     with pytest.raises(BottleError):
         containers.settle()
+    assert not any(argv[1] == "exec" for argv in bottle.commands)
+
+
+JOIN = (("bottle-demo-net-internal", ("firewall",)),)
+
+
+def test_networks_are_joined_after_the_start_and_the_probe_waits_for_them():
+    gate = threading.Event()
+    bottle = FakeBottle(gate=gate)
+    run.now().starting.append(containers.Starting.begin(bottle, "bottle-demo-firewall", JOIN))
+    containers.expect_ready(bottle, "bottle-demo-firewall", ["probe"], "answering")
+    gate.set()
+    containers.settle()
+    verbs = [" ".join(argv[1:3]) for argv in bottle.commands]
+    join = ["docker", "network", "connect", "--alias", "firewall", "bottle-demo-net-internal", "bottle-demo-firewall"]
+    assert join in bottle.commands
+    start, joined = verbs.index("start bottle-demo-firewall"), bottle.commands.index(join)
+    probed = next(i for i, argv in enumerate(bottle.commands) if argv[1] == "exec")
+    assert start < joined < probed  # joined while it boots; ready only once joined
+
+
+def test_a_failed_join_fails_the_run_naming_the_network_and_no_probe_runs():
+    bottle = FakeBottle(unjoinable={"bottle-demo-net-internal"})
+    run.now().starting.append(containers.Starting.begin(bottle, "bottle-demo-firewall", JOIN))
+    containers.expect_ready(bottle, "bottle-demo-firewall", ["probe"], "answering")
+    with pytest.raises(BottleError) as caught:
+        containers.settle()  # the container runs: only the failed join says what is wrong
+    assert "bottle-demo-firewall could not join network bottle-demo-net-internal" in str(caught.value)
+    assert "not found" in caught.value.detail
     assert not any(argv[1] == "exec" for argv in bottle.commands)

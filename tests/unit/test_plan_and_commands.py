@@ -74,11 +74,12 @@ def _context(manifest, runs):
 
 
 def test_net_issues_exactly_these_commands(manifest, state_home):
-    labels_fmt = "{{json .Labels}}"
+    owners_fmt = "{{.Name}} {{json .Labels}}"
     subnet_fmt = "{{.Name}} {{range .IPAM.Config}}{{.Subnet}} {{end}}"
     runs = {
-        f"docker network inspect --format '{labels_fmt}' bottle-demo-net-internal": Result(exited=1, stderr="No such network"),
-        f"docker network inspect --format '{labels_fmt}' bottle-demo-net-egress": Result(exited=1, stderr="No such network"),
+        # Who holds the planned names: one call for both.
+        f"docker network inspect --format '{owners_fmt}' bottle-demo-net-internal bottle-demo-net-egress":
+            Result(exited=1, stderr="network bottle-demo-net-internal not found"),
         # Both created side by side, by one shell command.
         shlex.join(docker.side_by_side([
             ("docker network create --driver bridge --internal --opt com.docker.network.bridge.inhibit_ipv4=true "
@@ -97,12 +98,12 @@ def test_net_issues_exactly_these_commands(manifest, state_home):
 
 
 def test_net_reuses_its_own_networks(manifest, state_home):
-    labels_fmt = "{{json .Labels}}"
+    owners_fmt = "{{.Name}} {{json .Labels}}"
     subnet_fmt = "{{.Name}} {{range .IPAM.Config}}{{.Subnet}} {{end}}"
-    ours = lambda role: Result(json.dumps({"bottle.slug": "demo", "bottle.role": role}))
+    ours = lambda role: f"bottle-demo-{role} " + json.dumps({"bottle.slug": "demo", "bottle.role": role})
     runs = {
-        f"docker network inspect --format '{labels_fmt}' bottle-demo-net-internal": ours("net-internal"),
-        f"docker network inspect --format '{labels_fmt}' bottle-demo-net-egress": ours("net-egress"),
+        f"docker network inspect --format '{owners_fmt}' bottle-demo-net-internal bottle-demo-net-egress":
+            Result(ours("net-internal") + "\n" + ours("net-egress") + "\n"),
         f"docker network inspect --format '{subnet_fmt}' bottle-demo-net-internal bottle-demo-net-egress":
             Result("bottle-demo-net-internal 172.30.1.0/24\nbottle-demo-net-egress 172.30.2.0/24"),
     }
