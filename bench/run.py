@@ -308,6 +308,35 @@ def print_workspace(result: dict) -> None:
         print(f"  {key:<30} {value:6.2f} s   {value - plain:+.2f} s against no workspace")
 
 
+def print_launch(title: str, figures: dict) -> None:
+    print(f"\nlaunch and teardown, {title} (median of {ROUNDS} rounds, warm images)")
+    for key, value in figures.items():
+        print(f"  {key:<18} {value:6.2f} s")
+    print(f"  ratio launch / compose up: {figures['launch'] / figures['compose up --wait']:.2f}x; "
+          f"down / compose down: {figures['down'] / figures['compose down']:.2f}x")
+
+
+def main_launch() -> None:
+    """`BENCH_ONLY=launch`: the launch and teardown rows alone (a few minutes, for working on
+    the launch); printed, not recorded: bench/results.json keeps whole runs."""
+    work = Path(tempfile.mkdtemp(prefix="bottle-bench-"))
+    slug = f"bench{secrets.token_hex(2)}"
+    routed = f"{slug}r"
+    write_manifest(work, slug, routed, Path(HOST_BUNDLE))
+    try:
+        inv(work, "use", routed, "launch")
+        routed_figures = launch_vs_compose(work, routed, routed=True)
+        inv(work, "use", slug, "launch")
+        plain_figures = launch_vs_compose(work, slug)
+    finally:
+        cleanup(work, routed, slug)
+    print_launch(LAUNCH_TITLES[0], plain_figures)
+    print_launch(LAUNCH_TITLES[1], routed_figures)
+
+
+LAUNCH_TITLES = ("firewall and agent", "with a route: firewall, egress proxy, agent")
+
+
 def main_workspace() -> None:
     """`BENCH_ONLY=workspace`: the workspace rows alone; merged into bench/results.json."""
     work = Path(tempfile.mkdtemp(prefix="bottle-bench-"))
@@ -390,13 +419,8 @@ def main() -> None:
     for name, row in overhead["dlp_body"].items():
         print(f"  {name:<24} {row['seconds_per_request']:6.2f} s per request, "
               f"firewall CPU {row['firewall_cpu_s_per_request']:.2f} s per request")
-    for title, figures in (("firewall and agent", launch), ("with a route: firewall, egress proxy, agent",
-                                                             launch_routed)):
-        print(f"\nlaunch and teardown, {title} (median of {ROUNDS} rounds, warm images)")
-        for key, value in figures.items():
-            print(f"  {key:<18} {value:6.2f} s")
-        print(f"  ratio launch / compose up: {figures['launch'] / figures['compose up --wait']:.2f}x; "
-              f"down / compose down: {figures['down'] / figures['compose down']:.2f}x")
+    print_launch(LAUNCH_TITLES[0], launch)
+    print_launch(LAUNCH_TITLES[1], launch_routed)
     print_workspace(workspace)
     record = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "requests": REQUESTS,
               "proxies": overhead, "launch": launch, "launch_routed": launch_routed, "workspace": workspace}
@@ -405,4 +429,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main_workspace() if os.environ.get("BENCH_ONLY") == "workspace" else main()
+    {"workspace": main_workspace, "launch": main_launch}.get(os.environ.get("BENCH_ONLY", ""), main)()

@@ -27,6 +27,7 @@ class Run:
     connections: dict[str, Connection] = field(default_factory=dict)  # one per remote host
     locks: dict[str, int] = field(default_factory=dict)      # bottle slug -> lock file descriptor
     locking: bool = True  # False for runs that only look (they take no lock)
+    memo: dict[tuple, Any] = field(default_factory=dict)  # the manifest and plan, read once (selection.py)
     # (slug, kind) -> name -> owner: the planned names' owners, asked once (names._first_owner)
     owners: dict[tuple[str, str], dict[str, tuple[str, str] | None]] = field(default_factory=dict)
 

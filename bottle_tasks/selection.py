@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-from . import manifest
+from . import manifest, run
 from .connections import target_for
 from .errors import BottleError
 from .images import REPO_ROOT
@@ -118,7 +118,7 @@ def current(c, need_manifest: bool = True, chosen: dict | None = None) -> Bottle
     chosen = chosen or selection(c)
     loaded = agent = plan = None
     try:
-        loaded = manifest.load(str(manifest_path(chosen["manifest"])))
+        loaded = _load_once(manifest_path(chosen["manifest"]))
         agent = loaded.agents.get(chosen["agent"])
         if agent is None:
             raise BottleError(
@@ -139,11 +139,34 @@ def current(c, need_manifest: bool = True, chosen: dict | None = None) -> Bottle
     if agent and loaded:
         state.data["agent"] = agent.name
         state.data["manifest"] = str(loaded.path)
-        plan = build_plan(slug, loaded, agent)
+        plan = _plan_once(slug, loaded, agent)
     # None only with need_manifest=False, where the callers check (see Bottle)
     return Bottle(slug, cast(Manifest, loaded), cast(Agent, agent), cast(Plan, plan), state, target,
                   pinned=bool(chosen["name"]),
                   selector=selector(chosen))
+
+
+# Each step of a run starts with `current`: a launch's ten steps would read and validate the
+# manifest ten times, and hash the image inputs ten times, for the same answer. Once a run:
+# a manifest is read again only if its file changed meanwhile.
+def _load_once(path: Path) -> Manifest:
+    try:
+        stat = path.stat()
+        key = ("manifest", str(path), stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        return manifest.load(str(path))  # its own error: not found, not readable
+    memo = run.now().memo
+    if key not in memo:
+        memo[key] = manifest.load(str(path))
+    return memo[key]
+
+
+def _plan_once(slug: str, loaded: Manifest, agent: Agent) -> Plan:
+    memo = run.now().memo
+    key = ("plan", slug, id(loaded), agent.name)  # `loaded` is kept in the memo: its id stays its own
+    if key not in memo:
+        memo[key] = build_plan(slug, loaded, agent)
+    return memo[key]
 
 
 def bottle_named(c, slug: str) -> Bottle:
