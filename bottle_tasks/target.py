@@ -13,6 +13,7 @@ import os
 import shlex
 import shutil
 import tarfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,7 @@ class Target:
         if not interactive:
             kwargs["in_stream"] = False  # never wait on, or swallow, the user's terminal
         try:
+            self._connect()
             raw = self._runner.run(command, **kwargs)
         except FileNotFoundError:
             raise BottleError(f"`{argv[0]}` is not installed on {self.describe()}",
@@ -94,6 +96,9 @@ class Target:
         if check and not result.ok:
             raise command_failed(argv, result, self.describe())
         return result
+
+    def _connect(self) -> None:
+        """Before a command: whatever must be open for it to run (an SSH connection)."""
 
     # -- files -------------------------------------------------------------
     def stage_dir(self, slug: str) -> str:
@@ -200,6 +205,9 @@ class LocalTarget(Target):
         return "the local Docker host"
 
 
+_OPENING = threading.Lock()
+
+
 class RemoteTarget(Target):
     """A remote Docker host over SSH (Fabric); stage files go there by SFTP, 0600."""
 
@@ -210,6 +218,15 @@ class RemoteTarget(Target):
         self.connection = connection
         self._home: str | None = None
         self._ids: tuple[int, int] | None = None
+
+    def _connect(self) -> None:
+        # Commands run side by side (starts, probes, listings) share this one connection:
+        # the first opens it, the others wait for it. Fabric would otherwise let each thread
+        # open and authenticate it at once, and the engine's answer be an SSH error.
+        if not self.connection.is_connected:
+            with _OPENING:
+                if not self.connection.is_connected:
+                    self.connection.open()
 
     @property
     def stage_root(self) -> str:  # type: ignore[override]
