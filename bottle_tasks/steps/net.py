@@ -1,6 +1,7 @@
 """`net`: the bottle's networks (two, or three with an egress proxy), and their CIDRs."""
 from __future__ import annotations
 
+import contextlib
 import importlib
 import threading
 from typing import TYPE_CHECKING
@@ -49,7 +50,12 @@ def prefetch_ca_code() -> None:
     """Import what the `ca` step (next) needs, in a thread, while this process only waits for
     the engine to create the networks: cryptography takes ~25 ms to import, on the launch's path
     otherwise. Only an import: the step itself runs as before, and finds it done."""
-    threading.Thread(target=importlib.import_module, args=("bottle_tasks.pki",), daemon=True).start()
+    threading.Thread(target=_import_quietly, args=("bottle_tasks.pki",), daemon=True).start()
+
+
+def _import_quietly(module: str) -> None:
+    with contextlib.suppress(Exception):  # the step's own import reports any failure, not this thread
+        importlib.import_module(module)
 
 
 def subnets(bottle: Bottle, names: dict[str, str]) -> dict[str, str]:
