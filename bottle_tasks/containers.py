@@ -23,13 +23,13 @@ LABEL_CONFIG = "bottle.config"
 
 
 @dataclass(frozen=True)
-class Found:
+class Inspected:
     running: bool
     config: str  # the config label (config_digest)
     networks: frozenset[str]
 
 
-def inspect_config(bottle: Bottle, name: str) -> Found | None:
+def inspect_config(bottle: Bottle, name: str) -> Inspected | None:
     """Whether a container runs, its config label and its networks; None when there is none."""
     fmt = ("{{.State.Running}}|{{index .Config.Labels \"" + LABEL_CONFIG + "\"}}|"
            "{{range $net, $_ := .NetworkSettings.Networks}}{{$net}} {{end}}")
@@ -37,7 +37,7 @@ def inspect_config(bottle: Bottle, name: str) -> Found | None:
     if not result.ok:
         return None
     running_flag, config, networks = (result.stdout.strip().split("|") + ["", ""])[:3]
-    return Found(running_flag == "true", config, frozenset(networks.split()))
+    return Inspected(running_flag == "true", config, frozenset(networks.split()))
 
 
 def current_config(bottle: Bottle, name: str) -> str | None:
