@@ -18,6 +18,7 @@ from .steps import (
     plan,
     proxy,
     prune,
+    secrets,
     select,
     status,
     supervise,
@@ -25,7 +26,7 @@ from .steps import (
 )
 from .target import PromptLocal
 
-TOPICS = (select, build, net, ca, proxy, allow, egress, gitgate, supervise, agent, launch, inside, logs, down, status,
+TOPICS = (select, secrets, build, net, ca, proxy, allow, egress, gitgate, supervise, agent, launch, inside, logs, down, status,
           plan, init, work, prune)
 
 

@@ -106,7 +106,10 @@ class Plan:
     def describe(self) -> list[tuple[str, str]]:
         """(step, what it will do) for `inv plan`."""
         net = self.agent.network
+        held = sorted({i.secret for route in self.agent.routes for i in route.inject}
+                      | {remote.secret for remote in self.agent.gated_remotes if remote.secret})
         rows = [
+            ("secrets", f"{', '.join(held)} must be set in this shell" if held else "none needed"),
             ("build", ", ".join(f"{spec.name} → {spec.tag}" for spec in self.images.values()) or "no images"),
             ("net", ", ".join(f"{self.name(role)}{' (--internal)' if internal else ''}"
                               for role, internal in self.networks)),

@@ -17,6 +17,7 @@ from .build import build
 from .egress import egress
 from .gitgate import gitgate
 from .proxy import proxy
+from .secrets import secrets
 from .supervise import supervise
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def check_runtime(bottle: Bottle) -> None:
             "or set runtime: runc")
 
 
-@task(pre=[build, proxy, egress, gitgate, supervise])
+@task(pre=[secrets, build, proxy, egress, gitgate, supervise])
 @step("agent")
 def agent(c):
     """Create the agent container, on the internal network only (provision starts it)."""

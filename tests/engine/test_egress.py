@@ -218,14 +218,20 @@ def test_the_real_key_is_nowhere_but_in_the_egress_proxy(bottle):
     assert REAL_KEY not in ps
 
 
-def test_launch_without_the_secret_fails_at_egress_and_rolls_back(bottle):
+def test_launch_without_the_secret_fails_first_and_creates_nothing(bottle):
     other = bottle.slug + "x"
     manifest = bottle.manifest
     out = inv("use", bottle.slug, "--name", other, "launch", manifest=manifest, check=False,
               env={"ANTHROPIC_API_KEY": ""})
     assert out.returncode != 0
     assert "ANTHROPIC_API_KEY" in out.stderr and "egress" in out.stderr and "Traceback" not in out.stderr
+    assert "✗ secrets" in out.stderr and "✓" not in out.stderr  # before any build or creation
     assert labelled(other) == []
+    # The egress step alone still checks for itself (`inv egress` does not run `secrets`).
+    out = inv("use", bottle.slug, "--name", other, "egress", manifest=manifest, check=False,
+              env={"ANTHROPIC_API_KEY": ""})
+    assert out.returncode != 0 and "✗ egress" in out.stderr and "ANTHROPIC_API_KEY" in out.stderr
+    assert labelled(other) == []  # what the egress step's pre-tasks made is rolled back
 
 
 # -- live route changes ------------------------------------------------------------------------------------

@@ -23,3 +23,18 @@ def test_dry_launch_prints_commands_without_secrets(tmp_path, state_home):
     assert SECRET not in text and "PRIVATE KEY" not in text
     assert "ready bottle drybot" in text
     assert not (state_home / "bottle" / "drybot").exists()  # a dry run leaves nothing
+
+
+def test_a_missing_secret_stops_a_launch_before_it_builds_or_creates_anything(tmp_path, state_home):
+    manifest = write_manifest(tmp_path, {"routed": (
+        "    prompt: p\n    secrets: [ROUTE_KEY_UNSET]\n    network: {allow: [api.example.org]}\n    egress_proxy:\n"
+        "      routes: [{host: api.example.org, inject: [{header: x-api-key, secret: ROUTE_KEY_UNSET}]}]")})
+    # No engine answers here: any docker command would fail with an error of its own.
+    out = inv("use", "routed", "launch", manifest=manifest, check=False,
+              env={"DOCKER_HOST": "unix:///nonexistent.sock"})
+    text = out.stdout + out.stderr
+    assert out.returncode == 1, text
+    assert "agents.routed.egress_proxy: the secret(s) ROUTE_KEY_UNSET are not set in this shell" in text
+    assert "export ROUTE_KEY_UNSET=..." in text
+    assert "✗ secrets" in text and "✓" not in text  # the first step, and nothing ran before it
+    assert "docker" not in text.lower()

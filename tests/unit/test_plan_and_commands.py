@@ -26,7 +26,7 @@ def test_names_labels_and_proxy_url(manifest):
     assert plan.name("net-internal") == "bottle-demo-net-internal"
     assert plan.labels("firewall") == {"bottle.slug": "demo", "bottle.role": "firewall", "bottle.managed": "1"}
     assert plan.proxy_url == "http://firewall:3128"  # no routes: straight to the firewall
-    assert [row[0] for row in plan.describe()][:3] == ["build", "net", "ca"]
+    assert [row[0] for row in plan.describe()][:4] == ["secrets", "build", "net", "ca"]
 
 
 def test_image_tags_hash_their_inputs(manifest, tmp_path):
