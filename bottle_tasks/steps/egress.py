@@ -38,6 +38,11 @@ def routes_doc(bottle: Bottle) -> dict:
             "routes": policy_render.effective_routes(bottle.agent, bottle.state.get("route_changes") or {})}
 
 
+def secret_names(bottle: Bottle) -> list[str]:
+    """The secrets the egress proxy injects (its effective routes')."""
+    return [i["secret"] for route in routes_doc(bottle)["routes"] for i in route["inject"]]
+
+
 def staged_secrets(bottle: Bottle) -> dict[str, str]:
     """secrets.json of the running egress proxy (0600 in the stage dir), or nothing."""
     raw = None if bottle.dry else bottle.target.read(bottle.stage("egress", "secrets.json"))
@@ -52,8 +57,7 @@ def write_config(bottle: Bottle, keep_staged: bool = False) -> dict:
     """routes.json and secrets.json; `keep_staged`: a live change, which may be made from a
     shell without the secrets (the values already in the stage dir stay)."""
     doc = routes_doc(bottle)
-    names = [i["secret"] for route in doc["routes"] for i in route["inject"]]
-    secrets = secret_values(bottle, names, "egress_proxy", "egress proxy",
+    secrets = secret_values(bottle, secret_names(bottle), "egress_proxy", "egress proxy",
                             staged_secrets(bottle) if keep_staged else None)
     bottle.target.write(bottle.stage("egress", "routes.json"), (json.dumps(doc, indent=2) + "\n").encode())
     bottle.target.write(bottle.stage("egress", "secrets.json"), json.dumps(secrets).encode())

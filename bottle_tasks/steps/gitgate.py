@@ -32,10 +32,14 @@ def gate_doc(bottle: Bottle) -> dict:
             "remotes": [remote.to_json() for remote in bottle.agent.gated_remotes]}
 
 
+def secret_names(bottle: Bottle) -> list[str]:
+    """The credentials the git gate pushes with."""
+    return [remote.secret for remote in bottle.agent.gated_remotes if remote.secret]
+
+
 def write_config(bottle: Bottle) -> dict:
     doc = gate_doc(bottle)
-    secrets = secret_values(bottle, [r.secret for r in bottle.agent.gated_remotes if r.secret],
-                            "git.remotes", "git gate")  # raises before anything is written
+    secrets = secret_values(bottle, secret_names(bottle), "git.remotes", "git gate")  # raises before anything is written
     bottle.target.write(bottle.stage("gitgate", "gitgate.json"), (json.dumps(doc, indent=2) + "\n").encode())
     bottle.target.write(bottle.stage("gitgate", "secrets.json"), json.dumps(secrets).encode())
     # The gate reaches the upstreams through the firewall, which intercepts TLS with its CA.

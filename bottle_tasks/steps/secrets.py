@@ -10,7 +10,7 @@ from invoke import Collection, task
 from ..selection import current
 from ..sidecar import secret_values
 from ..stepping import step
-from .egress import routes_doc
+from . import egress, gitgate
 
 
 @task
@@ -20,10 +20,9 @@ def secrets(c):
     bottle = current(c)
     needed: dict[tuple[str, str], list[str]] = {}  # (manifest field, sidecar) -> secret names
     if bottle.plan.wants_egress:
-        needed["egress_proxy", "egress proxy"] = [i["secret"] for route in routes_doc(bottle)["routes"]
-                                                   for i in route["inject"]]
+        needed["egress_proxy", "egress proxy"] = egress.secret_names(bottle)
     if bottle.plan.wants_gitgate:
-        needed["git.remotes", "git gate"] = [r.secret for r in bottle.agent.gated_remotes if r.secret]
+        needed["git.remotes", "git gate"] = gitgate.secret_names(bottle)
     for (field, sidecar), names in needed.items():
         secret_values(bottle, names, field, sidecar)  # raises, naming the variable and the field
     listed = ", ".join(sorted({name for names in needed.values() for name in names}))
