@@ -308,6 +308,9 @@ def print_workspace(result: dict) -> None:
         print(f"  {key:<30} {value:6.2f} s   {value - plain:+.2f} s against no workspace")
 
 
+LAUNCH_TITLES = ("firewall and agent", "with a route: firewall, egress proxy, agent")
+
+
 def print_launch(title: str, figures: dict) -> None:
     print(f"\nlaunch and teardown, {title} (median of {ROUNDS} rounds, warm images)")
     for key, value in figures.items():
@@ -332,9 +335,6 @@ def main_launch() -> None:
         cleanup(work, routed, slug)
     print_launch(LAUNCH_TITLES[0], plain_figures)
     print_launch(LAUNCH_TITLES[1], routed_figures)
-
-
-LAUNCH_TITLES = ("firewall and agent", "with a route: firewall, egress proxy, agent")
 
 
 def main_workspace() -> None:

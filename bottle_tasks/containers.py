@@ -216,7 +216,7 @@ class Pending:
     def _probe_once_started(self, start: Starting | None) -> None:
         if start is not None and start.thread is not None:
             start.thread.join()
-        if start is None or (start.result is not None and start.result.ok):
+        if start is None or not start.failed:  # started, and on all its networks
             self.passed = self.bottle.run(docker.exec_(self.name, self.probe), check=False).ok
 
 

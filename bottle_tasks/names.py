@@ -48,9 +48,14 @@ def _found(kind: str, out: str) -> list[Found]:
     return found
 
 
+def _selector(slug: str | None) -> str:
+    """The label filter for one bottle's resources, or every bottle's."""
+    return f"{LABEL_SLUG}={slug}" if slug else LABEL_SLUG
+
+
 def listed(target, slug: str | None = None) -> tuple[list[Found], list[Found]]:
     """(`labelled`, `labelled_volumes`) from three listings run side by side."""
-    selector = f"{LABEL_SLUG}={slug}" if slug else LABEL_SLUG
+    selector = _selector(slug)
     containers, networks, volumes = at_once(target, [docker.container_ls(selector), docker.network_ls(selector),
                                                      docker.volume_ls(selector)])
     return _found("container", containers) + _found("network", networks), _found("volume", volumes)
@@ -60,7 +65,7 @@ def labelled(target, slug: str | None = None) -> list[Found]:
     """Every container and network bottle created (of one bottle, or all). Selected by the
     slug label, which bottle sets at creation: images carry no bottle label a container
     could inherit, so a container someone else runs from a bottle image is not ours."""
-    selector = f"{LABEL_SLUG}={slug}" if slug else LABEL_SLUG
+    selector = _selector(slug)
     containers, networks = at_once(target, [docker.container_ls(selector), docker.network_ls(selector)])
     return _found("container", containers) + _found("network", networks)
 
@@ -68,7 +73,7 @@ def labelled(target, slug: str | None = None) -> list[Found]:
 def labelled_volumes(target, slug: str | None = None) -> list[Found]:
     """Bottle's volumes (of one bottle, or all). Apart from `labelled`: a volume outlives
     its bottle's `down` on purpose, so it is neither a leftover to sweep nor an orphan."""
-    selector = f"{LABEL_SLUG}={slug}" if slug else LABEL_SLUG
+    selector = _selector(slug)
     return _found("volume", target.run(docker.volume_ls(selector)).stdout)
 
 
