@@ -121,9 +121,10 @@ def container_start(name: str) -> list[str]:
 def side_by_side(commands: list[list[str]]) -> list[str]:
     """One command that runs several docker commands at once (the same locally and over SSH)
     and fails if any of them failed; their output is dropped, their errors reach stderr.
-    (`docker network create` one after another waits for each in turn.) A non-interactive
-    shell's background jobs ignore SIGINT: after a Ctrl-C the commands in flight still finish,
-    so what they create exists when the rollback looks for it (`names.appears`)."""
+    (`docker network create` one after another waits for each in turn.) A Ctrl-C stops them
+    all, as any docker command in flight (the CLI takes back the SIGINT a non-interactive
+    shell's background jobs ignore), and the engine may still make what was asked for: the
+    caller looks for it before the rollback (`names.appears`)."""
     if len(commands) == 1:
         return commands[0]
     jobs = "".join(f'{shlex.join(argv)} >/dev/null & pids="$pids $!"; ' for argv in commands)

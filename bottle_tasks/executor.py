@@ -64,7 +64,7 @@ class BottleExecutor(Executor):
             console.note(f"kept for debugging (--keep): {names}; remove with `inv down`")
             return
         # Ctrl-C again must not leave half a rollback: ignored until it is done, also by the
-        # docker commands it starts (an ignored signal stays ignored across exec).
+        # docker commands it starts (target.PromptLocal runs them out of the terminal's reach).
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             failures = undo.rollback()

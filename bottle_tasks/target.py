@@ -12,6 +12,8 @@ import io
 import os
 import shlex
 import shutil
+import signal
+import subprocess
 import tarfile
 import threading
 from dataclasses import dataclass
@@ -31,9 +33,21 @@ POLL_SECONDS = 0.002
 
 class PromptLocal(Local):
     """invoke's local runner, noticing a command's end within `POLL_SECONDS`
-    (installed as the `runners.local` config of bottle's task namespace)."""
+    (installed as the `runners.local` config of bottle's task namespace), and keeping a
+    Ctrl-C away from the commands of a stretch that ignores it (a rollback)."""
 
     input_sleep = POLL_SECONDS
+
+    def start(self, command: str, shell: str, env: dict) -> None:
+        if self.using_pty or signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            super().start(command, shell, env)
+            return
+        # While we ignore SIGINT, so must our commands: a terminal sends Ctrl-C to the whole
+        # process group, and the docker CLI acts on it even when it was ignored at exec (Go's
+        # signal.Notify takes an ignored SIGINT back), so a second Ctrl-C would stop a
+        # rollback's `docker rm` half-way. A session of their own is out of the group's reach.
+        self.process = subprocess.Popen(command, shell=True, executable=shell, env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, stdin=subprocess.PIPE, start_new_session=True)
 
 
 @dataclass
