@@ -40,9 +40,20 @@ class BottleExecutor(Executor):
             message, code = "interrupted", 130
         except Exception as exc:  # noqa: BLE001 - a bug of ours: still roll back, no traceback on screen
             message, code = f"internal error: {type(exc).__name__}: {exc} (details: {write_traceback()})", 70
-        console.error(message)
-        containers.abandon_starts()
-        self._finish_failed_run()  # still under the bottle's lock: no other run sees half of it
+        # From here on a Ctrl-C again must not cut the clean-up short (the starts still ending,
+        # then the rollback): ignored until it is done, also by the docker commands it runs
+        # (target.PromptLocal keeps them out of the terminal's reach).
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            # invoke re-merges the one config every step's context shares before each step (it
+            # empties it, then fills it): a Ctrl-C landing in between leaves it without its
+            # keys (`runners`), and the rollback's commands could not run. Merged whole again.
+            self.config.merge()
+            console.error(message)
+            containers.abandon_starts()
+            self._finish_failed_run()  # still under the bottle's lock: no other run sees half of it
+        finally:
+            signal.signal(signal.SIGINT, previous)
         connections.close_connections()
         locks.end_run()
         raise Exit(code=code)
@@ -63,13 +74,7 @@ class BottleExecutor(Executor):
             names = ", ".join(action.name for _, action in run.now().journal)
             console.note(f"kept for debugging (--keep): {names}; remove with `inv down`")
             return
-        # Ctrl-C again must not leave half a rollback: ignored until it is done, also by the
-        # docker commands it starts (target.PromptLocal runs them out of the terminal's reach).
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            failures = undo.rollback()
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        failures = undo.rollback()  # a Ctrl-C meanwhile is ignored (execute)
         for failure in failures:
             console.error(f"rollback: {failure}")
         if not failures:

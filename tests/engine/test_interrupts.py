@@ -65,6 +65,37 @@ def test_ctrl_c_at_any_point_of_a_launch_leaves_nothing(bottle, twice):
     assert any(outcome != "finished" for _, outcome in outcomes), "no launch was actually interrupted"
 
 
+def test_ctrl_c_again_and_again_during_the_rollback_leaves_nothing(bottle):
+    """The second Ctrl-C surely lands inside the rollback: sent as soon as the rollback reports
+    its first removal, and again while the rest runs. (The docker CLI acts on a SIGINT even
+    when it was ignored at exec: the rollback's commands must be out of the group's reach.)"""
+    slug, manifest = bottle
+    env = dict(os.environ, INVOKE_BOTTLE_MANIFEST=str(manifest))
+    run = subprocess.Popen([INV, "use", slug, "launch"], cwd=REPO, env=env, text=True, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert run.stderr is not None
+    seen = []
+    try:
+        for marker in ("starting (proxy", "rolled back"):  # the agent is being made; the rollback began
+            for line in run.stderr:
+                seen.append(line)
+                if marker in line:
+                    break
+            for _ in range(1 if marker.startswith("starting") else 6):
+                if run.poll() is None:
+                    os.killpg(run.pid, signal.SIGINT)
+                    time.sleep(0.03)
+        seen.append(run.stderr.read())
+        run.wait(timeout=120)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    err = "".join(seen)
+    assert run.returncode == 130 and "rolled back container" in err, err
+    assert "Traceback" not in err and "rollback:" not in err, err  # no removal failed
+    assert labelled(slug) == [], err
+
+
 def test_ctrl_c_with_keep_keeps_only_what_the_state_knows(bottle):
     """--keep: what was created stays for debugging, and all of it is recorded, so a later
     `down` takes exactly it away (not through the label sweep alone)."""
