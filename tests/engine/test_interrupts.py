@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from helpers import INV, REPO, docker, inv, labelled, unique, write_manifest
+from helpers import INV, REPO, docker, interrupted_launch, inv, labelled, unique, write_manifest
 
 from bottle_tasks.manifest import load
 from bottle_tasks.plan import build_plan
@@ -32,20 +32,6 @@ def bottle(tmp_path, state_home, trust_bundle):
     for name in labelled(slug):
         docker("rm", "-f", name, check=False)
         docker("network", "rm", name, check=False)
-
-
-def interrupted_launch(slug: str, manifest, delay: float, twice: bool) -> tuple[int, str]:
-    env = dict(os.environ, INVOKE_BOTTLE_MANIFEST=str(manifest))
-    run = subprocess.Popen([INV, "use", slug, "launch"], cwd=REPO, env=env, text=True, start_new_session=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    time.sleep(delay)
-    os.killpg(run.pid, signal.SIGINT)
-    if twice:
-        time.sleep(0.15)
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGINT)
-    _, err = run.communicate(timeout=120)
-    return run.returncode, err
 
 
 @pytest.mark.parametrize("twice", [False, True], ids=["once", "twice"])

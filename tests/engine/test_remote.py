@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from helpers import docker, inv, labelled, missing, unique, write_manifest
+from helpers import docker, interrupted_launch, inv, labelled, missing, unique, write_manifest
 
 pytestmark = pytest.mark.usefixtures("engine")
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -88,6 +88,34 @@ def test_launch_and_down_on_a_remote_docker_host(ssh, tmp_path, state_home):
     assert labelled(slug) == []
     assert not os.path.exists(os.path.dirname(stage))  # nothing left on the Docker host
     docker("rmi", agent_image, check=False)  # built for this test's own base only
+
+
+def test_ctrl_c_twice_into_a_remote_launch_leaves_nothing(ssh, tmp_path, state_home, trust_bundle):
+    """Over SSH a Ctrl-C does not reach the Docker host's commands (they finish there) and
+    Fabric hands it to us at once: the rollback, over the same connection, must still find and
+    remove all that was made, wherever the launch was."""
+    remote, env = ssh
+    slug = unique("rint")
+    manifest = write_manifest(tmp_path, {slug: "    prompt: t\n    network: {allow: [example.org]}"},
+                              bundle=str(trust_bundle))
+    use = ("use", slug, "--on", remote)
+    try:
+        inv(*use, "build", manifest=manifest, env=env)  # warm: the launches below start at once
+        began = time.monotonic()
+        inv(*use, "launch", manifest=manifest, env=env)
+        whole = time.monotonic() - began
+        inv(*use, "down", manifest=manifest, env=env)
+        outcomes = []
+        for share in (0.15, 0.35, 0.55, 0.75, 0.9):  # net and ca, proxy, agent, provision, the readiness wait
+            code, err = interrupted_launch(slug, manifest, whole * share, twice=True, on=remote, env=env)
+            outcomes.append(code)
+            assert "Traceback" not in err and "rollback:" not in err, err
+            if code == 0:  # finished before the signal
+                inv(*use, "down", manifest=manifest, env=env)
+            assert labelled(slug) == [], f"left behind after Ctrl-C at {share:.0%} of a launch: {labelled(slug)}\n{err}"
+        assert 130 in outcomes, f"no launch was actually interrupted: {outcomes}"
+    finally:
+        inv(*use, "down", manifest=manifest, env=env, check=False)
 
 
 def test_supervise_requests_are_decided_on_a_remote_docker_host(ssh, tmp_path, state_home):
