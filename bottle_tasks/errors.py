@@ -17,7 +17,7 @@ class BottleError(Exception):
     @property
     def interrupted(self) -> bool:
         """The failed command was stopped by a Ctrl-C (SIGINT to the process group)."""
-        return self.exit_code in (130, -2)
+        return self.exit_code in (130, -2)  # target.INTERRUPTED_EXITS
 
     def __str__(self) -> str:
         if not self.detail:

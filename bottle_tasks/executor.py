@@ -32,8 +32,8 @@ class BottleExecutor(Executor):
             connections.close_connections()
             locks.end_run()
             raise  # a task's own exit status (`inv exec "false"`): not a failure of the run
-        except BottleError as exc:
-            message, code = str(exc), 1
+        except BottleError as exc:  # a command a Ctrl-C stopped ends the run as the Ctrl-C would
+            message, code = str(exc), 130 if exc.interrupted else 1
         except Failure as exc:  # a c.run outside the target (should not happen) — still no traceback
             message, code = f"command failed: {exc.result.command}\n{exc.result.stderr[-2000:]}", 1
         except KeyboardInterrupt:

@@ -26,6 +26,8 @@ from .errors import BottleError
 from .private_files import write_private
 
 STDERR_TAIL_LINES = 15
+# How a command stopped by SIGINT ends: the docker CLI exits 130, a shell's child dies of it.
+INTERRUPTED_EXITS = (130, -2)
 # How often invoke's runners look whether a command has ended. Its default, 10 ms, cost
 # about 9 ms on each docker call; a launch makes some 25 of them (benchmarked in `make bench`).
 POLL_SECONDS = 0.002
@@ -155,6 +157,9 @@ def command_failed(argv: list[str], result: Result, where: str) -> BottleError:
     if "Cannot connect to the Docker daemon" in text or "docker.sock" in text and "permission" not in text:
         return BottleError(f"no Docker engine answers on {where}",
                            text + "\nstart it with `make engine` (installs docker.io and starts dockerd)")
+    if result.exited in INTERRUPTED_EXITS:
+        return BottleError(f"interrupted: `{' '.join(argv[:3])} …` was stopped by Ctrl-C on {where}",
+                           exit_code=result.exited)
     return BottleError(f"`{' '.join(argv[:3])} …` failed on {where} (exit {result.exited})", text,
                        exit_code=result.exited)
 

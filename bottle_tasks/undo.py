@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from . import console, docker, run
 from .errors import BottleError
 from .state import UndoAction
+from .target import INTERRUPTED_EXITS, Result
 
 if TYPE_CHECKING:
     from .selection import Bottle
@@ -52,8 +53,10 @@ def remove_together(target, kind: str, names: list[str]) -> None:
     side); when that call fails, one at a time, each with `remove`'s care."""
     if len(names) > 1:
         argv = docker.container_rm(*names) if kind == "container" else docker.network_rm(*names)
-        if target.run(argv, check=False).ok:
+        result = target.run(argv, check=False)
+        if result.ok:
             return
+        stop_if_interrupted(result, f"{kind}s {', '.join(names)}")
     for name in names:
         remove(target, kind, name)
 
@@ -67,14 +70,25 @@ def remove(target, kind: str, name: str) -> None:
         result = target.run(docker.container_rm(name), check=False)
     else:
         result = target.run(docker.network_rm(name), check=False)
+        stop_if_interrupted(result, f"{kind} {name}")
         if "active endpoints" in result.stderr:
             attached = target.run(docker.network_inspect(name, "{{range .Containers}}{{.Name}} {{end}}"),
                                   check=False).stdout.split()
             for container in attached:
                 target.run(docker.network_disconnect(name, container), check=False)
             result = target.run(docker.network_rm(name), check=False)
+    stop_if_interrupted(result, f"{kind} {name}")
     if not (result.ok or "No such" in result.stderr or "not found" in result.stderr):
         raise BottleError(f"could not remove {kind} {name}", result.stderr.strip())
+
+
+def stop_if_interrupted(result: Result, what: str) -> None:
+    """A removal a Ctrl-C stopped (`down`; a rollback ignores Ctrl-C) ends the run there: asked
+    again at once, the engine, still removing, would only answer "already in progress"."""
+    if result.exited in INTERRUPTED_EXITS:
+        raise BottleError(f"interrupted while removing {what}",
+                          "run the same `inv ... down` again: it removes what is left",
+                          exit_code=result.exited)
 
 
 def rollback() -> list[str]:

@@ -103,16 +103,14 @@ def labelled(slug: str) -> list[str]:
     return names
 
 
-def interrupted_launch(slug: str, manifest: Path, delay: float, twice: bool, *, on: str | None = None,
-                       env: dict | None = None) -> tuple[int, str]:
-    """`inv launch` (on a remote host with `on`), Ctrl-C'd after `delay` seconds, and with
-    `twice` again 0.15 s later, as a terminal sends it: SIGINT to the whole process group,
-    so the docker (or ssh) commands in flight get it too. Its exit code and stderr."""
+def interrupted(args: list[str], manifest: Path, delay: float, twice: bool = False,
+                env: dict | None = None) -> tuple[int, str]:
+    """`inv ARGS`, Ctrl-C'd after `delay` seconds, and with `twice` again 0.15 s later, as a
+    terminal sends it: SIGINT to the whole process group, so the docker (or ssh) commands in
+    flight get it too. Its exit code and stderr."""
     full_env = dict(os.environ, INVOKE_BOTTLE_MANIFEST=str(manifest), **(env or {}))
-    where = ["--on", on] if on else []
-    run = subprocess.Popen([INV, "use", slug, *where, "launch"], cwd=REPO, env=full_env, text=True,
-                           start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           stdin=subprocess.DEVNULL)
+    run = subprocess.Popen([INV, *args], cwd=REPO, env=full_env, text=True, start_new_session=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     time.sleep(delay)
     os.killpg(run.pid, signal.SIGINT)
     if twice:
@@ -124,5 +122,5 @@ def interrupted_launch(slug: str, manifest: Path, delay: float, twice: bool, *, 
     except subprocess.TimeoutExpired:
         os.killpg(run.pid, signal.SIGKILL)
         _, err = run.communicate()
-        raise AssertionError(f"a launch Ctrl-C'd after {delay:.2f}s did not end:\n{err}") from None
+        raise AssertionError(f"`inv {' '.join(args)}` Ctrl-C'd after {delay:.2f}s did not end:\n{err}") from None
     return run.returncode, err

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from helpers import INV, REPO, docker, interrupted_launch, inv, labelled, unique, write_manifest
+from helpers import INV, REPO, docker, interrupted, inv, labelled, unique, write_manifest
 
 from bottle_tasks.manifest import load
 from bottle_tasks.plan import build_plan
@@ -39,7 +39,7 @@ def test_ctrl_c_at_any_point_of_a_launch_leaves_nothing(bottle, twice):
     slug, manifest = bottle
     outcomes = []
     for delay in DELAYS:
-        code, err = interrupted_launch(slug, manifest, delay, twice)
+        code, err = interrupted(["use", slug, "launch"], manifest, delay, twice)
         assert "Traceback" not in err, err
         if code == 0:  # finished before the signal: a whole bottle, then taken down
             outcomes.append((delay, "finished"))
@@ -80,6 +80,26 @@ def test_ctrl_c_again_and_again_during_the_rollback_leaves_nothing(bottle):
     assert run.returncode == 130 and "rolled back container" in err, err
     assert "Traceback" not in err and "rollback:" not in err, err  # no removal failed
     assert labelled(slug) == [], err
+
+
+def test_ctrl_c_into_down_says_so_and_down_again_finishes(bottle):
+    """A Ctrl-C stops `down` where it is, says so (not a confusing "removal already in
+    progress" from asking the engine again), and the next `down` removes the rest."""
+    slug, manifest = bottle
+    outcomes = []
+    for delay in (0.15, 0.2, 0.25, 0.3, 0.35):  # startup, then the removals of a plain bottle (~0.4 s)
+        inv("use", slug, "launch", manifest=manifest)
+        code, err = interrupted(["use", slug, "down"], manifest, delay)
+        assert "Traceback" not in err and "already in progress" not in err, err
+        if code == 130:
+            assert "interrupted" in err and "down` again" in err, err
+        else:  # done before the signal, or stopped before invoke ran any step (it exits 1, silently)
+            assert code == 0 or (code == 1 and err.strip() == ""), f"exit {code}:\n{err}"
+        outcomes.append((delay, code))
+        inv("use", slug, "down", manifest=manifest)
+        assert labelled(slug) == [], f"left behind after a Ctrl-C'd down and another down: {labelled(slug)}"
+    print("Ctrl-C into down:", outcomes)
+    assert any(code == 130 for _, code in outcomes), f"no down was actually interrupted: {outcomes}"
 
 
 def test_ctrl_c_with_keep_keeps_only_what_the_state_knows(bottle):

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from helpers import docker, interrupted_launch, inv, labelled, missing, unique, write_manifest
+from helpers import docker, interrupted, inv, labelled, missing, unique, write_manifest
 
 pytestmark = pytest.mark.usefixtures("engine")
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -107,7 +107,7 @@ def test_ctrl_c_twice_into_a_remote_launch_leaves_nothing(ssh, tmp_path, state_h
         inv(*use, "down", manifest=manifest, env=env)
         outcomes = []
         for share in (0.15, 0.35, 0.55, 0.75, 0.9):  # net and ca, proxy, agent, provision, the readiness wait
-            code, err = interrupted_launch(slug, manifest, whole * share, twice=True, on=remote, env=env)
+            code, err = interrupted([*use, "launch"], manifest, whole * share, twice=True, env=env)
             outcomes.append(code)
             assert "Traceback" not in err and "rollback:" not in err, err
             if code == 0:  # finished before the signal
