@@ -1,5 +1,8 @@
 """The one exception type a user can cause; the executor turns it into a clean exit."""
 
+# How a command stopped by Ctrl-C (SIGINT) ends: the docker CLI exits 130, a shell's child dies of it.
+INTERRUPTED_EXITS = (130, -2)
+
 
 class BottleError(Exception):
     """A failure with a message meant for the person at the keyboard.
@@ -17,7 +20,7 @@ class BottleError(Exception):
     @property
     def interrupted(self) -> bool:
         """The failed command was stopped by a Ctrl-C (SIGINT to the process group)."""
-        return self.exit_code in (130, -2)  # target.INTERRUPTED_EXITS
+        return self.exit_code in INTERRUPTED_EXITS
 
     def __str__(self) -> str:
         if not self.detail:

@@ -22,12 +22,10 @@ from pathlib import Path
 from invoke.runners import Local
 
 from . import console
-from .errors import BottleError
+from .errors import INTERRUPTED_EXITS, BottleError
 from .private_files import write_private
 
 STDERR_TAIL_LINES = 15
-# How a command stopped by SIGINT ends: the docker CLI exits 130, a shell's child dies of it.
-INTERRUPTED_EXITS = (130, -2)
 # How often invoke's runners look whether a command has ended. Its default, 10 ms, cost
 # about 9 ms on each docker call; a launch makes some 25 of them (benchmarked in `make bench`).
 POLL_SECONDS = 0.002

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import console, docker, run
-from .errors import BottleError
+from .errors import INTERRUPTED_EXITS, BottleError
 from .state import UndoAction
-from .target import INTERRUPTED_EXITS, Result
+from .target import Result
 
 if TYPE_CHECKING:
     from .selection import Bottle
