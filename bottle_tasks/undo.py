@@ -82,13 +82,14 @@ def remove(target, kind: str, name: str) -> None:
         raise BottleError(f"could not remove {kind} {name}", result.stderr.strip())
 
 
+DOWN_AGAIN = "run the same `inv ... down` again: it removes what is left"
+
+
 def stop_if_interrupted(result: Result, what: str) -> None:
     """A removal a Ctrl-C stopped (`down`; a rollback ignores Ctrl-C) ends the run there: asked
     again at once, the engine, still removing, would only answer "already in progress"."""
     if result.exited in INTERRUPTED_EXITS:
-        raise BottleError(f"interrupted while removing {what}",
-                          "run the same `inv ... down` again: it removes what is left",
-                          exit_code=result.exited)
+        raise BottleError(f"interrupted while removing {what}", DOWN_AGAIN, exit_code=result.exited)
 
 
 def rollback() -> list[str]:

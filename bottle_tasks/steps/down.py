@@ -3,11 +3,12 @@ from invoke import Collection, task
 
 from .. import console, home
 from ..connections import target_for
+from ..errors import BottleError
 from ..names import labelled, listed
 from ..selection import current, host_label, selection
 from ..state import State, known_slugs
 from ..stepping import step
-from ..undo import remove, remove_together, undo
+from ..undo import DOWN_AGAIN, remove, remove_together, undo
 from ..workspace import image as workspace_image
 
 
@@ -40,6 +41,13 @@ def batches(actions):
 @step("down")
 def down(c, all=False, purge=False):
     """Tear the selected bottle down (idempotent); --all removes every bottle; --purge its home too."""
+    try:
+        return tear_down(c, all, purge)
+    except KeyboardInterrupt:  # between two commands: as when one of them was stopped (undo)
+        raise BottleError("interrupted", DOWN_AGAIN, exit_code=130) from None
+
+
+def tear_down(c, all: bool, purge: bool) -> str:
     if all:
         remote = selection(c)["remote"]
         target = target_for(c, remote)
