@@ -125,7 +125,8 @@ def proxy_overhead(work: Path, slug: str, ca: pki.KeyPair) -> dict:
         for _ in range(5):  # interleaved, so a slow moment of the machine hits every variant alike
             for name in runs:
                 samples[name].append(client(name, REQUESTS))
-        results = {name: {key: statistics.median(s[key] for s in runs_) for key in runs_[0]}
+        results = {name: {**{key: statistics.median(s[key] for s in runs_) for key in runs_[0]},
+                          "rps_rounds": [s["rps"] for s in runs_]}
                    for name, runs_ in samples.items()}
         firewall = f"bottle-{slug}-firewall"
         parallel: dict[str, list[float]] = {name: [] for name in runs}
@@ -133,6 +134,7 @@ def proxy_overhead(work: Path, slug: str, ca: pki.KeyPair) -> dict:
             for name in runs:
                 parallel[name].append(client(name, 16 * 100, "parallel", "16")["rps"])
         results["parallel"] = {name: statistics.median(values) for name, values in parallel.items()}
+        results["parallel_rounds"] = parallel
         results["download"] = {}
         for name in runs:
             before = process_stats(firewall)
@@ -251,7 +253,13 @@ def launch_vs_compose(work: Path, slug: str, routed: bool = False) -> dict:
         times["down"].append(timed(lambda: inv(work, "use", slug, "down")))
         times["compose up --wait"].append(timed(lambda: sh(*compose_up(compose))))
         times["compose down"].append(timed(lambda: sh(*compose, "down", "--timeout", "10")))
-    return {key: statistics.median(values) for key, values in times.items()}
+    return {**{key: statistics.median(values) for key, values in times.items()}, "rounds": times}
+
+
+def spread(values: list[float], against: list[float]) -> str:
+    """The lowest and highest of the rounds' ratios (each round's variants ran back to back)."""
+    ratios = [value / base for value, base in zip(values, against, strict=True)]
+    return f"{min(ratios):.2f}-{max(ratios):.2f}x"
 
 
 WORKSPACE_ASSETS = 60              # files of 4 MB: 240 MB
@@ -313,10 +321,13 @@ LAUNCH_TITLES = ("firewall and agent", "with a route: firewall, egress proxy, ag
 
 def print_launch(title: str, figures: dict) -> None:
     print(f"\nlaunch and teardown, {title} (median of {ROUNDS} rounds, warm images)")
-    for key, value in figures.items():
-        print(f"  {key:<18} {value:6.2f} s")
-    print(f"  ratio launch / compose up: {figures['launch'] / figures['compose up --wait']:.2f}x; "
-          f"down / compose down: {figures['down'] / figures['compose down']:.2f}x")
+    rounds = figures["rounds"]
+    for key in rounds:
+        print(f"  {key:<18} {figures[key]:6.2f} s")
+    print(f"  ratio launch / compose up: {figures['launch'] / figures['compose up --wait']:.2f}x "
+          f"(rounds {spread(rounds['launch'], rounds['compose up --wait'])}); "
+          f"down / compose down: {figures['down'] / figures['compose down']:.2f}x "
+          f"(rounds {spread(rounds['down'], rounds['compose down'])})")
 
 
 def main_launch() -> None:
@@ -405,11 +416,14 @@ def main() -> None:
                  "egress relay+firewall"):
         r = overhead[name]
         print(f"  {name:<28} {r['rps']:8.0f} req/s   p50 {r['p50_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms"
-              f"   throughput {r['rps'] / b['rps']:.2f}x the bare hop, {r['rps'] / d['rps']:.2f}x direct")
+              f"   throughput {r['rps'] / b['rps']:.2f}x the bare hop (rounds {spread(r['rps_rounds'], b['rps_rounds'])}),"
+              f" {r['rps'] / d['rps']:.2f}x direct")
     print("  memory after the runs: " + ", ".join(f"{k} {v}" for k, v in overhead["memory"].items()))
     print("\n16 connections at once (aggregate requests/s, median of 3 interleaved runs)")
+    bare_rounds = overhead["parallel_rounds"]["bare mitmdump"]
     for name, rps in overhead["parallel"].items():
-        print(f"  {name:<28} {rps:8.0f} req/s   {rps / overhead['parallel']['bare mitmdump']:.2f}x the bare hop")
+        print(f"  {name:<28} {rps:8.0f} req/s   {rps / overhead['parallel']['bare mitmdump']:.2f}x the bare hop"
+              f" (rounds {spread(overhead['parallel_rounds'][name], bare_rounds)})")
     print(f"\none {DOWNLOAD_BYTES // 1000000} MB download")
     for name, row in overhead["download"].items():
         print(f"  {name:<28} {row['mb_per_s']:8.1f} MB/s   "
