@@ -60,6 +60,11 @@ class Result:
     def ok(self) -> bool:
         return self.exited == 0
 
+    @property
+    def interrupted(self) -> bool:
+        """Stopped by a Ctrl-C (SIGINT to the process group)."""
+        return self.exited in INTERRUPTED_EXITS
+
 
 def tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
@@ -155,7 +160,7 @@ def command_failed(argv: list[str], result: Result, where: str) -> BottleError:
     if "Cannot connect to the Docker daemon" in text or "docker.sock" in text and "permission" not in text:
         return BottleError(f"no Docker engine answers on {where}",
                            text + "\nstart it with `make engine` (installs docker.io and starts dockerd)")
-    if result.exited in INTERRUPTED_EXITS:
+    if result.interrupted:
         return BottleError(f"interrupted: `{' '.join(argv[:3])} …` was stopped by Ctrl-C on {where}",
                            exit_code=result.exited)
     return BottleError(f"`{' '.join(argv[:3])} …` failed on {where} (exit {result.exited})", text,

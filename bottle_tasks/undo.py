@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import console, docker, run
-from .errors import INTERRUPTED_EXITS, BottleError
+from .errors import BottleError
 from .state import UndoAction
 from .target import Result
 
@@ -88,7 +88,7 @@ DOWN_AGAIN = "run the same `inv ... down` again: it removes what is left"
 def stop_if_interrupted(result: Result, what: str) -> None:
     """A removal a Ctrl-C stopped (`down`; a rollback ignores Ctrl-C) ends the run there: asked
     again at once, the engine, still removing, would only answer "already in progress"."""
-    if result.exited in INTERRUPTED_EXITS:
+    if result.interrupted:
         raise BottleError(f"interrupted while removing {what}", DOWN_AGAIN, exit_code=result.exited)
 
 
