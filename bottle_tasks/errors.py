@@ -2,6 +2,8 @@
 
 # How a command stopped by Ctrl-C (SIGINT) ends: the docker CLI exits 130, a shell's child dies of it.
 INTERRUPTED_EXITS = (130, -2)
+# How a run stopped by SIGHUP or SIGTERM exits (stopping.py): 128 + the signal's number.
+STOPPED_EXITS = (129, 143)
 
 
 class BottleError(Exception):
@@ -21,6 +23,13 @@ class BottleError(Exception):
     def interrupted(self) -> bool:
         """The failed command was stopped by a Ctrl-C (SIGINT to the process group)."""
         return self.exit_code in INTERRUPTED_EXITS
+
+    @property
+    def stop_code(self) -> int | None:
+        """The run's exit code when this failure is a Ctrl-C's (130) or a stop signal's."""
+        if self.interrupted:
+            return 130
+        return self.exit_code if self.exit_code in STOPPED_EXITS else None
 
     def __str__(self) -> str:
         if not self.detail:

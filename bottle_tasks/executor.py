@@ -3,13 +3,12 @@ created and exits cleanly with the reason (no traceback reaches the user)."""
 from __future__ import annotations
 
 import contextlib
-import signal
 import traceback
 
 from invoke import Exit, Failure
 from invoke.executor import Executor
 
-from . import connections, console, containers, locks, run, undo
+from . import connections, console, containers, locks, run, stopping, undo
 from .errors import BottleError
 from .state import state_root
 
@@ -17,14 +16,16 @@ from .state import state_root
 class BottleExecutor(Executor):
     def execute(self, *tasks):
         run.begin()
+        stopping.begin()  # SIGTERM, SIGHUP: as a Ctrl-C
         locks.begin_run(getattr(task, "name", task) for task in tasks)
         try:
             self._check_one_bottle(tasks)
             results = super().execute(*tasks)
             containers.settle()  # `inv proxy` alone is done only once the firewall listens
-            # Done: a Ctrl-C from here on would only make invoke exit 1 silently with the work
-            # complete (a launched bottle the caller would then take for rolled back).
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            stopping.raise_if_stopped()
+            # Done: a Ctrl-C or stop signal from here on would only make invoke exit 1 silently
+            # with the work complete (a launched bottle the caller would then take for rolled back).
+            stopping.shielded()
             connections.close_connections()
             locks.end_run()
             return results
@@ -33,17 +34,14 @@ class BottleExecutor(Executor):
             locks.end_run()
             raise  # a task's own exit status (`inv exec "false"`): not a failure of the run
         except BottleError as exc:  # a command a Ctrl-C stopped ends the run as the Ctrl-C would
-            message, code = str(exc), 130 if exc.interrupted else 1
+            message, code = str(exc), exc.stop_code or 1
         except Failure as exc:  # a c.run outside the target (should not happen) — still no traceback
             message, code = f"command failed: {exc.result.command}\n{exc.result.stderr[-2000:]}", 1
-        except KeyboardInterrupt:
-            message, code = "interrupted", 130
+        except KeyboardInterrupt as exc:  # a Ctrl-C, or stopping.Stopped (SIGTERM, SIGHUP)
+            message, code = stopping.described(exc)
         except Exception as exc:  # noqa: BLE001 - a bug of ours: still roll back, no traceback on screen
             message, code = f"internal error: {type(exc).__name__}: {exc} (details: {write_traceback()})", 70
-        # From here on a Ctrl-C again must not cut the clean-up short (the starts still ending,
-        # then the rollback): ignored until it is done, also by the docker commands it runs
-        # (target.PromptLocal keeps them out of the terminal's reach).
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        previous = stopping.shielded()  # the starts still ending and the rollback run to the end
         try:
             # invoke re-merges the one config every step's context shares before each step (it
             # empties it, then fills it): a Ctrl-C landing in between leaves it without its
@@ -53,7 +51,7 @@ class BottleExecutor(Executor):
             containers.abandon_starts()
             self._finish_failed_run()  # still under the bottle's lock: no other run sees half of it
         finally:
-            signal.signal(signal.SIGINT, previous)
+            stopping.unshielded(previous)
         connections.close_connections()
         locks.end_run()
         raise Exit(code=code)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from invoke.runners import Local
 
-from . import console
+from . import console, stopping
 from .errors import INTERRUPTED_EXITS, BottleError
 from .private_files import write_private
 
@@ -29,6 +29,8 @@ STDERR_TAIL_LINES = 15
 # How often invoke's runners look whether a command has ended. Its default, 10 ms, cost
 # about 9 ms on each docker call; a launch makes some 25 of them (benchmarked in `make bench`).
 POLL_SECONDS = 0.002
+# After a Ctrl-C or stop signal: how long the command in flight is given to end (a docker call).
+COMMAND_END_WAIT = 30.0
 
 
 class PromptLocal(Local):
@@ -48,6 +50,20 @@ class PromptLocal(Local):
         # rollback's `docker rm` half-way. A session of their own is out of the group's reach.
         self.process = subprocess.Popen(command, shell=True, executable=shell, env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, stdin=subprocess.PIPE, start_new_session=True)
+
+    def run(self, command: str, **kwargs):
+        try:
+            return super().run(command, **kwargs)
+        except KeyboardInterrupt:
+            # Raised before invoke waited for the command (a stop signal reaches bottle alone, so
+            # the command runs on; a Ctrl-C ends it too): its end is waited for, so that the
+            # rollback, next, finds what it made (a network created a moment after its `rm`
+            # found nothing would be left behind).
+            process = getattr(self, "process", None)
+            if process is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=COMMAND_END_WAIT)
+            raise
 
 
 @dataclass
@@ -110,7 +126,9 @@ class Target:
             raise BottleError(f"`{argv[0]}` is not installed on {self.describe()}",
                               "run `make engine` to install and start the Docker engine") from None
         except Exception as exc:  # noqa: BLE001 - invoke's CommandTimedOut, SSH errors, ...
+            stopping.raise_if_stopped()  # the failure may be the stop's own doing
             raise BottleError(f"`{command[:120]}` could not run on {self.describe()}: {exc}") from None
+        stopping.raise_if_stopped()  # invoke waited the command out: the stop ends the run now
         result = Result(raw.stdout or "", raw.stderr or "", raw.exited if raw.exited is not None else -1)
         if check and not result.ok:
             raise command_failed(argv, result, self.describe())

@@ -3,7 +3,9 @@ not answer they FAIL under CI=true (a skipped engine test proves nothing), and
 skip only on a developer's machine without one."""
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
 
 import pytest
 from helpers import missing
@@ -29,6 +31,19 @@ def fresh_run():
     from bottle_tasks import run
 
     run.begin()
+
+
+@pytest.fixture(autouse=True)
+def own_signal_handlers():
+    """A test that runs the executor in this process leaves pytest's signal handlers (and its
+    hook for unraisable exceptions) as it found them: the executor sets its own (stopping.py),
+    and ignores Ctrl-C and the stop signals once a run is done."""
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    unraisable = sys.unraisablehook
+    yield
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
+    sys.unraisablehook = unraisable
 
 
 @pytest.fixture

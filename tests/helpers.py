@@ -104,23 +104,31 @@ def labelled(slug: str) -> list[str]:
 
 
 def interrupted(args: list[str], manifest: Path, delay: float, twice: bool = False,
-                env: dict | None = None) -> tuple[int, str]:
+                env: dict | None = None, signum: int = signal.SIGINT) -> tuple[int, str]:
     """`inv ARGS`, Ctrl-C'd after `delay` seconds, and with `twice` again 0.15 s later, as a
     terminal sends it: SIGINT to the whole process group, so the docker (or ssh) commands in
-    flight get it too. Its exit code and stderr."""
+    flight get it too. Another `signum` (SIGTERM) goes to bottle alone, as `kill` sends it.
+    Its exit code and stderr."""
     full_env = dict(os.environ, INVOKE_BOTTLE_MANIFEST=str(manifest), **(env or {}))
     run = subprocess.Popen([INV, *args], cwd=REPO, env=full_env, text=True, start_new_session=True,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
+    def send() -> None:
+        if signum == signal.SIGINT:
+            os.killpg(run.pid, signum)
+        else:
+            run.send_signal(signum)
+
     time.sleep(delay)
-    os.killpg(run.pid, signal.SIGINT)
+    send()
     if twice:
         time.sleep(0.15)
         if run.poll() is None:
-            os.killpg(run.pid, signal.SIGINT)
+            send()
     try:
         _, err = run.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         os.killpg(run.pid, signal.SIGKILL)
         _, err = run.communicate()
-        raise AssertionError(f"`inv {' '.join(args)}` Ctrl-C'd after {delay:.2f}s did not end:\n{err}") from None
+        raise AssertionError(f"`inv {' '.join(args)}` signalled ({signum}) after {delay:.2f}s did not end:\n{err}") from None
     return run.returncode, err

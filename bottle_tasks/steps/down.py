@@ -8,6 +8,7 @@ from ..names import labelled, listed
 from ..selection import current, host_label, selection
 from ..state import State, known_slugs
 from ..stepping import step
+from ..stopping import described
 from ..undo import DOWN_AGAIN, remove, remove_together, undo
 from ..workspace import image as workspace_image
 
@@ -43,8 +44,9 @@ def down(c, all=False, purge=False):
     """Tear the selected bottle down (idempotent); --all removes every bottle; --purge its home too."""
     try:
         return tear_down(c, all, purge)
-    except KeyboardInterrupt:  # between two commands: as when one of them was stopped (undo)
-        raise BottleError("interrupted", DOWN_AGAIN, exit_code=130) from None
+    except KeyboardInterrupt as exc:  # between two commands: as when one of them was stopped (undo)
+        message, code = described(exc)
+        raise BottleError(message, DOWN_AGAIN, exit_code=code) from None
 
 
 def tear_down(c, all: bool, purge: bool) -> str:

@@ -51,6 +51,26 @@ def test_ctrl_c_at_any_point_of_a_launch_leaves_nothing(bottle, twice):
     assert any(outcome != "finished" for _, outcome in outcomes), "no launch was actually interrupted"
 
 
+def test_sigterm_at_any_point_of_a_launch_leaves_nothing(bottle):
+    """SIGTERM (and again, as `timeout` or a CI runner may send it) to `inv` alone, not to the
+    docker commands in flight: the launch stops once the command in flight is done, and rolls
+    back, as after a Ctrl-C."""
+    slug, manifest = bottle
+    outcomes = []
+    for delay in DELAYS:
+        code, err = interrupted(["use", slug, "launch"], manifest, delay, twice=True, signum=signal.SIGTERM)
+        assert "Traceback" not in err, err
+        if code == 0:
+            outcomes.append((delay, "finished"))
+            inv("use", slug, "down", manifest=manifest)
+        else:
+            assert code == 143 and "stopped by SIGTERM" in err, err
+            outcomes.append((delay, code))
+        assert labelled(slug) == [], f"left behind after SIGTERM at {delay}s: {labelled(slug)}\n{err}"
+    print("SIGTERM into a launch:", outcomes)
+    assert any(outcome != "finished" for _, outcome in outcomes), "no launch was actually stopped"
+
+
 def test_ctrl_c_again_and_again_during_the_rollback_leaves_nothing(bottle):
     """The second Ctrl-C surely lands inside the rollback: sent as soon as the rollback reports
     its first removal, and again while the rest runs. (The docker CLI acts on a SIGINT even

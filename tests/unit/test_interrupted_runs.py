@@ -1,23 +1,30 @@
 """A Ctrl-C never leaves half a rollback. While bottle ignores Ctrl-C (the clean-up after a
 failure), so do the commands it runs, even one that takes SIGINT back at start, as the docker
 CLI does (Go's signal.Notify un-ignores it); and a Ctrl-C that lands while invoke re-merges
-its config between two steps does not leave the rollback without a runner."""
+its config between two steps does not leave the rollback without a runner. SIGTERM and SIGHUP
+end a run as a Ctrl-C does (stopping.py), though they reach bottle alone, not the command in
+flight."""
 from __future__ import annotations
 
 import os
+import pty
+import signal
 import stat
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 from helpers import REPO
-from invoke import Collection, Config, Exit, task
+from invoke import Collection, Config, Context, Exit, task
 
 from bottle_tasks import run
 from bottle_tasks.executor import BottleExecutor
 from bottle_tasks.state import UndoAction
-from bottle_tasks.target import LocalTarget
+from bottle_tasks.stopping import Stopped
+from bottle_tasks.target import LocalTarget, PromptLocal
 
 # Runs in a session of its own (the test's own process group is never signalled). The command
 # plays the docker CLI: it takes SIGINT back, then sends Ctrl-C to the group that started it,
@@ -65,13 +72,19 @@ class VolumeOnlyBottle:
         self.target, self.state = target, JournalOnlyState()
 
 
-def test_a_ctrl_c_amid_invokes_config_merge_still_rolls_back(tmp_path, monkeypatch, capsys):
+def recording_docker(tmp_path, monkeypatch) -> Path:
+    """A `docker` on PATH that only records its arguments, one line a call."""
     calls = tmp_path / "docker-calls"
     fake = tmp_path / "bin" / "docker"
     fake.parent.mkdir()
     fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    return calls
+
+
+def test_a_ctrl_c_amid_invokes_config_merge_still_rolls_back(tmp_path, monkeypatch, capsys):
+    calls = recording_docker(tmp_path, monkeypatch)
 
     @task
     def interrupted(c):
@@ -85,3 +98,120 @@ def test_a_ctrl_c_amid_invokes_config_merge_still_rolls_back(tmp_path, monkeypat
     assert exited.value.code == 130
     assert "rollback:" not in capsys.readouterr().err
     assert calls.read_text() == "volume rm bottle-test-home\n"
+
+
+
+
+# A launch played in a process of its own (a signal that bottle failed to handle must not end
+# pytest): it journals a volume, says it is ready on the report pipe, then either runs a command
+# or waits in Python while the test signals it. The report: the run's exit code, and whether the
+# step went on after the signal (it must not), or a traceback.
+PLAYED_LAUNCH = textwrap.dedent("""
+    import os, subprocess, sys, time, traceback
+    from invoke import Collection, Config, Exit, task
+    from bottle_tasks import run
+    from bottle_tasks.executor import BottleExecutor
+    from bottle_tasks.state import UndoAction
+    from bottle_tasks.target import LocalTarget
+    from test_interrupted_runs import VolumeOnlyBottle
+    where, workdir, report, terminal = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    if terminal != "-":  # its output goes to this terminal, which it takes as its own
+        tty = os.open(terminal, os.O_RDWR)
+        os.dup2(tty, 1); os.dup2(tty, 2)
+
+    @task
+    def launch(c):
+        target = LocalTarget(c, workdir)
+        run.now().journal.append((VolumeOnlyBottle(target), UndoAction("volume", "bottle-test-home", "agent")))
+        os.write(report, b"x")
+        if where == "command":  # the signal comes while the command runs (it is not signalled)
+            target.run(["sh", "-c", "sleep 1; echo finished"])
+        else:
+            time.sleep(30)
+        os.write(report, b" went on")
+
+    try:
+        BottleExecutor(Collection(launch), Config()).execute("launch")
+    except Exit as exc:
+        os.write(report, str(exc.code).encode())
+    except BaseException:
+        os.write(report, traceback.format_exc().encode())
+""")
+
+
+def played_launch(tmp_path, where: str, signals, terminal: str = "-", hang_up=None) -> tuple[str, str]:
+    """Start the played launch, send `signals` (to it alone, as `kill` does) once it is ready:
+    (its report, the rollback's docker calls)."""
+    calls = tmp_path / "docker-calls"
+    fake = tmp_path / "bin" / "docker"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    report_read, report_write = os.pipe()
+    env = dict(os.environ, PATH=f"{fake.parent}{os.pathsep}{os.environ['PATH']}",
+               PYTHONPATH=os.pathsep.join([str(REPO), str(Path(__file__).parent), str(REPO / "tests")]))
+    child = subprocess.Popen([sys.executable, "-c", PLAYED_LAUNCH, where, str(tmp_path), str(report_write), terminal],
+                             cwd=REPO, env=env, pass_fds=(report_write,), start_new_session=True,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    os.close(report_write)
+    try:
+        assert os.read(report_read, 1) == b"x", child.communicate(timeout=30)[1]
+        if where == "command":
+            time.sleep(0.3)  # well inside the command's second, past invoke's start of it
+        if hang_up:
+            hang_up()
+        for signum in signals:
+            child.send_signal(signum)
+        _, err = child.communicate(timeout=30)
+        with os.fdopen(report_read, "rb") as rest:
+            report = rest.read().decode()
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert "Traceback" not in err, err
+    return report, calls.read_text() if calls.exists() else ""
+
+
+def test_sigterm_while_a_command_runs_stops_the_run_once_it_is_done_and_rolls_back(tmp_path):
+    """A SIGTERM reaches bottle alone (`kill`, `timeout`, a cancelled CI job), not the command in
+    flight: invoke waits that command out, and the run stops right after it, as a Ctrl-C's would."""
+    report, calls = played_launch(tmp_path, "command", [signal.SIGTERM])
+    assert report == "143"  # not " went on": the step did not go on past its command
+    assert calls == "volume rm bottle-test-home\n"
+
+
+def test_sigterm_between_commands_stops_the_run_at_once(tmp_path):
+    started = time.monotonic()
+    report, calls = played_launch(tmp_path, "python", [signal.SIGTERM, signal.SIGTERM])
+    assert report == "143" and time.monotonic() - started < 20  # the 30 s wait was cut short
+    assert calls == "volume rm bottle-test-home\n"
+
+
+def test_sighup_after_the_terminal_closed_still_rolls_back_to_the_end(tmp_path):
+    """A terminal window closes: its pty's other end goes away, then the hang-up comes, often
+    twice (from the kernel and from the shell). Nothing printed can reach the terminal any
+    more, and the rollback still runs to its end."""
+    primary, secondary = pty.openpty()
+    terminal = os.ttyname(secondary)
+    os.close(secondary)
+    report, calls = played_launch(tmp_path, "python", [signal.SIGHUP, signal.SIGHUP], terminal,
+                                  hang_up=lambda: os.close(primary))
+    assert report == "129"
+    assert calls == "volume rm bottle-test-home\n"
+
+
+class StoppedRightAfterTheStart(PromptLocal):
+    """A stop signal landing the moment the command has been started, before invoke waits."""
+
+    def start(self, command: str, shell: str, env: dict) -> None:
+        super().start(command, shell, env)
+        raise Stopped(signal.SIGTERM)
+
+
+def test_a_stop_before_invoke_waits_still_waits_for_the_command_to_end(tmp_path):
+    """The command runs on (the signal reached bottle alone): the rollback, next, must find what
+    it made, so its end is waited for before the stop goes on."""
+    made = tmp_path / "network"
+    with pytest.raises(Stopped):
+        StoppedRightAfterTheStart(Context()).run(f"sleep 0.3; touch {made}", hide=True, warn=True, in_stream=False)
+    assert made.exists()

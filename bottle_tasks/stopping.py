@@ -1,0 +1,107 @@
+"""A SIGTERM or SIGHUP (a CI job cancelled, `kill`, `timeout`, a closed terminal) ends a run
+as a Ctrl-C does: the run stops, rolls back what it created, and exits 128 + the signal's
+number with the reason, instead of dying half-made.
+
+The signal is raised in the main thread as `Stopped`, a KeyboardInterrupt, so every path that
+copes with a Ctrl-C copes with it too. One difference: a Ctrl-C from a terminal reaches the
+docker command in flight as well, which exits 130 and fails the step; a SIGTERM sent to bottle
+alone does not, and invoke's runner, waiting on that command, takes the KeyboardInterrupt for
+one to forward and keeps waiting. So the signal is also remembered, and `raise_if_stopped`,
+called after each command, raises it again once the command is done.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopped(KeyboardInterrupt):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signal = signal.Signals(signum).name
+        self.exit_code = 128 + signum
+
+
+_received: int | None = None  # the first stop signal of this run, until the clean-up handles it
+_terminals: list[int] = []  # our stdout and stderr, those of them that are a terminal
+
+
+def _on_signal(signum: int, _frame) -> None:
+    global _received
+    if signum == signal.SIGHUP:
+        _leave_hung_up_terminal()
+    if _received is not None:
+        # Stopping already. A hang-up often comes twice (from the kernel, and from the shell
+        # passing it on to its jobs): raised again, it would land in the executor's own
+        # handling of the first, before the clean-up is shielded.
+        return
+    _received = signum
+    raise Stopped(signum)
+
+
+def _leave_hung_up_terminal() -> None:
+    """After a hang-up, writing to the terminal fails (EIO), and a failed write would cut the
+    rollback short: output that went to a terminal goes to /dev/null instead (a pipe or a
+    file, a CI log, keeps it). Which ones did is known from the start of the run: a terminal
+    that hung up no longer says it is one."""
+    with contextlib.suppress(OSError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        for fd in _terminals:
+            with contextlib.suppress(OSError):
+                os.dup2(null, fd)
+        os.close(null)
+
+
+def _unraisable(unraisable) -> None:
+    """Python swallows an exception raised where it cannot propagate (a weakref callback, a
+    __del__) and prints its traceback. A `Stopped` swallowed so is remembered all the same, and
+    raised again by `raise_if_stopped`: no traceback for the user."""
+    if not isinstance(unraisable.exc_value, Stopped):
+        sys.__unraisablehook__(unraisable)
+
+
+def begin() -> None:
+    """At the start of a run, in the main thread: SIGTERM and SIGHUP stop it."""
+    global _received, _terminals
+    _received = None
+    _terminals = [fd for fd in (1, 2) if os.isatty(fd)]
+    sys.unraisablehook = _unraisable
+    for signum in SIGNALS:
+        signal.signal(signum, _on_signal)
+
+
+def raise_if_stopped() -> None:
+    """After a command: a stop signal that came while it ran (invoke kept waiting) ends the run
+    now; and before a run counts as done, one that Python swallowed. Only the main thread
+    stops; the run's background threads are waited for by it."""
+    if _received is not None and threading.current_thread() is threading.main_thread():
+        raise Stopped(_received)
+
+
+def shielded() -> dict[signal.Signals, Any]:
+    """From here on neither a Ctrl-C nor a stop signal cuts the clean-up short (the starts
+    still ending, then the rollback): all three are ignored, also by the docker commands it
+    runs (target.PromptLocal keeps them out of the terminal's reach). The handlers before,
+    for `unshielded`."""
+    global _received
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, *SIGNALS)}
+    _received = None  # handled (and no other can come now): the rollback's own commands must run
+    return previous
+
+
+def unshielded(previous: dict[signal.Signals, Any]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+def described(interrupt: KeyboardInterrupt) -> tuple[str, int]:
+    """What to tell the user, and the exit code, for a Ctrl-C or a stop signal."""
+    if isinstance(interrupt, Stopped):
+        return f"stopped by {interrupt.signal}", interrupt.exit_code
+    return "interrupted", 130
