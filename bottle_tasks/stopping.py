@@ -24,6 +24,7 @@ SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 class Stopped(KeyboardInterrupt):
     def __init__(self, signum: int):
         super().__init__(signum)
+        self.signum = signum
         self.signal = signal.Signals(signum).name
         self.exit_code = 128 + signum
 

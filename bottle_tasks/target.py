@@ -51,6 +51,17 @@ class PromptLocal(Local):
         self.process = subprocess.Popen(command, shell=True, executable=shell, env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, stdin=subprocess.PIPE, start_new_session=True)
 
+    def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
+        """invoke, waiting on the command, got a KeyboardInterrupt: it keeps waiting after this."""
+        if not isinstance(interrupt, stopping.Stopped):
+            super().send_interrupt(interrupt)  # a Ctrl-C: the terminal sent it to the command too
+        elif not self.opts["hide"]:
+            # A command whose output is shown (a build, `logs --follow`, a shell) may run for
+            # long or for ever: the stop signal is passed on to it. A quick engine call (output
+            # hidden, ours to read) is waited out instead, so the rollback finds what it made.
+            with contextlib.suppress(OSError):
+                os.kill(self.pid if self.using_pty else self.process.pid, interrupt.signum)
+
     def run(self, command: str, **kwargs):
         try:
             return super().run(command, **kwargs)

@@ -112,7 +112,7 @@ PLAYED_LAUNCH = textwrap.dedent("""
     from bottle_tasks import run
     from bottle_tasks.executor import BottleExecutor
     from bottle_tasks.state import UndoAction
-    from bottle_tasks.target import LocalTarget
+    from bottle_tasks.target import LocalTarget, PromptLocal
     from test_interrupted_runs import VolumeOnlyBottle
     where, workdir, report, terminal = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     if terminal != "-":  # its output goes to this terminal, which it takes as its own
@@ -126,12 +126,14 @@ PLAYED_LAUNCH = textwrap.dedent("""
         os.write(report, b"x")
         if where == "command":  # the signal comes while the command runs (it is not signalled)
             target.run(["sh", "-c", "sleep 1; echo finished"])
+        elif where == "shown":  # one whose output is shown, and which would run for ever
+            target.run(["sh", "-c", "while :; do sleep 0.05; done"], stream=True)
         else:
             time.sleep(30)
         os.write(report, b" went on")
 
-    try:
-        BottleExecutor(Collection(launch), Config()).execute("launch")
+    try:  # bottle's own runner, as its namespace configures it
+        BottleExecutor(Collection(launch), Config(overrides={"runners": {"local": PromptLocal}})).execute("launch")
     except Exit as exc:
         os.write(report, str(exc.code).encode())
     except BaseException:
@@ -156,8 +158,8 @@ def played_launch(tmp_path, where: str, signals, terminal: str = "-", hang_up=No
     os.close(report_write)
     try:
         assert os.read(report_read, 1) == b"x", child.communicate(timeout=30)[1]
-        if where == "command":
-            time.sleep(0.3)  # well inside the command's second, past invoke's start of it
+        if where in ("command", "shown"):
+            time.sleep(0.3)  # well inside the command, past invoke's start of it
         if hang_up:
             hang_up()
         for signum in signals:
@@ -177,6 +179,13 @@ def test_sigterm_while_a_command_runs_stops_the_run_once_it_is_done_and_rolls_ba
     flight: invoke waits that command out, and the run stops right after it, as a Ctrl-C's would."""
     report, calls = played_launch(tmp_path, "command", [signal.SIGTERM])
     assert report == "143"  # not " went on": the step did not go on past its command
+    assert calls == "volume rm bottle-test-home\n"
+
+
+def test_sigterm_stops_a_command_whose_output_is_shown_too(tmp_path):
+    """A build, `logs --follow`, a shell: such a command may run for ever, so it gets the signal."""
+    report, calls = played_launch(tmp_path, "shown", [signal.SIGTERM])
+    assert report == "143"
     assert calls == "volume rm bottle-test-home\n"
 
 
