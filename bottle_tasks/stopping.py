@@ -31,6 +31,7 @@ class Stopped(KeyboardInterrupt):
 
 _received: int | None = None  # the first stop signal of this run, until the clean-up handles it
 _terminals: list[int] = []  # our stdout and stderr, those of them that are a terminal
+_other_unraisable = sys.__unraisablehook__  # the hook before ours: the other exceptions go to it
 
 
 def _on_signal(signum: int, _frame) -> None:
@@ -64,15 +65,16 @@ def _unraisable(unraisable) -> None:
     __del__) and prints its traceback. A `Stopped` swallowed so is remembered all the same, and
     raised again by `raise_if_stopped`: no traceback for the user."""
     if not isinstance(unraisable.exc_value, Stopped):
-        sys.__unraisablehook__(unraisable)
+        _other_unraisable(unraisable)
 
 
 def begin() -> None:
     """At the start of a run, in the main thread: SIGTERM and SIGHUP stop it."""
-    global _received, _terminals
+    global _received, _terminals, _other_unraisable
     _received = None
     _terminals = [fd for fd in (1, 2) if os.isatty(fd)]
-    sys.unraisablehook = _unraisable
+    if sys.unraisablehook is not _unraisable:
+        _other_unraisable, sys.unraisablehook = sys.unraisablehook, _unraisable
     for signum in SIGNALS:
         signal.signal(signum, _on_signal)
 

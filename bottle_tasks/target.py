@@ -53,25 +53,31 @@ class PromptLocal(Local):
 
     def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
         """invoke, waiting on the command, got a KeyboardInterrupt: it keeps waiting after this."""
-        if not isinstance(interrupt, stopping.Stopped):
+        if isinstance(interrupt, stopping.Stopped):
+            self._pass_on(interrupt)
+        else:
             super().send_interrupt(interrupt)  # a Ctrl-C: the terminal sent it to the command too
-        elif not self.opts["hide"]:
-            # A command whose output is shown (a build, `logs --follow`, a shell) may run for
-            # long or for ever: the stop signal is passed on to it. A quick engine call (output
-            # hidden, ours to read) is waited out instead, so the rollback finds what it made.
-            with contextlib.suppress(OSError):
-                os.kill(self.pid if self.using_pty else self.process.pid, interrupt.signum)
+
+    def _pass_on(self, stop: stopping.Stopped) -> None:
+        """A command whose output is shown (a build, `logs --follow`, a shell) may run for long
+        or for ever: the stop signal is passed on to it. A quick engine call (its output hidden,
+        ours to read) is waited out instead, so the rollback finds what it made."""
+        if not getattr(self, "opts", {}).get("hide", True):
+            with contextlib.suppress(OSError, AttributeError):
+                os.kill(self.pid if self.using_pty else self.process.pid, stop.signum)
 
     def run(self, command: str, **kwargs):
         try:
             return super().run(command, **kwargs)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             # Raised before invoke waited for the command (a stop signal reaches bottle alone, so
             # the command runs on; a Ctrl-C ends it too): its end is waited for, so that the
             # rollback, next, finds what it made (a network created a moment after its `rm`
             # found nothing would be left behind).
             process = getattr(self, "process", None)
             if process is not None:
+                if isinstance(interrupt, stopping.Stopped):
+                    self._pass_on(interrupt)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(timeout=COMMAND_END_WAIT)
             raise

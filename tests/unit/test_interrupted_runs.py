@@ -224,3 +224,11 @@ def test_a_stop_before_invoke_waits_still_waits_for_the_command_to_end(tmp_path)
     with pytest.raises(Stopped):
         StoppedRightAfterTheStart(Context()).run(f"sleep 0.3; touch {made}", hide=True, warn=True, in_stream=False)
     assert made.exists()
+
+
+def test_a_stop_before_invoke_waits_is_passed_on_to_a_command_whose_output_is_shown(tmp_path):
+    runner = StoppedRightAfterTheStart(Context())
+    started = time.monotonic()
+    with pytest.raises(Stopped):
+        runner.run("while :; do sleep 0.05; done", hide=False, warn=True, in_stream=False)
+    assert runner.process.poll() == -signal.SIGTERM and time.monotonic() - started < 10
