@@ -4,6 +4,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import signal
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -200,35 +203,70 @@ def wait_until(bottle: Bottle, name: str, probe: list[str], what: str, timeout: 
         time.sleep(0.1)
 
 
+# How long a sidecar's "ready" line is waited for, before the probe (which says what is wrong).
+READY_LINE_WAIT = 10
+
+
+def announced_ready(name: str, wait: float = READY_LINE_WAIT) -> bool:
+    """Whether the local container `name` logs its `{"event": "ready"}` line within `wait`
+    seconds (False also when it stops first). The firewall and the egress proxy log it once
+    mitmproxy listens and its event loop runs. One waiting `docker logs --follow`, where a
+    probe exec costs the engine some 50 ms of CPU more, in the middle of the boot it waits
+    for: a launch is CPU-bound on two cores. `timeout` bounds the follower even if this
+    process dies first."""
+    follower = subprocess.Popen(["timeout", str(int(wait)), *docker.logs(name, follow=True)], text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                                start_new_session=True)  # ended below, not by the terminal's Ctrl-C
+    assert follower.stdout is not None
+    try:
+        for line in follower.stdout:
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                if isinstance(event, dict) and event.get("event") == "ready":
+                    return True
+        return False
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(follower.pid, signal.SIGKILL)  # `timeout` and its docker: a group of their own
+        follower.wait()
+
+
 @dataclass
 class Pending:
-    """A readiness probe still to pass. It is first run once in the background, as soon as the
-    container's start is done (the firewall's and egress proxy's probes wait inside the
-    container while mitmproxy boots), so it overlaps the steps that follow."""
+    """A readiness check still to pass. It is first made once in the background, as soon as the
+    container's start is done, so it overlaps the steps that follow: the container's "ready"
+    line (`announces`, on a local engine), or else the probe (the firewall's and egress proxy's
+    probes wait inside the container while mitmproxy boots). Failing that, `settle` runs the
+    probe until it passes or says why not."""
     bottle: Bottle
     name: str
     probe: list[str]
     what: str
     started: float
+    announces: bool = False
     passed: bool = False
     thread: threading.Thread | None = None
 
-    def _probe_once_started(self, start: Starting | None) -> None:
+    def _check_once_started(self, start: Starting | None) -> None:
         if start is not None and start.thread is not None:
             start.thread.join()
         if start is None or not start.failed:  # started, and on all its networks
-            self.passed = self.bottle.run(docker.exec_(self.name, self.probe), check=False).ok
+            if self.announces and not self.bottle.target.is_remote:
+                self.passed = announced_ready(self.name)
+            else:
+                self.passed = self.bottle.run(docker.exec_(self.name, self.probe), check=False).ok
 
 
-def expect_ready(bottle: Bottle, name: str, probe: list[str], what: str) -> None:
-    """Note that `name` must pass `probe` before the run counts as done.
+def expect_ready(bottle: Bottle, name: str, probe: list[str], what: str, announces: bool = False) -> None:
+    """Note that `name` must be ready before the run counts as done: it passes `probe`, or, if
+    it `announces` it, logs its "ready" line.
 
     The wait happens in `settle`, at the end of the run, so the containers that do not depend
     on this one start while it boots: a firewall takes a third of a second to start mitmproxy."""
-    item = Pending(bottle, name, probe, what, time.monotonic())
+    item = Pending(bottle, name, probe, what, time.monotonic(), announces)
     if not bottle.dry:
         start = next((s for s in run.now().starting if s.name == name), None)
-        item.thread = threading.Thread(target=item._probe_once_started, args=(start,), name=f"probe {name}",
+        item.thread = threading.Thread(target=item._check_once_started, args=(start,), name=f"ready {name}",
                                        daemon=True)
         item.thread.start()
     run.now().pending.append(item)

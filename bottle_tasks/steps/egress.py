@@ -85,7 +85,7 @@ def egress(c):
     if not started:
         reload_and_confirm(bottle, name, "routes-reload", "routes")
         return f"{name} already running as configured; routes re-read"
-    expect_ready(bottle, name, READY_PROBE, f"answering on :{EGRESS_PORT}")
+    expect_ready(bottle, name, READY_PROBE, f"answering on :{EGRESS_PORT}", announces=True)
     return f"{name} starting; {len(doc['routes'])} route(s) for {', '.join(sorted({r['host'] for r in doc['routes']}))}"
 
 

@@ -90,7 +90,7 @@ def proxy(c):
     if not started:
         reload_policy(bottle, name)
         return f"{name} already running as configured; policy re-read"
-    expect_ready(bottle, name, READY_PROBE, f"answering on :{FIREWALL_PORT}")
+    expect_ready(bottle, name, READY_PROBE, f"answering on :{FIREWALL_PORT}", announces=True)
     return f"{name} starting; allows {', '.join(rendered['allow']) or 'nothing'}"
 
 

@@ -2,7 +2,11 @@
 recording stand-in for a bottle: which docker commands run, and what a failed start reports."""
 from __future__ import annotations
 
+import os
+import shlex
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -137,3 +141,51 @@ def test_a_failed_join_fails_the_run_naming_the_network_and_no_probe_runs():
     assert "bottle-demo-firewall could not join network bottle-demo-net-internal" in str(caught.value)
     assert "not found" in caught.value.detail
     assert not any(argv[1] == "exec" for argv in bottle.commands)
+
+
+def fake_docker_logs(tmp_path, monkeypatch, lines: list[str], then: str) -> Path:
+    """A `docker` on PATH whose `logs --follow` prints `lines`, then runs `then` (a sleep: still
+    running; `true`: stopped); it notes its pid, to see that nothing of it is left running."""
+    pid_file = tmp_path / "docker.pid"
+    script = tmp_path / "bin" / "docker"
+    script.parent.mkdir()
+    printed = "".join(f"printf '%s\\n' {shlex.quote(line)}\n" for line in lines)
+    script.write_text(f"#!/bin/sh\necho $$ > {pid_file}\n{printed}exec {then}\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+    return pid_file
+
+
+def gone(pid_file: Path) -> bool:
+    """Ended: no such process, or a zombie waiting for whoever adopted it to reap it."""
+    try:
+        status = Path(f"/proc/{int(pid_file.read_text())}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "State:\tZ" in status
+
+
+NOT_READY = [
+    "bottle-firewall: starting",  # not JSON
+    '["event", "ready"]',  # JSON, not an event
+    '{"event": "allow", "host": "{\\"event\\": \\"ready\\"}"}',  # the words, inside another event
+]
+
+
+def test_the_ready_line_is_found_among_others_and_the_follower_is_ended(tmp_path, monkeypatch):
+    pid_file = fake_docker_logs(tmp_path, monkeypatch, [*NOT_READY, '{"ts": "x", "event": "ready"}'], "sleep 60")
+    started = time.monotonic()
+    assert containers.announced_ready("bottle-demo-firewall")
+    assert time.monotonic() - started < 5 and gone(pid_file)
+
+
+def test_no_ready_line_before_the_container_stops_is_no_readiness(tmp_path, monkeypatch):
+    fake_docker_logs(tmp_path, monkeypatch, NOT_READY, "true")
+    assert not containers.announced_ready("bottle-demo-firewall")
+
+
+def test_no_ready_line_within_the_wait_is_no_readiness(tmp_path, monkeypatch):
+    pid_file = fake_docker_logs(tmp_path, monkeypatch, NOT_READY, "sleep 60")
+    started = time.monotonic()
+    assert not containers.announced_ready("bottle-demo-firewall", wait=1)
+    assert time.monotonic() - started < 5 and gone(pid_file)
