@@ -72,19 +72,20 @@ class VolumeOnlyBottle:
         self.target, self.state = target, JournalOnlyState()
 
 
-def recording_docker(tmp_path, monkeypatch) -> Path:
-    """A `docker` on PATH that only records its arguments, one line a call."""
+def recording_docker(tmp_path) -> tuple[str, Path]:
+    """A `docker` that only records its arguments, one line a call: (a PATH that finds it first,
+    the file of its calls)."""
     calls = tmp_path / "docker-calls"
     fake = tmp_path / "bin" / "docker"
     fake.parent.mkdir()
     fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
-    return calls
+    return f"{fake.parent}{os.pathsep}{os.environ['PATH']}", calls
 
 
 def test_a_ctrl_c_amid_invokes_config_merge_still_rolls_back(tmp_path, monkeypatch, capsys):
-    calls = recording_docker(tmp_path, monkeypatch)
+    path, calls = recording_docker(tmp_path)
+    monkeypatch.setenv("PATH", path)
 
     @task
     def interrupted(c):
@@ -98,8 +99,6 @@ def test_a_ctrl_c_amid_invokes_config_merge_still_rolls_back(tmp_path, monkeypat
     assert exited.value.code == 130
     assert "rollback:" not in capsys.readouterr().err
     assert calls.read_text() == "volume rm bottle-test-home\n"
-
-
 
 
 # A launch played in a process of its own (a signal that bottle failed to handle must not end
@@ -144,13 +143,9 @@ PLAYED_LAUNCH = textwrap.dedent("""
 def played_launch(tmp_path, where: str, signals, terminal: str = "-", hang_up=None) -> tuple[str, str]:
     """Start the played launch, send `signals` (to it alone, as `kill` does) once it is ready:
     (its report, the rollback's docker calls)."""
-    calls = tmp_path / "docker-calls"
-    fake = tmp_path / "bin" / "docker"
-    fake.parent.mkdir()
-    fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
-    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    path, calls = recording_docker(tmp_path)
     report_read, report_write = os.pipe()
-    env = dict(os.environ, PATH=f"{fake.parent}{os.pathsep}{os.environ['PATH']}",
+    env = dict(os.environ, PATH=path,
                PYTHONPATH=os.pathsep.join([str(REPO), str(Path(__file__).parent), str(REPO / "tests")]))
     child = subprocess.Popen([sys.executable, "-c", PLAYED_LAUNCH, where, str(tmp_path), str(report_write), terminal],
                              cwd=REPO, env=env, pass_fds=(report_write,), start_new_session=True,
