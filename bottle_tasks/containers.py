@@ -214,9 +214,12 @@ def announced_ready(name: str, wait: float = READY_LINE_WAIT) -> bool:
     probe exec costs the engine some 50 ms of CPU more, in the middle of the boot it waits
     for: a launch is CPU-bound on two cores. `timeout` bounds the follower even if this
     process dies first."""
-    follower = subprocess.Popen(["timeout", str(int(wait)), *docker.logs(name, follow=True)], text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                                start_new_session=True)  # ended below, not by the terminal's Ctrl-C
+    try:
+        follower = subprocess.Popen(["timeout", str(int(wait)), *docker.logs(name, follow=True)], text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)  # ended below, not by the terminal's Ctrl-C
+    except OSError:  # no `timeout` (coreutils) here: the probe it is
+        return False
     assert follower.stdout is not None
     try:
         for line in follower.stdout:

@@ -189,3 +189,8 @@ def test_no_ready_line_within_the_wait_is_no_readiness(tmp_path, monkeypatch):
     started = time.monotonic()
     assert not containers.announced_ready("bottle-demo-firewall", wait=1)
     assert time.monotonic() - started < 5 and gone(pid_file)
+
+
+def test_without_timeout_on_path_the_probe_is_left_to_say_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither `timeout` nor `docker`
+    assert not containers.announced_ready("bottle-demo-firewall")
