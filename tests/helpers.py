@@ -109,8 +109,7 @@ def interrupted(args: list[str], manifest: Path, delay: float, twice: bool = Fal
     terminal sends it: SIGINT to the whole process group, so the docker (or ssh) commands in
     flight get it too. Another `signum` (SIGTERM) goes to bottle alone, as `kill` sends it.
     Its exit code and stderr."""
-    full_env = dict(os.environ, INVOKE_BOTTLE_MANIFEST=str(manifest), **(env or {}))
-    run = subprocess.Popen([INV, *args], cwd=REPO, env=full_env, text=True, start_new_session=True,
+    run = subprocess.Popen([INV, *args], cwd=REPO, env=signalled_inv_env(manifest, env), text=True, start_new_session=True,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
 
     def send() -> None:
@@ -125,10 +124,31 @@ def interrupted(args: list[str], manifest: Path, delay: float, twice: bool = Fal
         time.sleep(0.15)
         if run.poll() is None:
             send()
-    try:
-        _, err = run.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(run.pid, signal.SIGKILL)
-        _, err = run.communicate()
-        raise AssertionError(f"`inv {' '.join(args)}` signalled ({signum}) after {delay:.2f}s did not end:\n{err}") from None
+    err = ended(run, f"`inv {' '.join(args)}` signalled ({signum}) after {delay:.2f}s")
     return run.returncode, err
+
+
+def signalled_inv_env(manifest: Path, env: dict | None = None) -> dict:
+    """The environment of an `inv` a test signals: with Python's fault handler on, so that one
+    that hangs can be made to show where (`ended`)."""
+    return dict(os.environ, INVOKE_BOTTLE_MANIFEST=str(manifest), PYTHONFAULTHANDLER="1", **(env or {}))
+
+
+def ended(run: subprocess.Popen, what: str, timeout: float = 120) -> str:
+    """The stderr of `run` (started with `signalled_inv_env`, in a session of its own) once it
+    has ended. One that does not end within `timeout` fails the test with what it was doing:
+    the processes of its session, and every Python thread's stack (SIGABRT to the fault handler)."""
+    try:
+        return run.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        processes = subprocess.run(["ps", "-o", "pid,ppid,pgid,stat,etime,args", "-s", str(run.pid)],
+                                   capture_output=True, text=True).stdout
+        run.send_signal(signal.SIGABRT)
+        try:
+            err = run.communicate(timeout=20)[1]
+        except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGKILL)
+            err = run.communicate()[1]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+        raise AssertionError(f"{what} did not end within {timeout:.0f}s:\n{processes}\n{err}") from None

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from helpers import INV, REPO, docker, interrupted, inv, labelled, unique, write_manifest
+from helpers import INV, REPO, docker, ended, interrupted, inv, labelled, signalled_inv_env, unique, write_manifest
 
 from bottle_tasks.manifest import load
 from bottle_tasks.plan import build_plan
@@ -129,13 +129,12 @@ def test_ctrl_c_with_keep_keeps_only_what_the_state_knows(bottle):
     """--keep: what was created stays for debugging, and all of it is recorded, so a later
     `down` takes exactly it away (not through the label sweep alone)."""
     slug, manifest = bottle
-    env = dict(os.environ, INVOKE_BOTTLE_MANIFEST=str(manifest))
-    run = subprocess.Popen([INV, "use", slug, "--keep", "launch"], cwd=REPO, env=env, text=True,
-                           start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    run = subprocess.Popen([INV, "use", slug, "--keep", "launch"], cwd=REPO, env=signalled_inv_env(manifest),
+                           text=True, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            stdin=subprocess.DEVNULL)
     time.sleep(0.9)  # past net and ca, into proxy or agent
     os.killpg(run.pid, signal.SIGINT)
-    _, err = run.communicate(timeout=120)
+    err = ended(run, "`inv launch --keep` Ctrl-C'd after 0.9s")
     assert "Traceback" not in err, err
     kept = labelled(slug)
     assert kept, f"--keep kept nothing ({run.returncode}):\n{err}"
