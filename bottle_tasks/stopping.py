@@ -30,6 +30,7 @@ class Stopped(KeyboardInterrupt):
 
 
 _received: int | None = None  # the first stop signal of this run, until the clean-up handles it
+_ctrl_c_in_command = False  # a Ctrl-C came while a command ran (invoke forwarded it, and waited)
 _terminals: list[int] = []  # our stdout and stderr, those of them that are a terminal
 _other_unraisable = sys.__unraisablehook__  # the hook before ours: the other exceptions go to it
 
@@ -70,13 +71,31 @@ def _unraisable(unraisable) -> None:
 
 def begin() -> None:
     """At the start of a run, in the main thread: SIGTERM and SIGHUP stop it."""
-    global _received, _terminals, _other_unraisable
-    _received = None
+    global _received, _terminals, _other_unraisable, _ctrl_c_in_command
+    _received, _ctrl_c_in_command = None, False
     _terminals = [fd for fd in (1, 2) if os.isatty(fd)]
     if sys.unraisablehook is not _unraisable:
         _other_unraisable, sys.unraisablehook = sys.unraisablehook, _unraisable
     for signum in SIGNALS:
         signal.signal(signum, _on_signal)
+
+
+def ctrl_c_in_command() -> None:
+    """invoke got a Ctrl-C while it waited for a command (not a terminal session's, where the
+    Ctrl-C is the program's): the command got it too, but may have taken it for a request to
+    stop waiting, not a failure (`docker exec` then exits 0). `took_ctrl_c` says so, once."""
+    global _ctrl_c_in_command
+    _ctrl_c_in_command = True
+
+
+def took_ctrl_c() -> bool:
+    """After a command, in the main thread (the one a Ctrl-C interrupts): did a Ctrl-C come
+    while it ran? Asked once: the answer is used up."""
+    global _ctrl_c_in_command
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    came, _ctrl_c_in_command = _ctrl_c_in_command, False
+    return came
 
 
 def raise_if_stopped() -> None:
@@ -92,9 +111,9 @@ def shielded() -> dict[signal.Signals, Any]:
     still ending, then the rollback): all three are ignored, also by the docker commands it
     runs (target.PromptLocal keeps them out of the terminal's reach). The handlers before,
     for `unshielded`."""
-    global _received
+    global _received, _ctrl_c_in_command
     previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, *SIGNALS)}
-    _received = None  # handled (and no other can come now): the rollback's own commands must run
+    _received, _ctrl_c_in_command = None, False  # handled (none can come now): the rollback's commands run
     return previous
 
 

@@ -55,8 +55,10 @@ class PromptLocal(Local):
         """invoke, waiting on the command, got a KeyboardInterrupt: it keeps waiting after this."""
         if isinstance(interrupt, stopping.Stopped):
             self._pass_on(interrupt)
-        else:
-            super().send_interrupt(interrupt)  # a Ctrl-C: the terminal sent it to the command too
+            return
+        super().send_interrupt(interrupt)  # a Ctrl-C: the terminal sent it to the command too
+        if not self.using_pty:  # in a terminal session (a shell, Claude Code) a Ctrl-C is the program's
+            stopping.ctrl_c_in_command()
 
     def _pass_on(self, stop: stopping.Stopped) -> None:
         """A command whose output is shown (a build, `logs --follow`, a shell) may run for long
@@ -147,6 +149,10 @@ class Target:
             raise BottleError(f"`{command[:120]}` could not run on {self.describe()}: {exc}") from None
         stopping.raise_if_stopped()  # invoke waited the command out: the stop ends the run now
         result = Result(raw.stdout or "", raw.stderr or "", raw.exited if raw.exited is not None else -1)
+        if stopping.took_ctrl_c():  # the run ends, whatever the command made of it (`docker exec` ends 0)
+            if not check:  # a caller that reads the result: as a Ctrl-C between two commands
+                raise KeyboardInterrupt
+            result = Result(result.stdout, result.stderr, INTERRUPTED_EXITS[0])
         if check and not result.ok:
             raise command_failed(argv, result, self.describe())
         return result

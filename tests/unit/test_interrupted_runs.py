@@ -125,6 +125,8 @@ PLAYED_LAUNCH = textwrap.dedent("""
         os.write(report, b"x")
         if where == "command":  # the signal comes while the command runs (it is not signalled)
             target.run(["sh", "-c", "sleep 1; echo finished"])
+        elif where == "swallowing":  # one that takes a Ctrl-C for "stop waiting": it exits 0
+            target.run(["sh", "-c", "trap 'exit 0' INT; sleep 1 & wait"])
         elif where == "shown":  # one whose output is shown, and which would run for ever
             target.run(["sh", "-c", "while :; do sleep 0.05; done"], stream=True)
         else:
@@ -153,7 +155,7 @@ def played_launch(tmp_path, where: str, signals, terminal: str = "-", hang_up=No
     os.close(report_write)
     try:
         assert os.read(report_read, 1) == b"x", child.communicate(timeout=30)[1]
-        if where in ("command", "shown"):
+        if where in ("command", "shown", "swallowing"):
             time.sleep(0.3)  # well inside the command, past invoke's start of it
         if hang_up:
             hang_up()
@@ -174,6 +176,14 @@ def test_sigterm_while_a_command_runs_stops_the_run_once_it_is_done_and_rolls_ba
     flight: invoke waits that command out, and the run stops right after it, as a Ctrl-C's would."""
     report, calls = played_launch(tmp_path, "command", [signal.SIGTERM])
     assert report == "143"  # not " went on": the step did not go on past its command
+    assert calls == "volume rm bottle-test-home\n"
+
+
+def test_a_ctrl_c_that_a_command_takes_for_a_normal_end_still_ends_the_run(tmp_path):
+    """`docker exec` exits 0 on a Ctrl-C (its process in the container runs on): invoke, which
+    forwarded the Ctrl-C and waited, returns that as a success; the run must stop all the same."""
+    report, calls = played_launch(tmp_path, "swallowing", [signal.SIGINT])
+    assert report == "130"  # not " went on"
     assert calls == "volume rm bottle-test-home\n"
 
 
