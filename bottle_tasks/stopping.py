@@ -8,6 +8,10 @@ docker command in flight as well, which exits 130 and fails the step; a SIGTERM 
 alone does not, and invoke's runner, waiting on that command, takes the KeyboardInterrupt for
 one to forward and keeps waiting. So the signal is also remembered, and `raise_if_stopped`,
 called after each command, raises it again once the command is done.
+
+A Ctrl-C that invoke forwarded while it waited is noted here too (`ctrl_c_in_command`): the
+command may have taken it for a normal end (`docker exec` exits 0), and the run must end all
+the same (`took_ctrl_c`, in `Target.run`).
 """
 from __future__ import annotations
 
