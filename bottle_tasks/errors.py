@@ -1,9 +1,13 @@
 """The one exception type a user can cause; the executor turns it into a clean exit."""
 
+import signal
+
+# A run a signal ends exits 128 + the signal's number, as a shell reports it: 130 for a Ctrl-C.
+CTRL_C_EXIT = 128 + signal.SIGINT
 # How a command stopped by Ctrl-C (SIGINT) ends: the docker CLI exits 130, a shell's child dies of it.
-INTERRUPTED_EXITS = (130, -2)
-# How a run stopped by SIGHUP or SIGTERM exits (stopping.py): 128 + the signal's number.
-STOPPED_EXITS = (129, 143)
+INTERRUPTED_EXITS = (CTRL_C_EXIT, -signal.SIGINT)
+# How a run stopped by SIGHUP or SIGTERM exits (stopping.py).
+STOPPED_EXITS = (128 + signal.SIGHUP, 128 + signal.SIGTERM)
 
 
 class BottleError(Exception):
@@ -28,7 +32,7 @@ class BottleError(Exception):
     def stop_code(self) -> int | None:
         """The run's exit code when this failure is a Ctrl-C's (130) or a stop signal's."""
         if self.interrupted:
-            return 130
+            return CTRL_C_EXIT
         return self.exit_code if self.exit_code in STOPPED_EXITS else None
 
     def __str__(self) -> str:

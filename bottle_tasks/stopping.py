@@ -22,6 +22,8 @@ import sys
 import threading
 from typing import Any
 
+from .errors import CTRL_C_EXIT
+
 SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
@@ -130,4 +132,4 @@ def described(interrupt: KeyboardInterrupt) -> tuple[str, int]:
     """What to tell the user, and the exit code, for a Ctrl-C or a stop signal."""
     if isinstance(interrupt, Stopped):
         return f"stopped by {interrupt.signal}", interrupt.exit_code
-    return "interrupted", 130
+    return "interrupted", CTRL_C_EXIT

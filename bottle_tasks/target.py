@@ -22,7 +22,7 @@ from pathlib import Path
 from invoke.runners import Local
 
 from . import console, stopping
-from .errors import INTERRUPTED_EXITS, BottleError
+from .errors import CTRL_C_EXIT, INTERRUPTED_EXITS, BottleError
 from .private_files import write_private
 
 STDERR_TAIL_LINES = 15
@@ -152,7 +152,7 @@ class Target:
         if stopping.took_ctrl_c():  # the run ends, whatever the command made of it (`docker exec` ends 0)
             if not check:  # a caller that reads the result: as a Ctrl-C between two commands
                 raise KeyboardInterrupt
-            result = Result(result.stdout, result.stderr, INTERRUPTED_EXITS[0])
+            result = Result(result.stdout, result.stderr, CTRL_C_EXIT)
         if check and not result.ok:
             raise command_failed(argv, result, self.describe())
         return result
