@@ -572,7 +572,7 @@ async def test_exception_in_hook_refuses_request(monkeypatch):
         def boom(*a, **k):
             raise RuntimeError("kaboom " + AWS)
 
-        monkeypatch.setattr(h.fw.scanner, "scan_url", boom)
+        monkeypatch.setattr(h.fw.scanner, "scan_head", boom)
         f = await h.request(request_flow("GET", "https://registry.npmjs.org/"))
         denied(f, "error")
         assert "fail closed" in f.response.text

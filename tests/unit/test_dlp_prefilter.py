@@ -84,3 +84,26 @@ def test_the_prefilter_never_hides_a_match(text):
             continue
         if matches:
             assert i in candidates, (rule.name, text)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(near_secrets(), st.lists(st.sampled_from(PIECES + SECRETS), max_size=12).map("".join)),
+                min_size=1, max_size=8))
+def test_one_pass_over_texts_joined_by_newlines_never_hides_a_match_in_one_of_them(texts):
+    """A request's head is checked in one pass over its texts joined by newlines: a rule that
+    matches any one text alone (its edges being the text's) is a candidate of the whole."""
+    candidates = Prefilter([dlp._re2_source(r) for r in RULES]).candidates("\n".join(texts))
+    for text in texts:
+        for i, rule in enumerate(RULES):
+            try:
+                matches = rule.regex.search(text)
+            except UnicodeEncodeError:
+                continue
+            if matches:
+                assert i in candidates, (rule.name, text)
+
+
+def test_a_policy_pattern_anchored_at_a_text_edge_is_a_candidate_mid_head():
+    anchored = dlp.Rule("anchored", compile_pattern(r"^itk_[a-z]{8}$"), "a policy pattern")
+    candidates = Prefilter([dlp._re2_source(anchored)]).candidates("GET\nitk_abcdefgh\n/path")
+    assert candidates == {0}

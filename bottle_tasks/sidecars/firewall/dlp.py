@@ -22,7 +22,7 @@ import binascii
 import functools
 import re
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote_plus
@@ -60,8 +60,8 @@ class Rule:
     def __post_init__(self):
         needles = self.needles
         check: Callable[[str], object] | None
-        if not needles:
-            check = None
+        if not needles:  # a matcher that is no regex may say cheaply where it cannot match
+            check = getattr(self.regex, "may_match", None)
         elif self.regex.flags & re.IGNORECASE:
             if not all(n.isascii() and n == n.lower() for n in needles):
                 raise ValueError(f"rule {self.name}: the needles of a case-insensitive rule must be lower-case ASCII")
@@ -134,8 +134,16 @@ class SeedPhraseMatcher:
         options.log_errors = False
         return re2.compile(rf"\b(?:(?:{words})\s+){{11,}}(?:{words})\b", options=options)
 
+    @staticmethod
+    def may_match(text: str) -> bool:
+        """False for a text of fewer than 12 words, which holds no phrase: most URL parts and
+        headers. Python's whitespace includes RE2's, so a run RE2 finds is never missed."""
+        return len(text.split(None, 11)) == 12
+
     def _phrases(self, text: str) -> Iterator[tuple[int, int]]:
         """(start, end) offsets of each valid phrase (or of a run too long to check)."""
+        if not self.may_match(text):  # cheaper than the RE2 pass on the short texts of a request's head
+            return
         budget = [self.MAX_CHECKS]
         for run in self._runs.finditer(text):
             words = [(m.start() + run.start(), m.end() + run.start(), m.group())
@@ -304,20 +312,22 @@ class Scanner:
         self.rules: tuple[Rule, ...] = tuple(rules)
         self._prefilter = Prefilter([_re2_source(r) for r in self.rules])
 
-    def _matching(self, text: str, skip: Iterable[Rule] = ()) -> list[Rule]:
+    def _matching(self, text: str, skip: Iterable[Rule] = (), among: Sequence[Rule] | None = None) -> list[Rule]:
+        """The rules that match ``text``: of all, or of ``among`` (the candidates of a request's head)."""
         if len(text) <= SHORT_TEXT:  # a needle test would cost more than the regex saves
-            return [r for r in self.rules if r not in skip and r.regex.search(text)]
+            return [r for r in (self.rules if among is None else among) if r not in skip and r.regex.search(text)]
         # long texts (bodies): one RE2 pass says which rules may match; only those run
         candidates = self._prefilter.candidates(text)
-        return [r for i, r in enumerate(self.rules) if i in candidates and r not in skip and r.search(text)]
+        return [r for i, r in enumerate(self.rules)
+                if i in candidates and (among is None or r in among) and r not in skip and r.search(text)]
 
-    def scan_text(self, text: str) -> list[Rule]:
+    def scan_text(self, text: str, among: Sequence[Rule] | None = None) -> list[Rule]:
         """Rules that match ``text`` (and its URL-decoded form), in rule order."""
-        hits = self._matching(text)
+        hits = self._matching(text, among=among)
         if "%" in text or "+" in text:
             decoded = unquote_plus(text, encoding="latin-1")
             if decoded != text:
-                hits += self._matching(decoded, skip=hits)
+                hits += self._matching(decoded, skip=hits, among=among)
         return hits
 
     def redact(self, text: str) -> str:
@@ -335,23 +345,52 @@ class Scanner:
 
     # -- request parts -------------------------------------------------------------
 
-    def _findings(self, text: str, where: str, seen: set[str]) -> Iterator[Finding]:
-        for r in self.scan_text(text):
+    def _findings(self, text: str, where: str, seen: set[str], among: Sequence[Rule] | None = None) -> Iterator[Finding]:
+        for r in self.scan_text(text, among):
             if r.name not in seen:
                 seen.add(r.name)
                 yield Finding(r.name, where, r.what)
 
-    def scan_url(self, host: str, path: str, seen: set[str] | None = None) -> list[Finding]:
+    def _scan_parts(self, parts: list[tuple[str, str]], seen: set[str] | None) -> list[Finding]:
+        """Findings in the short texts of a request's head, ``(text, where)`` each.
+
+        Each header gives two or three texts (its name, upper-cased, and "name: value"), and
+        running every rule on each cost ~150 us for a head of nineteen headers (measured in the
+        firewall image; the rest of a proxied request costs under 1 ms). Instead one RE2 pass over all of them and their
+        URL-decoded forms, joined by newlines (the prefilter's ^ and $ hold at each one's edges),
+        says which rules may match any of them; only those then run, on each text. Findings and
+        their order are those of running every rule on every text."""
         seen = set() if seen is None else seen
-        path_part, _, query = path.partition("?")
-        out = list(self._findings(host, "host", seen))
-        out += self._findings(path_part, "path", seen)
-        if query:
-            out += self._findings(query, "query", seen)
+        texts = [text for text, _ in parts]
+        texts += [unquote_plus(t, encoding="latin-1") for t in texts if "%" in t or "+" in t]
+        candidates = self._prefilter.candidates("\n".join(texts))
+        among = [r for i, r in enumerate(self.rules) if i in candidates and any(map(r.may_match, texts))]
+        if not among:  # the usual head: nothing to run
+            return []
+        out: list[Finding] = []
+        for text, where in parts:
+            out += self._findings(text, where, seen, among)
         return out
 
+    @staticmethod
+    def _url_parts(host: str, path: str) -> list[tuple[str, str]]:
+        path_part, _, query = path.partition("?")
+        parts = [(host, "host"), (path_part, "path")]
+        return parts + [(query, "query")] if query else parts
+
+    def scan_url(self, host: str, path: str, seen: set[str] | None = None) -> list[Finding]:
+        return self._scan_parts(self._url_parts(host, path), seen)
+
     def scan_method(self, method: str, seen: set[str] | None = None) -> list[Finding]:
-        return list(self._findings(method, "method", set() if seen is None else seen))
+        return self._scan_parts([(method, "method")], seen)
+
+    def scan_head(self, method: str, host: str, path: str, authority: str, headers: Iterable[tuple[str, str]],
+                  exempt: frozenset[str] = frozenset(), seen: set[str] | None = None) -> list[Finding]:
+        """A request's method, target (host, path, query, authority) and headers, in one pass."""
+        parts = [(method, "method"), *self._url_parts(host, path)]
+        if authority:
+            parts += self._url_parts(authority, "")
+        return self._scan_parts(parts + self._header_parts(headers, exempt, "header"), seen)
 
     def scan_headers(
         self,
@@ -360,30 +399,32 @@ class Scanner:
         seen: set[str] | None = None,
         where: str = "header",
     ) -> list[Finding]:
+        return self._scan_parts(self._header_parts(headers, exempt, where), seen)
+
+    @staticmethod
+    def _header_parts(headers: Iterable[tuple[str, str]], exempt: frozenset[str], where: str) -> list[tuple[str, str]]:
         """Names (as sent, and upper-cased: header names are case-insensitive, so a client
         may lower-case a secret it puts there), values, and the values of a repeated header
         joined as the upstream may join them."""
-        seen = set() if seen is None else seen
-        out: list[Finding] = []
+        parts: list[tuple[str, str]] = []
         repeated: dict[str, list[str]] = {}
         for name, value in headers:
             lname = name.lower()
-            out += self._findings(name, f"{where} name", seen)
+            parts.append((name, f"{where} name"))
             if name.upper() != name:
-                out += self._findings(name.upper(), f"{where} name", seen)
+                parts.append((name.upper(), f"{where} name"))
             if lname in exempt:
                 continue
             repeated.setdefault(lname, []).append(value)
             here = f"{where} {lname}"
-            out += self._findings(f"{name}: {value}", here, seen)
+            parts.append((f"{name}: {value}", here))
             basic = _basic_credentials(value) if lname in ("authorization", "proxy-authorization") else None
             if basic is not None:
-                out += self._findings(basic, here, seen)
+                parts.append((basic, here))
         for lname, values in repeated.items():
             if len(values) > 1:
-                out += self._findings(", ".join(values), f"{where} {lname}", seen)
-                out += self._findings("".join(values), f"{where} {lname}", seen)
-        return out
+                parts += [(", ".join(values), f"{where} {lname}"), ("".join(values), f"{where} {lname}")]
+        return parts
 
     def scan_body(self, body: bytes, content_type: str = "", seen: set[str] | None = None) -> list[Finding]:
         seen = set() if seen is None else seen

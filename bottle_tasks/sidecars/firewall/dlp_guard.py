@@ -142,12 +142,8 @@ class DlpGuard(Concern):
         if own is not None:
             exempt = exempt | own
         seen = set(pol.dlp.rules_off_for(req.host))  # rules already "seen" are not reported
-        scanner = self.fw.scanner
-        findings = scanner.scan_method(req.method, seen)
-        findings += scanner.scan_url(req.host, req.path, seen)
-        if req.authority:
-            findings += scanner.scan_url(req.authority, "", seen)
-        findings += scanner.scan_headers(req.headers.items(multi=True), exempt, seen)
+        findings = self.fw.scanner.scan_head(req.method, req.host, req.path, req.authority,
+                                             req.headers.items(multi=True), exempt, seen)
         self._act(flow, findings, action)
         if own is not None:  # the sidecar scanned what it sends (the git gate: every line a push adds)
             meta(flow).dlp_action = "off"

@@ -11,6 +11,10 @@ pass answers "which rules may match"; only those then run their exact Python reg
 The RE2 forms are supersets, never looser about what they miss: a rule whose form cannot
 be built, or a Set that cannot be compiled, is always a candidate. Policy patterns are
 RE2 already and join the Set as they are.
+
+The Set is compiled multi-line: the scanner checks the short texts of a request's head in
+one pass, joined by newlines, and a form's ^ and $ (the text's edge, where a look-around
+stood) must then hold at each one's edges. On a single text that only widens the superset.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ class Prefilter:
         try:
             for i, source in enumerate(sources):
                 if source is not None:
-                    candidate_set.Add(source)
+                    candidate_set.Add("(?m)" + source)
                     self.index.append(i)
             candidate_set.Compile()
         except Exception:  # noqa: BLE001 - RE2 refused a form or ran out of memory: no shortcut
