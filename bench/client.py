@@ -2,6 +2,7 @@
 proxy (CONNECT tunnel). Prints one JSON line.
 
     client.py HOST PORT COUNT PROXY CAFILE                 keep-alive GETs: requests/s, p50/p99 ms
+    client.py HOST PORT COUNT PROXY CAFILE api-headers     the same, each with an API client's headers
     client.py HOST PORT COUNT PROXY CAFILE parallel N      N connections at once: aggregate requests/s
     client.py HOST PORT BYTES PROXY CAFILE download        one download of BYTES: MB/s
     client.py HOST PORT COUNT PROXY CAFILE upload KIND MIB COUNT JSON bodies of MIB MiB (text | nearmiss)
@@ -28,8 +29,22 @@ def connect() -> http.client.HTTPSConnection:
     return http.client.HTTPSConnection(host, port, context=context, timeout=120)
 
 
+# What an API client such as Claude Code sends with each request (the shape, not its values):
+# the firewall scans every header name and value for secrets, the bare hop scans nothing.
+API_HEADERS = {
+    "accept": "application/json", "anthropic-beta": "oauth-2025-04-20,fine-grained-tool-streaming-2025-05-14",
+    "anthropic-dangerous-direct-browser-access": "true", "anthropic-version": "2023-06-01",
+    "content-type": "application/json", "user-agent": "claude-cli/2.0.1 (external, cli)", "x-app": "cli",
+    "x-stainless-arch": "x64", "x-stainless-lang": "js", "x-stainless-os": "Linux",
+    "x-stainless-package-version": "0.60.0", "x-stainless-retry-count": "0", "x-stainless-runtime": "node",
+    "x-stainless-runtime-version": "v22.0.0", "x-stainless-timeout": "600", "accept-encoding": "identity",
+    "connection": "keep-alive",
+}
+HEADERS = API_HEADERS if mode == "api-headers" else {}
+
+
 def get(conn, path: str) -> None:
-    conn.request("GET", path)
+    conn.request("GET", path, headers=HEADERS)
     response = conn.getresponse()
     response.read()
     assert response.status == 200, response.status

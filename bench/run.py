@@ -8,6 +8,8 @@ and report ratios. Not a test: nothing here asserts a speed.
    go to /dev/null rather than Docker's log (what that log costs); the agent's real path, egress proxy
    (injecting a header) + firewall; and egress proxy + firewall for a host without routes,
    which the egress proxy relays unopened. Ratios to the bare hop, and each sidecar's memory.
+   The same keep-alive requests again, each with the 18 headers an API client such as Claude
+   Code sends (the firewall scans every header for secrets; the bare hop scans nothing).
 2. Launch and teardown: warm `inv launch` (images built) to ready, and `inv down`,
    versus `docker-compose up` / `docker-compose down` of the same containers, networks
    and images (compose file generated here): for a bottle without routes, and for one
@@ -128,6 +130,13 @@ def proxy_overhead(work: Path, slug: str, ca: pki.KeyPair) -> dict:
         results = {name: {**{key: statistics.median(s[key] for s in runs_) for key in runs_[0]},
                           "rps_rounds": [s["rps"] for s in runs_]}
                    for name, runs_ in samples.items()}
+        # the same requests, each with the headers an API client sends (the firewall scans them all)
+        with_headers: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(5):  # interleaved as above
+            for name in runs:
+                with_headers[name].append(client(name, REQUESTS, "api-headers")["rps"])
+        results["api_headers"] = {name: statistics.median(values) for name, values in with_headers.items()}
+        results["api_headers_rounds"] = with_headers
         firewall = f"bottle-{slug}-firewall"
         parallel: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(3):  # interleaved as above
@@ -319,6 +328,13 @@ def print_workspace(result: dict) -> None:
 LAUNCH_TITLES = ("firewall and agent", "with a route: firewall, egress proxy, agent")
 
 
+def print_rows(rps: dict[str, float], rounds: dict[str, list[float]]) -> None:
+    """Requests/s of each variant, as a ratio to the bare hop's (and the spread of the rounds)."""
+    for name, value in rps.items():
+        print(f"  {name:<28} {value:8.0f} req/s   {value / rps['bare mitmdump']:.2f}x the bare hop"
+              f" (rounds {spread(rounds[name], rounds['bare mitmdump'])})")
+
+
 def print_launch(title: str, figures: dict) -> None:
     print(f"\nlaunch and teardown, {title} (median of {ROUNDS} rounds, warm images)")
     rounds = figures["rounds"]
@@ -419,11 +435,10 @@ def main() -> None:
               f"   throughput {r['rps'] / b['rps']:.2f}x the bare hop (rounds {spread(r['rps_rounds'], b['rps_rounds'])}),"
               f" {r['rps'] / d['rps']:.2f}x direct")
     print("  memory after the runs: " + ", ".join(f"{k} {v}" for k, v in overhead["memory"].items()))
+    print("\nthe same, each request with an API client's 18 headers (median of 5 interleaved runs)")
+    print_rows(overhead["api_headers"], overhead["api_headers_rounds"])
     print("\n16 connections at once (aggregate requests/s, median of 3 interleaved runs)")
-    bare_rounds = overhead["parallel_rounds"]["bare mitmdump"]
-    for name, rps in overhead["parallel"].items():
-        print(f"  {name:<28} {rps:8.0f} req/s   {rps / overhead['parallel']['bare mitmdump']:.2f}x the bare hop"
-              f" (rounds {spread(overhead['parallel_rounds'][name], bare_rounds)})")
+    print_rows(overhead["parallel"], overhead["parallel_rounds"])
     print(f"\none {DOWNLOAD_BYTES // 1000000} MB download")
     for name, row in overhead["download"].items():
         print(f"  {name:<28} {row['mb_per_s']:8.1f} MB/s   "
