@@ -29,7 +29,7 @@ def connect() -> http.client.HTTPSConnection:
     return http.client.HTTPSConnection(host, port, context=context, timeout=120)
 
 
-# What an API client such as Claude Code sends with each request (the shape, not its values):
+# Headers shaped like an Anthropic SDK client's, as Claude Code's requests carry them:
 # the firewall scans every header name and value for secrets, the bare hop scans nothing.
 API_HEADERS = {
     "accept": "application/json", "anthropic-beta": "oauth-2025-04-20,fine-grained-tool-streaming-2025-05-14",
