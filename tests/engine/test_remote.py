@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -90,15 +91,18 @@ def test_launch_and_down_on_a_remote_docker_host(ssh, tmp_path, state_home):
     docker("rmi", agent_image, check=False)  # built for this test's own base only
 
 
-def test_ctrl_c_twice_into_a_remote_launch_leaves_nothing(ssh, tmp_path, state_home, trust_bundle):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c twice", "sigterm twice"])
+def test_a_stop_into_a_remote_launch_leaves_nothing(ssh, tmp_path, state_home, trust_bundle, signum):
     """Over SSH a Ctrl-C does not reach the Docker host's commands (they finish there) and
     Fabric hands it to us at once: the rollback, over the same connection, must still find and
-    remove all that was made, wherever the launch was."""
+    remove all that was made, wherever the launch was. SIGTERM (to `inv` alone, as `kill` or a
+    CI runner sends it) must do the same: Fabric raises it like a Ctrl-C."""
     remote, env = ssh
     slug = unique("rint")
     manifest = write_manifest(tmp_path, {slug: "    prompt: t\n    network: {allow: [example.org]}"},
                               bundle=str(trust_bundle))
     use = ("use", slug, "--on", remote)
+    stopped = 128 + signum
     try:
         inv(*use, "build", manifest=manifest, env=env)  # warm: the launches below start at once
         began = time.monotonic()
@@ -107,13 +111,17 @@ def test_ctrl_c_twice_into_a_remote_launch_leaves_nothing(ssh, tmp_path, state_h
         inv(*use, "down", manifest=manifest, env=env)
         outcomes = []
         for share in (0.15, 0.35, 0.55, 0.75, 0.9):  # net and ca, proxy, agent, provision, the readiness wait
-            code, err = interrupted([*use, "launch"], manifest, whole * share, twice=True, env=env)
+            code, err = interrupted([*use, "launch"], manifest, whole * share, twice=True, env=env, signum=signum)
             outcomes.append(code)
             assert "Traceback" not in err and "rollback:" not in err, err
             if code == 0:  # finished before the signal
                 inv(*use, "down", manifest=manifest, env=env)
-            assert labelled(slug) == [], f"left behind after Ctrl-C at {share:.0%} of a launch: {labelled(slug)}\n{err}"
-        assert 130 in outcomes, f"no launch was actually interrupted: {outcomes}"
+            elif code == -signum:  # still starting Python: nothing begun
+                assert err == "", err
+            else:
+                assert code == stopped, err
+            assert labelled(slug) == [], f"left behind after {signum!r} at {share:.0%} of a launch: {labelled(slug)}\n{err}"
+        assert stopped in outcomes, f"no launch was actually stopped: {outcomes}"
     finally:
         inv(*use, "down", manifest=manifest, env=env, check=False)
 
