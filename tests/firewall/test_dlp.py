@@ -93,10 +93,10 @@ def test_url_encoded_secret_found_in_query():
     assert "aws-access-key-id" in names(f"token={encoded}")
 
 
-def test_scan_url_locations():
-    f = scanner.scan_url("api.example.com", "/v1/x?token=" + SAMPLES["github-token"])
+def test_scan_head_locations_in_the_url():
+    f = scanner.scan_head("GET", "api.example.com", "/v1/x?token=" + SAMPLES["github-token"], "", [])
     assert [(x.rule, x.where) for x in f] == [("github-token", "query")]
-    f = scanner.scan_url("api.example.com", "/keys/" + SAMPLES["aws-access-key-id"] + "/x")
+    f = scanner.scan_head("GET", "api.example.com", "/keys/" + SAMPLES["aws-access-key-id"] + "/x", "", [])
     assert [(x.rule, x.where) for x in f] == [("aws-access-key-id", "path")]
 
 
@@ -126,7 +126,7 @@ def test_scan_body_json_escapes():
 
 def test_findings_never_contain_the_secret():
     for secret in SAMPLES.values():
-        for f in scanner.scan_url("h.example.com", "/p?x=" + secret) + scanner.scan_body(secret.encode()):
+        for f in scanner.scan_head("GET", "h.example.com", "/p?x=" + secret, "", []) + scanner.scan_body(secret.encode()):
             assert secret not in f.describe()
             assert secret not in f.where
 
@@ -382,7 +382,7 @@ def test_head_in_one_pass_finds_exactly_what_every_rule_on_every_part_finds():
         exempt = r.choice([frozenset(), frozenset({"x-api-key"})])
         parts = [("GET", "method"), *Scanner._url_parts(host, path)]
         if authority:
-            parts += Scanner._url_parts(authority, "")
+            parts.append((authority, "host"))
         parts += Scanner._header_parts(headers, exempt, "header")
         want = _reference_head(rules, parts)
         assert sc.scan_head("GET", host, path, authority, headers, exempt) == want, (host, path, headers)

@@ -378,18 +378,12 @@ class Scanner:
         parts = [(host, "host"), (path_part, "path")]
         return parts + [(query, "query")] if query else parts
 
-    def scan_url(self, host: str, path: str, seen: set[str] | None = None) -> list[Finding]:
-        return self._scan_parts(self._url_parts(host, path), seen)
-
-    def scan_method(self, method: str, seen: set[str] | None = None) -> list[Finding]:
-        return self._scan_parts([(method, "method")], seen)
-
     def scan_head(self, method: str, host: str, path: str, authority: str, headers: Iterable[tuple[str, str]],
                   exempt: frozenset[str] = frozenset(), seen: set[str] | None = None) -> list[Finding]:
         """A request's method, target (host, path, query, authority) and headers, in one pass."""
         parts = [(method, "method"), *self._url_parts(host, path)]
         if authority:
-            parts += self._url_parts(authority, "")
+            parts.append((authority, "host"))
         return self._scan_parts(parts + self._header_parts(headers, exempt, "header"), seen)
 
     def scan_headers(
