@@ -123,27 +123,25 @@ def proxy_overhead(work: Path, slug: str, ca: pki.KeyPair) -> dict:
                      str(count), proxy, cafile, *mode).stdout
             return json.loads(out.strip().splitlines()[-1])
 
-        samples: dict[str, list] = {name: [] for name in runs}
-        for _ in range(5):  # interleaved, so a slow moment of the machine hits every variant alike
-            for name in runs:
-                samples[name].append(client(name, REQUESTS))
+        def interleaved(rounds: int, count: int, *mode: str) -> dict[str, list[dict]]:
+            """Each variant once per round, so a slow moment of the machine hits every variant alike."""
+            samples: dict[str, list[dict]] = {name: [] for name in runs}
+            for _ in range(rounds):
+                for name in runs:
+                    samples[name].append(client(name, count, *mode))
+            return samples
+
         results = {name: {**{key: statistics.median(s[key] for s in runs_) for key in runs_[0]},
                           "rps_rounds": [s["rps"] for s in runs_]}
-                   for name, runs_ in samples.items()}
-        # the same requests, each with the headers an API client sends (the firewall scans them all)
-        with_headers: dict[str, list[float]] = {name: [] for name in runs}
-        for _ in range(5):  # interleaved as above
-            for name in runs:
-                with_headers[name].append(client(name, REQUESTS, "api-headers")["rps"])
-        results["api_headers"] = {name: statistics.median(values) for name, values in with_headers.items()}
-        results["api_headers_rounds"] = with_headers
+                   for name, runs_ in interleaved(5, REQUESTS).items()}
+        # the same requests, each with the headers an API client sends (the firewall scans them all);
+        # then 16 connections at once
+        for key, rounds, count, mode in (("api_headers", 5, REQUESTS, ("api-headers",)),
+                                         ("parallel", 3, 16 * 100, ("parallel", "16"))):
+            rps = {name: [s["rps"] for s in got] for name, got in interleaved(rounds, count, *mode).items()}
+            results[key] = {name: statistics.median(values) for name, values in rps.items()}
+            results[f"{key}_rounds"] = rps
         firewall = f"bottle-{slug}-firewall"
-        parallel: dict[str, list[float]] = {name: [] for name in runs}
-        for _ in range(3):  # interleaved as above
-            for name in runs:
-                parallel[name].append(client(name, 16 * 100, "parallel", "16")["rps"])
-        results["parallel"] = {name: statistics.median(values) for name, values in parallel.items()}
-        results["parallel_rounds"] = parallel
         results["download"] = {}
         for name in runs:
             before = process_stats(firewall)
