@@ -156,7 +156,7 @@ def test_ctrl_c_during_an_image_build_leaves_no_image_context_or_resource(tmp_pa
     tags = [spec.tag for spec in build_plan(slug, loaded, loaded.agents[slug]).images.values()]
     build_tmp = tmp_path / "tmp"
     build_tmp.mkdir()
-    env = dict(os.environ, INVOKE_BOTTLE_MANIFEST=str(manifest), TMPDIR=str(build_tmp))
+    env = signalled_inv_env(manifest, {"TMPDIR": str(build_tmp)})
     run = subprocess.Popen([INV, "use", slug, "launch"], cwd=REPO, env=env, text=True, start_new_session=True,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     try:
@@ -166,7 +166,7 @@ def test_ctrl_c_during_an_image_build_leaves_no_image_context_or_resource(tmp_pa
         assert time.monotonic() < deadline, "no image build started"
         time.sleep(3)
         os.killpg(run.pid, signal.SIGINT)
-        _, err = run.communicate(timeout=180)
+        err = ended(run, "`inv launch` Ctrl-C'd during its image builds", timeout=180)
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
