@@ -6,8 +6,9 @@ import signal
 CTRL_C_EXIT = 128 + signal.SIGINT
 # How a command stopped by Ctrl-C (SIGINT) ends: the docker CLI exits 130, a shell's child dies of it.
 INTERRUPTED_EXITS = (CTRL_C_EXIT, -signal.SIGINT)
-# How a run stopped by SIGHUP or SIGTERM exits (stopping.py).
-STOPPED_EXITS = (128 + signal.SIGHUP, 128 + signal.SIGTERM)
+# The signals that stop a run as a Ctrl-C does (stopping.py), and how such a run exits.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+STOPPED_EXITS = tuple(128 + signum for signum in STOP_SIGNALS)
 
 
 class BottleError(Exception):

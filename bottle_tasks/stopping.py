@@ -22,9 +22,7 @@ import sys
 import threading
 from typing import Any
 
-from .errors import CTRL_C_EXIT
-
-SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+from .errors import CTRL_C_EXIT, STOP_SIGNALS
 
 
 class Stopped(KeyboardInterrupt):
@@ -82,7 +80,7 @@ def begin() -> None:
     _terminals = [fd for fd in (1, 2) if os.isatty(fd)]
     if sys.unraisablehook is not _unraisable:
         _other_unraisable, sys.unraisablehook = sys.unraisablehook, _unraisable
-    for signum in SIGNALS:
+    for signum in STOP_SIGNALS:
         signal.signal(signum, _on_signal)
 
 
@@ -118,7 +116,7 @@ def shielded() -> dict[signal.Signals, Any]:
     runs (target.PromptLocal keeps them out of the terminal's reach). The handlers before,
     for `unshielded`."""
     global _received, _ctrl_c_in_command
-    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, *SIGNALS)}
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, *STOP_SIGNALS)}
     _received, _ctrl_c_in_command = None, False  # handled (none can come now): the rollback's commands run
     return previous
 
