@@ -16,6 +16,7 @@ import signal
 import subprocess
 import tarfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,10 +36,13 @@ COMMAND_END_WAIT = 30.0
 
 class PromptLocal(Local):
     """invoke's local runner, noticing a command's end within `POLL_SECONDS`
-    (installed as the `runners.local` config of bottle's task namespace), and keeping a
-    Ctrl-C away from the commands of a stretch that ignores it (a rollback)."""
+    (installed as the `runners.local` config of bottle's task namespace) without
+    `Popen.poll`, and keeping a Ctrl-C away from the commands of a stretch that ignores it
+    (a rollback)."""
 
     input_sleep = POLL_SECONDS
+    _exit_code: int | None = None  # the command's, once it has ended (invoke makes a runner per command)
+    _reaped = False
 
     def start(self, command: str, shell: str, env: dict) -> None:
         if self.using_pty or signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
@@ -50,6 +54,55 @@ class PromptLocal(Local):
         # rollback's `docker rm` half-way. A session of their own is out of the group's reach.
         self.process = subprocess.Popen(command, shell=True, executable=shell, env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, stdin=subprocess.PIPE, start_new_session=True)
+
+    @property
+    def process_is_finished(self) -> bool:
+        return self._ended() is not None
+
+    def returncode(self) -> int | None:
+        return self._ended()
+
+    def _child(self) -> int | None:
+        """The command's process id; None until it is started."""
+        if getattr(self, "using_pty", False):
+            return getattr(self, "pid", None)
+        process = getattr(self, "process", None)
+        return process.pid if process is not None else None
+
+    def _ended(self) -> int | None:
+        """The command's exit code once it has ended, else None; invoke asks every `POLL_SECONDS`.
+
+        Not `Popen.poll`: a Ctrl-C or stop signal raises its KeyboardInterrupt from a signal
+        handler, and one raised between poll's non-blocking acquire of its waitpid lock and
+        the `try` that releases it leaves the lock held; every later poll then answers
+        "running", and invoke waited for ever on a command long ended (a launch hung after a
+        Ctrl-C, its docker call a zombie). Each step here can be cut short and done again:
+        the end is peeked at (WNOWAIT) and kept before the child is reaped."""
+        pid = self._child()
+        if pid is None:
+            return None
+        if self._exit_code is None:
+            try:
+                ended = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:  # reaped by someone else: ended, how is not known
+                self._exit_code, self._reaped = -1, True
+            else:
+                if ended is None:
+                    return None
+                self._exit_code = self._code_of(ended)
+        if not self._reaped:
+            with contextlib.suppress(ChildProcessError):  # reaped by an earlier call, cut short
+                os.waitpid(pid, os.WNOHANG)
+            self._reaped = True
+        if not self.using_pty:
+            self.process.returncode = self._exit_code  # Popen then never waits for it itself
+        return self._exit_code
+
+    def _code_of(self, ended: os.waitid_result) -> int:
+        """As invoke says it: with a pty, the exit status or the signal's number; without,
+        as Popen does (a signal's number negative)."""
+        killed = ended.si_code in (os.CLD_KILLED, os.CLD_DUMPED)
+        return -ended.si_status if killed and not self.using_pty else ended.si_status
 
     def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
         """invoke, waiting on the command, got a KeyboardInterrupt: it keeps waiting after this."""
@@ -65,8 +118,10 @@ class PromptLocal(Local):
         or for ever: the stop signal is passed on to it. A quick engine call (its output hidden,
         ours to read) is waited out instead, so the rollback finds what it made."""
         if not getattr(self, "opts", {}).get("hide", True):
-            with contextlib.suppress(OSError, AttributeError):
-                os.kill(self.pid if self.using_pty else self.process.pid, stop.signum)
+            pid = self._child()
+            if pid is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, stop.signum)
 
     def run(self, command: str, **kwargs):
         try:
@@ -76,12 +131,12 @@ class PromptLocal(Local):
             # the command runs on; a Ctrl-C ends it too): its end is waited for, so that the
             # rollback, next, finds what it made (a network created a moment after its `rm`
             # found nothing would be left behind).
-            process = getattr(self, "process", None)
-            if process is not None:
+            if self._child() is not None:
                 if isinstance(interrupt, stopping.Stopped):
                     self._pass_on(interrupt)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout=COMMAND_END_WAIT)
+                deadline = time.monotonic() + COMMAND_END_WAIT
+                while self._ended() is None and time.monotonic() < deadline:
+                    time.sleep(POLL_SECONDS)
             raise
 
 

@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -237,3 +238,60 @@ def test_a_stop_before_invoke_waits_is_passed_on_to_a_command_whose_output_is_sh
     with pytest.raises(Stopped):
         runner.run("while :; do sleep 0.05; done", hide=False, warn=True, in_stream=False)
     assert runner.process.poll() == -signal.SIGTERM and time.monotonic() - started < 10
+
+
+class HeldLockLocal(PromptLocal):
+    """Popen's waitpid lock held, as a KeyboardInterrupt raised inside `Popen.poll`, between its
+    lock's acquire and its `try`, leaves it: `poll` then answers "running" for ever."""
+
+    def start(self, command: str, shell: str, env: dict) -> None:
+        super().start(command, shell, env)
+        self.process._waitpid_lock.acquire()
+
+
+def test_a_commands_end_is_seen_though_popens_wait_lock_was_left_held():
+    done: list[int] = []
+    waiting = threading.Thread(target=lambda: done.append(
+        HeldLockLocal(Context()).run("sleep 0.1; exit 3", hide=True, warn=True, in_stream=False).exited), daemon=True)
+    waiting.start()
+    waiting.join(timeout=20)
+    assert done == [3]
+
+
+# Ctrl-C after Ctrl-C lands inside invoke's wait for the command (the runner looks without a
+# pause, so that many land inside its check for the command's end). Each run must still end,
+# with its command's own exit code. In a session of its own: the signals go to this child alone.
+CTRL_C_STORM = textwrap.dedent("""
+    import os, signal, sys, threading, time
+    from invoke import Context
+    from bottle_tasks.target import PromptLocal
+
+    class Eager(PromptLocal):
+        input_sleep = 0
+
+    def inside_invokes_wait(signum, frame):
+        while frame is not None:
+            if frame.f_code.co_name == "wait" and frame.f_code.co_filename.endswith("invoke/runners.py"):
+                raise KeyboardInterrupt
+            frame = frame.f_back
+
+    def storm():
+        while True:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.0002)
+
+    signal.signal(signal.SIGINT, inside_invokes_wait)
+    threading.Thread(target=storm, daemon=True).start()
+    for _ in range(int(sys.argv[1])):
+        print(Eager(Context()).run("sleep 0.2; exit 3", hide=True, warn=True, in_stream=False).exited, flush=True)
+""")
+
+
+def test_a_storm_of_ctrl_c_while_invoke_waits_never_hangs_the_run():
+    runs = 12
+    try:
+        done = subprocess.run([sys.executable, "-c", CTRL_C_STORM, str(runs)], cwd=REPO, capture_output=True,
+                              text=True, timeout=60, start_new_session=True)
+    except subprocess.TimeoutExpired as hung:
+        raise AssertionError(f"a run hung after {hung.stdout!r}") from None
+    assert done.stdout.split() == ["3"] * runs, done.stderr
