@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 from . import console, docker, run
 from .errors import BottleError
-from .names import appears, claim_name
+from .names import claim_name
 from .target import Result, tail
-from .undo import record
+from .undo import creating, record
 
 if TYPE_CHECKING:
     from .selection import Bottle
@@ -95,12 +95,8 @@ def start(bottle: Bottle, role: str, step: str, image: str, *, network: str,
     # starts still exists, and must still be removed by rollback or `down`.
     record(bottle, "container", name, role, step)
     labels = {**bottle.plan.labels(role), LABEL_CONFIG: digest}
-    try:
+    with creating(bottle, "container", {name: role}):
         bottle.run(docker.create(name, image, labels, network=network, **run_options))
-    except BottleError as exc:
-        if exc.interrupted:  # the rollback that follows must find the container
-            appears(bottle.target, "container", name, (bottle.slug, role), wait=2.0)
-        raise
     run.now().starting.append(Starting.begin(bottle, name, connect))
     return name, True
 

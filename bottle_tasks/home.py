@@ -14,6 +14,7 @@ from . import docker, run
 from .errors import BottleError
 from .names import claim_name, labelled_volumes
 from .state import UndoAction
+from .undo import creating
 
 if TYPE_CHECKING:
     from .selection import Bottle
@@ -27,7 +28,8 @@ def ensure(bottle: Bottle) -> str:
     name, exists = claim_name(bottle, "volume", ROLE)
     if not exists:
         run.now().journal.append((bottle, UndoAction("volume", name, "agent")))  # first: see undo.record
-        bottle.run(docker.volume_create(name, bottle.plan.labels(ROLE)))
+        with creating(bottle, "volume", {name: ROLE}):
+            bottle.run(docker.volume_create(name, bottle.plan.labels(ROLE)))
     return name
 
 

@@ -2,8 +2,9 @@
 the executor creates at the start (`begin`) and that the modules reach as `run.now()`.
 
 What it holds: when the run started (the ready line's time), the journal of what this run
-created (rolled back on failure), the readiness probes still to settle, the SSH connections
-it opened, the bottle locks it holds, and the container starts in flight.
+created (rolled back on failure) and the creations a stop cut short, the readiness probes
+still to settle, the SSH connections it opened, the bottle locks it holds, and the container
+starts in flight.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ class Run:
     started: float = field(default_factory=time.monotonic)
     journal: list[tuple[Bottle, UndoAction]] = field(default_factory=list)  # oldest first
     starting: list[Any] = field(default_factory=list)        # containers.Starting: starts in flight
+    # (bottle, kind, name, role): creations whose docker command a stop cut short (undo.creating)
+    creating: list[tuple[Bottle, str, str, str]] = field(default_factory=list)
     pending: list[Any] = field(default_factory=list)         # containers.Pending, oldest first
     connections: dict[str, Connection] = field(default_factory=dict)  # one per remote host
     locks: dict[str, int] = field(default_factory=dict)      # bottle slug -> lock file descriptor

@@ -253,12 +253,14 @@ class Target:
 
 def command_failed(argv: list[str], result: Result, where: str) -> BottleError:
     text = tail(result.stderr or result.stdout) or f"exit code {result.exited}"
-    if "Cannot connect to the Docker daemon" in text or "docker.sock" in text and "permission" not in text:
-        return BottleError(f"no Docker engine answers on {where}",
-                           text + "\nstart it with `make engine` (installs docker.io and starts dockerd)")
+    # Before the engine check: a docker CLI stopped mid-request says "error during connect:
+    # … docker.sock …: context canceled", and that is the Ctrl-C, not a missing engine.
     if result.interrupted:
         return BottleError(f"interrupted: `{' '.join(argv[:3])} …` was stopped by Ctrl-C on {where}",
                            exit_code=result.exited)
+    if "Cannot connect to the Docker daemon" in text or "docker.sock" in text and "permission" not in text:
+        return BottleError(f"no Docker engine answers on {where}",
+                           text + "\nstart it with `make engine` (installs docker.io and starts dockerd)")
     return BottleError(f"`{' '.join(argv[:3])} …` failed on {where} (exit {result.exited})", text,
                        exit_code=result.exited)
 

@@ -2,10 +2,13 @@
 journal of this process's creations that a failed run rolls back."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from . import console, docker, run
 from .errors import BottleError
+from .names import appears
 from .state import UndoAction
 from .target import Result
 
@@ -27,6 +30,45 @@ def unrecord(bottle: Bottle, kind: str, name: str) -> None:
     for entry in [e for e in journal if e[0] is bottle and (e[1].kind, e[1].name) == (kind, name)]:
         journal.remove(entry)
         bottle.state.forget(entry[1])
+
+
+# How long the rollback gives the engine to finish a creation a stop cut short.
+IN_FLIGHT_WAIT = 2.0
+
+
+@contextmanager
+def creating(bottle: Bottle, kind: str, roles: dict[str, str]) -> Iterator[None]:
+    """Around the docker command that creates the recorded resources `roles` (name -> role).
+    A Ctrl-C can stop the CLI, or land before invoke waits for it, while the engine goes on
+    and makes them a moment later: after a rollback that found nothing to remove. Until the
+    command has returned they are in flight, and the rollback first waits for them
+    (`settle_in_flight`). One the engine refused (it answered) is forgotten at once."""
+    entries = [(bottle, kind, name, role) for name, role in roles.items()]
+    flying = run.now().creating
+    flying.extend(entries)
+    try:
+        yield
+    except BottleError as exc:
+        if exc.interrupted:
+            raise  # cut short: still in flight
+        for entry in entries:  # the engine answered: what it did not make, it will not make
+            flying.remove(entry)
+            if not bottle.dry and not appears(bottle.target, kind, entry[2], (bottle.slug, entry[3]), wait=0):
+                unrecord(bottle, kind, entry[2])
+        raise
+    for entry in entries:
+        flying.remove(entry)
+
+
+def settle_in_flight() -> None:
+    """Before the rollback (which ignores a second Ctrl-C): each creation a stop cut short is
+    waited for, up to `IN_FLIGHT_WAIT`; one that does not appear as ours was not made (or a
+    resource that is not ours took the name) and is not undone."""
+    flying = run.now().creating
+    while flying:
+        bottle, kind, name, role = flying.pop()
+        if bottle.dry or not appears(bottle.target, kind, name, (bottle.slug, role), wait=IN_FLIGHT_WAIT):
+            unrecord(bottle, kind, name)
 
 
 def undo(bottle: Bottle, action: UndoAction) -> None:
@@ -94,6 +136,7 @@ def stop_if_interrupted(result: Result, what: str) -> None:
 
 def rollback() -> list[str]:
     """Undo this process's creations, newest first; returns what could not be undone."""
+    settle_in_flight()
     failures = []
     journal = run.now().journal
     while journal:

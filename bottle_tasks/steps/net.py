@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING
 from invoke import Collection, task
 
 from .. import docker
-from ..errors import BottleError
-from ..names import appears, claim_name
+from ..names import claim_name
 from ..selection import current
 from ..stepping import step
-from ..undo import record, unrecord
+from ..undo import creating, record
 
 if TYPE_CHECKING:
     from ..selection import Bottle
@@ -22,9 +21,8 @@ if TYPE_CHECKING:
 def ensure_networks(bottle: Bottle, networks) -> dict[str, str]:
     """The bottle's networks (role -> name), the missing ones created side by side.
 
-    Each is recorded before its creation (see undo.record). After a failure or a Ctrl-C, each
-    one that is not there as ours is forgotten again; an interrupted CLI may return before the
-    engine has made it, so that is waited for, and the rollback finds what was made."""
+    Each is recorded before its creation (see undo.record); one the engine refused is
+    forgotten again, and one a Ctrl-C cut short is waited for by the rollback (undo.creating)."""
     names, missing = {}, []
     for role, internal in networks:
         names[role], exists = claim_name(bottle, "network", role)
@@ -34,15 +32,9 @@ def ensure_networks(bottle: Bottle, networks) -> dict[str, str]:
     if not missing:
         return names
     prefetch_ca_code()
-    try:
+    with creating(bottle, "network", {names[role]: role for role, _ in missing}):
         bottle.run(docker.side_by_side([docker.network_create(names[role], bottle.plan.labels(role), internal)
                                         for role, internal in missing]))
-    except BottleError as exc:
-        for role, _ in missing:
-            if bottle.dry or not appears(bottle.target, "network", names[role], (bottle.slug, role),
-                                         wait=2.0 if exc.interrupted else 0.0):
-                unrecord(bottle, "network", names[role])
-        raise
     return names
 
 

@@ -44,8 +44,11 @@ def test_ctrl_c_at_any_point_of_a_launch_leaves_nothing(bottle, twice):
         if code == 0:  # finished before the signal: a whole bottle, then taken down
             outcomes.append((delay, "finished"))
             inv("use", slug, "down", manifest=manifest)
-        else:
+        else:  # 130 and why; or invoke's own silent 1, when the Ctrl-C came before the run began
+            assert code == 130 or (code == 1 and err == ""), err
             outcomes.append((delay, code))
+        # A create the Ctrl-C cut short may still be finishing in the engine: it shows by now.
+        time.sleep(0.5)
         assert labelled(slug) == [], f"left behind after Ctrl-C at {delay}s: {labelled(slug)}\n{err}"
     print(f"Ctrl-C {'twice' if twice else 'once'} into a launch:", outcomes)
     assert any(outcome != "finished" for _, outcome in outcomes), "no launch was actually interrupted"
