@@ -85,10 +85,12 @@ def start(bottle: Bottle, role: str, step: str, image: str, *, network: str,
         # A network someone joined it to besides (a debugging container's) is no reason.
         if found and found.config == digest and {network, *(net for net, _ in connect)} <= found.networks:
             if found.running:
+                bottle.state.adopt(role, name)
                 return name, False
             # Stopped (the engine restarted, or someone stopped it) but as configured: start
             # it again rather than replace it, so what the agent did inside is kept.
             if bottle.run(docker.container_start(name), check=False).ok and running(bottle, name):
+                bottle.state.adopt(role, name)
                 return name, True
         bottle.run(docker.container_rm(name))
     # Registered before `docker create`: a container that is created but never

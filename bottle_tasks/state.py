@@ -83,6 +83,14 @@ class State:
     def resource(self, role: str) -> str | None:
         return self.data["resources"].get(role)
 
+    def adopt(self, role: str, name: str) -> None:
+        """A resource that is ours by its labels but missing here (a run killed outright left
+        it, a state file was deleted): known again, so the steps after find it, though not
+        this run's to undo (`down` sweeps it by its labels)."""
+        if self.data["resources"].get(role) != name:
+            self.data["resources"][role] = name
+            self.save()
+
     def record(self, kind: str, name: str, role: str, step: str) -> None:
         """Remember a resource this run just created, and how to undo it."""
         action = UndoAction(kind, name, step)

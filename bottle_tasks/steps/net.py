@@ -26,7 +26,9 @@ def ensure_networks(bottle: Bottle, networks) -> dict[str, str]:
     names, missing = {}, []
     for role, internal in networks:
         names[role], exists = claim_name(bottle, "network", role)
-        if not exists:
+        if exists:
+            bottle.state.adopt(role, names[role])  # ours, though a killed run lost it
+        else:
             record(bottle, "network", names[role], role, "net")
             missing.append((role, internal))
     if not missing:

@@ -111,6 +111,8 @@ def test_net_reuses_its_own_networks(manifest, state_home):
     state = json.loads((state_home / "bottle" / "demo" / "state.json").read_text())
     assert state["cidr"] == {"net-internal": "172.30.1.0/24", "net-egress": "172.30.2.0/24"}
     assert state["undo"] == []  # found, not created: nothing of this run to undo
+    # The state had lost them (a killed run left them): the steps after must find them again.
+    assert state["resources"] == {"net-internal": "bottle-demo-net-internal", "net-egress": "bottle-demo-net-egress"}
 
 
 def test_create_argv_hardening_and_secrets_stay_in_env_file():
