@@ -84,8 +84,9 @@ class PromptLocal(Local):
         if self._exit_code is None:
             try:
                 ended = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:  # reaped by someone else: ended, how is not known
-                self._exit_code, self._reaped = -1, True
+            except ChildProcessError:  # reaped by someone else (Popen.wait): ended, as Popen saw it, if it did
+                known = None if self.using_pty else self.process.returncode
+                self._exit_code, self._reaped = (-1 if known is None else known), True
             else:
                 if ended is None:
                     return None
