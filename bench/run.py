@@ -404,7 +404,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bottle-bench-"))
     slug = f"bench{secrets.token_hex(2)}"
     routed = f"{slug}r"
-    ca = pki.mint_ca("bottle bench upstream CA")
+    ca = pki.kept_ca(REPO / ".venv" / "bottle-bench", "bottle bench upstream CA")  # the next run reuses the images
     bundle = work / "bundle.pem"
     bundle.write_bytes(Path(HOST_BUNDLE).read_bytes() + b"\n" + ca.cert_pem)
     write_manifest(work, slug, routed, bundle)

@@ -40,8 +40,10 @@ def image_rm(image_ids: list[str], force: bool = True) -> list[str]:
 
 def build(tag: str, dockerfile: str, context: str, build_args: Mapping[str, str],
           labels: Mapping[str, str], quiet: bool = True) -> list[str]:
-    """`quiet=False`: the builder's `Step N/M` lines, for the progress display."""
-    argv = ["docker", "build", *(["--quiet"] if quiet else []), "--tag", tag, "--file", dockerfile]
+    """`quiet=False`: the builder's `Step N/M` lines, for the progress display. `--force-rm`:
+    a failed build leaves no stopped container of its failed step behind (the legacy
+    builder keeps it otherwise, one per failure)."""
+    argv = ["docker", "build", *(["--quiet"] if quiet else []), "--force-rm", "--tag", tag, "--file", dockerfile]
     for key, value in sorted(build_args.items()):
         argv += ["--build-arg", f"{key}={value}"]
     return argv + _labels(labels) + [context]

@@ -121,6 +121,24 @@ def mint_ca(common_name: str, days: int = 30) -> KeyPair:
     return KeyPair(key_pem=_key_pem(key), cert_pem=cert.public_bytes(serialization.Encoding.PEM))
 
 
+def kept_ca(directory: str | os.PathLike, common_name: str, days: int = 90, renew_within: int = 7) -> KeyPair:
+    """A CA kept in `directory` (ca-key.pem, ca-cert.pem; 0600) from one run to the next, and
+    minted anew when it has fewer than `renew_within` days left. For the tests' and the
+    bench's stand-in upstreams: the bundle that trusts it is an input of every image's tag,
+    so the same CA lets the next run reuse the images instead of building (and leaving
+    behind) a new set each time."""
+    folder = Path(directory)
+    key, cert = folder / "ca-key.pem", folder / "ca-cert.pem"
+    if key.exists() and cert.exists():
+        pair = read(key, cert)
+        if pair.not_valid_after - datetime.now(timezone.utc) > timedelta(days=renew_within):
+            return pair
+    folder.mkdir(parents=True, exist_ok=True)
+    pair = mint_ca(common_name, days=days)
+    pair.write(key, cert)
+    return pair
+
+
 def mint_leaf(ca: KeyPair, hostnames: list[str], days: int = 30) -> KeyPair:
     """A server certificate for `hostnames` (DNS names, or IP addresses) signed by `ca`.
 

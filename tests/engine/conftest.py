@@ -4,7 +4,6 @@ API hosts on a bottle's egress network."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -29,15 +28,7 @@ def home_volumes_of_this_session():
 
 @pytest.fixture(scope="session")
 def test_ca() -> pki.KeyPair:
-    CACHE.mkdir(parents=True, exist_ok=True)
-    key, cert = CACHE / "ca-key.pem", CACHE / "ca-cert.pem"
-    if key.exists() and cert.exists():
-        pair = pki.read(key, cert)
-        if (pair.not_valid_after.timestamp() - time.time()) > 7 * 86400:
-            return pair
-    pair = pki.mint_ca("bottle tests upstream CA", days=90)
-    pair.write(key, cert)
-    return pair
+    return pki.kept_ca(CACHE, "bottle tests upstream CA")
 
 
 @pytest.fixture(scope="session")

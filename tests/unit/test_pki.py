@@ -328,3 +328,13 @@ def test_read_without_a_key_block(ca, tmp_path):
     path.write_bytes(ca.cert_pem)
     with pytest.raises(ValueError, match="PRIVATE KEY"):
         pki.read(path)
+
+
+def test_a_kept_ca_is_the_same_next_time_and_renewed_before_it_expires(tmp_path):
+    first = pki.kept_ca(tmp_path / "ca", "kept CA")
+    assert pki.kept_ca(tmp_path / "ca", "kept CA").cert_pem == first.cert_pem
+    assert (tmp_path / "ca" / "ca-key.pem").stat().st_mode & 0o777 == 0o600
+    # fewer days left than `renew_within`: a new one, kept in its place
+    renewed = pki.kept_ca(tmp_path / "ca", "kept CA", renew_within=100)
+    assert renewed.cert_pem != first.cert_pem
+    assert pki.read(tmp_path / "ca" / "ca-key.pem", tmp_path / "ca" / "ca-cert.pem").cert_pem == renewed.cert_pem
