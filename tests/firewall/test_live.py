@@ -176,7 +176,8 @@ def free_port() -> int:
 
 
 class LiveFirewall:
-    def __init__(self, tmp: Path, upstream: Upstream, **policy_overrides):
+    def __init__(self, tmp: Path, upstream: Upstream, stdout=subprocess.PIPE, **policy_overrides):
+        """`stdout`: where the audit log goes (piped to `lines` unless given)."""
         self.tmp = tmp
         ca_key, ca_cert = make_ca("bottle test firewall CA")
         self.ca_cert_pem = tmp / "firewall-ca-cert.pem"
@@ -203,15 +204,16 @@ class LiveFirewall:
                 "--listen-host", "127.0.0.1",
                 "--listen-port", str(self.port),
             ],  # fmt: skip
-            stdout=subprocess.PIPE,
+            stdout=stdout,
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONPATH": "/opt/bottle"},
         )
         self._stderr: list[str] = []
-        threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines), daemon=True).start()
         threading.Thread(target=self._pump, args=(self.proc.stderr, self._stderr), daemon=True).start()
-        self.wait_for(lambda x: x.get("event") == "ready", what="ready line")
+        if stdout == subprocess.PIPE:
+            threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines), daemon=True).start()
+            self.wait_for(lambda x: x.get("event") == "ready", what="ready line")
 
     @staticmethod
     def _pump(stream, sink):
@@ -440,6 +442,26 @@ def test_sighup_reload_and_keep_old_on_invalid(tmp_path, upstream):
     finally:
         fw.close()
     assert fw.proc.returncode == 0, fw.stderr()
+
+
+def test_a_firewall_that_cannot_write_its_audit_log_stops_rather_than_serve(tmp_path, upstream):
+    """Its stdout's reader is gone: the first line (ready) cannot be written, and no request may
+    pass that the operator will never see. Lines are written once per event-loop turn, outside
+    any hook, so the firewall itself must stop, and say why."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        fw = LiveFirewall(tmp_path, upstream, stdout=write_end)
+    finally:
+        os.close(write_end)
+    try:
+        assert fw.proc.wait(TIMEOUT) == 74
+    finally:
+        fw.close()
+    time.sleep(0.1)  # the stderr pump's last line
+    assert "the audit log) cannot be written" in fw.stderr() and "BrokenPipeError" in fw.stderr()
+    with socket.socket() as s, pytest.raises(OSError):  # nothing listens any more
+        s.connect(("127.0.0.1", fw.port))
 
 
 def test_passthrough_host_is_not_intercepted(tmp_path, upstream):

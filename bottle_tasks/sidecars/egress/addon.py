@@ -23,10 +23,8 @@ opened carries only what it parsed (the firewall's ``tunnels`` rules).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
-import sys
 import traceback
 
 from firewall import policy as firewall_policy
@@ -34,6 +32,7 @@ from firewall.failclosed import fail_closed
 from firewall.flowstate import close_connection
 from firewall.healthcheck import HEALTH_HOST, HEALTH_PATH
 from firewall.hosts import HostError, normalize_host, split_authority
+from firewall.jsonlines import JsonLines
 from firewall.tunnels import RefuseLayer, judge
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import layer, server_hooks
@@ -46,10 +45,13 @@ EGRESS_HEADER = "x-bottle-egress"
 REQUEST_PHASE_HOOKS = frozenset({"requestheaders", "request"})
 
 
+# stdout: one JSON object per line, route decisions and lifecycle events, never a secret;
+# `main` batches it per event-loop turn, as the firewall's audit log (`jsonlines`)
+LINES = JsonLines()
+
+
 def log_line(**fields) -> None:
-    """One JSON object per line on stdout: route decisions and lifecycle events, never a secret."""
-    sys.stdout.write(json.dumps(fields, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
+    LINES.write(fields)
 
 
 class Egress:

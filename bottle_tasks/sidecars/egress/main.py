@@ -6,7 +6,8 @@ stdout for its JSON lines), with two differences: it never connects at CONNECT t
 server it talks to is always the firewall), and it mints the agent-facing certificates
 from the client's SNI alone (``upstream_cert=False``).
 
-Exit codes: 0 clean stop, 1 mitmproxy failed, 78 bad configuration (routes, secrets, CA).
+Exit codes: 0 clean stop, 1 mitmproxy failed, 74 stdout (its decision lines) cannot be
+written, 78 bad configuration (routes, secrets, CA).
 """
 
 from __future__ import annotations
@@ -38,14 +39,15 @@ async def _run(args) -> int:
     from mitmproxy.addons import termlog
     from mitmproxy.master import Master
 
-    from .addon import Egress
+    from . import addon
 
     logging.getLogger().setLevel(LOG_LEVEL.upper())
     opts = options.Options()
     master = Master(opts, with_termlog=False)
     master.addons.add(termlog.TermLog(out=sys.stderr))
     master.addons.add(*firewall_main.mitmproxy_addons())
-    master.addons.add(Egress())
+    master.addons.add(addon.Egress())
+    addon.LINES.batched = True
     try:
         opts.update(
             mode=["regular"], listen_port=args.listen_port, confdir=args.confdir,
@@ -59,8 +61,7 @@ async def _run(args) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, master.shutdown)
-    await master.run()
-    return 0
+    return await firewall_main.run_logged(master, addon.LINES, "bottle-egress")
 
 
 def main(argv=None) -> int:

@@ -1,4 +1,4 @@
-"""Audit log: one JSON object per line on stdout, flushed, nothing else on stdout.
+"""Audit log: one JSON object per line on stdout (`jsonlines`), nothing else on stdout.
 
 Two kinds of line (the controller's ``logs`` step reads them from ``docker logs``):
 
@@ -19,14 +19,13 @@ Two kinds of line (the controller's ``logs`` step reads them from ``docker logs`
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import IO
 
 from .failclosed import fail_closed
 from .flowstate import Concern, meta, refused
+from .jsonlines import JsonLines
 
 DECISION_KEYS = (
     "ts",
@@ -49,19 +48,13 @@ def now_iso() -> str:
 
 
 class AuditLog:
-    def __init__(self, out: IO[str] | None = None, clock: Callable[[], str] = now_iso):
-        self._out = out
+    def __init__(self, out: IO[str] | None = None, clock: Callable[[], str] = now_iso, batched: bool = False):
+        """`batched`: the running firewall's log, written once per event-loop turn (`jsonlines`)."""
+        self.lines = JsonLines(out, batched=batched)
         self._clock = clock
 
-    @property
-    def out(self) -> IO[str]:
-        return self._out if self._out is not None else sys.stdout
-
     def _write(self, record: dict) -> None:
-        line = json.dumps(record, separators=(",", ":"), ensure_ascii=True, default=str)
-        out = self.out
-        out.write(line + "\n")
-        out.flush()
+        self.lines.write(record)
 
     def decision(
         self,

@@ -12,7 +12,8 @@ And nothing below warning level is even created as a log record: with the root l
 at DEBUG (as mitmdump sets it) each of mitmproxy's per-connection debug messages is
 formatted and re-dispatched to every addon as a (deprecated) ``add_log`` event.
 
-Exit codes: 0 clean stop, 1 mitmproxy failed, 78 bad configuration (policy, CA).
+Exit codes: 0 clean stop, 1 mitmproxy failed, 74 stdout (the audit log) cannot be written,
+78 bad configuration (policy, CA).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sys
 import warnings
 
 EX_CONFIG = 78
+EX_IOERR = 74  # stdout, the audit log, cannot be written
 # mitmproxy's log goes to stderr at this level and above; lower records are never created.
 LOG_LEVEL = "warn"
 
@@ -102,8 +104,11 @@ def _check_files(args: argparse.Namespace) -> str | None:
 async def _run(args: argparse.Namespace, pol) -> int:
     from mitmproxy import exceptions, options
 
+    from .audit import AuditLog
+
     opts = options.Options()
-    master = make_master(opts)
+    audit = AuditLog(batched=True)
+    master = make_master(opts, audit)
     try:
         opts.update(**launcher_options(args, pol))
     except exceptions.OptionsError as e:
@@ -113,8 +118,25 @@ async def _run(args: argparse.Namespace, pol) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, master.shutdown)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    return await run_logged(master, audit.lines, "bottle-firewall")
+
+
+async def run_logged(master, lines, prog: str) -> int:
+    """Run `master` while its JSON lines (`jsonlines.JsonLines`) can be written; stop when
+    they cannot (exit 74): a proxy that cannot log must not pass requests unlogged."""
+
+    def stop(why: str) -> None:
+        print(f"{prog}: error: stdout (the audit log) cannot be written ({why}); stopping", file=sys.stderr,
+              flush=True)
+        master.shutdown()
+
+    lines.on_broken = stop
     await master.run()
-    return 0
+    try:
+        lines.flush()  # the last turn's lines
+    except (OSError, ValueError):
+        pass  # said by `stop`
+    return EX_IOERR if lines.broken else 0
 
 
 def launcher_options(args: argparse.Namespace, pol) -> dict:
@@ -157,8 +179,9 @@ def import_addons_lazily() -> None:
         sys.modules["mitmproxy.addons"] = importlib.util.module_from_spec(spec)
 
 
-def make_master(opts):
-    """A mitmproxy master with the addons above, the stderr log and the firewall (last)."""
+def make_master(opts, audit=None):
+    """A mitmproxy master with the addons above, the stderr log and the firewall (last),
+    whose audit log is `audit` (an `AuditLog`; by default one on stdout)."""
     from mitmproxy.addons import termlog
     from mitmproxy.master import Master
 
@@ -171,7 +194,7 @@ def make_master(opts):
     master = Master(opts, with_termlog=False)
     master.addons.add(termlog.TermLog(out=sys.stderr))
     master.addons.add(*mitmproxy_addons())
-    master.addons.add(Firewall())
+    master.addons.add(Firewall(audit=audit))
     return master
 
 
