@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 
-from .. import policy_render, supervision
+from .. import docker, policy_render, supervision
 from ..containers import reload_and_confirm, running
 from ..errors import BottleError
 from ..manifest import check_host, covers, never_hit
@@ -40,11 +40,19 @@ def change_policy(c, host: str, verb: str, bottle: Bottle | None = None) -> str:
     if host not in changes.setdefault(add_to, []):
         changes[add_to].append(host)
     render_policy(bottle, changes)  # refuse before anything is saved
+    before = bottle.state.get("policy_changes")
     bottle.state.set("policy_changes", changes)
     rendered = write_policy(bottle)
     name = bottle.state.resource("firewall")
     if name and running(bottle, name):
-        reload_policy(bottle, name)
+        try:
+            reload_policy(bottle, name)
+        except BottleError as e:
+            raise unconfirmed(bottle, name, verb, host, before, e) from None
+        except KeyboardInterrupt:
+            if verb == "allow":
+                take_back(bottle, name, before)
+            raise
         # then the egress proxy, which relays tunnels to what the firewall now allows
         egress = bottle.state.resource("egress")
         if egress and running(bottle, egress):
@@ -53,6 +61,31 @@ def change_policy(c, host: str, verb: str, bottle: Bottle | None = None) -> str:
         return f"{verb} {host}: firewall {name} reloaded; allows {', '.join(rendered['allow']) or 'nothing'}"
     supervision.publish(bottle)
     return f"{verb} {host}: recorded; the firewall starts with it"
+
+
+def unconfirmed(bottle: Bottle, name: str, verb: str, host: str, before, error: BottleError) -> BottleError:
+    """The firewall did not confirm the change. An allow is taken back, so that no later reload
+    puts it in force unseen; a deny stays: it is the safe side, and the firewall takes it at its
+    next reload or start."""
+    if verb == "allow":
+        take_back(bottle, name, before)
+    if error.interrupted:
+        return error
+    if verb == "allow":
+        outcome = "the allow was taken back (state and policy file); run it again once the firewall answers"
+    else:
+        outcome = (f"the deny stays recorded and applies at the firewall's next reload or start; until then "
+                   f"{name} may still allow {host} (`inv down` stops all of the bottle's traffic)")
+    return BottleError(f"{verb} {host}: {error.message}", "\n".join(filter(None, [error.detail, outcome])),
+                       exit_code=error.exit_code)
+
+
+def take_back(bottle: Bottle, name: str, before) -> None:
+    """The live changes as they were, in the state and in the policy file, and the firewall asked
+    to read it (not waited for: it did not answer the last time)."""
+    bottle.state.set("policy_changes", before or {})
+    write_policy(bottle)
+    bottle.run(docker.kill(name, "HUP"), check=False)
 
 
 @task(help={"host": "exact host (api.example.com) or wildcard (*.example.com)"})

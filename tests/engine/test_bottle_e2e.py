@@ -291,6 +291,29 @@ def test_allow_and_deny_change_the_running_firewall(bottle):
     assert docker("inspect", "-f", "{{.State.StartedAt}}", f"bottle-{bottle.slug}-firewall").stdout == started
 
 
+def test_an_allow_the_firewall_did_not_confirm_is_taken_back(bottle):
+    """The firewall's processes are stopped (SIGSTOP, as a wedged or starved firewall would be):
+    `allow` waits out its bound and fails. The signal it sent stays pending; when the firewall
+    runs again it reloads, and must not find the allow then: nobody would know it is in force."""
+    firewall = f"bottle-{bottle.slug}-firewall"
+    reloads = docker("logs", firewall).stdout.count('"policy-reload"')
+    docker("exec", firewall, "sh", "-c", "kill -STOP -1")
+    try:
+        proc = bottle.inv("allow", OTHER, check=False)
+    finally:
+        docker("exec", firewall, "sh", "-c", "kill -CONT -1")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "did not confirm" in proc.stderr and "taken back" in proc.stderr
+    deadline = time.monotonic() + 15
+    while docker("logs", firewall).stdout.count('"policy-reload"') == reloads and time.monotonic() < deadline:
+        time.sleep(0.1)  # the reload the pending signal asked for
+    assert docker("logs", firewall).stdout.count('"policy-reload"') > reloads
+    assert bottle.curl(f"https://{OTHER}/after-an-unconfirmed-allow")[0].startswith("403")
+    assert not upstream_records(bottle, path="/after-an-unconfirmed-allow")
+    state = json.loads((bottle.state_home / "bottle" / bottle.slug / "state.json").read_text())
+    assert OTHER not in (state.get("policy_changes") or {}).get("allow", [])
+
+
 # -- every other way out ----------------------------------------------------------
 def test_escapes_fail(bottle):
     upstream_ip = container_ip(bottle.upstreams[0], f"bottle-{bottle.slug}-net-egress")

@@ -147,3 +147,14 @@ def test_claude_state_carries_the_mcp_servers_as_written(tmp_path):
     state = json.loads(json.dumps(provisioning.claude_state(agent(tmp_path))))
     assert state["mcpServers"]["notes"] == {"command": "notes-server", "args": ["--stdio"],
                                             "env": {"NOTES_DIR": "/workspace/notes"}}
+
+
+def test_an_unconfirmed_deny_stays_recorded_and_says_the_host_may_still_pass():
+    from bottle_tasks.errors import BottleError
+    from bottle_tasks.steps.allow import unconfirmed
+
+    error = unconfirmed(None, "bottle-demo-firewall", "deny", "example.org", None,
+                        BottleError("bottle-demo-firewall did not confirm the policy reload within 10s", "log tail"))
+    assert error.message == "deny example.org: bottle-demo-firewall did not confirm the policy reload within 10s"
+    assert error.detail.startswith("log tail\n") and "may still allow example.org" in error.detail
+    assert "stays recorded" in error.detail
