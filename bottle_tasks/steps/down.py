@@ -1,4 +1,6 @@
 """`down`: undo what the steps created, newest first; then sweep leftovers by label."""
+from concurrent.futures import ThreadPoolExecutor
+
 from invoke import Collection, task
 
 from .. import console, home
@@ -36,6 +38,21 @@ def batches(actions):
     return out
 
 
+def undo_log(bottle) -> list[str]:
+    """Undo the whole log, newest first; neighbouring containers (then networks) go in one call
+    each. The names removed."""
+    undone = []
+    for batch in batches(bottle.state.undo_actions()):
+        if len(batch) > 1:
+            remove_together(bottle.target, batch[0].kind, [action.name for action in batch])
+            for action in batch:
+                bottle.state.forget(action)
+        else:
+            undo(bottle, batch[0])
+        undone += [action.name for action in batch]
+    return undone
+
+
 @task(help={"all": "remove every bottle's labelled containers and networks, orphans included",
             "purge": "also remove the home volume (Claude's login, settings, history) and the "
                      "workspace image, kept otherwise"})
@@ -66,18 +83,17 @@ def tear_down(c, all: bool, purge: bool) -> str:
             state.delete()
         return f"removed {len(removed)} labelled resources" + (f": {', '.join(removed)}" if removed else "")
     bottle = current(c, need_manifest=False)
-    undone = []
-    # Newest first; neighbouring containers (then networks) go in one call each.
-    for batch in batches(bottle.state.undo_actions()):
-        if len(batch) > 1:
-            remove_together(bottle.target, batch[0].kind, [action.name for action in batch])
-            for action in batch:
-                bottle.state.forget(action)
-        else:
-            undo(bottle, batch[0])
-        undone += [action.name for action in batch]
-    found, volumes = listed(bottle.target, bottle.slug)
-    leftovers = sweep(bottle.target, bottle.slug, found)
+    if bottle.target.dry:
+        undone = undo_log(bottle)
+        found, volumes = listed(bottle.target, bottle.slug)
+    else:
+        # What is labelled as the bottle's is listed while the log is undone (one engine round
+        # trip less to wait for); what the log removed is not swept again.
+        with ThreadPoolExecutor(1) as pool:
+            listing = pool.submit(listed, bottle.target, bottle.slug)
+            undone = undo_log(bottle)
+            found, volumes = listing.result()
+    leftovers = sweep(bottle.target, bottle.slug, [item for item in found if item.name not in undone])
     for name in leftovers:
         console.note(f"removed leftover {name} (found by label)")
     # The home volume outlives `down` (a relaunch finds Claude's state again) unless purged;

@@ -121,6 +121,26 @@ def test_status_finds_orphans_and_down_removes_only_its_own(bottle, state_home):
         docker("network", "rm", f"bottle-{orphan}-net-egress", check=False)
 
 
+def test_down_sweeps_what_its_log_lost_and_reports_only_that(bottle, state_home):
+    """`down` lists the bottle's labelled resources while it undoes its log: what the log held is
+    removed once and not reported as found by label; what only the labels knew goes too."""
+    slug, manifest = bottle
+    inv("use", slug, "net", manifest=manifest)
+    labels = ["--label", f"bottle.slug={slug}", "--label", "bottle.managed=1"]
+    stray_net = f"bottle-{slug}-net-stray"
+    docker("network", "create", *labels, "--label", "bottle.role=net-stray", stray_net)
+    # a container only the labels know, on a network the log holds (it must not block that network)
+    stray = docker("create", *labels, "--label", "bottle.role=stray", "--name", f"bottle-{slug}-stray",
+                   "--network", f"bottle-{slug}-net-internal", "debian:bookworm-slim", "sleep", "600").stdout.strip()
+    docker("start", stray)
+    out = inv("use", slug, "down", manifest=manifest)
+    text = out.stdout + out.stderr
+    assert f"removed leftover {stray_net}" in text and f"removed leftover bottle-{slug}-stray" in text
+    assert f"leftover bottle-{slug}-net-internal" not in text and f"leftover bottle-{slug}-net-egress" not in text
+    assert "removed 4 resource(s)" in text
+    assert labelled(slug) == []
+
+
 def test_a_container_from_a_bottle_image_is_not_an_orphan(bottle, state_home):
     slug, manifest = bottle
     inv("use", slug, "build", manifest=manifest)
