@@ -13,7 +13,7 @@ from pathlib import Path
 
 from invoke import Argument, Program
 
-from . import namespace, project
+from . import executor, namespace, project
 from .executor import BottleExecutor
 
 
@@ -60,4 +60,5 @@ def program(cwd: Path | None = None) -> BottleProgram:
 
 def main() -> None:
     """Console-script entry point (pyproject.toml: [project.scripts] bottle)."""
+    executor.EXIT_WHEN_DONE = True  # this is the command's own process
     program().run()

@@ -3,6 +3,8 @@ created and exits cleanly with the reason (no traceback reaches the user)."""
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import traceback
 
 from invoke import Exit, Failure
@@ -11,6 +13,10 @@ from invoke.executor import Executor
 from . import connections, console, containers, locks, run, stopping, undo
 from .errors import BottleError
 from .state import state_root
+
+# Set by the entry points (`inv`'s tasks.py, the `bottle` command), so a successful run ends
+# the process at once; never by tests that run an executor inside their own process.
+EXIT_WHEN_DONE = False
 
 
 class BottleExecutor(Executor):
@@ -28,6 +34,8 @@ class BottleExecutor(Executor):
             stopping.shielded()
             connections.close_connections()
             locks.end_run()
+            if EXIT_WHEN_DONE:
+                exit_now()
             return results
         except Exit:
             connections.close_connections()
@@ -77,6 +85,18 @@ class BottleExecutor(Executor):
             console.error(f"rollback: {failure}")
         if not failures:
             console.note("rolled back everything this run created")
+
+
+def exit_now() -> None:
+    """End a successful run's process without Python's finalization: tearing down every module
+    and object a launch imported took 35-40 ms after the work was done, on every command. There
+    is nothing left to finalize: output is flushed here, every file bottle writes is closed when
+    written, SSH connections and bottle locks are closed before, and no thread or command runs
+    (invoke's runners wait for theirs)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed or hung-up terminal
+            stream.flush()
+    os._exit(0)
 
 
 def write_traceback() -> str:
