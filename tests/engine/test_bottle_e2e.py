@@ -76,24 +76,28 @@ def launch_bottle(tmp_path: Path, state_home, test_ca, trust_bundle, with_upstre
     body = body if body is not None else agent_body(None, extra, allow, network)
     manifest = write_manifest(tmp_path, {slug: body}, bundle=str(trust_bundle))
     bottle = Bottle(slug, manifest, env=env)
-    bottle.inv("net")
-    state = json.loads((state_home / "bottle" / slug / "state.json").read_text())
-    egress_cidr = state["cidr"]["net-egress"]
-    manifest.write_text(manifest.read_text().replace("allowed_cidrs: []", f"allowed_cidrs: [{egress_cidr}]"))
-    loaded = load(str(manifest))
-    firewall_tag = build_plan(slug, loaded, loaded.agents[slug]).images["firewall"].tag
-    bottle.inv("build")
     bottle.upstreams = []
-    if with_upstreams:
-        egress_net = f"bottle-{slug}-net-egress"
-        bottle.upstreams.append(start_upstream(test_ca, tmp_path, egress_net, list(aliases), firewall_tag))
-        # A private network the manifest does not allow: the SSRF guard must refuse it.
-        bottle.private_net = f"bottle-test-private-{slug}"
-        docker("network", "create", "--label", "bottle.test=1", bottle.private_net)
-        bottle.upstreams.append(start_upstream(test_ca, tmp_path, bottle.private_net, [PRIVATE], firewall_tag))
-    bottle.launch_output = bottle.inv("launch")
-    if with_upstreams:
-        docker("network", "connect", bottle.private_net, f"bottle-{slug}-firewall")
+    try:
+        bottle.inv("net")
+        state = json.loads((state_home / "bottle" / slug / "state.json").read_text())
+        egress_cidr = state["cidr"]["net-egress"]
+        manifest.write_text(manifest.read_text().replace("allowed_cidrs: []", f"allowed_cidrs: [{egress_cidr}]"))
+        loaded = load(str(manifest))
+        firewall_tag = build_plan(slug, loaded, loaded.agents[slug]).images["firewall"].tag
+        bottle.inv("build")
+        if with_upstreams:
+            egress_net = f"bottle-{slug}-net-egress"
+            bottle.upstreams.append(start_upstream(test_ca, tmp_path, egress_net, list(aliases), firewall_tag))
+            # A private network the manifest does not allow: the SSRF guard must refuse it.
+            bottle.private_net = f"bottle-test-private-{slug}"
+            docker("network", "create", "--label", "bottle.test=1", bottle.private_net)
+            bottle.upstreams.append(start_upstream(test_ca, tmp_path, bottle.private_net, [PRIVATE], firewall_tag))
+        bottle.launch_output = bottle.inv("launch")
+        if with_upstreams:
+            docker("network", "connect", bottle.private_net, f"bottle-{slug}-firewall")
+    except BaseException:
+        teardown(bottle)  # a launch that failed here must not leave its upstreams and networks behind
+        raise
     return bottle
 
 
@@ -136,6 +140,22 @@ def bottle(tmp_path_factory, test_ca, trust_bundle):
 
 
 # -- launch ---------------------------------------------------------------------
+def test_a_launch_that_fails_in_the_fixture_leaves_nothing(tmp_path, state_home, test_ca, trust_bundle):
+    """The tests' own clean-up: a launch that fails after the upstreams and the private network
+    were made (the engine refuses an agent with more CPUs than the machine has) takes them away again."""
+    def ours() -> set[str]:
+        return set(docker("ps", "-aq", "--filter", "label=bottle.test=1").stdout.split()
+                   + docker("network", "ls", "-q", "--filter", "label=bottle.test=1").stdout.split())
+
+    before = ours()
+    prefix = unique("fail")
+    body = agent_body(None).replace("cpus: 1,", f"cpus: {(os.cpu_count() or 1) * 32},")
+    with pytest.raises(AssertionError, match=r"launch exited 1[\s\S]*Range of CPUs"):
+        launch_bottle(tmp_path, state_home, test_ca, trust_bundle, body=body, prefix=prefix)
+    assert ours() <= before
+    assert not [name for name in docker("network", "ls", "--format", "{{.Name}}").stdout.split() if prefix in name]
+
+
 def test_launch_ends_with_one_ready_line(bottle):
     out = bottle.launch_output
     assert "ready" in out.stdout and "inv use" in out.stdout and "down" in out.stdout
