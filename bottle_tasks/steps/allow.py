@@ -47,11 +47,14 @@ def change_policy(c, host: str, verb: str, bottle: Bottle | None = None) -> str:
     if name and running(bottle, name):
         try:
             reload_policy(bottle, name)
-        except BottleError as e:
-            raise unconfirmed(bottle, name, verb, host, before, e) from None
-        except KeyboardInterrupt:
+        except (BottleError, KeyboardInterrupt) as e:
+            # Not confirmed. An allow is taken back, so that no later reload puts it in force
+            # unseen; a deny stays: it is the safe side, and the firewall takes it at its next
+            # reload or start.
             if verb == "allow":
                 take_back(bottle, name, before)
+            if isinstance(e, BottleError) and not e.interrupted:
+                raise unconfirmed(name, verb, host, e) from None
             raise
         # then the egress proxy, which relays tunnels to what the firewall now allows
         egress = bottle.state.resource("egress")
@@ -63,14 +66,8 @@ def change_policy(c, host: str, verb: str, bottle: Bottle | None = None) -> str:
     return f"{verb} {host}: recorded; the firewall starts with it"
 
 
-def unconfirmed(bottle: Bottle, name: str, verb: str, host: str, before, error: BottleError) -> BottleError:
-    """The firewall did not confirm the change. An allow is taken back, so that no later reload
-    puts it in force unseen; a deny stays: it is the safe side, and the firewall takes it at its
-    next reload or start."""
-    if verb == "allow":
-        take_back(bottle, name, before)
-    if error.interrupted:
-        return error
+def unconfirmed(name: str, verb: str, host: str, error: BottleError) -> BottleError:
+    """The error of a change firewall `name` did not confirm, saying what became of it."""
     if verb == "allow":
         outcome = "the allow was taken back (state and policy file); run it again once the firewall answers"
     else:

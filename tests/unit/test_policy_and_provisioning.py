@@ -153,7 +153,7 @@ def test_an_unconfirmed_deny_stays_recorded_and_says_the_host_may_still_pass():
     from bottle_tasks.errors import BottleError
     from bottle_tasks.steps.allow import unconfirmed
 
-    error = unconfirmed(None, "bottle-demo-firewall", "deny", "example.org", None,
+    error = unconfirmed("bottle-demo-firewall", "deny", "example.org",
                         BottleError("bottle-demo-firewall did not confirm the policy reload within 10s", "log tail"))
     assert error.message == "deny example.org: bottle-demo-firewall did not confirm the policy reload within 10s"
     assert error.detail.startswith("log tail\n") and "may still allow example.org" in error.detail
