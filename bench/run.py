@@ -52,9 +52,9 @@ def sh(*argv: str, env=None, check=True) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, check=check, env=env, cwd=REPO)
 
 
-def inv(work: Path, *args: str) -> subprocess.CompletedProcess:
+def inv(work: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, XDG_STATE_HOME=str(work / "state"), INVOKE_BOTTLE_MANIFEST=str(work / "bottles.yaml"),
-               BENCH_KEY="bench-key-value")
+               BENCH_KEY="bench-key-value", **(env or {}))
     proc = sh(INV, *args, env=env, check=False)
     if proc.returncode:
         raise SystemExit(f"inv {' '.join(args)} failed:\n{proc.stderr}")
@@ -254,10 +254,14 @@ def launch_vs_compose(work: Path, slug: str, routed: bool = False) -> dict:
     (compose_dir / "compose.yaml").write_text(compose_file(compose_dir, images, routed))
     compose = ["docker-compose", "-p", project, "-f", str(compose_dir / "compose.yaml")]
     inv(work, "use", slug, "down")
-    times: dict[str, list[float]] = {"launch": [], "down": [], "compose up --wait": [], "compose down": []}
+    times: dict[str, list[float]] = {"launch": [], "down": [], "compose up --wait": [], "compose down": [],
+                                     "launch, CLI only": [], "down, CLI only": []}
+    cli_only = {"BOTTLE_ENGINE_API": "off"}  # every docker call through the CLI: what engine_api saves
     for _ in range(ROUNDS):
         times["launch"].append(timed(lambda: inv(work, "use", slug, "launch")))
         times["down"].append(timed(lambda: inv(work, "use", slug, "down")))
+        times["launch, CLI only"].append(timed(lambda: inv(work, "use", slug, "launch", env=cli_only)))
+        times["down, CLI only"].append(timed(lambda: inv(work, "use", slug, "down", env=cli_only)))
         times["compose up --wait"].append(timed(lambda: sh(*compose_up(compose))))
         times["compose down"].append(timed(lambda: sh(*compose, "down", "--timeout", "10")))
     return {**{key: statistics.median(values) for key, values in times.items()}, "rounds": times}
@@ -342,6 +346,8 @@ def print_launch(title: str, figures: dict) -> None:
           f"(rounds {spread(rounds['launch'], rounds['compose up --wait'])}); "
           f"down / compose down: {figures['down'] / figures['compose down']:.2f}x "
           f"(rounds {spread(rounds['down'], rounds['compose down'])})")
+    print(f"  ratio launch / launch with the CLI only: {figures['launch'] / figures['launch, CLI only']:.2f}x "
+          f"(rounds {spread(rounds['launch'], rounds['launch, CLI only'])})")
 
 
 def main_launch() -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import console, docker, run
+from .docker import LABEL_CONFIG
 from .errors import BottleError
 from .names import claim_name
 from .target import Result, tail
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from .selection import Bottle
 
 
-LABEL_CONFIG = "bottle.config"
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,7 @@ class Inspected:
 
 def inspect_config(bottle: Bottle, name: str) -> Inspected | None:
     """Whether a container runs, its config label and its networks; None when there is none."""
-    fmt = ("{{.State.Running}}|{{index .Config.Labels \"" + LABEL_CONFIG + "\"}}|"
-           "{{range $net, $_ := .NetworkSettings.Networks}}{{$net}} {{end}}")
-    result = bottle.run(docker.container_inspect(name, fmt), check=False)
+    result = bottle.run(docker.container_inspect(name, docker.RUNNING_CONFIG_NETWORKS), check=False)
     if not result.ok:
         return None
     running_flag, config, networks = (result.stdout.strip().split("|") + ["", ""])[:3]
@@ -55,7 +53,7 @@ def running(bottle: Bottle, name: str) -> bool:
 
 def running_among(bottle: Bottle, names: list[str]) -> set[str]:
     """Which of these containers run (one call)."""
-    out = bottle.run(docker.container_inspect_many(names, "{{.Name}} {{.State.Running}}"), check=False).stdout
+    out = bottle.run(docker.container_inspect_many(names, docker.NAME_AND_RUNNING), check=False).stdout
     return {name.lstrip("/") for name, flag in (line.split() for line in out.splitlines() if line.count(" ") == 1)
             if flag == "true"}
 
@@ -177,7 +175,7 @@ def container_id(bottle: Bottle, name: str) -> str | None:
     """The engine's id of container `name` (a replaced container has a new one)."""
     if bottle.dry:
         return None
-    result = bottle.run(docker.container_inspect(name, "{{.Id}}"), check=False)
+    result = bottle.run(docker.container_inspect(name, docker.ID), check=False)
     return result.stdout.strip() or None if result.ok else None
 
 

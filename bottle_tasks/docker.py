@@ -7,6 +7,23 @@ from collections.abc import Iterable, Mapping
 LABEL_SLUG = "bottle.slug"
 LABEL_ROLE = "bottle.role"
 LABEL_MANAGED = "bottle.managed"
+LABEL_CONFIG = "bottle.config"  # what a container was made from (containers.config_digest)
+
+
+# -- inspect formats -----------------------------------------------------------
+# Every Go template bottle passes to `docker ... inspect --format`, named: the callers read
+# what they print, and `engine_api` prints the same for each without the CLI.
+ID = "{{.Id}}"
+CONFIG_LABELS = "{{json .Config.Labels}}"
+NAME_AND_CONFIG_LABELS = "{{.Name}} {{json .Config.Labels}}"
+NAME_AND_RUNNING = "{{.Name}} {{.State.Running}}"
+RUNNING_CONFIG_NETWORKS = (f'{{{{.State.Running}}}}|{{{{index .Config.Labels "{LABEL_CONFIG}"}}}}|'
+                           "{{range $net, $_ := .NetworkSettings.Networks}}{{$net}} {{end}}")
+LABELS = "{{json .Labels}}"  # of a network or a volume
+NAME_AND_LABELS = "{{.Name}} {{json .Labels}}"
+NAME_AND_SUBNETS = "{{.Name}} {{range .IPAM.Config}}{{.Subnet}} {{end}}"
+ATTACHED_NAMES = "{{range .Containers}}{{.Name}} {{end}}"
+REPO_TAGS = "{{json .RepoTags}}"
 
 
 def _labels(labels: Mapping[str, str]) -> list[str]:
@@ -18,7 +35,7 @@ def _labels(labels: Mapping[str, str]) -> list[str]:
 
 # -- images ------------------------------------------------------------------
 def image_exists(tag: str) -> list[str]:
-    return ["docker", "image", "inspect", "--format", "{{.Id}}", tag]
+    return ["docker", "image", "inspect", "--format", ID, tag]
 
 
 def images_inspect(tags: Iterable[str], fmt: str) -> list[str]:
@@ -27,7 +44,7 @@ def images_inspect(tags: Iterable[str], fmt: str) -> list[str]:
 
 
 def image_labels(tag: str) -> list[str]:
-    return ["docker", "image", "inspect", "--format", "{{json .Config.Labels}}", tag]
+    return ["docker", "image", "inspect", "--format", CONFIG_LABELS, tag]
 
 
 def image_ls(reference: str) -> list[str]:

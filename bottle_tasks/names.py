@@ -99,7 +99,7 @@ def appears(target, kind: str, name: str, expected: tuple[str, str], wait: float
 
 
 def _labels_field(kind: str) -> str:
-    return "{{json .Config.Labels}}" if kind == "container" else "{{json .Labels}}"
+    return docker.CONFIG_LABELS if kind == "container" else docker.LABELS
 
 
 def _slug_and_role(labels_json: str) -> tuple[str, str]:
@@ -120,8 +120,11 @@ def owner(target, kind: str, name: str) -> tuple[str, str] | None:
 def owners(target, kind: str, names: list[str]) -> dict[str, tuple[str, str] | None]:
     """`owner` of several containers or networks in one docker call (a missing one fails the
     call, and the others are still printed: one line each)."""
-    inspect = docker.container_inspect_many if kind == "container" else docker.network_inspect_many
-    result = target.run(inspect(names, "{{.Name}} " + _labels_field(kind)), check=False)
+    if kind == "container":
+        argv = docker.container_inspect_many(names, docker.NAME_AND_CONFIG_LABELS)
+    else:
+        argv = docker.network_inspect_many(names, docker.NAME_AND_LABELS)
+    result = target.run(argv, check=False)
     found: dict[str, tuple[str, str] | None] = dict.fromkeys(names)
     for line in result.stdout.splitlines():
         name, _, labels = line.partition(" ")

@@ -187,6 +187,23 @@ class Target:
         if self.dry:
             console.dry(command)
             return Result("", "", 0)
+        plain = not (interactive or pty or stream or timeout or out_stream or err_stream or stdin_path)
+        answered = self._answered(argv) if plain else None
+        if answered is not None:
+            result = answered
+        else:
+            result = self._run_command(argv, command, check=check, interactive=interactive, pty=pty,
+                                       stream=stream, timeout=timeout, out_stream=out_stream, err_stream=err_stream)
+        if check and not result.ok:
+            raise command_failed(argv, result, self.describe())
+        return result
+
+    def _answered(self, argv: list[str]) -> Result | None:
+        """The result of `argv` got without running it (see `LocalTarget`), or None."""
+        return None
+
+    def _run_command(self, argv: list[str], command: str, *, check: bool, interactive: bool, pty: bool,
+                     stream: bool, timeout: float | None, out_stream, err_stream) -> Result:
         kwargs = dict(hide=not stream, warn=True, pty=pty, timeout=timeout)
         if out_stream is not None:
             kwargs["out_stream"] = out_stream
@@ -209,8 +226,6 @@ class Target:
             if not check:  # a caller that reads the result: as a Ctrl-C between two commands
                 raise KeyboardInterrupt
             result = Result(result.stdout, result.stderr, CTRL_C_EXIT)
-        if check and not result.ok:
-            raise command_failed(argv, result, self.describe())
         return result
 
     def _connect(self) -> None:
@@ -284,6 +299,29 @@ class LocalTarget(Target):
     def __init__(self, context, stage_root: Path, dry: bool = False):
         super().__init__(context, dry)
         self.stage_root = str(stage_root)
+        self._engine: object = False  # engine_api.Engine, None when the CLI must ask; False: not looked for yet
+
+    def _answered(self, argv: list[str]) -> Result | None:
+        """The commands `engine_api` knows, asked over the engine's socket rather than by the
+        CLI; not when the CLI would talk to another engine, nor under `inv --echo` (every
+        command is shown then, as the CLI runs it), nor with BOTTLE_ENGINE_API=off."""
+        if argv[:1] != ["docker"]:
+            return None
+        from . import engine_api  # imports this module
+
+        if self._engine is False:
+            path = engine_api.local_socket()
+            wanted = os.environ.get("BOTTLE_ENGINE_API", "on") != "off" and not self._runner.config.run.echo
+            self._engine = engine_api.Engine(path) if path and wanted else None
+        if not isinstance(self._engine, engine_api.Engine):
+            return None
+        try:
+            result = self._engine.answer(argv)
+        except engine_api.Unreachable:
+            self._engine = None  # from now on the CLI asks, and says in its words what is wrong
+            return None
+        stopping.raise_if_stopped()  # as after a command: a stop that came meanwhile ends the run
+        return result
 
     def write(self, path: str, data: bytes) -> None:
         if self.dry:

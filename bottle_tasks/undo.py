@@ -114,7 +114,7 @@ def remove(target, kind: str, name: str) -> None:
         result = target.run(docker.network_rm(name), check=False)
         stop_if_interrupted(result, f"{kind} {name}")
         if "active endpoints" in result.stderr:
-            attached = target.run(docker.network_inspect(name, "{{range .Containers}}{{.Name}} {{end}}"),
+            attached = target.run(docker.network_inspect(name, docker.ATTACHED_NAMES),
                                   check=False).stdout.split()
             for container in attached:
                 target.run(docker.network_disconnect(name, container), check=False)

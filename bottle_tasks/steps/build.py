@@ -27,7 +27,7 @@ def images_present(bottle: Bottle, tags: list[str]) -> set[str]:
     """Which of these tags the engine has, in one call."""
     if bottle.dry or not tags:
         return set()
-    out = bottle.run(docker.images_inspect(tags, "{{json .RepoTags}}"), check=False).stdout
+    out = bottle.run(docker.images_inspect(tags, docker.REPO_TAGS), check=False).stdout
     held = {tag for line in out.splitlines() if line.startswith("[") for tag in json.loads(line)}
     return held & set(tags)
 

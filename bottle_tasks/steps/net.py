@@ -55,8 +55,7 @@ def _import_quietly(module: str) -> None:
 def subnets(bottle: Bottle, names: dict[str, str]) -> dict[str, str]:
     if bottle.dry:
         return {role: "<cidr>" for role in names}
-    fmt = "{{.Name}} {{range .IPAM.Config}}{{.Subnet}} {{end}}"
-    out = bottle.run(docker.network_inspect_many(list(names.values()), fmt)).stdout
+    out = bottle.run(docker.network_inspect_many(list(names.values()), docker.NAME_AND_SUBNETS)).stdout
     by_name = {line.split()[0]: line.split()[1] for line in out.splitlines() if len(line.split()) > 1}
     return {role: by_name[name] for role, name in names.items()}
 

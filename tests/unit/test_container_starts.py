@@ -156,13 +156,21 @@ def fake_docker_logs(tmp_path, monkeypatch, lines: list[str], then: str) -> Path
     return pid_file
 
 
-def gone(pid_file: Path) -> bool:
-    """Ended: no such process, or a zombie waiting for whoever adopted it to reap it."""
-    try:
-        status = Path(f"/proc/{int(pid_file.read_text())}/status").read_text()
-    except FileNotFoundError:
-        return True
-    return "State:\tZ" in status
+def gone(pid_file: Path, within: float = 2.0) -> bool:
+    """Ended within `within` seconds: no such process, or a zombie waiting for whoever adopted
+    it to reap it. (A SIGKILL is sent at once, but the process's exit completes on its own
+    time: checked at once, a killed process could still show as sleeping.)"""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            status = Path(f"/proc/{int(pid_file.read_text())}/status").read_text()
+        except FileNotFoundError:
+            return True
+        if "State:\tZ" in status:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
 
 
 NOT_READY = [

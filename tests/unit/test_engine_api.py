@@ -1,0 +1,188 @@
+"""engine_api: which engine it asks, which commands it answers, and what it prints; the engine
+tests compare its answers with the real CLI's."""
+import json
+import shlex
+import socketserver
+import threading
+from http.server import BaseHTTPRequestHandler
+
+import pytest
+from invoke import Config, MockContext, Result
+
+from bottle_tasks import docker, engine_api
+from bottle_tasks.target import LocalTarget
+
+
+# -- which engine --------------------------------------------------------------
+@pytest.mark.parametrize("environ, config, expected", [
+    ({}, None, engine_api.DEFAULT_SOCKET),
+    ({"DOCKER_HOST": "unix:///run/user/1000/docker.sock"}, None, "/run/user/1000/docker.sock"),
+    ({"DOCKER_HOST": "tcp://10.0.0.2:2376"}, None, None),
+    ({"DOCKER_HOST": "ssh://me@builder"}, None, None),
+    ({"DOCKER_CONTEXT": "remote"}, None, None),
+    ({"DOCKER_CONTEXT": "default"}, None, engine_api.DEFAULT_SOCKET),
+    ({}, {"currentContext": "remote"}, None),
+    ({}, {"currentContext": "default", "auths": {}}, engine_api.DEFAULT_SOCKET),
+    ({}, "not json", engine_api.DEFAULT_SOCKET),  # the CLI's own complaint is not ours to make
+])
+def test_the_socket_is_the_one_the_cli_would_use(tmp_path, environ, config, expected):
+    if config is not None:
+        (tmp_path / "config.json").write_text(config if isinstance(config, str) else json.dumps(config))
+    assert engine_api.local_socket({"DOCKER_CONFIG": str(tmp_path), **environ}) == expected
+
+
+# -- what it prints ------------------------------------------------------------
+def test_json_is_printed_as_go_prints_it():
+    assert engine_api.go_json({"b": "<x> & y", "a": "é\u2028\x01"}) == '{"a":"é\\u2028\\u0001","b":"<x> & y"}'
+    assert engine_api.go_json(None) == "null" and engine_api.go_json([]) == "[]"
+
+
+def test_every_inspect_format_of_docker_py_has_its_rendering():
+    formats = {value for name, value in vars(docker).items() if name.isupper() and "{{" in str(value)}
+    assert formats == {fmt for _, fmt in engine_api.FORMATS}
+
+
+@pytest.mark.parametrize("argv", [
+    ["docker", "container", "inspect", "--format", "{{.Config.Image}}", "x"],  # a format it does not know
+    ["docker", "network", "inspect", "--format", docker.ID, "x"],  # known, but not for networks
+    ["docker", "container", "inspect", "--format", docker.ID, "--size", "x"],
+    ["docker", "container", "inspect", "--format", docker.ID],
+    ["docker", "start", "a", "b"],
+    ["docker", "start", "--attach", "a"],
+    ["docker", "network", "connect", "--ip", "10.0.0.9", "n", "c"],
+    ["docker", "network", "connect", "--alias", "n", "c"],
+    ["docker", "rm", "-f", "c"],
+    ["podman", "start", "c"],
+])
+def test_other_commands_are_left_to_the_cli(argv):
+    assert engine_api.Engine("/nonexistent").answer(argv) is None
+
+
+class FakeEngine(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """An engine API on a unix socket: `objects` maps a path to the JSON it answers (else 404);
+    `requests` records (method, path, body)."""
+    daemon_threads = True
+
+    def __init__(self, path, objects, statuses=None):
+        self.objects, self.statuses, self.requests = objects, statuses or {}, []
+        engine = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                engine.requests.append((self.command, self.path, body))
+                status = engine.statuses.get(self.path, 200 if self.path in engine.objects else 404)
+                found = engine.objects.get(self.path, {"message": f"No such object: {self.path}"})
+                data = b"" if status in (204, 304) else json.dumps(found).encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(path, Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def address_string(self):
+        return "fake"
+
+
+@pytest.fixture
+def fake_engine(tmp_path):
+    engines = []
+
+    def make(objects, statuses=None):
+        engines.append(FakeEngine(str(tmp_path / "engine.sock"), objects, statuses))
+        return engines[-1]
+
+    yield make
+    for engine in engines:
+        engine.shutdown()
+        engine.server_close()
+
+
+CONTAINER = {"Id": "c0ffee", "Name": "/bottle-x-agent", "State": {"Running": True},
+             "Config": {"Labels": {"bottle.config": "d1g3st", "bottle.slug": "x"}},
+             "NetworkSettings": {"Networks": {"net-b": {}, "net-a": {}}}}
+NETWORK = {"Name": "net-a", "Labels": None, "IPAM": {"Config": [{"Subnet": "172.30.0.0/16", "Gateway": "x"}, {}]},
+           "Containers": {"ff": {"Name": "second"}, "0a": {"Name": "first"}}}
+
+
+def test_inspect_prints_a_line_per_object_found_and_fails_when_one_is_missing(fake_engine):
+    engine = fake_engine({"/containers/bottle-x-agent/json": CONTAINER, "/networks/net-a": NETWORK})
+    api = engine_api.Engine(engine.server_address)
+    assert api.answer(docker.container_inspect("bottle-x-agent", docker.RUNNING_CONFIG_NETWORKS)).stdout == \
+        "true|d1g3st|net-a net-b \n"
+    both = api.answer(docker.container_inspect_many(["bottle-x-agent", "gone"], docker.NAME_AND_CONFIG_LABELS))
+    assert both.stdout == '/bottle-x-agent {"bottle.config":"d1g3st","bottle.slug":"x"}\n'
+    assert both.exited == 1 and "No such object" in both.stderr
+    network = api.answer(docker.network_inspect_many(["net-a"], docker.NAME_AND_SUBNETS))
+    assert network.stdout == "net-a 172.30.0.0/16  \n" and network.ok
+    assert api.answer(docker.network_inspect("net-a", docker.ATTACHED_NAMES)).stdout == "first second \n"
+    assert api.answer(docker.network_inspect("net-a", docker.LABELS)).stdout == "null\n"
+    nothing = api.answer(docker.network_inspect("gone", docker.LABELS))
+    assert (nothing.stdout, nothing.exited) == ("\n", 1)  # the CLI prints an empty line then
+
+
+def test_start_and_connect_say_what_the_cli_says(fake_engine):
+    engine = fake_engine({"/containers/a/start": None, "/containers/b/start": None, "/networks/n/connect": None},
+                         statuses={"/containers/a/start": 204, "/containers/b/start": 304})
+    api = engine_api.Engine(engine.server_address)
+    assert api.answer(docker.container_start("a")).stdout == "a\n"
+    assert api.answer(docker.container_start("b")).ok  # running already
+    refused = api.answer(docker.container_start("c"))
+    assert refused.exited == 1 and refused.stderr.endswith("Error: failed to start containers: c\n")
+    assert api.answer(docker.network_connect("n", "a", ["api.upstream.test", "x"])).ok
+    assert api.answer(docker.network_connect("n", "b")).ok
+    assert not api.answer(docker.network_connect("m", "b")).ok
+    connects = [body for method, path, body in engine.requests if path.endswith("/connect")]
+    assert connects[:2] == [{"Container": "a", "EndpointConfig": {"Aliases": ["api.upstream.test", "x"]}},
+                            {"Container": "b", "EndpointConfig": {}}]
+
+
+def test_an_answer_of_another_shape_is_left_to_the_cli(fake_engine):
+    engine = fake_engine({"/containers/a/json": {"Id": "c0ffee"}, "/networks/n": ["not", "an", "object"]})
+    api = engine_api.Engine(engine.server_address)
+    assert api.answer(docker.container_inspect_many(["a"], docker.NAME_AND_RUNNING)) is None  # no Name, no State
+    assert api.answer(docker.network_inspect("n", docker.LABELS)) is None
+
+
+def test_names_are_quoted_into_the_path(fake_engine):
+    engine = fake_engine({"/images/registry:5000/team/bottle:tag%3F/json": {"Id": "sha256:1"}})
+    api = engine_api.Engine(engine.server_address)
+    assert api.answer(docker.image_exists("registry:5000/team/bottle:tag?")).stdout == "sha256:1\n"
+
+
+# -- when the target asks it ---------------------------------------------------
+def target_on(monkeypatch, socket_path, runs, echo=False):
+    monkeypatch.setenv("BOTTLE_ENGINE_API", "on")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{socket_path}")
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+    context = MockContext(config=Config(overrides={"run": {"echo": echo}}), run=runs)
+    return LocalTarget(context, "/nonexistent-stage")
+
+
+def test_a_local_target_asks_the_socket_and_the_cli_for_the_rest(fake_engine, monkeypatch, tmp_path):
+    engine = fake_engine({"/containers/a/json": {"Id": "c0ffee"}})
+    target = target_on(monkeypatch, engine.server_address, {"docker logs --tail 5 a": Result("hello\n")})
+    assert target.run(docker.container_inspect("a", docker.ID)).stdout == "c0ffee\n"
+    assert target.run(docker.logs("a", tail="5")).stdout == "hello\n"  # MockContext: the CLI
+    assert [path for _, path, _ in engine.requests] == ["/containers/a/json"]
+
+
+def test_an_engine_the_socket_does_not_reach_is_left_to_the_cli(monkeypatch, tmp_path):
+    argv = docker.container_inspect("a", docker.ID)
+    target = target_on(monkeypatch, tmp_path / "no-engine.sock", {shlex.join(argv): Result("from the cli\n")})
+    assert target.run(argv).stdout == "from the cli\n"
+
+
+def test_inv_echo_shows_every_command_so_the_cli_runs_them(fake_engine, monkeypatch):
+    engine = fake_engine({"/containers/a/json": {"Id": "c0ffee"}})
+    argv = docker.container_inspect("a", docker.ID)
+    target = target_on(monkeypatch, engine.server_address, {shlex.join(argv): Result("from the cli\n")}, echo=True)
+    assert target.run(argv).stdout == "from the cli\n" and engine.requests == []
