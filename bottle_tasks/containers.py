@@ -9,10 +9,11 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import console, docker, run
+from . import console, docker, engine_api, run
 from .docker import LABEL_CONFIG
 from .errors import BottleError
 from .names import claim_name
@@ -203,13 +204,19 @@ def wait_until(bottle: Bottle, name: str, probe: list[str], what: str, timeout: 
 READY_LINE_WAIT = 10
 
 
-def announced_ready(name: str, wait: float = READY_LINE_WAIT) -> bool:
+def announced_ready(name: str, wait: float = READY_LINE_WAIT, target=None) -> bool:
     """Whether the local container `name` logs its `{"event": "ready"}` line within `wait`
     seconds (False also when it stops first). The firewall and the egress proxy log it once
-    mitmproxy listens and its event loop runs. One waiting `docker logs --follow`, where a
-    probe exec costs the engine some 50 ms of CPU more, in the middle of the boot it waits
-    for: a launch is CPU-bound on two cores. `timeout` bounds the follower even if this
-    process dies first."""
+    mitmproxy listens and its event loop runs. Its log followed, where a probe exec costs the
+    engine some 50 ms of CPU more, in the middle of the boot it waits for: a launch is
+    CPU-bound on two cores. Over the engine's socket when `target` has it (`engine_api`);
+    else by one waiting `docker logs --follow`, which `timeout` bounds even if this process
+    dies first."""
+    engine = target.engine() if target is not None else None
+    with contextlib.suppress(engine_api.Unreachable):  # the CLI's follower, below
+        followed = engine.follow_stdout(name, wait) if engine is not None else None
+        if followed is not None:
+            return _ready_in(followed)
     try:
         follower = subprocess.Popen(["timeout", str(int(wait)), *docker.logs(name, follow=True)], text=True,
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
@@ -218,16 +225,25 @@ def announced_ready(name: str, wait: float = READY_LINE_WAIT) -> bool:
         return False
     assert follower.stdout is not None
     try:
-        for line in follower.stdout:
-            with contextlib.suppress(ValueError):
-                event = json.loads(line)
-                if isinstance(event, dict) and event.get("event") == "ready":
-                    return True
-        return False
+        return _ready_in(follower.stdout)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(follower.pid, signal.SIGKILL)  # `timeout` and its docker: a group of their own
         follower.wait()
+
+
+def _ready_in(output: Iterable[str | bytes]) -> bool:
+    """Whether a `{"event": "ready"}` line comes in `output` (lines, or chunks of them) before it
+    ends or times out."""
+    pending = b""
+    for chunk in output:
+        *lines, pending = (pending + (chunk.encode() if isinstance(chunk, str) else chunk)).split(b"\n")
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                if isinstance(event, dict) and event.get("event") == "ready":
+                    return True
+    return False
 
 
 @dataclass
@@ -251,7 +267,7 @@ class Pending:
             start.thread.join()
         if start is None or not start.failed:  # started, and on all its networks
             if self.announces and not self.bottle.target.is_remote:
-                self.passed = announced_ready(self.name)
+                self.passed = announced_ready(self.name, target=self.bottle.target)
             else:
                 self.passed = self.bottle.run(docker.exec_(self.name, self.probe), check=False).ok
 

@@ -2,8 +2,8 @@
 
 Why: the docker CLI spends about 12 ms of CPU starting up (a Go binary) before it asks the
 engine anything, and a launch makes some 25 calls on two busy cores. Inspecting, starting a
-container and joining it to a network are most of them, many on the launch's critical path;
-asked over the socket they cost about 0.2 ms each.
+container, joining it to a network and copying the provisioning tar in are most of them, many
+on the launch's critical path; asked over the socket they cost about 0.2 ms each.
 
 The CLI stays the reference: a dry run prints its command, a remote Docker host runs it, and
 any command, format or engine this module does not know exactly runs it too (`answer` says
@@ -13,14 +13,16 @@ Go's text/template renders them over the same JSON.
 """
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
 import socket
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+from typing import Any, BinaryIO
+from urllib.parse import quote, urlencode
 
 from . import docker
 from .target import Result
@@ -60,7 +62,7 @@ def go_text(value) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
-def _at(found: dict, *path: str) -> Any:
+def _at(found: Any, *path: str) -> Any:
     """`.A.B` of the JSON; None where a level is missing or null (Go's nil map)."""
     value: Any = found
     for key in path:
@@ -122,30 +124,32 @@ class Engine:
     def __init__(self, path: str):
         self.path = path
 
-    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict | None]:
+    def request(self, method: str, path: str, body: dict | BinaryIO | None = None,
+                content_type: str = "application/json") -> tuple[int, dict | None]:
+        """(status, JSON answer) of one request; `body`: JSON, or a file sent as it is."""
         connection = _UnixConnection(self.path)
         try:
             try:
                 connection.connect()
             except OSError as exc:
                 raise Unreachable(str(exc)) from None
-            payload = json.dumps(body).encode() if body is not None else None
-            headers = {"Content-Type": "application/json"} if payload is not None else {}
+            payload = json.dumps(body).encode() if isinstance(body, dict) else body
+            headers = {"Content-Type": content_type} if payload is not None else {}
+            if payload is not None and not isinstance(payload, bytes):  # a file: its size, not chunks
+                headers["Content-Length"] = str(os.fstat(payload.fileno()).st_size)
             connection.request(method, path, body=payload, headers=headers)
             response = connection.getresponse()
             data = response.read()
         finally:
             connection.close()
-        try:
-            return response.status, json.loads(data) if data else None
-        except ValueError:
-            return response.status, {"message": data.decode(errors="replace").strip()}
+        return response.status, _json(data)
 
     # -- the commands --------------------------------------------------------
-    def answer(self, argv: list[str]) -> Result | None:
-        """What the CLI would answer to `argv`; None when it is not one of ours to answer."""
+    def answer(self, argv: list[str], stdin_path: str | None = None) -> Result | None:
+        """What the CLI would answer to `argv` (its stdin read from `stdin_path`); None when it is
+        not one of ours to answer."""
         try:
-            return self._answer(argv)
+            return self._answer(argv) if stdin_path is None else self._answer_with_input(argv, stdin_path)
         except (OSError, http.client.HTTPException) as exc:  # cut short, after the engine took it
             return Result("", f"error during connect: the engine's answer on {self.path} was cut short: {exc}\n", 1)
         except (KeyError, TypeError, AttributeError):  # JSON of another shape (another engine version)
@@ -160,13 +164,25 @@ class Engine:
                 return self.start(name)
             case ["docker", "network", "connect", *options, network, container] if _aliases(options) is not None:
                 return self.connect(network, container, _aliases(options) or [])
+            case ["docker", "kill", "--signal", signal, name] if not name.startswith("-"):
+                return self.kill(name, signal)
+            case ["docker", "logs", *options, name] if _log_query(options) is not None and not name.startswith("-"):
+                return self.logs(name, _log_query(options) or {})
+        return None
+
+    def _answer_with_input(self, argv: list[str], stdin_path: str) -> Result | None:
+        match argv:
+            case ["docker", "cp", "-", destination] if destination.endswith(":/") and not destination.startswith("-"):
+                return self.put_archive(destination[:-2], stdin_path)
         return None
 
     def inspect(self, path: str, render: Callable[[dict], str], names: list[str]) -> Result:
         lines, errors = [], []
         for name in names:
             status, found = self.request("GET", path.format(_quoted(name)))
-            if status == 200 and isinstance(found, dict):
+            if status == 200:
+                if found is None:
+                    raise TypeError("not a JSON object")  # another engine's answer: the CLI asks
                 lines.append(render(found) + "\n")
             else:
                 errors.append(_error(found))
@@ -179,10 +195,108 @@ class Engine:
             return Result(name + "\n", "", 0)
         return Result("", _error(found) + f"Error: failed to start containers: {name}\n", 1)
 
+    def put_archive(self, container: str, tar_path: str) -> Result:
+        """`docker cp - CONTAINER:/`: the tar unpacked at the root, its owners kept (no -a), and
+        a directory never replaced by a file of the same name (the CLI's default)."""
+        with open(tar_path, "rb") as tar:
+            status, found = self.request("PUT", f"/containers/{_quoted(container)}/archive?path=/&noOverwriteDirNonDir=true",
+                                         tar, content_type="application/x-tar")
+        return Result("", "", 0) if status == 200 else Result("", _error(found), 1)
+
+    def kill(self, name: str, signal: str) -> Result:
+        status, found = self.request("POST", f"/containers/{_quoted(name)}/kill?{urlencode({'signal': signal})}")
+        return Result(name + "\n", "", 0) if status == 204 else Result("", _error(found), 1)
+
+    def logs(self, name: str, query: dict[str, str]) -> Result | None:
+        """`docker logs [--tail N] [--since T] NAME`: its stdout and stderr, each to its own."""
+        status, found = self.request("GET", f"/containers/{_quoted(name)}/json")
+        if status != 200:
+            return Result("", _error(found), 1)
+        if _at(found, "Config", "Tty"):  # one raw stream, not stdout and stderr framed apart
+            return None
+        out: dict[int, list[bytes]] = {STDOUT: [], STDERR: []}
+        with self.streaming(f"/containers/{_quoted(name)}/logs?{urlencode(query)}") as (response, _):
+            if response.status != 200:
+                return Result("", _error(_json(response.read())), 1)
+            for stream, payload in frames(response):
+                out.get(stream, out[STDERR]).append(payload)
+        stdout, stderr = (b"".join(out[stream]).decode(errors="replace") for stream in (STDOUT, STDERR))
+        return Result(stdout, stderr, 0)
+
+    def follow_stdout(self, name: str, wait: float) -> Iterator[bytes] | None:
+        """The container's stdout from its start on, as it comes, for at most `wait` seconds;
+        it ends then, when the container stops, or when the connection breaks. None for a
+        container with a terminal (one raw stream) or none at all."""
+        status, found = self.request("GET", f"/containers/{_quoted(name)}/json")
+        if status != 200 or _at(found, "Config", "Tty"):
+            return None
+        return self._followed(f"/containers/{_quoted(name)}/logs?follow=1&stdout=1", time.monotonic() + wait)
+
+    def _followed(self, path: str, deadline: float) -> Iterator[bytes]:
+        try:
+            with self.streaming(path) as (response, sock):
+                if response.status != 200:
+                    return
+                for _, payload in frames(response, sock, deadline):
+                    yield payload
+        except (OSError, http.client.HTTPException, Unreachable):  # the wait is over (TimeoutError), or broken
+            return
+
+    @contextlib.contextmanager
+    def streaming(self, path: str) -> Iterator[tuple[http.client.HTTPResponse, socket.socket]]:
+        """A GET whose answer is read as it comes: (the response, its socket)."""
+        connection = _UnixConnection(self.path)
+        try:
+            try:
+                connection.connect()
+            except OSError as exc:
+                raise Unreachable(str(exc)) from None
+            sock = connection.sock
+            connection.request("GET", path)
+            yield connection.getresponse(), sock
+        finally:
+            connection.close()
+
     def connect(self, network: str, container: str, aliases: list[str]) -> Result:
         body = {"Container": container, "EndpointConfig": {"Aliases": aliases} if aliases else {}}
         status, found = self.request("POST", f"/networks/{_quoted(network)}/connect", body)
         return Result("", "", 0) if status == 200 else Result("", _error(found), 1)
+
+
+STDOUT, STDERR = 1, 2
+
+
+def frames(response: http.client.HTTPResponse, sock: socket.socket | None = None,
+           deadline: float | None = None) -> Iterator[tuple[int, bytes]]:
+    """(stream, payload) of a container's framed output (no terminal): each frame is 8 bytes,
+    the stream's number and the payload's size, then the payload. With `deadline`, a
+    `TimeoutError` once it has passed."""
+    while True:
+        if sock is not None and deadline is not None:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        header = response.read(8)
+        if len(header) < 8:
+            return
+        yield header[0], response.read(int.from_bytes(header[4:8], "big"))
+
+
+def _log_query(options: list[str]) -> dict[str, str] | None:
+    """The API query of `--tail N` and `--since T` (as the CLI sends a unix time: unchanged);
+    None for any other option (`--follow`, `--timestamps`, ...)."""
+    if len(options) % 2 or any(flag not in ("--tail", "--since") for flag in options[::2]):
+        return None
+    query = {"stdout": "1", "stderr": "1", "tail": "all"}
+    for flag, value in zip(options[::2], options[1::2], strict=True):
+        query[flag[2:]] = value
+    return query
+
+
+def _json(data: bytes) -> dict | None:
+    try:
+        found = json.loads(data) if data else None
+    except ValueError:
+        return {"message": data.decode(errors="replace").strip()}
+    return found if isinstance(found, dict) else None
 
 
 def _aliases(options: list[str]) -> list[str] | None:

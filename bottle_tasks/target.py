@@ -187,8 +187,8 @@ class Target:
         if self.dry:
             console.dry(command)
             return Result("", "", 0)
-        plain = not (interactive or pty or stream or timeout or out_stream or err_stream or stdin_path)
-        answered = self._answered(argv) if plain else None
+        plain = not (interactive or pty or stream or timeout or out_stream or err_stream)
+        answered = self._answered(argv, stdin_path) if plain else None
         if answered is not None:
             result = answered
         else:
@@ -198,8 +198,12 @@ class Target:
             raise command_failed(argv, result, self.describe())
         return result
 
-    def _answered(self, argv: list[str]) -> Result | None:
+    def _answered(self, argv: list[str], stdin_path: str | None) -> Result | None:
         """The result of `argv` got without running it (see `LocalTarget`), or None."""
+        return None
+
+    def engine(self):
+        """The engine's API (`engine_api.Engine`) where the CLI would talk to a local socket; else None."""
         return None
 
     def _run_command(self, argv: list[str], command: str, *, check: bool, interactive: bool, pty: bool,
@@ -301,27 +305,31 @@ class LocalTarget(Target):
         self.stage_root = str(stage_root)
         self._engine: object = False  # engine_api.Engine, None when the CLI must ask; False: not looked for yet
 
-    def _answered(self, argv: list[str]) -> Result | None:
+    def _answered(self, argv: list[str], stdin_path: str | None) -> Result | None:
         """The commands `engine_api` knows, asked over the engine's socket rather than by the
         CLI; not when the CLI would talk to another engine, nor under `inv --echo` (every
         command is shown then, as the CLI runs it), nor with BOTTLE_ENGINE_API=off."""
-        if argv[:1] != ["docker"]:
+        engine = self.engine() if argv[:1] == ["docker"] else None
+        if engine is None:
             return None
         from . import engine_api  # imports this module
 
-        if self._engine is False:
-            path = engine_api.local_socket()
-            wanted = os.environ.get("BOTTLE_ENGINE_API", "on") != "off" and not self._runner.config.run.echo
-            self._engine = engine_api.Engine(path) if path and wanted else None
-        if not isinstance(self._engine, engine_api.Engine):
-            return None
         try:
-            result = self._engine.answer(argv)
+            result = engine.answer(argv, stdin_path)
         except engine_api.Unreachable:
             self._engine = None  # from now on the CLI asks, and says in its words what is wrong
             return None
         stopping.raise_if_stopped()  # as after a command: a stop that came meanwhile ends the run
         return result
+
+    def engine(self):
+        if self._engine is False and not self.dry:
+            from . import engine_api  # imports this module
+
+            path = engine_api.local_socket()
+            wanted = os.environ.get("BOTTLE_ENGINE_API", "on") != "off" and not self._runner.config.run.echo
+            self._engine = engine_api.Engine(path) if path and wanted else None
+        return self._engine or None
 
     def write(self, path: str, data: bytes) -> None:
         if self.dry:

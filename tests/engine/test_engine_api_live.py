@@ -1,15 +1,20 @@
 """engine_api against the real engine and the real CLI: every command it answers, for objects
 that are there, missing, or some of each, says what `docker` itself says (stdout and exit
 code, and an error exactly when the CLI has one), and starts and joins really happen."""
+import io
 import json
 import subprocess
+import tarfile
+import time
+from pathlib import Path
 
 import pytest
 from helpers import docker, labelled, unique
+from invoke import Context
 
+from bottle_tasks import containers, engine_api
 from bottle_tasks import docker as argv_for
-from bottle_tasks import engine_api
-from bottle_tasks.target import Result
+from bottle_tasks.target import LocalTarget, Result
 
 IMAGE = "debian:bookworm-slim"  # made by `make engine`
 
@@ -102,3 +107,93 @@ def test_what_cannot_start_or_join_fails_as_with_the_cli(objects):
                  argv_for.network_connect(names["bare"], f"{slug}-missing")):
         api, reference = answered(engine, argv), cli(argv)
         assert (api.stdout, api.exited) == (reference.stdout, reference.exited) and api.stderr, (argv, api, reference)
+
+
+def test_a_tar_copied_in_lands_as_with_the_cli(objects, tmp_path):
+    """`docker cp - NAME:/` (provisioning): owners and modes kept, and a file or directory is
+    never replaced by one of the other kind from the tar (the CLI's default)."""
+    slug, names = objects
+    engine = engine_api.Engine(engine_api.local_socket())
+    tar = tmp_path / "in.tar"
+    with tarfile.open(tar, "w") as archive:
+        for name, mode, uid in ((f"{slug}-staged/", 0o700, 1000), (f"{slug}-staged/key", 0o600, 1000),
+                                (f"{slug}-staged/ca.pem", 0o644, 0)):
+            info = tarfile.TarInfo(name.rstrip("/"))
+            info.type = tarfile.DIRTYPE if name.endswith("/") else tarfile.REGTYPE
+            info.mode, info.uid, info.gid = mode, uid, uid
+            data = b"" if info.isdir() else name.encode()
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    argv = argv_for.cp_tar_from_stdin(names["two"])
+    assert answered_with(engine, argv, tar) == Result("", "", 0)
+    by_cli = subprocess.run(argv_for.cp_tar_from_stdin(names["one"]), stdin=tar.open("rb"), capture_output=True)
+    assert by_cli.returncode == 0, by_cli.stderr
+    listings = [subprocess.run(["docker", "cp", f"{names[role]}:/{slug}-staged", "-"], capture_output=True,
+                               check=True).stdout for role in ("two", "one")]
+    members = [[(m.name, m.mode & 0o7777, m.uid, m.gid, m.size) for m in tarfile.open(fileobj=io.BytesIO(listing))]
+               for listing in listings]
+    assert members[0] == members[1] and (f"{slug}-staged/key", 0o600, 1000, 1000, len(f"{slug}-staged/key")) in members[0]
+    # A directory where the container has a file: refused by both (the engine would replace it).
+    clash = tmp_path / "clash.tar"
+    with tarfile.open(clash, "w") as archive:
+        info = tarfile.TarInfo("etc/debian_version")
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        archive.addfile(info)
+    api = answered_with(engine, argv, clash)
+    by_cli = subprocess.run(argv, stdin=clash.open("rb"), capture_output=True)
+    assert api.exited == by_cli.returncode == 1 and api.stderr
+    missing = argv_for.cp_tar_from_stdin(f"{slug}-missing")
+    assert answered_with(engine, missing, tar).exited == 1
+
+
+def answered_with(engine: engine_api.Engine, argv: list[str], stdin: Path) -> Result:
+    result = engine.answer(argv, str(stdin))
+    assert result is not None, f"not answered: {argv}"
+    return result
+
+
+@pytest.fixture
+def talker(objects):
+    """A running container that wrote a line to stdout, one to stderr, then its ready line to
+    stdout a moment later; removed afterwards."""
+    slug, _ = objects
+    name = f"{slug}-talker"
+    script = 'echo out-1; echo err-1 >&2; echo out-2; sleep 0.7; echo \'{"event": "ready"}\'; sleep infinity'
+    docker("run", "-d", "--name", name, "--label", f"bottle.slug={slug}", IMAGE, "sh", "-c", script)
+    try:
+        yield name
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+def test_logs_and_kill_answer_as_the_cli(objects, talker):
+    slug, _ = objects
+    engine = engine_api.Engine(engine_api.local_socket())
+    deadline = time.monotonic() + 10
+    while "ready" not in cli(argv_for.logs(talker)).stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for argv in (argv_for.logs(talker), argv_for.logs(talker, tail="2"), argv_for.logs(talker, since="1"),
+                 argv_for.logs(talker, since=f"{time.time() + 60:.3f}"), argv_for.logs(f"{slug}-missing")):
+        api, reference = answered(engine, argv), cli(argv)
+        assert (api.stdout, api.exited) == (reference.stdout, reference.exited), (argv, api, reference)
+        assert (api.stderr == reference.stderr) if reference.ok else api.stderr, (argv, api, reference)
+    assert "err-1" in answered(engine, argv_for.logs(talker)).stderr
+    for argv in (argv_for.kill(talker, "HUP"), argv_for.kill(f"{slug}-missing", "HUP")):
+        api, reference = answered(engine, argv), cli(argv)
+        assert (api.stdout, api.exited) == (reference.stdout, reference.exited), (argv, api, reference)
+
+
+def test_a_ready_line_is_seen_over_the_socket(objects, talker, tmp_path, monkeypatch):
+    slug, names = objects
+    docker("start", names["one"])  # running, silent
+    target = LocalTarget(Context(), tmp_path)
+    assert target.engine() is not None
+    monkeypatch.setenv("PATH", str(tmp_path))  # no docker CLI to follow the log with: the socket only
+    started = time.monotonic()
+    assert containers.announced_ready(talker, wait=10, target=target)  # it comes 0.7 s after the start
+    assert time.monotonic() - started < 5
+    # One that never says it: not ready once the wait is over; one that is not there: not ready.
+    started = time.monotonic()
+    assert not containers.announced_ready(names["one"], wait=1, target=target)
+    assert 0.9 < time.monotonic() - started < 5
+    assert not containers.announced_ready(f"{slug}-missing", wait=1, target=target)

@@ -9,8 +9,9 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 from invoke import Config, MockContext, Result
 
-from bottle_tasks import docker, engine_api
+from bottle_tasks import containers, docker, engine_api
 from bottle_tasks.target import LocalTarget
+from bottle_tasks.target import Result as Answer
 
 
 # -- which engine --------------------------------------------------------------
@@ -70,17 +71,18 @@ class FakeEngine(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         class Handler(BaseHTTPRequestHandler):
             def _answer(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else None
+                raw = self.rfile.read(length) if length else b""
+                body = json.loads(raw) if raw and self.headers["Content-Type"] == "application/json" else raw or None
                 engine.requests.append((self.command, self.path, body))
                 status = engine.statuses.get(self.path, 200 if self.path in engine.objects else 404)
                 found = engine.objects.get(self.path, {"message": f"No such object: {self.path}"})
-                data = b"" if status in (204, 304) else json.dumps(found).encode()
+                data = b"" if status in (204, 304) else found if isinstance(found, bytes) else json.dumps(found).encode()
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = _answer
+            do_GET = do_POST = do_PUT = _answer
 
             def log_message(self, *args):
                 pass
@@ -152,6 +154,54 @@ def test_an_answer_of_another_shape_is_left_to_the_cli(fake_engine):
     assert api.answer(docker.network_inspect("n", docker.LABELS)) is None
 
 
+def test_a_tar_is_put_at_the_root_from_the_staged_file(fake_engine, tmp_path):
+    archive_path = "/containers/bottle-x-agent/archive?path=/&noOverwriteDirNonDir=true"
+    engine = fake_engine({archive_path: None})
+    api = engine_api.Engine(engine.server_address)
+    staged = tmp_path / "provision.tar"
+    staged.write_bytes(b"tar bytes")
+    argv = docker.cp_tar_from_stdin("bottle-x-agent")
+    assert api.answer(argv, str(staged)).ok
+    assert engine.requests == [("PUT", archive_path, b"tar bytes")]
+    assert api.answer(argv) is None  # without its input: not a command it knows
+    assert api.answer(["docker", "cp", "-", "bottle-x-agent:/tmp"], str(staged)) is None
+    assert api.answer(docker.container_start("bottle-x-agent"), str(staged)) is None
+    assert not api.answer(docker.cp_tar_from_stdin("gone"), str(staged)).ok
+
+
+def framed(stream: int, payload: bytes) -> bytes:
+    return bytes([stream, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
+
+
+def test_logs_are_split_into_stdout_and_stderr_and_a_terminal_is_left_to_the_cli(fake_engine):
+    engine = fake_engine({
+        "/containers/a/json": {"Config": {"Tty": False}}, "/containers/t/json": {"Config": {"Tty": True}},
+        "/containers/a/logs?stdout=1&stderr=1&tail=2&since=1795996117.398":
+            framed(1, b"out-1\nou") + framed(2, b"err\n") + framed(1, b"t-2\n"),
+    })
+    api = engine_api.Engine(engine.server_address)
+    assert api.answer(docker.logs("a", tail="2", since="1795996117.398")) == Answer("out-1\nout-2\n", "err\n", 0)
+    assert api.answer(docker.logs("t")) is None  # one raw stream: the CLI's to print
+    assert not api.answer(docker.logs("gone")).ok
+    assert api.answer(docker.logs("a", follow=True)) is None  # a follower is `follow_stdout`'s
+
+
+def test_a_ready_line_split_across_frames_is_seen(fake_engine):
+    engine = fake_engine({"/containers/a/json": {"Config": {"Tty": False}},
+                          "/containers/a/logs?follow=1&stdout=1": framed(1, b'starting\n{"event": "re')
+                          + framed(1, b'ady"}\n')})
+    api = engine_api.Engine(engine.server_address)
+    assert containers._ready_in(api.follow_stdout("a", wait=5))
+    assert api.follow_stdout("gone", wait=5) is None
+
+
+def test_kill_says_the_name_as_the_cli_does(fake_engine):
+    engine = fake_engine({"/containers/a/kill?signal=HUP": None}, statuses={"/containers/a/kill?signal=HUP": 204})
+    api = engine_api.Engine(engine.server_address)
+    assert api.answer(docker.kill("a", "HUP")) == Answer("a\n", "", 0)
+    assert not api.answer(docker.kill("b", "HUP")).ok
+
+
 def test_names_are_quoted_into_the_path(fake_engine):
     engine = fake_engine({"/images/registry:5000/team/bottle:tag%3F/json": {"Id": "sha256:1"}})
     api = engine_api.Engine(engine.server_address)
@@ -169,9 +219,9 @@ def target_on(monkeypatch, socket_path, runs, echo=False):
 
 def test_a_local_target_asks_the_socket_and_the_cli_for_the_rest(fake_engine, monkeypatch, tmp_path):
     engine = fake_engine({"/containers/a/json": {"Id": "c0ffee"}})
-    target = target_on(monkeypatch, engine.server_address, {"docker logs --tail 5 a": Result("hello\n")})
+    target = target_on(monkeypatch, engine.server_address, {"docker rm -f -v a": Result("a\n")})
     assert target.run(docker.container_inspect("a", docker.ID)).stdout == "c0ffee\n"
-    assert target.run(docker.logs("a", tail="5")).stdout == "hello\n"  # MockContext: the CLI
+    assert target.run(docker.container_rm("a")).stdout == "a\n"  # MockContext: the CLI
     assert [path for _, path, _ in engine.requests] == ["/containers/a/json"]
 
 
