@@ -17,6 +17,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -280,13 +281,18 @@ def frames(response: http.client.HTTPResponse, sock: socket.socket | None = None
         yield header[0], response.read(int.from_bytes(header[4:8], "big"))
 
 
+UNIX_TIME = re.compile(r"[0-9]+(\.[0-9]{1,9})?")
+
+
 def _log_query(options: list[str]) -> dict[str, str] | None:
-    """The API query of `--tail N` and `--since T` (as the CLI sends a unix time: unchanged);
-    None for any other option (`--follow`, `--timestamps`, ...)."""
+    """The API query of `--tail N` and `--since T`, T a unix time (which the CLI sends as it is;
+    a duration or a date it converts first); None for any other option (`--follow`, ...)."""
     if len(options) % 2 or any(flag not in ("--tail", "--since") for flag in options[::2]):
         return None
     query = {"stdout": "1", "stderr": "1", "tail": "all"}
     for flag, value in zip(options[::2], options[1::2], strict=True):
+        if flag == "--since" and not UNIX_TIME.fullmatch(value):
+            return None
         query[flag[2:]] = value
     return query
 

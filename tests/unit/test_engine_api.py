@@ -53,6 +53,9 @@ def test_every_inspect_format_of_docker_py_has_its_rendering():
     ["docker", "network", "connect", "--ip", "10.0.0.9", "n", "c"],
     ["docker", "network", "connect", "--alias", "n", "c"],
     ["docker", "rm", "-f", "c"],
+    ["docker", "logs", "--since", "10m", "c"],  # the CLI makes a unix time of it first
+    ["docker", "logs", "--since", "2026-11-29T10:00:00", "c"],
+    ["docker", "logs", "--timestamps", "c"],
     ["podman", "start", "c"],
 ])
 def test_other_commands_are_left_to_the_cli(argv):
