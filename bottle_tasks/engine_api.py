@@ -125,15 +125,20 @@ class Engine:
     def __init__(self, path: str):
         self.path = path
 
+    def _connected(self) -> _UnixConnection:
+        connection = _UnixConnection(self.path)
+        try:
+            connection.connect()
+        except OSError as exc:
+            connection.close()
+            raise Unreachable(str(exc)) from None
+        return connection
+
     def request(self, method: str, path: str, body: dict | BinaryIO | None = None,
                 content_type: str = "application/json") -> tuple[int, dict | None]:
         """(status, JSON answer) of one request; `body`: JSON, or a file sent as it is."""
-        connection = _UnixConnection(self.path)
+        connection = self._connected()
         try:
-            try:
-                connection.connect()
-            except OSError as exc:
-                raise Unreachable(str(exc)) from None
             payload = json.dumps(body).encode() if isinstance(body, dict) else body
             headers = {"Content-Type": content_type} if payload is not None else {}
             if payload is not None and not isinstance(payload, bytes):  # a file: its size, not chunks
@@ -246,12 +251,8 @@ class Engine:
     @contextlib.contextmanager
     def streaming(self, path: str) -> Iterator[tuple[http.client.HTTPResponse, socket.socket]]:
         """A GET whose answer is read as it comes: (the response, its socket)."""
-        connection = _UnixConnection(self.path)
+        connection = self._connected()
         try:
-            try:
-                connection.connect()
-            except OSError as exc:
-                raise Unreachable(str(exc)) from None
             sock = connection.sock
             connection.request("GET", path)
             yield connection.getresponse(), sock
