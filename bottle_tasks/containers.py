@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import console, docker, engine_api, run
+from . import console, docker, run
 from .docker import LABEL_CONFIG
 from .errors import BottleError
 from .names import claim_name
@@ -22,8 +22,6 @@ from .undo import creating, record
 
 if TYPE_CHECKING:
     from .selection import Bottle
-
-
 
 
 @dataclass(frozen=True)
@@ -213,10 +211,9 @@ def announced_ready(name: str, wait: float = READY_LINE_WAIT, target=None) -> bo
     else by one waiting `docker logs --follow`, which `timeout` bounds even if this process
     dies first."""
     engine = target.engine() if target is not None else None
-    with contextlib.suppress(engine_api.Unreachable):  # the CLI's follower, below
-        followed = engine.follow_stdout(name, wait) if engine is not None else None
-        if followed is not None:
-            return _ready_in(followed)
+    followed = engine.follow_stdout(name, wait) if engine is not None else None
+    if followed is not None:
+        return _ready_in(followed)
     try:
         follower = subprocess.Popen(["timeout", str(int(wait)), *docker.logs(name, follow=True)], text=True,
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,

@@ -232,8 +232,12 @@ class Engine:
     def follow_stdout(self, name: str, wait: float) -> Iterator[bytes] | None:
         """The container's stdout from its start on, as it comes, for at most `wait` seconds;
         it ends then, when the container stops, or when the connection breaks. None for a
-        container with a terminal (one raw stream) or none at all."""
-        status, found = self.request("GET", f"/containers/{_quoted(name)}/json")
+        container with a terminal (one raw stream) or none at all, or an engine the socket does
+        not reach (the CLI's follower, then)."""
+        try:
+            status, found = self.request("GET", f"/containers/{_quoted(name)}/json")
+        except Unreachable:
+            return None
         if status != 200 or _at(found, "Config", "Tty"):
             return None
         return self._followed(f"/containers/{_quoted(name)}/logs?follow=1&stdout=1", time.monotonic() + wait)

@@ -19,12 +19,16 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from invoke.runners import Local
 
 from . import console, stopping
 from .errors import CTRL_C_EXIT, INTERRUPTED_EXITS, BottleError
 from .private_files import write_private
+
+if TYPE_CHECKING:
+    from .engine_api import Engine
 
 STDERR_TAIL_LINES = 15
 # How often invoke's runners look whether a command has ended. Its default, 10 ms, cost
@@ -202,8 +206,8 @@ class Target:
         """The result of `argv` got without running it (see `LocalTarget`), or None."""
         return None
 
-    def engine(self):
-        """The engine's API (`engine_api.Engine`) where the CLI would talk to a local socket; else None."""
+    def engine(self) -> Engine | None:
+        """The engine's API where the CLI would talk to a local socket; else None."""
         return None
 
     def _run_command(self, argv: list[str], command: str, *, check: bool, interactive: bool, pty: bool,
@@ -303,7 +307,7 @@ class LocalTarget(Target):
     def __init__(self, context, stage_root: Path, dry: bool = False):
         super().__init__(context, dry)
         self.stage_root = str(stage_root)
-        self._engine: object = False  # engine_api.Engine, None when the CLI must ask; False: not looked for yet
+        self._engine: Engine | None | Literal[False] = False  # None: the CLI asks; False: not looked for yet
 
     def _answered(self, argv: list[str], stdin_path: str | None) -> Result | None:
         """The commands `engine_api` knows, asked over the engine's socket rather than by the
@@ -322,7 +326,7 @@ class LocalTarget(Target):
         stopping.raise_if_stopped()  # as after a command: a stop that came meanwhile ends the run
         return result
 
-    def engine(self):
+    def engine(self) -> Engine | None:
         if self._engine is False and not self.dry:
             from . import engine_api  # imports this module
 

@@ -196,6 +196,7 @@ def test_a_ready_line_split_across_frames_is_seen(fake_engine):
     api = engine_api.Engine(engine.server_address)
     assert containers._ready_in(api.follow_stdout("a", wait=5))
     assert api.follow_stdout("gone", wait=5) is None
+    assert engine_api.Engine("/nonexistent/docker.sock").follow_stdout("a", wait=5) is None  # the CLI's, then
 
 
 def test_kill_says_the_name_as_the_cli_does(fake_engine):
