@@ -197,3 +197,39 @@ def test_a_ready_line_is_seen_over_the_socket(objects, talker, tmp_path, monkeyp
     assert not containers.announced_ready(names["one"], wait=1, target=target)
     assert 0.9 < time.monotonic() - started < 5
     assert not containers.announced_ready(f"{slug}-missing", wait=1, target=target)
+
+
+def test_removals_answer_as_the_cli(objects):
+    """`docker rm -f -v` and `docker network rm` of what is there, missing, or in use: one set
+    of look-alike objects removed by the API, another by the CLI, the answers compared with
+    each set's names in place."""
+    slug, _ = objects
+    engine = engine_api.Engine(engine_api.local_socket())
+    made = []
+    try:
+        for way in ("api", "cli"):
+            docker("network", "create", "--label", f"bottle.slug={slug}", f"{slug}-{way}-net")
+            docker("network", "create", "--label", f"bottle.slug={slug}", f"{slug}-{way}-busy")
+            docker("create", "--label", f"bottle.slug={slug}", "--name", f"{slug}-{way}-idle", IMAGE, "true")
+            docker("run", "-d", "--label", f"bottle.slug={slug}", "--name", f"{slug}-{way}-busy",
+                   "--network", f"{slug}-{way}-busy", IMAGE, "sleep", "infinity")
+            made.append(way)
+        commands = [
+            lambda way: argv_for.container_rm(f"{slug}-{way}-idle", f"{slug}-{way}-missing"),
+            lambda way: argv_for.network_rm(f"{slug}-{way}-net", f"{slug}-{way}-busy", f"{slug}-{way}-missing"),
+            lambda way: argv_for.container_rm(f"{slug}-{way}-busy"),  # running: -f kills it
+            lambda way: argv_for.network_rm(f"{slug}-{way}-busy"),  # no endpoint left now
+        ]
+        answers = []
+        for command in commands:
+            api, reference = answered(engine, command("api")), cli(command("cli"))
+            assert (api.stdout.replace("-api-", "-cli-"), api.exited) == (reference.stdout, reference.exited), \
+                (command("api"), api, reference)
+            assert bool(api.stderr) == bool(reference.stderr), (command("api"), api, reference)
+            answers.append(api)
+        assert "active endpoints" in answers[1].stderr  # what `undo.remove` looks for, to detach others
+        assert [name for name in labelled(slug) if "-api-" in name or "-cli-" in name] == []
+    finally:
+        for way in made:
+            docker("rm", "-f", f"{slug}-{way}-idle", f"{slug}-{way}-busy", check=False)
+            docker("network", "rm", f"{slug}-{way}-net", f"{slug}-{way}-busy", check=False)

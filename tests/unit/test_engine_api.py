@@ -85,7 +85,7 @@ class FakeEngine(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_PUT = _answer
+            do_GET = do_POST = do_PUT = do_DELETE = _answer
 
             def log_message(self, *args):
                 pass
@@ -206,6 +206,19 @@ def test_kill_says_the_name_as_the_cli_does(fake_engine):
     assert not api.answer(docker.kill("b", "HUP")).ok
 
 
+def test_removals_say_each_name_removed_and_a_missing_container_is_no_failure(fake_engine):
+    gone = "/containers/{}?force=1&v=1"
+    engine = fake_engine({gone.format("a"): None, gone.format("busy"): {"message": "removal in progress"},
+                          "/networks/n": None},
+                         statuses={gone.format("a"): 204, gone.format("busy"): 409, "/networks/n": 204})
+    api = engine_api.Engine(engine.server_address)
+    removed = api.answer(docker.container_rm("a", "missing"))
+    assert (removed.stdout, removed.exited) == ("a\n", 0) and "No such object" in removed.stderr
+    assert api.answer(docker.container_rm("busy", "a")) == Answer("a\n", "Error response from daemon: removal in progress\n", 1)
+    networks = api.answer(docker.network_rm("n", "missing"))
+    assert (networks.stdout, networks.exited) == ("n\n", 1) and networks.stderr
+
+
 def test_names_are_quoted_into_the_path(fake_engine):
     engine = fake_engine({"/images/registry:5000/team/bottle:tag%3F/json": {"Id": "sha256:1"}})
     api = engine_api.Engine(engine.server_address)
@@ -223,9 +236,9 @@ def target_on(monkeypatch, socket_path, runs, echo=False):
 
 def test_a_local_target_asks_the_socket_and_the_cli_for_the_rest(fake_engine, monkeypatch, tmp_path):
     engine = fake_engine({"/containers/a/json": {"Id": "c0ffee"}})
-    target = target_on(monkeypatch, engine.server_address, {"docker rm -f -v a": Result("a\n")})
+    target = target_on(monkeypatch, engine.server_address, {"docker exec a true": Result("from the cli\n")})
     assert target.run(docker.container_inspect("a", docker.ID)).stdout == "c0ffee\n"
-    assert target.run(docker.container_rm("a")).stdout == "a\n"  # MockContext: the CLI
+    assert target.run(docker.exec_("a", ["true"])).stdout == "from the cli\n"  # MockContext: the CLI
     assert [path for _, path, _ in engine.requests] == ["/containers/a/json"]
 
 
