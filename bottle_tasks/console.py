@@ -1,6 +1,7 @@
 """One rich console for everything bottle prints: step lines, tables, errors."""
 from __future__ import annotations
 
+import re
 import sys
 
 from rich.console import Console
@@ -24,8 +25,24 @@ def note(text: str) -> None:
     err.print(f"  {escape(text)}")
 
 
+# C0/C1 control characters (ESC starts terminal escape sequences), DEL and the Unicode
+# line/paragraph separators: shown as escapes, never sent to the terminal.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def visible(text: str) -> str:
+    """`text` with its control characters shown as escapes (`\\x1b`), for text that may come
+    from the agent: a terminal never interprets it."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def dry(argv_text: str) -> None:
-    err.print(f"[dim]dry:[/] {escape(argv_text)}")
+    err.print(f"[dim]dry:[/] {escape(visible(argv_text))}")
+
+
+def echo(command: str) -> None:
+    """`inv --echo`: a command as it runs (invoke's own echo is off with hidden output)."""
+    err.print(f"[dim]$[/] {escape(visible(command))}")
 
 
 def error(text: str) -> None:

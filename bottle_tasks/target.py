@@ -219,6 +219,8 @@ class Target:
             kwargs["err_stream"] = err_stream
         if not interactive:
             kwargs["in_stream"] = False  # never wait on, or swallow, the user's terminal
+        if self._runner.config.run.echo:  # `inv --echo`; invoke echoes only commands whose output it shows
+            console.echo(command)
         try:
             self._connect()
             raw = self._runner.run(command, **kwargs)

@@ -1,6 +1,5 @@
 """`logs`: the firewall's audit log, one line per decision, as a table or JSON."""
 import json
-import re
 
 from invoke import Collection, task
 from rich.table import Table
@@ -28,18 +27,13 @@ COLUMNS = ("ts", "source", "decision", "method", "host", "path", "rule", "status
 SOURCES = {"firewall": "proxy", "gitgate": "gitgate"}
 
 
-# C0/C1 control characters (ESC starts terminal escape sequences), DEL and the Unicode
-# line/paragraph separators: shown as escapes, never sent to the terminal.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
 def cell(record: dict, column: str) -> Text:
     """A field as plain text: host, path and reason come from the agent's traffic, so
     rich markup (``[green]``) and terminal escapes in them are shown, not interpreted."""
     value = str(record.get(column, "firewall" if column == "source" else ""))
     if column == "ts":
         value = value[11:19]  # the time of day is enough on screen
-    return Text(_CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), value))
+    return Text(console.visible(value))
 
 
 @task(help={"blocked": "only refusals", "follow": "keep printing new decisions as they happen",

@@ -248,8 +248,10 @@ def test_an_engine_the_socket_does_not_reach_is_left_to_the_cli(monkeypatch, tmp
     assert target.run(argv).stdout == "from the cli\n"
 
 
-def test_inv_echo_shows_every_command_so_the_cli_runs_them(fake_engine, monkeypatch):
+def test_inv_echo_shows_every_command_so_the_cli_runs_them(fake_engine, monkeypatch, capsys):
     engine = fake_engine({"/containers/a/json": {"Id": "c0ffee"}})
-    argv = docker.container_inspect("a", docker.ID)
+    argv = docker.container_inspect("a\x1b[2J", docker.ID)  # a terminal escape, shown not sent
     target = target_on(monkeypatch, engine.server_address, {shlex.join(argv): Result("from the cli\n")}, echo=True)
     assert target.run(argv).stdout == "from the cli\n" and engine.requests == []
+    shown = capsys.readouterr().err
+    assert "$ docker container inspect --format '{{.Id}}' 'a\\x1b[2J'" in shown and "\x1b" not in shown
