@@ -122,17 +122,22 @@ class Unreachable(Exception):  # not an OSError: `answer` reports those
 
 
 class Engine:
-    """The local engine's API, one connection per request (starts run in threads of their own)."""
+    """The local engine's API, one connection per request (starts run in threads of their own).
+    Once its socket refused a connection it is not asked again: every command is the CLI's."""
 
     def __init__(self, path: str):
         self.path = path
+        self.unreachable = False
 
     def _connected(self) -> _UnixConnection:
+        if self.unreachable:
+            raise Unreachable(self.path)
         connection = _UnixConnection(self.path)
         try:
             connection.connect()
         except OSError as exc:
             connection.close()
+            self.unreachable = True
             raise Unreachable(str(exc)) from None
         return connection
 
@@ -155,9 +160,11 @@ class Engine:
     # -- the commands --------------------------------------------------------
     def answer(self, argv: list[str], stdin_path: str | None = None) -> Result | None:
         """What the CLI would answer to `argv` (its stdin read from `stdin_path`); None when it is
-        not one of ours to answer."""
+        not one of ours to answer, or the socket cannot be reached."""
         try:
             return self._answer(argv) if stdin_path is None else self._answer_with_input(argv, stdin_path)
+        except Unreachable:
+            return None
         except (OSError, http.client.HTTPException) as exc:  # cut short, after the engine took it
             return Result("", f"error during connect: the engine's answer on {self.path} was cut short: {exc}\n", 1)
         except (KeyError, TypeError, AttributeError):  # JSON of another shape (another engine version)

@@ -316,16 +316,9 @@ class LocalTarget(Target):
         CLI; not when the CLI would talk to another engine, nor under `inv --echo` (every
         command is shown then, as the CLI runs it), nor with BOTTLE_ENGINE_API=off."""
         engine = self.engine() if argv[:1] == ["docker"] else None
-        if engine is None:
-            return None
-        from . import engine_api  # imports this module
-
-        try:
-            result = engine.answer(argv, stdin_path)
-        except engine_api.Unreachable:
-            self._engine = None  # from now on the CLI asks, and says in its words what is wrong
-            return None
-        stopping.raise_if_stopped()  # as after a command: a stop that came meanwhile ends the run
+        result = engine.answer(argv, stdin_path) if engine is not None else None
+        if result is not None:
+            stopping.raise_if_stopped()  # as after a command: a stop that came meanwhile ends the run
         return result
 
     def engine(self) -> Engine | None:

@@ -246,6 +246,13 @@ def test_an_engine_the_socket_does_not_reach_is_left_to_the_cli(monkeypatch, tmp
     argv = docker.container_inspect("a", docker.ID)
     target = target_on(monkeypatch, tmp_path / "no-engine.sock", {shlex.join(argv): Result("from the cli\n")})
     assert target.run(argv).stdout == "from the cli\n"
+    engine = target.engine()
+    assert engine is not None and engine.unreachable  # not asked again: the CLI's from now on
+    def asked_again(self):
+        raise AssertionError("the unreachable socket was asked again")
+
+    monkeypatch.setattr(engine_api._UnixConnection, "connect", asked_again)
+    assert target.run(argv).stdout == "from the cli\n"
 
 
 def test_inv_echo_shows_every_command_so_the_cli_runs_them(fake_engine, monkeypatch, capsys):
