@@ -36,7 +36,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from bottle_tasks import pki  # noqa: E402
+from bottle_tasks import engine_api, pki  # noqa: E402
+from bottle_tasks.docker import LABEL_SLUG  # noqa: E402
 
 INV = str(Path(sys.executable).with_name("inv"))
 HOST_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -255,16 +256,36 @@ def launch_vs_compose(work: Path, slug: str, routed: bool = False) -> dict:
     compose = ["docker-compose", "-p", project, "-f", str(compose_dir / "compose.yaml")]
     inv(work, "use", slug, "down")
     times: dict[str, list[float]] = {"launch": [], "down": [], "compose up --wait": [], "compose down": [],
-                                     "launch, CLI only": [], "down, CLI only": []}
+                                     "launch, CLI only": [], "down, CLI only": [], "down, engine alone": []}
     cli_only = {"BOTTLE_ENGINE_API": "off"}  # every docker call through the CLI: what engine_api saves
     for _ in range(ROUNDS):
         times["launch"].append(timed(lambda: inv(work, "use", slug, "launch")))
         times["down"].append(timed(lambda: inv(work, "use", slug, "down")))
         times["launch, CLI only"].append(timed(lambda: inv(work, "use", slug, "launch", env=cli_only)))
         times["down, CLI only"].append(timed(lambda: inv(work, "use", slug, "down", env=cli_only)))
+        inv(work, "use", slug, "launch")
+        times["down, engine alone"].append(engine_removals(slug))
+        inv(work, "use", slug, "down")  # finds nothing left; clears the bottle's state
         times["compose up --wait"].append(timed(lambda: sh(*compose_up(compose))))
         times["compose down"].append(timed(lambda: sh(*compose, "down", "--timeout", "10")))
     return {**{key: statistics.median(values) for key, values in times.items()}, "rounds": times}
+
+
+def engine_removals(slug: str) -> float:
+    """Seconds the engine takes to remove the running bottle's containers (side by side) and
+    then its networks, asked over its socket by this process: `inv down`'s floor, without
+    Python's start-up, the manifest, the state or the undo log."""
+    engine = engine_api.Engine(engine_api.local_socket() or "/var/run/docker.sock")
+    listing = ["--filter", f"label={LABEL_SLUG}={slug}", "--format", "{{.Name}}"]
+    containers = sh("docker", "ps", "-a", *listing[:2], "--format", "{{.Names}}").stdout.split()
+    networks = sh("docker", "network", "ls", *listing).stdout.split()
+    started = time.perf_counter()
+    removed = [engine.remove_containers(containers), engine.remove_networks(networks)]
+    seconds = time.perf_counter() - started
+    if not all(result.ok for result in removed):
+        raise SystemExit(f"removing {slug}'s containers and networks failed: "
+                         + " ".join(result.stderr for result in removed))
+    return seconds
 
 
 def spread(values: list[float], against: list[float]) -> str:
@@ -346,6 +367,9 @@ def print_launch(title: str, figures: dict) -> None:
           f"(rounds {spread(rounds['launch'], rounds['compose up --wait'])}); "
           f"down / compose down: {figures['down'] / figures['compose down']:.2f}x "
           f"(rounds {spread(rounds['down'], rounds['compose down'])})")
+    print(f"  the engine's removals alone / compose down: "
+          f"{figures['down, engine alone'] / figures['compose down']:.2f}x "
+          f"(rounds {spread(rounds['down, engine alone'], rounds['compose down'])}): the floor of any `down`")
     print(f"  ratio launch / launch with the CLI only: {figures['launch'] / figures['launch, CLI only']:.2f}x "
           f"(rounds {spread(rounds['launch'], rounds['launch, CLI only'])})")
 
