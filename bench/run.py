@@ -30,13 +30,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from bottle_tasks import engine_api, pki  # noqa: E402
+from bottle_tasks.containers import announced_ready  # noqa: E402
 from bottle_tasks.docker import LABEL_SLUG  # noqa: E402
 
 INV = str(Path(sys.executable).with_name("inv"))
@@ -256,7 +259,8 @@ def launch_vs_compose(work: Path, slug: str, routed: bool = False) -> dict:
     compose = ["docker-compose", "-p", project, "-f", str(compose_dir / "compose.yaml")]
     inv(work, "use", slug, "down")
     times: dict[str, list[float]] = {"launch": [], "down": [], "compose up --wait": [], "compose down": [],
-                                     "launch, CLI only": [], "down, CLI only": [], "down, engine alone": []}
+                                     "launch, CLI only": [], "down, CLI only": [], "proxies boot alone": [],
+                                     "down, engine alone": []}
     cli_only = {"BOTTLE_ENGINE_API": "off"}  # every docker call through the CLI: what engine_api saves
     for _ in range(ROUNDS):
         times["launch"].append(timed(lambda: inv(work, "use", slug, "launch")))
@@ -264,6 +268,7 @@ def launch_vs_compose(work: Path, slug: str, routed: bool = False) -> dict:
         times["launch, CLI only"].append(timed(lambda: inv(work, "use", slug, "launch", env=cli_only)))
         times["down, CLI only"].append(timed(lambda: inv(work, "use", slug, "down", env=cli_only)))
         inv(work, "use", slug, "launch")
+        times["proxies boot alone"].append(proxies_boot(slug, roles[:-1]))
         times["down, engine alone"].append(engine_removals(slug))
         inv(work, "use", slug, "down")  # finds nothing left; clears the bottle's state
         times["compose up --wait"].append(timed(lambda: sh(*compose_up(compose))))
@@ -271,11 +276,49 @@ def launch_vs_compose(work: Path, slug: str, routed: bool = False) -> dict:
     return {**{key: statistics.median(values) for key, values in times.items()}, "rounds": times}
 
 
+def local_engine() -> engine_api.Engine:
+    return engine_api.Engine(engine_api.local_socket() or "/var/run/docker.sock")
+
+
+def proxies_boot(slug: str, roles: tuple[str, ...]) -> float:
+    """Seconds from starting copies of the running bottle's proxies (`roles`; each created
+    beforehand with its image, user, command, mounts and first network) to their ready lines,
+    side by side, over the engine's socket: container starts and mitmproxy's boot, the floor of
+    any launch (the issue's "one container start plus mitmproxy's boot")."""
+    engine, copies = local_engine(), []
+    try:
+        for role in roles:
+            found = json.loads(sh("docker", "inspect", f"bottle-{slug}-{role}").stdout)[0]
+            config, host = found["Config"], found["HostConfig"]
+            status, created = engine.request("POST", "/containers/create", {
+                "Image": config["Image"], "User": config["User"], "Entrypoint": config["Entrypoint"],
+                "Cmd": config["Cmd"], "Labels": {"bottle.bench": "1"},
+                "HostConfig": {key: host[key] for key in ("Init", "ReadonlyRootfs", "Tmpfs", "Binds", "NetworkMode")}})
+            if status != 201 or created is None:
+                raise SystemExit(f"could not copy bottle-{slug}-{role}: {created}")
+            copies.append(created["Id"])
+        target = SimpleNamespace(engine=lambda: engine)  # announced_ready follows the log over this engine
+
+        def boot(copy: str) -> bool:
+            return engine.start(copy).ok and announced_ready(copy, 30, target=target)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(len(copies)) as pool:
+            booted = list(pool.map(boot, copies))
+        seconds = time.perf_counter() - started
+    finally:
+        if copies:
+            engine.remove_containers(copies)
+    if not all(booted):
+        raise SystemExit(f"copies of {slug}'s proxies did not get ready")
+    return seconds
+
+
 def engine_removals(slug: str) -> float:
     """Seconds the engine takes to remove the running bottle's containers (side by side) and
     then its networks, asked over its socket by this process: `inv down`'s floor, without
     Python's start-up, the manifest, the state or the undo log."""
-    engine = engine_api.Engine(engine_api.local_socket() or "/var/run/docker.sock")
+    engine = local_engine()
     listing = ["--filter", f"label={LABEL_SLUG}={slug}", "--format", "{{.Name}}"]
     containers = sh("docker", "ps", "-a", *listing[:2], "--format", "{{.Names}}").stdout.split()
     networks = sh("docker", "network", "ls", *listing).stdout.split()
@@ -367,6 +410,10 @@ def print_launch(title: str, figures: dict) -> None:
           f"(rounds {spread(rounds['launch'], rounds['compose up --wait'])}); "
           f"down / compose down: {figures['down'] / figures['compose down']:.2f}x "
           f"(rounds {spread(rounds['down'], rounds['compose down'])})")
+    print(f"  the proxies' start and boot alone / compose up: "
+          f"{figures['proxies boot alone'] / figures['compose up --wait']:.2f}x; launch / them: "
+          f"{figures['launch'] / figures['proxies boot alone']:.2f}x (rounds "
+          f"{spread(rounds['launch'], rounds['proxies boot alone'])}): the floor of any launch")
     print(f"  the engine's removals alone / compose down: "
           f"{figures['down, engine alone'] / figures['compose down']:.2f}x "
           f"(rounds {spread(rounds['down, engine alone'], rounds['compose down'])}): the floor of any `down`")

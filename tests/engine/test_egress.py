@@ -10,6 +10,7 @@ import base64
 import json
 import re
 import secrets
+import shlex
 import string
 import subprocess
 import time
@@ -232,6 +233,29 @@ def test_launch_without_the_secret_fails_first_and_creates_nothing(bottle):
               env={"ANTHROPIC_API_KEY": ""})
     assert out.returncode != 0 and "✗ egress" in out.stderr and "ANTHROPIC_API_KEY" in out.stderr
     assert labelled(other) == []  # what the egress step's pre-tasks made is rolled back
+
+
+def test_an_egress_proxy_that_cannot_write_its_log_stops_rather_than_serve(bottle):
+    """A copy of the bottle's egress proxy (its image, user, command and stage), whose stdout's
+    reader is gone: its first line (ready) cannot be written, and no request may pass that the
+    operator will never see. It must stop at once (74) and say why; one that kept serving would
+    hold `docker run` until the timeout."""
+    found = json.loads(docker("inspect", f"bottle-{bottle.slug}-egress").stdout)[0]
+    config = found["Config"]
+    command = shlex.join([*config["Entrypoint"], *config["Cmd"]])
+    name = f"bottle-test-{bottle.slug}-deaf-egress"  # removed below even if it never stops
+    try:
+        run = subprocess.run(
+            ["docker", "run", "--rm", "--name", name, "--network", "none", "--user", config["User"], "--read-only",
+             "--tmpfs", "/tmp", *(flag for bind in found["HostConfig"]["Binds"] for flag in ("-v", bind)),
+             "--entrypoint", "/bin/sh", config["Image"],
+             "-c", f'{{ {command}; echo "exited $?" >&2; }} | true'],  # `true` has exited before the first line
+            capture_output=True, text=True, timeout=60)
+    finally:
+        docker("rm", "-f", name, check=False)
+    assert "exited 74" in run.stderr, run.stderr
+    assert "bottle-egress: error: stdout (the log of its decisions) cannot be written" in run.stderr
+    assert "BrokenPipeError" in run.stderr and "Traceback" not in run.stderr
 
 
 # -- live route changes ------------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ async def _run(args) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, master.shutdown)
-    return await firewall_main.run_logged(master, addon.LINES, "bottle-egress")
+    return await firewall_main.run_logged(master, addon.LINES, "bottle-egress", "the log of its decisions")
 
 
 def main(argv=None) -> int:

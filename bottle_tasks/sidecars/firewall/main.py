@@ -121,13 +121,13 @@ async def _run(args: argparse.Namespace, pol) -> int:
     return await run_logged(master, audit.lines, "bottle-firewall")
 
 
-async def run_logged(master, lines, prog: str) -> int:
-    """Run `master` while its JSON lines (`jsonlines.JsonLines`) can be written; stop when
-    they cannot (exit 74): a proxy that cannot log must not pass requests unlogged."""
+async def run_logged(master, lines, prog: str, log: str = "the audit log") -> int:
+    """Run `master` while its JSON lines (`jsonlines.JsonLines`; `log` names them to the
+    operator) can be written; stop when they cannot (exit 74): a proxy that cannot log must
+    not pass requests unlogged."""
 
     def stop(why: str) -> None:
-        print(f"{prog}: error: stdout (the audit log) cannot be written ({why}); stopping", file=sys.stderr,
-              flush=True)
+        print(f"{prog}: error: stdout ({log}) cannot be written ({why}); stopping", file=sys.stderr, flush=True)
         master.shutdown()
 
     lines.on_broken = stop
