@@ -13,7 +13,10 @@ and report ratios. Not a test: nothing here asserts a speed.
 2. Launch and teardown: warm `inv launch` (images built) to ready, and `inv down`,
    versus `docker-compose up` / `docker-compose down` of the same containers, networks
    and images (compose file generated here): for a bottle without routes, and for one
-   with a route (so with the egress proxy).
+   with a route (so with the egress proxy). Beside them, each with the CLI only
+   (BOTTLE_ENGINE_API=off), and the floors the engine sets: copies of the bottle's proxies
+   started until ready, and the bottle's containers and networks removed, by this process
+   over the engine's socket (no `inv`, no Python start-up).
 3. A 360 MB workspace (a git repository: 240 MB of assets in git, 30,000 small files
    under a git-ignored node_modules): the first launch (selection, content scan, copy,
    image) and a relaunch after `down` with the workspace unchanged (the kept image),
