@@ -322,9 +322,9 @@ def engine_removals(slug: str) -> float:
     then its networks, asked over its socket by this process: `inv down`'s floor, without
     Python's start-up, the manifest, the state or the undo log."""
     engine = local_engine()
-    listing = ["--filter", f"label={LABEL_SLUG}={slug}", "--format", "{{.Name}}"]
-    containers = sh("docker", "ps", "-a", *listing[:2], "--format", "{{.Names}}").stdout.split()
-    networks = sh("docker", "network", "ls", *listing).stdout.split()
+    by_label = ("--filter", f"label={LABEL_SLUG}={slug}")
+    containers = sh("docker", "ps", "-a", *by_label, "--format", "{{.Names}}").stdout.split()
+    networks = sh("docker", "network", "ls", *by_label, "--format", "{{.Name}}").stdout.split()
     started = time.perf_counter()
     removed = [engine.remove_containers(containers), engine.remove_networks(networks)]
     seconds = time.perf_counter() - started
