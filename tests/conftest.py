@@ -3,12 +3,29 @@ not answer they FAIL under CI=true (a skipped engine test proves nothing), and
 skip only on a developer's machine without one."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 
 import pytest
 from helpers import missing
+
+
+@pytest.fixture(scope="session", autouse=True)
+def away_from_the_operators_bottles(tmp_path_factory):
+    """`make test` runs beside the developer's own bottles, often from a shell that selects
+    one (INVOKE_BOTTLE_MANIFEST, INVOKE_BOTTLE_AGENT) or sets other invoke config, and whose
+    XDG_STATE_HOME holds their bottles' state. None of it may steer a test, or a test's `inv`,
+    at their bottles (a `prune` planned against their manifest removes images): every test
+    says what it selects, and state goes to a directory of the session's own unless a test
+    names another."""
+    patch = pytest.MonkeyPatch()
+    for name in [name for name in os.environ if name.startswith("INVOKE_")]:
+        patch.delenv(name)
+    patch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state-home")))
+    yield
+    patch.undo()
 
 
 def engine_answers() -> bool:
