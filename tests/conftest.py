@@ -11,17 +11,20 @@ import sys
 import pytest
 from helpers import missing
 
+# The controller's own environment switches (the sidecars' are set inside their containers).
+CONTROLLER_SWITCHES = ("BOTTLE_ENGINE_API", "BOTTLE_SSH_CONFIG")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def away_from_the_operators_bottles(tmp_path_factory):
     """`make test` runs beside the developer's own bottles, often from a shell that selects
-    one (INVOKE_BOTTLE_MANIFEST, INVOKE_BOTTLE_AGENT) or sets other invoke config, and whose
-    XDG_STATE_HOME holds their bottles' state. None of it may steer a test, or a test's `inv`,
-    at their bottles (a `prune` planned against their manifest removes images): every test
-    says what it selects, and state goes to a directory of the session's own unless a test
-    names another."""
+    one (INVOKE_BOTTLE_MANIFEST, INVOKE_BOTTLE_AGENT) or sets other invoke config or bottle's
+    switches, and whose XDG_STATE_HOME holds their bottles' state. None of it may steer a
+    test, or a test's `inv`, at their bottles (a `prune` planned against their manifest
+    removes images) or off the path users take: every test says what it selects and sets,
+    and state goes to a directory of the session's own unless a test names another."""
     patch = pytest.MonkeyPatch()
-    for name in [name for name in os.environ if name.startswith("INVOKE_")]:
+    for name in [name for name in os.environ if name.startswith("INVOKE_") or name in CONTROLLER_SWITCHES]:
         patch.delenv(name)
     patch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state-home")))
     yield
