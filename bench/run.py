@@ -280,7 +280,7 @@ def launch_vs_compose(work: Path, slug: str, routed: bool = False) -> dict:
 
 
 def local_engine() -> engine_api.Engine:
-    return engine_api.Engine(engine_api.local_socket() or "/var/run/docker.sock")
+    return engine_api.Engine(engine_api.local_socket() or engine_api.DEFAULT_SOCKET)
 
 
 def proxies_boot(slug: str, roles: tuple[str, ...]) -> float:

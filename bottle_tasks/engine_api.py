@@ -172,26 +172,26 @@ class Engine:
 
     def _answer(self, argv: list[str]) -> Result | None:
         match argv:
-            case ["docker", kind, "inspect", "--format", fmt, *names] if (
-                    (kind, fmt) in FORMATS and names and not any(name.startswith("-") for name in names)):
+            case ["docker", kind, "inspect", "--format", fmt, *names] if (kind, fmt) in FORMATS and _operands(names):
                 return self.inspect(INSPECTED[kind], FORMATS[kind, fmt], names)
-            case ["docker", "start", name] if not name.startswith("-"):
+            case ["docker", "start", name] if _operands([name]):
                 return self.start(name)
-            case ["docker", "network", "connect", *options, network, container] if _aliases(options) is not None:
-                return self.connect(network, container, _aliases(options) or [])
-            case ["docker", "rm", "-f", "-v", *names] if names and not any(name.startswith("-") for name in names):
+            case ["docker", "network", "connect", *options, network, container] if (
+                    (aliases := _aliases(options)) is not None):
+                return self.connect(network, container, aliases)
+            case ["docker", "rm", "-f", "-v", *names] if _operands(names):
                 return self.remove_containers(names)
-            case ["docker", "network", "rm", *names] if names and not any(name.startswith("-") for name in names):
+            case ["docker", "network", "rm", *names] if _operands(names):
                 return self.remove_networks(names)
-            case ["docker", "kill", "--signal", signal, name] if not name.startswith("-"):
+            case ["docker", "kill", "--signal", signal, name] if _operands([name]):
                 return self.kill(name, signal)
-            case ["docker", "logs", *options, name] if _log_query(options) is not None and not name.startswith("-"):
-                return self.logs(name, _log_query(options) or {})
+            case ["docker", "logs", *options, name] if (query := _log_query(options)) is not None and _operands([name]):
+                return self.logs(name, query)
         return None
 
     def _answer_with_input(self, argv: list[str], stdin_path: str) -> Result | None:
         match argv:
-            case ["docker", "cp", "-", destination] if destination.endswith(":/") and not destination.startswith("-"):
+            case ["docker", "cp", "-", destination] if destination.endswith(":/") and _operands([destination]):
                 return self.put_archive(destination[:-2], stdin_path)
         return None
 
@@ -345,6 +345,11 @@ def _json(data: bytes) -> dict | None:
     except ValueError:
         return {"message": data.decode(errors="replace").strip()}
     return found if isinstance(found, dict) else None
+
+
+def _operands(names: list[str]) -> bool:
+    """At least one name, and none the CLI would read as an option: anything else is the CLI's."""
+    return bool(names) and not any(name.startswith("-") for name in names)
 
 
 def _aliases(options: list[str]) -> list[str] | None:
