@@ -59,6 +59,6 @@ def program(cwd: Path | None = None) -> BottleProgram:
 
 
 def main() -> None:
-    """Console-script entry point (pyproject.toml: [project.scripts] bottle)."""
+    """The `bottle` command, once loaded (the console script enters at `command.main`)."""
     executor.EXIT_WHEN_DONE = True  # this is the command's own process
     program().run()
