@@ -201,6 +201,46 @@ def test_dlp_exempts_only_the_injected_header_on_its_host(bottle):
 # -- secrets --------------------------------------------------------------------------------------------
 
 
+# -- framing, cleartext, bounds -------------------------------------------------------------------
+
+# What a request body would carry to have the hop after the egress proxy read it as a request
+# of its own: outside the routes, with the real key injected by nobody's decision.
+SMUGGLED = f"DELETE /v1/smuggled HTTP/1.1\r\nHost: {API}\r\n\r\n"
+
+
+def test_an_http2_body_without_a_length_arrives_whole_and_alone(bottle):
+    # curl uploads stdin over HTTP/2 without a content-length: the frames carry the length,
+    # and the egress proxy's HTTP/1 hop to the firewall must frame it (chunked) itself.
+    out = bottle.sh(f"printf %s {shlex.quote(SMUGGLED)} | curl -sS --max-time 20 --http2 -X POST -T - "
+                    f"-o /dev/null -w '%{{http_version}} %{{http_code}}' https://{API}/v1/h2-body")
+    assert out.stdout == "2 200", out.stdout + out.stderr
+    [seen] = records(bottle, path="/v1/h2-body")
+    assert seen["method"] == "POST" and seen["body_bytes"] == len(SMUGGLED)
+    assert header_values(seen, "x-api-key") == [REAL_KEY]
+    time.sleep(1)  # a smuggled request would follow on the same connection
+    assert records(bottle, path="/v1/smuggled") == []
+
+
+def test_a_route_that_injects_refuses_plain_http(bottle):
+    before = len(records(bottle))
+    codes, body = bottle.curl(f"http://{API}/v1/models")
+    assert codes.endswith("403") and "cleartext" in body and f"https://{API}" in body, (codes, body)
+    assert len(records(bottle)) == before
+
+
+def test_an_endless_request_head_is_cut_by_the_egress_proxy(bottle):
+    # 1 MiB of one header, never ended: mitmproxy alone would buffer it without a bound.
+    script = ("const net=require('net');const u=new URL(process.env.HTTPS_PROXY);"
+              "const s=net.connect(+u.port,u.hostname,()=>{s.write('GET http://" + API + "/ HTTP/1.1\\r\\nX-Big: ');"
+              "s.write('a'.repeat(1<<20));});let got='';s.on('data',d=>got+=d);s.on('error',()=>{});"
+              "const done=(closed)=>{console.log(JSON.stringify({closed,got:got.slice(0,40)}));process.exit(0)};"
+              "s.on('close',()=>done(true));setTimeout(()=>done(false),15000);")
+    out = bottle.sh(f"node -e {shlex.quote(script)}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["closed"], (result, out.stderr)
+    assert result["got"] == "" or result["got"].startswith("HTTP/1.1 431"), result  # a reset may drop the 431
+
+
 def test_the_real_key_is_nowhere_but_in_the_egress_proxy(bottle):
     slug = bottle.slug
     for role in ("agent", "egress", "firewall"):

@@ -250,6 +250,50 @@ def test_websocket_frames_of_the_agent_go_through_the_guard():
             mitm_limits.install(h.fw)
 
 
+# -- HTTP/2 requests sent on over HTTP/1 -------------------------------------------------------------
+
+
+def http1_bytes_for(request: http.Request, body: bytes) -> bytes:
+    """What mitmproxy's HTTP/1 client (as wrapped) writes for `request`, then `body`, then the end."""
+    with Harness(make_policy()):  # installs the wrapped layers
+        ctx = pcontext.Context(tflow.tclient_conn(), None)
+        ctx.server = connection.Server(address=("registry.npmjs.org", 443))
+        client = http_layer._http1.Http1Client(ctx)
+        sent = [*client.send(http_layer.RequestHeaders(1, request, end_stream=not body))]
+        if body:
+            sent += [*client.send(http_layer.RequestData(1, body))]
+        sent += [*client.send(http_layer.RequestEndOfMessage(1))]
+        return b"".join(c.data for c in sent if isinstance(c, commands.SendData))
+
+
+SMUGGLED = b"DELETE /admin HTTP/1.1\r\nHost: registry.npmjs.org\r\n\r\n"
+
+
+@pytest.mark.parametrize("version", ["HTTP/2.0", "HTTP/3"])
+def test_an_http2_body_without_a_length_is_chunked_on_http1(version):
+    request = http.Request.make("POST", "https://registry.npmjs.org/upload")
+    request.http_version = version
+    request.headers.pop("content-length", None)
+    wire = http1_bytes_for(request, SMUGGLED)
+    head, _, rest = wire.partition(b"\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head.lower(), head
+    # the body is one chunk and the end: the next hop cannot read it as a request of its own
+    assert rest == b"%x\r\n" % len(SMUGGLED) + SMUGGLED + b"\r\n0\r\n\r\n"
+
+
+def test_an_http2_request_with_a_length_or_no_body_is_sent_as_it_is():
+    with_length = http.Request.make("POST", "https://registry.npmjs.org/upload", b"abc")
+    with_length.http_version = "HTTP/2.0"
+    wire = http1_bytes_for(with_length, b"abc")
+    assert b"content-length: 3" in wire.lower() and b"transfer-encoding" not in wire.lower()
+    assert wire.endswith(b"\r\n\r\nabc")
+    bodiless = http.Request.make("GET", "https://registry.npmjs.org/")
+    bodiless.http_version = "HTTP/2.0"
+    bodiless.headers.pop("content-length", None)
+    wire = http1_bytes_for(bodiless, b"")
+    assert b"transfer-encoding" not in wire.lower() and wire.endswith(b"\r\n\r\n")
+
+
 # -- header hygiene ---------------------------------------------------------------------------------
 
 

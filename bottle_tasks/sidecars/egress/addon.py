@@ -8,7 +8,8 @@ then, for every request:
 2. on a host that has routes: normalises the path (``routes.normalize_path``), finds the
    route for method and path, drops whatever the agent sent in each injected header (any
    letter case, every copy) and sets the real value; no route: 403 naming the host,
-   method and path and how to add a route. Hosts without routes pass unchanged;
+   method and path and how to add a route; a route that injects, asked over plain HTTP:
+   403 (the credential would leave unencrypted). Hosts without routes pass unchanged;
 3. hands the request to the firewall as a plain-HTTP proxy request in absolute form
    (``GET https://host/path``) over the link network, so only the firewall opens TLS to
    the upstream: the allowlist, SSRF guard, DLP and audit log decide as for any request.
@@ -27,6 +28,7 @@ import logging
 import signal
 import traceback
 
+from firewall import mitm_limits
 from firewall import policy as firewall_policy
 from firewall.failclosed import fail_closed
 from firewall.flowstate import close_connection
@@ -59,6 +61,7 @@ class Egress:
 
     def __init__(self):
         self.fw = self  # failclosed calls self.fw.fail(...)
+        mitm_limits.install(None)  # the HTTP/1 head bound and HTTP/2 bodies framed for the firewall
         self.routes: dict[str, tuple[routes_mod.Route, ...]] = {}
         self.secrets: dict[str, str] = {}
         self.policy: firewall_policy.Policy | None = None  # the firewall's: which tunnels to relay
@@ -182,6 +185,10 @@ class Egress:
                 return self.deny(
                     flow, 403, "no-route", f"no route of this bottle covers {req.method} {host}{shown}.",
                     f"To add one, run on the host: inv route add {host} --path {shown} --method {req.method}")
+            if route.inject and req.scheme != "https":
+                # The firewall would send it on as it came: the credential in cleartext.
+                return self.deny(flow, 403, "cleartext", f"this route injects credentials, and {req.scheme}://{host} "
+                                 "would carry them unencrypted.", f"Use https://{host}")
             req.path = path
             self._inject(req, route)
             log_line(decision="route", host=host, method=req.method, path=path.split("?", 1)[0],

@@ -17,6 +17,15 @@ layers (and fails when a mitmproxy upgrade moves what they wrap).
    the firewall (``Guard.websocket_control``), which scans them and may blank them.
 4. **WebSocket messages** are assembled from their frames without a limit: a message
    from the agent over its flow's limit closes the WebSocket.
+5. **HTTP/2 and HTTP/3 requests sent on over HTTP/1** keep their body's framing. Those
+   protocols frame a body themselves, so such a request may have no ``content-length``;
+   mitmproxy's HTTP/1 client then writes its head without one and the body raw after it,
+   and the next hop reads the body as further requests of its own, past every check and
+   the log (the egress proxy speaks HTTP/2 to the agent and HTTP/1 to the firewall). A
+   body without a length is sent chunked.
+
+The firewall installs all of them with itself as the ``Guard``; the egress proxy installs
+them without one (the bounds, the framing; its WebSocket control frames pass unchanged).
 """
 
 from __future__ import annotations
@@ -48,13 +57,15 @@ _guard: Guard | None = None
 _originals: dict[str, object] = {}
 
 
-def install(guard: Guard) -> None:
-    """Wrap the layers (once per process); ``guard`` receives the callbacks from now on."""
+def install(guard: Guard | None) -> None:
+    """Wrap the layers (once per process); ``guard``, if any, receives the callbacks from now on."""
     global _guard
-    _guard = guard
+    if guard is not None:
+        _guard = guard
     if _originals:
         return
     _wrap(_http1.Http1Server, "read_headers", _bounded_read_headers)
+    _wrap(_http1.Http1Client, "send", _framed_send)
     _wrap(http_layers.HttpStream, "check_body_size", _bounded_check_body_size)
     _wrap(ws_layers.WebsocketLayer, "start", _tagged_start)
     # The layer's first event handler is bound at class creation (`_handle_event = start`).
@@ -156,3 +167,19 @@ def _bounded_relay_messages(self, event):
         yield commands.CloseConnection(self.context.server)
         self.flow.live = False
         self._handle_event = self.done
+
+
+# -- 5. HTTP/2 and HTTP/3 requests on over HTTP/1 -------------------------------------------------
+
+
+def _framed_send(self, event):
+    request = event.request if isinstance(event, http_layers.RequestHeaders) else None
+    if (
+        request is not None
+        and not event.end_stream
+        and (request.is_http2 or request.is_http3)
+        and "content-length" not in request.headers
+    ):
+        # On the flow's own request: the client reads it again to frame each chunk and the end.
+        request.headers["transfer-encoding"] = "chunked"
+    return _original(_http1.Http1Client, "send")(self, event)

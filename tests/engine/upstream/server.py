@@ -38,9 +38,23 @@ class Echo(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
 
-    def _answer(self):
+    def _body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._chunked_body()
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        return self.rfile.read(length) if length else b""
+
+    def _chunked_body(self) -> bytes:
+        body = b""
+        while size := int(self.rfile.readline().split(b";")[0], 16):
+            body += self.rfile.read(size)
+            self.rfile.readline()
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers, then the end
+            pass
+        return body
+
+    def _answer(self):
+        body = self._body()
         port = self.server.server_address[1]
         record(kind="http", port=port, method=self.command, path=self.path,
                headers=[[name, value] for name, value in self.headers.items()], body_bytes=len(body))
