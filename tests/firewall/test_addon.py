@@ -2,6 +2,7 @@
 
 import asyncio
 import gzip
+import io
 import ipaddress
 import json
 import os
@@ -386,6 +387,18 @@ async def test_dlp_secret_in_gzipped_body_refused():
         denied(f, "dlp:github-token")
 
 
+async def test_dlp_secret_in_a_codings_own_fields_refused():
+    # a gzip member's file name is not in the decoded body, but it leaves with the bytes
+    with Harness(make_policy()) as h:
+        named = io.BytesIO()
+        with gzip.GzipFile(filename=AWS, mode="wb", fileobj=named, mtime=0) as member:
+            member.write(b"harmless")
+        f = await h.request(
+            request_flow("POST", "https://registry.npmjs.org/x", named.getvalue(), {"content-encoding": "gzip"})
+        )
+        denied(f, "dlp:aws-access-key-id")
+
+
 async def test_secret_in_host_name_is_refused_before_any_dns_lookup():
     pol = make_policy(allow=["*.example.com"], passthrough=[])
     with Harness(pol) as h:
@@ -557,9 +570,11 @@ async def test_websocket_message_with_secret_dropped():
         f.request.host = "registry.npmjs.org"
         from mitmproxy import websocket
 
-        f.websocket.messages.append(websocket.WebSocketMessage(1, True, f"id={AWS}".encode()))
+        message = websocket.WebSocketMessage(1, True, f"id={AWS}".encode())
+        f.websocket.messages.append(message)
         await h.hook(ws_layer.WebsocketMessageHook(f))
-        assert f.websocket.messages[-1].dropped
+        assert message.dropped
+        assert f.websocket.messages == [], "a message is not kept once the hooks have seen it"
         assert h.last()["rule"] == "dlp:aws-access-key-id" and h.last()["method"] == "WEBSOCKET"
         assert AWS not in h.out.getvalue()
 

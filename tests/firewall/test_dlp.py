@@ -176,6 +176,27 @@ def test_decode_body_brotli_and_zstd():
         decode_body(zstd.compress(b"\0" * 100_000), "zstd", 1000)
 
 
+def zstd_module():
+    try:
+        from compression import zstd
+    except ImportError:
+        from backports import zstd
+    return zstd
+
+
+def test_every_zstd_frame_is_read_as_decoders_do():
+    zstd = zstd_module()
+    payload = SAMPLES["github-token"].encode()
+    two_frames = zstd.compress(b'{"note": "hello"}') + zstd.compress(payload)
+    assert decode_body(two_frames, "zstd", 1000) == zstd.decompress(two_frames)
+    skippable = (0x184D2A50).to_bytes(4, "little") + (4).to_bytes(4, "little") + b"skip"
+    assert decode_body(skippable + zstd.compress(payload), "zstd", 1000) == payload
+    with pytest.raises(BodyError, match="truncated"):
+        decode_body(zstd.compress(b"a") + zstd.compress(payload)[:-3], "zstd", 1000)
+    with pytest.raises(BodyError, match="larger"):  # the limit counts every frame
+        decode_body(zstd.compress(b"a" * 600) + zstd.compress(b"b" * 600), "zstd", 1000)
+
+
 # -- the speed-ups (needles, SHORT_TEXT, openai's literal-first form) change no result -----------
 
 # The openai rule as first written, look-behind first: the reference for its literal-first form.

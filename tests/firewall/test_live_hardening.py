@@ -352,3 +352,160 @@ def test_health_probe_needs_an_answer_not_just_an_accept(fw):
         assert probe(mute.getsockname()[1]) is not None
     finally:
         mute.close()
+
+
+# -- what one connection can make the firewall hold ------------------------------------------------
+
+
+def send_until_closed(sock: socket.socket, block: bytes, most: int) -> int:
+    """Write `block` until the firewall closes the connection or `most` bytes went; bytes sent."""
+    sent = 0
+    try:
+        while sent < most:
+            sock.sendall(block)
+            sent += len(block)
+    except OSError:
+        pass
+    return sent
+
+
+def test_bytes_sent_while_a_response_is_pending_are_bounded(fw, upstream):
+    upstream.sse_release.clear()
+    peak_before = vm_hwm(fw.proc.pid)
+    sock = tls_tunnel(fw, upstream.port)
+    sock.sendall(b"GET /sse-pending HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    head = b""
+    while b"data: first" not in head:
+        head += sock.recv(65536)
+    try:
+        sent = send_until_closed(sock, b"A" * MiB, 256 * MiB)
+    finally:
+        upstream.sse_release.set()
+        sock.close()
+    assert sent < 64 * MiB, f"the firewall took {sent / MiB:.0f} MiB that no request could use"
+    growth = vm_hwm(fw.proc.pid) - peak_before
+    assert growth < 48 * MiB, f"firewall peak memory grew by {growth / MiB:.0f} MiB"
+
+
+@pytest.mark.parametrize("opening", [b"", b"5;ext="], ids=["chunk-size", "chunk-extension"])
+def test_a_chunk_size_line_that_never_ends_is_bounded(fw, upstream, opening):
+    peak_before = vm_hwm(fw.proc.pid)
+    sock = socket.create_connection(("127.0.0.1", fw.port), timeout=TIMEOUT)
+    sock.sendall(f"POST http://localhost:{upstream.port}/endless-line HTTP/1.1\r\nHost: localhost:{upstream.port}\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n".encode() + opening)
+    sent = send_until_closed(sock, (b"a" if opening else b"0") * MiB, 256 * MiB)
+    sock.close()
+    assert sent < 64 * MiB, f"the firewall took {sent / MiB:.0f} MiB of one chunk-size line"
+    growth = vm_hwm(fw.proc.pid) - peak_before
+    assert growth < 48 * MiB, f"firewall peak memory grew by {growth / MiB:.0f} MiB"
+
+
+def test_an_upgrade_to_anything_but_a_websocket_relays_nothing(tmp_path, upstream):
+    received = bytearray()
+
+    def switching_upstream(conn):
+        with conn:
+            try:
+                buf = b""
+                while b"\r\n\r\n" not in buf:
+                    buf += conn.recv(65536)
+                received.extend(buf.partition(b"\r\n\r\n")[2])
+                conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n")
+                conn.settimeout(3)
+                while data := conn.recv(65536):
+                    received.extend(data)
+            except OSError:
+                pass
+
+    srv = serve(switching_upstream)
+    port = srv.getsockname()[1]
+    fw = LiveFirewall(tmp_path, upstream, allow=["localhost", f"localhost:{port}"])
+    try:
+        sock = socket.create_connection(("127.0.0.1", fw.port), timeout=TIMEOUT)
+        sock.sendall(f"GET http://localhost:{port}/up HTTP/1.1\r\nHost: localhost:{port}\r\n"
+                     f"Connection: Upgrade\r\nUpgrade: foo\r\n\r\nearly {AWS}\n".encode())
+        time.sleep(0.5)
+        send_after_refusal(sock, f"late {AWS}\n".encode())
+        read_until_closed(sock)
+        rec = fw.wait_for(lambda r: r.get("path") == "/up", "upgrade audit line")
+        assert rec["decision"] == "deny" and rec["rule"] == "raw-upgrade", rec
+        time.sleep(1)
+        assert AWS.encode() not in bytes(received), bytes(received)
+    finally:
+        fw.close()
+        srv.close()
+
+
+def test_websocket_messages_are_not_kept_for_the_connections_life(tmp_path, upstream):
+    import wsproto
+    import wsproto.events as ev
+    from wsproto.extensions import PerMessageDeflate
+
+    def counting_websocket(raw):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(upstream.cert_file)
+        ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        try:
+            with ctx.wrap_socket(raw, server_side=True) as conn:
+                while data := conn.recv(1 << 20):
+                    ws.receive_data(data)
+                    for event in ws.events():
+                        if isinstance(event, ev.Request):
+                            conn.sendall(ws.send(ev.AcceptConnection(extensions=[PerMessageDeflate()])))
+                        elif isinstance(event, ev.Message) and event.message_finished:
+                            conn.sendall(ws.send(ev.TextMessage("ok")))
+        except (OSError, ssl.SSLError, wsproto.utilities.LocalProtocolError):
+            pass
+
+    srv = serve(counting_websocket)
+    port = srv.getsockname()[1]
+    fw = LiveFirewall(tmp_path, upstream, allow=["localhost", f"localhost:{port}"])
+    try:
+        peak_before = vm_hwm(fw.proc.pid)
+        sock = fw.tls_context().wrap_socket(connect_tunnel(fw, "localhost", port), server_hostname="localhost")
+        ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+        sock.sendall(ws.send(ev.Request(host="localhost", target="/ws", extensions=[PerMessageDeflate()])))
+        ws.receive_data(sock.recv(65536))
+        assert isinstance(next(ws.events()), ev.AcceptConnection)
+        message = "x" * (900 * 1024)  # under the per-message limit; deflated to about 1 KiB
+        for _ in range(160):
+            sock.sendall(ws.send(ev.TextMessage(message)))
+            answered = False
+            while not answered:
+                ws.receive_data(sock.recv(65536))
+                answered = any(isinstance(e, ev.TextMessage) for e in ws.events())
+        sock.close()
+        growth = vm_hwm(fw.proc.pid) - peak_before
+        assert growth < 48 * MiB, f"140 MiB of messages grew the firewall's peak memory by {growth / MiB:.0f} MiB"
+    finally:
+        fw.close()
+        srv.close()
+
+
+def test_a_raw_passthrough_download_is_not_kept(tmp_path, upstream):
+    def downloading(conn):
+        with conn:
+            try:
+                conn.recv(16)
+                for _ in range(192):
+                    conn.sendall(b"B" * MiB)
+            except OSError:
+                pass
+
+    srv = serve(downloading)
+    port = srv.getsockname()[1]
+    fw = LiveFirewall(tmp_path, upstream, allow=["localhost", f"localhost:{port}"], passthrough=["localhost"])
+    try:
+        peak_before = vm_hwm(fw.proc.pid)
+        sock = connect_tunnel(fw, "localhost", port)
+        sock.sendall(b"SSH-2.0-test\r\n")  # neither TLS nor HTTP: raw, allowed to a passthrough host
+        got = 0
+        while got < 192 * MiB and (data := sock.recv(1 << 20)):
+            got += len(data)
+        sock.close()
+        assert got == 192 * MiB
+        growth = vm_hwm(fw.proc.pid) - peak_before
+        assert growth < 48 * MiB, f"a 192 MiB download grew the firewall's peak memory by {growth / MiB:.0f} MiB"
+    finally:
+        fw.close()
+        srv.close()

@@ -11,14 +11,17 @@ as its children, in the order their hooks must run for each event:
     DlpGuard           dlp_guard.py      secrets in method, target, headers, trailers, body, WebSocket; block|warn|off
     SsrfGuard          ssrf_guard.py     resolve, refuse internal addresses, dial exactly the checked address
     TlsGuard           tunnels.py        passthrough or intercept; ALPN and SNI offered upstream
-    ParsedTrafficOnly  tunnels.py        a tunnel carries only TLS/HTTP/WebSocket, or raw bytes to passthrough hosts
+    ParsedTrafficOnly  tunnels.py        a tunnel carries only TLS/HTTP/WebSocket, or raw bytes to passthrough hosts;
+                                         no 101 to another protocol
     RawTunnels         tunnels.py        audits passthrough raw tunnels
     Revocation         revocation.py     a reload closes open connections the new policy refuses
-    Streaming          streaming.py      responses are streamed (never buffered), bytes counted for the audit
+    Streaming          streaming.py      responses are streamed (never buffered), bytes counted for the audit;
+                                         relayed WebSocket and raw messages are not kept
     Audit              audit.py          one JSON line per decision
 
-``mitm_limits`` adds the bounds mitmproxy has no hook for (HTTP/1 head size, request
-body size as it arrives, WebSocket control frames and message size).
+``mitm_limits`` adds the bounds mitmproxy has no hook for (HTTP/1 head size and unread
+bytes, request body size as it arrives, WebSocket control frames and message size) and
+frames HTTP/2 bodies sent on over HTTP/1.
 
 Every hook is wrapped in ``fail_closed``: an exception refuses the request.
 Hooks skip flows an earlier concern has already refused or answered.

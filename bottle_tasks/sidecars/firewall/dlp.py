@@ -544,11 +544,17 @@ def _zstd_decode(data: bytes, limit: int) -> bytes:
             from backports import zstd  # shipped with mitmproxy on older Pythons
         except ImportError:  # pragma: no cover
             raise BodyError("undecodable-body", "zstd is not available") from None
+    out = bytearray()
+    rest = data
     try:
-        d = zstd.ZstdDecompressor()
-        out = d.decompress(data, max_length=limit + 1)
+        while rest:  # every frame: decoders read them all, and a later one could hide a secret
+            d = zstd.ZstdDecompressor()
+            out += d.decompress(rest, max_length=limit + 1 - len(out))
+            if len(out) > limit:
+                raise BodyError("body-too-large", f"decoded request body is larger than {limit} bytes")
+            if not d.eof:
+                raise BodyError("undecodable-body", "request body is a truncated zstd stream")
+            rest = d.unused_data
     except zstd.ZstdError:
         raise BodyError("undecodable-body", "request body is not valid zstd") from None
-    if len(out) > limit:
-        raise BodyError("body-too-large", f"decoded request body is larger than {limit} bytes")
-    return out
+    return bytes(out)

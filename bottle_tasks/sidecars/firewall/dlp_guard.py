@@ -1,7 +1,8 @@
 """DLP as a mitmproxy addon: secrets in anything that leaves, block | warn | off per host.
 
 Scanned: the method, the request target (host, path, query, authority), header names and
-values, trailers, the body after its Content-Encoding is undone (bounded), WebSocket
+values, trailers, the body after its Content-Encoding is undone (bounded; every gzip member
+and zstd frame) and as it leaves (a coding's own fields: gzip's file name), WebSocket
 messages and the payloads of the agent's WebSocket control frames (ping, pong, close).
 A finding names the rule and where it was seen, never the secret.
 
@@ -85,6 +86,10 @@ class DlpGuard(Concern):
                 self._warn(flow, f"dlp:{e.rule}", str(e))
             return
         findings += self.fw.scanner.scan_body(body, req.headers.get("content-type", ""), seen)
+        if body is not raw:
+            # The bytes that leave, too: a coding's own fields (a gzip member's file name, a zstd
+            # skippable frame) are not in what decoding gives, and an upstream may keep them.
+            findings += self.fw.scanner.scan_body(raw, "", seen)
         self._act(flow, findings, action)
 
     @fail_closed

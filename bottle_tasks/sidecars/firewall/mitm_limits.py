@@ -23,6 +23,9 @@ layers (and fails when a mitmproxy upgrade moves what they wrap).
    and the next hop reads the body as further requests of its own, past every check and
    the log (the egress proxy speaks HTTP/2 to the agent and HTTP/1 to the firewall). A
    body without a length is sent chunked.
+6. **What an HTTP/1 client sends that no reader takes** is buffered without a limit too:
+   bytes after a request while its response is pending, a chunk-size line that never
+   ends. Past ``MAX_UNREAD`` the connection is closed.
 
 The firewall installs all of them with itself as the ``Guard``; the egress proxy installs
 them without one (the bounds, the framing; its WebSocket control frames pass unchanged).
@@ -40,6 +43,9 @@ from mitmproxy.proxy.layers import websocket as ws_layers
 from mitmproxy.proxy.layers.http import _http1
 
 MAX_REQUEST_HEAD = 64 * 1024
+# Unread bytes from an HTTP/1 client outside its request head (a pipelined request's head
+# and a little of its body, or a chunk-size line with extensions, fit well within it).
+MAX_UNREAD = 1024 * 1024
 # WebSocket messages to hosts whose DLP action is off have no per-flow limit; still bounded.
 MAX_WEBSOCKET_MESSAGE = 64 * 1024 * 1024
 BODY_LIMIT = "bottle.body_limit"
@@ -65,6 +71,7 @@ def install(guard: Guard | None) -> None:
     if _originals:
         return
     _wrap(_http1.Http1Server, "read_headers", _bounded_read_headers)
+    _wrap(_http1.Http1Server, "_handle_event", _bounded_unread)
     _wrap(_http1.Http1Client, "send", _framed_send)
     _wrap(http_layers.HttpStream, "check_body_size", _bounded_check_body_size)
     _wrap(ws_layers.WebsocketLayer, "start", _tagged_start)
@@ -183,3 +190,21 @@ def _framed_send(self, event):
         # On the flow's own request: the client reads it again to frame each chunk and the end.
         request.headers["transfer-encoding"] = "chunked"
     return _original(_http1.Http1Client, "send")(self, event)
+
+
+# -- 6. unread HTTP/1 bytes -----------------------------------------------------------------------
+
+
+def _bounded_unread(self, event):
+    yield from _original(_http1.Http1Server, "_handle_event")(self, event)
+    if self.state in (self.passthrough, self.read_headers, self.done) or len(self.buf) <= MAX_UNREAD:
+        return  # a head is bounded by ``_bounded_read_headers``; a passthrough relays what it gets
+    self.buf = type(self.buf)()  # let the memory go now
+    yield commands.CloseConnection(self.conn)
+    if self.stream_id is not None:
+        # as mitmproxy ends a request whose client went away: the flow ends with an error
+        yield http_layers.ReceiveHttp(
+            http_layers.RequestProtocolError(self.stream_id, f"the client sent over {MAX_UNREAD} bytes "
+                                             "that no request could take; the connection was closed")
+        )
+    self.state = self.done

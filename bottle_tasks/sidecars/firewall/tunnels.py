@@ -12,6 +12,8 @@ mitmproxy's ``NextLayer`` addon made it:
 * Too little data to tell yet (a prefix of a TLS record header, or of an HTTP request
   line): wait for more, up to ``MAX_UNDECIDED`` bytes.
 * Anything else: both sides are closed before a byte is relayed, and audited as denied.
+* A 101 to anything but a WebSocket (mitmproxy then relays raw bytes without asking
+  ``next_layer``): the flow is cut at the response's head, unless the host is passthrough.
 
 ``TlsGuard`` decides at the ClientHello: passthrough hosts are not intercepted (only when
 the SNI names the tunnel's host); for the rest the upstream is offered only the ALPN
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 import re
 
+import wsproto.handshake
+from mitmproxy import ctx, http
 from mitmproxy.proxy import commands, layer, layers
 from mitmproxy.proxy.layers import modes
 
@@ -89,6 +93,30 @@ class ParsedTrafficOnly(Concern):
             rule, reason = refusal
             nextlayer.layer = RefuseLayer(nextlayer.context)
             self.fw.audit_connection(nextlayer.context, "TCP", "deny", rule, f"{reason}; the connection was closed")
+
+    @fail_closed
+    def responseheaders(self, flow: http.HTTPFlow):
+        """After a 101 to anything but a WebSocket, mitmproxy relays raw bytes both ways (its raw
+        TCP layer, with no next_layer to judge it), starting with what the agent sent after its
+        request: cut before the switch, unless the host is passthrough."""
+        response = flow.response
+        if response is None or response.status_code != 101 or becomes_websocket(flow):
+            return
+        if self.fw.is_passthrough_address(flow.server_conn.address or ("", 0)):
+            return
+        upgrade = self.fw.safe(response.headers.get("upgrade", ""))
+        self.fw.kill(flow, "raw-upgrade", f"the upstream switched protocols to {upgrade!r}, not to a WebSocket; "
+                     "raw bytes go only to passthrough hosts")
+
+
+def becomes_websocket(flow: http.HTTPFlow) -> bool:
+    """mitmproxy's own test (``HttpStream.send_response``) for a 101 it hands to its WebSocket layer."""
+    return (
+        flow.response is not None
+        and flow.response.headers.get("upgrade", "").lower() == "websocket"
+        and flow.request.headers.get("sec-websocket-version", "").encode() == wsproto.handshake.WEBSOCKET_VERSION
+        and ctx.options.websocket
+    )
 
 
 class TlsGuard(Concern):
