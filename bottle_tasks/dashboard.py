@@ -27,7 +27,8 @@ from rich.text import Text
 
 from . import docker, supervision
 from .errors import BottleError
-from .steps.supervise import requests_table
+from .steps.logs import cell
+from .steps.supervise import plain, requests_table
 
 DECISIONS_SHOWN = 8
 
@@ -103,9 +104,9 @@ class Dashboard:
             verdict = "approved" if key.lower() == "a" else "rejected"
             note = ask_note() if key.isupper() else ""
             try:
-                self.message = Text(self.decide(self.selected, verdict, note), style="green")
-            except BottleError as e:
-                self.message = Text(f"{e.message}" + (f" — {e.detail}" if e.detail else ""), style="red")
+                self.message = plain(self.decide(self.selected, verdict, note), style="green")
+            except BottleError as e:  # its message may quote the request
+                self.message = plain(f"{e.message}" + (f" — {e.detail}" if e.detail else ""), style="red")
         return True
 
     def render(self) -> Group:
@@ -113,13 +114,13 @@ class Dashboard:
         for column in ("bottle", "containers"):
             bottles.add_column(column)
         for slug, containers in sorted(self.snap.bottles.items()):
-            bottles.add_row(Text(slug), Text(", ".join(f"{c['role']} ({c['status']})" for c in containers)))
+            bottles.add_row(plain(slug), plain(", ".join(f"{c['role']} ({c['status']})" for c in containers)))
         decisions = Table(title="latest firewall decisions", title_justify="left", expand=True)
         for column in ("time", "bottle", "decision", "method", "host", "path", "rule"):
             decisions.add_column(column, overflow="fold")
         for d in self.snap.decisions:
-            decisions.add_row(*(Text(str(d.get(k, ""))) for k in ("ts", "bottle", "decision", "method", "host",
-                                                                  "path", "rule")),
+            # path, host and method are the agent's traffic, as the audit log holds it
+            decisions.add_row(*(cell(d, k) for k in ("ts", "bottle", "decision", "method", "host", "path", "rule")),
                               style="red" if d.get("decision") == "deny" else None)
         keys = Text("↑/↓ j/k choose   a approve   r reject   A/R with a note   q quit", style="dim")
         return Group(bottles, requests_table(self.snap.requests, self.selected), decisions,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from . import docker, policy_render
 from .errors import BottleError
 from .sidecar import hand_over
+from .sidecars.supervise.rules import PLACEHOLDER, injection_problem
 
 if TYPE_CHECKING:
     from .selection import Bottle
@@ -111,15 +112,33 @@ def find(target, request_id: str) -> dict:
     raise BottleError(f"no request {request_id!r} on {target.describe()}", "`inv requests` lists them")
 
 
+PATH_SHOWN = 32  # characters of each path in describe(): `inv requests --json` has them whole
+
+
 def describe(request: dict) -> str:
     what = request["what"]
     if request["kind"] == "host":
         return f"allow {what['host']}"
     if request["kind"] == "route":
-        inject = ", ".join(f"{i.get('header')} <- {i.get('secret')}" for i in what.get("inject", []))
-        methods = ",".join(what.get("methods") or []) or "any method"
-        return f"route {what['host']} {' '.join(what.get('paths', []))} {methods}" + (f" ({inject})" if inject else "")
+        return describe_route(what)
     return f"question: {what.get('question', '')}"
+
+
+def describe_route(what: dict) -> str:
+    """Host and injections first, paths last and cut short: however many and long the paths
+    the agent sends, what is injected from which secret stays on the operator's screen."""
+    inject = "; ".join(describe_injection(i) for i in what.get("inject", [])) or "no header injected"
+    methods = ",".join(what.get("methods") or []) or "any method"
+    paths = what.get("paths") or []
+    shown = " ".join(p if len(p) <= PATH_SHOWN else p[:PATH_SHOWN - 1] + "…" for p in paths)
+    return f"route {what['host']}: {inject}; {methods}; {len(paths)} path(s): {shown}"
+
+
+def describe_injection(injection: dict) -> str:
+    # The format is shown quoted: it is part of the header's value, and what it may hold is
+    # checked (rules.format_problem) so that `secret` is the only secret it can carry.
+    fmt = json.dumps(injection.get("format", PLACEHOLDER), ensure_ascii=False)
+    return f"{injection.get('header')} <- {injection.get('secret')} as {fmt}"
 
 
 # -- deciding ------------------------------------------------------------------------------
@@ -127,18 +146,31 @@ def describe(request: dict) -> str:
 def apply(c, bottle, request: dict) -> str:
     """Make an approved request true, through the code of `inv allow` / `inv route add`."""
     from .steps.allow import change_policy
-    from .steps.egress import apply_route_change, parse_injections, route_add_changes
+    from .steps.egress import apply_route_change, route_add_changes
 
     what = request["what"]
     if request["kind"] == "host":
         return change_policy(c, what["host"], "allow", bottle)  # refuses a network.never host
     if request["kind"] == "route":
-        inject = [f"{i['header']}={i.get('format', '{secret}').replace('{secret}', '{' + i['secret'] + '}')}"
-                  for i in what.get("inject", [])]
         changes = route_add_changes(bottle, what["host"], what.get("paths"), what.get("methods"),
-                                    parse_injections(bottle, inject))
+                                    approved_injections(bottle, request))
         return apply_route_change(bottle, changes, "add")
     return "answered"
+
+
+def approved_injections(bottle: Bottle, request: dict) -> list[dict]:
+    """The injections exactly as describe() showed them, for the egress proxy. Handed over
+    as they are, never re-parsed from a `HEADER=format` string (whose `{NAME}` picks the
+    secret); a format that could carry another secret is refused here too (fail closed)."""
+    out = []
+    for injection in request["what"].get("inject", []):
+        problem = injection_problem(injection, bottle.agent.secrets)
+        if problem:
+            raise BottleError(f"request {request['id']} cannot be applied: {problem}",
+                              f"nothing was changed; reject it: inv reject {request['id']}")
+        out.append({"header": injection["header"].lower(), "secret": injection["secret"],
+                    "format": injection.get("format", PLACEHOLDER)})
+    return out
 
 
 def decide(c, request_id: str, verdict: str, note: str, bottle_for) -> str:

@@ -64,15 +64,22 @@ def age(seconds: float) -> str:
     return f"{seconds}s" if seconds < 120 else f"{seconds // 60}m" if seconds < 7200 else f"{seconds // 3600}h"
 
 
+def plain(value: object, style: str = "") -> Text:
+    """A cell that may hold what the agent wrote (directly, or through the firewall's audit
+    log): a Text, so markup is printed, not interpreted; control characters shown as escapes
+    (`\\x1b`), since rich lets ESC through to the terminal."""
+    return Text(console.visible(str(value)), style=style)
+
+
 def requests_table(items: list[dict], selected: str | None = None) -> Table:
-    """Every value is a Text, never markup: what the agent wrote is shown as it is."""
+    """Every value is plain(): what the agent wrote is shown as it is, never interpreted."""
     table = Table(title="requests", title_justify="left", expand=True)
     for column in ("id", "bottle", "kind", "what", "reason", "age", "state"):
         table.add_column(column, overflow="fold")
     now = time.time()
     for r in items:
         style = "reverse" if r["id"] == selected else ("bold" if r["state"] == "pending" else "dim")
-        table.add_row(*(Text(str(v)) for v in (r["id"], r["bottle"], r["kind"], supervision.describe(r),
+        table.add_row(*(plain(v) for v in (r["id"], r["bottle"], r["kind"], supervision.describe(r),
                                                r["reason"], age(now - r["created"]),
                                                r["state"] + (f": {r['note']}" if r["note"] else ""))),
                       style=style)
@@ -84,7 +91,8 @@ def requests(c, json_=False):
     """List the pending and recent requests of every supervised bottle on this Docker host."""
     items = supervision.requests(supervision.c_target(c))
     if json_:
-        console.out.print_json(json.dumps(items))
+        # ensure_ascii: C1 controls (8-bit escapes) printed as \u escapes, like the C0 ones
+        console.out.print_json(json.dumps(items), ensure_ascii=True)
     elif items:
         console.out.print(requests_table(items))
     else:
@@ -92,8 +100,8 @@ def requests(c, json_=False):
 
 
 def decide(c, request_id: str, verdict: str, note: str) -> str:
-    try:
-        return supervision.decide(c, request_id, verdict, note, lambda slug: bottle_named(c, slug))
+    try:  # the summary repeats the request: printed as a step line or on the dashboard
+        return console.visible(supervision.decide(c, request_id, verdict, note, lambda slug: bottle_named(c, slug)))
     finally:
         end_run()  # the bottle's lock: an open dashboard must not keep `inv allow` waiting
 

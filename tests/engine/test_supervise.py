@@ -17,6 +17,7 @@ from test_bottle_e2e import OTHER, UPSTREAM, module_bottle, upstream_records
 
 from bottle_tasks.dashboard import Dashboard, snapshot
 from bottle_tasks.state import state_root
+from bottle_tasks.supervision import describe
 from bottle_tasks.target import LocalTarget
 
 pytestmark = pytest.mark.usefixtures("engine")
@@ -117,15 +118,17 @@ def test_an_approved_host_answers_from_the_agent_without_a_restart(bottle):
 
 def test_an_approved_route_injects_from_then_on(bottle):
     ask = {"host": UPSTREAM, "paths": ["/extra/"], "methods": ["GET"], "reason": "the extra API",
-           "inject": [{"header": "x-extra", "secret": "SUP_TOKEN"}]}
+           "inject": [{"header": "x-extra", "secret": "SUP_TOKEN", "format": "Token {secret}"}]}
     call = mcp_client(bottle, "request_route", json.dumps(ask))
     request = pending(bottle, UPSTREAM)
+    # the operator is shown the format too: it is part of what the header will carry
+    assert 'x-extra <- SUP_TOKEN as "Token {secret}"' in describe(request)
     # the operator's shell need not hold the secret: the egress proxy's value stays
     inv("approve", request["id"], manifest=bottle.manifest, env={"SUP_TOKEN": ""})
     assert result_of(call)["status"] == "approved"
     assert bottle.curl(f"https://{UPSTREAM}/extra/one")[0].endswith("200")
     [seen] = upstream_records(bottle, path="/extra/one")
-    assert [v for k, v in seen["headers"] if k.lower() == "x-extra"] == [TOKEN]
+    assert [v for k, v in seen["headers"] if k.lower() == "x-extra"] == [f"Token {TOKEN}"]
     routes = json.loads(bottle.sh("cat /etc/bottle/current/policy.json").stdout)["routes"]
     assert any("/extra/" in r["paths"] for r in routes) and TOKEN not in json.dumps(routes)
 
@@ -135,6 +138,16 @@ def test_an_undeclared_secret_is_refused_without_asking(bottle):
            "inject": [{"header": "authorization", "secret": "AWS_SECRET_ACCESS_KEY"}]}
     answer = result_of(mcp_client(bottle, "request_route", json.dumps(ask)))
     assert answer["status"] == "refused" and "AWS_SECRET_ACCESS_KEY" in answer["note"]
+
+
+@pytest.mark.parametrize("fmt", ["{HOME}", "Bearer {secret} {SUP_TOKEN}"])
+def test_a_format_that_could_carry_another_secret_is_refused_without_asking(bottle, fmt):
+    """The operator is shown `header <- SECRET`: a `{NAME}` in the format once chose, on
+    approval, which secret was really injected."""
+    ask = {"host": UPSTREAM, "paths": ["/swap/"], "methods": [], "reason": "r",
+           "inject": [{"header": "x-swap", "secret": "SUP_TOKEN", "format": fmt}]}
+    answer = result_of(mcp_client(bottle, "request_route", json.dumps(ask)), timeout=TIMEOUT + 60)
+    assert answer["status"] == "refused" and "{secret}" in answer["note"], answer
 
 
 def test_the_dashboard_shows_a_real_pending_request(bottle):

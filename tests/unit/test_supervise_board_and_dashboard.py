@@ -116,3 +116,107 @@ def test_a_failed_decision_is_shown_not_raised():
 ])
 def test_never_covers_what_would_reach_it(entry, never, hit):
     assert never_hit(entry, never) == hit
+
+
+# -- a route request: what the operator is shown is what is injected ---------------------------
+
+SECRETS = ("PUBLIC_DEMO_TOKEN", "GITHUB_TOKEN")
+
+
+def route_request(inject: list[dict], paths: list[str] | None = None) -> dict:
+    what = {"host": "api.github.com", "paths": paths or ["/repos/"], "methods": ["GET"], "inject": inject}
+    return {"id": "r0a1b2c", "bottle": "demo", "kind": "route", "what": what, "reason": "the API",
+            "created": time.time(), "state": "pending", "note": "", "decided": None}
+
+
+@pytest.mark.parametrize("fmt", ["{GITHUB_TOKEN}", "Bearer {secret} {GITHUB_TOKEN}", "{secret}{secret}",
+                                 "Bearer", "{secret} {}", "{secret}}", "{{secret}}"])
+def test_a_format_that_could_carry_another_secret_is_refused_when_asked(fmt):
+    from bottle_tasks.sidecars.supervise.rules import route_problem  # what request_route checks
+
+    what = route_request([{"header": "x-demo-key", "secret": "PUBLIC_DEMO_TOKEN", "format": fmt}])["what"]
+    problem = route_problem(what, frozenset(SECRETS))
+    assert problem and "{secret}" in problem
+
+
+@pytest.mark.parametrize("inject", [[], [{"header": "authorization", "secret": "GITHUB_TOKEN"}],
+                                    [{"header": "authorization", "secret": "GITHUB_TOKEN", "format": "Bearer {secret}"}]])
+def test_a_plain_injection_is_asked_for(inject):
+    from bottle_tasks.sidecars.supervise.rules import route_problem
+
+    assert route_problem(route_request(inject)["what"], frozenset(SECRETS)) is None
+
+
+@pytest.fixture
+def route_applied(monkeypatch):
+    """supervision.apply on a bottle declaring SECRETS; the bottle-touching calls recorded."""
+    from types import SimpleNamespace
+
+    from bottle_tasks import supervision
+    from bottle_tasks.steps import egress
+
+    applied: list[list[dict]] = []
+    monkeypatch.setattr(egress, "route_add_changes",
+                        lambda bottle, host, paths, methods, injections: applied.append(injections) or {})
+    monkeypatch.setattr(egress, "apply_route_change", lambda bottle, changes, verb: "reloaded")
+    bottle = SimpleNamespace(agent=SimpleNamespace(name="demo", secrets=list(SECRETS)),
+                             manifest=SimpleNamespace(path="bottle.yaml"))
+    return lambda request: supervision.apply(None, bottle, request), applied
+
+
+def test_an_approval_injects_exactly_what_the_operator_was_shown(route_applied):
+    from bottle_tasks.supervision import describe
+
+    apply, applied = route_applied
+    injection = {"header": "authorization", "secret": "GITHUB_TOKEN", "format": "Bearer {secret}"}
+    request = route_request([injection])
+    assert 'authorization <- GITHUB_TOKEN as "Bearer {secret}"' in describe(request)
+    assert apply(request) == "reloaded"
+    assert applied == [[injection]]
+
+
+def test_an_approval_never_applies_a_format_naming_another_secret(route_applied):
+    """A request the sidecar should have refused (an older sidecar, a bug): applying it fails
+    closed instead of injecting GITHUB_TOKEN where the operator read PUBLIC_DEMO_TOKEN."""
+    apply, applied = route_applied
+    swap = route_request([{"header": "x-demo-key", "secret": "PUBLIC_DEMO_TOKEN", "format": "{GITHUB_TOKEN}"}])
+    with pytest.raises(BottleError, match=r"\{secret\}"):
+        apply(swap)
+    assert applied == []
+
+
+def test_what_is_injected_stays_on_screen_whatever_the_paths():
+    """A full-screen dashboard crops to the terminal's height: 16 paths of 200 characters must
+    not push the injected header and secret off it."""
+    from rich.screen import Screen
+
+    inject = [{"header": "authorization", "secret": "GITHUB_TOKEN", "format": "Bearer {secret}"}]
+    dash = Dashboard(lambda *a: "")
+    dash.update(Snapshot(bottles={"demo": []}, requests=[route_request(inject, ["/api/v1/" + "a" * 192] * 16)]))
+    console = Console(record=True, width=120, height=40, color_system=None)
+    console.print(Screen(dash.render()))
+    screen = console.export_text()
+    for shown in ("api.github.com", "GITHUB_TOKEN", "authorization <- GITHUB_TOKEN as \"Bearer", "{secret}\"",
+                  "16 path(s)"):
+        assert shown in screen, shown
+
+
+def test_terminal_escapes_reach_the_operator_as_text():
+    """The audit log is JSON, so an ESC the agent put in a request path comes back as ESC;
+    rich lets ESC through: every cell the dashboard shows goes through console.visible()."""
+    import io
+    import json
+
+    path = "/x\x1b[2J\x1b[H FAKE \x1b]0;owned\x1b\\"
+    line = json.dumps({"ts": "2026-01-01T00:00:00.000Z", "method": "GET", "host": "pypi.org", "path": path,
+                       "decision": "allow", "rule": "allowlist"})
+    hostile = request("r1", reason="\x1b[31mred\x9b2J")  # as if it got past the sidecar's clean()
+    dash = Dashboard(lambda *a: "")
+    dash.update(Snapshot(bottles={"demo": [{"role": "firewall", "status": "Up"}]}, requests=[hostile],
+                         decisions=[{"bottle": "demo", **json.loads(line)}]))
+    out = io.StringIO()
+    Console(file=out, force_terminal=True, width=200).print(dash.render())
+    screen = out.getvalue()
+    for raw in ("\x1b[2J", "\x1b[H", "\x1b]0;owned", "\x1b[31mred", "\x9b"):
+        assert raw not in screen, repr(raw)
+    assert "\\x1b[2J" in screen and "\\x1b[31mred" in screen

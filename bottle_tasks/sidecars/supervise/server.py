@@ -9,7 +9,8 @@ Tools (JSON schemas from the signatures, documented in docs/supervise.md):
   rejects it, or the bottle's ``supervise.timeout`` passes.
 
 The server decides nothing itself beyond refusing what can never be approved (a host of
-``network.never``, a secret the manifest does not declare, a malformed host). Decisions
+``network.never``, a secret the manifest does not declare, a format that could name another
+secret, a malformed host: ``rules.py``, checked again when an approval is applied). Decisions
 arrive on a Unix socket in the container's private /tmp (``control.py``), which only
 ``docker exec`` reaches: nothing on the agent's network can approve anything.
 """
@@ -27,9 +28,9 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import PlainTextResponse
 
 from .board import APPROVED, Board, BoardFull, clean
+from .rules import METHODS, PLACEHOLDER, route_problem
 
 MAX_PATHS = 16
-METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
 def log_line(**fields: Any) -> None:
@@ -130,14 +131,14 @@ def build_server(sup: Supervisor) -> MCPServer:
         """Ask for an egress route on an allowed host: path prefixes (each starting with /),
         methods (empty: any), and optionally headers the egress proxy sets from a secret the
         manifest declares ([{"header": "authorization", "secret": "GITHUB_TOKEN",
-        "format": "Bearer {secret}"}]). You never see the secret's value."""
+        "format": "Bearer {secret}"}]; the format, default "{secret}", holds {secret} exactly once
+        and no other {...}). You never see the secret's value."""
         text, problem = sup.host_problem(host)
         paths = [clean(p, 200) for p in paths[:MAX_PATHS]]
         methods = [clean(m, 16).upper() for m in methods[:len(METHODS)]]
-        injections = [{k: clean(v, 200) for k, v in i.items() if k in ("header", "secret", "format")}
-                      for i in (inject or [])[:8]]
+        injections = [_injection(i) for i in (inject or [])[:8]]
         what = {"host": text, "paths": paths or ["/"], "methods": methods, "inject": injections}
-        problem = problem or _route_problem(what, sup.secrets)
+        problem = problem or route_problem(what, sup.secrets)
         if problem:
             return sup.refuse("route", what, reason, problem)
         return await sup.ask("route", what, reason)
@@ -154,16 +155,9 @@ def build_server(sup: Supervisor) -> MCPServer:
     return server
 
 
-def _route_problem(what: dict, secrets: frozenset[str]) -> str | None:
-    if any(not p.startswith("/") for p in what["paths"]):
-        return "every path must start with /"
-    unknown = [m for m in what["methods"] if m not in METHODS]
-    if unknown:
-        return f"unknown method(s) {', '.join(unknown)}"
-    for injection in what["inject"]:
-        if injection.get("secret") not in secrets:
-            return (f"secret {injection.get('secret')!r} is not one of this bottle's secrets "
-                    f"({', '.join(sorted(secrets)) or 'none'})")
-        if not injection.get("header"):
-            return "every injection names a header"
-    return None
+
+def _injection(asked: dict) -> dict:
+    """The injection as kept and shown: its three fields, cleaned; the format written out
+    even when the agent left it to the default, so the operator sees what will be applied."""
+    kept = {k: clean(v, 200) for k, v in asked.items() if k in ("header", "secret", "format")}
+    return {"format": PLACEHOLDER, **kept}
