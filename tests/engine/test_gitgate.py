@@ -184,6 +184,67 @@ def test_secret_in_a_commit_is_refused_and_nothing_reaches_upstream(cloned):
     assert FAKE_AWS_KEY not in docker("logs", f"bottle-{cloned.slug}-gitgate").stdout
 
 
+# Each once carried a key past the gate's scan (it read `git log -p` text, not the objects):
+# a message line that looks like diff context or a removed line, the committer, an empty
+# file's name, what a merge commit adds itself, a commit header git log does not print.
+SCAN_BYPASSES = {
+    "message": "git commit -q --allow-empty -m subject -m ' {key}' -m '-{key}'",
+    "committer": "GIT_COMMITTER_NAME={key} GIT_COMMITTER_EMAIL={key}@example.test git commit -q --allow-empty -m c",
+    "file-name": ": > {key} && git add {key} && git commit -qm c",
+    "merge": "git checkout -qB side origin/main && echo side > side.txt && git add side.txt && git commit -qm side"
+             " && git checkout -q review/e-merge && git merge -q --no-ff --no-commit side"
+             " && echo 'k = {key}' > evil.txt && git add evil.txt && git commit -qm 'merge side'",
+    "header": "git reset -q --hard $(printf 'tree %s\\nparent %s\\nauthor a <a@b> 1700000000 +0000\\n"
+              "committer a <a@b> 1700000000 +0000\\nx-note {key}\\n\\nc\\n' $(git rev-parse HEAD^{{tree}})"
+              " $(git rev-parse HEAD) | git hash-object -t commit -w --stdin)",
+}
+
+
+@pytest.mark.parametrize("case", sorted(SCAN_BYPASSES))
+def test_every_object_a_push_adds_is_scanned(cloned, case):
+    key = ("AKIA" + case.upper().replace("-", "") + "X" * 16)[:20]
+    branch = f"review/e-{case}"
+    out = in_clone(cloned, f"git checkout -qB {branch} origin/main && {SCAN_BYPASSES[case].format(key=key)}"
+                           f" && git push origin {branch} 2>&1")
+    assert out.returncode != 0 and "(dlp)" in out.stdout, out.stdout + out.stderr
+    assert not upstream_ref(cloned, f"refs/heads/{branch}")
+    assert key not in docker("logs", f"bottle-{cloned.slug}-gitgate").stdout
+
+
+def test_a_branch_that_is_not_a_commit_is_refused(cloned):
+    out = in_clone(cloned, "git push origin $(echo data | git hash-object -w --stdin):refs/heads/review/blob 2>&1")
+    assert out.returncode != 0 and "(object-type)" in out.stdout, out.stdout + out.stderr
+    assert not upstream_ref(cloned, "refs/heads/review/blob")
+
+
+# A receive-pack request with no advertisement before it: the mirror is made by it, and
+# must not take git init's refs/heads/master for the upstream's default branch.
+RAW_PUSH = """
+import subprocess, sys, urllib.request
+old, new = sys.argv[1], sys.argv[2]
+pkt = lambda b: b"%04x" % (len(b) + 4) + b
+command = f"{old} {new} refs/heads/main".encode() + b"\\0report-status side-band-64k agent=test\\n"
+pack = subprocess.run(["git", "pack-objects", "--stdout", "--revs"], input=(new + "\\n").encode(),
+                      capture_output=True, check=True).stdout
+request = urllib.request.Request("http://gitgate:8080/origin.git/git-receive-pack", data=pkt(command) + b"0000" + pack,
+                                 headers={"Content-Type": "application/x-git-receive-pack-request"})
+sys.stdout.write(urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request).read().decode("latin-1"))
+"""
+
+
+def test_a_first_request_that_pushes_cannot_take_the_default_branch(cloned):
+    in_clone(cloned, "git fetch -q origin")
+    before = upstream_ref(cloned, "refs/heads/main")
+    docker("exec", f"bottle-{cloned.slug}-gitgate", "rm", "-rf", "/tmp/gitgate/mirrors/origin.git")
+    cloned.sh(f"cat > /tmp/raw_push.py <<'PY'\n{RAW_PUSH}\nPY")
+    out = in_clone(cloned, "git checkout -qB straight origin/main && git commit -q --allow-empty -m straight"
+                           " && python3 /tmp/raw_push.py $(git rev-parse origin/main) $(git rev-parse HEAD) 2>&1")
+    assert "default-branch" in out.stdout, out.stdout + out.stderr
+    assert upstream_ref(cloned, "refs/heads/main") == before
+    pushes = [r for r in gate_audit(cloned) if r.get("event") == "push"]
+    assert pushes[-1]["decision"] == "deny" and pushes[-1]["rule"] == "default-branch"
+
+
 def test_agent_cannot_reach_the_git_host_directly(cloned):
     out = cloned.sh(f"git -c url.{URL}.insteadOf=nothing ls-remote {URL} 2>&1; "
                     f"curl -sS --max-time 20 -o /dev/null -w '%{{http_code}}' https://{GIT_HOST}/ 2>&1")

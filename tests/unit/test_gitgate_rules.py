@@ -129,3 +129,22 @@ def test_policy_allows_remote_hosts_for_the_gate_only(tmp_path):
     assert parsed.allow_for_client("h.example", 8443, "172.30.7.9") is not None
     assert parsed.allow_for_client("h.example", 8443, "172.30.5.9") is None
     assert policy_render.render("demo", agent, "172.30.5.0/24", {})["allow_for"] == {}
+
+
+@pytest.mark.parametrize("ref, target, refused", [
+    ("refs/heads/x", pp.Target("commit", True), False),
+    ("refs/heads/x", pp.Target("blob", False), True),
+    ("refs/heads/x", pp.Target("tag", True), True),      # an annotated tag is no commit, even of one
+    ("refs/heads/x", None, True),                         # git cannot say what it is: refuse
+    ("refs/tags/v1", pp.Target("tag", True), False),
+    ("refs/tags/v1", pp.Target("commit", True), False),
+    ("refs/tags/v1", pp.Target("tree", False), True),
+    ("refs/tags/v1", pp.Target("tag", False), True),      # a tag of a blob or a tree
+])
+def test_a_ref_holds_a_commit_or_a_tag_of_one(ref, target, refused):
+    verdict = pp.check_target(update(ref, old="0" * 40), target)
+    assert (verdict is not None and verdict.rule == "object-type" and not verdict.ok) == refused
+
+
+def test_a_delete_has_no_target_to_check():
+    assert pp.check_target(update("refs/heads/x", new="0" * 40), None) is None

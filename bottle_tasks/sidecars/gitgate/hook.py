@@ -4,8 +4,10 @@ its exit status decides whether the mirror takes the push. Run with the pushed o
 git's quarantine: nothing is in the mirror, and nothing went upstream, unless it passes.
 
 The server passes, in the environment of `git http-backend`: BOTTLE_GATE_REMOTE (the
-remote's name), BOTTLE_GATE_DEFAULT (the upstream's default branch, empty if unknown) and
-BOTTLE_GATE_VERDICT (where to write the verdict for the audit line)."""
+remote's name), BOTTLE_GATE_DEFAULT (the upstream's default branch, empty if unknown),
+BOTTLE_GATE_VERDICT (where to write the verdict for the audit line) and BOTTLE_GATE_REFUSE
+(when not empty, why the server could not check this push: the mirror could not be
+refreshed from the upstream; every update is refused with it)."""
 from __future__ import annotations
 
 import json
@@ -40,6 +42,44 @@ def fast_forward(update: push_policy.Update) -> bool | None:
     return git_local("merge-base", "--is-ancestor", current, update.new).returncode == 0
 
 
+def current_value(ref: str) -> str:
+    """The ref's value in the mirror (the upstream's, as the last refresh saw it), or ZERO."""
+    return git_local("rev-parse", "--verify", "-q", ref).stdout.decode().strip() or push_policy.ZERO
+
+
+def targets(updates: list[push_policy.Update]) -> dict[str, push_policy.Target]:
+    """What each update's new value is: its object type, and whether it peels to a commit.
+    One `cat-file --batch-check` for all: `<oid>` gives the type, `<oid>^{commit}` peels."""
+    oids = sorted({u.new for u in updates if u.kind != "delete"})
+    if not oids:
+        return {}
+    query = "".join(f"{oid}\n{oid}^{{commit}}\n" for oid in oids).encode()
+    env = {**upstream.local_env(), **{k: os.environ[k] for k in QUARANTINE if k in os.environ}}
+    result = subprocess.run(["git", "cat-file", "--batch-check=%(objecttype)"], input=query, env=env,
+                            capture_output=True, timeout=120, check=True)
+    answers = result.stdout.decode("ascii", "replace").splitlines()
+    if len(answers) != 2 * len(oids):
+        raise ValueError("git cat-file did not answer for every pushed object")
+    return {oid: push_policy.Target(kind=_object_type(answers[2 * i]), peels_to_commit=answers[2 * i + 1] == "commit")
+            for i, oid in enumerate(oids)}
+
+
+def _object_type(answer: str) -> str | None:
+    # "<name> missing" for an object git does not have
+    return answer if answer in ("commit", "tree", "blob", "tag") else None
+
+
+def stale(update: push_policy.Update) -> push_policy.Verdict | None:
+    """A refusal when the ref is no longer where the agent's push assumes: the upstream moved
+    since the agent's fetch (the server refreshed the mirror before this push). Judged and
+    pushed anyway, the push would reach the upstream and then fail to land in the mirror."""
+    current = current_value(update.ref)
+    if current == update.old:
+        return None
+    return push_policy.Verdict(False, "stale", f"{update.ref} changed upstream since your last fetch; "
+                                                "fetch (git pull), then push again")
+
+
 class Gate:
     def __init__(self):
         self.record: dict = {"decision": "deny", "rule": "error", "reason": "", "updates": []}
@@ -55,6 +95,10 @@ class Gate:
         if remote is None:
             return self.refuse("config", "this remote is not served by the gate")
         default = os.environ.get("BOTTLE_GATE_DEFAULT") or None
+        unchecked = os.environ.get("BOTTLE_GATE_REFUSE", "")
+        if unchecked:
+            return self.refuse("upstream", f"{unchecked}; nothing can be pushed until the gate can read the "
+                                           "upstream; try again later")
         raw = sys.stdin.buffer.read(MAX_INPUT + 1)
         lines = raw.decode("ascii", "replace").splitlines()
         if len(raw) > MAX_INPUT or len(lines) > MAX_UPDATES:
@@ -66,9 +110,11 @@ class Gate:
                 return self.refuse("ref-name", "a ref update the gate cannot read")
             updates.append(update)
         refused, forced = None, set()
+        kinds = targets(updates)
         for update in updates:
             ff = fast_forward(update)
-            verdict = push_policy.check(update, remote.push, default, ff)
+            verdict = (stale(update) or push_policy.check_target(update, kinds.get(update.new))
+                       or push_policy.check(update, remote.push, default, ff))
             self.record["updates"].append({"ref": clean(update.ref, 300), "old": update.old, "new": update.new,
                                            "kind": update.kind, "ok": verdict.ok, "rule": verdict.rule})
             if not verdict.ok and refused is None:
@@ -78,10 +124,10 @@ class Gate:
         if refused:
             return self.refuse(refused.rule, refused.message)
         try:
-            text = scan.added_text(os.getcwd(), [u.new for u in updates if u.kind != "delete"])
+            text = scan.pushed_text(os.getcwd(), [u.new for u in updates if u.kind != "delete"])
             action, names = scan.findings(text, remote.host)
-        except scan.TooLarge as exc:
-            return self.refuse("size", str(exc))
+        except scan.Unscannable as exc:
+            return self.refuse(exc.rule, str(exc))
         if names and action == "block":
             return self.refuse("dlp", f"the pushed commits add {scan.describe(names)} (rule {', '.join(names)}); "
                                       "take it out of every commit (git commit --amend, git rebase -i), "

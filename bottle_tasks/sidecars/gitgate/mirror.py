@@ -3,8 +3,11 @@ fetch and push the agent starts, so it serves the upstream's current branches an
 and knows the upstream's default branch."""
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 import threading
+from pathlib import Path
 
 from . import config, upstream
 from .push_policy import check_ref_name
@@ -27,12 +30,28 @@ def lock(name: str) -> threading.Lock:
 
 
 def ensure(remote: Remote) -> str:
+    """The remote's mirror, created if need be. Caller holds lock(remote.name)."""
     path = config.mirror(remote.name)
     if not (path / "HEAD").exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["git", "init", "--quiet", "--bare", str(path)], env=upstream.local_env(),
-                       check=True, capture_output=True, timeout=30)
+        create(path)
     return str(path)
+
+
+def create(path: Path) -> None:
+    """A new bare mirror whose HEAD names no branch. git init's HEAD (refs/heads/master) would
+    be taken for the upstream's default branch until a refresh, and a push to the real one
+    (main) let through; so the mirror is made aside and moved into place with HEAD set."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A dot name: no URL of the gate's routes can name it while it is being made
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        for argv in (["init", "--quiet", "--bare", str(staging)],
+                     ["-C", str(staging), "symbolic-ref", "HEAD", UNKNOWN_HEAD]):
+            subprocess.run(["git", *argv], env=upstream.local_env(), check=True, capture_output=True, timeout=30)
+        shutil.rmtree(path, ignore_errors=True)  # what a crash left half made: a mirror is only a cache
+        staging.rename(path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def default_branch(remote: Remote, repo: str) -> str | None:

@@ -33,8 +33,32 @@ class Update:
 @dataclass(frozen=True)
 class Verdict:
     ok: bool
-    rule: str          # "allowed", "refs", "default-branch", "force", "delete", "tags", "ref-name"
+    rule: str          # "allowed", "refs", "default-branch", "force", "delete", "tags", "ref-name",
+                       # "object-type" (and the hook's own "stale")
     message: str       # for the agent's terminal: what refused it and what would be allowed
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an update's new value is, as git's quarantine holds it."""
+    kind: str | None       # "commit", "tag", "tree" or "blob"; None when git does not have it
+    peels_to_commit: bool  # it is a commit, or a tag (of a tag...) of one
+
+
+def check_target(update: Update, target: Target | None) -> Verdict | None:
+    """A refusal when a branch would hold anything but a commit, or a tag lead to no commit:
+    git itself refuses neither before the push has gone upstream, and the upstream may take
+    them (a tag at a blob is a way to publish content no commit holds)."""
+    if update.kind == "delete":
+        return None
+    kind = (target.kind if target else None) or "missing object"
+    if update.ref.startswith("refs/heads/") and kind != "commit":
+        return Verdict(False, "object-type", f"{update.ref} would point at a {kind}: a branch can only hold "
+                       "a commit; push a commit to it")
+    if update.ref.startswith("refs/tags/") and not (target and target.peels_to_commit):
+        return Verdict(False, "object-type", f"{update.ref} would point at a {kind} that leads to no commit: "
+                       "a tag can only tag a commit (git tag NAME COMMIT)")
+    return None
 
 
 def check_ref_name(ref: str) -> str | None:

@@ -1,10 +1,10 @@
 """The gate's HTTP server: git's smart HTTP protocol for the agent, at
 `http://gitgate:8080/<remote>[.git]/...`, one remote per manifest entry, nothing else.
 
-Before an advertisement (`info/refs`) the mirror is refreshed from the upstream, so a
-clone, fetch or push starts from the upstream's current state; a push is checked and
-pushed upstream by the pre-receive hook while the agent's `git push` waits. Work per
-request is bounded: a few requests at a time, a size limit on bodies, timeouts."""
+Before an advertisement (`info/refs`) and before a push the mirror is refreshed from the
+upstream, so a clone, fetch or push starts from the upstream's current state; a push is
+checked and pushed upstream by the pre-receive hook while the agent's `git push` waits.
+Work per request is bounded: a few requests at a time, a size limit on bodies, timeouts."""
 from __future__ import annotations
 
 import json
@@ -154,15 +154,9 @@ class Handler(BaseHTTPRequestHandler):
     def advertise(self, remote, service: str, query: str) -> None:
         verb = "fetch" if service == "git-upload-pack" else "push"
         with mirror.lock(remote.name):
-            try:
-                changed = mirror.refresh(remote)
-            except (mirror.RefreshError, OSError, ValueError) as exc:
-                reason = f"the upstream {remote.url} could not be reached: {exc}"
-                audit.emit(event=f"{verb}-refresh", decision="deny", method=verb, host=remote.host,
-                           path=remote.name, rule="upstream", reason=clean(reason, 600))
-                return self.git_error(service, reason)
-            except Exception as exc:  # noqa: BLE001 - fail closed, say what broke
-                return self.git_error(service, f"the git gate failed ({type(exc).__name__})")
+            changed, failure = refresh_mirror(remote, verb)
+        if failure:
+            return self.git_error(service, failure)
         if verb == "fetch":
             audit.emit(event="fetch", decision="allow", method="fetch", host=remote.host, path=remote.name,
                        rule="refresh", reason=f"{len(changed)} ref(s) changed upstream", updates=changed)
@@ -184,10 +178,14 @@ class Handler(BaseHTTPRequestHandler):
         verdict_file = tempfile.NamedTemporaryFile(dir=config.RUN_DIR, suffix=".json", delete=False)
         verdict_file.close()
         with body, mirror.lock(remote.name):
+            # Refreshed here too, not only at the advertisement: a push may come with none
+            # before it (a raw POST), and the policy needs the upstream's default branch as
+            # it is now. A failure refuses the push, in the hook, where git prints why.
+            _changed, failure = refresh_mirror(remote, "push")
             repo = mirror.ensure(remote)
-            default = _symbolic_head(repo)
+            default = None if failure else _symbolic_head(repo)
             extra = {"BOTTLE_GATE_REMOTE": remote.name, "BOTTLE_GATE_DEFAULT": default or "",
-                     "BOTTLE_GATE_VERDICT": verdict_file.name,
+                     "BOTTLE_GATE_VERDICT": verdict_file.name, "BOTTLE_GATE_REFUSE": failure or "",
                      "GIT_CONFIG_PARAMETERS": f"'receive.maxinputsize'='{limit}'"}
             self.run_backend(remote, f"/{remote.name}.git/git-receive-pack", "", "POST", body, length, extra)
         try:
@@ -256,6 +254,20 @@ class _suppress:
 
     def __exit__(self, *exc):
         return exc[0] is not None and issubclass(exc[0], OSError)
+
+
+def refresh_mirror(remote, verb: str) -> tuple[list[dict], str | None]:
+    """(the refs that changed, None), or ([], why the mirror could not be refreshed), audited.
+    Caller holds mirror.lock(remote.name)."""
+    try:
+        return mirror.refresh(remote), None
+    except (mirror.RefreshError, OSError, ValueError) as exc:
+        reason = f"the upstream {remote.url} could not be reached: {exc}"
+    except Exception as exc:  # noqa: BLE001 - fail closed, say what broke
+        reason = f"the git gate could not refresh its mirror of {remote.url} ({type(exc).__name__})"
+    audit.emit(event=f"{verb}-refresh", decision="deny", method=verb, host=remote.host, path=remote.name,
+               rule="upstream", reason=clean(reason, 600))
+    return [], clean(reason, 900)
 
 
 def _symbolic_head(repo: str) -> str | None:
