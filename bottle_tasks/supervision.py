@@ -184,6 +184,10 @@ def decide(c, request_id: str, verdict: str, note: str, bottle_for) -> str:
     container = bottle.state.resource("supervise")
     reply = control(bottle.target, container, "decide", request_id, verdict, note)
     if not reply.get("ok"):
+        if verdict == "approved":  # it timed out (or ended) while the change was being made
+            raise BottleError(f"request {request_id}: the change was made ({applied}), but the agent was not "
+                              f"told: {reply.get('error')}",
+                              "it stays in force; `inv deny HOST` or `inv route rm HOST` takes it back")
         raise BottleError(f"request {request_id}: {reply.get('error')}")
     return f"{request_id} {verdict} ({describe(request)}): {applied}"
 

@@ -40,6 +40,24 @@ def test_a_request_nobody_decides_times_out_and_cannot_be_decided_later():
     assert asyncio.run(scenario()).state == "timed-out"
 
 
+
+def test_a_request_whose_caller_went_away_frees_its_place():
+    async def scenario():
+        board = Board(max_pending=1)
+        request = board.submit("host", {"host": "example.com"}, "x")
+        waiting = asyncio.ensure_future(board.wait(request, 60))
+        await asyncio.sleep(0)
+        waiting.cancel()  # the MCP client disconnected
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert request.state == "timed-out" and "stopped waiting" in request.note
+        assert board.pending() == []
+        board.submit("host", {"host": "example.org"}, "y")  # its place is free again
+        with pytest.raises(ValueError):
+            board.decide(request.id, "approved")
+
+    asyncio.run(scenario())
+
 def test_the_board_is_bounded():
     async def scenario():
         board = Board(max_pending=3)
@@ -184,6 +202,28 @@ def test_an_approval_never_applies_a_format_naming_another_secret(route_applied)
         apply(swap)
     assert applied == []
 
+
+
+def test_an_approval_whose_request_ended_meanwhile_says_the_change_stays(monkeypatch):
+    """The change is made before the agent is told; if the request timed out in between, the
+    operator must not read a plain failure while the change is in force."""
+    from types import SimpleNamespace
+
+    from bottle_tasks import supervision
+
+    request = route_request([])
+    monkeypatch.setattr(supervision, "find", lambda target, rid: request)
+    monkeypatch.setattr(supervision, "c_target", lambda c: None)
+    monkeypatch.setattr(supervision, "apply", lambda c, bottle, req: "route added, egress proxy reloaded")
+    monkeypatch.setattr(supervision, "control", lambda *a: {"ok": False, "error": "request r0a1b2c is timed-out"})
+    bottle = SimpleNamespace(state=SimpleNamespace(resource=lambda role: "bottle-demo-supervise"), target=None)
+    with pytest.raises(BottleError) as raised:
+        supervision.decide(None, request["id"], "approved", "", lambda slug: bottle)
+    assert "the change was made" in raised.value.message and "timed-out" in raised.value.message
+    assert "inv route rm" in raised.value.detail
+    with pytest.raises(BottleError) as raised:  # a rejection changed nothing: the error alone
+        supervision.decide(None, request["id"], "rejected", "", lambda slug: bottle)
+    assert "change" not in raised.value.message
 
 def test_what_is_injected_stays_on_screen_whatever_the_paths():
     """A full-screen dashboard crops to the terminal's height: 16 paths of 200 characters must

@@ -89,12 +89,20 @@ class Board:
         try:
             await asyncio.wait_for(self._done[request.id].wait(), timeout)
         except asyncio.TimeoutError:
-            if request.state == PENDING:
-                request.state, request.decided = TIMED_OUT, time.time()
-                request.note = f"no decision within {timeout:.0f} s"
+            self._end_unanswered(request, f"no decision within {timeout:.0f} s")
+        except asyncio.CancelledError:
+            # The agent's call went away (its client disconnected): nobody waits for an answer,
+            # so it must not hold one of the pending places, nor be approved for no one.
+            self._end_unanswered(request, "the agent stopped waiting for a decision")
+            raise
         finally:
             self._done.pop(request.id, None)
         return request
+
+    @staticmethod
+    def _end_unanswered(request: Request, why: str) -> None:
+        if request.state == PENDING:
+            request.state, request.decided, request.note = TIMED_OUT, time.time(), why
 
     def decide(self, request_id: str, verdict: str, note: str = "") -> Request:
         if verdict not in VERDICTS:
