@@ -306,6 +306,25 @@ def test_receive_pack_refuses_the_push_when_the_refresh_fails(gate_dirs, monkeyp
     assert "connection refused" in extra["BOTTLE_GATE_REFUSE"] and extra["BOTTLE_GATE_DEFAULT"] == ""
 
 
+
+def test_a_gate_failure_is_answered_not_a_dropped_connection(gate_dirs, monkeypatch, capsys):
+    handler = _Handler()
+    handler.path, handler.request_version, handler.requestline = "/origin.git/git-receive-pack", "HTTP/1.1", "POST"
+    handler.client_address, handler.wfile = ("127.0.0.1", 1), io.BytesIO()
+    handler.log_message = lambda *a: None
+
+    def broken(method):
+        raise RuntimeError("an unforeseen failure")
+
+    monkeypatch.setattr(handler, "route", broken)
+    handler.serve("POST")
+    answer = handler.wfile.getvalue()
+    assert answer.split(b"\r\n")[0].endswith(b" 500 Internal Server Error"), answer
+    assert b"the git gate failed (RuntimeError)" in answer
+    assert handler.close_connection and "an unforeseen failure" in capsys.readouterr().err  # its log, not the agent
+    assert handler.slots.acquire(blocking=False)  # its slot was given back
+    handler.slots.release()
+
 # -- the scan itself ------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ checked and pushed upstream by the pre-receive hook while the agent's `git push`
 Work per request is bounded: a few requests at a time, a size limit on bodies, timeouts."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import traceback
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from . import audit, cgi, config, mirror, upstream
@@ -72,6 +74,11 @@ class Handler(BaseHTTPRequestHandler):
             self.route(method)
         except BadRequest as exc:
             self.plain(exc.status, str(exc) + "\n")
+        except Exception as exc:  # noqa: BLE001 - fail closed, and say so rather than drop the connection
+            traceback.print_exc()  # the gate's stderr (docker logs), never the agent
+            self.close_connection = True
+            with contextlib.suppress(OSError):  # the answer may have begun: then it ends here
+                self.plain(500, f"the git gate failed ({type(exc).__name__}); see its log\n")
         finally:
             self.slots.release()
 
