@@ -184,6 +184,31 @@ def zstd_module():
     return zstd
 
 
+
+def zlib_and_raw_deflate(secret: bytes) -> bytes:
+    """A body valid as zlib and as raw deflate, with different contents: as raw deflate its
+    first block is stored and holds the zlib header's bytes, then comes `secret` compressed;
+    as zlib all of that is the data of one stored block, and the secret is not in it."""
+    flg, first_block = 0x01, 0x08  # 0x7801: zlib's header check; 0x08: a stored, not final, block
+    raw_stored = flg | first_block << 8  # what raw deflate reads as its stored block's length
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    raw_tail = compressor.compress(secret) + compressor.flush()
+    body = bytes([0x78, flg, first_block]) + (0xFFFF ^ raw_stored).to_bytes(2, "little")
+    body += bytes([flg, first_block]) + b"\0" * (raw_stored - 2) + raw_tail
+    body += b"\0" * (7 + (0xFFFF ^ raw_stored) - len(body))  # the rest of zlib's stored block
+    body += bytes([0x01, 0x00, 0x00, 0xFF, 0xFF])  # zlib's final, empty block
+    return body + zlib.adler32(zlib.decompressobj(15).decompress(body)).to_bytes(4, "big")
+
+
+def test_deflate_valid_both_ways_is_read_both_ways():
+    secret = ('{"key": "' + SAMPLES["github-token"] + '"}').encode()
+    body = zlib_and_raw_deflate(secret)
+    assert secret not in zlib.decompress(body) and secret in zlib.decompressobj(-15).decompress(body)
+    assert secret in decode_body(body, "deflate", 1 << 20)
+    assert decode_body(zlib.compress(secret), "deflate", 1000) == secret  # the usual forms, once
+    raw = zlib.compressobj(9, zlib.DEFLATED, -15)
+    assert decode_body(raw.compress(secret) + raw.flush(), "deflate", 1000) == secret
+
 def test_every_zstd_frame_is_read_as_decoders_do():
     zstd = zstd_module()
     payload = SAMPLES["github-token"].encode()

@@ -489,14 +489,35 @@ def decode_body(raw: bytes, content_encoding: str, limit: int) -> bytes:
 
 
 def _zlib_decode(data: bytes, enc: str, limit: int) -> bytes:
-    # wbits 47: gzip or zlib header; "deflate" is meant to be zlib but is often raw deflate.
-    candidates = (47,) if enc != "deflate" else (15, -15)
-    for wbits in candidates:
+    if enc != "deflate":
         try:
-            return _zlib_members(data, wbits, limit)
+            return _zlib_members(data, 47, limit)  # wbits 47: a gzip or zlib header
+        except zlib.error:
+            raise BodyError("undecodable-body", f"request body is not valid {enc}") from None
+    # "deflate" is meant to be zlib but is often raw deflate, and one body can be valid as both
+    # with different contents (zlib's stored blocks hold a raw stream): a server may read it
+    # either way, so every reading that works is scanned.
+    readings = []
+    for decode in (lambda: _zlib_members(data, 15, limit), lambda: _raw_deflate(data, limit)):
+        try:
+            readings.append(decode())
         except zlib.error:
             continue
-    raise BodyError("undecodable-body", f"request body is not valid {enc}")
+    if not readings:
+        raise BodyError("undecodable-body", f"request body is not valid {enc}")
+    return b"\n".join(readings)
+
+
+def _raw_deflate(data: bytes, limit: int) -> bytes:
+    """As lenient decoders read it: up to the final block, whatever follows ignored (the bytes
+    that leave are scanned as they are too)."""
+    d = zlib.decompressobj(-15)
+    out = d.decompress(data, limit + 1)
+    if len(out) > limit or d.unconsumed_tail:
+        raise BodyError("body-too-large", f"decoded request body is larger than {limit} bytes")
+    if not d.eof:
+        raise zlib.error("truncated stream")
+    return out
 
 
 def _zlib_members(data: bytes, wbits: int, limit: int) -> bytes:
@@ -510,7 +531,7 @@ def _zlib_members(data: bytes, wbits: int, limit: int) -> bytes:
         if not d.eof:
             raise zlib.error("truncated stream")
         rest = d.unused_data
-        if wbits < 0 or wbits == 15:
+        if wbits == 15:
             if rest:
                 raise zlib.error("trailing data")
             break
