@@ -28,6 +28,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -265,17 +266,20 @@ def launch_vs_compose(work: Path, slug: str, routed: bool = False) -> dict:
                                      "launch, CLI only": [], "down, CLI only": [], "proxies boot alone": [],
                                      "down, engine alone": []}
     cli_only = {"BOTTLE_ENGINE_API": "off"}  # every docker call through the CLI: what engine_api saves
-    for _ in range(ROUNDS):
-        times["launch"].append(timed(lambda: inv(work, "use", slug, "launch")))
-        times["down"].append(timed(lambda: inv(work, "use", slug, "down")))
-        times["launch, CLI only"].append(timed(lambda: inv(work, "use", slug, "launch", env=cli_only)))
-        times["down, CLI only"].append(timed(lambda: inv(work, "use", slug, "down", env=cli_only)))
-        inv(work, "use", slug, "launch")
-        times["proxies boot alone"].append(proxies_boot(slug, roles[:-1]))
-        times["down, engine alone"].append(engine_removals(slug))
-        inv(work, "use", slug, "down")  # finds nothing left; clears the bottle's state
-        times["compose up --wait"].append(timed(lambda: sh(*compose_up(compose))))
-        times["compose down"].append(timed(lambda: sh(*compose, "down", "--timeout", "10")))
+    try:
+        for _ in range(ROUNDS):
+            times["launch"].append(timed(lambda: inv(work, "use", slug, "launch")))
+            times["down"].append(timed(lambda: inv(work, "use", slug, "down")))
+            times["launch, CLI only"].append(timed(lambda: inv(work, "use", slug, "launch", env=cli_only)))
+            times["down, CLI only"].append(timed(lambda: inv(work, "use", slug, "down", env=cli_only)))
+            inv(work, "use", slug, "launch")
+            times["proxies boot alone"].append(proxies_boot(slug, roles[:-1]))
+            times["down, engine alone"].append(engine_removals(slug))
+            inv(work, "use", slug, "down")  # finds nothing left; clears the bottle's state
+            times["compose up --wait"].append(timed(lambda: sh(*compose_up(compose))))
+            times["compose down"].append(timed(lambda: sh(*compose, "down", "--timeout", "10")))
+    finally:  # stopped half way: compose's containers and networks are not the bottles' to sweep
+        sh(*compose, "down", "--timeout", "0", check=False)
     return {**{key: statistics.median(values) for key, values in times.items()}, "rounds": times}
 
 
@@ -535,5 +539,11 @@ def main() -> None:
     print(f"\nfigures written to {RESULTS.relative_to(REPO)} (compare with an earlier run's)")
 
 
+def _stop_as_interrupted(signum: int, _frame) -> None:
+    raise KeyboardInterrupt  # so the `finally:` blocks remove the bench's bottles, as on Ctrl-C
+
+
 if __name__ == "__main__":
+    for stop in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, _stop_as_interrupted)
     {"workspace": main_workspace, "launch": main_launch}.get(os.environ.get("BENCH_ONLY", ""), main)()
