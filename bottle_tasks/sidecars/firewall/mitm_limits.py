@@ -1,6 +1,6 @@
 """Bounds and checks mitmproxy has no hook for, added to its protocol layers.
 
-mitmproxy (12.3) offers no addon hook for these, so the firewall wraps four methods of
+mitmproxy (12.3) offers no addon hook for these, so the firewall wraps methods of
 its protocol layers, each with the smallest change that closes the gap, and everything
 else stays mitmproxy's own code. ``tests/firewall`` checks each one against the real
 layers (and fails when a mitmproxy upgrade moves what they wrap).
@@ -197,7 +197,7 @@ def _framed_send(self, event):
 
 def _bounded_unread(self, event):
     yield from _original(_http1.Http1Server, "_handle_event")(self, event)
-    if self.state in (self.passthrough, self.read_headers, self.done) or len(self.buf) <= MAX_UNREAD:
+    if len(self.buf) <= MAX_UNREAD or self.state in (self.passthrough, self.read_headers, self.done):
         return  # a head is bounded by ``_bounded_read_headers``; a passthrough relays what it gets
     self.buf = type(self.buf)()  # let the memory go now
     yield commands.CloseConnection(self.conn)
