@@ -14,7 +14,7 @@ out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty()
 
 
 def step_done(name: str, seconds: float, summary: str = "") -> None:
-    err.print(f"[green]✓[/] [bold]{name:<10}[/] {seconds:6.2f}s  {escape(summary)}")
+    err.print(f"[green]✓[/] [bold]{name:<10}[/] {seconds:6.2f}s  {escape(visible_lines(summary))}")
 
 
 def step_failed(name: str, seconds: float) -> None:
@@ -22,7 +22,7 @@ def step_failed(name: str, seconds: float) -> None:
 
 
 def note(text: str) -> None:
-    err.print(f"  {escape(text)}")
+    err.print(f"  {escape(visible_lines(text))}")
 
 
 # C0/C1 control characters (ESC starts terminal escape sequences), DEL and the Unicode
@@ -36,6 +36,11 @@ def visible(text: str) -> str:
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
+def visible_lines(text: str) -> str:
+    """`visible`, line by line: a message keeps its line breaks, nothing else raw."""
+    return "\n".join(visible(line) for line in text.split("\n"))
+
+
 def dry(argv_text: str) -> None:
     err.print(f"[dim]dry:[/] {escape(visible(argv_text))}")
 
@@ -46,7 +51,8 @@ def echo(command: str) -> None:
 
 
 def error(text: str) -> None:
-    err.print(f"[red bold]error:[/] {escape(text)}")
+    # an error may quote a command's stderr, and that command may have run in the agent
+    err.print(f"[red bold]error:[/] {escape(visible_lines(text))}")
 
 
 def is_tty() -> bool:

@@ -223,11 +223,6 @@ def cp_tar_from_stdin(container: str) -> list[str]:
     return ["docker", "cp", "-", f"{container}:/"]
 
 
-def cp_from(container: str, path: str, dest: str) -> list[str]:
-    """`docker cp` of one file out of a container, to `dest` on the Docker host."""
-    return ["docker", "cp", f"{container}:{path}", dest]
-
-
 def kill(container: str, signal: str) -> list[str]:
     return ["docker", "kill", "--signal", signal, container]
 

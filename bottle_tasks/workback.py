@@ -3,28 +3,45 @@
 Inside the agent one script takes a *snapshot*: its commits as they are, plus its
 uncommitted changes (untracked files too, .gitignore respected) as one more commit,
 built with a temporary index and `git commit-tree` so neither the agent's branch,
-its index nor its files move. For `pull` it also writes a git bundle of what the
-controller's repo lacks (the controller sends the commit ids it has; those the agent
-also has become the bundle's prerequisites), which `git fetch` then stores as branch
-`bottle/<name>`. The user's checked-out branch and working tree are never touched:
-only that one ref changes, and git refuses a fetch into a checked-out branch anyway.
+its index nor its files move. A second one writes a git bundle of what the controller's
+repo lacks (the controller sends the commit ids it has; those the agent also has become
+the bundle's prerequisites) to its stdout, which `git fetch` then stores as branch
+`bottle/<name>` (`pull`) or a scratch ref that `diff` compares on the controller. The
+user's checked-out branch and working tree are never touched: only that one ref changes,
+and git refuses a fetch into a checked-out branch anyway.
+
+Everything the agent answers is the agent's to forge: the snapshot line must name commit
+ids, the bundle arrives as bytes on a pipe (never as a path in the agent, which it could
+make a symlink, a directory or a sparse terabyte), bounded, and must be a bundle.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 WORKSPACE = "/workspace"
-BUNDLE_IN_AGENT = "/tmp/bottle-pull.bundle"
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's empty tree: the base of a repo with no history
 #: at most this many of the controller's commit ids go to the agent (argv, not a secret)
 MAX_KNOWN = 2000
+#: the most a bundle of the agent's work may weigh on the controller
+MAX_BUNDLE_BYTES = 1 << 30
+BUNDLE_HEADS = (b"# v2 git bundle\n", b"# v3 git bundle\n")
+_OID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 
-# Run in the workspace. $1 mode (pull|snapshot), $2 recorded base commit or "", $3 bundle path,
-# $4 the previous snapshot (the bottle branch's tip) or "", $5... commits the controller has.
+# $@: the controller's commits; sets $known to "^C" for each the agent has too.
+KNOWN_SCRIPT = r"""
+known=""
+for commit in "$@"; do
+  if git cat-file -e "$commit^{commit}" 2>/dev/null; then known="$known ^$commit"; fi
+done
+"""
+
+# Run in the workspace. $1 recorded base commit or "", $2 the previous snapshot (the bottle
+# branch's tip) or "", $3... commits the controller has.
 SNAPSHOT_SCRIPT = r"""
 set -eu
-mode=$1 base=$2 out=$3 previous=$4
-shift 4
+base=$1 previous=$2
+shift 2
 if ! git rev-parse --git-dir >/dev/null 2>&1; then
   echo "bottle: $(pwd) in the agent is not a git repository" >&2
   exit 3
@@ -51,10 +68,7 @@ if [ -z "$head" ] || [ "$tree" != "$(git rev-parse "$head^{tree}")" ]; then
     tip=$(git commit-tree "$tree" ${head:+-p "$head"} -m "bottle: the agent's uncommitted changes")
   fi
 fi
-known=""
-for commit in "$@"; do
-  if git cat-file -e "$commit^{commit}" 2>/dev/null; then known="$known ^$commit"; fi
-done
+""" + KNOWN_SCRIPT + r"""
 if [ -z "$base" ] || ! git cat-file -e "$base^{commit}" 2>/dev/null; then
   # Not recorded: the newest commit of the tip's first-parent line the controller also has.
   oldest=$(git rev-list --first-parent "$tip" $known | tail -n 1)
@@ -66,12 +80,6 @@ commits=0
 if [ -n "$head" ]; then
   if [ "$base" = none ]; then commits=$(git rev-list --count "$head")
   else commits=$(git rev-list --count "$head" "^$base"); fi
-fi
-if [ "$mode" = pull ] && [ "$count" -gt 0 ]; then
-  rm -f "$out"
-  git update-ref refs/bottle/pull "$tip"
-  git bundle create "$out" refs/bottle/pull $known 2>/dev/null
-  git update-ref -d refs/bottle/pull
 fi
 echo "snapshot head=${head:-none} tip=$tip base=$base new=$count dirty=$dirty commits=$commits"
 """
@@ -87,20 +95,57 @@ class Snapshot:
     commits: int = 0   # commits the agent made since the copy
 
 
-def snapshot_argv(mode: str, base: str | None, known: list[str], previous: str | None = None) -> list[str]:
+# Run in the workspace. $1 the snapshot's tip, $2... commits the controller has. The bundle
+# goes to stdout; the temporary ref it needs is removed whatever happens.
+BUNDLE_SCRIPT = r"""
+set -eu
+tip=$1
+shift
+""" + KNOWN_SCRIPT + r"""
+git update-ref refs/bottle/pull "$tip"
+trap 'git update-ref -d refs/bottle/pull' EXIT
+git bundle create - refs/bottle/pull $known 2>/dev/null
+"""
+
+
+def snapshot_argv(base: str | None, known: list[str], previous: str | None = None) -> list[str]:
     """The command run inside the agent (as the agent user, with the workspace as working directory)."""
-    return ["sh", "-c", SNAPSHOT_SCRIPT, "bottle-snapshot", mode, base or "", BUNDLE_IN_AGENT, previous or "",
-            *known[:MAX_KNOWN]]
+    return ["sh", "-c", SNAPSHOT_SCRIPT, "bottle-snapshot", base or "", previous or "", *known[:MAX_KNOWN]]
+
+
+def bundle_argv(tip: str, known: list[str]) -> list[str]:
+    """Run inside the agent as snapshot_argv is: the bundle of `tip`, less what is `known`, on stdout."""
+    return ["sh", "-c", BUNDLE_SCRIPT, "bottle-bundle", tip, *known[:MAX_KNOWN]]
 
 
 def parse_snapshot(stdout: str) -> Snapshot:
+    """The snapshot line, read as what it is: the agent's claim. Its commits must be commit ids,
+    since they go into git's argv on the controller."""
     line = next((ln for ln in reversed(stdout.splitlines()) if ln.startswith("snapshot ")), "")
-    fields = dict(part.split("=", 1) for part in line.split()[1:])
-    if not fields.get("tip"):
-        raise ValueError(f"no snapshot line in the agent's output: {stdout[-500:]!r}")
-    head = None if fields["head"] == "none" else fields["head"]
-    base = EMPTY_TREE if fields["base"] == "none" else fields["base"]
-    return Snapshot(head, fields["tip"], base, int(fields["new"]), fields["dirty"] == "1", int(fields.get("commits", 0)))
+    try:
+        fields = dict(part.split("=", 1) for part in line.split()[1:])
+        head = None if fields["head"] == "none" else _oid(fields["head"])
+        base = EMPTY_TREE if fields["base"] == "none" else _oid(fields["base"])
+        return Snapshot(head, _oid(fields["tip"]), base, int(fields["new"]), fields["dirty"] == "1",
+                        int(fields.get("commits", 0)))
+    except (KeyError, ValueError):
+        raise ValueError(f"no snapshot line bottle can read in the agent's output: {stdout[-500:]!r}") from None
+
+
+def _oid(text: str) -> str:
+    if not _OID.fullmatch(text):
+        raise ValueError(f"not a commit id: {text[:80]!r}")
+    return text
+
+
+def bundle_problem(path: str, size: int) -> str | None:
+    """Why the file the agent's bundle was written to is not one to fetch from, or None."""
+    if size > MAX_BUNDLE_BYTES:
+        return f"the agent's work is larger than {MAX_BUNDLE_BYTES >> 20} MiB as a git bundle"
+    with open(path, "rb") as bundle:
+        if bundle.readline(64) not in BUNDLE_HEADS:
+            return "what the agent sent is not a git bundle"
+    return None
 
 
 # -- the controller's repository -------------------------------------------------

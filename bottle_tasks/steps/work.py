@@ -1,8 +1,10 @@
 """`pull` and `diff`: the agent's work, back in the project's repository.
 
-The git plumbing is in workback.py; this module moves the bundle from the agent to
-the controller (`docker cp` on the Docker host, SFTP from a remote one) and drives git
-in the controller's repo through the invoke Context, never the user's working tree.
+The git plumbing is in workback.py; this module moves the bundle from the agent to the
+controller (the agent's stdout into a new file on the Docker host, bounded; SFTP from a
+remote one) and drives git in the controller's repo through the invoke Context, never the
+user's working tree. `diff` too runs git on the controller, on the fetched snapshot: git in
+the agent prints whatever the agent's config, attributes and hooks make it print.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import tempfile
 from typing import TYPE_CHECKING
 
 from invoke import Collection, task
+from rich.text import Text
 
 from .. import console, containers, docker, provisioning, workback
 from ..errors import BottleError
@@ -71,12 +74,13 @@ def remember_base(bottle: Bottle) -> None:
         bottle.state.set("work_base", {"container": container, "commit": commit})
 
 
-def take_snapshot(c, bottle, mode: str, repo: str, previous: str | None = None) -> workback.Snapshot:
+def take_snapshot(c, bottle, repo: str, previous: str | None = None) -> tuple[workback.Snapshot, list[str]]:
+    """The agent's snapshot, and the commits the controller has (what a bundle may leave out)."""
     name = bottle.require("agent", "launch")
     known = workback.known_commits(local_git(c, workback.known_commits_argv(repo)).stdout)
     head = local_git(c, workback.git(repo, "rev-parse", "--verify", "-q", "HEAD^{commit}"), check=False)
     known = list(dict.fromkeys(([head.stdout.strip()] if head.ok else []) + known))
-    result = bottle.run(docker.exec_(name, workback.snapshot_argv(mode, recorded_base(bottle), known, previous),
+    result = bottle.run(docker.exec_(name, workback.snapshot_argv(recorded_base(bottle), known, previous),
                                      user=AGENT_USER, workdir=workback.WORKSPACE), check=False)
     if result.exited == 3:
         raise BottleError(f"bottle {bottle.slug}: {workback.WORKSPACE} in the agent is not a git repository",
@@ -84,27 +88,49 @@ def take_snapshot(c, bottle, mode: str, repo: str, previous: str | None = None) 
     if not result.ok:
         raise BottleError(f"bottle {bottle.slug}: taking a snapshot of the agent's work failed",
                           (result.stderr or result.stdout)[-2000:])
-    return workback.parse_snapshot(result.stdout)
+    if bottle.dry:
+        return workback.Snapshot(None, workback.EMPTY_TREE, workback.EMPTY_TREE, 0, False), known
+    try:
+        return workback.parse_snapshot(result.stdout), known
+    except ValueError as e:
+        raise BottleError(f"bottle {bottle.slug}: the agent's snapshot cannot be read", str(e)) from None
 
 
-def fetch_bundle(c, bottle, repo: str, ref: str) -> None:
-    """Agent -> Docker host (`docker cp`) -> controller (SFTP when remote) -> `git fetch` into `ref`."""
+def fetch_bundle(c, bottle, repo: str, ref: str, snapshot: workback.Snapshot, known: list[str]) -> None:
+    """Agent (stdout) -> a new file on the Docker host -> controller (SFTP when remote) -> `git
+    fetch` into `ref`, which must then hold the snapshot's tip."""
     name = bottle.require("agent", "launch")
     staged = bottle.stage("pull.bundle")
+    bundle = docker.exec_(name, workback.bundle_argv(snapshot.tip, known), user=AGENT_USER,
+                          workdir=workback.WORKSPACE)
     with tempfile.TemporaryDirectory(prefix="bottle-pull-") as scratch:
         local = os.path.join(scratch, "agent.bundle")
         try:
-            bottle.run(docker.cp_from(name, workback.BUNDLE_IN_AGENT, staged))
+            bottle.run(["rm", "-f", staged])
+            made = bottle.run(bounded_output(bundle, staged, workback.MAX_BUNDLE_BYTES + 1), check=False)
             if bottle.target.is_remote:
                 bottle.target.connection.get(staged, local)
             else:
                 shutil.move(staged, local)
+            problem = workback.bundle_problem(local, os.path.getsize(local))
+            if problem:
+                raise BottleError(f"bottle {bottle.slug}: {problem}; nothing was fetched", made.stderr[-2000:])
             # `+`: the agent may have rewritten its history since the last pull; the report says so.
             local_git(c, workback.git(repo, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
                                       local, f"+refs/bottle/pull:{ref}"))
         finally:
             bottle.run(["rm", "-f", staged], check=False)
-            bottle.run(docker.exec_(name, ["rm", "-f", workback.BUNDLE_IN_AGENT], user=AGENT_USER), check=False)
+    fetched = local_git(c, workback.git(repo, "rev-parse", "--verify", "-q", ref), check=False).stdout.strip()
+    if fetched != snapshot.tip:
+        raise BottleError(f"bottle {bottle.slug}: the agent's bundle holds {fetched[:12] or 'nothing'}, "
+                          f"not the snapshot {snapshot.tip[:12]} it announced")
+
+
+def bounded_output(argv: list[str], dest: str, limit: int) -> list[str]:
+    """argv run on the Docker host with at most `limit` bytes of its stdout in the new file
+    `dest` (noclobber: never a file that was there), whatever it writes."""
+    return ["sh", "-c", 'set -C; dest=$1 limit=$2; shift 2; "$@" | head -c "$limit" > "$dest"',
+            "bottle-bounded", dest, str(limit), *argv]
 
 
 @task(help={"branch": "the branch to create or update (default: bottle/<name>)"})
@@ -121,11 +147,16 @@ def pull(c, branch=None):
         raise BottleError(f"{branch} is checked out in {repo}: pulling would change your working tree",
                           "switch to another branch first, or pull into another with --branch NAME")
     old = local_git(c, workback.git(repo, "rev-parse", "--verify", "-q", ref), check=False).stdout.strip() or None
-    snapshot = take_snapshot(c, bottle, "pull", repo, previous=old)
+    snapshot, known = take_snapshot(c, bottle, repo, previous=old)
     if bottle.dry:
         return
     if snapshot.new:
-        fetch_bundle(c, bottle, repo, ref)
+        try:
+            fetch_bundle(c, bottle, repo, ref, snapshot, known)
+        except BottleError:
+            local_git(c, workback.git(repo, "update-ref", ref, old) if old else
+                      workback.git(repo, "update-ref", "-d", ref), check=False)  # as it was
+            raise
     else:  # nothing the repo lacks: the branch points at a commit it already has
         local_git(c, workback.git(repo, "update-ref", ref, snapshot.tip))
     console.out.print(workback.describe(snapshot, branch, old) + f"; copied from {snapshot.base[:12]}")
@@ -136,16 +167,30 @@ def diff(c, stat=False):
     """Show what the agent changed (commits and uncommitted) against the commit the workspace was copied from."""
     bottle = current(c, need_manifest=False)
     repo = host_repo(c, bottle)
-    snapshot = take_snapshot(c, bottle, "snapshot", repo)
+    snapshot, known = take_snapshot(c, bottle, repo)
     if bottle.dry:
         return
-    name = bottle.require("agent", "launch")
-    argv = ["git", "--no-pager", "diff"] + (["--stat"] if stat else []) + [snapshot.base, snapshot.tip]
-    color = ["-c", "color.ui=always"] if console.out.is_terminal else []
-    result = bottle.target.run(docker.exec_(name, argv[:1] + color + argv[1:], user=AGENT_USER,
-                                            workdir=workback.WORKSPACE), check=False, stream=True)
-    if not result.ok:
-        raise BottleError(f"bottle {bottle.slug}: git diff in the agent failed (exit {result.exited})")
+    scratch = f"refs/bottle/diff/{bottle.slug}"  # the snapshot's objects, for this diff only
+    try:
+        if snapshot.new:
+            fetch_bundle(c, bottle, repo, scratch, snapshot, known)
+        # no external diff or textconv: the snapshot's .gitattributes are the agent's
+        argv = workback.git(repo, "--no-pager", "diff", "--no-color", "--no-ext-diff", "--no-textconv",
+                            *(["--stat"] if stat else []), snapshot.base, snapshot.tip, "--")
+        show_diff(local_git(c, argv).stdout)
+    finally:
+        local_git(c, workback.git(repo, "update-ref", "-d", scratch), check=False)
+
+
+DIFF_STYLES = (("+++ ", "bold"), ("--- ", "bold"), ("diff --git ", "bold"), ("@@", "cyan"), ("+", "green"),
+               ("-", "red"))
+
+
+def show_diff(text: str) -> None:
+    """The agent's lines as text: control characters shown as escapes, colour by git's prefixes."""
+    for line in text.splitlines():
+        style = next((s for prefix, s in DIFF_STYLES if line.startswith(prefix)), "")
+        console.out.print(Text(console.visible(line), style=style))
 
 
 ns = Collection(pull, diff)

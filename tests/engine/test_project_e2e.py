@@ -121,6 +121,20 @@ def test_init_launch_pull_and_diff_from_a_project_folder(tmp_path, state_home):
         stat = bottle("diff", "--stat", cwd=folder).stdout
         assert "app.py" in stat and "notes.md" in stat
 
+        # The agent is hostile: its git config, attributes and hooks never shape what the user reads
+        # or gets. An external diff that shows nothing and a terminal title in a file:
+        agent_sh(slug, "git config diff.external /bin/true && printf 'x\\033]0;owned\\007\\n' > esc.txt")
+        diff = bottle("diff", cwd=folder).stdout
+        assert "+not committed yet" in diff and "\x1b" not in diff and "\\x1b]0;owned" in diff, diff
+        # A hook that writes into the bundle's stream: refused, the branch as it was.
+        agent_sh(slug, "printf '#!/bin/sh\\necho junk > /proc/$PPID/fd/1\\n' > .git/hooks/reference-transaction "
+                       "&& chmod +x .git/hooks/reference-transaction && echo more >> notes.md")
+        tip = git(folder, "rev-parse", branch)
+        corrupted = bottle("pull", cwd=folder, check=False)
+        assert corrupted.returncode == 1 and "not a git bundle" in corrupted.stderr, corrupted.stderr
+        assert git(folder, "rev-parse", branch) == tip
+        agent_sh(slug, "rm .git/hooks/reference-transaction")
+
         # A checked-out bottle branch is never pulled into: that would change the user's files.
         git(folder, "worktree", "add", "-q", str(tmp_path / "wt"), branch)
         refused = bottle("pull", cwd=folder, check=False)

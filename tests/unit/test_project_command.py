@@ -154,12 +154,18 @@ def agent_repo(tmp_path):
     return user, agent
 
 
-def snapshot(agent: Path, mode: str, known: list[str], bundle: Path) -> workback.Snapshot:
-    argv = workback.snapshot_argv(mode, None, known)
-    argv[argv.index(workback.BUNDLE_IN_AGENT)] = str(bundle)
+def snapshot(agent: Path, known: list[str], bundle: Path) -> workback.Snapshot:
+    """The snapshot, and its bundle in `bundle` when the controller lacks commits (as `pull`)."""
     env = {**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null"}  # the identity fallback of the script
-    out = subprocess.run(argv, cwd=agent, capture_output=True, text=True, check=True, env=env)
-    return workback.parse_snapshot(out.stdout)
+    out = subprocess.run(workback.snapshot_argv(None, known), cwd=agent, capture_output=True, text=True,
+                         check=True, env=env)
+    snap = workback.parse_snapshot(out.stdout)
+    if snap.new:
+        made = subprocess.run(workback.bundle_argv(snap.tip, known), cwd=agent, capture_output=True, check=True,
+                              env=env)
+        bundle.write_bytes(made.stdout)
+        assert workback.bundle_problem(str(bundle), len(made.stdout)) is None
+    return snap
 
 
 def test_snapshot_keeps_the_agents_branch_index_and_files(agent_repo, tmp_path):
@@ -172,7 +178,7 @@ def test_snapshot_keeps_the_agents_branch_index_and_files(agent_repo, tmp_path):
     (agent / "new.txt").write_text("untracked\n")  # untracked
     status_before = git(agent, "status", "--porcelain")
     bundle = tmp_path / "x.bundle"
-    snap = snapshot(agent, "pull", [base], bundle)
+    snap = snapshot(agent, [base], bundle)
     assert (snap.head, snap.base, snap.new, snap.dirty) == (agent_head, base, 2, True)
     assert git(agent, "rev-parse", "HEAD") == agent_head and git(agent, "status", "--porcelain") == status_before
     assert git(agent, "for-each-ref", "refs/bottle") == ""  # the bundle's ref is gone again
@@ -187,11 +193,45 @@ def test_snapshot_keeps_the_agents_branch_index_and_files(agent_repo, tmp_path):
 def test_snapshot_of_a_clean_agent_bundles_nothing(agent_repo, tmp_path):
     user, agent = agent_repo
     base = git(user, "rev-parse", "HEAD")
-    snap = snapshot(agent, "pull", [base], tmp_path / "none.bundle")
+    snap = snapshot(agent, [base], tmp_path / "none.bundle")
     assert (snap.tip, snap.new, snap.dirty, snap.base) == (base, 0, False, base)
     assert not (tmp_path / "none.bundle").exists()
     assert workback.describe(snap, "bottle/t", None).startswith("branch bottle/t created at")
 
+
+
+@pytest.mark.parametrize("forged", [
+    "snapshot head=none tip=--output=/tmp/x base=none new=1 dirty=1",  # an option for the controller's git
+    "snapshot head=none tip=HEAD base=none new=1 dirty=1",
+    "snapshot head=none tip=" + "a" * 40 + " base=main new=1 dirty=1",
+    "snapshot head=none tip=" + "a" * 40 + " base=none new=many dirty=1",
+    "no snapshot at all",
+])
+def test_a_forged_snapshot_line_is_refused(forged):
+    with pytest.raises(ValueError, match="no snapshot line bottle can read"):
+        workback.parse_snapshot(forged + "\n")
+
+
+def test_only_a_bundle_within_its_bound_is_fetched(tmp_path, monkeypatch):
+    path = tmp_path / "b"
+    path.write_bytes(b"# v2 git bundle\n" + b"x" * 10)
+    assert workback.bundle_problem(str(path), 26) is None
+    path.write_bytes(b"junk\n# v2 git bundle\n")
+    assert "not a git bundle" in workback.bundle_problem(str(path), 22)
+    monkeypatch.setattr(workback, "MAX_BUNDLE_BYTES", 10)
+    path.write_bytes(b"# v2 git bundle\n" + b"x" * 10)
+    assert "larger than" in workback.bundle_problem(str(path), 26)
+
+
+def test_the_agents_output_is_bounded_and_lands_in_a_new_file(tmp_path):
+    from bottle_tasks.steps.work import bounded_output
+
+    dest = tmp_path / "out"
+    subprocess.run(bounded_output(["sh", "-c", "head -c 100000 /dev/zero"], str(dest), 1000), check=True)
+    assert dest.stat().st_size == 1000
+    dest.write_text("there before")  # never written through, nor replaced
+    ran = subprocess.run(bounded_output(["echo", "hi"], str(dest), 1000), capture_output=True)
+    assert ran.returncode != 0 and dest.read_text() == "there before"
 
 def test_a_branch_checked_out_is_recognised():
     listing = "worktree /r\nHEAD abc\nbranch refs/heads/main\n\nworktree /w\nbranch refs/heads/bottle/x\n"
