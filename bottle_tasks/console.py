@@ -6,6 +6,7 @@ import sys
 
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 # Progress and errors go to stderr so `--json` output on stdout stays parseable.
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -34,6 +35,13 @@ def visible(text: str) -> str:
     """`text` with its control characters shown as escapes (`\\x1b`), for text that may come
     from the agent: a terminal never interprets it."""
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def plain(value: object, style: str = "") -> Text:
+    """A cell or line that may hold what the agent wrote (directly, or through the firewall's
+    audit log): a Text, so markup is printed, not interpreted; control characters shown as
+    escapes, since rich lets ESC through to the terminal."""
+    return Text(visible(str(value)), style=style)
 
 
 def visible_lines(text: str) -> str:

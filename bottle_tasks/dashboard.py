@@ -26,9 +26,10 @@ from rich.table import Table
 from rich.text import Text
 
 from . import docker, supervision
+from .console import plain
 from .errors import BottleError
 from .steps.logs import cell
-from .steps.supervise import plain, requests_table
+from .steps.supervise import requests_table
 
 DECISIONS_SHOWN = 8
 

@@ -16,6 +16,7 @@ make a symlink, a directory or a sparse terabyte), bounded, and must be a bundle
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -138,9 +139,9 @@ def _oid(text: str) -> str:
     return text
 
 
-def bundle_problem(path: str, size: int) -> str | None:
+def bundle_problem(path: str) -> str | None:
     """Why the file the agent's bundle was written to is not one to fetch from, or None."""
-    if size > MAX_BUNDLE_BYTES:
+    if os.path.getsize(path) > MAX_BUNDLE_BYTES:
         return f"the agent's work is larger than {MAX_BUNDLE_BYTES >> 20} MiB as a git bundle"
     with open(path, "rb") as bundle:
         if bundle.readline(64) not in BUNDLE_HEADS:

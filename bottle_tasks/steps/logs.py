@@ -33,7 +33,7 @@ def cell(record: dict, column: str) -> Text:
     value = str(record.get(column, "firewall" if column == "source" else ""))
     if column == "ts":
         value = value[11:19]  # the time of day is enough on screen
-    return Text(console.visible(value))
+    return console.plain(value)
 
 
 @task(help={"blocked": "only refusals", "follow": "keep printing new decisions as they happen",

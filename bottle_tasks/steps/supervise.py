@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 from rich.table import Table
-from rich.text import Text
 
 from .. import console, supervision
 from ..containers import expect_ready
@@ -64,22 +63,15 @@ def age(seconds: float) -> str:
     return f"{seconds}s" if seconds < 120 else f"{seconds // 60}m" if seconds < 7200 else f"{seconds // 3600}h"
 
 
-def plain(value: object, style: str = "") -> Text:
-    """A cell that may hold what the agent wrote (directly, or through the firewall's audit
-    log): a Text, so markup is printed, not interpreted; control characters shown as escapes
-    (`\\x1b`), since rich lets ESC through to the terminal."""
-    return Text(console.visible(str(value)), style=style)
-
-
 def requests_table(items: list[dict], selected: str | None = None) -> Table:
-    """Every value is plain(): what the agent wrote is shown as it is, never interpreted."""
+    """Every value is console.plain(): what the agent wrote is shown as it is, never interpreted."""
     table = Table(title="requests", title_justify="left", expand=True)
     for column in ("id", "bottle", "kind", "what", "reason", "age", "state"):
         table.add_column(column, overflow="fold")
     now = time.time()
     for r in items:
         style = "reverse" if r["id"] == selected else ("bold" if r["state"] == "pending" else "dim")
-        table.add_row(*(plain(v) for v in (r["id"], r["bottle"], r["kind"], supervision.describe(r),
+        table.add_row(*(console.plain(v) for v in (r["id"], r["bottle"], r["kind"], supervision.describe(r),
                                                r["reason"], age(now - r["created"]),
                                                r["state"] + (f": {r['note']}" if r["note"] else ""))),
                       style=style)
@@ -100,8 +92,8 @@ def requests(c, json_=False):
 
 
 def decide(c, request_id: str, verdict: str, note: str) -> str:
-    try:  # the summary repeats the request: printed as a step line or on the dashboard
-        return console.visible(supervision.decide(c, request_id, verdict, note, lambda slug: bottle_named(c, slug)))
+    try:  # the summary repeats the request: the step line and the dashboard show it through visible()
+        return supervision.decide(c, request_id, verdict, note, lambda slug: bottle_named(c, slug))
     finally:
         end_run()  # the bottle's lock: an open dashboard must not keep `inv allow` waiting
 

@@ -15,7 +15,6 @@ import tempfile
 from typing import TYPE_CHECKING
 
 from invoke import Collection, task
-from rich.text import Text
 
 from .. import console, containers, docker, provisioning, workback
 from ..errors import BottleError
@@ -112,7 +111,7 @@ def fetch_bundle(c, bottle, repo: str, ref: str, snapshot: workback.Snapshot, kn
                 bottle.target.connection.get(staged, local)
             else:
                 shutil.move(staged, local)
-            problem = workback.bundle_problem(local, os.path.getsize(local))
+            problem = workback.bundle_problem(local)
             if problem:
                 raise BottleError(f"bottle {bottle.slug}: {problem}; nothing was fetched", made.stderr[-2000:])
             # `+`: the agent may have rewritten its history since the last pull; the report says so.
@@ -190,7 +189,7 @@ def show_diff(text: str) -> None:
     """The agent's lines as text: control characters shown as escapes, colour by git's prefixes."""
     for line in text.splitlines():
         style = next((s for prefix, s in DIFF_STYLES if line.startswith(prefix)), "")
-        console.out.print(Text(console.visible(line), style=style))
+        console.out.print(console.plain(line, style))
 
 
 ns = Collection(pull, diff)

@@ -164,7 +164,7 @@ def snapshot(agent: Path, known: list[str], bundle: Path) -> workback.Snapshot:
         made = subprocess.run(workback.bundle_argv(snap.tip, known), cwd=agent, capture_output=True, check=True,
                               env=env)
         bundle.write_bytes(made.stdout)
-        assert workback.bundle_problem(str(bundle), len(made.stdout)) is None
+        assert workback.bundle_problem(str(bundle)) is None
     return snap
 
 
@@ -215,12 +215,12 @@ def test_a_forged_snapshot_line_is_refused(forged):
 def test_only_a_bundle_within_its_bound_is_fetched(tmp_path, monkeypatch):
     path = tmp_path / "b"
     path.write_bytes(b"# v2 git bundle\n" + b"x" * 10)
-    assert workback.bundle_problem(str(path), 26) is None
+    assert workback.bundle_problem(str(path)) is None
     path.write_bytes(b"junk\n# v2 git bundle\n")
-    assert "not a git bundle" in workback.bundle_problem(str(path), 22)
+    assert "not a git bundle" in workback.bundle_problem(str(path))
     monkeypatch.setattr(workback, "MAX_BUNDLE_BYTES", 10)
     path.write_bytes(b"# v2 git bundle\n" + b"x" * 10)
-    assert "larger than" in workback.bundle_problem(str(path), 26)
+    assert "larger than" in workback.bundle_problem(str(path))
 
 
 def test_the_agents_output_is_bounded_and_lands_in_a_new_file(tmp_path):

@@ -30,9 +30,14 @@ def say(text: str) -> None:
     sys.stderr.flush()
 
 
-def git_local(*args: str) -> subprocess.CompletedProcess:
-    env = {**upstream.local_env(), **{k: os.environ[k] for k in QUARANTINE if k in os.environ}}
-    return subprocess.run(["git", *args], env=env, capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+def quarantine() -> dict[str, str]:
+    return {k: os.environ[k] for k in QUARANTINE if k in os.environ}
+
+
+def git_local(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
+    """git on the mirror, seeing the pushed objects; `input` on its stdin (else none)."""
+    return subprocess.run(["git", *args], env={**upstream.local_env(), **quarantine()}, capture_output=True,
+                          timeout=120, input=input, stdin=None if input is not None else subprocess.DEVNULL)
 
 
 def fast_forward(update: push_policy.Update) -> bool | None:
@@ -54,9 +59,8 @@ def targets(updates: list[push_policy.Update]) -> dict[str, push_policy.Target]:
     if not oids:
         return {}
     query = "".join(f"{oid}\n{oid}^{{commit}}\n" for oid in oids).encode()
-    env = {**upstream.local_env(), **{k: os.environ[k] for k in QUARANTINE if k in os.environ}}
-    result = subprocess.run(["git", "cat-file", "--batch-check=%(objecttype)"], input=query, env=env,
-                            capture_output=True, timeout=120, check=True)
+    result = git_local("cat-file", "--batch-check=%(objecttype)", input=query)
+    result.check_returncode()
     answers = result.stdout.decode("ascii", "replace").splitlines()
     if len(answers) != 2 * len(oids):
         raise ValueError("git cat-file did not answer for every pushed object")
@@ -141,10 +145,9 @@ class Gate:
         # A rewrite reaches this point only when push.force allows it.
         specs = [f":{u.ref}" if u.kind == "delete" else f"{'+' if u.ref in forced else ''}{u.new}:{u.ref}"
                  for u in updates]
-        quarantine = {k: os.environ[k] for k in QUARANTINE if k in os.environ}
         try:
             result = upstream.run(remote, ["push", "--porcelain", "--atomic", remote.url, *specs], os.getcwd(),
-                                  quarantine)
+                                  quarantine())
         except subprocess.TimeoutExpired:
             return self.refuse("upstream", f"the upstream did not answer within {upstream.TIMEOUT}s")
         out = (result.stderr + result.stdout).decode("utf-8", "replace")
