@@ -68,7 +68,8 @@ def gitgate(c):
         # and push policies are inputs all the same: a change gets a fresh gate and mirrors.
         inputs=ca.encode() + json.dumps(doc, sort_keys=True).encode(),
         tmpfs="/tmp:rw,noexec,nosuid,size=2g",  # the bare mirrors live here
-        limits={"memory": "2g", "pids-limit": "256"})
+        # One core at most: what an agent makes the gate's git do is not taken from the host's rest.
+        limits={"memory": "2g", "cpus": "1", "pids-limit": "256"})
     if not started:
         return f"{name} already running as configured"
     expect_ready(bottle, name, READY_PROBE, f"answering on :{GITGATE_PORT}")

@@ -245,6 +245,31 @@ def test_a_first_request_that_pushes_cannot_take_the_default_branch(cloned):
     assert pushes[-1]["decision"] == "deny" and pushes[-1]["rule"] == "default-branch"
 
 
+def memory_peak_mib(container: str, reset: bool = False) -> float:
+    """The container's peak memory (cgroup v1: resettable; v2: since its start)."""
+    cid = docker("inspect", "--format", "{{.Id}}", container).stdout.strip()
+    v1 = Path("/sys/fs/cgroup/memory/docker") / cid / "memory.max_usage_in_bytes"
+    peak = v1 if v1.exists() else next(Path("/sys/fs/cgroup").glob(f"**/*{cid}*/memory.peak"))
+    if reset and peak == v1:
+        v1.write_text("0")
+    return int(peak.read_text()) / (1 << 20)
+
+
+def test_a_pushed_blob_bomb_costs_the_gate_little_memory(cloned):
+    """A 400 MB blob of zeros is a pack of 400 KiB: git inflates it before any hook runs, and
+    held it whole, twice (index-pack, then the scan's cat-file). Streamed now; still refused."""
+    gate = f"bottle-{cloned.slug}-gitgate"
+    memory_peak_mib(gate, reset=True)
+    out = in_clone(cloned, "git checkout -qB review/bomb origin/main && head -c 400000000 /dev/zero > zeros"
+                           " && git -c core.bigFileThreshold=1m add zeros && git commit -qm zeros"
+                           " && git -c core.bigFileThreshold=1m push origin review/bomb 2>&1;"
+                           " status=$?; git rm -q --cached zeros; rm -f zeros; exit $status")
+    assert out.returncode != 0 and "too much to scan" in out.stdout, out.stdout + out.stderr
+    assert not upstream_ref(cloned, "refs/heads/review/bomb")
+    peak = memory_peak_mib(gate)
+    assert peak < 200, f"the gate's memory peaked at {peak:.0f} MiB"
+
+
 def test_agent_cannot_reach_the_git_host_directly(cloned):
     out = cloned.sh(f"git -c url.{URL}.insteadOf=nothing ls-remote {URL} 2>&1; "
                     f"curl -sS --max-time 20 -o /dev/null -w '%{{http_code}}' https://{GIT_HOST}/ 2>&1")
@@ -281,7 +306,7 @@ def test_the_gate_is_hardened_like_the_other_sidecars(gated):
     host = info["HostConfig"]
     assert host["ReadonlyRootfs"] and host["CapDrop"] in (["ALL"], ["all"])
     assert "no-new-privileges" in host["SecurityOpt"] and host["Init"] is True
-    assert host["Memory"] > 0 and host["PidsLimit"] > 0
+    assert host["Memory"] > 0 and host["PidsLimit"] > 0 and host["NanoCpus"] == 10**9
     assert not info["Config"]["User"].startswith("0")  # never root
     assert [m["Destination"] for m in info["Mounts"] if m["Type"] == "bind"] == ["/etc/bottle"]
     assert all(not m["RW"] for m in info["Mounts"] if m["Type"] == "bind")

@@ -2,6 +2,8 @@
 fields, the agent's git config, and the firewall policy's per-source rule."""
 from __future__ import annotations
 
+import signal
+import subprocess
 import textwrap
 
 import pytest
@@ -10,6 +12,7 @@ from bottle_tasks import policy_render, provisioning
 from bottle_tasks.manifest import ManifestError, load
 from bottle_tasks.plan import GITGATE_URL
 from bottle_tasks.sidecars.firewall import policy as firewall_policy
+from bottle_tasks.sidecars.gitgate import cgi
 from bottle_tasks.sidecars.gitgate import push_policy as pp
 from bottle_tasks.sidecars.gitgate.remotes import PushPolicy, Remote, RemoteError, check_url
 
@@ -148,3 +151,11 @@ def test_a_ref_holds_a_commit_or_a_tag_of_one(ref, target, refused):
 
 def test_a_delete_has_no_target_to_check():
     assert pp.check_target(update("refs/heads/x", new="0" * 40), None) is None
+
+
+def test_a_pushs_git_processes_are_killed_at_their_cpu_limit_children_too():
+    """A child of the limited process (receive-pack's index-pack) has the limit of its own."""
+    busy = "sh -c 'while :; do :; done'; echo child ended by signal $(($? - 128))"
+    run = subprocess.run(cgi.cpu_limited(["sh", "-c", busy], 1), capture_output=True, text=True, timeout=120)
+    assert run.stdout.strip() in (f"child ended by signal {signal.SIGXCPU}", f"child ended by signal {signal.SIGKILL}")
+    assert cgi.cpu_limited(["git", "http-backend"], None) == ["git", "http-backend"]

@@ -20,7 +20,7 @@ import pytest
 SIDECARS = Path(__file__).resolve().parents[2] / "bottle_tasks" / "sidecars"
 sys.path.insert(0, str(SIDECARS))
 
-from gitgate import config, mirror, scan, server  # noqa: E402 - after the sidecars' path
+from gitgate import cgi, config, mirror, scan, server  # noqa: E402 - after the sidecars' path
 from gitgate.remotes import Remote  # noqa: E402
 
 URL = "https://git.upstream.test/org/repo.git"
@@ -276,8 +276,8 @@ class _Handler(server.Handler):
         self.rfile = io.BytesIO(b"")
         self.calls: list[tuple[str, dict]] = []
 
-    def run_backend(self, remote, path_info, query, method, body, length, extra) -> None:
-        self.calls.append(("backend", dict(extra)))
+    def run_backend(self, remote, path_info, query, method, body, length, extra, cpu_seconds=None) -> None:
+        self.calls.append(("backend", {**extra, "cpu_seconds": cpu_seconds}))
 
 
 def test_receive_pack_refreshes_the_mirror_before_the_push(gate_dirs, monkeypatch):
@@ -293,6 +293,7 @@ def test_receive_pack_refreshes_the_mirror_before_the_push(gate_dirs, monkeypatc
     assert [name for name, _ in handler.calls] == ["refresh", "backend"]
     extra = handler.calls[1][1]
     assert extra["BOTTLE_GATE_DEFAULT"] == MAIN and not extra.get("BOTTLE_GATE_REFUSE")
+    assert extra["cpu_seconds"] == cgi.PUSH_CPU_SECONDS  # a push's git is CPU-bounded
 
 
 def test_receive_pack_refuses_the_push_when_the_refresh_fails(gate_dirs, monkeypatch):

@@ -9,6 +9,15 @@ from pathlib import Path
 from . import config, upstream
 
 MAX_CGI_HEAD = 64 * 1024
+# A pushed object is inflated by git before any hook sees it, and zlib turns 1 KiB into
+# 1 MiB: a 400 KiB pack can hold a 400 MB blob. Larger than this, git streams an object
+# rather than holding it whole in memory (index-pack, cat-file); the scan reads at most
+# 32 MiB anyway.
+BIG_FILE_THRESHOLD = "16m"
+# CPU-seconds any one git process of a push may use (inflating and hashing a push's objects;
+# a real 50 MiB pack needs a few). A pack of zeros inflates at ~100 MB/s of CPU, so without
+# it one push of push.max_bytes could keep a core busy for minutes before the hook runs.
+PUSH_CPU_SECONDS = 60
 PASSED_HEADERS = {"content-type", "cache-control", "expires", "pragma"}
 HOOKS = Path(__file__).resolve().parent / "hooks"
 
@@ -23,6 +32,7 @@ def backend_env(remote_name: str, path_info: str, query: str, method: str, conte
         ("receive.denyDeleteCurrent", "false"),  # the push policy decides, with a reason
         ("uploadpack.allowFilter", "true"),
         ("receive.advertisePushOptions", "false"),
+        ("core.bigFileThreshold", BIG_FILE_THRESHOLD),
     ]
     env = {
         **upstream.local_env(),
@@ -46,9 +56,19 @@ def backend_env(remote_name: str, path_info: str, query: str, method: str, conte
     return env
 
 
-def start(env: dict[str, str], body) -> subprocess.Popen:
-    return subprocess.Popen(["git", "http-backend"], env=env, stdin=body, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=str(config.MIRRORS))
+def start(env: dict[str, str], body, cpu_seconds: int | None = None) -> subprocess.Popen:
+    """`git http-backend`; with `cpu_seconds`, each of its processes is killed (SIGXCPU, then
+    SIGKILL) when it has used that much CPU."""
+    return subprocess.Popen(cpu_limited(["git", "http-backend"], cpu_seconds), env=env, stdin=body,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(config.MIRRORS))
+
+
+def cpu_limited(argv: list[str], cpu_seconds: int | None) -> list[str]:
+    """`argv` under RLIMIT_CPU, which its children inherit (set by prlimit before exec: not
+    from Python between fork and exec, which is unsafe in this threaded server)."""
+    if cpu_seconds is None:
+        return argv
+    return ["prlimit", f"--cpu={cpu_seconds}:{cpu_seconds + 5}", "--", *argv]
 
 
 def read_head(stream) -> tuple[int, list[tuple[str, str]]]:

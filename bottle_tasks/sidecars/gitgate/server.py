@@ -194,7 +194,8 @@ class Handler(BaseHTTPRequestHandler):
             extra = {"BOTTLE_GATE_REMOTE": remote.name, "BOTTLE_GATE_DEFAULT": default or "",
                      "BOTTLE_GATE_VERDICT": verdict_file.name, "BOTTLE_GATE_REFUSE": failure or "",
                      "GIT_CONFIG_PARAMETERS": f"'receive.maxinputsize'='{limit}'"}
-            self.run_backend(remote, f"/{remote.name}.git/git-receive-pack", "", "POST", body, length, extra)
+            self.run_backend(remote, f"/{remote.name}.git/git-receive-pack", "", "POST", body, length, extra,
+                             cpu_seconds=cgi.PUSH_CPU_SECONDS)
         try:
             with open(verdict_file.name) as f:
                 record = json.load(f)
@@ -205,12 +206,13 @@ class Handler(BaseHTTPRequestHandler):
                 os.unlink(verdict_file.name)
         audit.emit(event="push", method="push", host=remote.host, path=remote.name, **record)
 
-    def run_backend(self, remote, path_info, query, method, body, length, extra) -> None:
+    def run_backend(self, remote, path_info, query, method, body, length, extra,
+                    cpu_seconds: int | None = None) -> None:
         env = cgi.backend_env(remote.name, path_info, query, method,
                               self.headers.get("Content-Type", ""), length, self.protocol(), extra)
         if self.headers.get("Content-Encoding", "").lower() == "gzip":
             env["HTTP_CONTENT_ENCODING"] = "gzip"
-        proc = cgi.start(env, body if body is not None else _devnull())
+        proc = cgi.start(env, body if body is not None else _devnull(), cpu_seconds)
         assert proc.stdout is not None and proc.stderr is not None  # both PIPE
         try:
             status, headers = cgi.read_head(proc.stdout)
