@@ -162,6 +162,15 @@ async def test_host_header_port_must_match_when_given():
             assert f.response.status_code == 200, good
 
 
+async def test_host_header_port_in_other_digits_is_a_mismatch_not_an_error():
+    """'²' passes str.isdigit() but not int(): the port was an exception (rule "error", a traceback
+    in the log on every such request); '٤٤٣' was read as 443."""
+    with Harness(make_policy()) as h:
+        for port in ("\u00b2", "\u0664\u0664\u0663"):
+            f = await h.request(request_flow("GET", "https://registry.npmjs.org/", host_header=f"registry.npmjs.org:{port}"))
+            denied(f, "host-mismatch")
+
+
 async def test_duplicate_host_headers_all_checked():
     with Harness(make_policy()) as h:
         f = request_flow("GET", "https://registry.npmjs.org/")
@@ -776,5 +785,5 @@ async def test_connect_to_ipv6_literal_allowlisted_and_public():
         assert f.response.status_code == 200
         data = await h.server_connect("2606:4700::1111")
         assert data.server.address == ("2606:4700::1111", 443)
-        assert data.server.sni is None  # an IP: no SNI; the certificate is checked for the IP
+        assert data.server.sni == "2606:4700::1111"  # an IP as SNI: none is sent; the certificate is checked for the IP
         assert ipaddress.ip_address(data.server.address[0])

@@ -59,7 +59,7 @@ def test_split_authority():
     assert split_authority("example.com:8443") == ("example.com", 8443)
     assert split_authority("[::1]:443") == ("::1", 443)
     assert split_authority("::1") == ("::1", None)
-    for bad in ("", "example.com:x", "example.com:70000", "[::1"):
+    for bad in ("", "example.com:x", "example.com:70000", "[::1", "example.com:\u00b2", "example.com:\u0664\u0664\u0663"):
         with pytest.raises(HostError):
             split_authority(bad)
 

@@ -244,7 +244,9 @@ def split_authority(authority: str) -> tuple[str, int | None]:
         host, port_text = text, ""
     port: int | None = None
     if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        # ASCII digits only: str.isdigit() also takes '²' (which int() then refuses, an exception
+        # no caller expects) and other scripts' digits, which no upstream reads as a port.
+        if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
             raise HostError(f"bad port in authority {authority!r}")
         port = int(port_text)
     return host, port

@@ -9,7 +9,6 @@ from mitmproxy.proxy import server_hooks
 from . import ssrf
 from .failclosed import fail_closed
 from .flowstate import Concern, norm, peer, settled
-from .hosts import ip_literal
 
 
 class SsrfGuard(Concern):
@@ -65,8 +64,10 @@ class SsrfGuard(Concern):
         if not verdict.ok:
             fw.refuse_connection(data, "ssrf", self._internal(host, verdict))
             return
-        if server.sni is None and ip_literal(host) is None:
-            server.sni = norm(host)  # TLS keeps the name (SNI + certificate check)
+        # TLS names the host that was checked (SNI + certificate check), whatever was set before:
+        # never a name the client chose. An IP literal as SNI: mitmproxy sends no name and checks
+        # the certificate for the address.
+        server.sni = norm(host)
         # Dial exactly the checked address; the name is put back once connected.
         fw.pins[server.id] = (host, port)
         server.address = (str(verdict.address), port)

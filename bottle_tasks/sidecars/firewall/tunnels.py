@@ -17,7 +17,8 @@ mitmproxy's ``NextLayer`` addon made it:
 
 ``TlsGuard`` decides at the ClientHello: passthrough hosts are not intercepted (only when
 the SNI names the tunnel's host); for the rest the upstream is offered only the ALPN
-protocols the firewall speaks and the tunnel's host as SNI, never what the client sent.
+protocols the firewall speaks and the tunnel's host as SNI (none for an IP literal, whose
+certificate is checked for the address), never what the client sent.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from mitmproxy.proxy.layers import modes
 
 from .failclosed import fail_closed
 from .flowstate import Concern, meta, norm, peer
-from .hosts import ip_literal
 
 # Client bytes mitmproxy may hold while the protocol is undecided.
 MAX_UNDECIDED = 8 * 1024
@@ -138,8 +138,10 @@ class TlsGuard(Concern):
             # Someone tunnels to a passthrough host but names another: intercept instead, so the
             # request-level Host checks see what is really asked for.
         ctx.client.alpn_offers = [p for p in (data.client_hello.alpn_protocols or []) if p in SPOKEN_ALPN]
-        if ip_literal(host) is None:
-            ctx.server.sni = host
+        # Also for an IP literal: left unset, mitmproxy would offer the client's SNI upstream and
+        # check the certificate for it. An address as SNI makes it send no name and check the
+        # certificate for that address.
+        ctx.server.sni = host
 
 
 class RawTunnels(Concern):
