@@ -2,7 +2,8 @@
 
 Three panels: the running bottles (containers, uptime), the requests (pending first, one
 of them selected), the latest firewall decisions. Keys: up/down or j/k choose a pending
-request, `a` approves it, `r` rejects it (`A`/`R`: with a note), `q` quits.
+request, `a` approves it, `r` rejects it (`A`/`R`: with a note), `q` quits. A selected
+request that ends is not replaced by another: the operator chooses again.
 
 `Dashboard` is the screen without a terminal: it renders from a snapshot and acts on keys,
 so a test drives it with rich's recording console. `run` adds the terminal: raw keys,
@@ -32,6 +33,10 @@ from .steps.logs import cell
 from .steps.supervise import requests_table
 
 DECISIONS_SHOWN = 8
+# Ended requests shown below the pending ones (`inv requests` has the board's whole record):
+# the agent ends as many as it likes (refused at once, cancelled), and a screen full of them
+# would push the firewall's decisions and the operator's panel off the bottom.
+ENDED_SHOWN = 5
 
 
 @dataclass
@@ -75,6 +80,8 @@ class Dashboard:
         self.decide = decide          # (request_id, "approved"|"rejected", note) -> summary
         self.snap = Snapshot()
         self.selected: str | None = None
+        self.seen = False             # a snapshot was shown
+        self.decided_here: set[str] = set()
         self.message = Text("")
 
     @property
@@ -82,16 +89,32 @@ class Dashboard:
         return [r for r in self.snap.requests if r["state"] == "pending"]
 
     def update(self, snap: Snapshot) -> None:
-        self.snap = snap
+        """A new snapshot. The selection is what `a` and `r` act on, so only the operator's keys
+        move it to another request: one that ends (the agent can end its own by cancelling the
+        call) leaves nothing selected, never the next request, which the operator, about to
+        press `a`, has not read. Only the first snapshot picks one: nothing was on screen before."""
+        first = not self.seen
+        self.snap, self.seen = snap, True
         ids = [r["id"] for r in self.pending]
-        if self.selected not in ids:
-            self.selected = ids[0] if ids else None
+        if self.selected is not None and self.selected not in ids:
+            if self.selected not in self.decided_here:  # else the decision's own message stays
+                self.message = plain(f"request {self.selected} ended ({self.state_of(self.selected)}) before a "
+                                     "decision: nothing is selected; j/k chooses another", style="yellow")
+            self.selected = None
+        elif first and ids:
+            self.selected = ids[0]
+
+    def state_of(self, request_id: str) -> str:
+        return next((r["state"] for r in self.snap.requests if r["id"] == request_id), "gone")
 
     def move(self, step: int) -> None:
         ids = [r["id"] for r in self.pending]
-        if ids:
-            index = ids.index(self.selected) if self.selected in ids else 0
-            self.selected = ids[(index + step) % len(ids)]
+        if not ids:
+            return
+        if self.selected not in ids:
+            self.selected = ids[0]  # nothing selected: the first key picks the top one
+            return
+        self.selected = ids[(ids.index(self.selected) + step) % len(ids)]
 
     def key(self, key: str, ask_note=lambda: "") -> bool:
         """Act on one key; False means quit."""
@@ -101,9 +124,12 @@ class Dashboard:
             self.move(1)
         elif key in ("k", "\x1b[A"):
             self.move(-1)
+        elif key in ("a", "r", "A", "R") and not self.selected:
+            self.message = plain("nothing is selected: j/k chooses a pending request", style="yellow")
         elif key in ("a", "r", "A", "R") and self.selected:
             verdict = "approved" if key.lower() == "a" else "rejected"
             note = ask_note() if key.isupper() else ""
+            self.decided_here.add(self.selected)
             try:
                 self.message = plain(self.decide(self.selected, verdict, note), style="green")
             except BottleError as e:  # its message may quote the request
@@ -118,14 +144,25 @@ class Dashboard:
             bottles.add_row(plain(slug), plain(", ".join(f"{c['role']} ({c['status']})" for c in containers)))
         decisions = Table(title="latest firewall decisions", title_justify="left", expand=True)
         for column in ("time", "bottle", "decision", "method", "host", "path", "rule"):
-            decisions.add_column(column, overflow="fold")
+            # one line each: a path the agent sent can be kilobytes long (`inv logs` has it whole)
+            decisions.add_column(column, overflow="ellipsis", no_wrap=True, ratio={"host": 2, "path": 3}.get(column))
         for d in self.snap.decisions:
             # path, host and method are the agent's traffic, as the audit log holds it
             decisions.add_row(*(cell(d, k) for k in ("ts", "bottle", "decision", "method", "host", "path", "rule")),
                               style="red" if d.get("decision") == "deny" else None)
         keys = Text("↑/↓ j/k choose   a approve   r reject   A/R with a note   q quit", style="dim")
-        return Group(bottles, requests_table(self.snap.requests, self.selected), decisions,
-                     Panel(Group(self.message, keys), title="operator"))
+        ended = [r for r in self.snap.requests if r["state"] != "pending"][:ENDED_SHOWN]
+        # One line per request, however much the agent wrote: the panels below stay on screen.
+        # What `a` would approve is shown whole in the operator's panel.
+        return Group(bottles, requests_table([*self.pending, *ended], self.selected, one_line=True), decisions,
+                     Panel(Group(keys, self.message, self.selected_whole()), title="operator"))
+
+    def selected_whole(self) -> Text:
+        request = next((r for r in self.pending if r["id"] == self.selected), None)
+        if request is None:
+            return Text("")
+        return plain(f"selected {request['id']} ({request['bottle']}): {supervision.describe(request)}"
+                     + (f" — reason: {request['reason']}" if request["reason"] else ""), style="bold")
 
 
 def read_key(timeout: float) -> str | None:

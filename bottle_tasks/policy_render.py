@@ -21,10 +21,12 @@ def gate_allow(agent, gate_cidr: str | None) -> dict[str, list[str]]:
 
 def effective_routes(agent, changes: dict) -> list[dict]:
     """The manifest's routes with the live changes of `inv route` applied: a removed host
-    loses all its routes, added routes come after the manifest's."""
+    loses the manifest's routes (`inv route rm` also drops the routes added for it), added
+    routes come after the manifest's. A route added after a removal is that route alone: it
+    never brings back the manifest's routes for its host, nor their credentials."""
     removed = set(changes.get("removed", []))
     routes = [route.to_json() for route in agent.routes if route.host not in removed]
-    return routes + [route for route in changes.get("added", []) if route["host"] not in removed]
+    return routes + list(changes.get("added", []))
 
 
 def exempt_headers(routes: list[dict]) -> dict[str, list[str]]:

@@ -106,10 +106,16 @@ def requests(target) -> list[dict]:
 
 
 def find(target, request_id: str) -> dict:
-    for request in requests(target):
-        if request["id"] == request_id:
-            return request
-    raise BottleError(f"no request {request_id!r} on {target.describe()}", "`inv requests` lists them")
+    """The one request with this id. Each sidecar picks its own ids: should two bottles' agents
+    hold the same one, the operator's decision must not go to the bottle they did not mean."""
+    found = [request for request in requests(target) if request["id"] == request_id]
+    if len(found) > 1:
+        raise BottleError(f"request id {request_id} names requests of several bottles "
+                          f"({', '.join(r['bottle'] for r in found)}): nothing was decided",
+                          "both time out by themselves (supervise.timeout); the agents can ask again")
+    if not found:
+        raise BottleError(f"no request {request_id!r} on {target.describe()}", "`inv requests` lists them")
+    return found[0]
 
 
 PATH_SHOWN = 32  # characters of each path in describe(): `inv requests --json` has them whole

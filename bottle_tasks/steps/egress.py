@@ -177,7 +177,6 @@ def route_add_changes(bottle: Bottle, host: str, paths, methods, injections: lis
         raise BottleError(f"route add {host}: {host} is not on the allowlist, so the firewall would refuse it",
                           f"allow it first: inv allow {host}")
     changes["added"] = [*changes.get("added", []), spec]
-    changes["removed"] = [h for h in changes.get("removed", []) if h != host]
     return changes
 
 

@@ -63,11 +63,18 @@ def age(seconds: float) -> str:
     return f"{seconds}s" if seconds < 120 else f"{seconds // 60}m" if seconds < 7200 else f"{seconds // 3600}h"
 
 
-def requests_table(items: list[dict], selected: str | None = None) -> Table:
-    """Every value is console.plain(): what the agent wrote is shown as it is, never interpreted."""
+SHARES = {"what": 3, "reason": 2, "state": 1}  # of the width left by id, bottle, kind and age, on one line
+
+
+def requests_table(items: list[dict], selected: str | None = None, one_line: bool = False) -> Table:
+    """Every value is console.plain(): what the agent wrote is shown as it is, never interpreted.
+    `one_line`: each request on one line, cut (the dashboard, which shows the selected one whole)."""
     table = Table(title="requests", title_justify="left", expand=True)
     for column in ("id", "bottle", "kind", "what", "reason", "age", "state"):
-        table.add_column(column, overflow="fold")
+        if one_line:  # the agent's text shares what the short columns leave, never squeezes them out
+            table.add_column(column, overflow="ellipsis", no_wrap=True, ratio=SHARES.get(column))
+        else:
+            table.add_column(column, overflow="fold")
     now = time.time()
     for r in items:
         style = "reverse" if r["id"] == selected else ("bold" if r["state"] == "pending" else "dim")

@@ -174,11 +174,14 @@ def route_applied(monkeypatch):
     from bottle_tasks.steps import egress
 
     applied: list[list[dict]] = []
-    monkeypatch.setattr(egress, "route_add_changes",
-                        lambda bottle, host, paths, methods, injections: applied.append(injections) or {})
+    def route_add_changes(bottle, host, paths, methods, injections):
+        applied.append(injections)
+        return {"added": [{"host": host, "paths": paths, "methods": methods, "inject": injections}]}
+
+    monkeypatch.setattr(egress, "route_add_changes", route_add_changes)
     monkeypatch.setattr(egress, "apply_route_change", lambda bottle, changes, verb: "reloaded")
-    bottle = SimpleNamespace(agent=SimpleNamespace(name="demo", secrets=list(SECRETS)),
-                             manifest=SimpleNamespace(path="bottle.yaml"))
+    bottle = SimpleNamespace(agent=SimpleNamespace(name="demo", secrets=list(SECRETS), routes=()),
+                             manifest=SimpleNamespace(path="bottle.yaml"), state=SimpleNamespace(get=lambda key: None))
     return lambda request: supervision.apply(None, bottle, request), applied
 
 
@@ -260,3 +263,134 @@ def test_terminal_escapes_reach_the_operator_as_text():
     for raw in ("\x1b[2J", "\x1b[H", "\x1b]0;owned", "\x1b[31mred", "\x9b"):
         assert raw not in screen, repr(raw)
     assert "\\x1b[2J" in screen and "\\x1b[31mred" in screen
+
+
+# -- a hostile agent around the operator's decisions ---------------------------------------------
+
+def test_the_agents_own_noise_never_pushes_the_operators_decisions_off_the_board():
+    """Refusals cost the agent nothing (a `never` host, a malformed one) and so does a call it
+    cancels: thousands of them must not take the operator's approvals off `inv requests`."""
+    from bottle_tasks.sidecars.supervise.board import KEPT_DECIDED
+
+    async def scenario():
+        board = Board()
+        approved = board.submit("host", {"host": "pypi.org"}, "packages")
+        board.decide(approved.id, "approved")
+        for _ in range(3 * KEPT_DECIDED):
+            board.refuse("host", {"host": "never.example"}, "x", "network.never")
+            cancelled = board.submit("host", {"host": "x.example"}, "x")
+            waiting = asyncio.ensure_future(board.wait(cancelled, 60))
+            await asyncio.sleep(0)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+        return board, approved
+
+    board, approved = asyncio.run(scenario())
+    assert board.requests[approved.id].state == "approved"
+    assert len(board.requests) <= 2 * KEPT_DECIDED + 1  # still bounded
+
+
+def test_a_new_request_never_takes_the_id_of_one_on_the_board(monkeypatch):
+    from bottle_tasks.sidecars.supervise import board as board_mod
+
+    drawn = iter(["abcdef", "abcdef", "abcdef", "123456"])
+    monkeypatch.setattr(board_mod.secrets, "token_hex", lambda n: next(drawn))
+
+    async def scenario():
+        board = Board()
+        shown = board.submit("host", {"host": "pypi.org"}, "packages")
+        refused = board.refuse("host", {"host": "never.example"}, "x", "network.never")
+        return board, shown, refused
+
+    board, shown, refused = asyncio.run(scenario())
+    assert shown.id != refused.id
+    assert board.requests[shown.id].what == {"host": "pypi.org"} and board.requests[shown.id].state == "pending"
+
+
+def test_an_id_two_bottles_share_decides_nothing(monkeypatch):
+    from bottle_tasks import supervision
+
+    twins = [{**request("rabcdef", host="pypi.org"), "bottle": "mine"},
+             {**request("rabcdef", host="evil.example"), "bottle": "theirs"}]
+    monkeypatch.setattr(supervision, "requests", lambda target: twins)
+    monkeypatch.setattr(supervision, "c_target", lambda c: None)
+    opened = []
+    with pytest.raises(BottleError, match="several bottles"):
+        supervision.decide(None, "rabcdef", "approved", "", opened.append)
+    assert opened == []  # no bottle was even opened, let alone changed
+
+
+def test_a_selected_request_that_ends_is_not_replaced_by_another():
+    """The agent ends the request the operator is reading (it cancels its call) while another
+    waits: `a`, pressed for the first, must not approve the second."""
+    decided = []
+    dash = Dashboard(lambda rid, verdict, note: decided.append((rid, verdict)) or "done")
+    dash.update(Snapshot(requests=[request("r1", host="docs.example")]))
+    assert dash.selected == "r1"  # the first snapshot picks one: nothing was on screen before
+    dash.update(Snapshot(requests=[request("r2", host="evil.example"), request("r1", host="docs.example")]))
+    assert dash.selected == "r1"
+    dash.update(Snapshot(requests=[request("r2", host="evil.example"), request("r1", state="timed-out")]))
+    assert "r1 ended (timed-out)" in render(dash) and "nothing is selected" in render(dash)
+    dash.key("a")
+    assert decided == [] and dash.selected is None
+    dash.key("j")  # the operator chooses: now they see what `a` acts on
+    assert dash.selected == "r2" and "selected r2 (demo): allow evil.example" in render(dash)
+    dash.key("a")
+    assert decided == [("r2", "approved")]
+
+
+def test_a_decision_the_operator_made_leaves_its_own_message():
+    dash = Dashboard(lambda rid, verdict, note: f"{rid} {verdict}: applied")
+    dash.update(Snapshot(requests=[request("r1")]))
+    dash.key("a")
+    dash.update(Snapshot(requests=[request("r1", state="approved")]))
+    assert "r1 approved: applied" in render(dash) and "ended" not in render(dash)
+
+
+def test_a_flood_of_ended_requests_leaves_the_firewall_decisions_on_screen():
+    """Refused requests cost the agent nothing: a screen full of them, each with a reason of
+    1,000 characters, must not push the firewall's decisions or the operator's keys off a
+    full-screen dashboard (which crops to the terminal's height)."""
+    from rich.screen import Screen
+
+    flood = [request(f"r{i:06x}", state="refused", reason="y" * MAX_TEXT) for i in range(50)]
+    pending = [request(f"p{i:06x}", reason="z" * MAX_TEXT) for i in range(16)]
+    dash = Dashboard(lambda *a: "")
+    dash.update(Snapshot(bottles={"demo": [{"role": "firewall", "status": "Up"}]}, requests=[*pending, *flood],
+                         decisions=[{"ts": "t", "bottle": "demo", "decision": "deny", "method": "GET",
+                                     "host": "exfil.example", "path": "/x", "rule": "dlp"}]))
+    console = Console(record=True, width=120, height=50, color_system=None)
+    console.print(Screen(dash.render()))
+    screen = console.export_text()
+    assert "exfil.example" in screen and "a approve" in screen
+    assert "p000000" in screen and "pending" in screen
+
+
+def test_long_request_paths_in_the_firewall_log_leave_the_selected_request_on_screen():
+    """The dashboard shows the selected request whole in the operator's panel, below the
+    firewall's decisions: eight paths of 8,000 characters the agent sent must not push it off."""
+    from rich.screen import Screen
+
+    decisions = [{"ts": "t", "bottle": "demo", "decision": "deny", "method": "GET", "host": "x.example",
+                  "path": "/" + "p" * 8000, "rule": "not-allowed"} for _ in range(8)]
+    dash = Dashboard(lambda *a: "")
+    dash.update(Snapshot(requests=[request("r1", host="docs.example")], decisions=decisions))
+    console = Console(record=True, width=120, height=50, color_system=None)
+    console.print(Screen(dash.render()))
+    assert "selected r1 (demo): allow docs.example" in console.export_text()
+
+
+def test_a_route_added_after_a_removal_is_that_route_alone():
+    """`inv route rm HOST` took the manifest's credential route away; a route added for HOST
+    afterwards (by hand or by an approval) once brought it back, credential and all."""
+    from types import SimpleNamespace
+
+    from bottle_tasks.policy_render import effective_routes
+
+    manifest_route = {"host": "api.test", "paths": ["/"], "methods": [], "inject": [{"header": "x-key", "secret": "K"}]}
+    agent = SimpleNamespace(routes=[SimpleNamespace(host="api.test", to_json=lambda: manifest_route)])
+    added = {"host": "api.test", "paths": ["/public/"], "methods": ["GET"], "inject": []}
+    assert effective_routes(agent, {}) == [manifest_route]
+    assert effective_routes(agent, {"removed": ["api.test"]}) == []
+    assert effective_routes(agent, {"removed": ["api.test"], "added": [added]}) == [added]

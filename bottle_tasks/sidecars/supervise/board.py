@@ -18,7 +18,11 @@ from dataclasses import dataclass, field
 
 MAX_TEXT = 1000
 MAX_PENDING = 16
-KEPT_DECIDED = 50  # recent decisions shown beside the pending ones
+# Recent ended requests shown beside the pending ones, kept in two lots: what the operator
+# decided, and what ended without them (refused at once, timed out, the call cancelled). The
+# agent makes as many of the second kind as it likes, at no cost: they must not push the
+# operator's decisions off the record.
+KEPT_DECIDED = 50
 
 PENDING, APPROVED, REJECTED, TIMED_OUT, REFUSED = "pending", "approved", "rejected", "timed-out", "refused"
 VERDICTS = (APPROVED, REJECTED)
@@ -70,7 +74,7 @@ class Board:
     def submit(self, kind: str, what: dict, reason: str) -> Request:
         if len(self.pending()) >= self.max_pending:
             raise BoardFull(f"{self.max_pending} requests are already waiting for the operator")
-        request = Request(id=f"r{secrets.token_hex(3)}", kind=kind, what=what, reason=clean(reason))
+        request = Request(id=self._new_id(), kind=kind, what=what, reason=clean(reason))
         self.requests[request.id] = request
         self._done[request.id] = asyncio.Event()
         self._forget_old()
@@ -78,7 +82,7 @@ class Board:
 
     def refuse(self, kind: str, what: dict, reason: str, why: str) -> Request:
         """A request decided without asking anyone (a `never` host): kept for the record."""
-        request = Request(id=f"r{secrets.token_hex(3)}", kind=kind, what=what, reason=clean(reason),
+        request = Request(id=self._new_id(), kind=kind, what=what, reason=clean(reason),
                           state=REFUSED, note=why, decided=time.time())
         self.requests[request.id] = request
         self._forget_old()
@@ -118,7 +122,16 @@ class Board:
             done.set()
         return request
 
+    def _new_id(self) -> str:
+        """An id no request on the board has: a new request must never take the place (and the
+        operator's decision) of one the operator is looking at."""
+        while True:
+            request_id = f"r{secrets.token_hex(3)}"
+            if request_id not in self.requests:
+                return request_id
+
     def _forget_old(self) -> None:
-        decided = sorted((r for r in self.requests.values() if r.state != PENDING), key=lambda r: r.decided or 0)
-        for old in decided[:-KEPT_DECIDED]:
-            self.requests.pop(old.id, None)
+        for lot in (VERDICTS, (TIMED_OUT, REFUSED)):
+            ended = sorted((r for r in self.requests.values() if r.state in lot), key=lambda r: r.decided or 0)
+            for old in ended[:-KEPT_DECIDED]:
+                self.requests.pop(old.id, None)
