@@ -124,6 +124,26 @@ def test_a_request_no_route_covers_is_refused_with_the_fix(bottle, method, path)
     assert records(bottle, path=path) == []
 
 
+@pytest.mark.parametrize("override", [
+    ("-H", "X-HTTP-Method-Override: DELETE"), ("-H", "x-http-method: delete"), ("-H", "X-Method-Override: PUT"),
+    ("-H", "X-HTTP-Method-Override: GET", "-H", "X-HTTP-Method-Override: DELETE"), ("?_method=DELETE",)])
+def test_a_method_override_the_routes_do_not_allow_is_refused(bottle, override):
+    # Many frameworks take a POST as the method these name: the route's method rule must hold for it.
+    path = f"/v1/messages/override-{len(records(bottle))}"
+    query = override[0] if override[0].startswith("?") else ""
+    codes, body = bottle.curl(f"https://{API}{path}{query}", "-d", "x", *override[:0 if query else None])
+    assert codes.endswith("403") and "no-route" in body and "method override" in body, (codes, body)
+    assert records(bottle, path=path + query) == []
+
+
+def test_a_method_override_the_routes_allow_passes(bottle):
+    path = "/v1/messages/override-allowed"
+    codes, body = bottle.curl(f"https://{API}{path}?_method=get", "-d", "x", "-H", "X-HTTP-Method-Override: GET")
+    assert codes.endswith("200"), (codes, body)
+    [seen] = records(bottle, path=path + "?_method=get")
+    assert header_values(seen, "x-http-method-override") == ["GET"] and header_values(seen, "x-api-key") == [REAL_KEY]
+
+
 def test_paths_are_normalised_before_matching_and_forwarded_normalised(bottle):
     codes, body = bottle.curl(f"https://{API}/v1/../admin", "--path-as-is")
     assert codes.endswith("403") and "/admin" in body, (codes, body)

@@ -6,13 +6,20 @@ then, for every request:
 
 1. refuses a Host header or ``:authority`` that names another host than the tunnel's;
 2. on a host that has routes: normalises the path (``routes.normalize_path``), finds the
-   route for method and path, drops whatever the agent sent in each injected header (any
-   letter case, every copy) and sets the real value; no route: 403 naming the host,
-   method and path and how to add a route; a route that injects, asked over plain HTTP:
-   403 (the credential would leave unencrypted). Hosts without routes pass unchanged;
+   route for method and path (and for any method the request asks the upstream to take
+   instead: ``X-HTTP-Method-Override`` and kin, a ``_method`` query parameter), drops
+   whatever the agent sent in each injected header (any letter case, every copy) and sets
+   the real value; no route: 403 naming the host, method and path and how to add a route;
+   a route that injects, asked over plain HTTP: 403 (the credential would leave
+   unencrypted). Hosts without routes pass unchanged;
 3. hands the request to the firewall as a plain-HTTP proxy request in absolute form
    (``GET https://host/path``) over the link network, so only the firewall opens TLS to
-   the upstream: the allowlist, SSRF guard, DLP and audit log decide as for any request.
+   the upstream: the allowlist, SSRF guard, DLP and audit log decide as for any request;
+4. on a routed host, what comes back has every secret it injects masked (``scrub.py``): an
+   upstream that echoes the request's headers must not hand the agent the credential. So
+   the request asks for no content coding and no byte range (a compressed body cannot be
+   scrubbed, nor a secret fetched a few bytes at a time), and an answer in a content
+   coding anyway is refused (502).
 
 A CONNECT to a host without routes that the firewall's policy allows is not opened here
 at all: it is relayed to the firewall as a CONNECT of its own (``relay.py``).
@@ -27,6 +34,7 @@ import asyncio
 import logging
 import signal
 import traceback
+from urllib.parse import parse_qsl
 
 from firewall import mitm_limits
 from firewall import policy as firewall_policy
@@ -39,12 +47,22 @@ from firewall.tunnels import RefuseLayer, judge
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import layer, server_hooks
 
-from . import relay
+from . import relay, scrub
 from . import routes as routes_mod
 
 logger = logging.getLogger("bottle.egress")
 EGRESS_HEADER = "x-bottle-egress"
 REQUEST_PHASE_HOOKS = frozenset({"requestheaders", "request"})
+# headers with which a request asks the upstream to take it as another method
+METHOD_OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
+ROUTED = "route"  # flow.metadata["bottle.egress"] of a request to a routed host
+CODING_DENIED = "deny-coding"  # ... of one whose answer came in a content coding (replaced)
+# Request headers that would have a routed upstream answer in a form the scrub cannot read
+# whole: compressed, or a few bytes of a reflected secret at a time.
+UNSCRUBBABLE_ASKS = ("range", "if-range")
+CODING_REFUSED = (b"bottle egress: refused [content-coding]\nthe upstream of a routed host answered in a "
+                  b"content coding although asked for none; the egress proxy cannot check it for the "
+                  b"credential it injected, so it is not passed on.\n")
 
 
 # stdout: one JSON object per line, route decisions and lifecycle events, never a secret;
@@ -64,6 +82,7 @@ class Egress:
         mitm_limits.install(None)  # the HTTP/1 head bound and HTTP/2 bodies framed for the firewall
         self.routes: dict[str, tuple[routes_mod.Route, ...]] = {}
         self.secrets: dict[str, str] = {}
+        self.scrubber = scrub.Scrubber(())
         self.policy: firewall_policy.Policy | None = None  # the firewall's: which tunnels to relay
         self.relayed = relay.Relayed()
         self.firewall: tuple[str, int] | None = None
@@ -99,6 +118,7 @@ class Egress:
         pol = firewall_policy.load(ctx.options.bottle_policy) if ctx.options.bottle_policy else None
         self.routes = {host: tuple(rs) for host, rs in by_host.items()}
         self.secrets = secrets
+        self.scrubber = _scrubber(routes, secrets)
         self.policy = pol
         for client_id in self.relayed.now_routed(self.routes):
             close_connection(client_id)  # its next connection is intercepted, with the injection
@@ -114,15 +134,15 @@ class Egress:
 
     def reload(self) -> bool:
         """Re-read routes and secrets; on any problem keep the current ones and say why."""
-        old = (self.routes, self.secrets, self.policy)
+        old = (self.routes, self.secrets, self.scrubber, self.policy)
         try:
             count = self._load()
         except (routes_mod.RouteError, firewall_policy.PolicyError) as e:
-            self.routes, self.secrets, self.policy = old
+            self.routes, self.secrets, self.scrubber, self.policy = old
             log_line(event="routes-reload", ok=False, reason=f"{e}; kept the previous routes")
             return False
         except Exception as e:  # noqa: BLE001 - keep the old routes whatever went wrong
-            self.routes, self.secrets, self.policy = old
+            self.routes, self.secrets, self.scrubber, self.policy = old
             log_line(event="routes-reload", ok=False, reason=f"{type(e).__name__}; kept the previous routes")
             return False
         log_line(event="routes-reload", ok=True, routes=count)
@@ -179,18 +199,23 @@ class Egress:
                 path = routes_mod.normalize_path(req.path)
             except routes_mod.PathError as e:
                 return self.deny(flow, 400, "path", f"{e}; routed hosts get unambiguous paths only")
-            route = next((r for r in routes if r.matches(req.method, path.split("?", 1)[0])), None)
+            shown = path.split("?", 1)[0]
+            claimed = _claimed_methods(req, path)
+            route = next((r for r in routes if all(r.matches(m, shown) for m in claimed)), None)
             if route is None:
-                shown = path.split("?", 1)[0]
+                method = next((m for m in claimed if not any(r.matches(m, shown) for r in routes)), req.method)
+                said = "" if method == req.method else f" (asked for as a method override of {req.method})"
                 return self.deny(
-                    flow, 403, "no-route", f"no route of this bottle covers {req.method} {host}{shown}.",
-                    f"To add one, run on the host: inv route add {host} --path {shown} --method {req.method}")
+                    flow, 403, "no-route", f"no route of this bottle covers {_printable(method)} {host}{shown}{said}.",
+                    f"To add one, run on the host: inv route add {host} --path {shown} --method {_printable(method)}")
             if route.inject and req.scheme != "https":
                 # The firewall would send it on as it came: the credential in cleartext.
                 return self.deny(flow, 403, "cleartext", f"this route injects credentials, and {req.scheme}://{host} "
                                  "would carry them unencrypted.", f"Use https://{host}")
             req.path = path
             self._inject(req, route)
+            _ask_for_scrubbable(req)
+            flow.metadata["bottle.egress"] = ROUTED
             log_line(decision="route", host=host, method=req.method, path=path.split("?", 1)[0],
                      injected=[i.header for i in route.inject])
         self._hand_to_firewall(flow, host)
@@ -232,8 +257,42 @@ class Egress:
 
     @fail_closed
     def responseheaders(self, flow: http.HTTPFlow):
-        if flow.response is not None and flow.metadata.get("bottle.egress") is None:
-            flow.response.stream = True  # server-sent events go through as produced
+        resp, handled = flow.response, flow.metadata.get("bottle.egress")
+        if resp is None or handled not in (None, ROUTED):
+            return  # answered here
+        if handled is None:
+            resp.stream = True  # server-sent events go through as produced
+            return
+        if _content_coded(resp) and _may_have_body(flow):
+            flow.metadata["bottle.egress"] = CODING_DENIED
+            log_line(decision="deny", rule="content-coding", method=_printable(flow.request.method),
+                     host=_printable(flow.request.pretty_host), status=resp.status_code)
+            flow.response = _coding_refusal()
+            return
+        resp.headers.fields = self.scrubber.fields(resp.headers.fields)
+        resp.data.reason = self.scrubber.scrub(resp.data.reason)
+        resp.stream = self.scrubber.stream()  # streamed still, a secret's length held back at most
+
+    @fail_closed
+    def response(self, flow: http.HTTPFlow):
+        resp = flow.response
+        if resp is None:
+            return
+        if flow.metadata.get("bottle.egress") == ROUTED and resp.trailers:
+            resp.trailers.fields = self.scrubber.fields(resp.trailers.fields)
+        if flow.metadata.get("bottle.egress") == CODING_DENIED:
+            resp.content = CODING_REFUSED  # the upstream's bodyless answer: nothing was streamed
+
+    @fail_closed
+    def websocket_message(self, flow: http.HTTPFlow):
+        if flow.websocket is None or not flow.websocket.messages:
+            return
+        message = flow.websocket.messages[-1]
+        if not message.from_client and flow.metadata.get("bottle.egress") == ROUTED:
+            message.content = self.scrubber.scrub(message.content)
+        # mitmproxy relays the message from its own reference; kept in the flow, every message
+        # of a long-lived WebSocket would stay in memory until it closes.
+        flow.websocket.messages.clear()
 
     @fail_closed
     def server_connect(self, data: server_hooks.ServerConnectionHookData):
@@ -270,6 +329,53 @@ class Egress:
 
     def client_disconnected(self, client):
         self.relayed.forget(client.id)
+
+
+def _scrubber(routes: tuple[routes_mod.Route, ...], secrets: dict[str, str]) -> scrub.Scrubber:
+    """Masks every secret value a route injects (formatted: the secret alone is in each)."""
+    return scrub.Scrubber(secrets[i.secret] for r in routes for i in r.inject)
+
+
+def _claimed_methods(req: http.Request, path: str) -> list[str]:
+    """The request's method and every method it asks the upstream to take instead: many
+    frameworks honour an override header or a ``_method`` query parameter, so a route's
+    method rule must cover those too."""
+    claimed = [req.method]
+    for header in METHOD_OVERRIDE_HEADERS:
+        claimed += [v.strip().upper() for v in req.headers.get_all(header)]
+    query = path.partition("?")[2]
+    claimed += [v.strip().upper() for k, v in parse_qsl(query, keep_blank_values=True) if k.lower() == "_method"]
+    return claimed
+
+
+def _ask_for_scrubbable(req: http.Request) -> None:
+    """Ask a routed upstream for an answer the scrub can read: whole and uncompressed."""
+    for name in UNSCRUBBABLE_ASKS:
+        while name in req.headers:
+            del req.headers[name]
+    while "accept-encoding" in req.headers:
+        del req.headers["accept-encoding"]
+    req.headers["accept-encoding"] = "identity"
+
+
+def _content_coded(resp: http.Response) -> bool:
+    codings = [c.strip().lower() for c in ",".join(resp.headers.get_all("content-encoding")).split(",")]
+    return any(c not in ("", "identity") for c in codings)
+
+
+def _may_have_body(flow: http.HTTPFlow) -> bool:
+    assert flow.response is not None
+    status = flow.response.status_code
+    return flow.request.method != "HEAD" and status not in (204, 304) and status >= 200
+
+
+def _coding_refusal() -> http.Response:
+    """A 502 in place of the upstream's answer, streamed: the upstream's body is dropped as it
+    arrives and the refusal sent at its end (mitmproxy still reads the body it announced)."""
+    refusal = http.Response.make(502, CODING_REFUSED, {"content-type": "text/plain; charset=utf-8",
+                                                        EGRESS_HEADER: "deny; rule=content-coding"})
+    refusal.stream = lambda chunk: b"" if chunk else CODING_REFUSED
+    return refusal
 
 
 def _printable(text: str) -> str:

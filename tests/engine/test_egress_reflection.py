@@ -1,0 +1,341 @@
+"""The credential an upstream reflects never reaches the agent.
+
+A routed host's upstream may echo the request's headers back: in a response header, the
+reason phrase, a redirect's Location, a Set-Cookie, the body (whole, split across streamed
+chunks, compressed, or a byte range of it at a time), a WebSocket message. The
+egress proxy injected the real credential into that request; the agent must still only
+ever see its placeholder. Each test checks both sides: the stand-in upstream recorded the
+real key (the injection happened), and what curl inside the agent received holds none of it.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import shlex
+import string
+import time
+
+import pytest
+from helpers import docker
+from test_bottle_e2e import UPSTREAM, module_bottle
+
+from bottle_tasks import pki
+from bottle_tasks.sidecars.egress.scrub import mask
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+REFLECT = "reflect.upstream.test"
+# Not shaped like any DLP pattern: only the egress proxy's own scrub stands between a
+# reflected copy and the agent.
+REAL_TOKEN = "rfl" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(45))
+
+BODY = f"""    prompt: egress reflection test bottle
+    secrets: [REFLECT_TOKEN]
+    resources: {{memory: 1g, cpus: 1, pids: 256}}
+    network:
+      allow: [{REFLECT}, {UPSTREAM}]
+      allowed_cidrs: []
+    egress_proxy:
+      routes:
+        - host: {REFLECT}
+          paths: [/r/]
+          inject: [{{header: authorization, secret: REFLECT_TOKEN, format: "Bearer {{secret}}"}}]
+"""
+
+# The reflecting upstream, run with the firewall image's python3 (the bottle's own image:
+# nothing to build). It records what it received (stdout) and echoes the Authorization
+# header back in the way the path names.
+REFLECTOR = r'''
+import base64, gzip, hashlib, http.server, json, ssl, sys, threading, time
+
+def record(**fields):
+    sys.stdout.write(json.dumps(fields) + "\n")
+    sys.stdout.flush()
+
+class Reflect(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        seen = self.headers.get("Authorization", "")
+        record(kind="http", path=self.path, headers=[[k, v] for k, v in self.headers.items()])
+        how = self.path.split("?")[0].rsplit("/", 1)[-1]  # /r/HOW[?anything]
+        body = json.dumps({"reflected": seen, "headers": dict(self.headers.items())}).encode()
+        if how == "ws":
+            return self.websocket(seen)
+        if how == "ws-sink":
+            return self.sink()
+        if how == "split":
+            return self.chunked([b"data: " + seen[:20].encode(), seen[20:].encode() + b"\n\n"])
+        if how == "gzip-always":
+            return self.send(200, gzip.compress(body), [("Content-Encoding", "gzip")])
+        if how == "gzip-empty":
+            return self.send(200, b"", [("Content-Encoding", "gzip"), ("X-Echo", seen)])
+        if how == "gzip-if-asked":
+            if "gzip" in self.headers.get("Accept-Encoding", ""):
+                return self.send(200, gzip.compress(body), [("Content-Encoding", "gzip")])
+            return self.send(200, body)
+        if how == "range":
+            first, last = self.headers.get("Range", "bytes=0-").split("=")[1].split("-")
+            part = body[int(first):int(last) + 1 if last else None]
+            return self.send(206 if "Range" in self.headers else 200, part, [("Accept-Ranges", "bytes")])
+        extra = {"header": [("X-Echo", seen)], "location": [("Location", "https://x.test/?k=" + seen)],
+                 "cookie": [("Set-Cookie", "k=" + seen.replace(" ", "_"))]}.get(how, [])
+        reason = "Echo " + seen if how == "reason" else None
+        self.send(200, body if how == "body" else b"nothing in the body\n", extra, reason)
+
+    def send(self, status, body, extra=(), reason=None):
+        self.send_response(status, reason)
+        for name, value in extra:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def chunked(self, parts):
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for part in parts:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            self.wfile.flush()
+            time.sleep(0.3)  # a chunk of its own on every hop: the token is split across two
+        self.wfile.write(b"0\r\n\r\n")
+        self.close_connection = True
+
+    def websocket(self, seen):
+        self.handshake()
+        data = ("you sent " + seen).encode()
+        self.wfile.write(bytes([0x81, len(data)]) + data)
+        self.wfile.flush()
+        self.rfile.read(2)  # the client's close
+        self.close_connection = True
+
+    def handshake(self):
+        accept = base64.b64encode(hashlib.sha1(self.headers["Sec-WebSocket-Key"].encode()
+                                               + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+
+    def sink(self):
+        """Count binary messages' bytes; a text message is answered with the count."""
+        self.handshake()
+        total = 0
+        while True:
+            head = self.rfile.read(2)
+            if len(head) < 2 or head[0] & 0x0F == 0x8:
+                break
+            length = head[1] & 0x7F
+            if length >= 126:
+                length = int.from_bytes(self.rfile.read(2 if length == 126 else 8), "big")
+            self.rfile.read(4)  # the mask: the client sends zeros
+            data = self.rfile.read(length)
+            if head[0] & 0x0F == 0x2:
+                total += len(data)
+                continue
+            record(kind="ws-sink", path=self.path, bytes=total)
+            reply = f"got {total}".encode()
+            self.wfile.write(bytes([0x81, len(reply)]) + reply)
+            self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.ThreadingHTTPServer(("0.0.0.0", 443), Reflect)
+server.daemon_threads = True
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain("/upstream/cert.pem", "/upstream/key.pem")
+server.socket = context.wrap_socket(server.socket, server_side=True)
+record(kind="ready", path="")
+server.serve_forever()
+'''
+
+# A WebSocket handshake through the agent's proxy; prints what the first message said.
+WS_READ = r'''
+import base64, os, socket, ssl, sys
+from urllib.parse import urlsplit
+host, path = sys.argv[1:3]
+proxy = urlsplit(os.environ["HTTPS_PROXY"])
+raw = socket.create_connection((proxy.hostname, proxy.port), timeout=20)
+raw.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
+reply = b""
+while b"\r\n\r\n" not in reply:
+    reply += raw.recv(4096)
+conn = ssl.create_default_context().wrap_socket(raw, server_hostname=host)
+key = base64.b64encode(os.urandom(16)).decode()
+conn.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+head = b""
+while b"\r\n\r\n" not in head:
+    head += conn.recv(1)
+frame = conn.recv(2)
+message = b""
+while len(message) < frame[1] & 0x7F:
+    message += conn.recv(1)
+conn.sendall(bytes([0x88, 0x80]) + os.urandom(4))
+print(head.decode(errors="replace") + message.decode(errors="replace"))
+'''
+
+# Floods a WebSocket with MESSAGES binary messages of 64 KiB, asks the sink for its count,
+# prints the answer, then holds the connection open (it is killed by its pid).
+WS_FLOOD = WS_READ.split("frame = conn.recv(2)")[0].replace("import base64, os", "import base64, time, os") + r'''
+messages = int(sys.argv[3])
+frame = bytes([0x82, 0xFE, 0xFF, 0xFF, 0, 0, 0, 0]) + bytes(0xFFFF)  # a zero mask: sent as it is
+for _ in range(messages):
+    conn.sendall(frame)
+conn.sendall(bytes([0x81, 0x84, 0, 0, 0, 0]) + b"done")
+answer = conn.recv(2)
+print(conn.recv(answer[1] & 0x7F).decode(), flush=True)
+time.sleep(300)
+'''
+
+
+@pytest.fixture(scope="module")
+def bottle(tmp_path_factory, test_ca, trust_bundle):
+    yield from module_bottle(tmp_path_factory, test_ca, trust_bundle, prefix="rfl", body=BODY,
+                             env={"REFLECT_TOKEN": REAL_TOKEN}, aliases=(UPSTREAM,))
+
+
+@pytest.fixture(scope="module")
+def reflector(bottle, test_ca, tmp_path_factory):
+    """The reflecting upstream on the bottle's egress network, as REFLECT; removed afterwards."""
+    files = tmp_path_factory.mktemp("reflector")
+    files.chmod(0o755)  # the server runs as the image's user
+    leaf = pki.mint_leaf(test_ca, [REFLECT])
+    (files / "cert.pem").write_bytes(leaf.cert_pem)
+    (files / "key.pem").write_bytes(leaf.key_pem)
+    (files / "reflect.py").write_text(REFLECTOR)
+    (files / "ws_read.py").write_text(WS_READ)
+    (files / "ws_flood.py").write_text(WS_FLOOD)
+    for file in files.iterdir():
+        file.chmod(0o644)  # read by the server as another uid; the agent's copy by the agent
+    for script in ("ws_read.py", "ws_flood.py"):
+        docker("cp", str(files / script), f"bottle-{bottle.slug}-agent:/tmp/{script}")
+    image = json.loads(docker("inspect", f"bottle-{bottle.slug}-firewall").stdout)[0]["Config"]["Image"]
+    name = f"bottle-test-{bottle.slug}-reflector"  # removed below whatever happens
+    try:
+        docker("run", "-d", "--init", "--name", name, "--label", "bottle.test=1",
+               "--network", f"bottle-{bottle.slug}-net-egress", "--network-alias", REFLECT,
+               "-v", f"{files}:/upstream:ro", "--entrypoint", "python3", image, "/upstream/reflect.py")
+        for _ in range(100):  # it listens before it says so
+            if '"ready"' in docker("logs", name).stdout:
+                break
+            time.sleep(0.1)
+        else:
+            logs = docker("logs", name)
+            raise AssertionError(f"the reflector did not start: {logs.stdout}{logs.stderr}")
+        yield name
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+def reflected(reflector, path: str) -> list[dict]:
+    """What the reflector received on `path`: that the real token did arrive there."""
+    lines = docker("logs", reflector).stdout.splitlines()
+    return [r for r in map(json.loads, (x for x in lines if x.startswith("{"))) if r["path"] == path]
+
+
+def agent_received(bottle, path: str, *curl_args: str) -> str:
+    """All curl inside the agent received for `path` (HTTP/1.1 unless told): status line,
+    headers, body; not the proxy's answer to its CONNECT."""
+    args = " ".join(shlex.quote(a) for a in ("--http1.1", *curl_args))
+    out = bottle.sh(f"curl -sS --max-time 20 -D - {args} https://{REFLECT}{path}")
+    return out.stdout.removeprefix("HTTP/1.1 200 Connection established\n\n") + out.stderr
+
+
+def assert_token_arrived(reflector, path: str, received: str) -> dict:
+    found = reflected(reflector, path)
+    assert len(found) == 1, (found, received)
+    [seen] = found
+    assert carries_the_token(seen), seen
+    return seen
+
+
+def carries_the_token(record: dict) -> bool:
+    return [f"Bearer {REAL_TOKEN}"] == [v for k, v in record["headers"] if k.lower() == "authorization"]
+
+
+@pytest.mark.parametrize("how, version", [
+    *((how, "--http1.1") for how in ("header", "reason", "location", "cookie", "body", "split")),
+    *((how, "--http2") for how in ("header", "body", "split"))])
+def test_a_reflected_token_is_scrubbed_from_what_the_agent_receives(bottle, reflector, how, version):
+    path = f"/r/{how}?{version}"
+    received = agent_received(bottle, path, version)
+    assert_token_arrived(reflector, path, received)
+    assert REAL_TOKEN not in received, received
+    assert REAL_TOKEN[:20] not in received and REAL_TOKEN[20:] not in received, received  # nor its halves
+    assert received.startswith(("HTTP/1.1 200", "HTTP/2 200")), received  # answered, not refused
+
+
+def test_a_reflected_token_is_masked_in_place(bottle, reflector):
+    received = agent_received(bottle, "/r/body")
+    answer = json.loads(received.split("\n\n", 1)[1])
+    assert answer["reflected"] == "Bearer " + mask(len(REAL_TOKEN)).decode()  # the same length: framing holds
+
+
+def test_routed_requests_ask_for_no_content_coding(bottle, reflector):
+    received = agent_received(bottle, "/r/gzip-if-asked", "--compressed")
+    seen = assert_token_arrived(reflector, "/r/gzip-if-asked", received)
+    assert [v for k, v in seen["headers"] if k.lower() == "accept-encoding"] == ["identity"], seen
+    assert REAL_TOKEN not in received and '"reflected": "Bearer ' in received, received
+
+
+@pytest.mark.parametrize("how", ["gzip-always", "gzip-empty"])
+def test_a_compressed_answer_is_refused(bottle, reflector, how):
+    received = agent_received(bottle, f"/r/{how}", "--compressed")
+    assert_token_arrived(reflector, f"/r/{how}", received)
+    assert REAL_TOKEN not in received, received
+    assert received.startswith("HTTP/1.1 502") and "content-coding" in received, received
+    assert "curl:" not in received, received  # a whole answer, as announced
+    raw = bottle.sh(f"curl -sS --max-time 20 https://{REFLECT}/r/{how} | base64 -w0").stdout
+    assert REAL_TOKEN.encode() not in base64.b64decode(raw)  # nor compressed: it is no gzip at all
+    assert not base64.b64decode(raw).startswith(b"\x1f\x8b")
+
+
+def test_byte_ranges_cannot_take_the_token_out_piece_by_piece(bottle, reflector):
+    # 16 bytes at a time: no one answer holds the whole token, so none would be scrubbed
+    pieces = [agent_received(bottle, "/r/range", "-r", f"{start}-{start + 15}") for start in range(0, 512, 16)]
+    seen = reflected(reflector, "/r/range")
+    assert seen and all(map(carries_the_token, seen))
+    assert not [r for r in seen if any(k.lower() in ("range", "if-range") for k, _ in r["headers"])], seen
+    joined = "".join(p.split("\n\n", 1)[1] for p in pieces)
+    assert REAL_TOKEN not in joined, joined
+
+
+def test_a_websocket_message_reflecting_the_token_is_scrubbed(bottle, reflector):
+    out = bottle.sh(f"python3 /tmp/ws_read.py {REFLECT} /r/ws")
+    assert_token_arrived(reflector, "/r/ws", out.stdout + out.stderr)
+    assert "101" in out.stdout and "you sent Bearer " in out.stdout, out.stdout + out.stderr
+    assert REAL_TOKEN not in out.stdout + out.stderr
+
+
+def memory_of(container: str) -> int:
+    """Bytes resident in the container's processes (the egress proxy's python, its init)."""
+    status = docker("exec", container, "sh", "-c", "cat /proc/[0-9]*/status").stdout
+    return sum(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:"))
+
+
+def test_a_long_websocket_does_not_pile_up_in_the_egress_proxy(bottle, reflector):
+    """mitmproxy keeps each WebSocket message in its flow until the connection closes: a
+    routed WebSocket held open would grow the egress proxy by all it ever relayed."""
+    egress, messages = f"bottle-{bottle.slug}-egress", 3072  # 192 MiB
+    before = memory_of(egress)
+    pid = bottle.sh(f"python3 /tmp/ws_flood.py {REFLECT} /r/ws-sink {messages} >/tmp/flood.out 2>&1 & echo $!"
+                    ).stdout.strip()
+    try:
+        for _ in range(600):  # until the sink has counted it all (the connection stays open)
+            if bottle.sh("cat /tmp/flood.out").stdout.strip():
+                break
+            time.sleep(0.5)
+        assert bottle.sh("cat /tmp/flood.out").stdout.strip() == f"got {messages * 0xFFFF}"
+        [counted] = [r for r in map(json.loads, (x for x in docker("logs", reflector).stdout.splitlines()
+                                                   if x.startswith("{"))) if r["kind"] == "ws-sink"]
+        assert counted["bytes"] == messages * 0xFFFF  # it all arrived
+        grown = memory_of(egress) - before
+        assert grown < 64 * 2**20, f"the egress proxy grew by {grown >> 20} MiB"
+    finally:
+        bottle.sh(f"kill {int(pid)}")
