@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import tarfile
 
 from helpers import write_manifest
@@ -10,7 +11,7 @@ from helpers import write_manifest
 from bottle_tasks import policy_render, provisioning
 from bottle_tasks.manifest import load
 from bottle_tasks.provisioning import PLACEHOLDER
-from bottle_tasks.steps.agent import agent_env, env_file_text
+from bottle_tasks.steps.agent import agent_env, bounded, env_file_text
 
 BODY = """    prompt: "Be careful."
     secrets: [API_KEY]
@@ -158,3 +159,14 @@ def test_an_unconfirmed_deny_stays_recorded_and_says_the_host_may_still_pass():
     assert error.message == "deny example.org: bottle-demo-firewall did not confirm the policy reload within 10s"
     assert error.detail.startswith("log tail\n") and "may still allow example.org" in error.detail
     assert "stays recorded" in error.detail
+
+
+def test_provisioning_commands_are_ended_when_the_agent_holds_them_up():
+    """The agent can stop place.sh (its own uid): the docker exec waiting for it would wait for
+    ever. `bounded` ends it on the Docker host after its time, and says which one it was."""
+    held = subprocess.run(bounded(["sh", "-c", "kill -STOP $$"], "place.sh (the agent)", seconds=1),
+                          capture_output=True, text=True, timeout=60)
+    assert held.returncode == 124
+    assert held.stderr.startswith("place.sh (the agent) did not end within 1 s")
+    failed = subprocess.run(bounded(["sh", "-c", "echo refused >&2; exit 3"], "x"), capture_output=True, text=True)
+    assert (failed.returncode, failed.stderr) == (3, "refused\n")  # its own exit and error, unchanged
