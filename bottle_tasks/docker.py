@@ -215,6 +215,19 @@ def exec_(container: str, command: Iterable[str], *, interactive: bool = False, 
     return argv + [container] + list(command)
 
 
+def bounded(argv: list[str], what: str, seconds: int) -> list[str]:
+    """argv, ended by `timeout` on the Docker host if it has not ended within `seconds`, with an
+    error naming `what`. For a `docker exec` of something the agent can hold up (a process of
+    its uid it can SIGSTOP, a FIFO it planted where git or cp reads): not bounded inside the
+    container, where the agent could stop a `timeout` too. Where the host has no `timeout`
+    (coreutils), argv runs unbounded."""
+    script = ('command -v timeout >/dev/null 2>&1 || exec "$@"; '
+              f'code=0; timeout {seconds} "$@" || code=$?; '
+              f'if [ "$code" = 124 ]; then echo "$0 did not end within {seconds} s'
+              ' (the agent container may be holding it up)" >&2; fi; exit "$code"')
+    return ["sh", "-c", script, what, *argv]
+
+
 def cp_tar_from_stdin(container: str) -> list[str]:
     """`docker cp` of a tar read from stdin, unpacked at the container's root.
 

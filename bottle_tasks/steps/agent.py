@@ -34,7 +34,7 @@ DEAD_RESOLVER = "192.0.2.53"
 
 # How long provisioning's two execs may take (~1 s; a JDK's truststore a few). The agent can
 # hold up the one that runs as its own uid (SIGSTOP it, or a FIFO where it writes): without a
-# bound the launch waited for ever, holding the bottle's lock.
+# bound the launch waited for ever, holding the bottle's lock (docker.bounded).
 PROVISION_WAIT = 120
 
 
@@ -56,17 +56,6 @@ def agent_env(bottle: Bottle) -> dict[str, str]:
     if agent.supervise:  # Claude Code's own MCP tool timeout (ms) must outlast the operator's
         env["MCP_TOOL_TIMEOUT"] = str((agent.supervise.timeout + 30) * 1000)
     return env
-
-
-def bounded(argv: list[str], what: str, seconds: int = PROVISION_WAIT) -> list[str]:
-    """argv, ended by `timeout` on the Docker host if it has not ended within `seconds`, with an
-    error naming `what`. Not inside the container: the agent can stop any process of its uid,
-    a `timeout` there too. Where the host has no `timeout` (coreutils), argv runs unbounded."""
-    script = ('command -v timeout >/dev/null 2>&1 || exec "$@"; '
-              f'code=0; timeout {seconds} "$@" || code=$?; '
-              f'if [ "$code" = 124 ]; then echo "$0 did not end within {seconds} s'
-              ' (the agent container may be holding it up)" >&2; fi; exit "$code"')
-    return ["sh", "-c", script, what, *argv]
 
 
 def env_file_text(env: dict[str, str]) -> str:
@@ -132,10 +121,11 @@ def provision(c):
     # Side by side, as they touch different files: root's (CA trust, JDK, Maven), and the agent's,
     # placed as the agent (links it planted are replaced, never followed).
     bottle.run(docker.side_by_side([
-        bounded(docker.exec_(name, ["sh", provisioning.SCRIPT], user="0"), f"{provisioning.SCRIPT} (root)"),
-        bounded(docker.exec_(name, ["sh", provisioning.PLACE_SCRIPT],
-                             user=f"{provisioning.AGENT_UID}:{provisioning.AGENT_GID}"),
-                f"{provisioning.PLACE_SCRIPT} (the agent)"),
+        docker.bounded(docker.exec_(name, ["sh", provisioning.SCRIPT], user="0"),
+                       f"{provisioning.SCRIPT} (root)", PROVISION_WAIT),
+        docker.bounded(docker.exec_(name, ["sh", provisioning.PLACE_SCRIPT],
+                                    user=f"{provisioning.AGENT_UID}:{provisioning.AGENT_GID}"),
+                       f"{provisioning.PLACE_SCRIPT} (the agent)", PROVISION_WAIT),
     ]))
     return f"{name}: trusts the bottle's {' and '.join(ca_roles)} CA; git, Claude settings and prompt in place"
 

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from ..selection import Bottle
 
 AGENT_USER = f"{provisioning.AGENT_UID}:{provisioning.AGENT_GID}"
+# Seconds git in the agent may take for a snapshot or a bundle (a large workspace: minutes).
+AGENT_GIT_WAIT = 900
 
 
 def local_git(c, argv: list[str], check: bool = True, stream: bool = False):
@@ -55,6 +57,13 @@ def recorded_base(bottle: Bottle) -> str | None:
     return record.get("commit") if container and record.get("container") == container else None
 
 
+def agent_git(exec_argv: list[str]) -> list[str]:
+    """A `docker exec` of git as the agent, in the agent's repository: the agent can hold it up
+    (a FIFO for .git/HEAD, SIGSTOP of its own uid's processes), so it is ended after
+    AGENT_GIT_WAIT rather than keep `pull`, `diff` or a launch waiting for ever."""
+    return docker.bounded(exec_argv, "git in the agent's workspace", AGENT_GIT_WAIT)
+
+
 def remember_base(bottle: Bottle) -> None:
     """At launch, before the agent did anything: the workspace's HEAD is what it was copied from."""
     if bottle.agent is not None and bottle.agent.workspace is None:
@@ -66,8 +75,8 @@ def remember_base(bottle: Bottle) -> None:
     recorded = bottle.state.get("work_base") or {}
     if recorded.get("container") == container and recorded.get("commit"):
         return  # this container's starting point is known already
-    found = bottle.run(docker.exec_(name, ["git", "rev-parse", "--verify", "-q", "HEAD^{commit}"],
-                                    user=AGENT_USER, workdir=workback.WORKSPACE), check=False)
+    found = bottle.run(agent_git(docker.exec_(name, ["git", "rev-parse", "--verify", "-q", "HEAD^{commit}"],
+                                              user=AGENT_USER, workdir=workback.WORKSPACE)), check=False)
     commit = found.stdout.strip()
     if found.ok and commit:
         bottle.state.set("work_base", {"container": container, "commit": commit})
@@ -79,8 +88,8 @@ def take_snapshot(c, bottle, repo: str, previous: str | None = None) -> tuple[wo
     known = workback.known_commits(local_git(c, workback.known_commits_argv(repo)).stdout)
     head = local_git(c, workback.git(repo, "rev-parse", "--verify", "-q", "HEAD^{commit}"), check=False)
     known = list(dict.fromkeys(([head.stdout.strip()] if head.ok else []) + known))
-    result = bottle.run(docker.exec_(name, workback.snapshot_argv(recorded_base(bottle), known, previous),
-                                     user=AGENT_USER, workdir=workback.WORKSPACE), check=False)
+    result = bottle.run(agent_git(docker.exec_(name, workback.snapshot_argv(recorded_base(bottle), known, previous),
+                                               user=AGENT_USER, workdir=workback.WORKSPACE)), check=False)
     if result.exited == 3:
         raise BottleError(f"bottle {bottle.slug}: {workback.WORKSPACE} in the agent is not a git repository",
                           "pull and diff need a workspace copied from a git repository (with its .git)")
@@ -100,8 +109,8 @@ def fetch_bundle(c, bottle, repo: str, ref: str, snapshot: workback.Snapshot, kn
     fetch` into `ref`, which must then hold the snapshot's tip."""
     name = bottle.require("agent", "launch")
     staged = bottle.stage("pull.bundle")
-    bundle = docker.exec_(name, workback.bundle_argv(snapshot.tip, known), user=AGENT_USER,
-                          workdir=workback.WORKSPACE)
+    bundle = agent_git(docker.exec_(name, workback.bundle_argv(snapshot.tip, known), user=AGENT_USER,
+                                    workdir=workback.WORKSPACE))
     with tempfile.TemporaryDirectory(prefix="bottle-pull-") as scratch:
         local = os.path.join(scratch, "agent.bundle")
         try:

@@ -8,10 +8,10 @@ import tarfile
 
 from helpers import write_manifest
 
-from bottle_tasks import policy_render, provisioning
+from bottle_tasks import docker, policy_render, provisioning
 from bottle_tasks.manifest import load
 from bottle_tasks.provisioning import PLACEHOLDER
-from bottle_tasks.steps.agent import agent_env, bounded, env_file_text
+from bottle_tasks.steps.agent import agent_env, env_file_text
 
 BODY = """    prompt: "Be careful."
     secrets: [API_KEY]
@@ -161,12 +161,12 @@ def test_an_unconfirmed_deny_stays_recorded_and_says_the_host_may_still_pass():
     assert "stays recorded" in error.detail
 
 
-def test_provisioning_commands_are_ended_when_the_agent_holds_them_up():
-    """The agent can stop place.sh (its own uid): the docker exec waiting for it would wait for
-    ever. `bounded` ends it on the Docker host after its time, and says which one it was."""
-    held = subprocess.run(bounded(["sh", "-c", "kill -STOP $$"], "place.sh (the agent)", seconds=1),
+def test_commands_the_agent_can_hold_up_are_ended():
+    """The agent can stop place.sh or git (its own uid): the docker exec waiting for it would
+    wait for ever. `bounded` ends it on the Docker host after its time, and says which one."""
+    held = subprocess.run(docker.bounded(["sh", "-c", "kill -STOP $$"], "place.sh (the agent)", seconds=1),
                           capture_output=True, text=True, timeout=60)
     assert held.returncode == 124
     assert held.stderr.startswith("place.sh (the agent) did not end within 1 s")
-    failed = subprocess.run(bounded(["sh", "-c", "echo refused >&2; exit 3"], "x"), capture_output=True, text=True)
+    failed = subprocess.run(docker.bounded(["sh", "-c", "echo refused >&2; exit 3"], "x", 60), capture_output=True, text=True)
     assert (failed.returncode, failed.stderr) == (3, "refused\n")  # its own exit and error, unchanged

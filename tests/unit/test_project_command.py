@@ -309,3 +309,29 @@ def test_completion_scripts_for_zsh_and_fish_name_the_command(tmp_path, shell, r
     """Neither shell is installed here: the scripts are checked for what registers them."""
     script = bottle("--print-completion-script", shell, cwd=tmp_path).stdout
     assert registers in script and "bottle" in script, script[:400]
+
+
+def test_a_snapshot_the_agent_holds_up_ends_with_its_reason(agent_repo, monkeypatch):
+    """git in the agent runs as the agent's uid, which can SIGSTOP it (or plant a FIFO where git
+    reads): `pull` and `diff` once waited for ever. The real wrapper, with a git that stops."""
+    from types import SimpleNamespace
+
+    from invoke import Context
+
+    from bottle_tasks import docker
+    from bottle_tasks.errors import BottleError
+    from bottle_tasks.steps import work
+
+    user, _agent = agent_repo  # the controller's repository
+    monkeypatch.setattr(work, "AGENT_GIT_WAIT", 1, raising=False)
+    monkeypatch.setattr(work, "recorded_base", lambda bottle: None)
+    monkeypatch.setattr(docker, "exec_", lambda name, argv, **options: ["sh", "-c", "kill -STOP $$"])
+
+    def run(argv, check=True):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        return SimpleNamespace(ok=done.returncode == 0, exited=done.returncode, stdout=done.stdout, stderr=done.stderr)
+
+    bottle = SimpleNamespace(slug="held", dry=False, require=lambda *a: "bottle-held-agent", run=run)
+    with pytest.raises(BottleError) as raised:
+        work.take_snapshot(Context(), bottle, str(user))
+    assert "did not end within 1 s" in raised.value.detail
