@@ -63,5 +63,9 @@ def error(text: str) -> None:
     err.print(f"[red bold]error:[/] {escape(visible_lines(text))}")
 
 
+def warning(text: str) -> None:
+    err.print(f"[yellow bold]warning:[/] {escape(visible_lines(text))}")
+
+
 def is_tty() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 
-from .. import console, containers, docker, provisioning, workback
+from .. import console, containers, docker, project, provisioning, workback
 from ..errors import BottleError
 from ..selection import current
+from ..workspace.selection import BOTTLEIGNORE
 
 if TYPE_CHECKING:
     from ..selection import Bottle
@@ -168,6 +169,24 @@ def pull(c, branch=None):
     else:  # nothing the repo lacks: the branch points at a commit it already has
         local_git(c, workback.git(repo, "update-ref", ref, snapshot.tip))
     console.out.print(workback.describe(snapshot, branch, old) + f"; copied from {snapshot.base[:12]}")
+    changed_rules = rule_files_changed(c, repo, snapshot)
+    if changed_rules:
+        # the names are the agent's: quoted for the shell, should the operator paste the command
+        console.warning(f"the agent changed the bottle's own rules on {branch}: {', '.join(changed_rules)}. "
+                        "Merged, they are the next bottle's allowlist, routes and workspace; read them first: "
+                        + shlex.join(["git", "diff", snapshot.base[:12], branch, "--", *changed_rules]))
+
+
+# The files that make a bottle what it is: merged into the operator's branch, an edit of the
+# agent's would be the next bottle's allowlist, routes, secrets and workspace.
+RULE_FILES = frozenset({*project.PROJECT_FILES, BOTTLEIGNORE})
+
+
+def rule_files_changed(c, repo: str, snapshot: workback.Snapshot) -> list[str]:
+    """The RULE_FILES (at any depth) that differ between the copy's commit and the snapshot."""
+    names = local_git(c, workback.git(repo, "diff", "--name-only", "-z", "--no-renames", "--no-ext-diff",
+                                      snapshot.base, snapshot.tip, "--")).stdout
+    return [name for name in names.split("\0") if name and name.rsplit("/", 1)[-1] in RULE_FILES]
 
 
 @task(help={"stat": "only the summary: files changed, lines added and removed"})

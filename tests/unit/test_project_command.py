@@ -335,3 +335,24 @@ def test_a_snapshot_the_agent_holds_up_ends_with_its_reason(agent_repo, monkeypa
     with pytest.raises(BottleError) as raised:
         work.take_snapshot(Context(), bottle, str(user))
     assert "did not end within 1 s" in raised.value.detail
+
+
+def test_pull_names_the_bottles_own_rules_the_agent_changed(agent_repo):
+    """The agent can edit bottle.yaml or .bottleignore in its workspace; merged, that edit would
+    be the next bottle's allowlist and routes. pull says so; other files it does not flag."""
+    from invoke import Context
+
+    from bottle_tasks.steps import work
+
+    user, _agent = agent_repo
+    base = git(user, "rev-parse", "HEAD")
+    (user / "bottle.yaml").write_text("version: 1\n")
+    (user / "deep;touch x").mkdir()
+    (user / "deep;touch x" / ".bottleignore").write_text("!secret\n")
+    (user / "a.txt").write_text("two\n")
+    git(user, "add", "-A")
+    git(user, "commit", "-qm", "loosen")
+    snapshot = workback.Snapshot(head=None, tip=git(user, "rev-parse", "HEAD"), base=base, new=1, dirty=False)
+    assert sorted(work.rule_files_changed(Context(), str(user), snapshot)) == ["bottle.yaml", "deep;touch x/.bottleignore"]
+    unchanged = workback.Snapshot(head=None, tip=base, base=base, new=0, dirty=False)
+    assert work.rule_files_changed(Context(), str(user), unchanged) == []
