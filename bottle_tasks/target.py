@@ -253,6 +253,10 @@ class Target:
         """The content of a (stage) file on the Docker host; None when it is not there."""
         raise NotImplementedError
 
+    def exists(self, path: str) -> bool:
+        """Whether anything (a link included) is at `path` on the Docker host."""
+        return self.run(["sh", "-c", 'test -e "$1" || test -L "$1"', "exists", path], check=False).ok
+
     def put_tree(self, local_dir: Path, remote_dir: str) -> str:
         """Make `local_dir`'s content available at `remote_dir` on the Docker host."""
         raise NotImplementedError
@@ -344,6 +348,9 @@ class LocalTarget(Target):
         except FileNotFoundError:
             return None
 
+    def exists(self, path: str) -> bool:
+        return os.path.lexists(path)
+
     def put_tree(self, local_dir: Path, remote_dir: str) -> str:
         return str(local_dir)  # already on the Docker host
 
@@ -353,10 +360,12 @@ class LocalTarget(Target):
     def chown_tree(self, path: str, uid: int, gid: int) -> None:
         if self.dry:
             return super().chown_tree(path, uid, gid)
+        # As root: a link in the stage dir is given away itself, never what it points at
+        # (as `chown -R` does on a remote host); os.walk does not enter linked dirs either.
         for root, _dirs, files in os.walk(path):
-            os.chown(root, uid, gid)
+            os.chown(root, uid, gid, follow_symlinks=False)
             for name in files:
-                os.chown(os.path.join(root, name), uid, gid)
+                os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
 
     def remove_tree(self, path: str) -> None:
         if not self.dry:

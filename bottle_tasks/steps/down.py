@@ -27,6 +27,18 @@ def sweep(target, slug: str | None, found: list | None = None) -> list[str]:
     return removed
 
 
+def remove_stage(target, slug: str) -> bool:
+    """Remove `slug`'s stage dir (its CA keys, the secrets the sidecars inject) if it is still
+    there; whether it was. Its path is fixed by the Docker host and the name, so it is found
+    whatever the state says: a corrupt or lost state.json, or one on another controller, must
+    not leave key material behind. The undo log has normally removed it already."""
+    stage = target.stage_dir(slug)
+    if target.dry or not target.exists(stage):
+        return False
+    target.remove_tree(stage)
+    return True
+
+
 def batches(actions):
     """Runs of neighbouring actions of one kind (containers, networks); others alone."""
     out: list[list] = []
@@ -77,9 +89,7 @@ def tear_down(c, all: bool, purge: bool) -> str:
             state = State.load(slug, persist=not target.dry)
             if state.get("host", "local") != host_label(remote):
                 continue  # a bottle on another Docker host: its state stays
-            stage = state.resource("stage")
-            if stage:
-                target.remove_tree(stage)
+            remove_stage(target, slug)
             state.delete()
         return f"removed {len(removed)} labelled resources" + (f": {', '.join(removed)}" if removed else "")
     bottle = current(c, need_manifest=False)
@@ -96,6 +106,9 @@ def tear_down(c, all: bool, purge: bool) -> str:
     leftovers = sweep(bottle.target, bottle.slug, [item for item in found if item.name not in undone])
     for name in leftovers:
         console.note(f"removed leftover {name} (found by label)")
+    if remove_stage(bottle.target, bottle.slug):
+        leftovers.append("stage dir")
+        console.note("removed the leftover stage dir (the CA keys, the sidecars' secrets) the state did not know")
     # The home volume outlives `down` (a relaunch finds Claude's state again) unless purged;
     # so does the workspace image (an unchanged workspace relaunches without a copy).
     kept = [] if purge else [volume.name for volume in volumes]
