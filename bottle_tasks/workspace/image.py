@@ -100,7 +100,8 @@ def report(selection: Selection, left: list[LeftOut], reused: bool) -> None:
         by_reason[item.reason].append(item.rel)
     console.note("workspace: left out (list a path in workspace.include to bring it back):")
     for reason, paths in by_reason.items():
-        shown = ", ".join(paths[:SHOWN_PER_REASON])
+        # A file name may hold a line break: shown as `\n`, so no name prints a line of its own.
+        shown = ", ".join(console.visible(path) for path in paths[:SHOWN_PER_REASON])
         more = f" and {len(paths) - SHOWN_PER_REASON} more" if len(paths) > SHOWN_PER_REASON else ""
         console.note(f"  {reason}: {shown}{more}")
 

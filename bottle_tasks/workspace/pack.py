@@ -3,8 +3,9 @@ fed to `docker build -` on stdin, so the files are read once and never copied to
 temporary tree first.
 
 While packing, each file's head goes through the content scan (credentials.ContentScan):
-a file that holds a secret is left out here. Files are opened with O_NOFOLLOW, so a file
-swapped for a link after it was selected is refused, not followed; links go in as links
+a file that holds a secret is left out here. Files are opened following no link, their
+folders' included (`_open_beneath`), so a file or folder swapped for a link after it was
+selected is refused, not followed; links go in as links
 (their target text only). Modes, exec bits included, go in as they are; owners are set
 by the Dockerfile's `COPY --chown`.
 """
@@ -90,7 +91,7 @@ def write_context(selection: Selection, dockerfile: str, out: Path, scan: Conten
                     info.linkname = entry.target
                     tar.addfile(info)
                 else:
-                    reason = _add_file(tar, selection.root / entry.rel, name, entry, scan, progress)
+                    reason = _add_file(tar, selection.root, name, entry, scan, progress)
                     if reason:
                         left.append(LeftOut(entry.rel, reason))
     finally:
@@ -98,9 +99,9 @@ def write_context(selection: Selection, dockerfile: str, out: Path, scan: Conten
     return left
 
 
-def _add_file(tar, path: Path, name: str, entry, scan: ContentScan, progress: Progress) -> str | None:
+def _add_file(tar, root: Path, name: str, entry, scan: ContentScan, progress: Progress) -> str | None:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = _open_beneath(root, entry.rel)
     except OSError as exc:
         progress.advance(entry.size)
         return "changed into a link while copying" if exc.errno == errno.ELOOP else f"unreadable ({exc.strerror})"
@@ -122,6 +123,24 @@ def _add_file(tar, path: Path, name: str, entry, scan: ContentScan, progress: Pr
             raise BottleError(f"workspace file {entry.rel} changed while it was being copied ({exc})",
                               "launch again once nothing is writing to the workspace") from None
     return None
+
+
+def _open_beneath(root: Path, rel: str) -> int:
+    """`root/rel` opened for reading without following a link anywhere on the way, the
+    folders included (O_NOFOLLOW alone guards only the last name): a folder swapped for a
+    link to `~/.ssh` after the selection fails with ELOOP instead of leading out."""
+    *folders, name = rel.split("/")
+    if any(part in ("", ".", "..") for part in rel.split("/")):
+        raise OSError(errno.EINVAL, "not a path below the workspace")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for folder in folders:
+            below = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = below
+        return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
 def _info(name: str, kind: bytes, mode: int, mtime: float) -> tarfile.TarInfo:

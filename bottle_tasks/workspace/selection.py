@@ -4,6 +4,9 @@
   that are not ignored), asked of git itself, plus the `.git` directory, so the agent can
   commit and the work can be read back. Any other folder: every file.
 - Then `.bottleignore` at the workspace root (gitignore syntax) leaves more out.
+- A listed path leading out of the workspace stays out: absolute, `..`, or through a link
+  to a folder (`_leads_outside`: git lists whatever `.git/index` holds, and links are
+  copied as links, never followed).
 - Credential files by name stay out (credentials.by_name / by_token).
 - `workspace.include` (gitignore-style patterns) brings back what any of these left out,
   explicitly; included files are not scanned either.
@@ -90,7 +93,12 @@ def select(root: Path, include: tuple[str, ...] = (), patterns: tuple = ()) -> S
         source, paths = "folder", _walk(root, None if wanted else ignore, left)
     chosen: dict[str, Entry] = {}
     seen: set[str] = set()  # folders reported as left out whole
+    folders: set[str] = set()  # folders below the root checked to be real folders
     for rel in paths:
+        outside = _leads_outside(root, rel, folders)
+        if outside:
+            left.append(LeftOut(rel, outside))
+            continue
         is_wanted = bool(wanted and wanted.match_file(rel))
         if ignore and not is_wanted and ignore.match_file(rel):
             _ignored(rel, ignore, left, seen)
@@ -192,6 +200,32 @@ def _walk(root: Path, ignore, left: list[LeftOut]) -> list[str]:
     return out
 
 
+def _leads_outside(root: Path, rel: str, folders: set[str]) -> str | None:
+    """Why the listed path `rel` names a file outside the workspace, or None.
+
+    Git lists what its index holds, and `.git/index` is a file like any other: one that came
+    with the project can list `/home/me/.ssh/config` or `../x`, and git prints them as they
+    are. A tracked `conf/x` whose folder `conf` is now a link (to `~/.config/app`) names a
+    file behind the link. Links are copied as links, never followed: so is a link's folder."""
+    parts = rel.split("/")
+    if rel.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        return "a path leading out of the workspace (not copied)"
+    for i in range(1, len(parts)):
+        folder = "/".join(parts[:i])
+        if folder in folders:
+            continue
+        try:
+            st = os.lstat(root / folder)
+        except OSError:
+            return None  # gone (tracked but deleted): _entry finds nothing either
+        if stat.S_ISLNK(st.st_mode):
+            return "inside a link to a folder (the link is copied, not what it points at)"
+        if not stat.S_ISDIR(st.st_mode):
+            return None  # a file where a folder was: nothing below it to copy
+        folders.add(folder)
+    return None
+
+
 def _ignored(rel: str, ignore, left: list[LeftOut], seen: set[str]) -> None:
     """Report a file `.bottleignore` leaves out, or rather the topmost folder it leaves out
     whole (once): `assets/`, not its thousand files."""
@@ -223,7 +257,7 @@ def _nofollow(path, flags):
 def _entry(root: Path, rel: str, scan: bool, left: list[LeftOut]) -> Entry | None:
     try:
         st = os.lstat(root / rel)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None  # tracked but deleted in the work tree
     if stat.S_ISLNK(st.st_mode):
         return Entry(rel, "link", 0o777, 0, st.st_mtime_ns, os.readlink(root / rel))
