@@ -183,10 +183,25 @@ RULE_FILES = frozenset({*project.PROJECT_FILES, BOTTLEIGNORE})
 
 
 def rule_files_changed(c, repo: str, snapshot: workback.Snapshot) -> list[str]:
-    """The RULE_FILES (at any depth) that differ between the copy's commit and the snapshot."""
+    """The RULE_FILES (at any depth) the snapshot holds otherwise than the operator's folder
+    does: changed since the copy, and not as the operator has them now (an uncommitted
+    bottle.yaml of the operator's own comes back in the snapshot as it was copied)."""
     names = local_git(c, workback.git(repo, "diff", "--name-only", "-z", "--no-renames", "--no-ext-diff",
                                       snapshot.base, snapshot.tip, "--")).stdout
-    return [name for name in names.split("\0") if name and name.rsplit("/", 1)[-1] in RULE_FILES]
+    candidates = [name for name in names.split("\0") if name and name.rsplit("/", 1)[-1] in RULE_FILES]
+    if not candidates:
+        return []
+    listed = local_git(c, workback.git(repo, "ls-tree", "-r", "-z", snapshot.tip, "--", *candidates)).stdout
+    in_snapshot = {entry.split("\t", 1)[1]: entry.split()[2] for entry in listed.split("\0") if "\t" in entry}
+    return [name for name in candidates if in_snapshot.get(name) != operators_blob(c, repo, name)]
+
+
+def operators_blob(c, repo: str, name: str) -> str | None:
+    """The blob id of the file `name` in the operator's folder (None: not a plain file there)."""
+    path = os.path.join(repo, name)
+    if os.path.islink(path) or not os.path.isfile(path):
+        return None
+    return local_git(c, workback.git(repo, "hash-object", "--no-filters", "--", name)).stdout.strip()
 
 
 @task(help={"stat": "only the summary: files changed, lines added and removed"})

@@ -114,6 +114,13 @@ def test_init_launch_pull_and_diff_from_a_project_folder(tmp_path, state_home):
 
         again = bottle("pull", cwd=folder)
         assert f"branch {branch} unchanged" in again.stdout, again.stdout
+        # bottle.yaml came back as the user has it (never committed): no warning. Changed by the
+        # agent, it would be the next bottle's rules once merged: pull says so.
+        assert "own rules" not in pulled.stderr + again.stderr, pulled.stderr + again.stderr
+        agent_sh(slug, "printf '    allow: [evil.example]\\n' >> bottle.yaml")
+        loosened = bottle("pull", cwd=folder)
+        assert "the agent changed the bottle's own rules" in loosened.stderr, loosened.stderr
+        assert "bottle.yaml" in loosened.stderr
 
         diff = bottle("diff", cwd=folder).stdout
         assert "+print(\"from the agent\")" in diff and "-print('hello')" in diff

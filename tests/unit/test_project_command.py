@@ -339,7 +339,9 @@ def test_a_snapshot_the_agent_holds_up_ends_with_its_reason(agent_repo, monkeypa
 
 def test_pull_names_the_bottles_own_rules_the_agent_changed(agent_repo):
     """The agent can edit bottle.yaml or .bottleignore in its workspace; merged, that edit would
-    be the next bottle's allowlist and routes. pull says so; other files it does not flag."""
+    be the next bottle's allowlist and routes. pull says so; other files it does not flag, nor
+    a rule file the snapshot holds just as the operator's folder does (one that was never
+    committed comes back in the snapshot as it was copied in)."""
     from invoke import Context
 
     from bottle_tasks.steps import work
@@ -351,8 +353,13 @@ def test_pull_names_the_bottles_own_rules_the_agent_changed(agent_repo):
     (user / "deep;touch x" / ".bottleignore").write_text("!secret\n")
     (user / "a.txt").write_text("two\n")
     git(user, "add", "-A")
-    git(user, "commit", "-qm", "loosen")
-    snapshot = workback.Snapshot(head=None, tip=git(user, "rev-parse", "HEAD"), base=base, new=1, dirty=False)
-    assert sorted(work.rule_files_changed(Context(), str(user), snapshot)) == ["bottle.yaml", "deep;touch x/.bottleignore"]
+    git(user, "commit", "-qm", "the agent's")
+    tip = git(user, "rev-parse", "HEAD")
+    git(user, "reset", "-q", "--hard", base)  # the operator's folder as it was at the copy
+    snapshot = workback.Snapshot(head=None, tip=tip, base=base, new=1, dirty=False)
+    changed = work.rule_files_changed(Context(), str(user), snapshot)
+    assert sorted(changed) == ["bottle.yaml", "deep;touch x/.bottleignore"]
+    (user / "bottle.yaml").write_text("version: 1\n")  # the operator's own, uncommitted: as in the snapshot
+    assert work.rule_files_changed(Context(), str(user), snapshot) == ["deep;touch x/.bottleignore"]
     unchanged = workback.Snapshot(head=None, tip=base, base=base, new=0, dirty=False)
     assert work.rule_files_changed(Context(), str(user), unchanged) == []
