@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -152,3 +154,22 @@ def ended(run: subprocess.Popen, what: str, timeout: float = 120) -> str:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(run.pid, signal.SIGKILL)
         raise AssertionError(f"{what} did not end within {timeout:.0f}s:\n{processes}\n{err}") from None
+
+
+def git_output(root: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    """git in `root` with a fixed author and committer; its stdout."""
+    return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True, input=stdin,
+                          env=dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t",
+                                   GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")).stdout
+
+
+def forged_index(root: Path, paths: list[str]) -> None:
+    """A version-2 `.git/index` listing `paths`, each a regular file holding one blob: git
+    itself refuses to add absolute or `..` paths, but a project's index is just a file."""
+    blob = bytes.fromhex(git_output(root, "hash-object", "-w", "--stdin", stdin=b"x\n").decode().strip())
+    body = b""
+    for path in sorted(p.encode() for p in paths):
+        entry = struct.pack(">10I", 0, 0, 0, 0, 0, 0, 0o100644, 0, 0, 2) + blob + struct.pack(">H", len(path)) + path
+        body += entry + b"\0" * (8 - len(entry) % 8)
+    data = b"DIRC" + struct.pack(">II", 2, len(paths)) + body
+    (root / ".git" / "index").write_bytes(data + hashlib.sha1(data).digest())

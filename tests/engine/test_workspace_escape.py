@@ -2,18 +2,14 @@
 `.git/index`, a file that came with the project like any other, and git prints an absolute
 path (`/home/me/.bash_history`) or `../x` it finds there as it is. None of the operator's
 files may reach the agent's /workspace, only the project's, and the launch says what it
-left out. (A tracked file behind a folder that became a link: tests/unit/test_workspace_escape.py;
+left out. (A tracked file behind a folder that became a link: tests/unit/test_workspace_paths_leading_out.py;
 the engine cannot even build that context.)"""
 from __future__ import annotations
 
-import hashlib
-import os
-import struct
-import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import docker
+from helpers import docker, forged_index, git_output
 from test_bottle_e2e import module_bottle
 
 pytestmark = pytest.mark.usefixtures("engine")
@@ -21,24 +17,6 @@ pytestmark = pytest.mark.usefixtures("engine")
 ABSOLUTE = "OPERATOR-FILE-BY-ABSOLUTE-PATH-5e1a"
 UPWARD = "OPERATOR-FILE-BY-DOTDOT-5e1a"
 PROJECT = "the project's own file\n"
-
-
-def git(root: Path, *args: str, stdin: bytes | None = None) -> bytes:
-    return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True, input=stdin,
-                          env=dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t",
-                                   GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")).stdout
-
-
-def write_index(root: Path, paths: list[str]) -> None:
-    """A version-2 `.git/index` listing `paths` (git itself refuses to add such paths; a
-    project's index is still just a file): each a regular file holding one blob."""
-    blob = bytes.fromhex(git(root, "hash-object", "-w", "--stdin", stdin=b"x\n").decode().strip())
-    body = b""
-    for path in sorted(p.encode() for p in paths):
-        entry = struct.pack(">10I", 0, 0, 0, 0, 0, 0, 0o100644, 0, 0, 2) + blob + struct.pack(">H", len(path)) + path
-        body += entry + b"\0" * (8 - len(entry) % 8)
-    data = b"DIRC" + struct.pack(">II", 2, len(paths)) + body
-    (root / ".git" / "index").write_bytes(data + hashlib.sha1(data).digest())
 
 
 def make_project(folder: Path) -> Path:
@@ -49,11 +27,11 @@ def make_project(folder: Path) -> Path:
     root = folder / "project"
     root.mkdir()
     (root / "main.py").write_text(PROJECT)
-    git(root, "init", "-q")
-    git(root, "add", "main.py")
-    git(root, "commit", "-qm", "init")
-    write_index(root, ["main.py", str(home / "history"), "../home/upward"])
-    listed = git(root, "ls-files", "--cached").decode()
+    git_output(root, "init", "-q")
+    git_output(root, "add", "main.py")
+    git_output(root, "commit", "-qm", "init")
+    forged_index(root, ["main.py", str(home / "history"), "../home/upward"])
+    listed = git_output(root, "ls-files", "--cached").decode()
     assert str(home / "history") in listed and "../home/upward" in listed  # git lists them as they are
     return root
 

@@ -3,36 +3,16 @@ a folder can be a link. Nothing behind either may be selected or packed; what is
 is said. (The same on the real engine: tests/engine/test_workspace_escape.py.)"""
 from __future__ import annotations
 
-import hashlib
-import os
-import struct
-import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
+from helpers import forged_index, git_output
 
 from bottle_tasks.workspace import credentials, image, pack
 from bottle_tasks.workspace.selection import select
 
 OPERATORS = "OPERATOR-SECRET-7f3e\n"
-
-
-def git(root: Path, *args: str, stdin: bytes | None = None) -> bytes:
-    return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True, input=stdin,
-                          env=dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t",
-                                   GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")).stdout
-
-
-def write_index(root: Path, paths: list[str]) -> None:
-    """A version-2 `.git/index` listing `paths`, as a project could come with one."""
-    blob = bytes.fromhex(git(root, "hash-object", "-w", "--stdin", stdin=b"x\n").decode().strip())
-    body = b""
-    for path in sorted(p.encode() for p in paths):
-        entry = struct.pack(">10I", 0, 0, 0, 0, 0, 0, 0o100644, 0, 0, 2) + blob + struct.pack(">H", len(path)) + path
-        body += entry + b"\0" * (8 - len(entry) % 8)
-    data = b"DIRC" + struct.pack(">II", 2, len(paths)) + body
-    (root / ".git" / "index").write_bytes(data + hashlib.sha1(data).digest())
 
 
 @pytest.fixture
@@ -46,9 +26,9 @@ def layout(tmp_path) -> tuple[Path, Path]:
     (root / "conf").mkdir(parents=True)
     (root / "conf" / "settings").write_text("tracked\n")
     (root / "main.py").write_text("print('hi')\n")
-    git(root, "init", "-q")
-    git(root, "add", ".")
-    git(root, "commit", "-qm", "init")
+    git_output(root, "init", "-q")
+    git_output(root, "add", ".")
+    git_output(root, "commit", "-qm", "init")
     return root, home
 
 
@@ -75,7 +55,7 @@ def test_a_tracked_file_behind_a_folder_that_became_a_link_stays_out(layout, tmp
 
 def test_index_paths_leading_out_are_neither_selected_nor_packed(layout, tmp_path):
     root, home = layout
-    write_index(root, ["main.py", str(home / "history"), "../home/settings", "conf/../../home/history"])
+    forged_index(root, ["main.py", str(home / "history"), "../home/settings", "conf/../../home/history"])
     chosen = select(root)
     # conf/settings: no longer in the index, listed as an untracked file of the project
     assert {e.rel for e in chosen.entries if not e.rel.startswith(".git")} == {"main.py", "conf", "conf/settings"}
