@@ -11,7 +11,9 @@ called after each command, raises it again once the command is done.
 
 A Ctrl-C that invoke forwarded while it waited is noted here too (`ctrl_c_in_command`): the
 command may have taken it for a normal end (`docker exec` exits 0), and the run must end all
-the same (`took_ctrl_c`, in `Target.run`).
+the same (`took_ctrl_c`, in `Target.run`). And one whose KeyboardInterrupt Python swallowed
+(raised in a weakref callback, say an import's module lock) is raised again after the next
+command, with no traceback (`_unraisable`).
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ class Stopped(KeyboardInterrupt):
 
 
 _received: int | None = None  # the first stop signal of this run, until the clean-up handles it
+_swallowed_ctrl_c = False  # a Ctrl-C's KeyboardInterrupt that Python swallowed (see _unraisable)
 _ctrl_c_in_command = False  # a Ctrl-C came while a command ran (invoke forwarded it, and waited)
 _terminals: list[int] = []  # our stdout and stderr, those of them that are a terminal
 _other_unraisable = sys.__unraisablehook__  # the hook before ours: the other exceptions go to it
@@ -68,15 +71,21 @@ def _leave_hung_up_terminal() -> None:
 def _unraisable(unraisable) -> None:
     """Python swallows an exception raised where it cannot propagate (a weakref callback, a
     __del__) and prints its traceback. A `Stopped` swallowed so is remembered all the same, and
-    raised again by `raise_if_stopped`: no traceback for the user."""
-    if not isinstance(unraisable.exc_value, Stopped):
-        _other_unraisable(unraisable)
+    raised again by `raise_if_stopped`: no traceback for the user. So is a Ctrl-C: one that
+    landed in an import's module-lock callback printed a traceback, and the launch went on."""
+    global _swallowed_ctrl_c
+    if isinstance(unraisable.exc_value, Stopped):
+        return
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        _swallowed_ctrl_c = True
+        return
+    _other_unraisable(unraisable)
 
 
 def begin() -> None:
     """At the start of a run, in the main thread: SIGTERM and SIGHUP stop it."""
-    global _received, _terminals, _other_unraisable, _ctrl_c_in_command
-    _received, _ctrl_c_in_command = None, False
+    global _received, _terminals, _other_unraisable, _ctrl_c_in_command, _swallowed_ctrl_c
+    _received, _ctrl_c_in_command, _swallowed_ctrl_c = None, False, False
     _terminals = [fd for fd in (1, 2) if os.isatty(fd)]
     if sys.unraisablehook is not _unraisable:
         _other_unraisable, sys.unraisablehook = sys.unraisablehook, _unraisable
@@ -106,8 +115,14 @@ def raise_if_stopped() -> None:
     """After a command: a stop signal that came while it ran (invoke kept waiting) ends the run
     now; and before a run counts as done, one that Python swallowed. Only the main thread
     stops; the run's background threads are waited for by it."""
-    if _received is not None and threading.current_thread() is threading.main_thread():
+    global _swallowed_ctrl_c
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if _received is not None:
         raise Stopped(_received)
+    if _swallowed_ctrl_c:
+        _swallowed_ctrl_c = False  # raised once: from here it is an ordinary Ctrl-C
+        raise KeyboardInterrupt
 
 
 def shielded() -> dict[signal.Signals, Any]:
@@ -115,9 +130,10 @@ def shielded() -> dict[signal.Signals, Any]:
     still ending, then the rollback): all three are ignored, also by the docker commands it
     runs (target.PromptLocal keeps them out of the terminal's reach). The handlers before,
     for `unshielded`."""
-    global _received, _ctrl_c_in_command
+    global _received, _ctrl_c_in_command, _swallowed_ctrl_c
     previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, *STOP_SIGNALS)}
-    _received, _ctrl_c_in_command = None, False  # handled (none can come now): the rollback's commands run
+    # handled (none can come now): the rollback's commands run
+    _received, _ctrl_c_in_command, _swallowed_ctrl_c = None, False, False
     return previous
 
 

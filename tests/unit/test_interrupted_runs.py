@@ -295,3 +295,36 @@ def test_a_storm_of_ctrl_c_while_invoke_waits_never_hangs_the_run():
     except subprocess.TimeoutExpired as hung:
         raise AssertionError(f"a run hung after {hung.stdout!r}") from None
     assert done.stdout.split() == ["3"] * runs, done.stderr
+
+
+SWALLOWED = textwrap.dedent("""
+    import weakref
+    from bottle_tasks import stopping
+    stopping.begin()
+
+    class Thing:
+        pass
+
+    def callback(_ref):  # as importlib's module-lock callback, where a Ctrl-C once landed
+        raise KeyboardInterrupt
+
+    thing = Thing()
+    ref = weakref.ref(thing, callback)
+    del thing  # Python runs the callback and swallows what it raises
+    print("went on")
+    try:
+        stopping.raise_if_stopped()  # the next command's end
+        print("not interrupted")
+    except KeyboardInterrupt as interrupt:
+        print("interrupted", type(interrupt).__name__)
+    stopping.raise_if_stopped()  # once only
+    print("then done")
+""")
+
+
+def test_a_ctrl_c_python_swallowed_still_ends_the_run_without_a_traceback():
+    """A Ctrl-C whose KeyboardInterrupt lands where Python cannot raise it (a weakref callback
+    during an import) printed a traceback, and the launch went on to the end."""
+    done = subprocess.run([sys.executable, "-c", SWALLOWED], cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert done.stdout.split("\n")[:3] == ["went on", "interrupted KeyboardInterrupt", "then done"], done.stdout
+    assert done.stderr == "", done.stderr
