@@ -3,10 +3,17 @@
 (it ignores Include, common in real configs). The result becomes an explicit Fabric
 Connection; Fabric's own ssh-config loading is switched off so nothing is applied twice.
 
+The host's key is checked as OpenSSH checks it, against the known_hosts files its config
+names (UserKnownHostsFile, GlobalKnownHostsFile): Fabric on its own loads none and accepts
+any key (paramiko's AutoAddPolicy), so a spoofed host would be handed the stage files, the
+operator's API keys among them. An unknown key is refused unless the config says
+`StrictHostKeyChecking no`; a changed key is always refused (paramiko's BadHostKeyException).
+
 BOTTLE_SSH_CONFIG=FILE makes ssh read FILE instead of ~/.ssh/config (`ssh -F`).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -26,6 +33,20 @@ class SshHost:
     proxy_command: str | None = None
     identities_only: bool = False
     options: dict = field(default_factory=dict)
+
+    @property
+    def known_hosts_files(self) -> tuple[str, ...]:
+        """The files ssh would look the host's key up in, user's first (`none`: no file)."""
+        names = []
+        for key in ("userknownhostsfile", "globalknownhostsfile"):
+            names += [name for name in self.options.get(key, "").split() if name != "none"]
+        return tuple(os.path.expanduser(name) for name in names)
+
+    @property
+    def accepts_unknown_keys(self) -> bool:
+        """Only an explicit `StrictHostKeyChecking no` (or `off`) lets ssh take an unknown key
+        without asking; bottle cannot ask, so `ask`, `yes` and `accept-new` refuse it."""
+        return self.options.get("stricthostkeychecking", "ask").lower() in ("no", "off")
 
 
 def split(remote: str) -> tuple[str, int | None]:
@@ -97,7 +118,8 @@ def connection(remote: str, depth: int = 0):
     host = resolve(remote)
     if host is None:  # no OpenSSH client: Fabric's own (paramiko's) config reading
         destination, port = split(remote)
-        return Connection(destination, port=port, config=Config(overrides=runners))
+        fallback = Connection(destination, port=port, config=Config(overrides=runners))
+        return check_host_keys(fallback, DEFAULT_KNOWN_HOSTS, accept_unknown=False)
     config = Config(overrides={**runners, "load_ssh_configs": False})
     connect_kwargs: dict = {}
     if host.identity_files:
@@ -110,5 +132,35 @@ def connection(remote: str, depth: int = 0):
         gateway = connection(host.proxy_jump, depth + 1)
     elif host.proxy_command:
         gateway = host.proxy_command
-    return Connection(host.hostname, user=host.user, port=host.port, config=config,
-                      connect_kwargs=connect_kwargs, gateway=gateway)
+    found = Connection(host.hostname, user=host.user, port=host.port, config=config,
+                       connect_kwargs=connect_kwargs, gateway=gateway)
+    return check_host_keys(found, host.known_hosts_files, accept_unknown=host.accepts_unknown_keys)
+
+
+#: OpenSSH's defaults, for when there is no `ssh -G` to ask
+DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2", "/etc/ssh/ssh_known_hosts",
+                       "/etc/ssh/ssh_known_hosts2")
+
+
+def check_host_keys(connection, files: tuple[str, ...], *, accept_unknown: bool):
+    """Make `connection` check the host's key against `files` instead of Fabric's
+    accept-anything (see the module's doc). paramiko refuses a key that differs from the
+    one recorded; the policy decides about a host recorded nowhere."""
+    from paramiko import AutoAddPolicy
+
+    client = connection.client
+    for name in files:
+        with contextlib.suppress(OSError):  # as ssh: a listed file that is not there holds no keys
+            client.load_system_host_keys(os.path.expanduser(name))
+    client.set_missing_host_key_policy(AutoAddPolicy() if accept_unknown else RefuseUnknownHost())
+    return connection
+
+
+class RefuseUnknownHost:
+    """paramiko's missing-host-key policy that refuses, saying how to record the key."""
+
+    def missing_host_key(self, client, hostname: str, key) -> None:
+        from paramiko import SSHException
+
+        raise SSHException(f"the host key of {hostname} ({key.get_name()}) is in no known_hosts file: "
+                           f"connect once with `ssh` to check and record it, then run bottle again")

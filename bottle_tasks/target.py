@@ -406,8 +406,20 @@ class RemoteTarget(Target):
     @property
     def stage_root(self) -> str:  # type: ignore[override]
         if self._home is None:
-            self._home = self.run(["sh", "-c", 'printf %s "$HOME"']).stdout.strip() or "/tmp"
+            self._home = "~" if self.dry else self._remote_home()
         return f"{self._home}/.local/state/bottle"
+
+    def _remote_home(self) -> str:
+        """The remote user's $HOME, or an error. Never a fallback such as /tmp: the stage files
+        (CA keys, API keys) would go below a directory every user of the host can write, where
+        another user could have made `.local/state/bottle/<slug>` theirs beforehand and read,
+        or swap, each file written there."""
+        home = self.run(["sh", "-c", 'printf %s "$HOME"']).stdout.strip()
+        if not home.startswith("/"):
+            raise BottleError(f"$HOME of {self.describe()} is {home!r}, not an absolute path",
+                              "bottle keeps its stage files (keys among them) in $HOME/.local/state/bottle "
+                              "on the Docker host: give this user a home directory")
+        return home.rstrip("/")
 
     def _mkdir(self, path: str) -> None:
         # umask, not `mkdir -m`: every directory it creates must be 0700, not only the last.

@@ -189,7 +189,8 @@ def test_on_a_host_from_an_included_ssh_config(ssh, tmp_path, state_home):  # no
     included = tmp_path / "ssh" / "hosts.conf"
     included.parent.mkdir()
     included.write_text(f"Host {alias}\n  HostName 127.0.0.1\n  Port {port}\n  User root\n"
-                        f"  IdentityFile {keys / 'client_key'}\n  IdentitiesOnly yes\n")
+                        f"  IdentityFile {keys / 'client_key'}\n  IdentitiesOnly yes\n"
+                        f"  UserKnownHostsFile {keys / 'known_hosts'}\n")
     config = tmp_path / "ssh" / "config"
     config.write_text(f"Include {included}\n")
     # No agent: the key is reachable only through the Included IdentityFile.

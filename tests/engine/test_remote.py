@@ -2,6 +2,7 @@
 loopback, reached with a key held by a real ssh-agent. Stage files travel by SFTP."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,12 +24,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def ssh(tmp_path_factory):
-    """(user@host:port, env with SSH_AUTH_SOCK) for a sshd on 127.0.0.1."""
+def known_host_line(port: int, public_key) -> str:
+    """The known_hosts line for the loopback sshd on `port` with the key in `public_key`."""
+    key_type, key = open(public_key).read().split()[:2]
+    return f"[127.0.0.1]:{port} {key_type} {key}\n"
+
+
+@contextlib.contextmanager
+def loopback_sshd(work, *options: str):
+    """(user@host:port, env with SSH_AUTH_SOCK) for a sshd on 127.0.0.1; `options` are more
+    `-o` settings of the sshd."""
     if not os.path.exists(SSHD):
         missing("sshd is not installed (apt-get install openssh-server; `make test` does it)")
-    work = tmp_path_factory.mktemp("sshd")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", work / "host_key"], check=True)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", work / "client_key"], check=True)
     shutil.copy(work / "client_key.pub", work / "authorized_keys")
@@ -37,7 +44,8 @@ def ssh(tmp_path_factory):
     sshd = subprocess.Popen([SSHD, "-D", "-e", "-p", str(port), "-o", "ListenAddress=127.0.0.1",
                              "-h", str(work / "host_key"), "-o", f"AuthorizedKeysFile={work}/authorized_keys",
                              "-o", "StrictModes=no", "-o", "PasswordAuthentication=no",
-                             "-o", "PermitRootLogin=prohibit-password", "-o", f"PidFile={work}/sshd.pid"],
+                             "-o", "PermitRootLogin=prohibit-password", "-o", f"PidFile={work}/sshd.pid",
+                             *(arg for option in options for arg in ("-o", option))],
                             stderr=open(work / "sshd.log", "w"))
     agent = subprocess.run(["ssh-agent", "-s", "-a", str(work / "agent.sock")], capture_output=True, text=True,
                            check=True)
@@ -49,12 +57,23 @@ def ssh(tmp_path_factory):
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 break
         time.sleep(0.1)
+    # The host's key is recorded as `ssh` would record it once accepted: bottle refuses a host
+    # whose key is in no known_hosts file. The config names this file, never the user's own.
+    (work / "known_hosts").write_text(known_host_line(port, work / "host_key.pub"))
+    (work / "ssh_config").write_text(f"UserKnownHostsFile {work}/known_hosts\nGlobalKnownHostsFile none\n")
+    env["BOTTLE_SSH_CONFIG"] = str(work / "ssh_config")
     try:
         yield f"root@127.0.0.1:{port}", env
     finally:
         sshd.terminate()
         sshd.wait(10)
         os.kill(agent_pid, 15)
+
+
+@pytest.fixture(scope="module")
+def ssh(tmp_path_factory):
+    with loopback_sshd(tmp_path_factory.mktemp("sshd")) as found:
+        yield found
 
 
 def test_launch_and_down_on_a_remote_docker_host(ssh, tmp_path, state_home):
@@ -204,3 +223,55 @@ def test_the_git_gate_on_a_remote_docker_host(ssh, tmp_path, state_home, test_ca
         if upstream:
             docker("rm", "-f", upstream, check=False)
     assert labelled(slug) == []
+
+
+def spoofed_host_gets_nothing(ssh, tmp_path, known_hosts: str, refusal: str) -> None:
+    """`--on` a host whose key is not the recorded one: bottle must refuse before it logs in,
+    so the host sees no authentication and receives no stage file (the CA key here, the
+    operator's API keys in a launch)."""
+    remote, env = ssh
+    work = os.path.dirname(env["SSH_AUTH_SOCK"])  # the fixture's folder: sshd's log is there
+    (tmp_path / "known_hosts").write_text(known_hosts)
+    config = tmp_path / "ssh_config"
+    config.write_text(f"UserKnownHostsFile {tmp_path}/known_hosts\nGlobalKnownHostsFile none\n")
+    slug = unique("rkey")
+    manifest = write_manifest(tmp_path, {slug: "    prompt: t\n    network: {allow: [example.org]}"})
+    logins_before = open(f"{work}/sshd.log").read().count("Accepted publickey")
+    on = {**env, "BOTTLE_SSH_CONFIG": str(config)}
+    try:
+        refused = inv("use", slug, "--on", remote, "ca", manifest=manifest, env=on, check=False)
+        assert refused.returncode != 0 and refusal in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr, refused.stderr
+        assert not os.path.exists(f"/root/.local/state/bottle/{slug}")  # the loopback host is this machine
+        assert open(f"{work}/sshd.log").read().count("Accepted publickey") == logins_before
+    finally:
+        inv("use", slug, "--on", remote, "down", manifest=manifest, env=env, check=False)
+
+
+def test_a_host_whose_key_changed_gets_nothing(ssh, tmp_path, state_home):
+    remote, _env = ssh
+    port = int(remote.rsplit(":", 1)[1])
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", tmp_path / "other_key"], check=True)
+    spoofed_host_gets_nothing(ssh, tmp_path, known_host_line(port, tmp_path / "other_key.pub"), "does not match")
+
+
+def test_a_host_whose_key_is_unknown_gets_nothing(ssh, tmp_path, state_home):
+    spoofed_host_gets_nothing(ssh, tmp_path, "", "in no known_hosts file")
+
+
+def test_a_user_without_a_home_gets_no_stage_dir_in_tmp(tmp_path, state_home):
+    """A Docker host whose user has no $HOME: the stage files must not fall back to a
+    directory every user there can write (/tmp), where another user could own the path first
+    and read the CA and API keys written into it. bottle refuses, and nothing is written."""
+    slug = unique("rhome")
+    manifest = write_manifest(tmp_path, {slug: "    prompt: t\n    network: {allow: [example.org]}"})
+    (tmp_path / "sshd").mkdir()
+    with loopback_sshd(tmp_path / "sshd", "SetEnv=HOME=") as (remote, env):
+        try:
+            refused = inv("use", slug, "--on", remote, "ca", manifest=manifest, env=env, check=False)
+            assert refused.returncode != 0 and "not an absolute path" in refused.stderr, refused.stderr
+            assert "Traceback" not in refused.stderr, refused.stderr
+            assert not os.path.exists(f"/tmp/.local/state/bottle/{slug}")  # the loopback host is this machine
+        finally:
+            inv("use", slug, "--on", remote, "down", manifest=manifest, env=env, check=False)
+            shutil.rmtree(f"/tmp/.local/state/bottle/{slug}", ignore_errors=True)
