@@ -79,7 +79,7 @@ class Egress:
 
     def __init__(self):
         self.fw = self  # failclosed calls self.fw.fail(...)
-        mitm_limits.install(None)  # the HTTP/1 head bound and HTTP/2 bodies framed for the firewall
+        mitm_limits.install(None)  # the HTTP/1 bounds, HTTP/2 back-pressure, HTTP/2 bodies framed
         self.routes: dict[str, tuple[routes_mod.Route, ...]] = {}
         self.secrets: dict[str, str] = {}
         self.scrubber = scrub.Scrubber(())

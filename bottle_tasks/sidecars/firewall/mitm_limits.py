@@ -1,9 +1,10 @@
 """Bounds and checks mitmproxy has no hook for, added to its protocol layers.
 
 mitmproxy (12.3) offers no addon hook for these, so the firewall wraps methods of
-its protocol layers, each with the smallest change that closes the gap, and everything
-else stays mitmproxy's own code. ``tests/firewall`` checks each one against the real
-layers (and fails when a mitmproxy upgrade moves what they wrap).
+its protocol layers (and, for 7, of its connection handler), each with the smallest change
+that closes the gap, and everything else stays mitmproxy's own code. ``tests/firewall``
+checks each one against the real layers (and fails when a mitmproxy upgrade moves what
+they wrap).
 
 1. **HTTP/1 request heads** are buffered until the blank line without any limit
    (mitmproxy's ``read_headers`` says "FIXME: protect against header size DoS"): a head
@@ -26,6 +27,11 @@ layers (and fails when a mitmproxy upgrade moves what they wrap).
 6. **What an HTTP/1 client sends that no reader takes** is buffered without a limit too:
    bytes after a request while its response is pending, a chunk-size line that never
    ends. Past ``MAX_UNREAD`` the connection is closed.
+7. **What an HTTP/2 client's window does not take** is kept by mitmproxy's HTTP/2 layer
+   (``stream_buffers``) without a limit, and the upstream is read on: a client that grants
+   no more window has the whole download pulled into the proxy. Past ``MAX_H2_UNSENT``
+   bytes waiting for a client's window, the proxy stops reading that client's upstreams
+   until the client takes some (back-pressure: TCP holds the rest upstream).
 
 The firewall installs all of them with itself as the ``Guard``; the egress proxy installs
 them without one (the bounds, the framing; its WebSocket control frames pass unchanged).
@@ -33,14 +39,16 @@ them without one (the bounds, the framing; its WebSocket control frames pass unc
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from typing import Protocol
 
 import wsproto.events
 from mitmproxy import flow as mflow
-from mitmproxy.proxy import commands
+from mitmproxy.proxy import commands, server
 from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.proxy.layers import websocket as ws_layers
-from mitmproxy.proxy.layers.http import _http1
+from mitmproxy.proxy.layers.http import _http1, _http2
 
 MAX_REQUEST_HEAD = 64 * 1024
 # Unread bytes from an HTTP/1 client outside its request head (a pipelined request's head
@@ -48,6 +56,9 @@ MAX_REQUEST_HEAD = 64 * 1024
 MAX_UNREAD = 1024 * 1024
 # WebSocket messages to hosts whose DLP action is off have no per-flow limit; still bounded.
 MAX_WEBSOCKET_MESSAGE = 64 * 1024 * 1024
+# Response bytes held for an HTTP/2 client whose flow-control window does not take them yet
+# (many times a stream's first window: a client that reads is not slowed down by it).
+MAX_H2_UNSENT = 1024 * 1024
 BODY_LIMIT = "bottle.body_limit"
 
 
@@ -79,6 +90,9 @@ def install(guard: Guard | None) -> None:
     ws_layers.WebsocketLayer._handle_event = _tagged_start
     _wrap(ws_layers.WebsocketLayer, "relay_messages", _bounded_relay_messages)
     _wrap(ws_layers.WebsocketConnection, "send2", _guarded_send2)
+    _wrap(_http2.Http2Server, "__init__", _registered_h2_server_init)
+    _wrap(server.ConnectionHandler, "drain_writers", _drain_writers_and_wait_for_h2_room)
+    _wrap(_http2.Http2Server, "_handle_event", _h2_server_event_noting_room)
 
 
 def _wrap(cls, name: str, replacement) -> None:
@@ -208,3 +222,54 @@ def _bounded_unread(self, event):
                                              "that no request could take; the connection was closed")
         )
     self.state = self.done
+
+
+# -- 7. HTTP/2 bytes the client's window does not take -----------------------------------------
+
+
+class _ClientH2:
+    """A client's HTTP/2 connection, and an event set whenever its unsent bytes are within bounds."""
+
+    def __init__(self, h2_conn):
+        self.h2_conn = h2_conn
+        self.room = asyncio.Event()
+        self.room.set()
+
+    def unsent(self) -> int:
+        return sum(len(chunk.data) for chunks in self.h2_conn.stream_buffers.values() for chunk in chunks)
+
+
+# Each client that speaks HTTP/2 (weak: forgotten with the client's connection).
+_client_h2: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _registered_h2_server_init(self, context):
+    _original(_http2.Http2Server, "__init__")(self, context)
+    _client_h2[context.client] = _ClientH2(self.h2_conn)
+
+
+def _h2_server_event_noting_room(self, event):
+    yield from _original(_http2.Http2Server, "_handle_event")(self, event)
+    # Room is made here only: the client's window updates, settings and resets, or a stream ended.
+    state = _client_h2.get(self.context.client)
+    if state is not None and not state.room.is_set() and state.unsent() <= MAX_H2_UNSENT:
+        state.room.set()
+
+
+async def _drain_writers_and_wait_for_h2_room(self):
+    """mitmproxy's back-pressure: a connection is read again once every writer has drained.
+    Bytes held for an HTTP/2 client's window are in no writer; wait for those too, but only
+    on the upstreams' reads: the client's own reads bring the window updates that make room
+    (and a client's read that waited on its upstreams could deadlock with them). With one
+    upstream connection for many streams, a stream nobody reads holds up the others past the
+    bound: the client's own doing."""
+    await _original(server.ConnectionHandler, "drain_writers")(self)
+    state = _client_h2.get(self.client)
+    if state is None:
+        return
+    client_io = self.transports.get(self.client)
+    if client_io is None or client_io.handler is asyncio.current_task():
+        return
+    while state.unsent() > MAX_H2_UNSENT:
+        state.room.clear()
+        await state.room.wait()  # cancelled with the rest when the client goes away
