@@ -58,11 +58,12 @@ def recorded_base(bottle: Bottle) -> str | None:
     return record.get("commit") if container and record.get("container") == container else None
 
 
-def agent_git(exec_argv: list[str]) -> list[str]:
-    """A `docker exec` of git as the agent, in the agent's repository: the agent can hold it up
-    (a FIFO for .git/HEAD, SIGSTOP of its own uid's processes), so it is ended after
-    AGENT_GIT_WAIT rather than keep `pull`, `diff` or a launch waiting for ever."""
-    return docker.bounded(exec_argv, "git in the agent's workspace", AGENT_GIT_WAIT)
+def agent_git(name: str, argv: list[str]) -> list[str]:
+    """`docker exec` of `argv` (git, or a script of git commands) as the agent, in its workspace.
+    The agent can hold it up (a FIFO for .git/HEAD, SIGSTOP of its own uid's processes), so it
+    is ended after AGENT_GIT_WAIT rather than keep `pull`, `diff` or a launch waiting for ever."""
+    return docker.bounded(docker.exec_(name, argv, user=AGENT_USER, workdir=workback.WORKSPACE),
+                          "git in the agent's workspace", AGENT_GIT_WAIT)
 
 
 def remember_base(bottle: Bottle) -> None:
@@ -76,8 +77,7 @@ def remember_base(bottle: Bottle) -> None:
     recorded = bottle.state.get("work_base") or {}
     if recorded.get("container") == container and recorded.get("commit"):
         return  # this container's starting point is known already
-    found = bottle.run(agent_git(docker.exec_(name, ["git", "rev-parse", "--verify", "-q", "HEAD^{commit}"],
-                                              user=AGENT_USER, workdir=workback.WORKSPACE)), check=False)
+    found = bottle.run(agent_git(name, ["git", "rev-parse", "--verify", "-q", "HEAD^{commit}"]), check=False)
     commit = found.stdout.strip()
     if found.ok and commit:
         bottle.state.set("work_base", {"container": container, "commit": commit})
@@ -89,8 +89,7 @@ def take_snapshot(c, bottle, repo: str, previous: str | None = None) -> tuple[wo
     known = workback.known_commits(local_git(c, workback.known_commits_argv(repo)).stdout)
     head = local_git(c, workback.git(repo, "rev-parse", "--verify", "-q", "HEAD^{commit}"), check=False)
     known = list(dict.fromkeys(([head.stdout.strip()] if head.ok else []) + known))
-    result = bottle.run(agent_git(docker.exec_(name, workback.snapshot_argv(recorded_base(bottle), known, previous),
-                                               user=AGENT_USER, workdir=workback.WORKSPACE)), check=False)
+    result = bottle.run(agent_git(name, workback.snapshot_argv(recorded_base(bottle), known, previous)), check=False)
     if result.exited == 3:
         raise BottleError(f"bottle {bottle.slug}: {workback.WORKSPACE} in the agent is not a git repository",
                           "pull and diff need a workspace copied from a git repository (with its .git)")
@@ -110,8 +109,7 @@ def fetch_bundle(c, bottle, repo: str, ref: str, snapshot: workback.Snapshot, kn
     fetch` into `ref`, which must then hold the snapshot's tip."""
     name = bottle.require("agent", "launch")
     staged = bottle.stage("pull.bundle")
-    bundle = agent_git(docker.exec_(name, workback.bundle_argv(snapshot.tip, known), user=AGENT_USER,
-                                    workdir=workback.WORKSPACE))
+    bundle = agent_git(name, workback.bundle_argv(snapshot.tip, known))
     with tempfile.TemporaryDirectory(prefix="bottle-pull-") as scratch:
         local = os.path.join(scratch, "agent.bundle")
         try:
