@@ -13,8 +13,10 @@ import base64
 import json
 import secrets
 import shlex
+import shutil
 import string
 import time
+from pathlib import Path
 
 import pytest
 from helpers import docker
@@ -26,6 +28,7 @@ from bottle_tasks.sidecars.egress.scrub import mask
 pytestmark = pytest.mark.usefixtures("engine")
 
 REFLECT = "reflect.upstream.test"
+WS_CLIENT = Path(__file__).resolve().parent / "ws_client.py"
 # Not shaped like any DLP pattern: only the egress proxy's own scrub stands between a
 # reflected copy and the agent.
 REAL_TOKEN = "rfl" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(45))
@@ -154,24 +157,13 @@ record(kind="ready", path="")
 server.serve_forever()
 '''
 
-# A WebSocket handshake through the agent's proxy; prints what the first message said.
+# Both run in the agent beside ws_client.py, whose handshake they use.
+# The first message the server sends, after the handshake's head.
 WS_READ = r'''
-import base64, os, socket, ssl, sys
-from urllib.parse import urlsplit
-host, path = sys.argv[1:3]
-proxy = urlsplit(os.environ["HTTPS_PROXY"])
-raw = socket.create_connection((proxy.hostname, proxy.port), timeout=20)
-raw.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
-reply = b""
-while b"\r\n\r\n" not in reply:
-    reply += raw.recv(4096)
-conn = ssl.create_default_context().wrap_socket(raw, server_hostname=host)
-key = base64.b64encode(os.urandom(16)).decode()
-conn.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-              f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-head = b""
-while b"\r\n\r\n" not in head:
-    head += conn.recv(1)
+import os, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ws_client import handshake
+conn, head = handshake(*sys.argv[1:3])
 frame = conn.recv(2)
 message = b""
 while len(message) < frame[1] & 0x7F:
@@ -182,7 +174,11 @@ print(head.decode(errors="replace") + message.decode(errors="replace"))
 
 # Floods a WebSocket with MESSAGES binary messages of 64 KiB, asks the sink for its count,
 # prints the answer, then holds the connection open (it is killed by its pid).
-WS_FLOOD = WS_READ.split("frame = conn.recv(2)")[0].replace("import base64, os", "import base64, time, os") + r'''
+WS_FLOOD = r'''
+import os, sys, time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ws_client import handshake
+conn, _head = handshake(*sys.argv[1:3])
 messages = int(sys.argv[3])
 frame = bytes([0x82, 0xFE, 0xFF, 0xFF, 0, 0, 0, 0]) + bytes(0xFFFF)  # a zero mask: sent as it is
 for _ in range(messages):
@@ -211,9 +207,10 @@ def reflector(bottle, test_ca, tmp_path_factory):
     (files / "reflect.py").write_text(REFLECTOR)
     (files / "ws_read.py").write_text(WS_READ)
     (files / "ws_flood.py").write_text(WS_FLOOD)
+    shutil.copy(WS_CLIENT, files / "ws_client.py")
     for file in files.iterdir():
         file.chmod(0o644)  # read by the server as another uid; the agent's copy by the agent
-    for script in ("ws_read.py", "ws_flood.py"):
+    for script in ("ws_read.py", "ws_flood.py", "ws_client.py"):
         docker("cp", str(files / script), f"bottle-{bottle.slug}-agent:/tmp/{script}")
     image = json.loads(docker("inspect", f"bottle-{bottle.slug}-firewall").stdout)[0]["Config"]["Image"]
     name = f"bottle-test-{bottle.slug}-reflector"  # removed below whatever happens
