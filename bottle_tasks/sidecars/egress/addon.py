@@ -234,8 +234,7 @@ class Egress:
 
     def _inject(self, req: http.Request, route: routes_mod.Route) -> None:
         for injection in route.inject:
-            while injection.header in req.headers:  # every copy, any letter case
-                del req.headers[injection.header]
+            _drop(req.headers, injection.header)
             req.headers[injection.header] = injection.value(self.secrets[injection.secret])
 
     def _hand_to_firewall(self, flow: http.HTTPFlow, host: str) -> None:
@@ -351,11 +350,15 @@ def _claimed_methods(req: http.Request, path: str) -> list[str]:
 def _ask_for_scrubbable(req: http.Request) -> None:
     """Ask a routed upstream for an answer the scrub can read: whole and uncompressed."""
     for name in UNSCRUBBABLE_ASKS:
-        while name in req.headers:
-            del req.headers[name]
-    while "accept-encoding" in req.headers:
-        del req.headers["accept-encoding"]
+        _drop(req.headers, name)
+    _drop(req.headers, "accept-encoding")
     req.headers["accept-encoding"] = "identity"
+
+
+def _drop(headers: http.Headers, name: str) -> None:
+    """Every copy of the header `name`, in any letter case."""
+    while name in headers:
+        del headers[name]
 
 
 def _content_coded(resp: http.Response) -> bool:
