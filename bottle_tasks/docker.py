@@ -215,17 +215,23 @@ def exec_(container: str, command: Iterable[str], *, interactive: bool = False, 
     return argv + [container] + list(command)
 
 
+# What `bounded` says when its time is up (the engine's API says the same: engine_api).
+NOT_ENDED = "{what} did not end within {seconds} s (the agent container may be holding it up)"
+# The script `bounded` runs, the same for every command (engine_api recognises it): $0 names
+# the command, $1 is the bound in seconds, the rest is the command.
+BOUNDED = ('seconds=$1; shift; command -v timeout >/dev/null 2>&1 || exec "$@"; '
+           'code=0; timeout "$seconds" "$@" || code=$?; '
+           'if [ "$code" = 124 ]; then echo "' + NOT_ENDED.format(what="$0", seconds="$seconds") + '" >&2; fi; '
+           'exit "$code"')
+
+
 def bounded(argv: list[str], what: str, seconds: int) -> list[str]:
     """argv, ended by `timeout` on the Docker host if it has not ended within `seconds`, with an
     error naming `what`. For a `docker exec` of something the agent can hold up (a process of
     its uid it can SIGSTOP, a FIFO it planted where git or cp reads): not bounded inside the
     container, where the agent could stop a `timeout` too. Where the host has no `timeout`
     (coreutils), argv runs unbounded."""
-    script = ('command -v timeout >/dev/null 2>&1 || exec "$@"; '
-              f'code=0; timeout {seconds} "$@" || code=$?; '
-              f'if [ "$code" = 124 ]; then echo "$0 did not end within {seconds} s'
-              ' (the agent container may be holding it up)" >&2; fi; exit "$code"')
-    return ["sh", "-c", script, what, *argv]
+    return ["sh", "-c", BOUNDED, what, str(seconds), *argv]
 
 
 def cp_tar_from_stdin(container: str) -> list[str]:

@@ -187,6 +187,16 @@ class Engine:
                 return self.kill(name, signal)
             case ["docker", "logs", *options, name] if (query := _log_query(options)) is not None and _operands([name]):
                 return self.logs(name, query)
+            case ["docker", "network", "create", "--driver", "bridge", *options, name] if (
+                    (bridge := _network_spec(options)) is not None and _operands([name])):
+                return self.create_network(name, *bridge)
+            case ["docker", "exec", *rest] if (spec := _exec_spec(rest)) is not None:
+                return self.exec_(*spec)
+            case ["sh", "-c", docker.BOUNDED, what, seconds, "docker", "exec", *rest] if (
+                    seconds.isdigit() and (spec := _exec_spec(rest)) is not None):
+                return self.exec_(*spec, bound=(what, int(seconds)))
+            case ["docker", "create", *_]:
+                return self.create(argv)
         return None
 
     def _answer_with_input(self, argv: list[str], stdin_path: str) -> Result | None:
@@ -263,8 +273,7 @@ class Engine:
                 return Result("", _error(_json(response.read())), 1)
             for stream, payload in frames(response):
                 out.get(stream, out[STDERR]).append(payload)
-        stdout, stderr = (b"".join(out[stream]).decode(errors="replace") for stream in (STDOUT, STDERR))
-        return Result(stdout, stderr, 0)
+        return _decoded(out, 0)
 
     def follow_stdout(self, name: str, wait: float) -> Iterator[bytes] | None:
         """The container's stdout from its start on, as it comes, for at most `wait` seconds;
@@ -290,15 +299,83 @@ class Engine:
             return
 
     @contextlib.contextmanager
-    def streaming(self, path: str) -> Iterator[tuple[http.client.HTTPResponse, socket.socket]]:
-        """A GET whose answer is read as it comes: (the response, its socket)."""
+    def streaming(self, path: str, body: dict | None = None) -> Iterator[tuple[http.client.HTTPResponse, socket.socket]]:
+        """A GET (a POST of `body`) whose answer is read as it comes: (the response, its socket)."""
         connection = self._connected()
         try:
             sock = connection.sock
-            connection.request("GET", path)
+            if body is None:
+                connection.request("GET", path)
+            else:
+                connection.request("POST", path, json.dumps(body).encode(), {"Content-Type": "application/json"})
             yield connection.getresponse(), sock
         finally:
             connection.close()
+
+    def create_network(self, name: str, internal: bool, options: dict[str, str], labels: dict[str, str]) -> Result:
+        """`docker network create --driver bridge [--internal] [--opt K=V] [--label K=V] NAME`, with
+        the body the CLI sends an engine of API 1.41 (CheckDuplicate: a name taken is refused)."""
+        body = {"Name": name, "Driver": "bridge", "Internal": internal, "Options": options, "Labels": labels,
+                "CheckDuplicate": True, "IPAM": {"Driver": "default", "Options": {}, "Config": []}}
+        status, found = self.request("POST", "/networks/create", body)
+        return Result(found["Id"] + "\n", "", 0) if status == 201 and found else Result("", _error(found), 1)
+
+    def create(self, argv: list[str]) -> Result | None:
+        """`docker create` as `docker.create` builds it (`engine_create` translates it, or says None),
+        asked of an engine of the API whose request it is. An image that is not here is the CLI's to
+        pull (the engine says 404 and made nothing): it runs then, as it would have."""
+        from . import engine_create
+
+        asked = engine_create.translate(argv)
+        if asked is None or not engine_create.cli_adds_nothing(os.environ):
+            return None
+        status, version = self.request("GET", "/version")
+        if status != 200 or (version or {}).get("ApiVersion") != engine_create.API_VERSION:
+            return None
+        name, body = asked
+        status, found = self.request("POST", f"/containers/create?{urlencode({'name': name})}", body)
+        if status == 404:
+            return None
+        made = (found or {}).get("Id")
+        if status != 201 or not isinstance(made, str):
+            return Result("", _error(found), 1)
+        warnings = "".join(f"WARNING: {warning}\n" for warning in (found or {}).get("Warnings") or [])
+        return Result(made + "\n", warnings, 0)  # as the CLI's, its warnings on stderr
+
+    def exec_(self, container: str, command: list[str], user: str | None, workdir: str | None,
+              bound: tuple[str, int] | None = None) -> Result:
+        """`docker exec [--user U] [--workdir W] CONTAINER CMD…`: its stdout, stderr and exit code
+        as the CLI gives them. `bound`: (what, seconds) of `docker.bounded`, which ends the wait
+        (not the command, as `timeout` ending the CLI does not) with the same error and exit 124."""
+        body: dict[str, Any] = {"AttachStdout": True, "AttachStderr": True, "Cmd": command}
+        body.update({key: value for key, value in (("User", user), ("WorkingDir", workdir)) if value})
+        status, created = self.request("POST", f"/containers/{_quoted(container)}/exec", body)
+        if status != 201 or created is None:
+            return Result("", _error(created), 1)
+        deadline = time.monotonic() + bound[1] if bound else None
+        out: dict[int, list[bytes]] = {STDOUT: [], STDERR: []}
+        try:
+            with self.streaming(f"/exec/{created['Id']}/start", {"Detach": False, "Tty": False}) as (response, sock):
+                if response.status != 200:
+                    return Result("", _error(_json(response.read())), 1)
+                for stream, payload in frames(response, sock, deadline):
+                    out.get(stream, out[STDERR]).append(payload)
+        except TimeoutError:
+            if bound is None:
+                raise
+            what, seconds = bound
+            out[STDERR].append((docker.NOT_ENDED.format(what=what, seconds=seconds) + "\n").encode())
+            return _decoded(out, 124)
+        return _decoded(out, self._exit_code(created["Id"]))
+
+    def _exit_code(self, exec_id: str) -> int:
+        """The exec's exit code once its output has ended (the engine may take a moment to say it)."""
+        for _ in range(EXIT_CODE_POLLS):
+            status, found = self.request("GET", f"/exec/{exec_id}/json")
+            if status == 200 and found and not found.get("Running") and found.get("ExitCode") is not None:
+                return int(found["ExitCode"])
+            time.sleep(0.01)
+        return 1
 
     def connect(self, network: str, container: str, aliases: list[str]) -> Result:
         body = {"Container": container, "EndpointConfig": {"Aliases": aliases} if aliases else {}}
@@ -307,6 +384,12 @@ class Engine:
 
 
 STDOUT, STDERR = 1, 2
+EXIT_CODE_POLLS = 200  # of 10 ms: an exec whose output ended is said to have ended well before
+
+
+def _decoded(out: dict[int, list[bytes]], code: int) -> Result:
+    stdout, stderr = (b"".join(out[stream]).decode(errors="replace") for stream in (STDOUT, STDERR))
+    return Result(stdout, stderr, code)
 
 
 def frames(response: http.client.HTTPResponse, sock: socket.socket | None = None,
@@ -329,10 +412,11 @@ UNIX_TIME = re.compile(r"[0-9]+(\.[0-9]{1,9})?")
 def _log_query(options: list[str]) -> dict[str, str] | None:
     """The API query of `--tail N` and `--since T`, T a unix time (which the CLI sends as it is;
     a duration or a date it converts first); None for any other option (`--follow`, ...)."""
-    if len(options) % 2 or any(flag not in ("--tail", "--since") for flag in options[::2]):
+    pairs = _pairs(options, ("--tail", "--since"))
+    if pairs is None:
         return None
     query = {"stdout": "1", "stderr": "1", "tail": "all"}
-    for flag, value in zip(options[::2], options[1::2], strict=True):
+    for flag, value in pairs:
         if flag == "--since" and not UNIX_TIME.fullmatch(value):
             return None
         query[flag[2:]] = value
@@ -352,11 +436,48 @@ def _operands(names: list[str]) -> bool:
     return bool(names) and not any(name.startswith("-") for name in names)
 
 
+def _pairs(options: list[str], flags: tuple[str, ...]) -> list[tuple[str, str]] | None:
+    """`--flag value` pairs, each flag one of `flags`; None for anything else."""
+    if len(options) % 2 or any(flag not in flags for flag in options[::2]):
+        return None
+    return list(zip(options[::2], options[1::2], strict=True))
+
+
+def _key_values(values: list[str]) -> dict[str, str] | None:
+    """K=V of `--opt`/`--label` as the CLI splits them (at the first =); None if one has no =."""
+    if any("=" not in value for value in values):
+        return None
+    return dict(value.split("=", 1) for value in values)
+
+
+def _network_spec(options: list[str]) -> tuple[bool, dict[str, str], dict[str, str]] | None:
+    """(internal, options, labels) of `docker.network_create`'s options; None for any other."""
+    internal = options[:1] == ["--internal"]
+    pairs = _pairs(options[1:] if internal else options, ("--opt", "--label"))
+    if pairs is None:
+        return None
+    opts = _key_values([value for flag, value in pairs if flag == "--opt"])
+    labels = _key_values([value for flag, value in pairs if flag == "--label"])
+    return None if opts is None or labels is None else (internal, opts, labels)
+
+
+def _exec_spec(rest: list[str]) -> tuple[str, list[str], str | None, str | None] | None:
+    """(container, command, user, workdir) of `docker exec [--user U] [--workdir W] C CMD…`; None
+    for any other option (a terminal, stdin: the CLI's)."""
+    options: list[str] = []
+    while rest[:1] and rest[0].startswith("-"):
+        options, rest = options + rest[:2], rest[2:]
+    pairs = _pairs(options, ("--user", "--workdir"))
+    if pairs is None or len(rest) < 2 or not _operands(rest[:1]):
+        return None
+    given = dict(pairs)
+    return rest[0], rest[1:], given.get("--user"), given.get("--workdir")
+
+
 def _aliases(options: list[str]) -> list[str] | None:
     """The aliases of `--alias A --alias B ...`; None for any other option."""
-    if len(options) % 2 or any(flag != "--alias" for flag in options[::2]):
-        return None
-    return options[1::2]
+    pairs = _pairs(options, ("--alias",))
+    return None if pairs is None else [alias for _, alias in pairs]
 
 
 def _quoted(name: str) -> str:

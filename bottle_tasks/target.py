@@ -17,13 +17,14 @@ import subprocess
 import tarfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from invoke.runners import Local
 
-from . import console, stopping
+from . import console, docker, stopping
 from .errors import CTRL_C_EXIT, INTERRUPTED_EXITS, BottleError
 from .private_files import write_private
 
@@ -206,6 +207,11 @@ class Target:
         """The result of `argv` got without running it (see `LocalTarget`), or None."""
         return None
 
+    def run_together(self, commands: list[list[str]]) -> None:
+        """Run docker commands at once; fail (as `run` does) if any of them failed. Here as one
+        shell command (`docker.side_by_side`), the same locally and over SSH."""
+        self.run(docker.side_by_side(commands))
+
     def engine(self) -> Engine | None:
         """The engine's API where the CLI would talk to a local socket; else None."""
         return None
@@ -319,11 +325,23 @@ class LocalTarget(Target):
         """The commands `engine_api` knows, asked over the engine's socket rather than by the
         CLI; not when the CLI would talk to another engine, nor under `inv --echo` (every
         command is shown then, as the CLI runs it), nor with BOTTLE_ENGINE_API=off."""
-        engine = self.engine() if argv[:1] == ["docker"] else None
+        engine = self.engine() if argv[:1] == ["docker"] or argv[:3] == ["sh", "-c", docker.BOUNDED] else None
         result = engine.answer(argv, stdin_path) if engine is not None else None
         if result is not None:
             stopping.raise_if_stopped()  # as after a command: a stop that came meanwhile ends the run
         return result
+
+    def run_together(self, commands: list[list[str]]) -> None:
+        """With the engine's API, each command in a thread of its own (answered over the socket,
+        or by the CLI if not one `engine_api` knows): no shell and no CLI start-up per command.
+        A failure is reported as `run` reports it, the first one's; all have ended by then."""
+        if len(commands) < 2 or self.engine() is None:
+            return super().run_together(commands)
+        with ThreadPoolExecutor(len(commands)) as pool:
+            results = list(pool.map(lambda argv: self.run(argv, check=False), commands))
+        for argv, result in zip(commands, results, strict=True):
+            if not result.ok:
+                raise command_failed(argv, result, self.describe())
 
     def engine(self) -> Engine | None:
         if self._engine is False and not self.dry:

@@ -120,13 +120,13 @@ def provision(c):
     bottle.run(docker.cp_tar_from_stdin(name), stdin_path=archive)  # the agent's files stay the agent's
     # Side by side, as they touch different files: root's (CA trust, JDK, Maven), and the agent's,
     # placed as the agent (links it planted are replaced, never followed).
-    bottle.run(docker.side_by_side([
+    bottle.target.run_together([
         docker.bounded(docker.exec_(name, ["sh", provisioning.SCRIPT], user="0"),
                        f"{provisioning.SCRIPT} (root)", PROVISION_WAIT),
         docker.bounded(docker.exec_(name, ["sh", provisioning.PLACE_SCRIPT],
                                     user=f"{provisioning.AGENT_UID}:{provisioning.AGENT_GID}"),
                        f"{provisioning.PLACE_SCRIPT} (the agent)", PROVISION_WAIT),
-    ]))
+    ])
     return f"{name}: trusts the bottle's {' and '.join(ca_roles)} CA; git, Claude settings and prompt in place"
 
 

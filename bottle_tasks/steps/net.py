@@ -35,8 +35,8 @@ def ensure_networks(bottle: Bottle, networks) -> dict[str, str]:
         return names
     prefetch_ca_code()
     with creating(bottle, "network", {names[role]: role for role, _ in missing}):
-        bottle.run(docker.side_by_side([docker.network_create(names[role], bottle.plan.labels(role), internal)
-                                        for role, internal in missing]))
+        bottle.target.run_together([docker.network_create(names[role], bottle.plan.labels(role), internal)
+                                    for role, internal in missing])
     return names
 
 

@@ -14,6 +14,7 @@ from invoke import Context
 
 from bottle_tasks import containers, engine_api
 from bottle_tasks import docker as argv_for
+from bottle_tasks.errors import BottleError
 from bottle_tasks.target import LocalTarget, Result
 
 IMAGE = "debian:bookworm-slim"  # made by `make engine`
@@ -22,6 +23,12 @@ IMAGE = "debian:bookworm-slim"  # made by `make engine`
 def cli(argv: list[str]) -> Result:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     return Result(done.stdout, done.stderr, done.returncode)
+
+
+def cli_exactly(argv: list[str]) -> Result:
+    """As `cli`, with the output as the CLI wrote it (text mode would turn \\r\\n into \\n)."""
+    done = subprocess.run(argv, capture_output=True, timeout=120)
+    return Result(done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace"), done.returncode)
 
 
 def answered(engine: engine_api.Engine, argv: list[str]) -> Result:
@@ -233,3 +240,97 @@ def test_removals_answer_as_the_cli(objects):
         for way in made:
             docker("rm", "-f", f"{slug}-{way}-idle", f"{slug}-{way}-busy", check=False)
             docker("network", "rm", f"{slug}-{way}-net", f"{slug}-{way}-busy", check=False)
+
+
+def network_shape(name: str) -> dict:
+    """`docker network inspect NAME`, less what two networks made the same way differ in: the
+    name and id, when it was made, and the free subnet the engine picked for it."""
+    found = json.loads(docker("network", "inspect", name).stdout)[0]
+    for key in ("Name", "Id", "Created"):
+        found.pop(key)
+    found["IPAM"]["Config"] = [sorted(config) for config in found["IPAM"]["Config"]]  # keys, not addresses
+    return found
+
+
+def test_networks_created_over_the_socket_are_the_clis(objects):
+    """`docker network create` as `net` asks it (internal with its option, and plain; labelled):
+    the network the API makes is the one the CLI makes; a name taken is refused by both."""
+    slug, names = objects
+    engine = engine_api.Engine(engine_api.local_socket())
+    labels = {"bottle.slug": slug, "bottle.role": "net-x", "bottle.test": "<&> é"}
+    made = []
+    try:
+        for internal in (True, False):
+            api_name, cli_name = f"{slug}-api-{internal}", f"{slug}-cli-{internal}"
+            made += [api_name, cli_name]
+            api = answered(engine, argv_for.network_create(api_name, labels, internal))
+            reference = cli(argv_for.network_create(cli_name, labels, internal))
+            assert (api.exited, api.stderr, len(api.stdout)) == (reference.exited, reference.stderr, len(reference.stdout))
+            assert api.stdout.strip() == json.loads(docker("network", "inspect", api_name).stdout)[0]["Id"]
+            assert network_shape(api_name) == network_shape(cli_name)
+            assert network_shape(api_name)["Internal"] is internal
+        taken = argv_for.network_create(names["net"], labels, True)
+        api, reference = answered(engine, taken), cli(taken)
+        assert (api.stdout, api.exited) == (reference.stdout, reference.exited) == ("", 1)
+        assert api.stderr == reference.stderr, (api, reference)
+    finally:
+        docker("network", "rm", *made, check=False)
+
+
+@pytest.fixture
+def running(objects):
+    """A running container with a user of its own, and one that is created only; removed afterwards."""
+    slug, _ = objects
+    name, idle = f"{slug}-exec", f"{slug}-exec-idle"
+    docker("run", "-d", "--name", name, "--label", f"bottle.slug={slug}", IMAGE, "sleep", "infinity")
+    docker("create", "--name", idle, "--label", f"bottle.slug={slug}", IMAGE, "true")
+    try:
+        docker("exec", name, "useradd", "-u", "1000", "-m", "someone")
+        yield name, idle
+    finally:
+        docker("rm", "-f", name, idle, check=False)
+
+
+def test_execs_answer_as_the_cli(objects, running):
+    """`docker exec [--user] [--workdir]` as provisioning and `pull` ask it: the same stdout,
+    stderr and exit code as the CLI's, for a command that works, fails, or cannot start, as a
+    user or in a folder that is not there, and in a container that is not running or not there."""
+    slug, _ = objects
+    name, idle = running
+    engine = engine_api.Engine(engine_api.local_socket())
+    for argv in (argv_for.exec_(name, ["sh", "-c", "echo out; echo err >&2; printf 'no newline'; exit 3"]),
+                 argv_for.exec_(name, ["sh", "-c", "id -u; pwd; head -c 300000 /dev/zero | tr '\\0' x"],
+                                user="1000:1000", workdir="/home/someone"),
+                 argv_for.exec_(name, ["id", "-un"], user="someone"),
+                 argv_for.exec_(name, ["true"], user="nobody-here"),
+                 argv_for.exec_(name, ["no-such-command"]),
+                 argv_for.exec_(name, ["pwd"], workdir="/no/such/folder")):
+        api, reference = answered(engine, argv), cli_exactly(argv)
+        assert (api.stdout, api.stderr, api.exited) == (reference.stdout, reference.stderr, reference.exited), \
+            (argv, api, reference)
+    for argv in (argv_for.exec_(idle, ["true"]), argv_for.exec_(f"{slug}-missing", ["true"])):
+        api, reference = answered(engine, argv), cli_exactly(argv)
+        assert (api.stdout, api.exited) == (reference.stdout, reference.exited) == ("", 1), (argv, api, reference)
+        assert api.stderr.lower() == reference.stderr.lower(), (argv, api, reference)  # the CLI says "container"
+    assert engine.answer(["docker", "exec", "--interactive", name, "true"]) is None  # stdin: the CLI's
+    assert engine.answer(["docker", "exec", "--tty", name, "true"]) is None
+
+
+def test_a_bounded_exec_ends_as_the_cli_and_its_timeout_do(objects, running, tmp_path):
+    """`docker.bounded` over the socket: a command within its time answers as it is; one that
+    outlives it (the agent stopped it) ends the wait with the same error and exit 124 as
+    `timeout` ending the CLI, and the run goes on."""
+    name, _ = running
+    engine = engine_api.Engine(engine_api.local_socket())
+    quick = argv_for.bounded(argv_for.exec_(name, ["sh", "-c", "echo done; exit 2"]), "quick (x)", 30)
+    api, reference = answered(engine, quick), cli_exactly(quick)
+    assert (api.stdout, api.stderr, api.exited) == (reference.stdout, reference.stderr, reference.exited) \
+        == ("done\n", "", 2)
+    held = argv_for.bounded(argv_for.exec_(name, ["sh", "-c", "echo before; kill -STOP $$"]), "held (the agent)", 1)
+    api, reference = answered(engine, held), cli_exactly(held)
+    assert (api.stderr, api.exited) == (reference.stderr, reference.exited) == (
+        "held (the agent) did not end within 1 s (the agent container may be holding it up)\n", 124)
+    # Through a LocalTarget (provisioning's path): side by side, the failure reported as by `run`.
+    target = LocalTarget(Context(), tmp_path)
+    with pytest.raises(BottleError, match="did not end within 1 s"):
+        target.run_together([quick[:4] + ["30"] + argv_for.exec_(name, ["true"]), held])

@@ -236,9 +236,10 @@ def target_on(monkeypatch, socket_path, runs, echo=False):
 
 def test_a_local_target_asks_the_socket_and_the_cli_for_the_rest(fake_engine, monkeypatch, tmp_path):
     engine = fake_engine({"/containers/a/json": {"Id": "c0ffee"}})
-    target = target_on(monkeypatch, engine.server_address, {"docker exec a true": Result("from the cli\n")})
+    listing = docker.image_ls("a")  # not one engine_api answers
+    target = target_on(monkeypatch, engine.server_address, {shlex.join(listing): Result("from the cli\n")})
     assert target.run(docker.container_inspect("a", docker.ID)).stdout == "c0ffee\n"
-    assert target.run(docker.exec_("a", ["true"])).stdout == "from the cli\n"  # MockContext: the CLI
+    assert target.run(listing).stdout == "from the cli\n"  # MockContext: the CLI
     assert [path for _, path, _ in engine.requests] == ["/containers/a/json"]
 
 
@@ -262,3 +263,19 @@ def test_inv_echo_shows_every_command_so_the_cli_runs_them(fake_engine, monkeypa
     assert target.run(argv).stdout == "from the cli\n" and engine.requests == []
     shown = capsys.readouterr().err
     assert "$ docker container inspect --format '{{.Id}}' 'a\\x1b[2J'" in shown and "\x1b" not in shown
+
+
+def test_only_the_execs_and_network_creates_bottle_asks_for_are_answered():
+    """Their shapes exactly (docker.exec_, docker.bounded, docker.network_create); any other
+    option (stdin, a terminal, a short or `=` form, a subnet) is the CLI's."""
+    assert engine_api._exec_spec(["--user", "0", "--workdir", "/w", "c", "sh", "x"]) == ("c", ["sh", "x"], "0", "/w")
+    for rest in (["--interactive", "c", "true"], ["--tty", "c", "true"], ["-u", "0", "c", "true"],
+                 ["--user=0", "c", "true"], ["--env", "A=1", "c", "true"], ["c"], ["--user", "0"], ["-c", "true"]):
+        assert engine_api._exec_spec(rest) is None, rest
+    assert engine_api._network_spec(["--internal", "--opt", "a=b=c", "--label", "x=y"]) == (True, {"a": "b=c"}, {"x": "y"})
+    for options in (["--subnet", "10.0.0.0/8"], ["--label", "no-value"], ["--opt"], ["--label", "x=y", "--internal"]):
+        assert engine_api._network_spec(options) is None, options
+    engine = engine_api.Engine("/nonexistent.sock")
+    exec_argv = docker.exec_("c", ["true"])
+    assert engine.answer(["sh", "-c", docker.BOUNDED, "what", "1s", *exec_argv]) is None  # not docker.bounded's
+    assert engine.answer(["sh", "-c", docker.BOUNDED + " ", "what", "1", *exec_argv]) is None
