@@ -19,7 +19,7 @@ from invoke import Collection, task
 from .. import console, containers, docker, project, provisioning, workback
 from ..errors import BottleError
 from ..selection import current
-from ..workspace.selection import BOTTLEIGNORE
+from ..workspace import BOTTLEIGNORE
 
 if TYPE_CHECKING:
     from ..selection import Bottle

@@ -29,9 +29,8 @@ from pathlib import Path
 import pathspec
 
 from ..errors import BottleError
-from . import credentials
+from . import BOTTLEIGNORE, credentials
 
-BOTTLEIGNORE = ".bottleignore"
 GIT_DIR = ".git"
 # core.fsmonitor can name a program git would run; listing files must run nothing of the repo's.
 GIT = ("git", "-c", "core.fsmonitor=false", "-c", "core.quotepath=false")
