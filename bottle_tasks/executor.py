@@ -3,6 +3,7 @@ created and exits cleanly with the reason (no traceback reaches the user)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import traceback
@@ -47,8 +48,8 @@ class BottleExecutor(Executor):
             message, code = f"command failed: {exc.result.command}\n{exc.result.stderr[-2000:]}", 1
         except KeyboardInterrupt as exc:  # a Ctrl-C, or stopping.Stopped (SIGTERM, SIGHUP)
             message, code = stopping.described(exc)
-        except Exception as exc:  # noqa: BLE001 - a bug of ours: still roll back, no traceback on screen
-            message, code = f"internal error: {type(exc).__name__}: {exc} (details: {write_traceback()})", 70
+        except Exception as exc:  # noqa: BLE001 - a bug of ours, or the controller's disk: still roll back
+            message, code = unexpected(exc)
         previous = stopping.shielded()  # the starts still ending and the rollback run to the end
         try:
             # invoke re-merges the one config every step's context shares before each step (it
@@ -85,6 +86,22 @@ class BottleExecutor(Executor):
             console.error(f"rollback: {failure}")
         if not failures:
             console.note("rolled back everything this run created")
+
+
+# A file the controller could not write for a reason of the machine's, not of bottle's code.
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def unexpected(exc: Exception) -> tuple[str, int]:
+    """What to say, and the exit code, for an exception that is not a BottleError: a full or
+    read-only disk (a stage file, the state) is the operator's to fix, said so; anything else
+    is a bug of ours, its traceback kept in a file for a bug report (never on screen)."""
+    if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return (f"the controller could not write its files{where}: {exc.strerror or exc}\n"
+                f"    free space on that disk (bottle keeps its state and stage files below {state_root()}), "
+                "then run the command again"), 1
+    return f"internal error: {type(exc).__name__}: {exc} (details: {write_traceback()})", 70
 
 
 def exit_now() -> None:

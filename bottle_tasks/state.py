@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import BottleError
 from .private_files import write_private
 
 
@@ -50,7 +51,7 @@ class State:
         data = {}
         if path.exists():
             try:
-                data = json.loads(path.read_text())
+                data = well_formed(json.loads(path.read_text()), path)
             except (OSError, ValueError):
                 data = {}  # a corrupt state file: labels still let `down` find everything
         data.setdefault("slug", slug)
@@ -61,13 +62,19 @@ class State:
     def save(self) -> None:
         if not self.persist:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.data["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        write_private(self.path, (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode())
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_private(self.path, (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode())
+        except OSError as exc:  # a full disk, a read-only one, a directory in the file's place
+            raise BottleError(f"could not write {self.path}: {exc.strerror or exc}", STATE_FIX) from None
 
     def delete(self) -> None:
         if self.persist and self.path.exists():
-            self.path.unlink()
+            try:
+                self.path.unlink()
+            except OSError as exc:
+                raise BottleError(f"could not remove {self.path}: {exc.strerror or exc}", STATE_FIX) from None
             with contextlib.suppress(OSError):  # not empty: the local stage dir is still there
                 self.path.parent.rmdir()
         self.data = {"slug": self.slug, "resources": {}, "undo": []}
@@ -107,7 +114,56 @@ class State:
         for role, name in list(self.data["resources"].items()):
             if name == action.name:
                 del self.data["resources"][role]
-        self.save()
+        # The resource is gone. A file that still names it (the write failed: a full disk) is
+        # harmless, `down` takes a resource that is not there as removed; a rollback or `down`
+        # stopped half-way by the failed write would leave the rest behind.
+        with contextlib.suppress(BottleError):
+            self.save()
+
+
+STATE_FIX = ("free space on that disk, or make the path a writable file again, then run the command again "
+             "(`down` finds what is left by its labels)")
+
+
+def well_formed(data: object, path: Path) -> dict:
+    """The parts of a state file that have the shape bottle writes. A hand edit, a file cut
+    short or another version's can hold any JSON; a part of another shape is left out (said
+    once, naming the file), as a file that is not JSON is ignored whole: `down` still finds
+    the bottle's resources by their labels, and its stage dir by its path."""
+    if not isinstance(data, dict):
+        _ignored(path, "the whole file: not a JSON object")
+        return {}
+    kept = {key: value for key, value in data.items() if key not in TEXT_FIELDS or isinstance(value, str)}
+    resources = data.get("resources", {})
+    kept["resources"] = {role: name for role, name in resources.items()
+                         if isinstance(role, str) and isinstance(name, str)} if isinstance(resources, dict) else {}
+    undo = data.get("undo", [])
+    kept["undo"] = [entry for entry in undo if _undo_entry(entry)] if isinstance(undo, list) else []
+    left_out = [key for key in data if key not in kept or kept[key] != data[key]]
+    if left_out:
+        _ignored(path, f"{'fields' if len(left_out) > 1 else 'field'} {', '.join(left_out)}: not of the shape bottle writes")
+    return kept
+
+
+TEXT_FIELDS = ("slug", "host", "agent", "manifest")
+UNDO_KEYS = {"kind", "name", "step"}
+
+
+def _undo_entry(entry: object) -> bool:
+    return (isinstance(entry, dict) and set(entry) == UNDO_KEYS
+            and all(isinstance(value, str) for value in entry.values()))
+
+
+_WARNED: set[Path] = set()  # every step of a run loads the state: said once
+
+
+def _ignored(path: Path, what: str) -> None:
+    if path in _WARNED:
+        return
+    _WARNED.add(path)
+    from . import console  # rich: only when there is something to say
+
+    console.warning(f"{path}: ignored {what} (`down` still finds the bottle's resources by their labels)")
 
 
 def known_slugs() -> list[str]:

@@ -1,0 +1,79 @@
+"""A state.json of any JSON loads: the parts of the shape bottle writes are kept, the others
+left out with one warning naming the file and the fields; and a state the disk will not take
+fails as an error that says so, except where a removal is only being forgotten."""
+from __future__ import annotations
+
+import errno
+import json
+
+import pytest
+
+from bottle_tasks import state as state_module
+from bottle_tasks.errors import BottleError
+from bottle_tasks.state import State, UndoAction
+
+NETWORK = {"kind": "network", "name": "bottle-demo-net-internal", "step": "net"}
+
+
+def load(state_home, content: str) -> State:
+    path = state_home / "bottle" / "demo" / "state.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(content)
+    state_module._WARNED.clear()
+    return State.load("demo")
+
+
+@pytest.mark.parametrize("content", ["[]", "null", "7", '"x"'])
+def test_a_file_that_is_not_an_object_is_ignored_whole(state_home, capsys, content):
+    state = load(state_home, content)
+    assert state.data == {"slug": "demo", "resources": {}, "undo": []}
+    assert f"{state.path}: ignored the whole file: not a JSON object" in capsys.readouterr().err
+
+
+def test_only_the_parts_of_the_wrong_shape_are_left_out(state_home, capsys):
+    document = {"host": 5, "agent": "demo", "cidr": {"net-internal": "10.0.0.0/24"},
+                "resources": {"net-internal": "bottle-demo-net-internal", "agent": ["x"]},
+                "undo": [NETWORK, {"kind": "network"}, 7, {**NETWORK, "name": 5}]}
+    state = load(state_home, json.dumps(document))
+    assert state.data["resources"] == {"net-internal": "bottle-demo-net-internal"}
+    assert state.undo_actions() == [UndoAction(**NETWORK)]
+    assert "host" not in state.data and state.data["agent"] == "demo" and state.data["cidr"] == document["cidr"]
+    err = capsys.readouterr().err
+    assert f"{state.path}: ignored fields host, resources, undo: not of the shape bottle writes" in err, err
+
+
+def test_a_well_formed_file_loads_without_a_word(state_home, capsys):
+    state = load(state_home, json.dumps({"host": "local", "resources": {"a": "b"}, "undo": [NETWORK]}))
+    assert state.undo_actions() == [UndoAction(**NETWORK)]
+    assert capsys.readouterr().err == ""
+
+
+def full_disk(*_args, **_kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_state_the_disk_refuses_is_an_error_naming_the_file(state_home, monkeypatch):
+    state = load(state_home, json.dumps({"resources": {}, "undo": []}))
+    monkeypatch.setattr(state_module, "write_private", full_disk)
+    with pytest.raises(BottleError) as raised:
+        state.record("network", "bottle-demo-net-internal", "net-internal", "net")
+    assert str(raised.value).startswith(f"could not write {state.path}: No space left on device\n    free space")
+
+
+def test_forgetting_a_removed_resource_goes_on_when_the_disk_refuses(state_home, monkeypatch):
+    state = load(state_home, json.dumps({"resources": {"net-internal": NETWORK["name"]}, "undo": [NETWORK]}))
+    monkeypatch.setattr(state_module, "write_private", full_disk)
+    state.forget(UndoAction(**NETWORK))  # a rollback goes on to the next removal
+    assert state.undo_actions() == [] and state.data["resources"] == {}
+
+
+def test_a_full_disk_under_a_stage_file_is_said_as_such_not_as_an_internal_error(state_home):
+    """A stage file's write (`write_private`: os.write names no file) failing on a full disk."""
+    from bottle_tasks.executor import unexpected
+
+    message, code = unexpected(OSError(errno.ENOSPC, "No space left on device"))
+    assert code == 1 and "internal error" not in message
+    assert message == ("the controller could not write its files: No space left on device\n"
+                       f"    free space on that disk (bottle keeps its state and stage files below {state_home}/bottle), "
+                       "then run the command again")
+    assert unexpected(ValueError("a bug"))[1] == 70
