@@ -13,6 +13,7 @@ from ..errors import BottleError
 from ..images import DERIVED
 from ..selection import current
 from ..stepping import step
+from ..target import Result, command_failed
 from ..workspace import image as workspace_image
 
 if TYPE_CHECKING:
@@ -20,16 +21,25 @@ if TYPE_CHECKING:
 
 
 def image_present(bottle: Bottle, tag: str) -> bool:
-    return not bottle.dry and bottle.run(docker.image_exists(tag), check=False).ok
+    return not bottle.dry and _inspected(bottle, docker.image_exists(tag)).ok
 
 
 def images_present(bottle: Bottle, tags: list[str]) -> set[str]:
     """Which of these tags the engine has, in one call."""
     if bottle.dry or not tags:
         return set()
-    out = bottle.run(docker.images_inspect(tags, docker.REPO_TAGS), check=False).stdout
+    out = _inspected(bottle, docker.images_inspect(tags, docker.REPO_TAGS)).stdout
     held = {tag for line in out.splitlines() if line.startswith("[") for tag in json.loads(line)}
     return held & set(tags)
+
+
+def _inspected(bottle: Bottle, argv: list[str]) -> Result:
+    """An image inspect, where "no such image" is an answer; any other failure (no engine
+    answers, say) is the run's, as `run` reports it, not an image to build or to go and get."""
+    result = bottle.run(argv, check=False)
+    if not result.ok and "no such image" not in result.stderr.lower():
+        raise command_failed(argv, result, bottle.target.describe())
+    return result
 
 
 def require_base(bottle: Bottle, image: str) -> None:

@@ -168,13 +168,17 @@ def test_name_conflict_takes_next_suffix(bottle):
         docker("network", "rm", squatter, check=False)
 
 
-def test_engine_missing_is_a_clear_error(bottle):
+@pytest.mark.parametrize("steps", [("net",), ("launch",)])
+def test_engine_missing_is_a_clear_error(bottle, steps):
+    """Said as such from the first docker call on: `launch` begins with the images' inspect,
+    whose failure once read as "base image … is not on the local Docker host"."""
     slug, manifest = bottle
-    proc = inv("use", slug, "net", manifest=manifest, check=False,
+    proc = inv("use", slug, *steps, manifest=manifest, check=False,
                env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
-    assert "no Docker engine answers" in proc.stderr and "make engine" in proc.stderr
+    assert "no Docker engine answers" in proc.stderr and "make engine" in proc.stderr, proc.stderr
+    assert "base image" not in proc.stderr, proc.stderr
 
 
 def test_unchanged_build_runs_no_docker_build(bottle, tmp_path):
