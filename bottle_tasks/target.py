@@ -230,6 +230,8 @@ class Target:
         try:
             self._connect()
             raw = self._runner.run(command, **kwargs)
+        except BottleError:
+            raise  # said already, in the operator's words (`_connect`)
         except FileNotFoundError:
             raise BottleError(f"`{argv[0]}` is not installed on {self.describe()}",
                               "run `make engine` to install and start the Docker engine") from None
@@ -419,7 +421,29 @@ class RemoteTarget(Target):
         if not self.connection.is_connected:
             with _OPENING:
                 if not self.connection.is_connected:
-                    self.connection.open()
+                    self._open()
+
+    def _open(self) -> None:
+        """Open the SSH connection; the commonest reasons it cannot be are said with their fix
+        (a refused host key is said by the policy that refused it, `sshconfig`)."""
+        import socket
+
+        from paramiko import AuthenticationException
+        from paramiko.ssh_exception import NoValidConnectionsError
+
+        try:
+            self.connection.open()
+        except socket.gaierror as exc:
+            raise BottleError(f"cannot reach {self.describe()}: its host name does not resolve ({exc.strerror})",
+                              "check the host after --on, or its Host entry in ~/.ssh/config") from None
+        except AuthenticationException:
+            raise BottleError(f"{self.describe()} refused the SSH login",
+                              "check the user after --on and that ssh holds your key (`ssh-add -l`, or "
+                              "IdentityFile in ~/.ssh/config); `ssh USER@HOST true` must work") from None
+        except (NoValidConnectionsError, TimeoutError, ConnectionError) as exc:
+            raise BottleError(f"cannot reach {self.describe()} over SSH: {exc}",
+                              "check that sshd runs there and the port (--on USER@HOST:PORT, or Port in "
+                              "~/.ssh/config); `ssh USER@HOST true` must work") from None
 
     @property
     def stage_root(self) -> str:  # type: ignore[override]

@@ -275,3 +275,19 @@ def test_a_user_without_a_home_gets_no_stage_dir_in_tmp(tmp_path, state_home):
         finally:
             inv("use", slug, "--on", remote, "down", manifest=manifest, env=env, check=False)
             shutil.rmtree(f"/tmp/.local/state/bottle/{slug}", ignore_errors=True)
+
+
+def test_a_host_that_cannot_be_reached_or_logged_into_is_said_with_its_fix(ssh, tmp_path, state_home):
+    """A port where no sshd listens, and a user the host refuses: each said in the operator's
+    words, with what to check, not as a socket's or paramiko's error on a docker command."""
+    remote, env = ssh
+    port = remote.rsplit(":", 1)[1]
+    slug = unique("rreach")
+    manifest = write_manifest(tmp_path, {slug: "    prompt: t\n    network: {allow: [example.org]}"})
+    for on, said in ((f"root@127.0.0.1:{free_port()}", "error: cannot reach root@127.0.0.1 over SSH"),
+                     (f"nosuchuser@127.0.0.1:{port}", "error: nosuchuser@127.0.0.1 refused the SSH login")):
+        refused = inv("use", slug, "--on", on, "net", manifest=manifest, env=env, check=False)
+        assert refused.returncode != 0 and said in refused.stderr, refused.stderr
+        assert "`ssh USER@HOST true` must work" in refused.stderr and "could not run" not in refused.stderr
+        assert "Traceback" not in refused.stderr, refused.stderr
+    assert labelled(slug) == []
