@@ -13,6 +13,7 @@ from invoke.executor import Executor
 
 from . import connections, console, containers, locks, run, stopping, undo
 from .errors import BottleError
+from .private_files import write_private
 from .state import state_root
 
 # Set by the entry points (`inv`'s tasks.py, the `bottle` command), so a successful run ends
@@ -117,9 +118,10 @@ def exit_now() -> None:
 
 
 def write_traceback() -> str:
-    """Keep the traceback of an internal error in a file, for a bug report."""
+    """Keep the traceback of an internal error in a file, for a bug report: 0600, as the state
+    beside it (an error's message may quote what the operator keeps to themselves)."""
     path = state_root() / "last-error.log"
     with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(traceback.format_exc())
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_private(path, traceback.format_exc())
     return str(path)

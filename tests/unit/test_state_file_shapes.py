@@ -77,3 +77,16 @@ def test_a_full_disk_under_a_stage_file_is_said_as_such_not_as_an_internal_error
                        f"    free space on that disk (bottle keeps its state and stage files below {state_home}/bottle), "
                        "then run the command again")
     assert unexpected(ValueError("a bug"))[1] == 70
+
+
+def test_an_internal_errors_traceback_is_kept_for_its_owner_alone(state_home):
+    """last-error.log: its message may quote what the operator keeps to themselves."""
+    from bottle_tasks.executor import unexpected
+
+    try:
+        raise ValueError("a bug, quoting some-private-value")
+    except ValueError as exc:
+        message, code = unexpected(exc)
+    log = state_home / "bottle" / "last-error.log"
+    assert code == 70 and str(log) in message
+    assert "some-private-value" in log.read_text() and log.stat().st_mode & 0o777 == 0o600
