@@ -29,7 +29,8 @@ class FakeEngine:
         else:
             lines = [json.dumps(self.images[n]) for n in asked if n in self.images]
         missing = [n for n in asked if n not in (self.containers if argv[1] == "container" else self.images)]
-        return Result("".join(line + "\n" for line in lines), "".join(f"No such object: {n}\n" for n in missing),
+        said = "Error response from daemon: No such " + ("container" if argv[1] == "container" else "image")
+        return Result("".join(line + "\n" for line in lines), "".join(f"{said}: {n}\n" for n in missing),
                       1 if missing else 0)
 
 
