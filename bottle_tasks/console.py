@@ -26,9 +26,11 @@ def note(text: str) -> None:
     err.print(f"  {escape(visible_lines(text))}")
 
 
-# C0/C1 control characters (ESC starts terminal escape sequences), DEL and the Unicode
-# line/paragraph separators: shown as escapes, never sent to the terminal.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# C0/C1 control characters (ESC starts terminal escape sequences), DEL, the Unicode
+# line/paragraph separators and the bidirectional controls (marks, embeddings, overrides,
+# isolates: "Trojan Source", a diff line shown in another order than it reads to the
+# compiler): shown as escapes, never sent to the terminal.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def visible(text: str) -> str:

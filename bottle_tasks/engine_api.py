@@ -358,8 +358,12 @@ class Engine:
             with self.streaming(f"/exec/{created['Id']}/start", {"Detach": False, "Tty": False}) as (response, sock):
                 if response.status != 200:
                     return Result("", _error(_json(response.read())), 1)
-                for stream, payload in frames(response, sock, deadline):
-                    out.get(stream, out[STDERR]).append(payload)
+                # An exec that says more is cut off (docker.OUTPUT_LIMIT), the connection closed.
+                if not _kept_within(frames(response, sock, deadline), out, docker.OUTPUT_LIMIT):
+                    what = bound[0] if bound else "the command"
+                    said = docker.TOO_MUCH_OUTPUT.format(what=what, mib=docker.OUTPUT_LIMIT >> 20)
+                    out[STDERR].append((said + "\n").encode())
+                    return _decoded(out, 1)
         except TimeoutError:
             if bound is None:
                 raise
@@ -385,6 +389,19 @@ class Engine:
 
 STDOUT, STDERR = 1, 2
 EXIT_CODE_POLLS = 200  # of 10 ms: an exec whose output ended is said to have ended well before
+
+
+def _kept_within(framed: Iterator[tuple[int, bytes]], out: dict[int, list[bytes]], limit: int) -> bool:
+    """Each frame's payload kept in `out` by its stream (an unknown one as stderr) while each
+    stream holds at most `limit` bytes; False, and nothing more read, once one would hold more."""
+    held = dict.fromkeys(out, 0)
+    for stream, payload in framed:
+        stream = stream if stream in out else STDERR
+        if held[stream] + len(payload) > limit:
+            return False
+        held[stream] += len(payload)
+        out[stream].append(payload)
+    return True
 
 
 def _decoded(out: dict[int, list[bytes]], code: int) -> Result:

@@ -133,8 +133,12 @@ def parse_snapshot(stdout: str) -> Snapshot:
         raise ValueError(f"no snapshot line bottle can read in the agent's output: {stdout[-500:]!r}") from None
 
 
+def is_oid(text: str) -> bool:
+    return bool(_OID.fullmatch(text))
+
+
 def _oid(text: str) -> str:
-    if not _OID.fullmatch(text):
+    if not is_oid(text):
         raise ValueError(f"not a commit id: {text[:80]!r}")
     return text
 

@@ -8,6 +8,7 @@ the agent prints whatever the agent's config, attributes and hooks make it print
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import shutil
@@ -55,7 +56,9 @@ def recorded_base(bottle: Bottle) -> str | None:
     record = bottle.state.get("work_base") or {}
     name = bottle.state.resource("agent")
     container = containers.container_id(bottle, name) if name else None
-    return record.get("commit") if container and record.get("container") == container else None
+    commit = record.get("commit") if container and record.get("container") == container else None
+    # git in the agent answered it (remember_base): it goes into git's argv here, so a commit id only
+    return commit if isinstance(commit, str) and workback.is_oid(commit) else None
 
 
 def agent_git(name: str, argv: list[str]) -> list[str]:
@@ -79,7 +82,7 @@ def remember_base(bottle: Bottle) -> None:
         return  # this container's starting point is known already
     found = bottle.run(agent_git(name, ["git", "rev-parse", "--verify", "-q", "HEAD^{commit}"]), check=False)
     commit = found.stdout.strip()
-    if found.ok and commit:
+    if found.ok and workback.is_oid(commit):
         bottle.state.set("work_base", {"container": container, "commit": commit})
 
 
@@ -89,7 +92,8 @@ def take_snapshot(c, bottle, repo: str, previous: str | None = None) -> tuple[wo
     known = workback.known_commits(local_git(c, workback.known_commits_argv(repo)).stdout)
     head = local_git(c, workback.git(repo, "rev-parse", "--verify", "-q", "HEAD^{commit}"), check=False)
     known = list(dict.fromkeys(([head.stdout.strip()] if head.ok else []) + known))
-    result = bottle.run(agent_git(name, workback.snapshot_argv(recorded_base(bottle), known, previous)), check=False)
+    recorded = recorded_base(bottle)
+    result = bottle.run(agent_git(name, workback.snapshot_argv(recorded, known, previous)), check=False)
     if result.exited == 3:
         raise BottleError(f"bottle {bottle.slug}: {workback.WORKSPACE} in the agent is not a git repository",
                           "pull and diff need a workspace copied from a git repository (with its .git)")
@@ -99,9 +103,28 @@ def take_snapshot(c, bottle, repo: str, previous: str | None = None) -> tuple[wo
     if bottle.dry:
         return workback.Snapshot(None, workback.EMPTY_TREE, workback.EMPTY_TREE, 0, False), known
     try:
-        return workback.parse_snapshot(result.stdout), known
+        snapshot = workback.parse_snapshot(result.stdout)
     except ValueError as e:
         raise BottleError(f"bottle {bottle.slug}: the agent's snapshot cannot be read", str(e)) from None
+    return dataclasses.replace(snapshot, base=trusted_base(c, bottle.slug, repo, snapshot.base, recorded, known)), known
+
+
+def trusted_base(c, slug: str, repo: str, claimed: str, recorded: str | None, known: list[str]) -> str:
+    """The commit `diff` and the rule-file warning compare the agent's work with. The agent's
+    snapshot line is its to forge (a process of its uid writes into the exec's stdout): a base
+    of its own making, one of its commits with its edit of bottle.yaml in it, would hide that
+    edit from both. So the base recorded at launch, when there is one; else the agent's claim
+    only if it is a commit of the operator's history (outside bottle/ branches)."""
+    if recorded:
+        return recorded
+    if claimed == workback.EMPTY_TREE:
+        return claimed  # everything the snapshot holds is shown as new: nothing hidden
+    outside = local_git(c, workback.git(repo, "rev-list", "-n", "1", claimed, "--not", *known, "--"), check=False)
+    if not outside.ok or outside.stdout.strip():
+        raise BottleError(f"bottle {slug}: the agent's snapshot names {claimed[:12]} as the commit its "
+                          "workspace was copied from, and that is no commit of your branches or tags",
+                          "nothing was fetched; relaunching the bottle records its starting point")
+    return claimed
 
 
 def fetch_bundle(c, bottle, repo: str, ref: str, snapshot: workback.Snapshot, known: list[str]) -> None:
@@ -133,11 +156,19 @@ def fetch_bundle(c, bottle, repo: str, ref: str, snapshot: workback.Snapshot, kn
                           f"not the snapshot {snapshot.tip[:12]} it announced")
 
 
-def bounded_output(argv: list[str], dest: str, limit: int) -> list[str]:
+# The most of the bundle exec's stderr the controller reads (it is quoted in an error): the
+# agent can write there without end (a reference-transaction hook, /proc/PID/fd/2 of the exec),
+# and the CLI that runs this holds all it reads in memory.
+BUNDLE_STDERR_LIMIT = 64 << 10
+
+
+def bounded_output(argv: list[str], dest: str, limit: int, stderr_limit: int = BUNDLE_STDERR_LIMIT) -> list[str]:
     """argv run on the Docker host with at most `limit` bytes of its stdout in the new file
-    `dest` (noclobber: never a file that was there), whatever it writes."""
-    return ["sh", "-c", 'set -C; dest=$1 limit=$2; shift 2; "$@" | head -c "$limit" > "$dest"',
-            "bottle-bounded", dest, str(limit), *argv]
+    `dest` (noclobber: never a file that was there), and at most `stderr_limit` bytes of its
+    stderr passed on, whatever it writes (once a `head` has had its fill, the writer's pipe breaks)."""
+    script = ('set -C; dest=$1 limit=$2 errors=$3; shift 3; '
+              '{ "$@" 2>&1 >&3 | head -c "$errors" >&2; } 3>&1 | head -c "$limit" > "$dest"')
+    return ["sh", "-c", script, "bottle-bounded", dest, str(limit), str(stderr_limit), *argv]
 
 
 @task(help={"branch": "the branch to create or update (default: bottle/<name>)"})

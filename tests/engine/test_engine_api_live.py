@@ -330,6 +330,14 @@ def test_a_bounded_exec_ends_as_the_cli_and_its_timeout_do(objects, running, tmp
     api, reference = answered(engine, held), cli_exactly(held)
     assert (api.stderr, api.exited) == (reference.stderr, reference.exited) == (
         "held (the agent) did not end within 1 s (the agent container may be holding it up)\n", 124)
+    # One that writes without end is cut off after docker.OUTPUT_LIMIT, on either path, said alike.
+    for stream in ("", ">&2"):
+        flood = argv_for.bounded(argv_for.exec_(name, ["sh", "-c", f"cat /dev/zero {stream}"]), "flood (x)", 60)
+        api, reference = answered(engine, flood), cli_exactly(flood)
+        said = "flood (x) wrote more than 8 MiB to stdout or stderr: the rest was not read\n"
+        assert api.exited == reference.exited == 1 and api.stderr.endswith(said) and reference.stderr.endswith(said)
+        assert max(len(api.stdout), len(reference.stdout)) <= argv_for.OUTPUT_LIMIT
+        assert len(api.stderr) <= argv_for.OUTPUT_LIMIT + len(said) >= len(reference.stderr)
     # Through a LocalTarget (provisioning's path): side by side, the failure reported as by `run`.
     target = LocalTarget(Context(), tmp_path)
     with pytest.raises(BottleError, match="did not end within 1 s"):

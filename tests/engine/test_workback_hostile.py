@@ -1,0 +1,138 @@
+"""`pull` and `diff` against an agent that attacks the operator's controller: it writes without
+end into the execs bottle reads (a git hook, or a process of its uid holding the exec's
+/proc/PID/fd/N), forges the snapshot line, hides text behind Unicode bidi controls.
+
+What is checked is what reached the operator: the controller's peak memory (the `bottle`
+process and its children, from wait4), the bytes it printed, the branch it wrote. One bottle
+for the module, from a project folder of its own; each test undoes what it planted."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import labelled, module_state_home
+from test_project_e2e import AGENT_ENV, BOTTLE, agent_sh, bottle, git, new_project, remove_workspace_images, volumes
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+FLOOD = 256 << 20  # what the agent writes: held whole, the controller's memory grew by 2-3 times this
+PEAK_LIMIT_KIB = 200 << 10  # `bottle diff` itself peaks at about 70 MiB
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    with module_state_home(tmp_path_factory, "workback-hostile") as (tmp, _):
+        folder = new_project(tmp, "wbh")
+        slug = folder.name
+        try:
+            bottle("launch", cwd=folder)
+            yield folder
+        finally:
+            bottle("down", "--purge", cwd=folder, check=False)
+            remove_workspace_images(slug)
+            assert labelled(slug) == [] and not volumes(slug)
+
+
+def measured(folder: Path, *args: str, env: dict | None = None) -> tuple[int, str, str, int]:
+    """`bottle ARGS` in `folder`: (exit code, stdout, stderr, peak RSS in KiB of it and its children)."""
+    out, err = folder.parent / "measured.out", folder.parent / "measured.err"
+    with open(out, "wb") as stdout, open(err, "wb") as stderr:
+        run = subprocess.Popen([BOTTLE, *args], cwd=folder, env={**os.environ, **AGENT_ENV, **(env or {})},
+                               stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
+        _, status, usage = os.wait4(run.pid, 0)
+        run.returncode = os.waitstatus_to_exitcode(status)
+    return run.returncode, out.read_text(errors="replace"), err.read_text(errors="replace"), usage.ru_maxrss
+
+
+def plant(slug: str, path: str, script: str) -> None:
+    """An executable file of the agent's in its workspace's .git."""
+    agent_sh(slug, f"cat > {path} <<'EOF'\n{script}EOF\nchmod +x {path}")
+
+
+@pytest.mark.parametrize("engine_api", ["on", "off"])
+def test_a_flood_into_the_snapshot_is_cut_off_not_held(project, engine_api):
+    """git in the agent runs its fsmonitor hook for `git add -A`; the hook's stderr is the exec's.
+    Over the engine's socket the controller held every byte until the exec ended (900 s); through
+    the docker CLI (a remote Docker host, BOTTLE_ENGINE_API=off) invoke did, and grew slower
+    with every chunk it read."""
+    slug = project.name
+    plant(slug, ".git/flood", f"#!/bin/sh\nhead -c {FLOOD} /dev/zero >&2\n")
+    agent_sh(slug, "git config core.fsmonitor \"$PWD/.git/flood\"")
+    try:
+        code, _, err, peak = measured(project, "diff", env={"BOTTLE_ENGINE_API": engine_api})
+    finally:
+        agent_sh(slug, "git config --unset core.fsmonitor; rm -f .git/flood")
+    assert peak < PEAK_LIMIT_KIB, f"the controller peaked at {peak >> 10} MiB"
+    assert code == 1 and "taking a snapshot of the agent's work failed" in err, err[-3000:]
+    assert "wrote more than 8 MiB" in err and len(err) < 10_000, err[-3000:]
+
+
+def test_a_flood_on_the_bundles_stderr_is_cut_off_not_held(project):
+    """The bundle's exec always runs through the docker CLI (its stdout goes to a file on the
+    Docker host); a reference-transaction hook floods its stderr, which invoke held whole."""
+    slug = project.name
+    marker = "/tmp/bottle-test-flooded"
+    plant(slug, ".git/hooks/reference-transaction",
+          f"#!/bin/sh\n[ -e {marker} ] && exit 0\n: > {marker}\nhead -c {FLOOD} /dev/zero >&2\n")
+    agent_sh(slug, f"rm -f {marker}; echo flood > flood.txt")
+    branch = f"bottle/{slug}"
+    try:
+        code, _, err, peak = measured(project, "pull")
+    finally:
+        agent_sh(slug, f"rm -f .git/hooks/reference-transaction flood.txt {marker}")
+    assert peak < PEAK_LIMIT_KIB, f"the controller peaked at {peak >> 10} MiB"
+    assert code == 1 and "nothing was fetched" in err, err[-3000:]
+    assert len(err) < 20_000, f"{len(err)} characters printed"
+    assert subprocess.run(["git", "-C", str(project), "rev-parse", "-q", "--verify", branch],
+                          capture_output=True).returncode != 0  # no branch made of it
+
+
+def test_a_forged_base_does_not_hide_the_agents_edit_of_the_rules(project):
+    """The agent edits bottle.yaml in one commit and adds another on top; a process of its uid then
+    appends its own snapshot line to the exec's stdout, naming its first commit as the base. Taken
+    at its word, `pull` saw no change to the rules and `diff` did not show it."""
+    slug = project.name
+    agent_sh(slug, "printf '    allow: [evil.example]\\n' >> bottle.yaml && git add bottle.yaml && git commit -qm 'agent: rules'"
+                   " && echo more > more.txt && git add more.txt && git commit -qm 'agent: more'")
+    edit, tip = agent_sh(slug, "git rev-parse HEAD~1 HEAD").split()
+    forged = f"snapshot head={tip} tip={tip} base={edit} new=2 dirty=0 commits=1"
+    # Run by git during the snapshot: holds the snapshot script's stdout open and, once the script
+    # has printed its own line and ended, prints the forged one after it (the last one is read).
+    plant(slug, ".git/forge", "#!/bin/sh\n"
+          # the script's own shell: the oldest (its $(...) subshells hold other pipes)
+          "script=$(grep -l bottle-snapsho[t] /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3 | sort -n | head -n 1)\n"
+          "[ -n \"$script\" ] || exit 0\n"
+          f"(exec 3>/proc/$script/fd/1; while kill -0 $script 2>/dev/null; do sleep 0.05; done; echo '{forged}' >&3)"
+          " </dev/null >/dev/null 2>&1 &\n")
+    agent_sh(slug, "git config core.fsmonitor \"$PWD/.git/forge\"")
+    try:
+        pulled = bottle("pull", cwd=project)
+        shown = bottle("diff", cwd=project).stdout
+    finally:
+        agent_sh(slug, "git config --unset core.fsmonitor; rm -f .git/forge")
+    assert git(project, "rev-parse", f"bottle/{slug}") == tip  # the agent's work, fetched
+    assert "the agent changed the bottle's own rules" in pulled.stderr and "bottle.yaml" in pulled.stderr, \
+        pulled.stdout + pulled.stderr
+    assert "+    allow: [evil.example]" in shown, shown
+
+
+def test_bidi_controls_in_the_agents_diff_are_shown_not_obeyed(project):
+    """A "Trojan Source" line: a right-to-left override makes the terminal show the code in another
+    order than the one it runs in. `diff` prints what the operator reviews before a merge."""
+    slug = project.name
+    agent_sh(slug, "printf 'access = \"user\\342\\200\\256 \\342\\201\\246// admin\\342\\201\\251\\342\\201\\246\"\\n'"
+                   " > trojan.py")
+    try:
+        code, out, err, _ = measured(project, "diff")
+    finally:
+        agent_sh(slug, "rm -f trojan.py")
+    assert code == 0, err
+    assert "\u202e" not in out and "\u2066" not in out and "\u2069" not in out, repr(out)
+    assert '+access = "user\\u202e \\u2066// admin\\u2069\\u2066"' in out, out
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
