@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 
-from .. import console, containers, docker, project, provisioning, workback
+from .. import console, containers, docker, project, provisioning, run, workback
 from ..errors import BottleError
 from ..selection import current
 from ..workspace import BOTTLEIGNORE
@@ -80,10 +80,17 @@ def remember_base(bottle: Bottle) -> None:
     recorded = bottle.state.get("work_base") or {}
     if recorded.get("container") == container and recorded.get("commit"):
         return  # this container's starting point is known already
+    if not created_by_this_run(name):
+        return  # kept running from before: its HEAD is whatever the agent made it since
     found = bottle.run(agent_git(name, ["git", "rev-parse", "--verify", "-q", "HEAD^{commit}"]), check=False)
     commit = found.stdout.strip()
     if found.ok and workback.is_oid(commit):
         bottle.state.set("work_base", {"container": container, "commit": commit})
+
+
+def created_by_this_run(container: str) -> bool:
+    """Whether this run created `container` (its creation is in the run's journal)."""
+    return any(action.kind == "container" and action.name == container for _, action in run.now().journal)
 
 
 def take_snapshot(c, bottle, repo: str, previous: str | None = None) -> tuple[workback.Snapshot, list[str]]:
