@@ -135,26 +135,29 @@ def test_bidi_controls_in_the_agents_diff_are_shown_not_obeyed(project):
     assert '+access = "user\\u202e \\u2066// admin\\u2069\\u2066"' in out, out
 
 
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__, "-q"]))
-
 
 def test_a_relaunch_that_keeps_the_container_takes_no_base_from_it(project):
     """`launch` remembers the workspace's HEAD as diff's base only for an agent container it
     created: one kept running from before has whatever HEAD the agent gave it since, and taken as
     the base it would hide the agent's own commits (an edit of bottle.yaml among them)."""
     slug = project.name
+    bottle("launch", cwd=project)  # what changed in the project since (diff's fetches) is the agent's now
     state = Path(os.environ["XDG_STATE_HOME"]) / "bottle" / slug / "state.json"
     first = json.loads(state.read_text())
     recorded = first.pop("work_base")  # as after a first launch that had no commit to record
     assert recorded["commit"] == git(project, "rev-parse", "HEAD")
     state.write_text(json.dumps(first))
+    start = agent_sh(slug, "git rev-parse HEAD").strip()
     agent_sh(slug, "git commit -q --allow-empty -m 'agent: a start of its own'")
     try:
         relaunched = bottle("launch", cwd=project)
-        assert "already running" in relaunched.stderr, relaunched.stderr  # the container was kept
-        assert "work_base" not in json.loads(state.read_text())
+        assert f"bottle-{slug}-agent already running" in relaunched.stderr, relaunched.stderr  # kept
+        assert "work_base" not in json.loads(state.read_text()), relaunched.stderr
     finally:
-        agent_sh(slug, "git reset -q --hard HEAD~1")
+        agent_sh(slug, f"git reset -q --hard {start}")
         kept = json.loads(state.read_text())
         state.write_text(json.dumps({**kept, "work_base": recorded}))
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
