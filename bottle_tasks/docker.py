@@ -219,37 +219,39 @@ def exec_(container: str, command: Iterable[str], *, interactive: bool = False, 
 # takes (the engine's API says the same: engine_api).
 NOT_ENDED = "{what} did not end within {seconds} s (the agent container may be holding it up)"
 TOO_MUCH_OUTPUT = "{what} wrote more than {mib} MiB to stdout or stderr: the rest was not read"
-# The most of a command's stdout, and of its stderr, the controller takes. What runs in the agent
-# can write without end (a git hook, or any process of its uid through /proc/PID/fd/1 of the
-# exec), and whatever reads a command's output (invoke, Fabric, engine_api) held all of it in
-# memory until the command ended: gigabytes within AGENT_GIT_WAIT. Every exec bottle reads
-# answers in lines (a snapshot line, a commit id, a probe, supervise's board).
+# The most of a command's stdout, and of its stderr, the controller takes by default. What runs
+# in the agent can write without end (a git hook, or any process of its uid through
+# /proc/PID/fd/1 of the exec), and whatever reads a command's output (invoke, Fabric,
+# engine_api) held all of it in memory until the command ended: gigabytes within
+# AGENT_GIT_WAIT. Every exec bottle reads answers in lines (a snapshot line, a commit id, a
+# probe, supervise's board); the one that says more, the bundle `pull` fetches, goes to a file.
 OUTPUT_LIMIT = 8 << 20
 # The script `bounded` runs, the same for every command (engine_api recognises it): $0 names the
-# command, $1 is the bound in seconds, the rest is the command. Its stdout and its stderr each
-# pass through a `head -c` on the Docker host; once one has had its fill, the command's next
-# write breaks its pipe (SIGPIPE, exit 141), which is said as too much output. The exit code
-# comes back through a file, as a pipeline's status is its last command's.
+# command, $1 is the bound in seconds, $2 the most bytes of stdout and of stderr, the rest is
+# the command. Its stdout and its stderr each pass through a `head -c` on the Docker host; once
+# one has had its fill, the command's next write breaks its pipe (SIGPIPE, exit 141), which is
+# said as too much output. The exit code comes back through a file, as a pipeline's status is
+# its last command's.
 BOUNDED = (
-    'seconds=$1; shift; '
+    'seconds=$1 limit=$2; shift 2; '
     'run() { if command -v timeout >/dev/null 2>&1; then timeout "$seconds" "$@"; else "$@"; fi; }; '
     'codes=$(mktemp) || exit 125; '
-    f'{{ {{ run "$@"; echo $? > "$codes"; }} 2>&1 >&3 | head -c {OUTPUT_LIMIT} >&2; }} 3>&1 | head -c {OUTPUT_LIMIT}; '
+    '{ { run "$@"; echo $? > "$codes"; } 2>&1 >&3 | head -c "$limit" >&2; } 3>&1 | head -c "$limit"; '
     'code=$(cat "$codes"); rm -f "$codes"; '
     'if [ "$code" = 124 ]; then echo "' + NOT_ENDED.format(what="$0", seconds="$seconds") + '" >&2; '
-    'elif [ "$code" = 141 ]; then echo "' + TOO_MUCH_OUTPUT.format(what="$0", mib=OUTPUT_LIMIT >> 20)
+    'elif [ "$code" = 141 ]; then echo "' + TOO_MUCH_OUTPUT.format(what="$0", mib="$((limit >> 20))")
     + '" >&2; code=1; fi; '
     'exit "$code"')
 
 
-def bounded(argv: list[str], what: str, seconds: int) -> list[str]:
+def bounded(argv: list[str], what: str, seconds: int, output_limit: int = OUTPUT_LIMIT) -> list[str]:
     """argv, ended by `timeout` on the Docker host if it has not ended within `seconds`, with an
-    error naming `what`, and at most OUTPUT_LIMIT of its stdout and of its stderr read. For a
-    `docker exec` of something the agent can hold up or make write without end (a process of
-    its uid it can SIGSTOP, a FIFO it planted where git or cp reads, a git hook): not bounded
+    error naming `what`, and at most `output_limit` bytes of its stdout and of its stderr read.
+    For a `docker exec` of something the agent can hold up or make write without end (a process
+    of its uid it can SIGSTOP, a FIFO it planted where git or cp reads, a git hook): not bounded
     inside the container, where the agent could stop a `timeout` too. Where the host has no
     `timeout` (coreutils), argv runs without the time bound."""
-    return ["sh", "-c", BOUNDED, what, str(seconds), *argv]
+    return ["sh", "-c", BOUNDED, what, str(seconds), str(output_limit), *argv]
 
 
 def cp_tar_from_stdin(container: str) -> list[str]:

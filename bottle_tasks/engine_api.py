@@ -192,9 +192,9 @@ class Engine:
                 return self.create_network(name, *bridge)
             case ["docker", "exec", *rest] if (spec := _exec_spec(rest)) is not None:
                 return self.exec_(*spec)
-            case ["sh", "-c", docker.BOUNDED, what, seconds, "docker", "exec", *rest] if (
-                    seconds.isdigit() and (spec := _exec_spec(rest)) is not None):
-                return self.exec_(*spec, bound=(what, int(seconds)))
+            case ["sh", "-c", docker.BOUNDED, what, seconds, limit, "docker", "exec", *rest] if (
+                    seconds.isdigit() and limit.isdigit() and (spec := _exec_spec(rest)) is not None):
+                return self.exec_(*spec, bound=(what, int(seconds)), limit=int(limit))
             case ["docker", "create", *_]:
                 return self.create(argv)
         return None
@@ -343,10 +343,11 @@ class Engine:
         return Result(made + "\n", warnings, 0)  # as the CLI's, its warnings on stderr
 
     def exec_(self, container: str, command: list[str], user: str | None, workdir: str | None,
-              bound: tuple[str, int] | None = None) -> Result:
+              bound: tuple[str, int] | None = None, limit: int = docker.OUTPUT_LIMIT) -> Result:
         """`docker exec [--user U] [--workdir W] CONTAINER CMD…`: its stdout, stderr and exit code
-        as the CLI gives them. `bound`: (what, seconds) of `docker.bounded`, which ends the wait
-        (not the command, as `timeout` ending the CLI does not) with the same error and exit 124."""
+        as the CLI gives them, each stream read up to `limit` bytes. `bound`: (what, seconds) of
+        `docker.bounded`, which ends the wait (not the command, as `timeout` ending the CLI does
+        not) with the same error and exit 124."""
         body: dict[str, Any] = {"AttachStdout": True, "AttachStderr": True, "Cmd": command}
         body.update({key: value for key, value in (("User", user), ("WorkingDir", workdir)) if value})
         status, created = self.request("POST", f"/containers/{_quoted(container)}/exec", body)
@@ -358,10 +359,10 @@ class Engine:
             with self.streaming(f"/exec/{created['Id']}/start", {"Detach": False, "Tty": False}) as (response, sock):
                 if response.status != 200:
                     return Result("", _error(_json(response.read())), 1)
-                # An exec that says more is cut off (docker.OUTPUT_LIMIT), the connection closed.
-                if not _kept_within(frames(response, sock, deadline), out, docker.OUTPUT_LIMIT):
+                # An exec that says more is cut off, the connection closed.
+                if not _kept_within(frames(response, sock, deadline), out, limit):
                     what = bound[0] if bound else "the command"
-                    said = docker.TOO_MUCH_OUTPUT.format(what=what, mib=docker.OUTPUT_LIMIT >> 20)
+                    said = docker.TOO_MUCH_OUTPUT.format(what=what, mib=limit >> 20)
                     out[STDERR].append((said + "\n").encode())
                     return _decoded(out, 1)
         except TimeoutError:

@@ -61,12 +61,13 @@ def recorded_base(bottle: Bottle) -> str | None:
     return commit if isinstance(commit, str) and workback.is_oid(commit) else None
 
 
-def agent_git(name: str, argv: list[str]) -> list[str]:
+def agent_git(name: str, argv: list[str], output_limit: int = docker.OUTPUT_LIMIT) -> list[str]:
     """`docker exec` of `argv` (git, or a script of git commands) as the agent, in its workspace.
     The agent can hold it up (a FIFO for .git/HEAD, SIGSTOP of its own uid's processes), so it
-    is ended after AGENT_GIT_WAIT rather than keep `pull`, `diff` or a launch waiting for ever."""
+    is ended after AGENT_GIT_WAIT rather than keep `pull`, `diff` or a launch waiting for ever;
+    and it can make it write without end, so at most `output_limit` of each stream is read."""
     return docker.bounded(docker.exec_(name, argv, user=AGENT_USER, workdir=workback.WORKSPACE),
-                          "git in the agent's workspace", AGENT_GIT_WAIT)
+                          "git in the agent's workspace", AGENT_GIT_WAIT, output_limit)
 
 
 def remember_base(bottle: Bottle) -> None:
@@ -139,7 +140,9 @@ def fetch_bundle(c, bottle, repo: str, ref: str, snapshot: workback.Snapshot, kn
     fetch` into `ref`, which must then hold the snapshot's tip."""
     name = bottle.require("agent", "launch")
     staged = bottle.stage("pull.bundle")
-    bundle = agent_git(name, workback.bundle_argv(snapshot.tip, known))
+    # Its stdout goes to a file on the Docker host (bounded_output), not into memory: a bundle may
+    # be larger than an exec's usual bound, up to the size bundle_problem refuses.
+    bundle = agent_git(name, workback.bundle_argv(snapshot.tip, known), workback.MAX_BUNDLE_BYTES + 1)
     with tempfile.TemporaryDirectory(prefix="bottle-pull-") as scratch:
         local = os.path.join(scratch, "agent.bundle")
         try:

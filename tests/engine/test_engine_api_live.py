@@ -341,4 +341,4 @@ def test_a_bounded_exec_ends_as_the_cli_and_its_timeout_do(objects, running, tmp
     # Through a LocalTarget (provisioning's path): side by side, the failure reported as by `run`.
     target = LocalTarget(Context(), tmp_path)
     with pytest.raises(BottleError, match="did not end within 1 s"):
-        target.run_together([quick[:4] + ["30"] + argv_for.exec_(name, ["true"]), held])
+        target.run_together([argv_for.bounded(argv_for.exec_(name, ["true"]), "quick (x)", 30), held])

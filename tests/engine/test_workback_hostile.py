@@ -159,5 +159,25 @@ def test_a_relaunch_that_keeps_the_container_takes_no_base_from_it(project):
         state.write_text(json.dumps({**kept, "work_base": recorded}))
 
 
+def test_a_bundle_larger_than_an_execs_output_bound_still_comes_back(project):
+    """The bundle's stdout goes to a file on the Docker host (up to MAX_BUNDLE_BYTES), not into
+    the controller's memory: the 8 MiB bound on what an exec's reader holds is not the bundle's."""
+    slug = project.name
+    branch = f"bottle/{slug}"
+    start = agent_sh(slug, "git rev-parse HEAD").strip()
+    agent_sh(slug, "head -c 12000000 /dev/urandom > big.bin && git add big.bin && git commit -qm 'agent: 12 MB'")
+    tip = agent_sh(slug, "git rev-parse HEAD").strip()
+    try:
+        pulled = bottle("pull", cwd=project, check=False)
+        assert pulled.returncode == 0, pulled.stderr[-3000:]
+        # the agent's commit, under the snapshot of what it left uncommitted (the copied bottle.yaml)
+        held = subprocess.run(["git", "-C", str(project), "merge-base", "--is-ancestor", tip, branch])
+        assert held.returncode == 0, pulled.stderr[-3000:]
+        assert git(project, "cat-file", "-s", f"{branch}:big.bin") == "12000000"
+    finally:
+        agent_sh(slug, f"git reset -q --hard {start}")
+        subprocess.run(["git", "-C", str(project), "branch", "-q", "-D", branch], capture_output=True)
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))

@@ -277,5 +277,7 @@ def test_only_the_execs_and_network_creates_bottle_asks_for_are_answered():
         assert engine_api._network_spec(options) is None, options
     engine = engine_api.Engine("/nonexistent.sock")
     exec_argv = docker.exec_("c", ["true"])
-    assert engine.answer(["sh", "-c", docker.BOUNDED, "what", "1s", *exec_argv]) is None  # not docker.bounded's
-    assert engine.answer(["sh", "-c", docker.BOUNDED + " ", "what", "1", *exec_argv]) is None
+    limit = str(docker.OUTPUT_LIMIT)
+    assert engine.answer(["sh", "-c", docker.BOUNDED, "what", "1s", limit, *exec_argv]) is None  # not bounded's
+    assert engine.answer(["sh", "-c", docker.BOUNDED, "what", "1", "8M", *exec_argv]) is None
+    assert engine.answer(["sh", "-c", docker.BOUNDED + " ", "what", "1", limit, *exec_argv]) is None
