@@ -21,11 +21,13 @@ from helpers import docker, inv, labelled
 from test_bottle_e2e import OTHER, UPSTREAM, module_bottle, upstream_records
 
 from bottle_tasks.provisioning import PLACEHOLDER
+from bottle_tasks.sidecars.firewall import capacity
 
 pytestmark = pytest.mark.usefixtures("engine")
 
 API = "api.anthropic.com"
 TUNNEL_JS = Path(__file__).resolve().parent / "tunnel.js"
+FLOOD_PY = Path(__file__).resolve().parent / "flood.py"
 WS_CLIENT = Path(__file__).resolve().parent / "ws_client.py"
 PINNED = "pinned.upstream.test"  # a passthrough host: its clients must see the real certificate
 REPLY = "Hello from the stand-in Messages API."
@@ -468,3 +470,21 @@ def run_in_terminal(bottle, args: list[str], until: str, seconds: float) -> str:
         proc.wait()
         os.close(main_fd)
     return re.sub(r"\x1b\[[0-9;?]*[ -/]*[@-~]", " ", raw.decode("utf-8", "replace"))
+
+
+def test_connections_past_the_egress_proxys_cap_are_closed_and_it_serves_on(bottle):
+    """The agent's only proxy serves at most capacity.MAX_CLIENT_CONNECTIONS of its connections
+    at once; more are closed before a byte of them is read, and it stays up."""
+    docker("cp", str(FLOOD_PY), f"bottle-{bottle.slug}-agent:/tmp/flood.py")
+    out = bottle.sh(f"python3 /tmp/flood.py {UPSTREAM} 300 1000 2")
+    assert out.returncode == 0, out.stderr
+    flood = json.loads(out.stdout.strip().splitlines()[-1])
+    served = flood["held"] + sum(flood["answered"].values())
+    assert flood["held"] > 0 and served <= capacity.MAX_CLIENT_CONNECTIONS, flood
+    assert flood["no_tunnel"] >= 300 - capacity.MAX_CLIENT_CONNECTIONS, flood
+    egress = f"bottle-{bottle.slug}-egress"
+    assert docker("inspect", "--format", "{{.State.Running}} {{.RestartCount}}", egress).stdout.split() == ["true", "0"]
+    refusals = [json.loads(line) for line in docker("logs", egress).stdout.splitlines() if '"connection-limit"' in line]
+    assert refusals and refusals[0]["decision"] == "deny", refusals
+    assert upstream_records(bottle, path="/flood") == [], "a body that never ended reached the upstream"
+    assert bottle.curl(f"https://{UPSTREAM}/after-the-flood")[0].endswith("200")

@@ -16,9 +16,12 @@ import pytest
 from helpers import docker
 from test_bottle_e2e import FAKE_AWS_KEY, OTHER, UPSTREAM, module_bottle, upstream_records
 
+from bottle_tasks.sidecars.firewall import capacity
+
 pytestmark = pytest.mark.usefixtures("engine")
 
 TUNNEL_JS = Path(__file__).resolve().parent / "tunnel.js"
+FLOOD_PY = Path(__file__).resolve().parent / "flood.py"
 MiB = 1024 * 1024
 
 
@@ -29,7 +32,8 @@ def bottle(tmp_path_factory, test_ca, trust_bundle):
         # A pattern that backtracks exponentially in Python's re: RE2 runs it in linear time.
         network="      dlp: {patterns: [{name: evil, regex: '(a+)+$'}]}\n",
     ):
-        docker("cp", str(TUNNEL_JS), f"bottle-{launched.slug}-agent:/tmp/tunnel.js")
+        for script in (TUNNEL_JS, FLOOD_PY):
+            docker("cp", str(script), f"bottle-{launched.slug}-agent:/tmp/{script.name}")
         yield launched
 
 
@@ -131,6 +135,21 @@ def test_gigabyte_chunked_upload_is_cut_with_bounded_memory(bottle):
     assert bottle.curl(f"https://{UPSTREAM}/after-upload")[0].endswith("200")
 
 
+def test_the_body_of_a_refused_upload_is_not_kept(bottle):
+    """Refused on its declared length, a 700 MB upload is still read by mitmproxy before the
+    answer goes out; it used to be kept whole, more than the firewall's 512 MiB."""
+    before = firewall_peak_memory(bottle)
+    out = bottle.sh("head -c 700000000 /dev/zero | curl -sS --max-time 120 -o /dev/null -w '%{http_code}' "
+                    f"-T - -H 'Expect:' -H 'Transfer-Encoding:' -H 'Content-Length: 700000000' https://{UPSTREAM}/declared-upload")
+    assert out.stdout.strip() == "403", (out.stdout, out.stderr)
+    state = docker("inspect", "--format", "{{.State.Running}} {{.State.OOMKilled}}", f"bottle-{bottle.slug}-firewall")
+    assert state.stdout.split() == ["true", "false"], state.stdout
+    growth = firewall_peak_memory(bottle) - before
+    assert growth < 64 * MiB, f"the firewall's peak memory grew by {growth / MiB:.0f} MiB"
+    assert upstream_records(bottle, path="/declared-upload") == []
+    assert any(r["path"] == "/declared-upload" and r["rule"] == "dlp:body-too-large" for r in audit(bottle))
+
+
 def test_backtracking_pattern_cannot_wedge_the_firewall(bottle):
     codes, body = bottle.curl(f"https://{UPSTREAM}/redos", "-H", "X-A: " + "a" * 15000 + "!")
     assert codes.endswith("200"), (codes, body)
@@ -160,6 +179,23 @@ def test_hop_by_hop_headers_do_not_reach_the_upstream(bottle):
     [seen] = upstream_records(bottle, path="/hop")
     names = {name.lower() for name, _ in seen["headers"]}
     assert "proxy-connection" not in names and "x-hop" not in names and "x-end" in names
+
+
+def test_many_held_bodies_at_once_do_not_kill_the_firewall(bottle):
+    """Before the cap and the pool (capacity.py), 384 such connections had the kernel kill the
+    firewall (512 MiB) within 6 s: the bottle's only way out, gone until a relaunch."""
+    firewall = f"bottle-{bottle.slug}-firewall"
+    out = bottle.sh(f"python3 /tmp/flood.py {UPSTREAM} 400 1000000 3")
+    assert out.returncode == 0, out.stderr
+    flood = json.loads(out.stdout.strip().splitlines()[-1])
+    state = docker("inspect", "--format", "{{.State.Running}} {{.State.OOMKilled}} {{.RestartCount}}", firewall)
+    assert state.stdout.split() == ["true", "false", "0"], state.stdout
+    # the pool's worth held, the rest refused with a 502 (and closed: the cap is not reached)
+    assert 0 < flood["held"] <= capacity.BODY_POOL_BYTES // 1000000, flood
+    assert flood["held"] + flood["answered"].get("HTTP/1.1 502 Bad Gateway", 0) == 400, flood
+    assert any(record["rule"] == "body-pool-busy" and record["path"] == "/flood" for record in audit(bottle))
+    assert upstream_records(bottle, path="/flood") == [], "a body that never ended reached the upstream"
+    assert bottle.curl(f"https://{UPSTREAM}/after-the-flood")[0].endswith("200")
 
 
 # -- revocation ---------------------------------------------------------------------------------------

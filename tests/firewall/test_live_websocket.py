@@ -10,9 +10,10 @@ import time
 import pytest
 import wsproto
 import wsproto.events as ev
+from firewall import capacity
 from fwtest import policy_doc
 from test_live import TIMEOUT, LiveFirewall, Upstream
-from test_live_hardening import connect_tunnel, serve
+from test_live_hardening import connect_tunnel, serve, vm_hwm
 
 AWS = "AKIAIOSFODNN7EXAMPLE"
 
@@ -80,15 +81,16 @@ class WsClient:
             self.ws.receive_data(data)
 
     def closed_by_peer(self) -> bool:
+        """Whether the firewall closes this WebSocket before the socket's timeout."""
         try:
             while True:
                 event = self.next_event()
                 if event is None or isinstance(event, ev.CloseConnection):
                     return True
+        except TimeoutError:  # an OSError too: it must not count as closed
+            return False
         except (OSError, ssl.SSLError):
             return True
-        except TimeoutError:
-            return False
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +163,61 @@ def test_reload_closes_an_open_websocket_to_a_host_no_longer_allowed(tmp_path, u
         assert "after" not in [m.data for m in wss.received(ev.Message)]
     finally:
         fw.close()
+
+
+def test_messages_being_assembled_draw_on_the_body_pool(tmp_path, upstream, wss):
+    """Many WebSockets, each with all but the end of a message sent: the firewall holds each
+    until it is whole. Together they may hold no more than the pool (capacity.py)."""
+    size = 8 * 1024 * 1024  # within this firewall's max_body_bytes: each message alone passes
+    most_held = capacity.BODY_POOL_BYTES // size
+    fw = LiveFirewall(tmp_path, upstream, allow=["localhost", f"localhost:{wss.port}"], dlp={"max_body_bytes": size})
+    clients = []
+    try:
+        before = len(wss.received(ev.Message))
+        peak_before = vm_hwm(fw.proc.pid)
+        for _ in range(most_held + 4):
+            client = WsClient(fw, wss.port)
+            clients.append(client)
+            try:
+                for _ in range(size // (256 * 1024)):  # never finished
+                    client.send(ev.BytesMessage(data=b"x" * (256 * 1024), message_finished=False))
+            except OSError:
+                pass  # closed already
+        wait = time.monotonic() + TIMEOUT
+        while len(refused := [r for r in fw.records() if r.get("rule") == "body-pool-busy"]) < 4:
+            assert time.monotonic() < wait, f"{len(refused)} of {len(clients)} WebSockets refused"
+            time.sleep(0.1)
+        assert len(refused) == 4 and refused[0]["decision"] == "deny" and refused[0]["path"] == "/ws"
+        growth = vm_hwm(fw.proc.pid) - peak_before
+        assert growth < capacity.BODY_POOL_BYTES + 64 * 1024 * 1024, f"firewall peak memory grew by {growth >> 20} MiB"
+        assert len(wss.received(ev.Message)) == before, "an unfinished message reached the upstream"
+    finally:
+        for client in clients:
+            client.sock.close()
+    try:  # the pool is free again once the firewall has seen those WebSockets go
+        deadline = time.monotonic() + TIMEOUT
+        for marker in b"abcdefghijklmnopqrstuvwxyz":
+            if message_passes(fw, wss, bytes([marker]) * size):
+                break
+            assert time.monotonic() < deadline, "no whole message reached the upstream"
+        else:
+            raise AssertionError("no whole message reached the upstream")
+    finally:
+        fw.close()
+
+
+def message_passes(fw: LiveFirewall, wss: WsServer, message: bytes) -> bool:
+    """Whether `message`, sent whole on a new WebSocket, reaches the upstream within 3 s."""
+    client = WsClient(fw, wss.port)
+    try:
+        client.send(ev.BytesMessage(data=message, message_finished=True))
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            if sum(len(m.data) for m in wss.received(ev.Message) if m.data[:1] == message[:1]) >= len(message):
+                return True
+            time.sleep(0.1)
+        return False
+    except OSError:
+        return False
+    finally:
+        client.sock.close()

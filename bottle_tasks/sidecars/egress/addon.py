@@ -25,7 +25,8 @@ A CONNECT to a host without routes that the firewall's policy allows is not open
 at all: it is relayed to the firewall as a CONNECT of its own (``relay.py``).
 
 It never connects anywhere but the firewall, streams bodies both ways, and a tunnel it
-opened carries only what it parsed (the firewall's ``tunnels`` rules).
+opened carries only what it parsed (the firewall's ``tunnels`` rules). It serves at most
+``capacity.MAX_CLIENT_CONNECTIONS`` connections of the agent's at once.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import signal
 import traceback
 from urllib.parse import parse_qsl
 
-from firewall import mitm_limits
+from firewall import capacity, mitm_limits
 from firewall import policy as firewall_policy
 from firewall.failclosed import fail_closed
 from firewall.flowstate import close_connection
@@ -74,12 +75,20 @@ def log_line(**fields) -> None:
     LINES.write(fields)
 
 
+def _refused_connections(client: str, count: int, reason: str) -> None:
+    log_line(decision="deny", rule="connection-limit", client=client,
+             reason=f"{reason}; {count} refused since the last such line")
+
+
 class Egress:
     """Routes, injection and the hand-over to the firewall (one addon; its hooks fail closed)."""
 
     def __init__(self):
         self.fw = self  # failclosed calls self.fw.fail(...)
         mitm_limits.install(None)  # the HTTP/1 bounds, HTTP/2 back-pressure, HTTP/2 bodies framed
+        # the agent's connections at once; its WebSocket messages draw on the pool while they
+        # are assembled (bodies are streamed here, never held)
+        self.addons = [capacity.ConnectionCap(_refused_connections), capacity.PoolRelease()]
         self.routes: dict[str, tuple[routes_mod.Route, ...]] = {}
         self.secrets: dict[str, str] = {}
         self.scrubber = scrub.Scrubber(())

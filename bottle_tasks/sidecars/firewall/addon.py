@@ -5,6 +5,7 @@ log) and the helpers they use to refuse, close and audit. It lists the concern a
 as its children, in the order their hooks must run for each event:
 
     PolicyAddon        policy_reload.py  option ``bottle_policy``; SIGHUP reload, keeps the old policy if the new one is bad
+    ConnectionCap      capacity.py       at most so many client connections at once; one more is closed unread
     HostGate           host_gate.py      default deny: allowlist and ports on CONNECT and on every request;
                                          Host/:authority must name the tunnel's host; the health check
     HeaderHygiene      hygiene.py        CR/LF/NUL, size limits, transfer codings, hop-by-hop headers
@@ -18,10 +19,11 @@ as its children, in the order their hooks must run for each event:
     Streaming          streaming.py      responses are streamed (never buffered), bytes counted for the audit;
                                          relayed WebSocket and raw messages are not kept
     Audit              audit.py          one JSON line per decision
+    PoolRelease        capacity.py       what a flow holds (body, message) leaves the shared pool when it ends
 
 ``mitm_limits`` adds the bounds mitmproxy has no hook for (HTTP/1 head size and unread
-bytes, request body size as it arrives, WebSocket control frames and message size) and
-frames HTTP/2 bodies sent on over HTTP/1.
+bytes, request body size as it arrives and the pool all held bodies share, WebSocket control
+frames and message size) and frames HTTP/2 bodies sent on over HTTP/1.
 
 Every hook is wrapped in ``fail_closed``: an exception refuses the request.
 Hooks skip flows an earlier concern has already refused or answered.
@@ -37,7 +39,7 @@ import wsproto.events
 from mitmproxy import http
 from mitmproxy.proxy import server_hooks
 
-from . import mitm_limits, ssrf
+from . import capacity, mitm_limits, ssrf
 from . import policy as policy_mod
 from .audit import Audit, AuditLog
 from .dlp import BUILTIN_RULES, Scanner
@@ -83,6 +85,7 @@ class Firewall:
         self.revocation = Revocation(self)
         self.addons = [
             PolicyAddon(self),
+            capacity.ConnectionCap(self.refused_connections),
             HostGate(self),
             HeaderHygiene(self),
             # DLP before the SSRF guard: a secret in the host name must not leave as a DNS query
@@ -94,6 +97,7 @@ class Firewall:
             self.revocation,
             Streaming(self),
             Audit(self),
+            capacity.PoolRelease(),
         ]
         mitm_limits.install(self)
 
@@ -160,6 +164,12 @@ class Firewall:
         if flow.websocket is not None:  # a WebSocket has already been audited as allowed: one more line
             meta(flow).audited = False
         self.emit(flow)
+
+    def refused_connections(self, client: str, count: int, reason: str) -> None:
+        """``capacity.ConnectionCap`` closed `count` connections (the last from `client`) unread."""
+        self.audit.decision(client=client, method="", host="", port=None, path="", decision="deny",
+                            rule="connection-limit", reason=f"{reason}; {count} refused since the last such line",
+                            status=None)
 
     def websocket_control(self, flow, event: wsproto.events.Event) -> wsproto.events.Event:
         """A ping, pong or close from the agent: scanned like a message; blanked when refused."""

@@ -12,12 +12,16 @@ they wrap).
 2. **Request bodies** that DLP scans are buffered whole before the ``request`` hook;
    mitmproxy's own ``body_size_limit`` is global and would also cut large *downloads*.
    ``limit_request_body(flow, n)`` sets a limit for one request; the body is refused
-   (413, connection closed) at the first chunk past it, so memory stays bounded.
+   (413, connection closed) at the first chunk past it, so memory stays bounded. All such
+   bodies together draw on one pool (``capacity.BodyPool``): a chunk the pool cannot take
+   refuses its request the same way, with a 502 (the pool is busy: try again). The body of
+   a request refused before it came (its answer is set) is read and dropped, never kept.
 3. **WebSocket control frames** (ping, pong, close) are relayed by the WebSocket layer
    without any hook, payloads and close reasons included: the agent's are handed to
    the firewall (``Guard.websocket_control``), which scans them and may blank them.
 4. **WebSocket messages** are assembled from their frames without a limit: a message
-   from the agent over its flow's limit closes the WebSocket.
+   from the agent over its flow's limit closes the WebSocket. While it is assembled it
+   draws on the same pool as bodies (``capacity.BodyPool``), in both proxies.
 5. **HTTP/2 and HTTP/3 requests sent on over HTTP/1** keep their body's framing. Those
    protocols frame a body themselves, so such a request may have no ``content-length``;
    mitmproxy's HTTP/1 client then writes its head without one and the body raw after it,
@@ -45,20 +49,25 @@ from typing import Protocol
 
 import wsproto.events
 from mitmproxy import flow as mflow
+from mitmproxy.net.http.http1 import expected_http_body_size
 from mitmproxy.proxy import commands, server
 from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.proxy.layers import websocket as ws_layers
 from mitmproxy.proxy.layers.http import _http1, _http2
 
+from . import capacity
+
 MAX_REQUEST_HEAD = 64 * 1024
 # Unread bytes from an HTTP/1 client outside its request head (a pipelined request's head
 # and a little of its body, or a chunk-size line with extensions, fit well within it).
-MAX_UNREAD = 1024 * 1024
+MAX_UNREAD = 256 * 1024
 # WebSocket messages to hosts whose DLP action is off have no per-flow limit; still bounded.
 MAX_WEBSOCKET_MESSAGE = 64 * 1024 * 1024
 # Response bytes held for an HTTP/2 client whose flow-control window does not take them yet
 # (many times a stream's first window: a client that reads is not slowed down by it).
-MAX_H2_UNSENT = 1024 * 1024
+MAX_H2_UNSENT = 512 * 1024
+# These two are held per connection, outside the pool: times capacity.MAX_CLIENT_CONNECTIONS,
+# beside the pool, they must stay well within a sidecar's memory (capacity.py).
 BODY_LIMIT = "bottle.body_limit"
 
 
@@ -127,27 +136,62 @@ def _bounded_read_headers(self, event):
 
 
 def _bounded_check_body_size(self, request: bool):
+    if request and self.flow is not None and self.flow.response is not None:
+        # Answered here already (a refusal) before its body came: mitmproxy still reads the whole
+        # body before it answers, and kept all of it (300 MiB grew the firewall by 302 MiB). It
+        # goes nowhere, so none of it is kept.
+        self.request_body_buf.clear()
+        return False
     limit = self.flow.metadata.get(BODY_LIMIT) if request and self.flow is not None else None
-    if limit is not None and len(self.request_body_buf) > limit:
-        from .dlp_guard import too_large_reason
+    if limit is not None:
+        size = len(self.request_body_buf)
+        if size > limit:
+            from .dlp_guard import too_large_reason
 
-        reason = too_large_reason(None, limit)
-        if _guard is not None:
-            _guard.refused_in_transit(self.flow, "dlp:body-too-large", reason)
-        self.request_body_buf.clear()  # let the memory go now
-        self.flow.error = mflow.Error(reason)
-        yield http_layers.HttpErrorHook(self.flow)
-        yield http_layers.SendHttp(
-            http_layers.ResponseProtocolError(self.stream_id, reason, http_layers.ErrorCode.REQUEST_TOO_LARGE),
-            self.context.client,
-        )
-        # mitmproxy's own limit leaves the connection open but unread, the client blocked on a
-        # full socket until the idle timeout: close it (the client reads the 413, then EOF).
-        yield commands.CloseConnection(self.context.client)
-        self.client_state = self.state_errored
-        self.flow.live = False
-        return True
+            yield from _refuse_body(self, "dlp:body-too-large", too_large_reason(None, limit),
+                                    http_layers.ErrorCode.REQUEST_TOO_LARGE)
+            return True
+        # Held whole until it is scanned: every flow's body draws on one pool (capacity.py),
+        # for all it declares from its first chunk on. Bodies charged only as they came would
+        # each hold a part when the pool ran out, and every one of them be refused.
+        wanted = max(size, min(_declared_size(self.flow.request), limit))
+        if not capacity.POOL.hold(self.flow, wanted):
+            yield from _refuse_body(self, *_pool_refusal())
+            return True
     return (yield from _original(http_layers.HttpStream, "check_body_size")(self, request))
+
+
+def _declared_size(request) -> int:
+    """The body size the request's head declares (Content-Length); 0 when it declares none."""
+    try:
+        declared = expected_http_body_size(request)
+    except ValueError:
+        return 0
+    return declared if declared is not None and declared > 0 else 0
+
+
+def _pool_refusal() -> tuple[str, str, http_layers.ErrorCode]:
+    # A 502: API clients retry a 5xx, and the others' bodies leave the pool as their requests end.
+    # (A body alone always fits: dlp.max_body_bytes is at most the pool.)
+    return ("body-pool-busy", f"other requests' bodies fill the {capacity.POOL.capacity} bytes this proxy holds "
+            "at once to check them for secrets; try again", http_layers.ErrorCode.GENERIC_SERVER_ERROR)
+
+
+def _refuse_body(self, rule: str, reason: str, code):
+    """Refuse the request whose body is arriving, drop what came of it, close the connection."""
+    if _guard is not None:
+        _guard.refused_in_transit(self.flow, rule, reason)
+    self.request_body_buf.clear()  # let the memory go now
+    capacity.POOL.release(self.flow)
+    self.flow.error = mflow.Error(reason)
+    yield http_layers.HttpErrorHook(self.flow)
+    yield http_layers.SendHttp(http_layers.ResponseProtocolError(self.stream_id, reason, code), self.context.client)
+    # mitmproxy's own limit leaves the connection open but unread: ask to close it. (Measured
+    # in a CONNECT tunnel: mitmproxy ends the connection's handler, yet the socket stays open
+    # until the client gives up or the idle timeout ends it. Nothing more of it is read.)
+    yield commands.CloseConnection(self.context.client)
+    self.client_state = self.state_errored
+    self.flow.live = False
 
 
 # -- 3. and 4. WebSockets -----------------------------------------------------------------------
@@ -178,16 +222,23 @@ def _bounded_relay_messages(self, event):
     if client_ws is None or self._handle_event == self.done:
         return
     limit = self.flow.metadata.get(BODY_LIMIT) or MAX_WEBSOCKET_MESSAGE
-    if sum(map(len, client_ws.frame_buf)) > limit:
-        reason = f"a WebSocket message from the agent is larger than {limit} bytes; the WebSocket was closed"
-        client_ws.frame_buf = [b""]
-        if _guard is not None:
-            _guard.refused_in_transit(self.flow, "websocket-message-too-large", reason)
-        self.flow.error = mflow.Error(reason)
-        yield commands.CloseConnection(self.context.client)
-        yield commands.CloseConnection(self.context.server)
-        self.flow.live = False
-        self._handle_event = self.done
+    size = sum(map(len, client_ws.frame_buf))  # the message being assembled (0 between messages)
+    if size > limit:
+        rule, reason = "websocket-message-too-large", f"a WebSocket message from the agent is larger than {limit} bytes"
+    elif not capacity.POOL.hold(self.flow, size):  # held until whole: it draws on the pool bodies do
+        rule, reason = "body-pool-busy", (f"other requests' bodies and messages fill the {capacity.POOL.capacity} "
+                                          "bytes this proxy holds at once")
+    else:
+        return
+    client_ws.frame_buf = [b""]
+    capacity.POOL.release(self.flow)
+    if _guard is not None:
+        _guard.refused_in_transit(self.flow, rule, f"{reason}; the WebSocket was closed")
+    self.flow.error = mflow.Error(f"{reason}; the WebSocket was closed")
+    yield commands.CloseConnection(self.context.client)
+    yield commands.CloseConnection(self.context.server)
+    self.flow.live = False
+    self._handle_event = self.done
 
 
 # -- 5. HTTP/2 and HTTP/3 requests on over HTTP/1 -------------------------------------------------

@@ -1,0 +1,90 @@
+"""capacity.py: the connection cap and the pool of held request bodies, on their own."""
+
+from __future__ import annotations
+
+import gc
+from types import SimpleNamespace
+
+from firewall import capacity
+from mitmproxy.test import tflow
+
+
+def client(n: int):
+    return SimpleNamespace(id=f"client-{n}", peername=(f"10.0.0.{n % 250}", 40000 + n), error=None)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_connections_past_the_cap_are_refused_and_reported_once_a_second():
+    reports, clock = [], Clock()
+    cap = capacity.ConnectionCap(lambda *a: reports.append(a), limit=3, clock=clock)
+    clients = [client(n) for n in range(6)]
+    for c in clients:
+        cap.client_connected(c)
+    assert [c.error is None for c in clients] == [True, True, True, False, False, False]
+    assert "3 connections open" in clients[3].error
+    # the first refusal is reported at once; the next two within the same second wait
+    assert reports == [(clients[3].peername[0], 1, clients[3].error)]
+    clock.now += capacity.REFUSAL_REPORT_INTERVAL
+    cap.client_connected(late := client(7))
+    assert late.error and reports[-1][1] == 3  # the two held back, and this one
+
+
+def test_a_refused_connection_going_away_does_not_make_room():
+    cap = capacity.ConnectionCap(lambda *a: None, limit=2)
+    a, b, refused = client(1), client(2), client(3)
+    for c in (a, b, refused):
+        cap.client_connected(c)
+    cap.client_disconnected(refused)  # mitmproxy reports it gone too
+    cap.client_connected(again := client(4))
+    assert again.error, "a refused connection's end freed a place it never had"
+    cap.client_disconnected(a)
+    cap.client_connected(after := client(5))
+    assert after.error is None
+
+
+def test_the_pool_takes_bodies_as_they_grow_and_refuses_past_its_capacity():
+    pool = capacity.BodyPool(capacity=100)
+    f1, f2 = tflow.tflow(), tflow.tflow()
+    assert pool.hold(f1, 40) and pool.hold(f1, 60) and pool.held == 60
+    assert pool.hold(f2, 40) and pool.held == 100
+    assert not pool.hold(f2, 41) and pool.held == 100, "a refused chunk must charge nothing"
+    pool.release(f1)
+    assert pool.held == 40 and pool.hold(f2, 100) and pool.held == 100
+    pool.release(f2)
+    pool.release(f2)  # twice (the refusal, then the error hook): no harm
+    assert pool.held == 0
+
+
+def test_a_held_message_that_is_relayed_makes_room():
+    pool = capacity.BodyPool(capacity=100)
+    ws, other = tflow.twebsocketflow(), tflow.tflow()
+    assert pool.hold(ws, 80) and not pool.hold(other, 30)
+    assert pool.hold(ws, 0) and pool.held == 0  # the message went on: nothing is held for it
+    assert pool.hold(other, 30) and pool.held == 30
+
+
+def test_a_flow_that_is_gone_leaves_the_pool_even_unreleased():
+    pool = capacity.BodyPool(capacity=100)
+    f = tflow.tflow()
+    assert pool.hold(f, 90)
+    del f
+    gc.collect()  # mitmproxy's layers hold flows in reference cycles: gone at the next collection
+    assert pool.held == 0
+
+
+def test_pool_release_addon_frees_a_flows_charge_when_it_ends():
+    pool, release = capacity.POOL, capacity.PoolRelease()
+    answered, failed, ws = tflow.tflow(resp=True), tflow.tflow(err=True), tflow.twebsocketflow()
+    held = pool.held
+    assert pool.hold(answered, 10) and pool.hold(failed, 20) and pool.hold(ws, 30)
+    release.response(answered)
+    release.error(failed)
+    release.websocket_end(ws)
+    assert pool.held == held
