@@ -223,6 +223,38 @@ def test_gigabyte_chunked_upload_is_cut_with_bounded_memory(fw, upstream):
     assert fw.https("localhost", upstream.port, "/after-upload")[0] == 200
 
 
+@pytest.mark.parametrize("tunnelled", [True, False], ids=["in a tunnel", "plain proxy request"])
+def test_an_upload_cut_off_ends_its_connection(fw, upstream, tunnelled):
+    """The agent gets the 413 and then the connection's end, not a connection that is no longer
+    read and never closed (it was, in a tunnel: mitmproxy's `error` hook task closed it while its
+    reader waited for the event lock, which skipped closing the socket)."""
+    if tunnelled:
+        sock = tls_tunnel(fw, upstream.port)
+        sock.sendall(b"POST /cut-off HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n")
+    else:
+        sock = socket.create_connection(("127.0.0.1", fw.port), timeout=TIMEOUT)
+        sock.sendall(f"POST http://localhost:{upstream.port}/cut-off HTTP/1.1\r\nHost: localhost\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n".encode())
+    chunk = b"%x\r\n" % (64 * 1024) + b"\0" * (64 * 1024) + b"\r\n"
+    try:
+        for _ in range(64):  # 4 MiB, past the policy's 1 MiB
+            sock.sendall(chunk)
+    except OSError:
+        pass  # closed on us: as it should be
+    answer = b""
+    try:
+        while chunk := sock.recv(65536):
+            answer += chunk
+    except TimeoutError:
+        pytest.fail(f"the connection was still open after {TIMEOUT} s; it had answered {answer[:40]!r}")
+    except (ConnectionResetError, ssl.SSLError):
+        pass  # ended, with bytes of ours unread
+    finally:
+        sock.close()
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert fw.wait_for(lambda r: r.get("path") == "/cut-off", "audit line")["rule"] == "dlp:body-too-large"
+
+
 @pytest.mark.parametrize("refused", ["declared too large for DLP", "host not allowed"])
 def test_the_body_of_a_refused_request_is_not_kept(fw, upstream, refused):
     """A request refused on its head (its answer set before its body came) still has its whole body

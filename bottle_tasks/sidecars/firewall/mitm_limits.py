@@ -184,11 +184,13 @@ def _refuse_body(self, rule: str, reason: str, code):
     self.request_body_buf.clear()  # let the memory go now
     capacity.POOL.release(self.flow)
     self.flow.error = mflow.Error(reason)
-    yield http_layers.HttpErrorHook(self.flow)
+    # No `error` hook: it would run in a task of its own, and the close below, issued from there,
+    # cancels the connection's reader while that waits for mitmproxy's event lock, which skips
+    # closing its socket (the client then waits for an end that never comes). The guard above
+    # has audited the flow and the pool has let it go: all the firewall's `error` hooks do.
     yield http_layers.SendHttp(http_layers.ResponseProtocolError(self.stream_id, reason, code), self.context.client)
-    # mitmproxy's own limit leaves the connection open but unread: ask to close it. (Measured
-    # in a CONNECT tunnel: mitmproxy ends the connection's handler, yet the socket stays open
-    # until the client gives up or the idle timeout ends it. Nothing more of it is read.)
+    # mitmproxy's own limit leaves the connection open but unread, the client blocked on a
+    # full socket until the idle timeout: close it (the client reads the answer, then EOF).
     yield commands.CloseConnection(self.context.client)
     self.client_state = self.state_errored
     self.flow.live = False
