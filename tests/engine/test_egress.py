@@ -28,6 +28,7 @@ pytestmark = pytest.mark.usefixtures("engine")
 API = "api.anthropic.com"
 TUNNEL_JS = Path(__file__).resolve().parent / "tunnel.js"
 FLOOD_PY = Path(__file__).resolve().parent / "flood.py"
+H2_FLOOD_PY = Path(__file__).resolve().parent / "h2_flood.py"
 WS_CLIENT = Path(__file__).resolve().parent / "ws_client.py"
 PINNED = "pinned.upstream.test"  # a passthrough host: its clients must see the real certificate
 REPLY = "Hello from the stand-in Messages API."
@@ -488,3 +489,23 @@ def test_connections_past_the_egress_proxys_cap_are_closed_and_it_serves_on(bott
     assert refusals and refusals[0]["decision"] == "deny", refusals
     assert upstream_records(bottle, path="/flood") == [], "a body that never ended reached the upstream"
     assert bottle.curl(f"https://{UPSTREAM}/after-the-flood")[0].endswith("200")
+
+
+@pytest.mark.parametrize("mode", ["block", "streams"])
+def test_http2_heads_that_never_end_do_not_kill_the_egress_proxy(bottle, mode):
+    """The egress proxy speaks HTTP/2 to the agent. Before mitm_limits bounded what HTTP/2 heads
+    may hold per connection, 100 connections each with a head block that never ends (8 MiB,
+    kept by the h2 library until the block ends), or with 100 streams each waiting with a head
+    near 64 KiB, had the kernel kill it (512 MiB): the bottle's only way out."""
+    docker("cp", str(H2_FLOOD_PY), f"bottle-{bottle.slug}-agent:/tmp/h2_flood.py")
+    out = bottle.sh(f"python3 /tmp/h2_flood.py {API} 100 2 {mode}")
+    assert out.returncode == 0, out.stderr
+    flood = json.loads(out.stdout.strip().splitlines()[-1])
+    egress = f"bottle-{bottle.slug}-egress"
+    state = docker("inspect", "--format", "{{.State.Running}} {{.State.OOMKilled}} {{.RestartCount}}", egress)
+    assert state.stdout.split() == ["true", "false", "0"], (state.stdout, flood)
+    assert flood == {"open": 0, "closed": 100, "no_h2": 0}, flood  # each closed or refused at its bound
+    assert records(bottle, path="/h2-flood") == [], "a request whose head never ended reached the upstream"
+    out = bottle.sh(f"curl -sS --max-time 20 --http2 -o /dev/null -w '%{{http_version}} %{{http_code}}' "
+                    f"https://{API}/v1/after-the-h2-flood")
+    assert out.stdout == "2 200", out.stdout + out.stderr

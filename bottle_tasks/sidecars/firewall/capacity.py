@@ -8,8 +8,9 @@ bottle's only way out with it. So two bounds across connections:
 - ``ConnectionCap``: at most ``MAX_CLIENT_CONNECTIONS`` client connections at once. One more
   is closed as soon as it is accepted, before any byte of it is read. Idle, an intercepted TLS
   connection costs about 160 KiB; with what ``mitm_limits`` lets each hold outside the pool
-  (256 KiB unread, 512 KiB unsent), times this cap, beside a full pool, a sidecar stays well
-  within its 512 MiB (the worst measured: 303 MiB).
+  (256 KiB unread, 512 KiB unsent, an HTTP/2 connection's 16 streams and 128 KiB of their
+  heads), times this cap, beside a full pool, a sidecar stays well within its 512 MiB (the
+  worst measured: 303 MiB).
 - ``BodyPool``: request bodies held whole for DLP, and WebSocket messages from the agent while
   they are assembled, share ``BODY_POOL_BYTES``. A body that would take the pool past it is
   refused at that chunk (502, try again: the others' bodies leave the pool as their requests
