@@ -8,7 +8,6 @@ could hand over) and in the firewall's peak memory."""
 
 from __future__ import annotations
 
-import socket
 import ssl
 import threading
 
@@ -16,8 +15,9 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
+from h2server import H2Server
 from test_live import TIMEOUT, LiveFirewall
-from test_live_hardening import MiB, connect_tunnel, serve, vm_hwm
+from test_live_hardening import MiB, connect_tunnel, vm_hwm
 
 BODY = 96 * MiB
 CHUNK = 64 * 1024
@@ -27,37 +27,26 @@ CHUNK = 64 * 1024
 STALL_WAIT = 20
 
 
-class H2BigUpstream:
+class H2BigUpstream(H2Server):
     """An HTTP/2 upstream on loopback answering every request with a `BODY`-byte body; it counts
     the bytes the firewall took (sent on a blocking socket: what the firewall did not read waits)."""
 
     def __init__(self, cert_file):
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(cert_file)
-        self.ctx.set_alpn_protocols(["h2"])
         self.sent = 0
         self.done = threading.Event()
-        self.sock = serve(self._handle)
-        self.port = self.sock.getsockname()[1]
+        super().__init__(cert_file)
 
-    def _handle(self, raw: socket.socket) -> None:
-        try:
-            with self.ctx.wrap_socket(raw, server_side=True) as tls:
-                conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
-                conn.initiate_connection()
-                tls.sendall(conn.data_to_send())
-                while True:
-                    data = tls.recv(65536)
-                    if not data:
-                        return
-                    for event in conn.receive_data(data):
-                        if isinstance(event, h2.events.RequestReceived):
-                            self._answer(tls, conn, event.stream_id)
-                    # read on until the firewall hangs up: closing with its bytes unread would
-                    # reset the connection, and the body's end with it
-                    tls.sendall(conn.data_to_send())
-        except (OSError, h2.exceptions.H2Error):
-            pass
+    def serve_h2(self, tls, conn) -> None:
+        while True:
+            data = tls.recv(65536)
+            if not data:
+                return
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.RequestReceived):
+                    self._answer(tls, conn, event.stream_id)
+            # read on until the firewall hangs up: closing with its bytes unread would
+            # reset the connection, and the body's end with it
+            tls.sendall(conn.data_to_send())
 
     def _answer(self, tls, conn, stream_id: int) -> None:
         conn.send_headers(stream_id, [(":status", "200"), ("content-length", str(BODY))])
@@ -69,9 +58,6 @@ class H2BigUpstream:
             tls.sendall(conn.data_to_send())
             self.sent += min(CHUNK, conn.max_outbound_frame_size)
         self.done.set()
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture

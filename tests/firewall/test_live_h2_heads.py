@@ -10,7 +10,6 @@ what the firewall did with the connections, and in that it serves on."""
 
 from __future__ import annotations
 
-import socket
 import ssl
 import threading
 
@@ -20,9 +19,10 @@ import h2.events
 import h2.exceptions
 import hpack
 import pytest
+from h2server import H2Server
 from hyperframe.frame import ContinuationFrame, HeadersFrame, SettingsFrame
 from test_live import LiveFirewall
-from test_live_hardening import MiB, connect_tunnel, serve, vm_hwm
+from test_live_hardening import MiB, connect_tunnel, vm_hwm
 
 # enough connections that what each could hold before the bounds shows well above the noise
 CONNECTIONS = 24
@@ -30,37 +30,23 @@ FRAME = 128 * 1024  # the largest frame mitmproxy's HTTP/2 layer takes (max_inbo
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
-class H2Upstream:
+class H2Upstream(H2Server):
     """An HTTP/2 upstream on loopback that records the path of every request it is sent and
     answers it 200 (the firewall speaks HTTP/2 to a client only when the upstream does)."""
 
     def __init__(self, cert_file):
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(cert_file)
-        self.ctx.set_alpn_protocols(["h2"])
         self.paths: list[str] = []
         self.lock = threading.Lock()
-        self.sock = serve(self._handle)
-        self.port = self.sock.getsockname()[1]
+        super().__init__(cert_file)
 
-    def _handle(self, raw: socket.socket) -> None:
-        try:
-            with self.ctx.wrap_socket(raw, server_side=True) as tls:
-                conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
-                conn.initiate_connection()
-                tls.sendall(conn.data_to_send())
-                while data := tls.recv(65536):
-                    for event in conn.receive_data(data):
-                        if isinstance(event, h2.events.RequestReceived):
-                            with self.lock:
-                                self.paths.append(dict(event.headers)[b":path"].decode())
-                            conn.send_headers(event.stream_id, [(":status", "200")], end_stream=True)
-                    tls.sendall(conn.data_to_send())
-        except (OSError, h2.exceptions.H2Error):
-            pass
-
-    def close(self) -> None:
-        self.sock.close()
+    def serve_h2(self, tls, conn) -> None:
+        while data := tls.recv(65536):
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.RequestReceived):
+                    with self.lock:
+                        self.paths.append(dict(event.headers)[b":path"].decode())
+                    conn.send_headers(event.stream_id, [(":status", "200")], end_stream=True)
+            tls.sendall(conn.data_to_send())
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ its window and the whole body must follow (back-pressure, not a cut)."""
 
 from __future__ import annotations
 
-import socket
 import ssl
 import threading
 
@@ -18,8 +17,9 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import pytest
+from h2server import H2Server
 from test_live import TIMEOUT, LiveFirewall
-from test_live_hardening import MiB, connect_tunnel, serve, vm_hwm
+from test_live_hardening import MiB, connect_tunnel, vm_hwm
 
 BODY = 96 * MiB
 BLOCK = 16 * 1024
@@ -29,53 +29,39 @@ BLOCK = 16 * 1024
 STALL_WAIT = 5
 
 
-class ShutWindowUpstream:
+class ShutWindowUpstream(H2Server):
     """An HTTP/2 upstream on loopback that grants no window beyond its first (64 KiB) until
     `open_window` is set, then takes everything; it counts the body bytes it was sent and
     answers 200 when a body ends."""
 
     def __init__(self, cert_file):
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(cert_file)
-        self.ctx.set_alpn_protocols(["h2"])
         self.received = 0
         self.ended = threading.Event()
         self.open_window = threading.Event()
-        self.sock = serve(self._handle)
-        self.port = self.sock.getsockname()[1]
+        super().__init__(cert_file)
 
-    def _handle(self, raw: socket.socket) -> None:
-        try:
-            with self.ctx.wrap_socket(raw, server_side=True) as tls:
-                conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
-                conn.initiate_connection()
-                tls.sendall(conn.data_to_send())
-                tls.settimeout(0.1)  # to notice `open_window` while the firewall sends nothing
-                owed: list[tuple[int, int]] = []
-                while True:
-                    try:
-                        data = tls.recv(65536)
-                    except TimeoutError:
-                        data = None
-                    if data == b"":
-                        return
-                    for event in conn.receive_data(data) if data else ():
-                        if isinstance(event, h2.events.DataReceived):
-                            self.received += len(event.data)
-                            owed.append((event.flow_controlled_length, event.stream_id))
-                        elif isinstance(event, h2.events.StreamEnded):
-                            conn.send_headers(event.stream_id, [(":status", "200")], end_stream=True)
-                            self.ended.set()
-                    if self.open_window.is_set():
-                        for size, stream_id in owed:
-                            conn.acknowledge_received_data(size, stream_id)
-                        owed.clear()
-                    tls.sendall(conn.data_to_send())
-        except (OSError, h2.exceptions.H2Error):
-            pass
-
-    def close(self) -> None:
-        self.sock.close()
+    def serve_h2(self, tls, conn) -> None:
+        tls.settimeout(0.1)  # to notice `open_window` while the firewall sends nothing
+        owed: list[tuple[int, int]] = []
+        while True:
+            try:
+                data = tls.recv(65536)
+            except TimeoutError:
+                data = None
+            if data == b"":
+                return
+            for event in conn.receive_data(data) if data else ():
+                if isinstance(event, h2.events.DataReceived):
+                    self.received += len(event.data)
+                    owed.append((event.flow_controlled_length, event.stream_id))
+                elif isinstance(event, h2.events.StreamEnded):
+                    conn.send_headers(event.stream_id, [(":status", "200")], end_stream=True)
+                    self.ended.set()
+            if self.open_window.is_set():
+                for size, stream_id in owed:
+                    conn.acknowledge_received_data(size, stream_id)
+                owed.clear()
+            tls.sendall(conn.data_to_send())
 
 
 @pytest.fixture
