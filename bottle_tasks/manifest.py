@@ -719,7 +719,7 @@ def _dlp(value: Any, at: str, allow: tuple[str, ...]) -> Dlp:
         size = integer(doc["max_body_bytes"], key_path(at, "max_body_bytes"), 1)
         if size > MAX_BODY_LIMIT:
             raise Invalid(key_path(at, "max_body_bytes"),
-                          f"{size} is more than {MAX_BODY_LIMIT} (128 MiB, all the firewall holds at once to scan)",
+                          f"{size} is more than {MAX_BODY_LIMIT} (32 MiB, the largest body the firewall holds whole to scan)",
                           "bodies this size cannot be scanned; set the host's DLP action to off instead")
         out["max_body_bytes"] = size
     return Dlp(action=one_of(doc.get("action", "block"), key_path(at, "action"), DLP_ACTIONS),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from types import SimpleNamespace
 
-from firewall import capacity
+from firewall import capacity, unsent
 from mitmproxy.test import tflow
 
 
@@ -88,3 +89,75 @@ def test_pool_release_addon_frees_a_flows_charge_when_it_ends():
     release.error(failed)
     release.websocket_end(ws)
     assert pool.held == held
+
+
+class Writer:
+    """A connection's writer as ``unsent`` sees it: its transport's buffer, and its close."""
+
+    def __init__(self, buffered: int = 0):
+        self.transport = SimpleNamespace(get_write_buffer_size=lambda: self.buffered, abort=self.abort)
+        self.buffered = buffered
+        self.aborted = False
+        self.closed = asyncio.Event()
+
+    def abort(self):
+        self.aborted = True
+        self.closed.set()
+
+    async def wait_closed(self):
+        await self.closed.wait()
+
+
+def test_bytes_a_peer_has_not_taken_fill_the_pool_until_it_takes_them():
+    pool, writer, body = capacity.BodyPool(capacity=100), Writer(), tflow.tflow()
+    pool.unsent(writer, 70)
+    assert pool.held == 70 and not pool.hold(body, 40), "written and not sent: the pool is that much fuller"
+    pool.unsent(writer, 10)  # the peer took most of it
+    assert pool.held == 10 and pool.hold(body, 40) and pool.held == 50
+    pool.unsent(writer, 0)
+    assert pool.held == 40
+
+
+def test_a_writer_that_is_gone_takes_its_unsent_bytes_along():
+    pool, writer = capacity.BodyPool(capacity=100), Writer()
+    pool.unsent(writer, 90)
+    pool.unsent(writer, 0)
+    pool.unsent(writer, 60)  # charged again: still one finalizer
+    del writer
+    gc.collect()
+    assert pool.held == 0
+
+
+def test_note_charges_each_connection_of_a_handler(monkeypatch):
+    pool = capacity.BodyPool(capacity=100)
+    monkeypatch.setattr(capacity, "POOL", pool)
+    client, server = Writer(30), Writer(50)
+    handler = SimpleNamespace(transports={"client": SimpleNamespace(writer=client),
+                                          "server": SimpleNamespace(writer=server),
+                                          "opening": SimpleNamespace(writer=None)})
+    unsent.note(handler)
+    assert pool.held == 80
+    server.buffered = 0
+    unsent.note(handler)
+    assert pool.held == 30
+
+
+def test_a_closed_connection_whose_peer_takes_nothing_is_cut(monkeypatch):
+    pool = capacity.BodyPool(capacity=100)
+    monkeypatch.setattr(capacity, "POOL", pool)
+    monkeypatch.setattr(unsent, "CLOSE_FLUSH_SECONDS", 0.05)
+    stalled, delivered, empty = Writer(60), Writer(30), Writer(0)
+
+    async def close_them():
+        unsent.closed(stalled)
+        unsent.closed(delivered)
+        unsent.closed(empty)
+        assert pool.held == 90, "what a closed connection still holds stays charged"
+        delivered.buffered = 0
+        delivered.closed.set()  # its peer took the rest: the connection ended on its own
+        await asyncio.sleep(0.01)
+        assert pool.held == 60 and not delivered.aborted
+        await asyncio.sleep(0.1)
+
+    asyncio.run(close_them())
+    assert stalled.aborted and pool.held == 0

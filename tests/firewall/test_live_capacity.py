@@ -141,3 +141,23 @@ def test_bodies_held_for_dlp_share_one_pool(fw, upstream):
             tls.close()
 
     wait_until(a_body_goes_through, "a body through the freed pool")
+
+
+def test_the_largest_body_allowed_costs_well_under_a_sidecars_memory(tmp_path, upstream):
+    """A body held whole exists several times over while it is joined, scanned, encrypted and
+    written. The largest `dlp.max_body_bytes` allows must leave room, within a sidecar's 512 MiB,
+    for a full pool and every connection's own bounds beside it (at 128 MiB, one body alone
+    grew the firewall by about 470 MiB)."""
+    f = LiveFirewall(tmp_path, upstream, dlp={"max_body_bytes": capacity.MAX_HELD_ITEM})
+    try:
+        peak_before = vm_hwm(f.proc.pid)
+        body = b'{"text": "' + b"an ordinary sentence, " * (capacity.MAX_HELD_ITEM // 22 - 1) + b'"}'
+        assert len(body) <= capacity.MAX_HELD_ITEM
+        conn = f.tunnel("localhost", upstream.port)
+        conn.request("POST", "/largest", body=body, headers={"content-type": "application/json"})
+        assert conn.getresponse().status == 200
+        assert upstream.requests[-1][1::2] == ("/largest", len(body))  # it went through whole
+        growth = vm_hwm(f.proc.pid) - peak_before
+        assert growth < 192 * MiB, f"firewall peak memory grew by {growth >> 20} MiB"
+    finally:
+        f.close()

@@ -4,7 +4,9 @@ upstream (wsproto over TLS on loopback) records what actually arrived."""
 
 from __future__ import annotations
 
+import socket
 import ssl
+import threading
 import time
 
 import pytest
@@ -221,3 +223,134 @@ def message_passes(fw: LiveFirewall, wss: WsServer, message: bytes) -> bool:
         return False
     finally:
         client.sock.close()
+
+
+class SinkWsServer(WsServer):
+    """A TLS WebSocket server that reads everything and answers nothing; counts what came."""
+
+    def __init__(self, upstream: Upstream):
+        self.received_bytes = 0
+        super().__init__(upstream)
+
+    def _handle(self, raw):
+        ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        try:
+            with self.ctx.wrap_socket(raw, server_side=True) as conn:
+                while data := conn.recv(65536):
+                    ws.receive_data(data)
+                    for event in ws.events():
+                        if isinstance(event, ev.Request):
+                            conn.sendall(ws.send(ev.AcceptConnection()))
+                        elif isinstance(event, ev.Message):
+                            self.received_bytes += len(event.data)
+        except (OSError, ssl.SSLError, wsproto.utilities.LocalProtocolError):
+            return
+
+
+def vm_rss(pid: int) -> int:
+    """Resident memory of a process now, bytes."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_connection_that_sent_a_large_message_does_not_stay_large(tmp_path, upstream):
+    """A message is written on in one piece; encrypted at once, it left the upstream connection's
+    TLS buffer that large for the connection's life. 24 WebSockets open, each having sent one
+    8 MiB message the upstream took, kept the firewall 236-295 MiB larger; the agent may keep
+    256 open."""
+    sink = SinkWsServer(upstream)
+    size, count = 8 * 1024 * 1024, 24
+    fw = LiveFirewall(tmp_path, upstream, allow=["localhost", f"localhost:{sink.port}"],
+                      dlp={"hosts": {"localhost": "off"}})
+    clients = []
+    try:
+        before = vm_rss(fw.proc.pid)
+        for n in range(1, count + 1):
+            client = WsClient(fw, sink.port)
+            clients.append(client)
+            client.send(ev.BytesMessage(data=b"x" * size, message_finished=True))
+            deadline = time.monotonic() + TIMEOUT
+            while sink.received_bytes < n * size:  # all of it reached the upstream
+                assert time.monotonic() < deadline, f"message {n} did not reach the upstream"
+                time.sleep(0.05)
+        growth = vm_rss(fw.proc.pid) - before  # all of them still open
+        assert growth < 64 * 1024 * 1024, f"{count} WebSockets kept the firewall {growth >> 20} MiB larger"
+    finally:
+        for client in clients:
+            client.sock.close()
+        sink.close()
+        fw.close()
+
+
+class StalledWsServer(WsServer):
+    """A TLS WebSocket server that accepts and then never reads again (its receive buffer kept
+    small, so what it does not take stays with the sender)."""
+
+    def __init__(self, upstream: Upstream):
+        super().__init__(upstream)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # inherited by accepted sockets
+        self.stop = threading.Event()
+
+    def _handle(self, raw):
+        try:
+            conn = self.ctx.wrap_socket(raw, server_side=True)
+            ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+            while not any(isinstance(event, ev.Request) for event in ws.events()):
+                ws.receive_data(conn.recv(65536))
+            conn.sendall(ws.send(ev.AcceptConnection()))
+        except (OSError, ssl.SSLError, wsproto.utilities.LocalProtocolError):
+            return
+        with conn:
+            self.stop.wait()
+
+    def close(self):
+        self.stop.set()
+        super().close()
+
+
+def test_messages_an_upstream_has_not_taken_stay_in_the_pool(tmp_path, upstream):
+    """A whole message is written on to the upstream at once; one that does not read leaves it
+    in the firewall's buffer. Until the upstream has taken it, it draws on the pool: many
+    WebSockets, each with a message the upstream never reads, may hold no more than the pool.
+    (Before, a message left the pool when it was whole: 12 of 32 MiB grew the firewall by 834
+    MiB; 256 connections' worth would have had the kernel kill it.)"""
+    stalled, echo = StalledWsServer(upstream), WsServer(upstream)
+    size, count = 8 * 1024 * 1024, 48  # 3 pools' worth, in messages small enough to copy cheaply
+    fw = LiveFirewall(tmp_path, upstream, allow=["localhost", f"localhost:{stalled.port}", f"localhost:{echo.port}"],
+                      dlp={"hosts": {"localhost": "off"}})  # no DLP: messages up to MAX_WEBSOCKET_MESSAGE
+    clients = []
+    try:
+        peak_before = vm_hwm(fw.proc.pid)
+        for _ in range(count):
+            client = WsClient(fw, stalled.port)
+            clients.append(client)
+            try:
+                client.send(ev.BytesMessage(data=b"x" * size, message_finished=True))
+            except OSError:
+                pass  # refused: the WebSocket was closed
+        growth = vm_hwm(fw.proc.pid) - peak_before
+        # The pool, one message's copies while it is sent on (about 5 x 8 MiB), 48 connections'
+        # TLS state; measured 174-194 MiB (before: 689).
+        assert growth < capacity.BODY_POOL_BYTES + 96 * 1024 * 1024, f"firewall peak memory grew by {growth >> 20} MiB"
+        wait = time.monotonic() + TIMEOUT
+        while not (refused := [r for r in fw.records() if r.get("rule") == "body-pool-busy"]):
+            assert time.monotonic() < wait, "no message was refused"
+            time.sleep(0.1)
+        assert refused[0]["decision"] == "deny" and refused[0]["path"] == "/ws"
+    finally:
+        for client in clients:
+            client.sock.close()
+        stalled.close()
+    try:  # once those WebSockets are gone, their messages have left the pool
+        deadline = time.monotonic() + TIMEOUT
+        for marker in b"abcdefghijklmnopqrstuvwxyz":
+            if message_passes(fw, echo, bytes([marker]) * (8 * 1024 * 1024)):
+                break
+            assert time.monotonic() < deadline, "no whole message reached the upstream"
+        else:
+            raise AssertionError("no whole message reached the upstream")
+    finally:
+        fw.close()
+        echo.close()

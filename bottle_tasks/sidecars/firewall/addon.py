@@ -23,7 +23,8 @@ as its children, in the order their hooks must run for each event:
 
 ``mitm_limits`` adds the bounds mitmproxy has no hook for (HTTP/1 head size and unread
 bytes, request body size as it arrives and the pool all held bodies share, WebSocket control
-frames and message size) and frames HTTP/2 bodies sent on over HTTP/1.
+frames and message size, HTTP/2 heads and windows, what a peer has not taken (``unsent``),
+TLS writes in pieces) and frames HTTP/2 bodies sent on over HTTP/1.
 
 Every hook is wrapped in ``fail_closed``: an exception refuses the request.
 Hooks skip flows an earlier concern has already refused or answered.

@@ -14,8 +14,9 @@ bottle's only way out with it. So two bounds across connections:
 - ``BodyPool``: request bodies held whole for DLP, and WebSocket messages from the agent while
   they are assembled, share ``BODY_POOL_BYTES``. A body that would take the pool past it is
   refused at that chunk (502, try again: the others' bodies leave the pool as their requests
-  end), never read whole (``dlp.max_body_bytes`` is at most the pool, so a body alone always
-  fits); such a message closes its WebSocket. ``mitm_limits`` charges them as they arrive.
+  end), never read whole (a body alone always fits: ``MAX_HELD_ITEM`` is a quarter of the pool);
+  such a message closes its WebSocket. ``mitm_limits`` charges them as they arrive, and
+  ``unsent`` what the proxies have written and their peers have not taken yet.
 
 Both proxies run both (the egress proxy streams bodies, so only its WebSocket messages draw on
 its pool). Measured on a bottle's firewall: 256 connections, each with most of 1 MB unread
@@ -32,6 +33,12 @@ from collections.abc import Callable
 
 MAX_CLIENT_CONNECTIONS = 256
 BODY_POOL_BYTES = 128 * 1024 * 1024
+# The largest single body or WebSocket message a proxy holds whole (``dlp.max_body_bytes`` at
+# most, and a message to a host whose DLP is off). While it is joined, scanned, encrypted and
+# written it exists several times over for a moment: a 32 MiB body grew a firewall's peak by
+# 117 MiB, a 32 MiB message by 153 MiB. Beside a full pool and the connections' own bounds,
+# that must stay within a sidecar's 512 MiB; at 128 MiB one body alone came near it.
+MAX_HELD_ITEM = 32 * 1024 * 1024
 # At most one line per this many seconds about refused connections (a flood of them is one line).
 REFUSAL_REPORT_INTERVAL = 1.0
 
@@ -73,6 +80,7 @@ class BodyPool:
         self.capacity = capacity
         self.held = 0
         self._charges: dict[str, int] = {}  # flow id -> bytes charged
+        self._unsent: dict[int, int] = {}  # id of a connection's writer -> bytes it has not sent
 
     def hold(self, flow, size: int) -> bool:
         """Account `flow` as holding `size` bytes now (more or fewer than before); False, and the
@@ -95,6 +103,24 @@ class BodyPool:
 
     def _release_id(self, flow_id: str) -> None:
         self.held -= self._charges.pop(flow_id, 0)
+
+    def unsent(self, writer, size: int) -> None:
+        """Account `size` bytes as written to `writer` and not yet taken by its peer (in place
+        of what was before): they are in memory as much as a held body is, so they fill the
+        pool too, and a body or message that would take it past its capacity is refused
+        (``unsent.py``). Never refused itself: the bytes are already there."""
+        key = id(writer)
+        before = self._unsent.pop(key, None)
+        if before is None and size:
+            weakref.finalize(writer, self._forget_unsent, key)  # a writer gone takes its bytes along
+        if size:
+            self._unsent[key] = size
+        elif before is not None:
+            self._unsent[key] = 0  # known, so that its finalizer is not registered again
+        self.held += size - (before or 0)
+
+    def _forget_unsent(self, key: int) -> None:
+        self.held -= self._unsent.pop(key, 0)
 
 
 POOL = BodyPool()

@@ -54,6 +54,15 @@ they wrap).
    ``H2_CLIENT_WINDOW``, acknowledged again as the upstreams take it). Its reads go on, so
    its window updates for its downloads still come (7 waits on those). (An HTTP/1 client
    never has an HTTP/2 upstream: the upstream is offered only the protocols the client offered.)
+10. **What a peer has not taken** of what the proxy wrote it (a whole body or message at once)
+   stays in the connection's buffer, and in a closed connection's until the peer takes it:
+   it is charged to the same pool after every event and every drain, and a closed connection
+   that does not deliver it in time is cut (``unsent.py``).
+11. **TLS writes** put the whole of what is sent at once (a body or message held whole) into
+   the connection's OpenSSL output buffer, which keeps that size for the connection's life:
+   24 WebSockets that had each sent an 8 MiB message kept the firewall about 120 MiB larger
+   than the same WebSockets closed one by one, and the agent may keep 256 open. Written in
+   pieces of ``TLS_WRITE_PIECE``, each sent on before the next, the buffer stays that small.
 
 The firewall installs all of them with itself as the ``Guard``; the egress proxy installs
 them without one (the bounds, the framing; its WebSocket control frames pass unchanged).
@@ -75,17 +84,18 @@ from mitmproxy import flow as mflow
 from mitmproxy.net.http.http1 import expected_http_body_size
 from mitmproxy.proxy import commands, server
 from mitmproxy.proxy.layers import http as http_layers
+from mitmproxy.proxy.layers import tls as tls_layers
 from mitmproxy.proxy.layers import websocket as ws_layers
 from mitmproxy.proxy.layers.http import _http1, _http2
 
-from . import capacity
+from . import capacity, unsent
 
 MAX_REQUEST_HEAD = 64 * 1024
 # Unread bytes from an HTTP/1 client outside its request head (a pipelined request's head
 # and a little of its body, or a chunk-size line with extensions, fit well within it).
 MAX_UNREAD = 256 * 1024
 # WebSocket messages to hosts whose DLP action is off have no per-flow limit; still bounded.
-MAX_WEBSOCKET_MESSAGE = 64 * 1024 * 1024
+MAX_WEBSOCKET_MESSAGE = capacity.MAX_HELD_ITEM
 # Response bytes held for an HTTP/2 client whose flow-control window does not take them yet
 # (many times a stream's first window: a client that reads is not slowed down by it).
 MAX_H2_UNSENT = 512 * 1024
@@ -101,6 +111,8 @@ MAX_H2_HEADS = 128 * 1024
 # These are held per connection, outside the pool: times capacity.MAX_CLIENT_CONNECTIONS,
 # beside the pool, they must stay well within a sidecar's memory (capacity.py).
 BODY_LIMIT = "bottle.body_limit"
+# What a TLS connection encrypts at once (mitmproxy reads its output in pieces this size).
+TLS_WRITE_PIECE = 64 * 1024
 
 
 class Guard(Protocol):
@@ -133,6 +145,9 @@ def install(guard: Guard | None) -> None:
     _wrap(ws_layers.WebsocketConnection, "send2", _guarded_send2)
     _wrap(_http2.Http2Server, "__init__", _registered_h2_server_init)
     _wrap(server.ConnectionHandler, "drain_writers", _drain_writers_and_wait_for_h2_room)
+    _wrap(server.ConnectionHandler, "server_event", _server_event_noting_unsent)
+    _wrap(server.ConnectionHandler, "handle_connection", _handle_connection_then_flush)
+    _wrap(tls_layers.TLSLayer, "send_data", _tls_send_in_pieces)
     _wrap(_http2.Http2Server, "_handle_event", _h2_server_event_noting_room)
     _wrap(_http2.Http2Server, "handle_h2_event", _h2_event_within_heads)
     _wrap(_http2.Http2Client, "__init__", _registered_h2_client_init)
@@ -207,9 +222,10 @@ def _declared_size(request) -> int:
 
 def _pool_refusal() -> tuple[str, str, http_layers.ErrorCode]:
     # A 502: API clients retry a 5xx, and the others' bodies leave the pool as their requests end.
-    # (A body alone always fits: dlp.max_body_bytes is at most the pool.)
-    return ("body-pool-busy", f"other requests' bodies fill the {capacity.POOL.capacity} bytes this proxy holds "
-            "at once to check them for secrets; try again", http_layers.ErrorCode.GENERIC_SERVER_ERROR)
+    # (A body alone always fits: dlp.max_body_bytes is at most capacity.MAX_HELD_ITEM.)
+    return ("body-pool-busy", f"other requests' bodies, and bytes their peers have not taken, fill the "
+            f"{capacity.POOL.capacity} bytes this proxy holds at once to check them for secrets; try again",
+            http_layers.ErrorCode.GENERIC_SERVER_ERROR)
 
 
 def _refuse_body(self, rule: str, reason: str, code):
@@ -263,8 +279,8 @@ def _bounded_relay_messages(self, event):
     if size > limit:
         rule, reason = "websocket-message-too-large", f"a WebSocket message from the agent is larger than {limit} bytes"
     elif not capacity.POOL.hold(self.flow, size):  # held until whole: it draws on the pool bodies do
-        rule, reason = "body-pool-busy", (f"other requests' bodies and messages fill the {capacity.POOL.capacity} "
-                                          "bytes this proxy holds at once")
+        rule, reason = "body-pool-busy", ("other requests' bodies and messages, and bytes their peers have not "
+                                          f"taken, fill the {capacity.POOL.capacity} bytes this proxy holds at once")
     else:
         return
     client_ws.frame_buf = [b""]
@@ -359,6 +375,7 @@ async def _drain_writers_and_wait_for_h2_room(self):
     upstream connection for many streams, a stream nobody reads holds up the others past the
     bound: the client's own doing."""
     await _original(server.ConnectionHandler, "drain_writers")(self)
+    unsent.note(self)
     state = _client_h2.get(self.client)
     if state is None:
         return
@@ -474,3 +491,34 @@ def _h2_client_event_noting_room(self, event):
         for size, stream_id in acks:  # a stream gone since: only the connection's window grows
             h2.connection.H2Connection.acknowledge_received_data(client.h2_conn, size, stream_id)
         yield commands.SendData(self.context.client, client.h2_conn.data_to_send())
+
+
+# -- 10. what a peer has not taken -------------------------------------------------------------------
+
+
+async def _server_event_noting_unsent(self, event):
+    await _original(server.ConnectionHandler, "server_event")(self, event)
+    unsent.note(self)  # what this event wrote (mitmproxy writes inside server_event only)
+
+
+async def _handle_connection_then_flush(self, connection):
+    io = self.transports.get(connection)
+    writer = io.writer if io is not None else None
+    try:
+        await _original(server.ConnectionHandler, "handle_connection")(self, connection)
+    finally:
+        if writer is not None:
+            unsent.closed(writer)  # the connection's writer is closed now, perhaps with bytes left
+
+
+# -- 11. TLS writes --------------------------------------------------------------------------------
+
+
+def _tls_send_in_pieces(self, data: bytes):
+    send = _original(tls_layers.TLSLayer, "send_data")
+    if len(data) <= TLS_WRITE_PIECE:
+        yield from send(self, data)
+        return
+    whole = memoryview(data)
+    for start in range(0, len(data), TLS_WRITE_PIECE):
+        yield from send(self, whole[start:start + TLS_WRITE_PIECE])  # encrypted and handed on, then the next

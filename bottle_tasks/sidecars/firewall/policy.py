@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import dlp
-from .capacity import BODY_POOL_BYTES
+from .capacity import MAX_HELD_ITEM
 from .hosts import HostError, HostMap, HostPattern, HostSet, parse_pattern
 from .patterns import PatternError, compile_pattern
 from .ssrf import CidrError, guarded_network
@@ -51,7 +51,7 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 MAX_POLICY_BYTES = 4 * 1024 * 1024
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 PATTERN_NAME = _NAME  # a DLP pattern's name (the manifest checks names with it too)
-MAX_BODY_LIMIT = BODY_POOL_BYTES  # the largest dlp.max_body_bytes: a body is held whole to be scanned
+MAX_BODY_LIMIT = MAX_HELD_ITEM  # the largest dlp.max_body_bytes: a body is held whole to be scanned
 _HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")
 
 TOP_KEYS = {"bottle", "allow", "passthrough", "allowed_cidrs", "idle_timeout", "allow_for", "dlp"}
