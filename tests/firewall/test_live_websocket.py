@@ -12,7 +12,7 @@ import time
 import pytest
 import wsproto
 import wsproto.events as ev
-from firewall import capacity
+from firewall import capacity, unsent
 from fwtest import policy_doc
 from test_live import TIMEOUT, LiveFirewall, Upstream
 from test_live_hardening import connect_tunnel, serve, vm_hwm
@@ -343,14 +343,70 @@ def test_messages_an_upstream_has_not_taken_stay_in_the_pool(tmp_path, upstream)
         for client in clients:
             client.sock.close()
         stalled.close()
-    try:  # once those WebSockets are gone, their messages have left the pool
-        deadline = time.monotonic() + TIMEOUT
+    try:  # once those WebSockets are gone, their messages leave the pool: delivered, or cut after a while
+        deadline = time.monotonic() + unsent.CLOSE_FLUSH_SECONDS + TIMEOUT
+        refused_before = len([r for r in fw.records() if r.get("rule") == "body-pool-busy"])
         for marker in b"abcdefghijklmnopqrstuvwxyz":
             if message_passes(fw, echo, bytes([marker]) * (8 * 1024 * 1024)):
                 break
-            assert time.monotonic() < deadline, "no whole message reached the upstream"
+            refused_after = len([r for r in fw.records() if r.get("rule") == "body-pool-busy"]) - refused_before
+            assert time.monotonic() < deadline, f"no whole message reached the upstream ({refused_after} refused)"
         else:
             raise AssertionError("no whole message reached the upstream")
     finally:
         fw.close()
         echo.close()
+
+
+class FloodingWsServer(WsServer):
+    """A TLS WebSocket server that answers any message with one that never ends: frames of
+    256 KiB, `frames` of them, none final."""
+
+    def __init__(self, upstream: Upstream, frames: int):
+        self.frames = frames
+        self.sent = 0
+        super().__init__(upstream)
+
+    def _handle(self, raw):
+        ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        try:
+            with self.ctx.wrap_socket(raw, server_side=True) as conn:
+                while data := conn.recv(65536):
+                    ws.receive_data(data)
+                    for event in ws.events():
+                        if isinstance(event, ev.Request):
+                            conn.sendall(ws.send(ev.AcceptConnection()))
+                        elif isinstance(event, ev.Message):
+                            for _ in range(self.frames):
+                                conn.sendall(ws.send(ev.BytesMessage(data=b"u" * (256 * 1024), message_finished=False)))
+                                self.sent += 256 * 1024
+        except (OSError, ssl.SSLError, wsproto.utilities.LocalProtocolError):
+            return
+
+
+def test_a_message_from_the_upstream_is_bounded_too(tmp_path, upstream):
+    """mitmproxy assembles the upstream's messages whole as well, without a limit: one that
+    never ends grew the firewall until the kernel killed it. Past MAX_WEBSOCKET_MESSAGE the
+    WebSocket is closed, and nothing of the message reaches the agent."""
+    limit = 32 * 1024 * 1024  # mitm_limits.MAX_WEBSOCKET_MESSAGE (capacity.MAX_HELD_ITEM)
+    assert capacity.MAX_HELD_ITEM == limit
+    flooding = FloodingWsServer(upstream, frames=limit // (256 * 1024) + 16)  # 36 MiB, never finished
+    fw = LiveFirewall(tmp_path, upstream, allow=["localhost", f"localhost:{flooding.port}"])
+    try:
+        client = WsClient(fw, flooding.port)
+        client.send(ev.TextMessage(data="go"))
+        received = []
+        try:
+            while (event := client.next_event()) is not None and not isinstance(event, ev.CloseConnection):
+                received.append(event)
+        except TimeoutError:
+            raise AssertionError("the firewall did not close the WebSocket") from None
+        except (OSError, ssl.SSLError):
+            pass  # closed without a close frame
+        record = fw.wait_for(lambda r: r.get("rule") == "websocket-message-too-large", "the refusal's audit line")
+        assert record["decision"] == "deny" and "from the upstream" in record["reason"]
+        assert flooding.sent > limit  # the upstream did send past the limit
+        assert not [e for e in received if isinstance(e, ev.Message)], "part of the message reached the agent"
+    finally:
+        fw.close()
+        flooding.close()

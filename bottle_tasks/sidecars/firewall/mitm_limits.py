@@ -20,8 +20,9 @@ they wrap).
    without any hook, payloads and close reasons included: the agent's are handed to
    the firewall (``Guard.websocket_control``), which scans them and may blank them.
 4. **WebSocket messages** are assembled from their frames without a limit: a message
-   from the agent over its flow's limit closes the WebSocket. While it is assembled it
-   draws on the same pool as bodies (``capacity.BodyPool``), in both proxies.
+   from the agent over its flow's limit, or one from the upstream over ``MAX_WEBSOCKET_MESSAGE``,
+   closes the WebSocket. While they are assembled they draw on the same pool as bodies
+   (``capacity.BodyPool``), in both proxies.
 5. **HTTP/2 and HTTP/3 requests sent on over HTTP/1** keep their body's framing. Those
    protocols frame a body themselves, so such a request may have no ``content-length``;
    mitmproxy's HTTP/1 client then writes its head without one and the body raw after it,
@@ -275,15 +276,21 @@ def _bounded_relay_messages(self, event):
     if client_ws is None or self._handle_event == self.done:
         return
     limit = self.flow.metadata.get(BODY_LIMIT) or MAX_WEBSOCKET_MESSAGE
-    size = sum(map(len, client_ws.frame_buf))  # the message being assembled (0 between messages)
+    # The messages being assembled, each way (0 between messages). The upstream's are not
+    # scanned, but they are held whole all the same.
+    size = sum(map(len, client_ws.frame_buf))
+    upstream_size = sum(map(len, self.server_ws.frame_buf))
     if size > limit:
         rule, reason = "websocket-message-too-large", f"a WebSocket message from the agent is larger than {limit} bytes"
-    elif not capacity.POOL.hold(self.flow, size):  # held until whole: it draws on the pool bodies do
+    elif upstream_size > MAX_WEBSOCKET_MESSAGE:
+        rule, reason = ("websocket-message-too-large",
+                        f"a WebSocket message from the upstream is larger than {MAX_WEBSOCKET_MESSAGE} bytes")
+    elif not capacity.POOL.hold(self.flow, size + upstream_size):  # held until whole: they draw on the pool bodies do
         rule, reason = "body-pool-busy", ("other requests' bodies and messages, and bytes their peers have not "
                                           f"taken, fill the {capacity.POOL.capacity} bytes this proxy holds at once")
     else:
         return
-    client_ws.frame_buf = [b""]
+    client_ws.frame_buf, self.server_ws.frame_buf = [b""], [b""]
     capacity.POOL.release(self.flow)
     if _guard is not None:
         _guard.refused_in_transit(self.flow, rule, f"{reason}; the WebSocket was closed")
