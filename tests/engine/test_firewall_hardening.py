@@ -22,6 +22,7 @@ pytestmark = pytest.mark.usefixtures("engine")
 
 TUNNEL_JS = Path(__file__).resolve().parent / "tunnel.js"
 FLOOD_PY = Path(__file__).resolve().parent / "flood.py"
+KEPT_ALIVE_PY = Path(__file__).resolve().parent / "kept_alive.py"
 MiB = 1024 * 1024
 
 
@@ -32,7 +33,7 @@ def bottle(tmp_path_factory, test_ca, trust_bundle):
         # A pattern that backtracks exponentially in Python's re: RE2 runs it in linear time.
         network="      dlp: {patterns: [{name: evil, regex: '(a+)+$'}]}\n",
     ):
-        for script in (TUNNEL_JS, FLOOD_PY):
+        for script in (TUNNEL_JS, FLOOD_PY, KEPT_ALIVE_PY):
             docker("cp", str(script), f"bottle-{launched.slug}-agent:/tmp/{script.name}")
         yield launched
 
@@ -52,6 +53,13 @@ def firewall_peak_memory(bottle) -> int:
     """Peak resident memory of the firewall's processes (the largest VmHWM), bytes."""
     out = docker("exec", f"bottle-{bottle.slug}-firewall", "sh", "-c",
                  "cat /proc/[0-9]*/status 2>/dev/null | grep VmHWM").stdout
+    return max(int(line.split()[1]) * 1024 for line in out.splitlines())
+
+
+def firewall_memory(bottle) -> int:
+    """Resident memory of the firewall's processes now (the largest VmRSS), bytes."""
+    out = docker("exec", f"bottle-{bottle.slug}-firewall", "sh", "-c",
+                 "cat /proc/[0-9]*/status 2>/dev/null | grep VmRSS").stdout
     return max(int(line.split()[1]) * 1024 for line in out.splitlines())
 
 
@@ -196,6 +204,36 @@ def test_many_held_bodies_at_once_do_not_kill_the_firewall(bottle):
     assert any(record["rule"] == "body-pool-busy" and record["path"] == "/flood" for record in audit(bottle))
     assert upstream_records(bottle, path="/flood") == [], "a body that never ended reached the upstream"
     assert bottle.curl(f"https://{UPSTREAM}/after-the-flood")[0].endswith("200")
+
+
+def test_connections_that_sent_a_body_do_not_stay_that_large(bottle):
+    """A body held for DLP is written on to the upstream in one piece. Encrypted at once, it
+    left that connection's TLS buffer as large for as long as the connection stayed open: 200
+    of the agent's kept-alive connections, each having sent one body of 1 MB (the default
+    dlp.max_body_bytes), kept the firewall 263 MiB larger; the agent may keep 256 open."""
+    count, size = 200, 1_000_000
+    before = firewall_memory(bottle)
+    agent = f"bottle-{bottle.slug}-agent"
+    kept = subprocess.Popen(["docker", "exec", "-i", agent, "python3", "/tmp/kept_alive.py", UPSTREAM, str(count),
+                             str(size), "120"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        line = kept.stdout.readline()
+        assert line, kept.stderr.read()
+        assert json.loads(line)["answered"] == {"HTTP/1.1 200 OK": count}
+        growth = firewall_memory(bottle) - before  # all of them still open
+        # A kept connection's own state (TLS to the agent and to the upstream, the flow) is some
+        # 350 KiB: 70 MiB for these 200. Each body kept besides made it 1.3 MiB (263 MiB).
+        assert growth < count * 512 * 1024, f"{count} connections kept the firewall {growth >> 20} MiB larger"
+        bodies = [r["body_bytes"] for r in upstream_records(bottle, path="/kept")]
+        assert bodies == [size] * count, "not every body reached the upstream whole"
+    finally:
+        kept.stdin.close()  # the script closes its connections and ends
+        try:
+            kept.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            kept.kill()
+            kept.wait()
 
 
 # -- revocation ---------------------------------------------------------------------------------------

@@ -169,7 +169,7 @@ def refused_or_closed(sock: ssl.SSLSocket, conn: h2.connection.H2Connection) -> 
 
 def test_the_heads_of_a_connections_open_streams_are_bounded(fw, upstream, h2_upstream):
     """100 streams a connection (h2's own bound), each with a head near h2's 64 KiB limit and
-    never ended: a connection keeps at most ``mitm_limits.MAX_H2_HEADS`` of heads; the stream past
+    never ended: a connection keeps at most ``h2_limits.MAX_H2_HEADS`` of heads; the stream past
     it is refused (REFUSED_STREAM: a client may send it again), past ``MAX_H2_STREAMS`` the
     connection is closed."""
     peak_before = vm_hwm(fw.proc.pid)

@@ -31,28 +31,30 @@ class WsServer:
         self.port = self.sock.getsockname()[1]
 
     def _handle(self, raw):
-        try:
-            conn = self.ctx.wrap_socket(raw, server_side=True)
-        except (OSError, ssl.SSLError):
-            return
         ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
-        with conn:
-            try:
+        try:
+            with self.ctx.wrap_socket(raw, server_side=True) as conn:
                 while data := conn.recv(65536):
                     ws.receive_data(data)
                     for event in ws.events():
-                        self.events.append(event)
                         if isinstance(event, ev.Request):
                             conn.sendall(ws.send(ev.AcceptConnection()))
-                        elif isinstance(event, ev.Message):
-                            conn.sendall(ws.send(ev.Message(data=event.data)))
-                        elif isinstance(event, ev.Ping):
-                            conn.sendall(ws.send(event.response()))
-                        elif isinstance(event, ev.CloseConnection):
-                            conn.sendall(ws.send(event.response()))
+                        elif not self.answer(conn, ws, event):
                             return
-            except (OSError, ssl.SSLError, wsproto.utilities.LocalProtocolError):
-                return
+        except (OSError, ssl.SSLError, wsproto.utilities.LocalProtocolError):
+            return
+
+    def answer(self, conn, ws, event) -> bool:
+        """Record `event` and echo it; False: the WebSocket is closed."""
+        self.events.append(event)
+        if isinstance(event, ev.Message):
+            conn.sendall(ws.send(ev.Message(data=event.data)))
+        elif isinstance(event, ev.Ping):
+            conn.sendall(ws.send(event.response()))
+        elif isinstance(event, ev.CloseConnection):
+            conn.sendall(ws.send(event.response()))
+            return False
+        return True
 
     def received(self, kind):
         return [e for e in self.events if isinstance(e, kind)]
@@ -232,19 +234,10 @@ class SinkWsServer(WsServer):
         self.received_bytes = 0
         super().__init__(upstream)
 
-    def _handle(self, raw):
-        ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
-        try:
-            with self.ctx.wrap_socket(raw, server_side=True) as conn:
-                while data := conn.recv(65536):
-                    ws.receive_data(data)
-                    for event in ws.events():
-                        if isinstance(event, ev.Request):
-                            conn.sendall(ws.send(ev.AcceptConnection()))
-                        elif isinstance(event, ev.Message):
-                            self.received_bytes += len(event.data)
-        except (OSError, ssl.SSLError, wsproto.utilities.LocalProtocolError):
-            return
+    def answer(self, conn, ws, event) -> bool:
+        if isinstance(event, ev.Message):
+            self.received_bytes += len(event.data)
+        return True
 
 
 def vm_rss(pid: int) -> int:
@@ -367,21 +360,12 @@ class FloodingWsServer(WsServer):
         self.sent = 0
         super().__init__(upstream)
 
-    def _handle(self, raw):
-        ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
-        try:
-            with self.ctx.wrap_socket(raw, server_side=True) as conn:
-                while data := conn.recv(65536):
-                    ws.receive_data(data)
-                    for event in ws.events():
-                        if isinstance(event, ev.Request):
-                            conn.sendall(ws.send(ev.AcceptConnection()))
-                        elif isinstance(event, ev.Message):
-                            for _ in range(self.frames):
-                                conn.sendall(ws.send(ev.BytesMessage(data=b"u" * (256 * 1024), message_finished=False)))
-                                self.sent += 256 * 1024
-        except (OSError, ssl.SSLError, wsproto.utilities.LocalProtocolError):
-            return
+    def answer(self, conn, ws, event) -> bool:
+        if isinstance(event, ev.Message):
+            for _ in range(self.frames):
+                conn.sendall(ws.send(ev.BytesMessage(data=b"u" * (256 * 1024), message_finished=False)))
+                self.sent += 256 * 1024
+        return True
 
 
 def test_a_message_from_the_upstream_is_bounded_too(tmp_path, upstream):
