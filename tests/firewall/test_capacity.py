@@ -128,18 +128,23 @@ def test_a_writer_that_is_gone_takes_its_unsent_bytes_along():
     assert pool.held == 0
 
 
-def test_note_charges_each_connection_of_a_handler(monkeypatch):
+def test_note_charges_each_connection_of_a_handler_and_its_http2_windows(monkeypatch):
     pool = capacity.BodyPool(capacity=100)
     monkeypatch.setattr(capacity, "POOL", pool)
-    client, server = Writer(30), Writer(50)
-    handler = SimpleNamespace(transports={"client": SimpleNamespace(writer=client),
-                                          "server": SimpleNamespace(writer=server),
-                                          "opening": SimpleNamespace(writer=None)})
+    h2_held = {"bytes": 15}
+    monkeypatch.setattr(unsent.h2_limits, "held_for", lambda client: h2_held["bytes"])
+    client_writer, server_writer, client = Writer(30), Writer(50), Writer()  # any object stands for the client
+    handler = SimpleNamespace(client=client, transports={client: SimpleNamespace(writer=client_writer),
+                                                         "server": SimpleNamespace(writer=server_writer),
+                                                         "opening": SimpleNamespace(writer=None)})
     unsent.note(handler)
-    assert pool.held == 80
-    server.buffered = 0
+    assert pool.held == 95
+    server_writer.buffered, h2_held["bytes"] = 0, 5
     unsent.note(handler)
-    assert pool.held == 30
+    assert pool.held == 35
+    del handler.transports[client]  # the client's connection is over: its HTTP/2 layers with it
+    unsent.note(handler)
+    assert pool.held == 30  # what its writer still holds is `closed`'s to settle
 
 
 def test_a_closed_connection_whose_peer_takes_nothing_is_cut(monkeypatch):

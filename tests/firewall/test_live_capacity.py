@@ -10,8 +10,12 @@ import socket
 import ssl
 import time
 
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 from firewall import capacity
+from h2server import H2Server
 from test_live import TIMEOUT, LiveFirewall
 from test_live_hardening import MiB, connect_tunnel, read_until_closed, vm_hwm
 
@@ -161,3 +165,69 @@ def test_the_largest_body_allowed_costs_well_under_a_sidecars_memory(tmp_path, u
         assert growth < 192 * MiB, f"firewall peak memory grew by {growth >> 20} MiB"
     finally:
         f.close()
+
+
+class H2Downloads(H2Server):
+    """An HTTP/2 upstream answering each request with a 1 MiB body, as fast as the firewall's
+    window for it lets it."""
+
+    def serve_h2(self, tls, conn) -> None:
+        while data := tls.recv(65536):
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.RequestReceived):
+                    self._answer(tls, conn, event.stream_id)
+            tls.sendall(conn.data_to_send())
+
+    @staticmethod
+    def _answer(tls, conn, stream_id: int) -> None:
+        conn.send_headers(stream_id, [(":status", "200"), ("content-length", str(MiB))])
+        left = MiB
+        while (n := min(left, conn.max_outbound_frame_size, conn.local_flow_control_window(stream_id))) > 0:
+            conn.send_data(stream_id, b"d" * n, end_stream=n == left)
+            tls.sendall(conn.data_to_send())
+            left -= n
+
+
+def test_the_worst_mix_measured_stays_well_within_a_sidecars_memory(tmp_path, upstream):
+    """The cap's worth of connections, each holding what its own bounds let it: 192 HTTP/2
+    connections, each with 16 downloads its client takes nothing of and a 7 KB head on each
+    stream, then 64 HTTP/1 connections each holding most of a 2 MiB body. What the HTTP/2
+    layers keep for those windows (512 KiB a client) now draws on the pool the bodies do:
+    before, it came on top of a full pool, and the firewall peaked at 486-495 MiB of a sidecar's 512."""
+    h2_upstream, body = H2Downloads(upstream.cert_file), 2 * MiB
+    f = LiveFirewall(tmp_path, upstream, allow=["localhost", f"localhost:{upstream.port}", f"localhost:{h2_upstream.port}"],
+                     dlp={"max_body_bytes": body})
+    tunnels: list[ssl.SSLSocket] = []
+    try:
+        context = f.tls_context()
+        context.set_alpn_protocols(["h2"])
+        for _ in range(192):
+            tls = context.wrap_socket(connect_tunnel(f, "localhost", h2_upstream.port), server_hostname="localhost")
+            conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+            conn.initiate_connection()
+            for stream in range(16):
+                conn.send_headers(1 + 2 * stream, [(":method", "GET"), (":scheme", "https"),
+                                                   (":authority", f"localhost:{h2_upstream.port}"),
+                                                   (":path", f"/{stream}"), ("x-pad", "p" * 7000)], end_stream=True)
+            tls.sendall(conn.data_to_send())
+            tunnels.append(tls)  # and never read: the client's window stays as it was
+        head = f"POST /held HTTP/1.1\r\nHost: localhost\r\nContent-Length: {body}\r\n\r\n".encode()
+        for _ in range(64):
+            tls = f.tls_context().wrap_socket(connect_tunnel(f, "localhost", upstream.port), server_hostname="localhost")
+            tls.sendall(head)
+            try:
+                tls.sendall(b"a" * (body - 1))
+            except OSError:
+                pass  # refused already
+            tunnels.append(tls)
+        time.sleep(2)  # what the kernel still buffered reaches the firewall
+        peak = vm_hwm(f.proc.pid)
+        assert f.proc.poll() is None
+        assert peak < 448 * MiB, f"the firewall peaked at {peak >> 20} MiB (a sidecar has 512)"
+        wait_until(lambda: any(r.get("rule") == "body-pool-busy" for r in f.records()),
+                   "bodies refused: the HTTP/2 windows' bytes fill much of the pool")
+    finally:
+        for tls in tunnels:
+            tls.close()
+        f.close()
+        h2_upstream.close()

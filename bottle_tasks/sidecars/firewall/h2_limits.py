@@ -92,6 +92,14 @@ def _unsent(h2_conn) -> int:
     return sum(len(chunk.data) for chunks in h2_conn.stream_buffers.values() for chunk in chunks)
 
 
+def held_for(client) -> int:
+    """Bytes mitmproxy's HTTP/2 layers keep for `client` and for its upstreams, whose windows do
+    not take them yet (7 and 9): ``unsent`` charges them to the pool with what writers hold."""
+    state, uploads = _client_h2.get(client), _uploads.get(client)
+    return (state.unsent() if state is not None else 0) + \
+        (sum(_unsent(conn) for conn in uploads.servers) if uploads is not None else 0)
+
+
 # Each client that speaks HTTP/2 (weak: forgotten with the client's connection).
 _client_h2: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 

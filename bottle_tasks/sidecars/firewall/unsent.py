@@ -12,7 +12,10 @@ which a peer that never reads never does, long after the connection left the cap
 
 So each writer's buffer is charged to ``capacity.POOL`` as it stands after every event the
 proxy handles and after every drain (a body or message the pool cannot take then is refused,
-as when bodies fill it); a connection closed with bytes unsent has ``CLOSE_FLUSH_SECONDS`` to
+as when bodies fill it), and so is what the HTTP/2 layers keep for a window (up to
+``h2_limits.MAX_H2_UNSENT`` each way for each client): 192 HTTP/2 connections, each with 16
+downloads its client took nothing of, held 274 MiB beside a full pool's 128, the firewall 486
+MiB in all (of 512); a connection closed with bytes unsent has ``CLOSE_FLUSH_SECONDS`` to
 deliver them and is then cut (``closed``). ``mitm_limits`` calls these from the connection
 handler's methods it wraps.
 """
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 
-from . import capacity
+from . import capacity, h2_limits
 
 # A closed connection whose peer takes nothing for this long loses what it had not taken.
 CLOSE_FLUSH_SECONDS = 30.0
@@ -30,11 +33,14 @@ _flushing: set[asyncio.Task] = set()  # the event loop keeps only weak reference
 
 
 def note(handler) -> None:
-    """Charge the pool with what each of `handler`'s connections has written and not sent."""
+    """Charge the pool with what each of `handler`'s connections has written and not sent, and
+    with what its HTTP/2 layers keep for windows that do not take it yet (``h2_limits``)."""
     for io in list(handler.transports.values()):
         transport = _transport(io.writer)
         if transport is not None:
             capacity.POOL.unsent(io.writer, transport.get_write_buffer_size())
+    open_ = handler.client in handler.transports  # once the client is gone, so are its layers
+    capacity.POOL.unsent(handler.client, h2_limits.held_for(handler.client) if open_ else 0)
 
 
 def closed(writer) -> None:
