@@ -59,8 +59,9 @@ MAX_H2_HEADS = 128 * 1024
 # An HTTP/2 head block that has not ended yet: as much as an HTTP/1 request head may be
 # (mitm_limits.MAX_REQUEST_HEAD).
 MAX_HEAD_BLOCK = 64 * 1024
-# These are held per connection, outside the pool: times capacity.MAX_CLIENT_CONNECTIONS,
-# beside the pool, they must stay well within a sidecar's memory (capacity.py).
+# Heads are held per connection outside the pool: times capacity.MAX_CLIENT_CONNECTIONS, beside
+# it, they must stay well within a sidecar's memory (capacity.py). The bytes held for windows
+# (MAX_H2_UNSENT each way) are charged to the pool (``unsent``).
 
 
 def install() -> None:

@@ -36,13 +36,14 @@ they wrap).
    (many streams at once on one connection), in ``h2_limits.py``.
 10. **What a peer has not taken** of what the proxy wrote it (a whole body or message at once)
    stays in the connection's buffer, and in a closed connection's until the peer takes it:
-   it is charged to the same pool after every event and every drain, and a closed connection
-   that does not deliver it in time is cut (``unsent.py``).
+   it is charged to the same pool after every event and every drain (with what the HTTP/2
+   layers keep for windows, 7 and 9), and a closed connection that does not deliver it in time
+   is cut (``unsent.py``).
 11. **TLS writes** put the whole of what is sent at once (a body or message held whole) into
    the connection's OpenSSL output buffer, which keeps that size for the connection's life:
-   24 WebSockets that had each sent an 8 MiB message kept the firewall about 120 MiB larger
-   than the same WebSockets closed one by one, and the agent may keep 256 open. Written in
-   pieces of ``TLS_WRITE_PIECE``, each sent on before the next, the buffer stays that small.
+   24 WebSockets that had each sent an 8 MiB message kept the firewall 236-295 MiB larger
+   while they stayed open, and the agent may keep 256 open. Written in pieces of
+   ``TLS_WRITE_PIECE``, each sent on before the next, the buffer stays that small (12 MiB).
 
 The firewall installs all of them with itself as the ``Guard``; the egress proxy installs
 them without one (the bounds, the framing; its WebSocket control frames pass unchanged).
