@@ -8,14 +8,13 @@ many the proxy refused (and with what status), how many never got a tunnel.
 """
 
 import json
-import socket
 import ssl
 import sys
 import time
-from urllib.parse import urlsplit
+
+from agent_tunnel import open_tunnel  # copied beside this script
 
 host, count, size, hold = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-proxy = urlsplit(__import__("os").environ["HTTPS_PROXY"])
 context = ssl.create_default_context()  # the system bundle, which trusts the bottle's CA
 result = {"held": 0, "no_tunnel": 0, "answered": {}}
 held = []
@@ -35,18 +34,16 @@ def answered(tls) -> str | None:
 
 
 for _ in range(count):
-    raw = None
     try:
-        raw = socket.create_connection((proxy.hostname, proxy.port), timeout=10)
-        raw.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
-        if not raw.recv(4096).startswith(b"HTTP/1.1 200"):
-            raise OSError("tunnel refused")
-        tls = context.wrap_socket(raw, server_hostname=host)
+        tls = open_tunnel(host, context)
+    except OSError:
+        result["no_tunnel"] += 1
+        continue
+    try:
         tls.sendall(f"POST /flood HTTP/1.1\r\nHost: {host}\r\nContent-Length: {size}\r\n\r\n".encode())
     except OSError:
         result["no_tunnel"] += 1
-        if raw is not None:
-            raw.close()
+        tls.close()
         continue
     sent = 0
     try:

@@ -15,16 +15,14 @@ GOAWAY), how many never got a tunnel or HTTP/2.
 """
 
 import json
-import os
-import socket
 import ssl
 import struct
 import sys
 import time
-from urllib.parse import urlsplit
+
+from agent_tunnel import open_tunnel  # copied beside this script
 
 host, count, hold, mode = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
-proxy = urlsplit(os.environ["HTTPS_PROXY"])
 context = ssl.create_default_context()  # the system bundle, which trusts the bottle's CA
 context.set_alpn_protocols(["h2"])
 result = {"open": 0, "closed": 0, "no_h2": 0}  # closed: or a stream refused
@@ -65,19 +63,14 @@ else:  # HEADERS with END_HEADERS, without END_STREAM: each request waits for it
     frames = [PREFACE] + [frame(1, 4, stream, head(stream)) for stream in range(1, 201, 2)]
 held = []
 for _ in range(count):
-    raw = None
     try:
-        raw = socket.create_connection((proxy.hostname, proxy.port), timeout=10)
-        raw.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
-        if not raw.recv(4096).startswith(b"HTTP/1.1 200"):
-            raise OSError("tunnel refused")
-        tls = context.wrap_socket(raw, server_hostname=host)
-        if tls.selected_alpn_protocol() != "h2":
-            raise OSError("no HTTP/2")
+        tls = open_tunnel(host, context)
     except OSError:
         result["no_h2"] += 1
-        if raw is not None:
-            raw.close()
+        continue
+    if tls.selected_alpn_protocol() != "h2":
+        result["no_h2"] += 1
+        tls.close()
         continue
     try:
         for each in frames:

@@ -8,28 +8,24 @@ most HOLD seconds), then closes them and exits.
 """
 
 import json
-import os
 import select
-import socket
 import ssl
 import sys
-from urllib.parse import urlsplit
+
+from agent_tunnel import open_tunnel  # copied beside this script
 
 host, count, size, hold = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-proxy = urlsplit(os.environ["HTTPS_PROXY"])
 context = ssl.create_default_context()  # the system bundle, which trusts the bottle's CA
 body = b"an ordinary sentence, " * (size // 22) + b"." * (size % 22)
 answered: dict[str, int] = {}
 kept = []
 
 for _ in range(count):
-    raw = socket.create_connection((proxy.hostname, proxy.port), timeout=30)
-    raw.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
-    if not raw.recv(4096).startswith(b"HTTP/1.1 200"):
+    try:
+        tls = open_tunnel(host, context, timeout=30)
+    except OSError:
         answered["no tunnel"] = answered.get("no tunnel", 0) + 1
-        raw.close()
         continue
-    tls = context.wrap_socket(raw, server_hostname=host)
     tls.sendall(f"POST /kept HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
     reply = b""
     while b"\r\n\r\n" not in reply:  # the head; the answer's small body may come with it

@@ -29,6 +29,7 @@ API = "api.anthropic.com"
 TUNNEL_JS = Path(__file__).resolve().parent / "tunnel.js"
 FLOOD_PY = Path(__file__).resolve().parent / "flood.py"
 H2_FLOOD_PY = Path(__file__).resolve().parent / "h2_flood.py"
+AGENT_TUNNEL_PY = Path(__file__).resolve().parent / "agent_tunnel.py"  # what the two scripts above import
 WS_CLIENT = Path(__file__).resolve().parent / "ws_client.py"
 PINNED = "pinned.upstream.test"  # a passthrough host: its clients must see the real certificate
 REPLY = "Hello from the stand-in Messages API."
@@ -476,7 +477,8 @@ def run_in_terminal(bottle, args: list[str], until: str, seconds: float) -> str:
 def test_connections_past_the_egress_proxys_cap_are_closed_and_it_serves_on(bottle):
     """The agent's only proxy serves at most capacity.MAX_CLIENT_CONNECTIONS of its connections
     at once; more are closed before a byte of them is read, and it stays up."""
-    docker("cp", str(FLOOD_PY), f"bottle-{bottle.slug}-agent:/tmp/flood.py")
+    for script in (FLOOD_PY, AGENT_TUNNEL_PY):
+        docker("cp", str(script), f"bottle-{bottle.slug}-agent:/tmp/{script.name}")
     out = bottle.sh(f"python3 /tmp/flood.py {UPSTREAM} 300 1000 2")
     assert out.returncode == 0, out.stderr
     flood = json.loads(out.stdout.strip().splitlines()[-1])
@@ -497,7 +499,8 @@ def test_http2_heads_that_never_end_do_not_kill_the_egress_proxy(bottle, mode):
     may hold per connection, 100 connections each with a head block that never ends (8 MiB,
     kept by the h2 library until the block ends), or with 100 streams each waiting with a head
     near 64 KiB, had the kernel kill it (512 MiB): the bottle's only way out."""
-    docker("cp", str(H2_FLOOD_PY), f"bottle-{bottle.slug}-agent:/tmp/h2_flood.py")
+    for script in (H2_FLOOD_PY, AGENT_TUNNEL_PY):
+        docker("cp", str(script), f"bottle-{bottle.slug}-agent:/tmp/{script.name}")
     out = bottle.sh(f"python3 /tmp/h2_flood.py {API} 100 2 {mode}")
     assert out.returncode == 0, out.stderr
     flood = json.loads(out.stdout.strip().splitlines()[-1])

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.usefixtures("engine")
 TUNNEL_JS = Path(__file__).resolve().parent / "tunnel.js"
 FLOOD_PY = Path(__file__).resolve().parent / "flood.py"
 KEPT_ALIVE_PY = Path(__file__).resolve().parent / "kept_alive.py"
+AGENT_TUNNEL_PY = Path(__file__).resolve().parent / "agent_tunnel.py"  # what the two scripts above import
 MiB = 1024 * 1024
 
 
@@ -33,7 +34,7 @@ def bottle(tmp_path_factory, test_ca, trust_bundle):
         # A pattern that backtracks exponentially in Python's re: RE2 runs it in linear time.
         network="      dlp: {patterns: [{name: evil, regex: '(a+)+$'}]}\n",
     ):
-        for script in (TUNNEL_JS, FLOOD_PY, KEPT_ALIVE_PY):
+        for script in (TUNNEL_JS, FLOOD_PY, KEPT_ALIVE_PY, AGENT_TUNNEL_PY):
             docker("cp", str(script), f"bottle-{launched.slug}-agent:/tmp/{script.name}")
         yield launched
 
@@ -51,15 +52,17 @@ def audit(bottle) -> list[dict]:
 
 def firewall_peak_memory(bottle) -> int:
     """Peak resident memory of the firewall's processes (the largest VmHWM), bytes."""
-    out = docker("exec", f"bottle-{bottle.slug}-firewall", "sh", "-c",
-                 "cat /proc/[0-9]*/status 2>/dev/null | grep VmHWM").stdout
-    return max(int(line.split()[1]) * 1024 for line in out.splitlines())
+    return _firewall_status_bytes(bottle, "VmHWM")
 
 
 def firewall_memory(bottle) -> int:
     """Resident memory of the firewall's processes now (the largest VmRSS), bytes."""
+    return _firewall_status_bytes(bottle, "VmRSS")
+
+
+def _firewall_status_bytes(bottle, field: str) -> int:
     out = docker("exec", f"bottle-{bottle.slug}-firewall", "sh", "-c",
-                 "cat /proc/[0-9]*/status 2>/dev/null | grep VmRSS").stdout
+                 f"cat /proc/[0-9]*/status 2>/dev/null | grep {field}").stdout
     return max(int(line.split()[1]) * 1024 for line in out.splitlines())
 
 

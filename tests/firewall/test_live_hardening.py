@@ -60,10 +60,19 @@ class RawServer:
 
 def vm_hwm(pid: int) -> int:
     """Peak resident memory of a process, bytes."""
+    return _status_bytes(pid, "VmHWM")
+
+
+def vm_rss(pid: int) -> int:
+    """Resident memory of a process now, bytes."""
+    return _status_bytes(pid, "VmRSS")
+
+
+def _status_bytes(pid: int, field: str) -> int:
     for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM")
+    raise AssertionError(f"no {field}")
 
 
 def connect_tunnel(fw: LiveFirewall, host: str, port: int) -> socket.socket:

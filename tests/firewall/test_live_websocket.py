@@ -15,7 +15,7 @@ import wsproto.events as ev
 from firewall import capacity, unsent
 from fwtest import policy_doc
 from test_live import TIMEOUT, LiveFirewall, Upstream
-from test_live_hardening import connect_tunnel, serve, vm_hwm
+from test_live_hardening import connect_tunnel, serve, vm_hwm, vm_rss
 
 AWS = "AKIAIOSFODNN7EXAMPLE"
 
@@ -238,14 +238,6 @@ class SinkWsServer(WsServer):
         if isinstance(event, ev.Message):
             self.received_bytes += len(event.data)
         return True
-
-
-def vm_rss(pid: int) -> int:
-    """Resident memory of a process now, bytes."""
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def test_a_connection_that_sent_a_large_message_does_not_stay_large(tmp_path, upstream):
