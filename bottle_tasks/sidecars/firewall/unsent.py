@@ -35,7 +35,7 @@ _flushing: set[asyncio.Task] = set()  # the event loop keeps only weak reference
 def note(handler) -> None:
     """Charge the pool with what each of `handler`'s connections has written and not sent, and
     with what its HTTP/2 layers keep for windows that do not take it yet (``h2_limits``)."""
-    for io in list(handler.transports.values()):
+    for io in handler.transports.values():  # no await inside: the dict cannot change meanwhile
         transport = _transport(io.writer)
         if transport is not None:
             capacity.POOL.unsent(io.writer, transport.get_write_buffer_size())
