@@ -8,7 +8,7 @@ import json
 import logging
 
 import pytest
-from firewall import main, policy
+from firewall import debug_checks, main, policy
 from firewall.addon import Firewall
 from fwtest import policy_doc
 from mitmproxy import options
@@ -127,3 +127,15 @@ def test_a_broken_extra_ca_in_the_upstream_bundle_is_named_before_mitmproxy_star
     bundle.write_bytes(Path("/etc/ssl/certs/ca-certificates.crt").read_bytes() + b"\n" + extra)
     problem = main._check_files(Namespace(confdir=str(tmp_path), upstream_ca=str(bundle)))
     assert (problem is not None and "not valid PEM" in problem and str(bundle) in problem) == refused, problem
+
+
+def test_only_mitmproxys_message_type_check_is_off_and_asserts_still_run(root_logger):
+    """The launcher drops mitmproxy's per-message type check (a debugging aid under
+    ``__debug__``, about 5 % of the firewall's time), not the interpreter's asserts."""
+    from mitmproxy import http
+
+    build_master()
+    assert __debug__, "the sidecars run without -O: mitmproxy's asserts fail a broken connection closed"
+    assert http.MessageData.__post_init__ is debug_checks._unchecked
+    request = http.Request.make("GET", "https://example.test/x", b"", {"a": "b"})
+    assert request.headers["a"] == "b" and request.raw_content == b""

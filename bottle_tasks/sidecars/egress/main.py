@@ -34,7 +34,7 @@ def _args(argv):
 
 
 async def _run(args) -> int:
-    from firewall import hook_table
+    from firewall import debug_checks, hook_table
     from firewall import main as firewall_main
     from mitmproxy import exceptions, options
     from mitmproxy.addons import termlog
@@ -49,6 +49,7 @@ async def _run(args) -> int:
     master.addons.add(*firewall_main.mitmproxy_addons())
     master.addons.add(addon.Egress())
     hook_table.install(master.addons)
+    debug_checks.install()
     addon.LINES.batched = True
     try:
         opts.update(

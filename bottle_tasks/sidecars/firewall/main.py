@@ -185,7 +185,7 @@ def make_master(opts, audit=None):
     from mitmproxy.addons import termlog
     from mitmproxy.master import Master
 
-    from . import hook_table
+    from . import debug_checks, hook_table
     from .addon import Firewall
 
     logging.getLogger().setLevel(LOG_LEVEL.upper())  # as TermLog does: "WARN" is a stdlib level name
@@ -197,6 +197,7 @@ def make_master(opts, audit=None):
     master.addons.add(*mitmproxy_addons())
     master.addons.add(Firewall(audit=audit))
     hook_table.install(master.addons)
+    debug_checks.install()
     return master
 
 

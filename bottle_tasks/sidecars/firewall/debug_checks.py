@@ -1,0 +1,23 @@
+"""mitmproxy's type check of every request and response it makes, which only debugging needs.
+
+``mitmproxy.http.MessageData`` checks, field by field, the type of everything a request or a
+response is made with (``typecheck.check_option_type``, through ``typing`` introspection):
+about 5 % of a sidecar's busy time under load, as much as the firewall's DLP of the headers.
+mitmproxy defines that check under ``if __debug__``: it is a debugging aid, left out when
+Python runs optimised. The sidecars do not run optimised, because ``-O`` would also drop
+every ``assert`` (mitmproxy's invariants, which fail a connection closed when broken, and
+ours). So this one check is turned off alone. What it checked is made by mitmproxy's own
+parsers and by ``Response.make``, not by the agent.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+
+def _unchecked(self) -> None:
+    """The dataclass ``__init__`` calls ``__post_init__``; it now does nothing."""
+
+
+def install() -> None:
+    http.MessageData.__post_init__ = _unchecked
