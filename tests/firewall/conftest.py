@@ -8,7 +8,20 @@ if importlib.util.find_spec("mitmproxy") is None or importlib.util.find_spec("fi
     collect_ignore_glob = ["test_*.py"]
 
 else:
+    import logging
+
     import pytest
+
+    @pytest.fixture
+    def root_logger():
+        """mitmproxy's masters and some addons install handlers on the root logger: undo that."""
+        root = logging.getLogger()
+        level, handlers = root.level, list(root.handlers)
+        yield root
+        root.setLevel(level)
+        for h in list(root.handlers):
+            if h not in handlers:
+                root.removeHandler(h)
 
     @pytest.fixture(scope="module")
     def upstream(tmp_path_factory):

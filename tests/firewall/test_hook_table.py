@@ -87,17 +87,6 @@ def _both_ways(make_chain) -> tuple[list, list]:
     return calls_seen(False), calls_seen(True)
 
 
-@pytest.fixture
-def root_logger():
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    yield root
-    root.setLevel(level)
-    for h in list(root.handlers):
-        if h not in handlers:
-            root.removeHandler(h)
-
-
 def test_handlers_run_in_the_chains_order_an_addons_own_before_its_sub_addons(root_logger):
     def chain(calls):
         return [Recorder(calls, "a", addons=[Recorder(calls, "a.1"), Recorder(calls, "a.2")]), Recorder(calls, "b")]

@@ -19,18 +19,6 @@ from mitmproxy.addons import default_addons, dumper, errorcheck, keepserving, re
 REQUIRED = {"Core", "Block", "DisableH2C", "Proxyserver", "NextLayer", "TlsConfig", "ErrorCheck"}
 
 
-@pytest.fixture
-def root_logger():
-    """mitmproxy's masters and some addons install handlers on the root logger: undo that."""
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    yield root
-    root.setLevel(level)
-    for h in list(root.handlers):
-        if h not in handlers:
-            root.removeHandler(h)
-
-
 def build_master():
     async def make():
         opts = options.Options()
