@@ -1,5 +1,5 @@
-"""The sidecars' JSON lines on stdout (sidecars/firewall/jsonlines.py): batched per turn of the
-event loop in a running proxy, at once elsewhere; a failed write breaks the log for good."""
+"""The sidecars' JSON lines on stdout (sidecars/firewall/jsonlines.py): batched for a moment
+(BATCH_SECONDS) in a running proxy, at once elsewhere; a failed write breaks the log for good."""
 from __future__ import annotations
 
 import asyncio
@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bottle_tasks" / "sidecars"))
-from firewall.jsonlines import JsonLines
+from firewall.jsonlines import BATCH_SECONDS, JsonLines
+
+PAST_THE_BATCH = BATCH_SECONDS * 5
 
 
 class CountingOut(io.StringIO):
@@ -52,18 +54,20 @@ def test_unbatched_lines_are_written_at_once_even_inside_a_loop():
     asyncio.run(turn())
 
 
-def test_a_turns_lines_go_out_together_in_order_when_the_turn_ends():
+def test_lines_of_a_moment_go_out_together_in_order_when_it_ends():
     out = CountingOut()
     lines = JsonLines(out, batched=True)
 
     async def turns():
-        for n in range(3):
+        lines.write({"n": 0})
+        await asyncio.sleep(0)  # another turn of the loop, within the moment
+        for n in (1, 2):
             lines.write({"n": n})
-        assert out.getvalue() == ""  # still this turn
-        await asyncio.sleep(0)
+        assert out.getvalue() == ""
+        await asyncio.sleep(PAST_THE_BATCH)
         assert records(out) == [{"n": 0}, {"n": 1}, {"n": 2}] and out.writes == 1
         lines.write({"n": 3})
-        await asyncio.sleep(0)
+        await asyncio.sleep(PAST_THE_BATCH)
         assert records(out)[-1] == {"n": 3} and out.writes == 2
 
     asyncio.run(turns())
@@ -102,15 +106,15 @@ def test_a_failed_write_breaks_the_log_tells_once_and_every_later_line_raises():
     assert out.writes == 1 and lines.broken and told == [lines.broken]
 
 
-def test_a_failed_write_at_the_end_of_a_turn_breaks_the_log_for_the_next_hook():
+def test_a_failed_write_at_the_end_of_a_batch_breaks_the_log_for_the_next_hook():
     out = FailingOut()
     told: list[str] = []
     lines = JsonLines(out, batched=True)
     lines.on_broken = told.append
 
     async def turns():
-        lines.write({"n": 1})  # pending: the failure comes at the end of the turn, outside any hook
-        await asyncio.sleep(0)
+        lines.write({"n": 1})  # pending: the failure comes at the end of the moment, outside any hook
+        await asyncio.sleep(PAST_THE_BATCH)
         assert told and "BrokenPipeError" in told[0]
         with pytest.raises(OSError, match="cannot be written"):
             lines.write({"n": 2})  # the next hook that logs fails, and so fails closed

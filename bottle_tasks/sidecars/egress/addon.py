@@ -67,7 +67,7 @@ CODING_REFUSED = (b"bottle egress: refused [content-coding]\nthe upstream of a r
 
 
 # stdout: one JSON object per line, route decisions and lifecycle events, never a secret;
-# `main` batches it per event-loop turn, as the firewall's audit log (`jsonlines`)
+# `main` batches it for 2 ms at most, as the firewall's audit log (`jsonlines`)
 LINES = JsonLines()
 
 

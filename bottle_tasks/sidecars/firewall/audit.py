@@ -49,7 +49,7 @@ def now_iso() -> str:
 
 class AuditLog:
     def __init__(self, out: IO[str] | None = None, clock: Callable[[], str] = now_iso, batched: bool = False):
-        """`batched`: the running firewall's log, written once per event-loop turn (`jsonlines`)."""
+        """`batched`: the running firewall's log, its lines written together 2 ms at most after each (`jsonlines`)."""
         self.lines = JsonLines(out, batched=batched)
         self._clock = clock
 

@@ -4,9 +4,12 @@ Docker carries a container's stdout through containerd's shim to dockerd, which 
 each line: every write wakes both, on the cores the proxy needs. Under load the proxies
 write a line per request, and `make bench` measured those wake-ups at about 8 % of the
 firewall's requests/s with 16 connections. So a sidecar's running proxy (`batched`) writes
-the lines made during one turn of its event loop together, when that turn ends: no line
-waits for more than the turn that made it, there are only fewer writes. Elsewhere (tests,
-tools, another thread) a line is written at once.
+the lines made within ``BATCH_SECONDS`` (2 ms) of the first one together: no line waits
+longer, there are only fewer writes. Written at the end of the turn that made it instead,
+the egress proxy's route decision went out between its hook and the request's hand-over to
+the firewall, in every routed request's path: 2 ms later, routed keep-alive requests ran
+7 % faster (A/B, 4 interleaved rounds: 479 -> 512 req/s). Elsewhere (tests, tools, another
+thread) a line is written at once.
 
 A write that fails leaves the log broken: every later line raises (the hook that would
 have logged fails closed, `failclosed.py`), and `on_broken` is told once: the sidecars stop
@@ -20,6 +23,9 @@ import json
 import sys
 from collections.abc import Callable
 from typing import IO
+
+# How long a batched line may wait for others (see above).
+BATCH_SECONDS = 0.002
 
 
 class JsonLines:
@@ -44,7 +50,7 @@ class JsonLines:
             return
         self._pending.append(line)
         if len(self._pending) == 1:
-            loop.call_soon(self._end_of_turn)
+            loop.call_later(BATCH_SECONDS, self._end_of_turn)
 
     def flush(self) -> None:
         """Write what is pending now (the loop is ending, or a test wants it)."""
