@@ -2,7 +2,8 @@
 
 ``mitmproxy.http.MessageData`` checks, field by field, the type of everything a request or a
 response is made with (``typecheck.check_option_type``, through ``typing`` introspection):
-about 5 % of a sidecar's busy time under load, as much as the firewall's DLP of the headers.
+about 5 % of the firewall's samples under load (py-spy), as much as its DLP of the headers;
+turned off, the firewall served 7-18 % more requests a second (A/B, interleaved rounds).
 mitmproxy defines that check under ``if __debug__``: it is a debugging aid, left out when
 Python runs optimised. The sidecars do not run optimised, because ``-O`` would also drop
 every ``assert`` (mitmproxy's invariants, which fail a connection closed when broken, and
