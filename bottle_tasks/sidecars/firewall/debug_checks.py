@@ -6,9 +6,9 @@ about 5 % of the firewall's samples under load (py-spy), as much as its DLP of t
 turned off, the firewall served 7-18 % more requests a second (A/B, interleaved rounds).
 mitmproxy defines that check under ``if __debug__``: it is a debugging aid, left out when
 Python runs optimised. The sidecars do not run optimised, because ``-O`` would also drop
-every ``assert`` (mitmproxy's invariants, which fail a connection closed when broken, and
-ours). So this one check is turned off alone. What it checked is made by mitmproxy's own
-parsers and by ``Response.make``, not by the agent.
+every ``assert`` (mitmproxy's checks of its own invariants, and ours). So this one check is
+turned off alone. What it checked is made by mitmproxy's own parsers and by
+``Response.make``, not by the agent.
 """
 
 from __future__ import annotations
