@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 
 EX_CONFIG = 78
-LOG_LEVEL = "warn"
 
 
 def _args(argv):
@@ -34,27 +32,18 @@ def _args(argv):
 
 
 async def _run(args) -> int:
-    from firewall import debug_checks, hook_table
     from firewall import main as firewall_main
     from mitmproxy import exceptions, options
-    from mitmproxy.addons import termlog
-    from mitmproxy.master import Master
 
     from . import addon
 
-    logging.getLogger().setLevel(LOG_LEVEL.upper())
     opts = options.Options()
-    master = Master(opts, with_termlog=False)
-    master.addons.add(termlog.TermLog(out=sys.stderr))
-    master.addons.add(*firewall_main.mitmproxy_addons())
-    master.addons.add(addon.Egress())
-    hook_table.install(master.addons)
-    debug_checks.install()
+    master = firewall_main.sidecar_master(opts, addon.Egress())
     addon.LINES.batched = True
     try:
         opts.update(
             mode=["regular"], listen_port=args.listen_port, confdir=args.confdir,
-            termlog_verbosity=LOG_LEVEL, http3=False, connection_strategy="lazy", upstream_cert=False,
+            termlog_verbosity=firewall_main.LOG_LEVEL, http3=False, connection_strategy="lazy", upstream_cert=False,
             bottle_firewall=args.firewall, bottle_secrets=args.secrets, bottle_routes=args.routes,
             bottle_policy=args.policy,
         )

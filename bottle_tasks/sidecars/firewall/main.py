@@ -182,11 +182,20 @@ def import_addons_lazily() -> None:
 def make_master(opts, audit=None):
     """A mitmproxy master with the addons above, the stderr log and the firewall (last),
     whose audit log is `audit` (an `AuditLog`; by default one on stdout)."""
+    from .addon import Firewall
+
+    return sidecar_master(opts, Firewall(audit=audit))
+
+
+def sidecar_master(opts, proxy_addon):
+    """A sidecar's mitmproxy master, the firewall's or the egress proxy's: its log on stderr at
+    ``LOG_LEVEL``, the mitmproxy addons in ``MITMPROXY_ADDONS``, then `proxy_addon` (last), its
+    hooks served from a ``hook_table`` and mitmproxy's per-message type check off
+    (``debug_checks``)."""
     from mitmproxy.addons import termlog
     from mitmproxy.master import Master
 
     from . import debug_checks, hook_table
-    from .addon import Firewall
 
     logging.getLogger().setLevel(LOG_LEVEL.upper())  # as TermLog does: "WARN" is a stdlib level name
     for noisy in ("tornado", "asyncio", "hpack", "quic", "urwid"):
@@ -195,7 +204,7 @@ def make_master(opts, audit=None):
     master = Master(opts, with_termlog=False)
     master.addons.add(termlog.TermLog(out=sys.stderr))
     master.addons.add(*mitmproxy_addons())
-    master.addons.add(Firewall(audit=audit))
+    master.addons.add(proxy_addon)
     hook_table.install(master.addons)
     debug_checks.install()
     return master
