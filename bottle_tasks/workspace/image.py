@@ -55,14 +55,19 @@ def build(bottle: Bottle, spec, selection: Selection) -> None:
         bottle.run(docker.build(spec.tag, "Dockerfile", "-", {}, labels_base),
                    stdin_path=bottle.stage("build", "workspace.tar"))
         return
-    from . import pack
+    from . import history, pack
     from .credentials import ContentScan
+    from .selection import spec as include_spec
 
+    scan = ContentScan(bottle.agent.network.dlp.patterns)
+    workspace = bottle.agent.workspace
+    included = include_spec(workspace.include if workspace else ())
+    # Before anything is written: a secret in .git refuses the launch (its own message).
+    history.refuse_secrets(selection, scan, lambda path: bool(included and included.match_file(path)))
     fd, local = tempfile.mkstemp(prefix=f"bottle-workspace-{bottle.slug}-", suffix=".tar")  # 0600
     os.close(fd)
     remote = None
     try:
-        scan = ContentScan(bottle.agent.network.dlp.patterns)
         left = [*selection.left_out, *pack.write_context(selection, spec.dockerfile_text, Path(local), scan)]
         remote = bottle.target.put_file(Path(local), bottle.stage("build", "workspace.tar"))
         if selection.size >= pack.LARGE:

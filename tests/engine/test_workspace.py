@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import docker
-from test_bottle_e2e import module_bottle
+from helpers import docker, labelled, unique, write_manifest
+from test_bottle_e2e import Bottle, agent_body, module_bottle, teardown
 
 pytestmark = pytest.mark.usefixtures("engine")
 
@@ -175,3 +175,29 @@ def test_a_changed_workspace_gets_a_new_image_and_the_old_one_goes(bottle):
     assert bottle.sh("cat /workspace/src/main.py").stdout == "print('changed')\n"
     bottle.inv("down", "--purge")
     assert workspace_images(bottle.slug) == set()
+
+
+def test_a_secret_in_the_history_refuses_the_launch_and_leaves_nothing(tmp_path, state_home, trust_bundle):
+    """A key committed once and deleted since is still in .git, which the agent could read
+    with git: the launch is refused before anything is made, saying where it is."""
+    root = tmp_path / "project"
+    root.mkdir()
+    git(root, "init", "-q")
+    (root / "settings.py").write_text(f"AWS_SECRET_ACCESS_KEY = '{AWS_SECRET}'\n")
+    git(root, "add", "settings.py")
+    git(root, "commit", "-qm", "settings")
+    git(root, "rm", "-q", "settings.py")
+    git(root, "commit", "-qm", "the key goes")
+    slug = unique("wshist")
+    bottle = Bottle(slug, write_manifest(tmp_path, {slug: agent_body(None, f"    workspace: {{path: {root}}}\n")},
+                                         bundle=str(trust_bundle)))
+    try:
+        out = bottle.inv("launch", check=False)
+        said = out.stdout + out.stderr
+        assert out.returncode == 1, said
+        assert "its git history holds a secret" in said and "settings.py (blob" in said, said
+        assert ".bottleignore" in said and "Traceback" not in said and AWS_SECRET not in said
+        assert labelled(slug) == [] and not workspace_images(slug)
+        assert not docker("volume", "ls", "-q", "--filter", f"label=bottle.slug={slug}").stdout.split()
+    finally:
+        teardown(bottle)
