@@ -199,5 +199,6 @@ def test_a_secret_in_the_history_refuses_the_launch_and_leaves_nothing(tmp_path,
         assert ".bottleignore" in said and "Traceback" not in said and AWS_SECRET not in said
         assert labelled(slug) == [] and not workspace_images(slug)
         assert not docker("volume", "ls", "-q", "--filter", f"label=bottle.slug={slug}").stdout.split()
-    finally:
+    finally:  # a launch that went through (the bug) leaves its home volume and workspace image
+        bottle.inv("down", "--purge", check=False)
         teardown(bottle)
