@@ -3,17 +3,23 @@ agent reads any object in it with git (`git show`, `git log -p`, `git fsck --los
 
 Leaving a working file out (credentials.py) does not take it out of the history: a `.env`
 once committed, stashed (`git stash --all`), or `git add`ed and then unstaged is a blob
-in `.git/objects`. So before the workspace is copied, every object git has is read
-(`git cat-file --batch-all-objects --batch`: reachable or not, packed or loose) and goes
-through the same content scan as the working files: each blob's first
-``credentials.MAX_SCAN_BYTES`` (a binary blob's printable runs), and commit and tag messages.
-Trees are not scanned (names only, as the working files' names are not).
+in `.git/objects`. So before the workspace is copied, the history is checked by the
+working files' two rules:
+
+- by content: every object git has is read (`git cat-file --batch-all-objects --batch`:
+  reachable or not, packed or loose): each blob's first ``credentials.MAX_SCAN_BYTES`` (a
+  binary blob's printable runs), and commit and tag messages, through the same scan. Trees
+  are not (names only, as the working files' names are not);
+- by name: every blob a commit, ref, reflog entry or the index holds, at the path git lists
+  it at, through `credentials.by_name` (a committed `.env` whose password has no shape a
+  DLP rule knows), but for `.pem` files: a certificate is no secret, and a PEM private key
+  is found by its content.
 
 Objects cannot be left out one by one (the repository would be broken), so a finding
-refuses the launch, naming where each secret is (the path and commit of a blob the history
-holds, or "no commit holds it" for a dropped stash or an unstaged add) and the fixes. A blob
-found at a path `workspace.include` names is the user's to give (included working files
-are not scanned either), and passes.
+refuses the launch, naming where each secret is (the path of a blob, a commit's message, or
+"no commit holds it" for a dropped stash or an unstaged add) and the fixes. A blob at a
+path `workspace.include` names is the user's to give (included working files are not
+scanned either), and passes. A history git cannot read or list whole refuses too.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ from pathlib import Path
 
 from .. import console
 from ..errors import BottleError
-from .credentials import MAX_SCAN_BYTES, ContentScan
+from .credentials import MAX_SCAN_BYTES, ContentScan, by_name
 from .selection import GIT, GIT_DIR, Selection
 
 SCANNED_KINDS = (b"blob", b"commit", b"tag")
@@ -37,7 +43,7 @@ GIT_TIMEOUT = 600
 class Finding:
     oid: str
     kind: str
-    reason: str          # what the content scan recognised (never the match itself)
+    reason: str          # what the content scan or a credential name rule recognised (never the match)
     where: str = ""      # a path the history holds the blob at; "" when no commit holds it
 
 
@@ -45,17 +51,31 @@ def refuse_secrets(selection: Selection, scan: ContentScan, included: Callable[[
     """Raise a BottleError naming each secret in the copied `.git`; nothing when it holds none."""
     if not _history_comes_along(selection):
         return
-    found = [Finding(oid, kind, reason) for oid, kind, reason in scan_objects(selection.root, scan)]
-    if not found:
-        return
-    paths = paths_of(selection.root, {f.oid for f in found if f.kind == "blob"})
-    located = [Finding(f.oid, f.kind, f.reason, paths.get(f.oid, "")) for f in found]
-    refused = [f for f in located if not (f.kind == "blob" and f.where and included(f.where))]
+    root = selection.root
+    found = list(scan_objects(root, scan))
+    blobs = blob_paths(root)
+    first_path: dict[str, str] = {}
+    for oid, path in blobs:
+        first_path.setdefault(oid, path)
+    by_content = [Finding(oid, kind, reason, first_path.get(oid, "") if kind == "blob" else "")
+                  for oid, kind, reason in found]
+    by_name = [Finding(oid, "blob", reason, path) for oid, path in blobs if (reason := credential_name(path))]
+    refused, seen = [], set()
+    for finding in by_content + by_name:  # a blob once, by content if both found it
+        if finding.oid not in seen and not (finding.kind == "blob" and finding.where and included(finding.where)):
+            seen.add(finding.oid)
+            refused.append(finding)
     if refused:
-        raise BottleError(f"workspace {selection.root}: its git history holds "
+        raise BottleError(f"workspace {root}: its git history holds "
                           f"{'a secret' if len(refused) == 1 else f'{len(refused)} secrets'} the agent "
                           "could read with git (.git is copied whole; leaving a working file out does "
-                          "not take it out of the history)", _detail(selection.root, refused))
+                          "not take it out of the history)", _detail(root, refused))
+
+
+def credential_name(path: str) -> str | None:
+    """Why a blob at `path` is a credential by its name (credentials.by_name), but for a
+    `.pem`: a certificate is no secret, and a PEM private key is found by its content."""
+    return None if path.endswith(".pem") else by_name(path)
 
 
 def _history_comes_along(selection: Selection) -> bool:
@@ -113,19 +133,33 @@ class _Unreadable(Exception):
     pass
 
 
-def paths_of(root: Path, oids: set[str]) -> dict[str, str]:
-    """A path each of the blobs `oids` has in some commit, ref or reflog entry (the first git
-    lists); blobs no commit holds are missing."""
-    if not oids:
-        return {}
-    done = subprocess.run([*GIT, "-C", str(root), "rev-list", "--objects", "--all", "--reflog", "--indexed-objects"],
-                          capture_output=True, timeout=GIT_TIMEOUT)
-    paths: dict[str, str] = {}
-    for line in done.stdout.decode("utf-8", "surrogateescape").splitlines():
-        oid, _, path = line.partition(" ")
-        if oid in oids and path and oid not in paths:
-            paths[oid] = path
-    return paths
+def blob_paths(root: Path) -> list[tuple[str, str]]:
+    """(oid, path) of every blob a commit, ref, reflog entry or the index holds, at the path
+    git first lists it at (`rev-list --objects`: a blob is listed once, under one of its
+    names), blobs only (`cat-file --batch-check` tells the kind). Fails closed, as the scan."""
+    listing = [*GIT, "-C", str(root), "rev-list", "--objects", "--all", "--reflog", "--indexed-objects"]
+    check = [*GIT, "-C", str(root), "cat-file", "--batch-check=%(objecttype) %(objectname) %(rest)"]
+    with tempfile.TemporaryFile() as errors:
+        lister = subprocess.Popen(listing, stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL)
+        try:
+            checked = subprocess.run(check, stdin=lister.stdout, capture_output=True, timeout=GIT_TIMEOUT)
+        finally:
+            assert lister.stdout is not None
+            lister.stdout.close()
+            listed = lister.wait(timeout=GIT_TIMEOUT)
+        errors.seek(0)
+        error = (errors.read(4096) + checked.stderr[:4096]).decode(errors="replace").strip()
+    if listed or checked.returncode:
+        raise BottleError(f"git could not list the history of the workspace {root}",
+                          f"{error}\nfix the repository (git fsck), or keep the history out of the bottle: "
+                          f"add {GIT_DIR}/ to {root}/.bottleignore")
+    blobs = []
+    for line in checked.stdout.decode("utf-8", "surrogateescape").splitlines():
+        kind, _, rest = line.partition(" ")
+        oid, _, path = rest.partition(" ")
+        if kind == "blob" and path:
+            blobs.append((oid, path))
+    return blobs
 
 
 def _detail(root: Path, refused: list[Finding]) -> str:

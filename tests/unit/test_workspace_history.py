@@ -158,3 +158,29 @@ def test_a_history_git_cannot_read_refuses_rather_than_copies_unscanned(repo):
     loose.write_bytes(b"not a zlib stream")
     exc = refusal(repo)
     assert exc is not None and "could not read the history" in exc.message
+
+
+def test_a_committed_credential_file_is_refused_by_its_name_whatever_it_holds(repo):
+    commit(repo, "deploy/.env", "DB_PASSWORD=hunter2\n")  # no shape a DLP rule knows
+    git(repo, "rm", "-q", "deploy/.env")
+    git(repo, "commit", "-qm", "gone")
+    exc = refusal(repo)
+    assert exc is not None and "deploy/.env (blob" in exc.detail and "(.env*)" in exc.detail
+    assert "hunter2" not in said(exc)
+    assert refusal(repo, include=("deploy/.env",)) is None
+
+
+def test_templates_and_certificates_pass_and_a_pem_private_key_is_found_by_content(repo):
+    commit(repo, ".env.example", "DB_PASSWORD=\n")
+    commit(repo, "certs/server.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    assert refusal(repo) is None
+    commit(repo, "certs/client.pem", "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n")
+    exc = refusal(repo)
+    assert exc is not None and "certs/client.pem" in exc.detail and "private key" in exc.detail
+    assert "certs/server.pem" not in exc.detail
+
+
+def test_a_blob_both_rules_find_is_named_once(repo):
+    commit(repo, ".env", AWS_SECRET)
+    exc = refusal(repo)
+    assert exc is not None and "holds a secret " in exc.message and exc.detail.count(".env (blob") == 1
