@@ -108,6 +108,8 @@ def printable(head: bytes) -> bytes:
 
 
 def fingerprint(patterns=()) -> bytes:
-    """What the rules are, for the workspace image's tag: changed rules, a new image."""
-    sources = Path(__file__).read_bytes() + Path(dlp.__file__).read_bytes()
+    """What the rules are, for the workspace image's tag: changed rules (or a changed history
+    scan, history.py), a new image."""
+    here = Path(__file__)
+    sources = here.read_bytes() + here.with_name("history.py").read_bytes() + Path(dlp.__file__).read_bytes()
     return sources + repr([(p.name, p.regex) for p in patterns]).encode()

@@ -184,3 +184,9 @@ def test_a_blob_both_rules_find_is_named_once(repo):
     commit(repo, ".env", AWS_SECRET)
     exc = refusal(repo)
     assert exc is not None and "holds a secret " in exc.message and exc.detail.count(".env (blob") == 1
+
+
+def test_a_changed_history_scan_makes_a_new_workspace_image():
+    # The image's tag has the rules' fingerprint in it: a kept image was built by the scan
+    # of its day, and a changed scan must not reuse it unscanned.
+    assert Path(history.__file__).read_bytes() in credentials.fingerprint()
