@@ -52,16 +52,17 @@ def refuse_secrets(selection: Selection, scan: ContentScan, included: Callable[[
     if not _history_comes_along(selection):
         return
     root = selection.root
-    found = list(scan_objects(root, scan))
-    blobs = blob_paths(root)
-    first_path: dict[str, str] = {}
-    for oid, path in blobs:
-        first_path.setdefault(oid, path)
-    by_content = [Finding(oid, kind, reason, first_path.get(oid, "") if kind == "blob" else "")
-                  for oid, kind, reason in found]
-    by_name = [Finding(oid, "blob", reason, path) for oid, path in blobs if (reason := credential_name(path))]
+    by_content = {oid: Finding(oid, kind, reason) for oid, kind, reason in scan_objects(root, scan)}
+    by_name: list[Finding] = []
+    for oid, path in blob_paths(root):  # streamed: a large history's paths are never all held
+        found = by_content.get(oid)
+        if found and not found.where:
+            by_content[oid] = Finding(oid, found.kind, found.reason, path)
+        reason = credential_name(path)
+        if reason:
+            by_name.append(Finding(oid, "blob", reason, path))
     refused, seen = [], set()
-    for finding in by_content + by_name:  # a blob once, by content if both found it
+    for finding in [*by_content.values(), *by_name]:  # a blob once, by content if both found it
         if finding.oid not in seen and not (finding.kind == "blob" and finding.where and included(finding.where)):
             seen.add(finding.oid)
             refused.append(finding)
@@ -133,7 +134,7 @@ class _Unreadable(Exception):
     pass
 
 
-def blob_paths(root: Path) -> list[tuple[str, str]]:
+def blob_paths(root: Path) -> Iterator[tuple[str, str]]:
     """(oid, path) of every blob a commit, ref, reflog entry or the index holds, at the path
     git first lists it at (`rev-list --objects`: a blob is listed once, under one of its
     names), blobs only (`cat-file --batch-check` tells the kind). Fails closed, as the scan."""
@@ -141,25 +142,24 @@ def blob_paths(root: Path) -> list[tuple[str, str]]:
     check = [*GIT, "-C", str(root), "cat-file", "--batch-check=%(objecttype) %(objectname) %(rest)"]
     with tempfile.TemporaryFile() as errors:
         lister = subprocess.Popen(listing, stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL)
+        checker = subprocess.Popen(check, stdin=lister.stdout, stdout=subprocess.PIPE, stderr=errors)
+        assert lister.stdout is not None and checker.stdout is not None
+        lister.stdout.close()  # the checker's now: the lister sees its end if it ends early
         try:
-            checked = subprocess.run(check, stdin=lister.stdout, capture_output=True, timeout=GIT_TIMEOUT)
+            for line in checker.stdout:
+                kind, _, rest = line.rstrip(b"\n").partition(b" ")
+                oid, _, path = rest.partition(b" ")
+                if kind == b"blob" and path:
+                    yield oid.decode(), path.decode("utf-8", "surrogateescape")
         finally:
-            assert lister.stdout is not None
-            lister.stdout.close()
-            listed = lister.wait(timeout=GIT_TIMEOUT)
+            checker.stdout.close()
+            failed = checker.wait(timeout=GIT_TIMEOUT) | lister.wait(timeout=GIT_TIMEOUT)
         errors.seek(0)
-        error = (errors.read(4096) + checked.stderr[:4096]).decode(errors="replace").strip()
-    if listed or checked.returncode:
+        error = errors.read(4096).decode(errors="replace").strip()
+    if failed:
         raise BottleError(f"git could not list the history of the workspace {root}",
                           f"{error}\nfix the repository (git fsck), or keep the history out of the bottle: "
                           f"add {GIT_DIR}/ to {root}/.bottleignore")
-    blobs = []
-    for line in checked.stdout.decode("utf-8", "surrogateescape").splitlines():
-        kind, _, rest = line.partition(" ")
-        oid, _, path = rest.partition(" ")
-        if kind == "blob" and path:
-            blobs.append((oid, path))
-    return blobs
 
 
 def _detail(root: Path, refused: list[Finding]) -> str:

@@ -190,3 +190,9 @@ def test_a_changed_history_scan_makes_a_new_workspace_image():
     # The image's tag has the rules' fingerprint in it: a kept image was built by the scan
     # of its day, and a changed scan must not reuse it unscanned.
     assert Path(history.__file__).read_bytes() in credentials.fingerprint()
+
+
+def test_a_history_git_cannot_list_refuses_rather_than_copies_unchecked(repo):
+    (repo / ".git" / "refs" / "heads" / "broken").write_text("1" * 40 + "\n")  # a ref to no object
+    exc = refusal(repo)
+    assert exc is not None and "could not list the history" in exc.message and ".bottleignore" in exc.detail
