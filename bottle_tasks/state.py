@@ -43,21 +43,26 @@ class State:
     path: Path
     data: dict = field(default_factory=dict)
     persist: bool = True  # False under --dry: a dry run leaves nothing behind
+    malformed: dict[str, str] = field(default_factory=dict)  # a recorded field of another shape -> why
 
     # -- loading and saving --------------------------------------------------
     @classmethod
     def load(cls, slug: str, persist: bool = True) -> "State":
         path = state_root() / slug / "state.json"
-        data = {}
+        data: dict = {}
+        malformed: dict[str, str] = {}
         if path.exists():
             try:
-                data = well_formed(json.loads(path.read_text()), path)
+                raw = json.loads(path.read_text())
             except (OSError, ValueError):
-                data = {}  # a corrupt state file: labels still let `down` find everything
+                raw = {}  # a corrupt state file: labels still let `down` find everything
+            data = well_formed(raw, path)
+            # Kept as they are (a save writes them back): refused where read, never forgotten.
+            malformed = misshapen(raw)
         data.setdefault("slug", slug)
         data.setdefault("resources", {})
         data.setdefault("undo", [])
-        return cls(slug, path, data, persist)
+        return cls(slug, path, data, persist, malformed)
 
     def save(self) -> None:
         if not self.persist:
@@ -81,10 +86,18 @@ class State:
 
     # -- resources -----------------------------------------------------------
     def get(self, key: str, default=None):
+        """A recorded field; one a hand edit left of another shape is refused, naming the
+        file, the field and the fix (never guessed at: a `deny` or a route's removal dropped
+        silently would open what the operator closed)."""
+        if key in self.malformed:
+            shape, fix = RECORDED[key]
+            raise BottleError(f"{self.path}: field {key} is not of the shape bottle writes ({self.malformed[key]})",
+                              f"it holds {shape}; {fix}")
         return self.data.get(key, default)
 
     def set(self, key: str, value) -> None:
         self.data[key] = value
+        self.malformed.pop(key, None)
         self.save()
 
     def resource(self, role: str) -> str | None:
@@ -144,6 +157,80 @@ def well_formed(data: object, path: Path) -> dict:
         _ignored(path, f"{'fields' if len(left_out) > 1 else 'field'} {', '.join(left_out)}: not of the shape bottle writes")
     return kept
 
+
+# The other fields steps record: name -> (their shape, the fix when a hand edit broke it).
+RECORDED = {
+    "policy_changes": ('{"allow": [host, ...], "deny": [host, ...]}, what `inv allow`/`inv deny` changed',
+                       "correct it, or remove the field and make those changes again with `inv allow`/`inv deny`"),
+    "route_changes": ('{"added": [route, ...], "removed": [host, ...]}, what `inv route` changed',
+                      "correct it, or remove the field and make those changes again with `inv route`"),
+    "ca": ('{"firewall": PEM, "egress": PEM}, the bottle\'s CA certificates',
+           "remove the field, then `inv down` and launch again: the CAs are minted anew"),
+    "cidr": ('{"net-internal": CIDR, ...}, the bottle\'s networks', "remove the field and run `inv net` again"),
+    "work_base": ('{"container": id, "commit": sha}, what the workspace was copied from',
+                  "remove the field (`inv diff` and `inv pull` then take the image's commit)"),
+}
+
+
+def misshapen(data: object) -> dict[str, str]:
+    """The recorded fields (RECORDED) of `data` that bottle did not write so, each with why."""
+    if not isinstance(data, dict):
+        return {}
+    found = {}
+    for key in RECORDED:
+        if key in data:
+            problem = _SHAPES[key](data[key])
+            if problem:
+                found[key] = problem
+    return found
+
+
+def _str_lists(value: object, keys: set[str]) -> str:
+    if not isinstance(value, dict):
+        return "not an object"
+    for key, items in value.items():
+        if key not in keys:
+            return f"unknown key {key!r}"
+        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+            return f"{key} is not a list of names"
+    return ""
+
+
+def _route_changes(value: object) -> str:
+    problem = _str_lists({k: v for k, v in value.items() if k != "added"} if isinstance(value, dict) else value,
+                         {"removed"})
+    if problem or not isinstance(value, dict):
+        return problem
+    added = value.get("added", [])
+    if not isinstance(added, list):
+        return "added is not a list of routes"
+    from .sidecars.egress import routes  # only where a route was added live
+
+    for i, spec in enumerate(added):
+        try:
+            routes.parse_route(spec, f"added[{i}]")
+        except routes.RouteError as exc:
+            return str(exc)
+    return ""
+
+
+def _str_map(value: object) -> str:
+    ok = isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    return "" if ok else "not an object of names and texts"
+
+
+def _work_base(value: object) -> str:
+    ok = isinstance(value, dict) and set(value) == {"container", "commit"} and all(isinstance(v, str) for v in value.values())
+    return "" if ok else 'not {"container": ..., "commit": ...}'
+
+
+_SHAPES = {
+    "policy_changes": lambda value: _str_lists(value, {"allow", "deny"}),
+    "route_changes": _route_changes,
+    "ca": _str_map,
+    "cidr": _str_map,
+    "work_base": _work_base,
+}
 
 TEXT_FIELDS = ("slug", "host", "agent", "manifest")
 UNDO_KEYS = {"kind", "name", "step"}

@@ -23,7 +23,7 @@ def gather(target) -> dict:
         bottles[slug] = {
             "agent": state.get("agent"),
             "state": str(state.path) if slug in slugs else None,
-            "cidr": state.get("cidr"),
+            "cidr": None if "cidr" in state.malformed else state.get("cidr"),  # an overview: no refusal
             "containers": [{"name": f.name, "role": f.role, "status": f.status}
                            for f in found if f.slug == slug and f.kind == "container"],
             "networks": [{"name": f.name, "role": f.role} for f in found if f.slug == slug and f.kind == "network"],

@@ -90,3 +90,50 @@ def test_an_internal_errors_traceback_is_kept_for_its_owner_alone(state_home):
     log = state_home / "bottle" / "last-error.log"
     assert code == 70 and str(log) in message
     assert "some-private-value" in log.read_text() and log.stat().st_mode & 0o777 == 0o600
+
+
+ROUTE = {"host": "api.example.com", "paths": ["/v1/"], "methods": ["POST"],
+         "inject": [{"header": "x-api-key", "secret": "API_KEY"}]}
+WELL_FORMED = {"policy_changes": {"allow": ["a.example"], "deny": ["b.example"]},
+               "route_changes": {"added": [ROUTE], "removed": ["old.example"]},
+               "ca": {"firewall": "PEM", "egress": "PEM"}, "cidr": {"net-internal": "10.0.0.0/24"},
+               "work_base": {"container": "abc", "commit": "0" * 40}}
+
+
+def test_recorded_fields_of_the_shape_bottle_writes_read_as_they_are(state_home, capsys):
+    state = load(state_home, json.dumps(WELL_FORMED))
+    assert all(state.get(key) == value for key, value in WELL_FORMED.items())
+    assert state.malformed == {} and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(("key", "value", "why"), [
+    ("policy_changes", "evil.example", "not an object"),
+    ("policy_changes", {"deny": "evil.example"}, "deny is not a list of names"),
+    ("policy_changes", {"allow": [], "block": []}, "unknown key 'block'"),
+    ("route_changes", {"added": [{"host": 5}]}, "added[0].host"),
+    ("route_changes", {"added": [{**ROUTE, "inject": [{"header": "x", "secret": "lower case"}]}]}, "secret"),
+    ("route_changes", {"removed": "api.example.com"}, "removed is not a list of names"),
+    ("ca", ["PEM"], "not an object of names and texts"),
+    ("cidr", 7, "not an object of names and texts"),
+    ("work_base", {"container": "abc"}, "not {"),
+])
+def test_a_recorded_field_of_another_shape_is_refused_where_read_naming_file_field_and_fix(
+        state_home, key, value, why):
+    state = load(state_home, json.dumps({**WELL_FORMED, key: value}))
+    with pytest.raises(BottleError) as raised:
+        state.get(key)
+    assert f"{state.path}: field {key} is not of the shape bottle writes" in raised.value.message
+    assert why in raised.value.message and state_module.RECORDED[key][1] in raised.value.detail
+    others = [other for other in WELL_FORMED if other != key]
+    assert all(state.get(other) == WELL_FORMED[other] for other in others)  # the rest reads as ever
+
+
+def test_a_misshapen_field_is_never_forgotten_by_a_save_and_a_new_value_mends_it(state_home):
+    # Dropped on the way, a `deny` the operator made would be gone from the file at the
+    # next save, and the host open again at the next render.
+    state = load(state_home, json.dumps({**WELL_FORMED, "policy_changes": {"deny": "evil.example"}}))
+    state.record("network", "bottle-demo-net-internal", "net-internal", "net")
+    assert json.loads(state.path.read_text())["policy_changes"] == {"deny": "evil.example"}
+    assert State.load("demo").malformed == {"policy_changes": "deny is not a list of names"}
+    state.set("policy_changes", {"deny": ["evil.example"]})
+    assert State.load("demo").get("policy_changes") == {"deny": ["evil.example"]}
