@@ -83,7 +83,10 @@ class Reflect(http.server.BaseHTTPRequestHandler):
             part = body[int(first):int(last) + 1 if last else None]
             return self.send(206 if "Range" in self.headers else 200, part, [("Accept-Ranges", "bytes")])
         extra = {"header": [("X-Echo", seen)], "location": [("Location", "https://x.test/?k=" + seen)],
-                 "cookie": [("Set-Cookie", "k=" + seen.replace(" ", "_"))]}.get(how, [])
+                 "cookie": [("Set-Cookie", "k=" + seen.replace(" ", "_"))],
+                 "base64": [("X-Echo", base64.b64encode(seen.encode()).decode())],
+                 "base64url": [("X-Echo", base64.urlsafe_b64encode(seen.encode()).decode())],
+                 "hex": [("X-Echo", seen.encode().hex())]}.get(how, [])
         reason = "Echo " + seen if how == "reason" else None
         self.send(200, body if how == "body" else b"nothing in the body\n", extra, reason)
 
@@ -266,6 +269,21 @@ def test_a_reflected_token_is_scrubbed_from_what_the_agent_receives(bottle, refl
     assert REAL_TOKEN not in received, received
     assert REAL_TOKEN[:20] not in received and REAL_TOKEN[20:] not in received, received  # nor its halves
     assert received.startswith(("HTTP/1.1 200", "HTTP/2 200")), received  # answered, not refused
+
+
+@pytest.mark.parametrize("how, decode", [("base64", base64.b64decode), ("base64url", base64.urlsafe_b64decode),
+                                         ("hex", bytes.fromhex)])
+def test_a_token_reflected_encoded_whole_is_scrubbed(bottle, reflector, how, decode):
+    # "Bearer <token>" echoed in an encoding: the token sits at an offset inside it
+    path = f"/r/{how}"
+    received = agent_received(bottle, path)
+    assert_token_arrived(reflector, path, received)
+    [echo] = [line.split(":", 1)[1].strip() for line in received.splitlines() if line.lower().startswith("x-echo:")]
+    assert "BOTTLE-REDACTED" in echo, received
+    readable = echo.replace("BOTTLE-REDACTED-", "A" * 16).replace("*", "A")
+    text = decode(readable.lower() if how == "hex" else readable)
+    assert text.startswith(b"Bearer ") and REAL_TOKEN.encode() not in text, text
+    assert REAL_TOKEN[:20].encode() not in text and REAL_TOKEN[-20:].encode() not in text, text
 
 
 def test_a_reflected_token_is_masked_in_place(bottle, reflector):

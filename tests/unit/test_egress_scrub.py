@@ -2,6 +2,8 @@
 header fields and in streamed bodies, whichever chunk boundaries split it."""
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from bottle_tasks.sidecars.egress import scrub as S
@@ -22,8 +24,52 @@ def test_every_form_is_masked_in_place(form):
     assert out.startswith(b"before BOTTLE-REDACTED-") and out.endswith(b" after")
 
 
-def test_the_forms_are_the_raw_json_and_percent_encoded_ones():
-    assert S.forms(SECRET) == {SECRET.encode(), b'sk-live/abc+def\\"ghi', b"sk-live%2Fabc%2Bdef%22ghi"}
+def test_the_forms_are_the_raw_json_and_percent_encoded_ones_and_the_encodings_of_an_echo():
+    raw = SECRET.encode()
+    assert S.forms(SECRET) == {raw, b'sk-live/abc+def\\"ghi', b"sk-live%2Fabc%2Bdef%22ghi",
+                               raw.hex().encode(), raw.hex().upper().encode(), *S.base64_forms(raw)}
+    assert len(S.base64_forms(raw)) == 3  # one per offset: no + or / in them, base64url writes them alike
+    assert len(S.base64_forms(b"\xfb\xff" * 10)) == 6  # here it does not
+
+
+def decoded(text: bytes) -> bytes:
+    return base64.b64decode(text + b"=" * (-len(text) % 4), altchars=b"-_" if b"-" in text or b"_" in text else None)
+
+
+@pytest.mark.parametrize("user", ["", "a", "ab", "abc", "alice", "bob-the-builder"])
+@pytest.mark.parametrize("encode", [base64.b64encode, base64.urlsafe_b64encode])
+def test_a_secret_inside_a_longer_base64_text_is_masked_at_any_offset(user, encode):
+    # HTTP Basic credentials echoed back: "user:secret" encoded whole, the secret at any offset
+    echoed = encode(f"{user}:{SECRET}".encode())
+    out = S.Scrubber([SECRET]).scrub(b"Basic " + echoed)
+    assert len(out) == len(echoed) + 6 and S.MASK[:8] in out
+    assert SECRET.encode() not in decoded(out[6:].replace(S.MASK, b"A" * len(S.MASK)).replace(b"*", b"A"))
+
+
+@pytest.mark.parametrize("form", [bytes.hex, lambda raw: raw.hex().upper()])
+def test_hex_in_either_case_is_masked(form):
+    text = form(b"Bearer " + SECRET.encode())
+    text = text.encode() if isinstance(text, str) else text
+    out = S.Scrubber([SECRET]).scrub(b"<" + text + b">")
+    assert SECRET.encode().hex().encode() not in out.lower() and len(out) == len(text) + 2
+
+
+def test_a_short_secret_has_no_encoded_forms_that_would_mask_ordinary_text():
+    assert S.forms("k3y") == {b"k3y"}
+    assert S.Scrubber(["k3y"]).scrub(b"6b3379 azN5") == b"6b3379 azN5"
+
+
+def test_any_bytes_of_a_secret_are_masked():
+    secret = "pässwörd-0123456789"
+    out = S.Scrubber([secret]).scrub(b"x " + secret.encode() + b" \xff\xfe")
+    assert out == b"x " + S.mask(len(secret.encode())) + b" \xff\xfe"
+
+
+@pytest.mark.parametrize("cut", range(1, 40, 3))
+def test_an_encoded_form_split_across_chunks_is_masked(cut):
+    body = b"data: " + base64.b64encode(b"Bearer " + SECRET.encode()) + b"\n\n"
+    joined = b"".join(stream_through(S.Scrubber([SECRET]), [body[:cut], body[cut:]]))
+    assert joined == S.Scrubber([SECRET]).scrub(body) and joined != body
 
 
 def test_header_names_and_values_are_scrubbed():
