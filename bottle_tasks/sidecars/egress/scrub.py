@@ -11,8 +11,8 @@ each of the three offsets a secret can start at inside a longer encoded text ("B
 base64 of "user:secret", an echo of "Bearer secret" encoded whole). Of an encoded form only
 the characters the secret alone determines are matched (those it shares with the bytes
 around it depend on them); an encoded form shorter than ``MIN_ENCODED`` is left out, as it
-would mask ordinary text. Matched with RE2: a dozen alternatives cost Python's `re` about
-7 ms a MiB of body, RE2 under 2.
+would mask ordinary text. Masked with RE2 (a dozen alternatives cost Python's `re` about
+7 ms a MiB, RE2 under 2), where a plain substring search found a form.
 
 Bodies are scrubbed as they stream: only a chunk's tail that could be the start of a secret
 is held back for the next chunk (at most the longest form's length less one byte), so server-
@@ -66,6 +66,10 @@ class Scrubber:
         options.log_errors = False
         # leftmost, and the longest form first where several start there (as Python's `re`)
         self._pattern = re2.compile(b"|".join(map(re.escape, patterns)), options=options) if patterns else None
+        # The commonest case by far is no form at all: CPython's substring search skips along
+        # a long needle (1-3.5 GB/s for the dozen forms), where the RE2 pass steps every byte
+        # (0.6 GB/s); the pass runs only where a form is.
+        self._forms = tuple(patterns)
         # every proper prefix of a form: a chunk ending in one may continue in the next chunk
         self._prefixes = frozenset(p[:i] for p in patterns for i in range(1, len(p)))
         self._longest = max(map(len, patterns), default=0)
@@ -74,7 +78,7 @@ class Scrubber:
         return self._pattern is not None
 
     def scrub(self, data: bytes) -> bytes:
-        if self._pattern is None:
+        if self._pattern is None or not any(form in data for form in self._forms):
             return data
         return self._pattern.sub(lambda m: mask(len(m.group())), data)
 
