@@ -357,6 +357,28 @@ def test_dlp_refuses_secret_and_never_logs_it(fw, upstream):
     assert AWS not in fw.stderr()
 
 
+def post(fw, upstream, path: str, body: bytes) -> tuple[int, str]:
+    conn = fw.tunnel("localhost", upstream.port)
+    try:
+        conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
+
+
+def test_a_json_body_with_a_lone_surrogate_escape_is_scanned_not_refused_as_a_failure(fw, upstream):
+    # JSON.stringify writes a lone UTF-16 surrogate as "\ud800"; undone, RE2 (the seed-phrase
+    # rule) could not take the text, and the request was refused as a hook failure.
+    words = "the quick brown fox jumps over the lazy dog and then some more words"
+    status, body = post(fw, upstream, "/surrogate", ('{"text": "\\ud800 ' + words + '"}').encode())
+    assert status == 200, body
+    assert any(r[:2] == ("POST", "/surrogate") for r in upstream.requests), "it never reached the upstream"
+    status, body = post(fw, upstream, "/surrogate-secret", ('{"text": "\\ud800 ' + words + '", "k": "' + AWS + '"}').encode())
+    assert status == 403 and "dlp:aws-access-key-id" in body, body
+    assert not any(r[1] == "/surrogate-secret" for r in upstream.requests)
+
+
 def test_keep_alive_requests_are_each_checked_and_audited(fw, upstream):
     """Requests that share one tunnel (and one upstream connection) are each re-checked (host,
     DLP) and each get their own audit line."""

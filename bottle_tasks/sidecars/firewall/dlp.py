@@ -333,7 +333,7 @@ class Scanner:
     def redact(self, text: str) -> str:
         """``text`` with every match replaced by ``[REDACTED:<rule>]``; if a secret only shows
         once URL-decoded, the whole text is replaced, since it cannot be cut out in place."""
-        out = text
+        out = re2_safe(text)
         for r in self.rules:
             if len(out) <= SHORT_TEXT or r.may_match(out):
                 out = r.regex.sub(f"[REDACTED:{r.name}]", out)
@@ -361,6 +361,7 @@ class Scanner:
         says which rules may match any of them; only those then run, on each text. Findings and
         their order are those of running every rule on every text."""
         seen = set() if seen is None else seen
+        parts = [(re2_safe(text), where) for text, where in parts]  # short texts: a head's
         texts = [text for text, _ in parts]
         texts += [unquote_plus(t, encoding="latin-1") for t in texts if "%" in t or "+" in t]
         candidates = self._prefilter.candidates("\n".join(texts))
@@ -450,7 +451,25 @@ JSON_UNESCAPE_ROUNDS = 3
 
 
 def _json_unescape(text: str) -> str:
-    return _JSON_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)) if m.group(1) else _JSON_SIMPLE[m.group(2)], text)
+    return _JSON_ESCAPE.sub(lambda m: _code_point(int(m.group(1), 16)) if m.group(1) else _JSON_SIMPLE[m.group(2)],
+                            text)
+
+
+def _code_point(code: int) -> str:
+    """A `\\uXXXX` escape's character; U+FFFD for a surrogate (`re2_safe`)."""
+    return "\ufffd" if 0xD800 <= code <= 0xDFFF else chr(code)
+
+
+def re2_safe(text: str) -> str:
+    """`text` as RE2 can take it. RE2 reads text as UTF-8, and a lone surrogate has none: a
+    header byte mitmproxy could not decode (surrogateescape), or JSON's `\\ud800` undone. Such
+    a text made the policy's own patterns and the seed-phrase rule raise (a request refused as
+    a failure, a workspace or history scan ended in an internal error). U+FFFD stands in for
+    each: one character for one, so offsets hold, and no secret's shape has either."""
+    return text if text.isascii() else _SURROGATES.sub("\ufffd", text)
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def _unescaped(text: str) -> Iterator[str]:
