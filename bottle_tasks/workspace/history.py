@@ -163,9 +163,23 @@ def blob_paths(root: Path) -> Iterator[tuple[str, str]]:
 
 
 def _detail(root: Path, refused: list[Finding]) -> str:
-    lines = [f"{_where(f)}: {f.reason}" for f in refused[:SHOWN]]
-    if len(refused) > SHOWN:
-        lines.append(f"and {len(refused) - SHOWN} more")
+    """Each path once (a file's versions together, sorted: what `workspace.include` would
+    name), then what no path names."""
+    by_path: dict[str, list[Finding]] = {}
+    for finding in refused:
+        if finding.where:
+            by_path.setdefault(finding.where, []).append(finding)
+    lines = []
+    for path in sorted(by_path)[:SHOWN]:
+        found = by_path[path]
+        which = f"{len(found)} versions" if len(found) > 1 else f"blob {found[0].oid[:12]}"
+        lines.append(f"{console.visible(path)} ({which}, in the history): {'; '.join(sorted({f.reason for f in found}))}")
+    if len(by_path) > SHOWN:
+        lines.append(f"and {len(by_path) - SHOWN} more paths")
+    pathless = [f for f in refused if not f.where]
+    lines += [f"{_where(f)}: {f.reason}" for f in pathless[:SHOWN]]
+    if len(pathless) > SHOWN:
+        lines.append(f"and {len(pathless) - SHOWN} more")
     lines += [
         "fix, one of:",
         "- take it out of the history (git filter-repo --invert-paths --path PATH, or rewrite the "
@@ -182,6 +196,4 @@ def _where(finding: Finding) -> str:
     short = finding.oid[:12]
     if finding.kind != "blob":
         return f"{finding.kind} {short} (its message)"
-    if finding.where:
-        return f"{console.visible(finding.where)} (blob {short}, in the history)"
     return f"blob {short} (no commit holds it: an unstaged add, a dropped stash)"

@@ -196,3 +196,13 @@ def test_a_history_git_cannot_list_refuses_rather_than_copies_unchecked(repo):
     (repo / ".git" / "refs" / "heads" / "broken").write_text("1" * 40 + "\n")  # a ref to no object
     exc = refusal(repo)
     assert exc is not None and "could not list the history" in exc.message and ".bottleignore" in exc.detail
+
+
+def test_a_files_versions_are_named_once_and_the_paths_sorted(repo):
+    commit(repo, "b/second.txt", f"token: {GITHUB_TOKEN} b\n")
+    commit(repo, "a/first.txt", f"token: {GITHUB_TOKEN}\n")
+    commit(repo, "a/first.txt", f"token: {GITHUB_TOKEN} v2\n")
+    exc = refusal(repo)
+    assert exc is not None and "3 secrets" in exc.message
+    assert exc.detail.index("a/first.txt (2 versions, in the history): contains a GitHub token") \
+        < exc.detail.index("b/second.txt (blob")
