@@ -5,6 +5,9 @@ firewall a request refused as a failure, in the workspace and history scans an i
 error. Now it is scanned, and what it holds besides is still found."""
 from __future__ import annotations
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from bottle_tasks.sidecars.firewall import dlp
 from bottle_tasks.sidecars.firewall.patterns import compile_pattern
 from bottle_tasks.workspace import credentials
@@ -56,3 +59,22 @@ def test_the_workspace_scan_reads_such_a_file():
     scan = credentials.ContentScan()
     assert scan.finding(('{"a": "\\ud800 ' + WORDS + '"}').encode()) is None
     assert "GitHub token" in (scan.finding(('{"a": "\\ud800 ' + WORDS + '", "k": "' + GITHUB_TOKEN + '"}').encode()) or "")
+
+
+# Whatever a request carries, the scan answers: a raise is a refusal for the wrong reason in
+# the firewall, and an internal error in the workspace scans.
+_ANY_TEXT = st.text(st.characters(codec=None, min_codepoint=0, max_codepoint=0x10FFFF), max_size=200)
+_ESCAPES = st.lists(st.sampled_from(['\\ud800', '\\udc00', '\\ud83d\\ude00', '\\u0000', '\\"', '\\\\', "%ff", "%",
+                                     "+", " abandon", " about", "TICKET-", "ghp_", "\x00", "\udcff", "é", WORDS]),
+                    max_size=30).map("".join)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(_ANY_TEXT, _ESCAPES), st.one_of(_ANY_TEXT, _ESCAPES))
+def test_no_text_makes_the_scan_raise(text, other):
+    scan = scanner()
+    scan.scan_body(text.encode("utf-8", "surrogatepass"))
+    scan.scan_body(text.encode("latin-1", "replace"))
+    scan.scan_head("POST", "api.example.com", "/" + other, "", [("x-" + "a" * 3, text), ("x-b", other)])
+    scan.redact(text + other)
+    credentials.ContentScan().finding(text.encode("utf-8", "surrogatepass"))
