@@ -15,8 +15,10 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import BottleError
 from .private_files import write_private
@@ -90,9 +92,9 @@ class State:
         file, the field and the fix (never guessed at: a `deny` or a route's removal dropped
         silently would open what the operator closed)."""
         if key in self.malformed:
-            shape, fix = RECORDED[key]
+            recorded = RECORDED[key]
             raise BottleError(f"{self.path}: field {key} is not of the shape bottle writes ({self.malformed[key]})",
-                              f"it holds {shape}; {fix}")
+                              f"it holds {recorded.shape}; {recorded.fix}")
         return self.data.get(key, default)
 
     def set(self, key: str, value) -> None:
@@ -158,33 +160,6 @@ def well_formed(data: object, path: Path) -> dict:
     return kept
 
 
-# The other fields steps record: name -> (their shape, the fix when a hand edit broke it).
-RECORDED = {
-    "policy_changes": ('{"allow": [host, ...], "deny": [host, ...]}, what `inv allow`/`inv deny` changed',
-                       "correct it, or remove the field and make those changes again with `inv allow`/`inv deny`"),
-    "route_changes": ('{"added": [route, ...], "removed": [host, ...]}, what `inv route` changed',
-                      "correct it, or remove the field and make those changes again with `inv route`"),
-    "ca": ('{"firewall": PEM, "egress": PEM}, the bottle\'s CA certificates',
-           "remove the field, then `inv down` and launch again: the CAs are minted anew"),
-    "cidr": ('{"net-internal": CIDR, ...}, the bottle\'s networks', "remove the field and run `inv net` again"),
-    "work_base": ('{"container": id, "commit": sha}, what the workspace was copied from',
-                  "remove the field (`inv diff` and `inv pull` then take the image's commit)"),
-}
-
-
-def misshapen(data: object) -> dict[str, str]:
-    """The recorded fields (RECORDED) of `data` that bottle did not write so, each with why."""
-    if not isinstance(data, dict):
-        return {}
-    found = {}
-    for key in RECORDED:
-        if key in data:
-            problem = _SHAPES[key](data[key])
-            if problem:
-                found[key] = problem
-    return found
-
-
 def _str_lists(value: object, keys: set[str]) -> str:
     if not isinstance(value, dict):
         return "not an object"
@@ -197,9 +172,10 @@ def _str_lists(value: object, keys: set[str]) -> str:
 
 
 def _route_changes(value: object) -> str:
-    problem = _str_lists({k: v for k, v in value.items() if k != "added"} if isinstance(value, dict) else value,
-                         {"removed"})
-    if problem or not isinstance(value, dict):
+    if not isinstance(value, dict):
+        return "not an object"
+    problem = _str_lists({k: v for k, v in value.items() if k != "added"}, {"removed"})
+    if problem:
         return problem
     added = value.get("added", [])
     if not isinstance(added, list):
@@ -224,13 +200,36 @@ def _work_base(value: object) -> str:
     return "" if ok else 'not {"container": ..., "commit": ...}'
 
 
-_SHAPES = {
-    "policy_changes": lambda value: _str_lists(value, {"allow", "deny"}),
-    "route_changes": _route_changes,
-    "ca": _str_map,
-    "cidr": _str_map,
-    "work_base": _work_base,
+class Recorded(NamedTuple):
+    shape: str                       # what the field holds, in words
+    fix: str                         # what to do when a hand edit broke it
+    problem: Callable[[object], str]  # "" for a value of that shape, else what is wrong
+
+
+# The other fields steps record.
+RECORDED = {
+    "policy_changes": Recorded('{"allow": [host, ...], "deny": [host, ...]}, what `inv allow`/`inv deny` changed',
+                               "correct it, or remove the field and make those changes again with `inv allow`/`inv deny`",
+                               lambda value: _str_lists(value, {"allow", "deny"})),
+    "route_changes": Recorded('{"added": [route, ...], "removed": [host, ...]}, what `inv route` changed',
+                              "correct it, or remove the field and make those changes again with `inv route`",
+                              _route_changes),
+    "ca": Recorded('{"firewall": PEM, "egress": PEM}, the bottle\'s CA certificates',
+                   "remove the field, then `inv down` and launch again: the CAs are minted anew", _str_map),
+    "cidr": Recorded('{"net-internal": CIDR, ...}, the bottle\'s networks', "remove the field and run `inv net` again",
+                     _str_map),
+    "work_base": Recorded('{"container": id, "commit": sha}, what the workspace was copied from',
+                          "remove the field (`inv diff` and `inv pull` then take the image's commit)", _work_base),
 }
+
+
+def misshapen(data: object) -> dict[str, str]:
+    """The recorded fields (RECORDED) of `data` that bottle did not write so, each with why."""
+    if not isinstance(data, dict):
+        return {}
+    problems = {key: recorded.problem(data[key]) for key, recorded in RECORDED.items() if key in data}
+    return {key: problem for key, problem in problems.items() if problem}
+
 
 TEXT_FIELDS = ("slug", "host", "agent", "manifest")
 UNDO_KEYS = {"kind", "name", "step"}
