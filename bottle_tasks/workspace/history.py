@@ -37,6 +37,7 @@ from .selection import GIT, GIT_DIR, Selection
 SCANNED_KINDS = (b"blob", b"commit", b"tag")
 SHOWN = 5  # findings named in the error; the count stays exact
 GIT_TIMEOUT = 600
+MAX_HEADER = 200  # "<oid> <kind> <size>\n", as the git gate reads it: a longer one is no header
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def scan_objects(root: Path, scan: ContentScan) -> Iterator[tuple[str, str, str]
 def _objects(out) -> Iterator[tuple[str, bytes, bytes]]:
     """`cat-file --batch` output: "<oid> <kind> <size>\\n<content>\\n" per object; of each
     content at most MAX_SCAN_BYTES are kept (the rest is read past, never held)."""
-    while header := out.readline():
+    while header := out.readline(MAX_HEADER):
         fields = header.split()
         if len(fields) != 3 or not fields[2].isdigit():  # "<oid> missing", or worse
             raise _Unreadable(header.decode(errors="replace").strip()[:200])
