@@ -4,10 +4,10 @@ finding refuses the launch with where it is and the fixes."""
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import git_output as git
 
 from bottle_tasks.errors import BottleError
 from bottle_tasks.workspace import credentials, history
@@ -15,12 +15,6 @@ from bottle_tasks.workspace.selection import select, spec
 
 GITHUB_TOKEN = "ghp_" + "a1B2" * 9
 AWS_SECRET = "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n"
-
-
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True, text=True,
-                          env=dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-                                   GIT_COMMITTER_EMAIL="t@t")).stdout
 
 
 def commit(root: Path, rel: str, text: str | bytes, message: str = "add") -> None:
