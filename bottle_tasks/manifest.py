@@ -36,6 +36,7 @@ from .schema import (
     unknown_key,
 )
 from .sidecars.egress.routes import HTTP_METHODS as ROUTE_METHODS
+from .sidecars.egress.routes import WEB_PORTS as ROUTE_WEB_PORTS
 from .sidecars.egress.routes import Injection, Route  # one model of a route, for manifest and proxy
 from .sidecars.firewall.dlp import BUILTIN_NAMES
 from .sidecars.firewall.hosts import HostError, normalize_host
@@ -740,11 +741,13 @@ def _routes(value: Any, at: str, secrets: tuple[str, ...], allow: tuple[str, ...
         spec = mapping(item, p, ("host", "paths", "methods", "inject"))
         if "host" not in spec:
             raise Invalid(key_path(p, "host"), "missing", "name the exact host this route serves, e.g. host: api.example.com")
-        # Credentials go to one exact host, never to every host under a wildcard.
-        host = _host(spec["host"], key_path(p, "host"), wildcard=False)
-        if not any(covers(pattern, host) for pattern in allow):  # on the web ports: routes speak HTTPS
-            raise Invalid(key_path(p, "host"), f"'{host}' is not in network.allow",
-                          f"the firewall would block this route: add '{host}' to network.allow")
+        # Credentials go to one exact host, never to every host under a wildcard; and to one
+        # port (`host:port`), or to the web ports the plain host name stands for.
+        host, port = split_port(_host(spec["host"], key_path(p, "host"), wildcard=False, port=True))
+        if not route_allowed(host, port, allow):
+            entry = allow_entry(host, port)
+            raise Invalid(key_path(p, "host"), f"'{entry}' is not in network.allow",
+                          f"the firewall would block this route: add '{entry}' to network.allow")
         paths = string_list(spec.get("paths", ["/"]), key_path(p, "paths"))
         for i, path in enumerate(paths):
             if not path.startswith("/"):
@@ -757,8 +760,18 @@ def _routes(value: Any, at: str, secrets: tuple[str, ...], allow: tuple[str, ...
                               f"use one of: {', '.join(HTTP_METHODS)}")
             methods.append(method.upper())
         inject = tuple(_injection(q, x, secrets) for q, x in items(spec.get("inject"), key_path(p, "inject")))
-        routes.append(Route(host, paths or ("/",), tuple(methods), inject))
+        routes.append(Route(host, paths or ("/",), tuple(methods), inject, port))
     return tuple(routes)
+
+
+def allow_entry(host: str, port: int | None) -> str:
+    """The allowlist entry a route on `port` of `host` needs: the plain host on the web ports."""
+    return host if port is None or port in ROUTE_WEB_PORTS else f"{host}:{port}"
+
+
+def route_allowed(host: str, port: int | None, allow) -> bool:
+    """Does the allowlist let the firewall pass what a route on `port` of `host` sends?"""
+    return any(covers(pattern, allow_entry(host, port)) for pattern in allow)
 
 
 def _injection(at: str, value: Any, secrets: tuple[str, ...]) -> Injection:

@@ -40,7 +40,8 @@ def current_view(bottle: Bottle) -> dict:
         "passthrough": [h for h in agent.network.passthrough if policy_render.allowed_on_some_port(h, allow)],
         "never": list(agent.network.never),
         # header names and secret names only: the values live in the egress proxy
-        "routes": [{"host": r["host"], "paths": r["paths"], "methods": r["methods"],
+        "routes": [{"host": r["host"], **({"port": r["port"]} if "port" in r else {}),
+                    "paths": r["paths"], "methods": r["methods"],
                     "inject": [{"header": i["header"], "secret": i["secret"]} for i in r["inject"]]}
                    for r in routes],
         "dlp": {"action": agent.network.dlp.action, "hosts": dict(agent.network.dlp.hosts)},

@@ -18,7 +18,7 @@ from rich.text import Text
 from .. import console, policy_render, supervision
 from ..containers import expect_ready, reload_and_confirm
 from ..errors import BottleError
-from ..manifest import covers
+from ..manifest import allow_entry, route_allowed
 from ..plan import EGRESS_ALIAS, EGRESS_PORT, FIREWALL_ALIAS, FIREWALL_PORT
 from ..selection import current
 from ..sidecar import hand_over, secret_values, start_sidecar
@@ -92,7 +92,8 @@ def egress(c):
 def show_route(route: dict) -> str:
     methods = ",".join(route["methods"]) or "any method"
     inject = ", ".join(f"{i['header']} <- {i['secret']}" for i in route["inject"]) or "nothing injected"
-    return f"{route['host']}  {' '.join(route['paths'])}  {methods}  ({inject})"
+    where = route["host"] if route.get("port") is None else f"{route['host']}:{route['port']}"
+    return f"{where}  {' '.join(route['paths'])}  {methods}  ({inject})"
 
 
 @task
@@ -166,22 +167,25 @@ def route_add_changes(bottle: Bottle, host: str, paths, methods, injections: lis
     """The bottle's route changes with one route added: validated as the egress proxy would,
     and only for a host the firewall allows (shared by `inv route add` and supervise)."""
     changes = {key: list(value) for key, value in (bottle.state.get("route_changes") or {}).items()}
-    spec = {"host": host, "paths": list(paths or ["/"]), "methods": [m.upper() for m in methods or []],
-            "inject": injections}
+    name, port = routes_mod.split_authority(host)  # `host:8443`: that port alone
+    spec = {"host": name, **({} if port is None else {"port": port}), "paths": list(paths or ["/"]),
+            "methods": [m.upper() for m in methods or []], "inject": injections}
     try:
         routes_mod.parse_route(spec)
     except routes_mod.RouteError as e:
         raise BottleError(f"route add {host}: {e}") from None
     allow = policy_render.effective_allow(bottle.agent, bottle.state.get("policy_changes") or {})
-    if not any(covers(pattern, host) for pattern in allow):
-        raise BottleError(f"route add {host}: {host} is not on the allowlist, so the firewall would refuse it",
-                          f"allow it first: inv allow {host}")
+    if not route_allowed(name, port, allow):
+        entry = allow_entry(name, port)
+        raise BottleError(f"route add {host}: {entry} is not on the allowlist, so the firewall would refuse it",
+                          f"allow it first: inv allow {entry}")
     changes["added"] = [*changes.get("added", []), spec]
     return changes
 
 
 @task(positional=["action", "host"], iterable=["path", "method", "inject"],
-      help={"action": "add or rm", "host": "the exact host the route serves (must be allowed)",
+      help={"action": "add or rm", "host": "the exact host the route serves (must be allowed); host:port for "
+                                     "one port other than the web ports (rm: every route of the host)",
             "path": "a path prefix (repeatable; default /)", "method": "an HTTP method (repeatable; default any)",
             "inject": "HEADER=SECRET_NAME or 'HEADER=Bearer {SECRET_NAME}', a secret the manifest declares "
                       "(repeatable)"})
@@ -193,6 +197,10 @@ def route(c, action, host, path=None, method=None, inject=None):
     if action == "add":
         changes = route_add_changes(bottle, host, path, method, parse_injections(bottle, inject))
     elif action == "rm":
+        name, port = routes_mod.split_authority(host)
+        if port is not None:
+            raise BottleError(f"route rm {host}: route rm takes a host and removes all its routes, on every port",
+                              f"inv route rm {name}; then route add again what should stay")
         known = {r["host"] for r in routes_doc(bottle)["routes"]}
         if host not in known:
             raise BottleError(f"route rm {host}: no route for {host}", "`inv routes` lists them")

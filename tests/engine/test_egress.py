@@ -57,7 +57,15 @@ def api_bottle(secret: str, inject: str) -> str:
 """
 
 
-BODY = api_bottle("ANTHROPIC_API_KEY", "{header: x-api-key, secret: ANTHROPIC_API_KEY}")
+# The API host is also allowed on 8443, where the upstream answers as well: a route serves
+# its own port only. /public/ injects nothing; /v8443/ injects on 8443 alone.
+BODY = api_bottle("ANTHROPIC_API_KEY", "{header: x-api-key, secret: ANTHROPIC_API_KEY}").replace(
+    f"allow: [{API}, ", f"allow: [{API}, '{API}:8443', ") + f"""        - host: {API}
+          paths: [/public/]
+        - host: '{API}:8443'
+          paths: [/v8443/]
+          inject: [{{header: x-api-key, secret: ANTHROPIC_API_KEY}}]
+"""
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +134,31 @@ def test_a_request_no_route_covers_is_refused_with_the_fix(bottle, method, path)
     assert codes.endswith("403"), (codes, body)
     assert API in body and method in body and path in body and "inv route add" in body
     assert records(bottle, path=path) == []
+
+
+def test_a_route_serves_its_own_port_and_no_other(bottle):
+    # The firewall allows the API host on 8443 too; the web ports' route must not put the key there.
+    codes, body = bottle.curl(f"https://{API}:8443/v1/messages", "-d", "{}")
+    assert codes.endswith("403") and f"inv route add {API}:8443 --path /v1/messages" in body, (codes, body)
+    assert records(bottle, port=8443, path="/v1/messages") == []
+    codes, body = bottle.curl(f"https://{API}:8443/v8443/x")
+    assert codes.endswith("200"), (codes, body)
+    [seen] = records(bottle, port=8443, path="/v8443/x")
+    assert header_values(seen, "x-api-key") == [REAL_KEY]
+    codes, body = bottle.curl(f"https://{API}/v8443/x")
+    assert codes.endswith("403") and f"inv route add {API} --path /v8443/x" in body, (codes, body)
+    assert records(bottle, port=443, path="/v8443/x") == []
+
+
+def test_a_route_that_injects_nothing_drops_what_the_hosts_routes_inject(bottle):
+    # The firewall exempts x-api-key from DLP on the API host (from the egress proxy): on a route
+    # that injects nothing, the agent's own value under that name would pass it unscanned.
+    codes, body = bottle.curl(f"https://{API}/public/leak", "-H", f"x-api-key: {AGENT_KEY_SHAPED}",
+                              "-H", f"X-API-Key: {AGENT_KEY_SHAPED}")
+    assert codes.endswith("200"), (codes, body)
+    [seen] = records(bottle, path="/public/leak")
+    assert header_values(seen, "x-api-key") == []
+    assert AGENT_KEY_SHAPED not in json.dumps(seen)
 
 
 @pytest.mark.parametrize("override", [
@@ -374,8 +407,28 @@ def test_route_changes_work_from_a_shell_without_the_secret(bottle):
         inv("use", *bottle.selector, "route", "rm", UPSTREAM, manifest=bottle.manifest, env=no_key)
 
 
+def test_a_route_added_live_for_one_port_serves_that_port(bottle):
+    bottle.inv("allow", f"{UPSTREAM}:8443")
+    try:
+        bottle.inv("route", "add", f"{UPSTREAM}:8443", "--path", "/live8443/", "--inject", "x-api-key=ANTHROPIC_API_KEY")
+        assert f"{UPSTREAM}:8443  /live8443/" in bottle.inv("routes").stdout
+        assert bottle.curl(f"https://{UPSTREAM}:8443/live8443/one")[0].endswith("200")
+        [seen] = records(bottle, port=8443, path="/live8443/one")
+        assert header_values(seen, "x-api-key") == [REAL_KEY]
+        # the host now has routes, none on the web ports: there, every request is refused
+        assert bottle.curl(f"https://{UPSTREAM}/live8443/one")[0].endswith("403")
+        assert records(bottle, port=443, path="/live8443/one") == []
+    finally:
+        bottle.inv("route", "rm", UPSTREAM, check=False)
+        bottle.inv("deny", f"{UPSTREAM}:8443")
+    assert bottle.curl(f"https://{UPSTREAM}/live8443/two")[0].endswith("200")  # unrouted again
+
+
 @pytest.mark.parametrize("args, message", [
     (["route", "add", UPSTREAM, "--inject", "x-api-key=UNDECLARED"], "UNDECLARED"),
+    (["route", "add", f"{UPSTREAM}:8443"], f"inv allow {UPSTREAM}:8443"),
+    (["route", "add", f"{API}:70000"], "port"),
+    (["route", "rm", f"{API}:8443"], f"inv route rm {API}"),
     (["route", "add", UPSTREAM, "--path", "no-slash"], "paths"),
     (["route", "add", OTHER], "allow"),
     (["route", "rm", "nothing.example"], "no route"),

@@ -63,6 +63,27 @@ def test_route_matches_method_and_path():
     assert anything.matches("DELETE", "/x") and anything.paths == ("/",)
 
 
+def test_a_route_serves_the_web_ports_or_the_one_port_it_names():
+    web = R.parse_route({"host": "api.example.com"})
+    assert web.serves(443) and web.serves(80) and not web.serves(8443)
+    assert web.to_json()["host"] == "api.example.com" and "port" not in web.to_json()
+    one = R.parse_route({"host": "api.example.com", "port": 8443})
+    assert one.serves(8443) and not one.serves(443) and not one.serves(80)
+    assert R.parse_route(one.to_json()) == one and one.authority == "api.example.com:8443"
+    assert not R.parse_route({"host": "api.example.com", "port": 443}).serves(80)
+
+
+@pytest.mark.parametrize("text, split", [
+    ("api.example.com", ("api.example.com", None)),
+    ("api.example.com:8443", ("api.example.com", 8443)),
+    ("api.example.com:", ("api.example.com:", None)),
+    ("api.example.com:84x", ("api.example.com:84x", None)),
+    ("api.example.com:123456", ("api.example.com:123456", None)),
+])
+def test_a_users_host_and_port_are_split_and_anything_else_stays_in_the_host(text, split):
+    assert R.split_authority(text) == split
+
+
 def test_injection_value_and_header_case():
     route = R.parse_route({"host": "api.example.com",
                            "inject": [{"header": "Authorization", "secret": "TOKEN", "format": "Bearer {secret}"}]})
@@ -74,6 +95,11 @@ def test_injection_value_and_header_case():
     ({"host": "API.example.com"}, "host"),
     ({"host": "*.example.com"}, "host"),
     ({"host": "a.example.com", "extra": 1}, "unknown key"),
+    ({"host": "a.example.com:8443"}, "host"),
+    ({"host": "a.example.com", "port": 0}, "port"),
+    ({"host": "a.example.com", "port": 65536}, "port"),
+    ({"host": "a.example.com", "port": "8443"}, "port"),
+    ({"host": "a.example.com", "port": True}, "port"),
     ({"host": "a.example.com", "paths": ["v1"]}, "paths"),
     ({"host": "a.example.com", "methods": ["FETCH"]}, "methods"),
     ({"host": "a.example.com", "inject": [{"header": "bad header", "secret": "X"}]}, "header"),

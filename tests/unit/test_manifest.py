@@ -103,7 +103,22 @@ def test_defaults_and_normalisation(folder):
     assert demo.network.dlp.action == "off"          # not YAML 1.1's False
     assert demo.routes[0].paths == ("/",)
     assert demo.routes[0].methods == ("GET", "POST")
+    assert demo.routes[0].port is None  # the web ports, as the plain allowlist entry
     assert demo.supervise is None and demo.runtime == "runc"
+
+
+def test_a_route_on_one_port_needs_that_port_allowed_and_serves_it_alone(folder):
+    path = write(folder, "m.yaml", agent("""\
+        network: {allow: [api.example.com, "api.example.com:8443"]}
+        egress_proxy:
+          routes:
+            - {host: "API.example.com:8443", paths: [/admin/]}
+            - {host: "api.example.com:443"}
+        """))
+    one, web = load(path).agents["demo"].routes
+    assert (one.host, one.port, one.paths) == ("api.example.com", 8443, ("/admin/",))
+    assert one.to_json()["port"] == 8443 and one.serves(8443) and not one.serves(443)
+    assert (web.host, web.port) == ("api.example.com", 443)  # allowed by the plain entry
 
 
 def test_model_is_read_only(folder):
@@ -295,6 +310,10 @@ BAD = [
     # routes
     ("route-not-allowed", "m.yaml", agent("egress_proxy: {routes: [{host: api.anthropic.com}]}\n"),
      "agents.demo.egress_proxy.routes[0].host", "add 'api.anthropic.com' to network.allow"),
+    ("route-port-not-allowed", "m.yaml", agent(API + "egress_proxy: {routes: [{host: 'api.anthropic.com:8443'}]}\n"),
+     "agents.demo.egress_proxy.routes[0].host", "add 'api.anthropic.com:8443' to network.allow"),
+    ("route-port-out-of-range", "m.yaml", agent(API + "egress_proxy: {routes: [{host: 'api.anthropic.com:0'}]}\n"),
+     "agents.demo.egress_proxy.routes[0].host", "a number from 1 to 65535"),
     ("route-wildcard", "m.yaml", agent("network: {allow: ['*.example.com']}\n"
                                        "egress_proxy: {routes: [{host: '*.example.com'}]}\n"),
      "agents.demo.egress_proxy.routes[0].host", "one exact host name"),

@@ -6,10 +6,11 @@ then, for every request:
 
 1. refuses a Host header or ``:authority`` that names another host than the tunnel's;
 2. on a host that has routes: normalises the path (``routes.normalize_path``), finds the
-   route for method and path (and for any method the request asks the upstream to take
-   instead: ``X-HTTP-Method-Override`` and kin, a ``_method`` query parameter), drops
-   whatever the agent sent in each injected header (any letter case, every copy) and sets
-   the real value; no route: 403 naming the host, method and path and how to add a route;
+   route for port, method and path (and for any method the request asks the upstream to
+   take instead: ``X-HTTP-Method-Override`` and kin, a ``_method`` query parameter), drops
+   whatever the agent sent in every header any route of the host injects (any letter case,
+   every copy: the firewall exempts those names from DLP on that host) and sets the
+   matched route's; no route: 403 naming the host, method and path and how to add a route;
    a route that injects, asked over plain HTTP: 403 (the credential would leave
    unencrypted). Hosts without routes pass unchanged;
 3. hands the request to the firewall as a plain-HTTP proxy request in absolute form
@@ -90,6 +91,7 @@ class Egress:
         # are assembled (bodies are streamed here, never held)
         self.addons = [capacity.ConnectionCap(_refused_connections), capacity.PoolRelease()]
         self.routes: dict[str, tuple[routes_mod.Route, ...]] = {}
+        self.injected: dict[str, frozenset[str]] = {}  # per routed host: every header its routes set
         self.secrets: dict[str, str] = {}
         self.scrubber = scrub.Scrubber(())
         self.policy: firewall_policy.Policy | None = None  # the firewall's: which tunnels to relay
@@ -126,6 +128,7 @@ class Egress:
             by_host.setdefault(route.host, []).append(route)
         pol = firewall_policy.load(ctx.options.bottle_policy) if ctx.options.bottle_policy else None
         self.routes = {host: tuple(rs) for host, rs in by_host.items()}
+        self.injected = {host: frozenset(i.header for r in rs for i in r.inject) for host, rs in by_host.items()}
         self.secrets = secrets
         self.scrubber = _scrubber(routes, secrets)
         self.policy = pol
@@ -210,19 +213,23 @@ class Egress:
                 return self.deny(flow, 400, "path", f"{e}; routed hosts get unambiguous paths only")
             shown = path.split("?", 1)[0]
             claimed = _claimed_methods(req, path)
-            route = next((r for r in routes if all(r.matches(m, shown) for m in claimed)), None)
+            # A route serves its own port only: a credential meant for the API on 443 never goes
+            # to whatever else the same host runs on a port the firewall also allows.
+            on_port = [r for r in routes if r.serves(req.port)]
+            route = next((r for r in on_port if all(r.matches(m, shown) for m in claimed)), None)
             if route is None:
-                method = next((m for m in claimed if not any(r.matches(m, shown) for r in routes)), req.method)
+                method = next((m for m in claimed if not any(r.matches(m, shown) for r in on_port)), req.method)
                 said = "" if method == req.method else f" (asked for as a method override of {req.method})"
+                where = host if req.port in routes_mod.WEB_PORTS else f"{host}:{req.port}"
                 return self.deny(
-                    flow, 403, "no-route", f"no route of this bottle covers {_printable(method)} {host}{shown}{said}.",
-                    f"To add one, run on the host: inv route add {host} --path {shown} --method {_printable(method)}")
+                    flow, 403, "no-route", f"no route of this bottle covers {_printable(method)} {where}{shown}{said}.",
+                    f"To add one, run on the host: inv route add {where} --path {shown} --method {_printable(method)}")
             if route.inject and req.scheme != "https":
                 # The firewall would send it on as it came: the credential in cleartext.
                 return self.deny(flow, 403, "cleartext", f"this route injects credentials, and {req.scheme}://{host} "
                                  "would carry them unencrypted.", f"Use https://{host}")
             req.path = path
-            self._inject(req, route)
+            self._inject(req, host, route)
             _ask_for_scrubbable(req)
             flow.metadata["bottle.egress"] = ROUTED
             log_line(decision="route", host=host, method=req.method, path=path.split("?", 1)[0],
@@ -241,9 +248,13 @@ class Egress:
                 return False
         return True
 
-    def _inject(self, req: http.Request, route: routes_mod.Route) -> None:
+    def _inject(self, req: http.Request, host: str, route: routes_mod.Route) -> None:
+        # Every header any route of the host injects goes, whichever route matched: the firewall
+        # exempts those names from DLP on this host, so a route that injects nothing must not
+        # carry the agent's own value under one of them.
+        for name in self.injected[host]:
+            _drop(req.headers, name)
         for injection in route.inject:
-            _drop(req.headers, injection.header)
             req.headers[injection.header] = injection.value(self.secrets[injection.secret])
 
     def _hand_to_firewall(self, flow: http.HTTPFlow, host: str) -> None:

@@ -9,7 +9,8 @@ shared by the egress sidecar and the controller's `inv route` validation.
                  "inject": [{"header": "x-api-key", "secret": "ANTHROPIC_API_KEY", "format": "{secret}"}]}]}
 
 A request matches a route when its host is the route's host (the tunnel's real host,
-never a client-chosen name), its normalised path starts with one of the route's path
+never a client-chosen name), its port is the route's ``port`` (none given: the web ports,
+443 and 80, as a plain allowlist entry covers them), its normalised path starts with one of the route's path
 prefixes (a prefix ``/v1`` covers ``/v1`` and ``/v1/...``, not ``/v10``), and its method is
 one of the route's methods (none listed: any).
 
@@ -32,6 +33,7 @@ _HEADER = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _SECRET = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _HOST = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
 MAX_ROUTES_BYTES = 1024 * 1024
+WEB_PORTS = (443, 80)  # a route without a port serves these, as a plain allowlist entry allows them
 _AMBIGUOUS = re.compile(r"%(?:2f|5c|00)|[\\;\x00]", re.IGNORECASE)
 
 
@@ -63,21 +65,41 @@ class Route:
     paths: tuple[str, ...] = ("/",)
     methods: tuple[str, ...] = ()
     inject: tuple[Injection, ...] = ()
+    port: int | None = None  # None: the web ports
+
+    def serves(self, port: int) -> bool:
+        return port == self.port if self.port is not None else port in WEB_PORTS
 
     def matches(self, method: str, path: str) -> bool:
-        """``path`` already normalised."""
+        """``path`` already normalised (the port is checked apart: `serves`)."""
         if self.methods and method not in self.methods:
             return False
         return any(path_has_prefix(path, prefix) for prefix in self.paths)
+
+    @property
+    def authority(self) -> str:
+        """How a user names the route's host: `host`, or `host:port` off the web ports."""
+        return self.host if self.port is None else f"{self.host}:{self.port}"
 
     def to_json(self) -> dict:
         """The route as routes.json holds it (secret names, never values)."""
         return {
             "host": self.host,
+            **({} if self.port is None else {"port": self.port}),
             "paths": list(self.paths),
             "methods": list(self.methods),
             "inject": [{"header": i.header.lower(), "secret": i.secret, "format": i.format} for i in self.inject],
         }
+
+
+def split_authority(text: str) -> tuple[str, int | None]:
+    """`host` or `host:port` as a user writes a route's host: (host, port or None). The port
+    is checked by `parse_route`; anything after a last ':' that is not digits stays in the host
+    (and fails there)."""
+    host, sep, port = text.rpartition(":")
+    if sep and port.isdigit() and len(port) <= 5:
+        return host, int(port)
+    return text, None
 
 
 def path_has_prefix(path: str, prefix: str) -> bool:
@@ -136,12 +158,15 @@ def parse(doc: object) -> tuple[str, tuple[Route, ...]]:
 def parse_route(item: object, where: str = "route") -> Route:
     problems: list[str] = []
     if not isinstance(item, dict):
-        raise RouteError([f"{where}: must be an object with host, paths, methods, inject"])
-    for key in sorted(set(item) - {"host", "paths", "methods", "inject"}):
-        problems.append(f"{where}.{key}: unknown key (allowed: host, inject, methods, paths)")
+        raise RouteError([f"{where}: must be an object with host, port, paths, methods, inject"])
+    for key in sorted(set(item) - {"host", "port", "paths", "methods", "inject"}):
+        problems.append(f"{where}.{key}: unknown key (allowed: host, inject, methods, paths, port)")
     host = item.get("host")
     if not isinstance(host, str) or not _HOST.fullmatch(host):
         problems.append(f"{where}.host: must be one exact lower-case host name, got {host!r}")
+    port = item.get("port")
+    if port is not None and (type(port) is not int or not 0 < port < 65536):
+        problems.append(f"{where}.port: must be a port number from 1 to 65535 (none: 443 and 80), got {port!r}")
     paths = item.get("paths", ["/"])
     if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p.startswith("/") for p in paths):
         problems.append(f"{where}.paths: must be a non-empty list of path prefixes starting with '/'")
@@ -168,7 +193,7 @@ def parse_route(item: object, where: str = "route") -> Route:
     if problems:
         raise RouteError(problems)
     assert isinstance(host, str)  # checked above: a bad host is a problem raised just now
-    return Route(host, tuple(paths), tuple(methods), tuple(injections))
+    return Route(host, tuple(paths), tuple(methods), tuple(injections), port)
 
 
 def load(path: str | Path) -> tuple[str, tuple[Route, ...]]:

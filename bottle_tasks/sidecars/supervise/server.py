@@ -110,7 +110,7 @@ def build_server(sup: Supervisor) -> MCPServer:
     @server.tool(structured_output=True)
     def get_policy() -> dict[str, Any]:
         """The bottle's policy now: allowed hosts (and ports), passthrough hosts, egress routes
-        (host, paths, methods, which headers are injected from which secret — never a value),
+        (host, port when not the web ports, paths, methods, which headers are injected from which secret — never a value),
         DLP actions, and the hosts that can never be allowed."""
         return sup.policy()
 
@@ -128,7 +128,8 @@ def build_server(sup: Supervisor) -> MCPServer:
     @server.tool(structured_output=True)
     async def request_route(host: str, paths: list[str], methods: list[str], reason: str,
                             inject: list[dict[str, str]] | None = None) -> dict[str, Any]:
-        """Ask for an egress route on an allowed host: path prefixes (each starting with /),
+        """Ask for an egress route on an allowed host (host:port for one port other than 443
+        and 80, which a plain host name serves): path prefixes (each starting with /),
         methods (empty: any), and optionally headers the egress proxy sets from a secret the
         manifest declares ([{"header": "authorization", "secret": "GITHUB_TOKEN",
         "format": "Bearer {secret}"}]; the format, default "{secret}", holds {secret} exactly once
