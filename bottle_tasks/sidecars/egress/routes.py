@@ -97,7 +97,8 @@ def split_authority(text: str) -> tuple[str, int | None]:
     is checked by `parse_route`; anything after a last ':' that is not digits stays in the host
     (and fails there)."""
     host, sep, port = text.rpartition(":")
-    if sep and port.isdigit() and len(port) <= 5:
+    # ASCII digits only: str.isdigit() also takes '²' (int() refuses it) and other scripts' digits
+    if sep and port.isascii() and port.isdigit() and len(port) <= 5:
         return host, int(port)
     return text, None
 
