@@ -32,7 +32,7 @@ BODY = f"""    prompt: supervise test bottle
     secrets: [SUP_TOKEN]
     resources: {{memory: 2g, cpus: 1, pids: 512}}
     network:
-      allow: [{UPSTREAM}]
+      allow: [{UPSTREAM}, "{UPSTREAM}:8443"]
       never: [{NEVER}]
       allowed_cidrs: []
     egress_proxy:
@@ -131,6 +131,23 @@ def test_an_approved_route_injects_from_then_on(bottle):
     assert [v for k, v in seen["headers"] if k.lower() == "x-extra"] == [f"Token {TOKEN}"]
     routes = json.loads(bottle.sh("cat /etc/bottle/current/policy.json").stdout)["routes"]
     assert any("/extra/" in r["paths"] for r in routes) and TOKEN not in json.dumps(routes)
+
+
+def test_an_approved_route_on_one_port_injects_on_that_port_alone(bottle):
+    ask = {"host": f"{UPSTREAM}:8443", "paths": ["/p8443/"], "methods": [], "reason": "the admin API",
+           "inject": [{"header": "x-port-token", "secret": "SUP_TOKEN"}]}
+    call = mcp_client(bottle, "request_route", json.dumps(ask))
+    request = pending(bottle, f"{UPSTREAM}:8443")
+    assert f"route {UPSTREAM}:8443:" in describe(request)
+    bottle.inv("approve", request["id"])
+    assert result_of(call)["status"] == "approved"
+    assert bottle.curl(f"https://{UPSTREAM}:8443/p8443/one")[0].endswith("200")
+    [seen] = upstream_records(bottle, port=8443, path="/p8443/one")
+    assert [v for k, v in seen["headers"] if k.lower() == "x-port-token"] == [TOKEN]
+    assert bottle.curl(f"https://{UPSTREAM}/p8443/one")[0].endswith("403")  # not on the web ports
+    assert upstream_records(bottle, port=443, path="/p8443/one") == []
+    routes = json.loads(bottle.sh("cat /etc/bottle/current/policy.json").stdout)["routes"]
+    assert any(r.get("port") == 8443 and r["paths"] == ["/p8443/"] for r in routes)
 
 
 def test_an_undeclared_secret_is_refused_without_asking(bottle):

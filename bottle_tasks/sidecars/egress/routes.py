@@ -10,9 +10,9 @@ shared by the egress sidecar and the controller's `inv route` validation.
 
 A request matches a route when its host is the route's host (the tunnel's real host,
 never a client-chosen name), its port is the route's ``port`` (none given: the web ports,
-443 and 80, as a plain allowlist entry covers them), its normalised path starts with one of the route's path
-prefixes (a prefix ``/v1`` covers ``/v1`` and ``/v1/...``, not ``/v10``), and its method is
-one of the route's methods (none listed: any).
+443 and 80, as a plain allowlist entry covers them), its normalised path starts with one
+of the route's path prefixes (a prefix ``/v1`` covers ``/v1`` and ``/v1/...``, not
+``/v10``), and its method is one of the route's methods (none listed: any).
 
 Paths are normalised before matching, and the normalised path is what is forwarded, so
 the upstream sees exactly the path that was matched: ``%2e`` becomes ``.``, ``//``
@@ -75,11 +75,6 @@ class Route:
         if self.methods and method not in self.methods:
             return False
         return any(path_has_prefix(path, prefix) for prefix in self.paths)
-
-    @property
-    def authority(self) -> str:
-        """How a user names the route's host: `host`, or `host:port` off the web ports."""
-        return self.host if self.port is None else f"{self.host}:{self.port}"
 
     def to_json(self) -> dict:
         """The route as routes.json holds it (secret names, never values)."""

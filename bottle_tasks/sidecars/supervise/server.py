@@ -110,8 +110,8 @@ def build_server(sup: Supervisor) -> MCPServer:
     @server.tool(structured_output=True)
     def get_policy() -> dict[str, Any]:
         """The bottle's policy now: allowed hosts (and ports), passthrough hosts, egress routes
-        (host, port when not the web ports, paths, methods, which headers are injected from which secret — never a value),
-        DLP actions, and the hosts that can never be allowed."""
+        (host, port when not 443 and 80, paths, methods, which headers are injected from which
+        secret — never a value), DLP actions, and the hosts that can never be allowed."""
         return sup.policy()
 
     @server.tool(structured_output=True)
