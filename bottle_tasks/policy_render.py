@@ -21,12 +21,19 @@ def gate_allow(agent, gate_cidr: str | None) -> dict[str, list[str]]:
 
 def effective_routes(agent, changes: dict) -> list[dict]:
     """The manifest's routes with the live changes of `inv route` applied: a removed host
-    loses the manifest's routes (`inv route rm` also drops the routes added for it), added
-    routes come after the manifest's. A route added after a removal is that route alone: it
-    never brings back the manifest's routes for its host, nor their credentials."""
+    loses the manifest's routes, a removed `host:port` those on that port (`inv route rm`
+    also drops the routes added for it); added routes come after the manifest's. A route
+    added after a removal is that route alone: it never brings back the manifest's routes
+    for its host, nor their credentials."""
     removed = set(changes.get("removed", []))
-    routes = [route.to_json() for route in agent.routes if route.host not in removed]
+    routes = [route.to_json() for route in agent.routes if not route_removed(route.to_json(), removed)]
     return routes + list(changes.get("added", []))
+
+
+def route_removed(route: dict, removed) -> bool:
+    """Is `route` (as routes.json holds it) one that `inv route rm` of an entry in `removed`
+    (a host: all its routes; `host:port`: those naming that port) takes away?"""
+    return route["host"] in removed or ("port" in route and f"{route['host']}:{route['port']}" in removed)
 
 
 def exempt_headers(routes: list[dict]) -> dict[str, list[str]]:

@@ -211,7 +211,7 @@ RECORDED = {
     "policy_changes": Recorded('{"allow": [host, ...], "deny": [host, ...]}, what `inv allow`/`inv deny` changed',
                                "correct it, or remove the field and make those changes again with `inv allow`/`inv deny`",
                                lambda value: _str_lists(value, {"allow", "deny"})),
-    "route_changes": Recorded('{"added": [route, ...], "removed": [host, ...]}, what `inv route` changed',
+    "route_changes": Recorded('{"added": [route, ...], "removed": [host or host:port, ...]}, what `inv route` changed',
                               "correct it, or remove the field and make those changes again with `inv route`",
                               _route_changes),
     "ca": Recorded('{"firewall": PEM, "egress": PEM}, the bottle\'s CA certificates',

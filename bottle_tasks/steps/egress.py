@@ -185,7 +185,8 @@ def route_add_changes(bottle: Bottle, host: str, paths, methods, injections: lis
 
 @task(positional=["action", "host"], iterable=["path", "method", "inject"],
       help={"action": "add or rm", "host": "the exact host the route serves (must be allowed); host:port for "
-                                     "one port other than the web ports (rm: every route of the host)",
+                                     "one port other than the web ports (rm HOST: every route of the host; "
+                                     "rm HOST:PORT: those on that port)",
             "path": "a path prefix (repeatable; default /)", "method": "an HTTP method (repeatable; default any)",
             "inject": "HEADER=SECRET_NAME or 'HEADER=Bearer {SECRET_NAME}', a secret the manifest declares "
                       "(repeatable)"})
@@ -198,15 +199,12 @@ def route(c, action, host, path=None, method=None, inject=None):
         changes = route_add_changes(bottle, host, path, method, parse_injections(bottle, inject))
     elif action == "rm":
         name, port = routes_mod.split_authority(host)
-        if port is not None:
-            raise BottleError(f"route rm {host}: route rm takes a host and removes all its routes, on every port",
-                              f"inv route rm {name}; then route add again what should stay")
-        known = {r["host"] for r in routes_doc(bottle)["routes"]}
-        if host not in known:
+        entry = {name} if port is None else {f"{name}:{port}"}  # a host: all its routes; host:port: that port's
+        if not any(policy_render.route_removed(r, entry) for r in routes_doc(bottle)["routes"]):
             raise BottleError(f"route rm {host}: no route for {host}", "`inv routes` lists them")
-        changes["added"] = [r for r in changes.get("added", []) if r["host"] != host]
-        if any(r.host == host for r in bottle.agent.routes):
-            changes["removed"] = sorted({*changes.get("removed", []), host})
+        changes["added"] = [r for r in changes.get("added", []) if not policy_render.route_removed(r, entry)]
+        if any(policy_render.route_removed(r.to_json(), entry) for r in bottle.agent.routes):
+            changes["removed"] = sorted({*changes.get("removed", []), *entry})
     else:
         raise BottleError(f"route {action!r}: say `route add HOST ...` or `route rm HOST`")
     return apply_route_change(bottle, changes, action)

@@ -147,3 +147,16 @@ def test_cli_injections_plain_and_templated():
     for bad in ["no-equals", "x=UNDECLARED", "x=Bearer {UNDECLARED}"]:
         with pytest.raises(BottleError):
             parse_injections(bottle, [bad])
+
+
+def test_route_rm_of_a_host_takes_all_its_routes_and_of_host_port_those_on_that_port():
+    from types import SimpleNamespace
+
+    from bottle_tasks.policy_render import effective_routes
+
+    web = R.parse_route({"host": "api.test", "inject": [{"header": "x-key", "secret": "K"}]})
+    admin = R.parse_route({"host": "api.test", "port": 8443, "paths": ["/admin/"]})
+    agent = SimpleNamespace(routes=[web, admin])
+    assert effective_routes(agent, {"removed": ["api.test:8443"]}) == [web.to_json()]
+    assert effective_routes(agent, {"removed": ["api.test:443"]}) == [web.to_json(), admin.to_json()]
+    assert effective_routes(agent, {"removed": ["api.test"]}) == []
