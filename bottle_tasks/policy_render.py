@@ -26,7 +26,7 @@ def effective_routes(agent, changes: dict) -> list[dict]:
     added after a removal is that route alone: it never brings back the manifest's routes
     for its host, nor their credentials."""
     removed = set(changes.get("removed", []))
-    routes = [route.to_json() for route in agent.routes if not route_removed(route.to_json(), removed)]
+    routes = [route for route in (r.to_json() for r in agent.routes) if not route_removed(route, removed)]
     return routes + list(changes.get("added", []))
 
 
