@@ -565,7 +565,9 @@ def _claude(value: Any, at: str) -> Claude:
 
 
 
-_PORT_SUFFIX = re.compile(r"^(?P<host>[^:]+):(?P<port>[0-9]{1,5})$")
+# ASCII digits ([0-9], not \d: that takes other scripts' digits too), to the very end (\Z: `$`
+# would also match before a trailing newline)
+_PORT_SUFFIX = re.compile(r"^(?P<host>[^:]+):(?P<port>[0-9]{1,5})\Z")
 
 
 def _host(value: Any, at: str, wildcard: bool = True, port: bool = False) -> str:

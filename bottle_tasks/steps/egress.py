@@ -18,7 +18,7 @@ from rich.text import Text
 from .. import console, policy_render, supervision
 from ..containers import expect_ready, reload_and_confirm
 from ..errors import BottleError
-from ..manifest import allow_entry, route_allowed
+from ..manifest import allow_entry, route_allowed, split_port
 from ..plan import EGRESS_ALIAS, EGRESS_PORT, FIREWALL_ALIAS, FIREWALL_PORT
 from ..selection import current
 from ..sidecar import hand_over, secret_values, start_sidecar
@@ -167,7 +167,7 @@ def route_add_changes(bottle: Bottle, host: str, paths, methods, injections: lis
     """The bottle's route changes with one route added: validated as the egress proxy would,
     and only for a host the firewall allows (shared by `inv route add` and supervise)."""
     changes = {key: list(value) for key, value in (bottle.state.get("route_changes") or {}).items()}
-    name, port = routes_mod.split_authority(host)  # `host:8443`: that port alone
+    name, port = split_port(host)  # `host:8443`: that port alone (the allowlist's grammar)
     spec = {"host": name, **({} if port is None else {"port": port}), "paths": list(paths or ["/"]),
             "methods": [m.upper() for m in methods or []], "inject": injections}
     try:
@@ -198,7 +198,7 @@ def route(c, action, host, path=None, method=None, inject=None):
     if action == "add":
         changes = route_add_changes(bottle, host, path, method, parse_injections(bottle, inject))
     elif action == "rm":
-        name, port = routes_mod.split_authority(host)
+        name, port = split_port(host)
         entry = {name} if port is None else {f"{name}:{port}"}  # a host: all its routes; host:port: that port's
         if not any(policy_render.route_removed(r, entry) for r in routes_doc(bottle)["routes"]):
             raise BottleError(f"route rm {host}: no route for {host}", "`inv routes` lists them")

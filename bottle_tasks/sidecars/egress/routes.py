@@ -87,17 +87,6 @@ class Route:
         }
 
 
-def split_authority(text: str) -> tuple[str, int | None]:
-    """`host` or `host:port` as a user writes a route's host: (host, port or None). The port
-    is checked by `parse_route`; anything after a last ':' that is not digits stays in the host
-    (and fails there)."""
-    host, sep, port = text.rpartition(":")
-    # ASCII digits only: str.isdigit() also takes '²' (int() refuses it) and other scripts' digits
-    if sep and port.isascii() and port.isdigit() and len(port) <= 5:
-        return host, int(port)
-    return text, None
-
-
 def path_has_prefix(path: str, prefix: str) -> bool:
     if prefix.endswith("/"):
         return path.startswith(prefix) or path == prefix[:-1]
