@@ -7,7 +7,9 @@ then, for every request:
 1. refuses a Host header or ``:authority`` that names another host than the tunnel's;
 2. on a host that has routes: normalises the path (``routes.normalize_path``), finds the
    route for port, method and path (and for any method the request asks the upstream to
-   take instead: ``X-HTTP-Method-Override`` and kin, a ``_method`` query parameter), drops
+   take instead, ``overrides.py``: ``X-HTTP-Method-Override`` and kin, a ``_method`` query
+   parameter, or a ``_method`` field of a form or JSON body, which is then read whole before
+   anything is sent, bounded as the firewall bounds it), drops
    whatever the agent sent in every header any route of the host injects (any letter case,
    every copy: the firewall exempts those names from DLP on that host) and sets the
    matched route's; no route: 403 naming the host, method and path and how to add a route;
@@ -36,10 +38,10 @@ import asyncio
 import logging
 import signal
 import traceback
-from urllib.parse import parse_qsl
 
 from firewall import capacity, mitm_limits
 from firewall import policy as firewall_policy
+from firewall.dlp_guard import too_large_reason
 from firewall.failclosed import fail_closed
 from firewall.flowstate import close_connection
 from firewall.healthcheck import HEALTH_HOST, HEALTH_PATH
@@ -49,16 +51,17 @@ from firewall.tunnels import RefuseLayer, judge
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import layer, server_hooks
 
-from . import relay, scrub
+from . import overrides, relay, scrub
 from . import routes as routes_mod
 
 logger = logging.getLogger("bottle.egress")
 EGRESS_HEADER = "x-bottle-egress"
 REQUEST_PHASE_HOOKS = frozenset({"requestheaders", "request"})
-# headers with which a request asks the upstream to take it as another method
-METHOD_OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
 ROUTED = "route"  # flow.metadata["bottle.egress"] of a request to a routed host
 CODING_DENIED = "deny-coding"  # ... of one whose answer came in a content coding (replaced)
+# flow.metadata of a routed request held whole until its body's `_method` fields are read:
+# (host, normalised path, the methods its head claims)
+BODY_TO_READ = "bottle.egress.body-to-read"
 # Request headers that would have a routed upstream answer in a form the scrub cannot read
 # whole: compressed, or a few bytes of a reflected secret at a time.
 UNSCRUBBABLE_ASKS = ("range", "if-range")
@@ -86,7 +89,7 @@ class Egress:
 
     def __init__(self):
         self.fw = self  # failclosed calls self.fw.fail(...)
-        mitm_limits.install(None)  # the HTTP/1 bounds, HTTP/2 back-pressure, HTTP/2 bodies framed
+        mitm_limits.install(self)  # the HTTP/1 bounds, HTTP/2 back-pressure, HTTP/2 bodies framed
         # the agent's connections at once; its WebSocket messages draw on the pool while they
         # are assembled (bodies are streamed here, never held)
         self.addons = [capacity.ConnectionCap(_refused_connections), capacity.PoolRelease()]
@@ -189,6 +192,17 @@ class Egress:
         except Exception:  # pragma: no cover
             logger.exception("bottle egress: fail-closed handler failed")
 
+    # -- what mitm_limits calls back into --------------------------------------------------------
+
+    def refused_in_transit(self, flow: http.HTTPFlow, rule: str, reason: str) -> None:
+        """``mitm_limits`` cut a flow while its data arrived (a body or message too large)."""
+        req = flow.request
+        log_line(decision="deny", rule=rule, method=_printable(req.method), host=_printable(req.pretty_host),
+                 path=_printable(req.path.split("?", 1)[0]), reason=reason)
+
+    def websocket_control(self, flow: http.HTTPFlow, event):
+        return event  # the firewall scans the agent's control frames
+
     # -- the request path -------------------------------------------------------------------------
 
     @fail_closed
@@ -211,30 +225,89 @@ class Egress:
                 path = routes_mod.normalize_path(req.path)
             except routes_mod.PathError as e:
                 return self.deny(flow, 400, "path", f"{e}; routed hosts get unambiguous paths only")
-            shown = path.split("?", 1)[0]
-            claimed = _claimed_methods(req, path)
-            # A route serves its own port only: a credential meant for the API on 443 never goes
-            # to whatever else the same host runs on a port the firewall also allows.
-            on_port = [r for r in routes if r.serves(req.port)]
-            route = next((r for r in on_port if all(r.matches(m, shown) for m in claimed)), None)
+            fields = list(req.headers.items(multi=True))
+            claimed = overrides.in_head(req.method, fields, path)
+            route = self._route_for(flow, host, path, claimed)
             if route is None:
-                method = next((m for m in claimed if not any(r.matches(m, shown) for r in on_port)), req.method)
-                said = "" if method == req.method else f" (asked for as a method override of {req.method})"
-                where = host if req.port in routes_mod.WEB_PORTS else f"{host}:{req.port}"
-                return self.deny(
-                    flow, 403, "no-route", f"no route of this bottle covers {_printable(method)} {where}{shown}{said}.",
-                    f"To add one, run on the host: inv route add {where} --path {shown} --method {_printable(method)}")
-            if route.inject and req.scheme != "https":
-                # The firewall would send it on as it came: the credential in cleartext.
-                return self.deny(flow, 403, "cleartext", f"this route injects credentials, and {req.scheme}://{host} "
-                                 "would carry them unencrypted.", f"Use https://{host}")
-            req.path = path
-            self._inject(req, host, route)
-            _ask_for_scrubbable(req)
-            flow.metadata["bottle.egress"] = ROUTED
-            log_line(decision="route", host=host, method=req.method, path=path.split("?", 1)[0],
-                     injected=[i.header for i in route.inject])
+                return
+            if route.methods and overrides.body_may_claim(req.http_version, fields):
+                return self._read_body_first(flow, host, path, claimed, route)
+            if not self._apply(flow, host, path, route):
+                return
         self._hand_to_firewall(flow, host)
+
+    @fail_closed
+    def request(self, flow: http.HTTPFlow):
+        """A routed request held whole: the route must cover what its body claims too."""
+        held = flow.metadata.pop(BODY_TO_READ, None)
+        if held is None or flow.response is not None:
+            return
+        host, path, claimed = held
+        try:
+            claimed += overrides.in_body(list(flow.request.headers.items(multi=True)), flow.request.raw_content or b"")
+        except overrides.Unreadable as e:
+            return self.deny(flow, 403, "no-route", f"{e}: it could ask the upstream for a method no route "
+                             f"of this bottle covers on {host}.",
+                             "Send the body without it, or let the route allow every method "
+                             "(inv route add without --method).")
+        route = self._route_for(flow, host, path, claimed, where="in the body's _method")
+        if route is not None and self._apply(flow, host, path, route):
+            self._hand_to_firewall(flow, host, stream=False)
+
+    def _route_for(self, flow: http.HTTPFlow, host: str, path: str, claimed: list[str],
+                   where: str = "as a method override") -> routes_mod.Route | None:
+        """The first route that serves the request's port and covers its path and every
+        method it claims; None, with the request refused, when none does."""
+        req = flow.request
+        shown = path.split("?", 1)[0]
+        # A route serves its own port only: a credential meant for the API on 443 never goes
+        # to whatever else the same host runs on a port the firewall also allows.
+        on_port = [r for r in self.routes.get(host, ()) if r.serves(req.port)]
+        route = next((r for r in on_port if all(r.matches(m, shown) for m in claimed)), None)
+        if route is None:
+            method = next((m for m in claimed if not any(r.matches(m, shown) for r in on_port)), req.method)
+            said = "" if method == req.method else f" (asked for {where} of {req.method})"
+            at = host if req.port in routes_mod.WEB_PORTS else f"{host}:{req.port}"
+            self.deny(flow, 403, "no-route", f"no route of this bottle covers {_printable(method)} {at}{shown}{said}.",
+                      f"To add one, run on the host: inv route add {at} --path {shown} --method {_printable(method)}")
+        return route
+
+    def _read_body_first(self, flow: http.HTTPFlow, host: str, path: str, claimed: list[str],
+                         route: routes_mod.Route) -> None:
+        """Hold the body whole (nothing is sent before `request`), bounded as the firewall
+        bounds what it holds: a route limited to some methods must see the body's claims."""
+        limit, reason = self._body_bound(host, route)
+        length = flow.request.headers.get("content-length", "").strip()
+        if length.isdigit() and int(length) > limit:
+            return self.deny(flow, 413, "body-too-large", reason)
+        mitm_limits.limit_request_body(flow, limit, ("body-too-large", reason))
+        flow.metadata[BODY_TO_READ] = (host, path, claimed)
+
+    def _body_bound(self, host: str, route: routes_mod.Route) -> tuple[int, str]:
+        """The most of a body held here, and why a larger one is refused: the firewall's own
+        bound where it scans the host's bodies (it would refuse a larger one too)."""
+        if self.policy is not None and self.policy.dlp.action_for(host) != "off":
+            limit = self.policy.dlp.max_body_bytes
+            return limit, too_large_reason(None, limit)
+        limit = capacity.MAX_HELD_ITEM
+        return limit, (f"the request body is larger than {limit} bytes, the most the egress proxy reads to find "
+                       f"a {overrides.FIELD} field in it on a route limited to {', '.join(route.methods)}")
+
+    def _apply(self, flow: http.HTTPFlow, host: str, path: str, route: routes_mod.Route) -> bool:
+        """Inject the route's headers into the request; False when the route refuses it."""
+        req = flow.request
+        if route.inject and req.scheme != "https":
+            # The firewall would send it on as it came: the credential in cleartext.
+            self.deny(flow, 403, "cleartext", f"this route injects credentials, and {req.scheme}://{host} "
+                      "would carry them unencrypted.", f"Use https://{host}")
+            return False
+        req.path = path
+        self._inject(req, host, route)
+        _ask_for_scrubbable(req)
+        flow.metadata["bottle.egress"] = ROUTED
+        log_line(decision="route", host=host, method=req.method, path=path.split("?", 1)[0],
+                 injected=[i.header for i in route.inject])
+        return True
 
     def _authority_matches(self, req: http.Request, host: str) -> bool:
         claims = [req.authority] if req.authority else []
@@ -257,7 +330,7 @@ class Egress:
         for injection in route.inject:
             req.headers[injection.header] = injection.value(self.secrets[injection.secret])
 
-    def _hand_to_firewall(self, flow: http.HTTPFlow, host: str) -> None:
+    def _hand_to_firewall(self, flow: http.HTTPFlow, host: str, stream: bool = True) -> None:
         """Send the request to the firewall as `METHOD scheme://host[:port]/path` over plain HTTP."""
         req = flow.request
         default = 443 if req.scheme == "https" else 80
@@ -272,7 +345,7 @@ class Egress:
         assert self.firewall is not None  # set by configure() before the proxy serves
         req.data.host, req.data.port = self.firewall
         req.authority = ""
-        req.stream = True  # bodies (multi-MiB model requests) are not buffered here
+        req.stream = stream  # bodies (multi-MiB model requests) are not buffered here
 
     @fail_closed
     def responseheaders(self, flow: http.HTTPFlow):
@@ -353,18 +426,6 @@ class Egress:
 def _scrubber(routes: tuple[routes_mod.Route, ...], secrets: dict[str, str]) -> scrub.Scrubber:
     """Masks every secret value a route injects (formatted: the secret alone is in each)."""
     return scrub.Scrubber(secrets[i.secret] for r in routes for i in r.inject)
-
-
-def _claimed_methods(req: http.Request, path: str) -> list[str]:
-    """The request's method and every method it asks the upstream to take instead: many
-    frameworks honour an override header or a ``_method`` query parameter, so a route's
-    method rule must cover those too."""
-    claimed = [req.method]
-    for header in METHOD_OVERRIDE_HEADERS:
-        claimed += [v.strip().upper() for v in req.headers.get_all(header)]
-    query = path.partition("?")[2]
-    claimed += [v.strip().upper() for k, v in parse_qsl(query, keep_blank_values=True) if k.lower() == "_method"]
-    return claimed
 
 
 def _ask_for_scrubbable(req: http.Request) -> None:

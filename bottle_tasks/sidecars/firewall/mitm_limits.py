@@ -73,6 +73,7 @@ MAX_UNREAD = 256 * 1024
 # WebSocket messages to hosts whose DLP action is off have no per-flow limit; still bounded.
 MAX_WEBSOCKET_MESSAGE = capacity.MAX_HELD_ITEM
 BODY_LIMIT = "bottle.body_limit"
+BODY_LIMIT_REFUSAL = "bottle.body_limit_refusal"
 # What a TLS connection encrypts at once (mitmproxy reads its output in pieces this size).
 TLS_WRITE_PIECE = 64 * 1024
 
@@ -111,8 +112,12 @@ def install(guard: Guard | None) -> None:
     h2_limits.install()
 
 
-def limit_request_body(flow, limit: int) -> None:
+def limit_request_body(flow, limit: int, refusal: tuple[str, str] | None = None) -> None:
+    """Refuse the request's body past `limit` bytes, as the firewall's DLP does unless
+    `refusal` gives another (rule, reason)."""
     flow.metadata[BODY_LIMIT] = limit
+    if refusal is not None:
+        flow.metadata[BODY_LIMIT_REFUSAL] = refusal
 
 
 # -- 1. HTTP/1 request heads --------------------------------------------------------------
@@ -145,8 +150,9 @@ def _bounded_check_body_size(self, request: bool):
         if size > limit:
             from .dlp_guard import too_large_reason
 
-            yield from _refuse_body(self, "dlp:body-too-large", too_large_reason(None, limit),
-                                    http_layers.ErrorCode.REQUEST_TOO_LARGE)
+            rule, reason = self.flow.metadata.get(BODY_LIMIT_REFUSAL) or ("dlp:body-too-large",
+                                                                          too_large_reason(None, limit))
+            yield from _refuse_body(self, rule, reason, http_layers.ErrorCode.REQUEST_TOO_LARGE)
             return True
         # Held whole until it is scanned: every flow's body draws on one pool (capacity.py),
         # for all it declares from its first chunk on. Bodies charged only as they came would
