@@ -27,7 +27,8 @@ then, for every request:
 A CONNECT to a host without routes that the firewall's policy allows is not opened here
 at all: it is relayed to the firewall as a CONNECT of its own (``relay.py``).
 
-It never connects anywhere but the firewall, streams bodies both ways, and a tunnel it
+It never connects anywhere but the firewall, streams bodies both ways (but those held to be
+read for ``_method``), and a tunnel it
 opened carries only what it parsed (the firewall's ``tunnels`` rules). It serves at most
 ``capacity.MAX_CLIENT_CONNECTIONS`` connections of the agent's at once.
 """
@@ -91,7 +92,7 @@ class Egress:
         self.fw = self  # failclosed calls self.fw.fail(...)
         mitm_limits.install(self)  # the HTTP/1 bounds, HTTP/2 back-pressure, HTTP/2 bodies framed
         # the agent's connections at once; its WebSocket messages draw on the pool while they
-        # are assembled (bodies are streamed here, never held)
+        # are assembled, and so do the bodies held to be read (the others are streamed)
         self.addons = [capacity.ConnectionCap(_refused_connections), capacity.PoolRelease()]
         self.routes: dict[str, tuple[routes_mod.Route, ...]] = {}
         self.injected: dict[str, frozenset[str]] = {}  # per routed host: every header its routes set
@@ -345,7 +346,7 @@ class Egress:
         assert self.firewall is not None  # set by configure() before the proxy serves
         req.data.host, req.data.port = self.firewall
         req.authority = ""
-        req.stream = stream  # bodies (multi-MiB model requests) are not buffered here
+        req.stream = stream  # bodies (multi-MiB model requests) are streamed unless held to be read
 
     @fail_closed
     def responseheaders(self, flow: http.HTTPFlow):
