@@ -21,7 +21,8 @@ bottle's only way out with it. So two bounds across connections:
   ``unsent`` what the proxies have written and their peers have not taken yet.
 
 Both proxies run both (the egress proxy streams bodies but those it holds to read a
-``_method`` field in them, so only those and its WebSocket messages draw on its pool). Measured on a bottle's firewall: 256 connections, each with most of 1 MB unread
+``_method`` field in them, so only those and its WebSocket messages draw on its pool).
+Measured on a bottle's firewall: 256 connections, each with most of 1 MB unread
 behind a pending response, held 365 MiB when ``mitm_limits.MAX_UNREAD`` was 1 MiB, too close to
 512 MiB beside a full pool; so that bound and ``MAX_H2_UNSENT`` are now a fraction of it.
 A refused connection is reported through ``on_refused``, at most once a second with a count.
