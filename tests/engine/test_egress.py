@@ -185,9 +185,11 @@ def test_a_method_override_the_routes_allow_passes(bottle):
     ("-d", "text=hello&_method=DELETE"),                                          # Rack, Symfony, Spring
     ("-H", "content-type:", "-d", "_method=DELETE"),                              # Rack: no type is a form
     ("-d", "%5Fmethod=put"),
+    ("-d", "a=1&.method=DELETE"),                                                 # PHP reads it as _method
     ("-H", "content-type: application/json", "-d", '{"model": "m", "_method": "DELETE"}'),  # Laravel
     ("-H", "content-type: application/json", "-d", '{"\\u005fmethod": "PATCH"}'),
     ("-F", "_method=DELETE"),                                                     # multipart
+    ("-F", "file=@/etc/hostname", "-F", "_method=DELETE"),
 ])
 def test_a_method_the_body_asks_for_that_the_routes_do_not_allow_is_refused(bottle, body):
     # A route limited to GET and POST must not lend its key to a POST the upstream takes as a DELETE.

@@ -17,6 +17,7 @@ MULTIPART = [("content-type", "multipart/form-data; boundary=b")]
 def test_the_head_claims_its_method_its_override_headers_and_query():
     fields = [("X-HTTP-Method-Override", " delete "), ("x-method-override", "PUT"), ("accept", "*/*")]
     assert O.in_head("POST", fields, "/v1/x?a=1&_METHOD=patch") == ["POST", "DELETE", "PUT", "PATCH"]
+    assert O.in_head("POST", [], "/v1/x?.method=delete") == ["POST", "DELETE"]  # PHP's $_GET['_method']
     assert O.in_head("GET", [], "/v1/x") == ["GET"]
 
 
@@ -48,7 +49,11 @@ def test_a_body_is_read_only_where_it_can_carry_a_field(version, fields, may):
     (b"_%6Dethod=DELETE", ["DELETE"]),
     (b"_Method=PATCH&_method=GET", ["PATCH", "GET"]),  # every copy, any letter case
     (b"_method=%20delete+", ["DELETE"]),
-    (b"method=DELETE&x_method=DELETE", []),
+    (b"+%20_method=DELETE", ["DELETE"]),               # PHP drops leading spaces of a name...
+    (b".method=DELETE", ["DELETE"]),                   # ... and reads a '.', ...
+    (b"%2Emethod=DELETE", ["DELETE"]),
+    (b"[method=DELETE", ["DELETE"]),                   # ... or an unclosed '[' as '_'
+    (b"method=DELETE&x_method=DELETE&_methods=DELETE&_method[]=DELETE&+method=DELETE", []),
     (b"text=about+the+100%25", []),
     (b"", []),
 ])
@@ -87,15 +92,38 @@ def test_json_that_could_hold_the_field_but_cannot_be_read_is_unreadable(body):
         O.in_body(JSON, body)
 
 
-@pytest.mark.parametrize("body", [
-    b'--b\r\ncontent-disposition: form-data; name="_method"\r\n\r\nDELETE\r\n--b--\r\n',
-    b"--b\r\ncontent-disposition: form-data; name*=utf-8''%5Fmethod\r\n\r\nDELETE\r\n--b--\r\n",
+@pytest.mark.parametrize("disposition", [
+    b'content-disposition: form-data; name="_method"',
+    b"Content-Disposition: form-data; name=_METHOD",
+    b'content-disposition:form-data;name=".method"',
+    b"content-disposition: form-data; name*=utf-8''%5Fmethod",
+    b'content-disposition: form-data; name="=?utf-8?q?=5Fmethod?="',
+    b'  content-disposition : form-data; filename="a.txt"; name="_method"',
 ])
-def test_a_multipart_body_whose_names_could_spell_the_field_is_unreadable(body):
+def test_a_multipart_body_with_a_part_named_as_the_field_is_unreadable(disposition):
+    body = b"--b\r\n" + disposition + b"\r\n\r\nDELETE\r\n--b--\r\n"
     with pytest.raises(O.Unreadable, match="multipart"):
         O.in_body(MULTIPART, body)
 
 
-def test_a_multipart_body_without_it_claims_nothing():
-    body = b'--b\r\ncontent-disposition: form-data; name="file"\r\n\r\nhello\r\n--b--\r\n'
+def test_a_multipart_body_is_judged_by_its_part_names_not_its_data():
+    data = b"100% of the _method=DELETE text in a file, {\"_method\": \"DELETE\"}"
+    body = (b'--b\r\ncontent-disposition: form-data; name="file"; filename="_method.txt"\r\n\r\n'
+            + data + b"\r\n--b--\r\n")
     assert O.in_body(MULTIPART, body) == []
+
+
+@pytest.mark.parametrize("body", [
+    b"content-disposition: form-data; " + b";" * O.MAX_PART_HEADER + b' name="_method"\r\n\r\nDELETE',
+    b"content-disposition: form-data; name*0=_me; name*1=thod\r\n\r\nDELETE",    # RFC 2231 continued
+    b"".join(b'content-disposition: form-data; name="method%d"\r\n\r\n' % i for i in range(O.MAX_FIELDS + 1)),
+])
+def test_part_names_that_cannot_be_read_for_sure_are_unreadable(body):
+    with pytest.raises(O.Unreadable, match="for sure"):
+        O.in_body(MULTIPART, body)
+
+
+def test_more_fields_that_could_name_it_than_any_form_has_are_unreadable():
+    with pytest.raises(O.Unreadable, match="more than"):
+        O.in_body(FORM, b"_method=GET&" * (O.MAX_FIELDS + 1))
+    assert O.in_body(FORM, b"_method=GET&" * O.MAX_FIELDS) == ["GET"]

@@ -3,24 +3,34 @@
 Many web frameworks take a POST as another method when the request names one:
 - an override header (``X-HTTP-Method-Override`` and kin: Rails, Symfony, Express's
   method-override);
-- a ``_method`` query parameter;
+- a ``_method`` parameter in the query;
 - a ``_method`` field in the body: of a form (Rack reads a POST with no content type as
-  one; Symfony, Spring's HiddenHttpMethodFilter, PHP's ``$_POST``), or of JSON (Laravel
-  takes a JSON body as its input; Express's method-override with a body getter).
+  one; Symfony, Spring's HiddenHttpMethodFilter, PHP's ``$_POST``, multipart included), or
+  of JSON (Laravel takes a JSON body as its input; Express's method-override with a body
+  getter).
 
 A route's method rule must hold for every method a request claims, or a route limited to
-POST hands its credential to a DELETE. Claims are read generously (every copy, keys in any
-letter case, ``;`` as a separator too): a claim too many refuses a request, a claim too few
-lets a credential do what its route does not allow. A body is read only where it can carry
-a field (a form, multipart, JSON), and only when a quick look finds something that could
-spell ``_method``: the multi-MiB JSON of a model request is searched, not parsed.
+POST hands its credential to a DELETE. Claims are read generously: a claim too many refuses
+a request, a claim too few lets a credential do what its route does not allow. So:
+- a query or form key names the field as PHP reads it too: leading spaces dropped, and a
+  ``.``, space or ``[`` in its first place read as ``_`` (``.method`` is ``$_POST['_method']``);
+  any letter case, any of it percent-encoded, ``;`` a separator as well as ``&``;
+- every copy counts (a JSON object's repeated key included);
+- a multipart body's part names are read from every ``Content-Disposition`` line in it,
+  plain, RFC 2231 (``name*=``) or RFC 2047 (``=?utf-8?q?...?=``) encoded, wherever it is.
+A body is read only where it can carry a field (a form, multipart, JSON). Every search is
+linear (RE2), so no body, however shaped, costs more than a pass or two over it; JSON is
+decoded only when a search finds something that could spell the field.
 """
 from __future__ import annotations
 
+import email.header
 import json
 import re
 from collections.abc import Sequence
-from urllib.parse import parse_qsl, unquote_plus
+from urllib.parse import unquote, unquote_plus
+
+import re2
 
 # A request's header fields in order, every copy: mitmproxy's `headers.items(multi=True)`.
 Fields = Sequence[tuple[str, str]]
@@ -29,12 +39,42 @@ Fields = Sequence[tuple[str, str]]
 HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
 FIELD = "_method"
 FORM = "application/x-www-form-urlencoded"
-_FIELD_ANY_CASE = re.compile(re.escape(FIELD.encode()), re.IGNORECASE)
-_FORM_SEPARATORS = re.compile("[&;]")
+# Bounds on what one body costs to read. More distinct claims than there are methods hold
+# one no route allows; more fields (or part headers that could name one) than any form has
+# are refused rather than read one by one; a part header longer than any real one too.
+MAX_CLAIMS = 16
+MAX_FIELDS = 64
+MAX_PART_HEADER = 8192
+
+
+def _latin1(pattern: bytes):
+    options = re2.Options()
+    options.encoding = re2.Options.Encoding.LATIN1  # a byte is a character: any bytes
+    options.case_sensitive = False
+    return re2.compile(pattern, options=options)
+
+
+def _spelled(text: str) -> bytes:
+    """Each character of `text` as itself or percent-encoded."""
+    return b"".join(b"(?:%s|%%%02x)" % (re.escape(c).encode(), ord(c)) for c in text)
+
+
+_SPACE = rb"(?:[ \t+]|%20|%09)"
+# A form or query key that decodes to the field (the value, if any, in group 1); the pair
+# must end there: the caller checks that a separator or the end follows.
+_FORM_FIELD = _latin1(rb"(?:^|[&;])" + _SPACE + rb"*(?:[_.\[]|%5f|%2e|%5b)" + _spelled("method")
+                      + _SPACE + rb"*(?:=([^&;]*))?")
+# JSON: anything that could spell the field: the letters, an escape, or UTF-16/32 (NULs)
+_JSON_MAYBE = _latin1(rb"method|\\u|\x00")
+# A part header that could name the field: the letters, or an encoding (RFC 2231's `%` and
+# `name*0` continuations, RFC 2047's `=?`); the others need no closer look.
+# (No capture: RE2 finds where one starts without tracking submatches over a long line.)
+_DISPOSITION = _latin1(rb"(?m)^[ \t]*content-disposition[ \t]*:[^\r\n]*(?:method|%|=\?|\*[0-9])")
+_NAME_PARAM = re.compile(r"""(?:^|;)\s*name(\*?)\s*=\s*("[^"]*"|[^;]*)""", re.IGNORECASE)
 
 
 class Unreadable(ValueError):
-    """A body that could hold a ``_method`` field whose value cannot be read for sure."""
+    """A body that could hold the field but cannot be read for sure."""
 
 
 def in_head(method: str, fields: Fields, path: str) -> list[str]:
@@ -42,12 +82,11 @@ def in_head(method: str, fields: Fields, path: str) -> list[str]:
     claimed = [method]
     claimed += [v.strip().upper() for k, v in fields if k.lower() in HEADERS]
     query = path.partition("?")[2]
-    claimed += [v.strip().upper() for k, v in parse_qsl(query, keep_blank_values=True) if k.lower() == FIELD]
-    return claimed
+    return claimed + _form_claims(query.encode("latin-1", "replace"))
 
 
 def body_may_claim(http_version: str, fields: Fields) -> bool:
-    """Whether the request may have a body of a kind that can carry a ``_method`` field."""
+    """Whether the request may have a body of a kind that can carry the field."""
     if not _may_have_body(http_version, fields):
         return False
     types = _media_types(fields)
@@ -55,7 +94,7 @@ def body_may_claim(http_version: str, fields: Fields) -> bool:
 
 
 def in_body(fields: Fields, body: bytes) -> list[str]:
-    """The methods the body's ``_method`` fields claim; raises Unreadable."""
+    """The methods the body's fields claim; raises Unreadable."""
     if not body:
         return []
     types = _media_types(fields)
@@ -64,34 +103,74 @@ def in_body(fields: Fields, body: bytes) -> list[str]:
         claimed += _form_claims(body)
     if any(_is_json(t) for t in types):
         claimed += _json_claims(body)
-    if any(_is_multipart(t) for t in types) and (_FIELD_ANY_CASE.search(body) or b"%" in body):
-        # A part's name can be quoted, escaped or RFC 2231-encoded, and parsers differ on each:
-        # rather than guess which one the upstream runs, a name that could spell it refuses.
-        raise Unreadable(f"a multipart body whose part names could spell {FIELD}")
+    if any(_is_multipart(t) for t in types):
+        claimed += _multipart_claims(body)
     return claimed
 
 
-def _form_claims(body: bytes) -> list[str]:
-    if b"%" not in body and not _FIELD_ANY_CASE.search(body):
-        return []  # no key can decode to _method
-    claimed = []
-    for pair in _FORM_SEPARATORS.split(body.decode("latin-1")):
-        key, _, value = pair.partition("=")
-        if unquote_plus(key, encoding="latin-1").strip().lower() == FIELD:
-            claimed.append(unquote_plus(value, encoding="latin-1").strip().upper())
-    return claimed
+def names_the_field(key: str) -> bool:
+    """A decoded key that a framework takes as ``_method`` (PHP: leading spaces go, and a
+    ``.``, space or ``[`` becomes ``_``)."""
+    key = key.strip().lower()
+    return key[1:] == "method" and key[:1] in ("_", ".", "[")
+
+
+def _form_claims(data: bytes) -> list[str]:
+    claimed: dict[str, None] = {}
+    for number, match in enumerate(_FORM_FIELD.finditer(data)):
+        if number >= MAX_FIELDS:
+            raise Unreadable(f"more than {MAX_FIELDS} fields that could name {FIELD}")
+        end = match.end()
+        if end < len(data) and data[end:end + 1] not in (b"&", b";"):
+            continue  # a longer key (_methods=...)
+        if match.group(1) is not None:
+            claimed[unquote_plus(match.group(1).decode("latin-1"), encoding="latin-1").strip().upper()] = None
+            if len(claimed) >= MAX_CLAIMS:
+                break
+    return list(claimed)
 
 
 def _json_claims(body: bytes) -> list[str]:
-    if b"\\u" not in body and b"\0" not in body and not _FIELD_ANY_CASE.search(body):
-        return []  # no key can be _method: not escaped, not in UTF-16 or -32 (NULs), not as it is
+    if not _JSON_MAYBE.search(body):
+        return []
     try:
         top = json.loads(body, object_pairs_hook=list)  # every copy of a key, not the last alone
     except (ValueError, RecursionError) as e:
         raise Unreadable(f"the body is not JSON the egress proxy can read ({type(e).__name__})") from None
     if not isinstance(top, list) or not all(isinstance(p, tuple) for p in top):
         return []  # not an object: no fields
-    return [v.strip().upper() if isinstance(v, str) else json.dumps(v)[:40] for k, v in top if k.lower() == FIELD]
+    claimed = {v.strip().upper() if isinstance(v, str) else json.dumps(v)[:40]: None for k, v in top if names_the_field(k)}
+    return list(claimed)[:MAX_CLAIMS]
+
+
+def _multipart_claims(body: bytes) -> list[str]:
+    """A part named as the field cannot be told apart from file data without parsing the
+    parts as the upstream would (and parsers differ): any such name refuses."""
+    for number, match in enumerate(_DISPOSITION.finditer(body)):
+        start = match.start()
+        stop = min(len(body), start + MAX_PART_HEADER + 1)
+        end = body.find(b"\n", start, stop)
+        raw = body[start:end if end >= 0 else stop]
+        header = raw.decode("latin-1").partition(":")[2]
+        if number >= MAX_FIELDS or len(raw) > MAX_PART_HEADER or re.search(r"\*[0-9]", header):
+            raise Unreadable(f"a multipart body whose part names cannot be read for sure (more than {MAX_FIELDS} "
+                             f"that could name {FIELD}, one longer than {MAX_PART_HEADER} bytes, or one continued)")
+        for star, value in _NAME_PARAM.findall(header):
+            if names_the_field(_decoded_name(value.strip().strip('"'), bool(star))):
+                raise Unreadable(f"a multipart body with a part named {FIELD}")
+    return []
+
+
+def _decoded_name(value: str, extended: bool) -> str:
+    if extended:  # RFC 2231: charset'language'percent-encoded
+        value = unquote(value.rpartition("'")[2], encoding="latin-1")
+    if "=?" in value:  # RFC 2047 encoded words
+        try:
+            value = "".join(part.decode("latin-1") if isinstance(part, bytes) else part
+                            for part, _ in email.header.decode_header(value))
+        except (ValueError, LookupError):
+            pass
+    return value
 
 
 def _may_have_body(http_version: str, fields: Fields) -> bool:
