@@ -238,8 +238,10 @@ def test_a_body_held_to_be_read_is_bounded_as_the_firewall_bounds_it(bottle, fra
     assert records(bottle, path=path) == []
     refused = [json.loads(line) for line in docker("logs", f"bottle-{bottle.slug}-egress").stdout.splitlines()
                if path in line and '"deny"' in line]
-    # from its length: refused before any of it is read; chunked: as it arrives (mitm_limits)
-    assert refused and refused[0]["rule"] == ("dlp:body-too-large" if framing else "body-too-large"), refused
+    # from its length: refused before any of it is read; chunked: as it arrives (mitm_limits,
+    # whose refusals the egress proxy logs with their reason)
+    assert refused and refused[0]["rule"] == "body-too-large", refused
+    assert ("larger than dlp.max_body_bytes" in refused[0].get("reason", "")) == bool(framing), refused
 
 
 def test_paths_are_normalised_before_matching_and_forwarded_normalised(bottle):
