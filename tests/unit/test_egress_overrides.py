@@ -127,3 +127,10 @@ def test_more_fields_that_could_name_it_than_any_form_has_are_unreadable():
     with pytest.raises(O.Unreadable, match="more than"):
         O.in_body(FORM, b"_method=GET&" * (O.MAX_FIELDS + 1))
     assert O.in_body(FORM, b"_method=GET&" * O.MAX_FIELDS) == ["GET"]
+
+
+def test_a_claimed_value_is_kept_short_and_never_shortened_into_a_method():
+    [claim] = O.in_body(FORM, b"_method=" + b"+" * 500 + b"DELETE")   # padded past what is read
+    assert claim == ""                                                # refused as no method, as a route sees it
+    [claim] = O.in_body(JSON, b'{"_method": "' + b"x" * 10_000 + b'"}')
+    assert claim == "X" * O.CLAIM_CHARS

@@ -12,8 +12,8 @@ Many web frameworks take a POST as another method when the request names one:
 A route's method rule must hold for every method a request claims, or a route limited to
 POST hands its credential to a DELETE. Claims are read generously: a claim too many refuses
 a request, a claim too few lets a credential do what its route does not allow. So:
-- a query or form key names the field as PHP reads it too: leading spaces dropped, and a
-  ``.``, space or ``[`` in its first place read as ``_`` (``.method`` is ``$_POST['_method']``);
+- a query or form key names the field as PHP reads it too: leading spaces dropped, then a
+  ``.`` or ``[`` in its first place read as ``_`` (``.method`` is ``$_POST['_method']``);
   any letter case, any of it percent-encoded, ``;`` a separator as well as ``&``;
 - every copy counts (a JSON object's repeated key included);
 - a multipart body's part names are read from every ``Content-Disposition`` line in it,
@@ -45,6 +45,7 @@ FORM = "application/x-www-form-urlencoded"
 MAX_CLAIMS = 16
 MAX_FIELDS = 64
 MAX_PART_HEADER = 8192
+CLAIM_CHARS = 64  # of a claimed value: longer than any method, and a refusal shows no more
 
 
 def _latin1(pattern: bytes):
@@ -109,8 +110,8 @@ def in_body(fields: Fields, body: bytes) -> list[str]:
 
 
 def names_the_field(key: str) -> bool:
-    """A decoded key that a framework takes as ``_method`` (PHP: leading spaces go, and a
-    ``.``, space or ``[`` becomes ``_``)."""
+    """A decoded key that a framework takes as ``_method`` (PHP: leading spaces go, then a
+    ``.`` or ``[`` in the first place becomes ``_``)."""
     key = key.strip().lower()
     return key[1:] == "method" and key[:1] in ("_", ".", "[")
 
@@ -124,7 +125,8 @@ def _form_claims(data: bytes) -> list[str]:
         if end < len(data) and data[end:end + 1] not in (b"&", b";"):
             continue  # a longer key (_methods=...)
         if match.group(1) is not None:
-            claimed[unquote_plus(match.group(1).decode("latin-1"), encoding="latin-1").strip().upper()] = None
+            value = match.group(1)[:3 * CLAIM_CHARS].decode("latin-1")  # each character may be %XX
+            claimed[unquote_plus(value, encoding="latin-1").strip().upper()[:CLAIM_CHARS]] = None
             if len(claimed) >= MAX_CLAIMS:
                 break
     return list(claimed)
@@ -139,7 +141,8 @@ def _json_claims(body: bytes) -> list[str]:
         raise Unreadable(f"the body is not JSON the egress proxy can read ({type(e).__name__})") from None
     if not isinstance(top, list) or not all(isinstance(p, tuple) for p in top):
         return []  # not an object: no fields
-    claimed = {v.strip().upper() if isinstance(v, str) else json.dumps(v)[:40]: None for k, v in top if names_the_field(k)}
+    claimed = {(v.strip().upper() if isinstance(v, str) else json.dumps(v))[:CLAIM_CHARS]: None
+               for k, v in top if names_the_field(k)}
     return list(claimed)[:MAX_CLAIMS]
 
 
