@@ -244,6 +244,16 @@ def test_a_body_held_to_be_read_is_bounded_as_the_firewall_bounds_it(bottle, fra
     assert ("larger than dlp.max_body_bytes" in refused[0].get("reason", "")) == bool(framing), refused
 
 
+@pytest.mark.parametrize("header", ["X-Original-URL: /admin/keys", "x-rewrite-url: /admin/keys"])
+def test_a_header_naming_another_path_is_refused(bottle, header):
+    # IIS's URL Rewrite (and Symfony, Zend before they dropped it) take this path over the
+    # request line's: a route's path rule must not be stepped around with it.
+    path = f"/v1/messages/path-override-{len(records(bottle))}"
+    codes, answer = bottle.curl(f"https://{API}{path}", "-H", header)
+    assert codes.endswith("403") and "path-override" in answer, (codes, answer)
+    assert records(bottle, path=path) == []
+
+
 def test_paths_are_normalised_before_matching_and_forwarded_normalised(bottle):
     codes, body = bottle.curl(f"https://{API}/v1/../admin", "--path-as-is")
     assert codes.endswith("403") and "/admin" in body, (codes, body)

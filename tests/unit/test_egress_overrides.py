@@ -134,3 +134,9 @@ def test_a_claimed_value_is_kept_short_and_never_shortened_into_a_method():
     assert claim == ""                                                # refused as no method, as a route sees it
     [claim] = O.in_body(JSON, b'{"_method": "' + b"x" * 10_000 + b'"}')
     assert claim == "X" * O.CLAIM_CHARS
+
+
+def test_headers_that_name_another_path_are_found_in_any_case():
+    assert O.in_path_headers([("X-Original-URL", "/admin"), ("accept", "*/*"), ("x-rewrite-url", "/x")]) == [
+        "X-Original-URL", "x-rewrite-url"]
+    assert O.in_path_headers([("x-original-method", "GET")]) == []

@@ -9,7 +9,8 @@ then, for every request:
    route for port, method and path (and for any method the request asks the upstream to
    take instead, ``overrides.py``: ``X-HTTP-Method-Override`` and kin, a ``_method`` query
    parameter, or a ``_method`` field of a form or JSON body, which is then read whole before
-   anything is sent, bounded as the firewall bounds it), drops
+   anything is sent, bounded as the firewall bounds it; a header naming another path,
+   ``X-Original-URL`` and kin, refuses), drops
    whatever the agent sent in every header any route of the host injects (any letter case,
    every copy: the firewall exempts those names from DLP on that host) and sets the
    matched route's; no route: 403 naming the host, method and path and how to add a route;
@@ -227,6 +228,11 @@ class Egress:
             except routes_mod.PathError as e:
                 return self.deny(flow, 400, "path", f"{e}; routed hosts get unambiguous paths only")
             fields = list(req.headers.items(multi=True))
+            named = overrides.in_path_headers(fields)
+            if named:
+                return self.deny(flow, 403, "path-override", f"the request names another path in {_printable(named[0])}; "
+                                 "a routed host is asked for the request line's path alone.",
+                                 "Send the request to that path itself.")
             claimed = overrides.in_head(req.method, fields, path)
             route = self._route_for(flow, host, path, claimed)
             if route is None:

@@ -1,4 +1,4 @@
-"""The methods a request asks its upstream to take instead of its own.
+"""The methods (and paths) a request asks its upstream to take instead of its own.
 
 Many web frameworks take a POST as another method when the request names one:
 - an override header (``X-HTTP-Method-Override`` and kin: Rails, Symfony, Express's
@@ -8,6 +8,10 @@ Many web frameworks take a POST as another method when the request names one:
   one; Symfony, Spring's HiddenHttpMethodFilter, PHP's ``$_POST``, multipart included), or
   of JSON (Laravel takes a JSON body as its input; Express's method-override with a body
   getter).
+
+And some servers take the path a header names over the request line's (``X-Original-URL``,
+``X-Rewrite-URL``: IIS's URL Rewrite, Symfony and Zend before they dropped it), so a routed
+request naming one is refused outright (``in_path_headers``).
 
 A route's method rule must hold for every method a request claims, or a route limited to
 POST hands its credential to a DELETE. Claims are read generously: a claim too many refuses
@@ -37,6 +41,8 @@ Fields = Sequence[tuple[str, str]]
 
 # headers with which a request asks the upstream to take it as another method
 HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
+# headers with which some servers take the request as another path
+PATH_HEADERS = ("x-original-url", "x-rewrite-url")
 FIELD = "_method"
 FORM = "application/x-www-form-urlencoded"
 # Bounds on what one body costs to read. More distinct claims than there are methods hold
@@ -84,6 +90,11 @@ def in_head(method: str, fields: Fields, path: str) -> list[str]:
     claimed += [v.strip().upper() for k, v in fields if k.lower() in HEADERS]
     query = path.partition("?")[2]
     return claimed + _form_claims(query.encode("latin-1", "replace"))
+
+
+def in_path_headers(fields: Fields) -> list[str]:
+    """The names of the headers that ask the upstream to take another path."""
+    return [k for k, _ in fields if k.lower() in PATH_HEADERS]
 
 
 def body_may_claim(http_version: str, fields: Fields) -> bool:
