@@ -31,13 +31,13 @@ from pathlib import Path
 
 from .. import console
 from ..errors import BottleError
+from ..sidecars.gitgate import batch
 from .credentials import MAX_SCAN_BYTES, ContentScan, by_name
 from .selection import GIT, GIT_DIR, Selection
 
-SCANNED_KINDS = (b"blob", b"commit", b"tag")
+SCANNED_KINDS = ("blob", "commit", "tag")
 SHOWN = 5  # findings named in the error; the count stays exact
 GIT_TIMEOUT = 600
-MAX_HEADER = 200  # "<oid> <kind> <size>\n", as the git gate reads it: a longer one is no header
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,8 @@ def scan_objects(root: Path, scan: ContentScan) -> Iterator[tuple[str, str, str]
             for oid, kind, body in _objects(proc.stdout):
                 reason = scan.finding(body) if kind in SCANNED_KINDS else None
                 if reason:
-                    yield oid, kind.decode(), reason
-        except _Unreadable as exc:
+                    yield oid, kind, reason
+        except batch.BatchError as exc:
             unreadable = f"git listed an object it cannot read: {exc}"
         finally:
             proc.stdout.close()
@@ -113,26 +113,12 @@ def scan_objects(root: Path, scan: ContentScan) -> Iterator[tuple[str, str, str]
                           f"add {GIT_DIR}/ to {root}/.bottleignore")
 
 
-def _objects(out) -> Iterator[tuple[str, bytes, bytes]]:
-    """`cat-file --batch` output: "<oid> <kind> <size>\\n<content>\\n" per object; of each
-    content at most MAX_SCAN_BYTES are kept (the rest is read past, never held)."""
-    while header := out.readline(MAX_HEADER):
-        fields = header.split()
-        if len(fields) != 3 or not fields[2].isdigit():  # "<oid> missing", or worse
-            raise _Unreadable(header.decode(errors="replace").strip()[:200])
-        oid, kind, size = fields[0], fields[1], int(fields[2])
-        body = out.read(min(size, MAX_SCAN_BYTES))
-        rest = size - len(body) + 1  # and the newline after the content
-        while rest > 0:
-            skipped = len(out.read(min(rest, 1 << 20)))
-            if not skipped:
-                break
-            rest -= skipped
-        yield oid.decode(), kind, body
-
-
-class _Unreadable(Exception):
-    pass
+def _objects(out) -> Iterator[tuple[str, str, bytes]]:
+    """(oid, kind, content) per object; of each content at most MAX_SCAN_BYTES are kept (the
+    rest is read past, never held); raises batch.BatchError."""
+    while (header := batch.read_header(out)) is not None:
+        oid, kind, size = header
+        yield oid, kind, batch.read_content(out, size, keep=MAX_SCAN_BYTES)
 
 
 def blob_paths(root: Path) -> Iterator[tuple[str, str]]:

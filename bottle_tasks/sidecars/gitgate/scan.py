@@ -22,11 +22,10 @@ from typing import IO
 from firewall import dlp
 from firewall import policy as firewall_policy
 
-from . import config, upstream
+from . import batch, config, upstream
 
 MAX_SCAN_BYTES = 32 * 1024 * 1024
 GIT_TIMEOUT = 120
-MAX_HEADER = 200  # "<oid> <type> <size>\n" of cat-file --batch
 
 
 class Unscannable(Exception):
@@ -99,23 +98,21 @@ def new_objects(repo: str, tips: list[str]) -> Iterator[tuple[str, bytes, int]]:
 def _read_batch(stream: IO[bytes]) -> Iterator[tuple[str, bytes, int]]:
     """The objects of `cat-file --batch` output, at most MAX_SCAN_BYTES of content in all."""
     total = 0
-    while header := stream.readline(MAX_HEADER):
-        oid, kind, size = _parse_header(header)
-        total += size
-        if total > MAX_SCAN_BYTES:  # refused before reading it
-            raise TooLarge(f"the push adds more than {MAX_SCAN_BYTES >> 20} MiB of objects, too much to scan")
-        body = stream.read(size)
-        if len(body) != size or stream.read(1) != b"\n":
-            raise Unscannable("git cat-file ended early, so the pushed objects cannot be scanned")
+    while True:
+        try:
+            # "<oid> missing" is no header: rev-list just listed it, so something is wrong
+            header = batch.read_header(stream)
+            if header is None:
+                return
+            oid, kind, size = header
+            total += size
+            if total > MAX_SCAN_BYTES:  # refused before reading it
+                raise TooLarge(f"the push adds more than {MAX_SCAN_BYTES >> 20} MiB of objects, too much to scan")
+            body = batch.read_content(stream, size, keep=size)
+        except batch.BatchError as e:
+            raise Unscannable(f"git cat-file could not read the pushed objects ({e}), so the push cannot be "
+                              "scanned") from None
         yield kind, body, len(oid) // 2
-
-
-def _parse_header(header: bytes) -> tuple[str, str, int]:
-    parts = header.decode("ascii", "replace").split()
-    if len(parts) != 3 or not parts[2].isdigit() or parts[1] not in ("commit", "tree", "blob", "tag"):
-        # "<oid> missing" included: rev-list just listed it, so something is wrong: fail closed
-        raise Unscannable("git cat-file could not read a pushed object, so the push cannot be scanned")
-    return parts[0], parts[1], int(parts[2])
 
 
 def findings(text: str, host: str) -> tuple[str, list[str]]:
