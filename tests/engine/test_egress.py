@@ -212,15 +212,22 @@ def test_a_method_the_body_asks_for_that_the_routes_allow_passes_whole(bottle, b
     assert header_values(seen, "x-api-key") == [REAL_KEY]
 
 
+def json_file(bottle, path: str, start: str, size: int) -> str:
+    """Write `{"text": "<start><size x's>"}` to `path` in the agent (too large for a command line)."""
+    bottle.sh(f"""{{ printf '{{"text": "%s' {shlex.quote(start)}; head -c {size} /dev/zero | tr '\\0' x; """
+              f"""printf '"}}'; }} > {path}""", check=True)
+    return path
+
+
 @pytest.mark.parametrize("framing", [("-H", "expect: 100-continue"), ("-H", "transfer-encoding: chunked")])
 def test_a_body_held_to_be_read_arrives_whole(bottle, framing):
     # A model request's shape: JSON, most of the firewall's 1 MiB bound, with a \u escape, so
     # the egress proxy decodes it before it sends any of it on.
     path = f"/v1/messages/held-whole-{len(records(bottle))}"
-    make_body = """{ printf '{"text": "\\\\u00e9'; head -c 1000000 /dev/zero | tr '\\0' x; printf '"}'; } > /tmp/whole.json"""
-    out = bottle.sh(f"{make_body} && curl -sS --max-time 20 -w '\\n%{{http_code}}' -H 'content-type: application/json' "
-                    f"{' '.join(map(shlex.quote, framing))} --data-binary @/tmp/whole.json https://{API}{path}")
-    assert out.stdout.rstrip().endswith("200"), out
+    body = json_file(bottle, "/tmp/whole.json", "\\u00e9", 1_000_000)
+    codes, answer = bottle.curl(f"https://{API}{path}", "-H", "content-type: application/json", *framing,
+                                "--data-binary", f"@{body}")
+    assert codes.endswith("200"), (codes, answer)
     [seen] = records(bottle, path=path)
     assert seen["body_bytes"] == 1_000_000 + len('{"text": "\\u00e9"}') and header_values(seen, "x-api-key") == [REAL_KEY]
 
@@ -230,11 +237,10 @@ def test_a_body_held_to_be_read_is_bounded_as_the_firewall_bounds_it(bottle, fra
     # The bottle keeps dlp.max_body_bytes at its default, 1 MiB: a JSON body past it is refused
     # by the egress proxy, from its length or as it arrives, and nothing of it is sent on.
     path = f"/v1/messages/held-too-large-{len(framing)}"
-    make_body = """{ printf '{"text": "'; head -c 1100000 /dev/zero | tr '\\0' x; printf '"}'; } > /tmp/held.json"""
-    out = bottle.sh(f"{make_body} && curl -sS --max-time 20 "
-                    f"-w '\\n%{{http_code}}' -H 'content-type: application/json' {' '.join(map(shlex.quote, framing))} "
-                    f"--data-binary @/tmp/held.json https://{API}{path}")
-    assert out.stdout.rstrip().endswith("413") and "larger than dlp.max_body_bytes" in out.stdout, out
+    body = json_file(bottle, "/tmp/held.json", "", 1_100_000)
+    codes, answer = bottle.curl(f"https://{API}{path}", "-H", "content-type: application/json", *framing,
+                                "--data-binary", f"@{body}")
+    assert codes.endswith("413") and "larger than dlp.max_body_bytes" in answer, (codes, answer)
     assert records(bottle, path=path) == []
     refused = [json.loads(line) for line in docker("logs", f"bottle-{bottle.slug}-egress").stdout.splitlines()
                if path in line and '"deny"' in line]

@@ -284,8 +284,7 @@ class Egress:
         """Hold the body whole (nothing is sent before `request`), bounded as the firewall
         bounds what it holds: a route limited to some methods must see the body's claims."""
         limit, reason = self._body_bound(host, route)
-        length = flow.request.headers.get("content-length", "").strip()
-        if length.isdigit() and int(length) > limit:
+        if mitm_limits.declared_size(flow.request) > limit:
             return self.deny(flow, 413, "body-too-large", reason)
         mitm_limits.limit_request_body(flow, limit, ("body-too-large", reason))
         flow.metadata[BODY_TO_READ] = (host, path, claimed)

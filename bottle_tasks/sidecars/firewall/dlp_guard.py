@@ -52,9 +52,9 @@ class DlpGuard(Concern):
             flow.request.stream = counter(m, "bytes_out")  # nothing to scan: do not buffer
             return
         limit = self.fw.policy.dlp.max_body_bytes
-        length = flow.request.headers.get("content-length", "")
-        if length.strip().isdigit() and int(length) > limit:
-            self._too_large(flow, int(length), limit)
+        declared = mitm_limits.declared_size(flow.request)
+        if declared > limit:
+            self._too_large(flow, declared, limit)
             return
         mitm_limits.limit_request_body(flow, limit)  # chunked / HTTP/2: bounded as it arrives
 

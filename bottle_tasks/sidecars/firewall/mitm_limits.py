@@ -157,15 +157,16 @@ def _bounded_check_body_size(self, request: bool):
         # Held whole until it is scanned: every flow's body draws on one pool (capacity.py),
         # for all it declares from its first chunk on. Bodies charged only as they came would
         # each hold a part when the pool ran out, and every one of them be refused.
-        wanted = max(size, min(_declared_size(self.flow.request), limit))
+        wanted = max(size, min(declared_size(self.flow.request), limit))
         if not capacity.POOL.hold(self.flow, wanted):
             yield from _refuse_body(self, *_pool_refusal())
             return True
     return (yield from _original(http_layers.HttpStream, "check_body_size")(self, request))
 
 
-def _declared_size(request) -> int:
-    """The body size the request's head declares (Content-Length); 0 when it declares none."""
+def declared_size(request) -> int:
+    """The body size the request's head declares (Content-Length, as mitmproxy reads the body
+    by it); 0 when it declares none. A limit is checked against it before any byte is read."""
     try:
         declared = expected_http_body_size(request)
     except ValueError:
