@@ -190,12 +190,13 @@ def make_master(opts, audit=None):
 def sidecar_master(opts, proxy_addon):
     """A sidecar's mitmproxy master, the firewall's or the egress proxy's: its log on stderr at
     ``LOG_LEVEL``, the mitmproxy addons in ``MITMPROXY_ADDONS``, then `proxy_addon` (last), its
-    hooks served from a ``hook_table`` and mitmproxy's per-message type check off
+    hooks served from a ``hook_table`` and answered within the event that asked for them when
+    they finish at once (``prompt_hooks``), and mitmproxy's per-message type check off
     (``debug_checks``)."""
     from mitmproxy.addons import termlog
     from mitmproxy.master import Master
 
-    from . import debug_checks, hook_table
+    from . import debug_checks, hook_table, prompt_hooks
 
     logging.getLogger().setLevel(LOG_LEVEL.upper())  # as TermLog does: "WARN" is a stdlib level name
     for noisy in ("tornado", "asyncio", "hpack", "quic", "urwid"):
@@ -206,6 +207,7 @@ def sidecar_master(opts, proxy_addon):
     master.addons.add(*mitmproxy_addons())
     master.addons.add(proxy_addon)
     hook_table.install(master.addons)
+    prompt_hooks.install()
     debug_checks.install()
     return master
 

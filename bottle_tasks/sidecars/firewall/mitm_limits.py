@@ -94,7 +94,7 @@ def install(guard: Guard | None) -> None:
     global _guard
     if guard is not None:
         _guard = guard
-    if wrapping.done():
+    if wrapping.wrapped(_http1.Http1Server, "read_headers"):  # the first method it wraps
         return
     _wrap(_http1.Http1Server, "read_headers", _bounded_read_headers)
     _wrap(_http1.Http1Server, "_handle_event", _bounded_unread)

@@ -1,5 +1,5 @@
-"""The mitmproxy methods the firewall's bounds replace (``mitm_limits``, ``h2_limits``): each
-replaced once per process, its original kept here for the replacement to call."""
+"""The mitmproxy methods the sidecars replace (``mitm_limits``, ``h2_limits``, ``prompt_hooks``):
+each replaced once per process, its original kept here for the replacement to call."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ def original(cls, name: str):
     return _originals[f"{cls.__name__}.{name}"]
 
 
-def done() -> bool:
-    """Whether the bounds are installed already."""
-    return bool(_originals)
+def wrapped(cls, name: str) -> bool:
+    """Whether `cls.name` is replaced already (each is replaced once: its replacement calls
+    the original kept here)."""
+    return f"{cls.__name__}.{name}" in _originals
