@@ -171,7 +171,7 @@ def proxy_overhead(work: Path, slug: str, ca: pki.KeyPair) -> dict:
             "engine": sh("docker", "version", "--format", "{{.Server.Version}}").stdout.strip(),
             "mitmproxy": sh("docker", "exec", firewall, "/opt/bottle/venv/bin/python", "-c",
                             "import mitmproxy.version as v; print(v.VERSION)").stdout.strip(),
-            "cores": os.cpu_count()}
+            "cores": os.cpu_count(), "cpu": cpu_model()}
         return results
     finally:
         sh("docker", "rm", "-f", upstream, bare, quiet, check=False)
@@ -214,6 +214,14 @@ def process_stats(container: str) -> dict:
     fields = out[0].rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return {"cpu_s": (int(fields[11]) + int(fields[12])) / ticks, "hwm_mib": int(out[1].split()[1]) / 1024}
+
+
+def cpu_model() -> str:
+    """The processor's name and clock as the kernel reports them: runs on other machines
+    (another VM size or host) are not comparable figure for figure, only ratio for ratio."""
+    info = {key.strip(): value.strip() for key, _, value in
+            (line.partition(":") for line in Path("/proc/cpuinfo").read_text().splitlines())}
+    return f"{info.get('model name', '?')}, {info.get('cpu MHz', '?')} MHz"
 
 
 def memory(container: str) -> str:
