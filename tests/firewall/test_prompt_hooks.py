@@ -12,8 +12,9 @@ from mitmproxy.proxy import commands, context, events, server
 from mitmproxy.proxy.layers.http import HttpRequestHook, HttpResponseHook
 from mitmproxy.test import tflow
 
+# Both, as in the sidecars (there mitm_limits wraps server_event first; either order composes).
 prompt_hooks.install()
-mitm_limits.install(None)  # as in the sidecars: its wrapper of server_event around this one's
+mitm_limits.install(None)
 
 
 class Layers:
