@@ -12,9 +12,9 @@ from mitmproxy.proxy import commands, context, events, server
 from mitmproxy.proxy.layers.http import HttpRequestHook, HttpResponseHook
 from mitmproxy.test import tflow
 
-# Both, as in the sidecars (there mitm_limits wraps server_event first; either order composes).
-prompt_hooks.install()
+# Both, in the sidecars' order: mitm_limits wraps server_event first, prompt_hooks around it.
 mitm_limits.install(None)
+prompt_hooks.install()
 
 
 class Layers:
@@ -105,8 +105,8 @@ def test_installed_once():
 
 
 def test_what_each_event_left_unsent_is_still_noted():
-    """`mitm_limits` wraps ``server_event`` too (here around this one's): it still notes what
-    each event left unsent."""
+    """`mitm_limits` wraps ``server_event`` too (inside this one's): it still notes what each
+    event left unsent."""
     seen = []
     original = mitm_limits.unsent.note
     mitm_limits.unsent.note = lambda handler: seen.append(handler)
@@ -120,5 +120,36 @@ def test_what_each_event_left_unsent_is_still_noted():
 
         handler = run(one_event)
         assert seen and all(h is handler for h in seen)
+    finally:
+        mitm_limits.unsent.note = original
+
+
+def test_completions_are_handed_on_even_when_the_event_failed():
+    """What fails after the layers acted (here: the note of what was left unsent) does not
+    leave a hook that already finished unanswered."""
+    calls = []
+    original = mitm_limits.unsent.note
+
+    def note_fails_once(handler):
+        calls.append(handler)
+        if len(calls) == 1:
+            raise RuntimeError("note failed")
+
+    mitm_limits.unsent.note = note_fails_once
+    try:
+        flow = tflow.tflow()
+        layers = Layers(HttpRequestHook(flow))
+
+        async def one_event():
+            handler = Handler(layers)
+            try:
+                await handler.server_event(events.DataReceived(handler.client, b"x"))
+            except RuntimeError:
+                pass
+            return list(layers.seen), getattr(handler, prompt_hooks.LEFT_TO_EVENT, None)
+
+        seen, left = run(one_event)
+        assert seen == ["DataReceived", "HookCompleted(request)"]
+        assert left is None
     finally:
         mitm_limits.unsent.note = original

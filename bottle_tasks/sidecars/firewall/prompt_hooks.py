@@ -53,10 +53,14 @@ def _answering_server_event(server_event):
         setattr(self, LEFT_TO_EVENT, left)
         try:
             await server_event(self, event)
-            while left:
-                await server_event(self, left.popleft())
         finally:
-            setattr(self, LEFT_TO_EVENT, None)
+            # Even when that call failed: each completion would have had a task of its own,
+            # and a layer left waiting for one would hold its flow until the idle timeout.
+            try:
+                while left:
+                    await server_event(self, left.popleft())
+            finally:
+                setattr(self, LEFT_TO_EVENT, None)
 
     return server_event_then_completions
 
