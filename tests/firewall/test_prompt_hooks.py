@@ -104,52 +104,44 @@ def test_installed_once():
     assert (server.ConnectionHandler.hook_task, server.ConnectionHandler.server_event) == (hook_task, server_event)
 
 
-def test_what_each_event_left_unsent_is_still_noted():
+def test_what_each_event_left_unsent_is_still_noted(monkeypatch):
     """`mitm_limits` wraps ``server_event`` too (inside this one's): it still notes what each
     event left unsent."""
     seen = []
-    original = mitm_limits.unsent.note
-    mitm_limits.unsent.note = lambda handler: seen.append(handler)
-    try:
-        flow = tflow.tflow()
+    monkeypatch.setattr(mitm_limits.unsent, "note", seen.append)
+    flow = tflow.tflow()
 
-        async def one_event():
-            handler = Handler(Layers(HttpRequestHook(flow)))
-            await handler.server_event(events.DataReceived(handler.client, b"x"))
-            return handler
+    async def one_event():
+        handler = Handler(Layers(HttpRequestHook(flow)))
+        await handler.server_event(events.DataReceived(handler.client, b"x"))
+        return handler
 
-        handler = run(one_event)
-        assert seen and all(h is handler for h in seen)
-    finally:
-        mitm_limits.unsent.note = original
+    handler = run(one_event)
+    assert seen and all(h is handler for h in seen)
 
 
-def test_completions_are_handed_on_even_when_the_event_failed():
+def test_completions_are_handed_on_even_when_the_event_failed(monkeypatch):
     """What fails after the layers acted (here: the note of what was left unsent) does not
     leave a hook that already finished unanswered."""
     calls = []
-    original = mitm_limits.unsent.note
 
     def note_fails_once(handler):
         calls.append(handler)
         if len(calls) == 1:
             raise RuntimeError("note failed")
 
-    mitm_limits.unsent.note = note_fails_once
-    try:
-        flow = tflow.tflow()
-        layers = Layers(HttpRequestHook(flow))
+    monkeypatch.setattr(mitm_limits.unsent, "note", note_fails_once)
+    flow = tflow.tflow()
+    layers = Layers(HttpRequestHook(flow))
 
-        async def one_event():
-            handler = Handler(layers)
-            try:
-                await handler.server_event(events.DataReceived(handler.client, b"x"))
-            except RuntimeError:
-                pass
-            return list(layers.seen), getattr(handler, prompt_hooks.LEFT_TO_EVENT, None)
+    async def one_event():
+        handler = Handler(layers)
+        try:
+            await handler.server_event(events.DataReceived(handler.client, b"x"))
+        except RuntimeError:
+            pass
+        return list(layers.seen), getattr(handler, prompt_hooks.LEFT_TO_EVENT, None)
 
-        seen, left = run(one_event)
-        assert seen == ["DataReceived", "HookCompleted(request)"]
-        assert left is None
-    finally:
-        mitm_limits.unsent.note = original
+    seen, left = run(one_event)
+    assert seen == ["DataReceived", "HookCompleted(request)"]
+    assert left is None

@@ -33,10 +33,11 @@ def read_header(stream: IO[bytes]) -> tuple[str, str, int] | None:
 def read_content(stream: IO[bytes], size: int, keep: int) -> bytes:
     """The object's first `keep` bytes (the rest is read past, never held), and the newline
     that ends it."""
-    kept = stream.read(min(size, keep))
-    skip = size - len(kept)
-    if len(kept) < min(size, keep):
+    wanted = min(size, keep)
+    kept = stream.read(wanted)
+    if len(kept) < wanted:
         raise BatchError("the output ended inside an object")
+    skip = size - wanted
     while skip > 0:
         read = len(stream.read(min(skip, SKIP_PIECE)))
         if not read:
