@@ -778,6 +778,35 @@ async def test_sighup_reloads_policy(tmp_path):
             await h.tctx.master.addons.invoke_addon(h.fw, hooks.DoneHook())
 
 
+async def test_the_scanner_is_prepared_after_the_ready_line_and_after_a_reload(tmp_path):
+    """Its prefilter takes ~25 ms to build: not on the way to the ready line the controller
+    waits for, nor left for the agent's first request; built just after, while nothing waits."""
+    from firewall import policy_reload
+
+    p = tmp_path / "policy.json"
+    _write(p, policy_doc())
+    with Harness() as h:
+        h.tctx.configure(h.fw, bottle_policy=str(p))
+        assert "_prefilter" not in vars(h.fw.scanner)  # loading the policy does not build it
+        await h.tctx.master.addons.invoke_addon(h.fw, hooks.RunningHook())
+        try:
+            assert [x for x in h.lines() if x.get("event") == "ready"]
+            assert "_prefilter" not in vars(h.fw.scanner)  # the ready line comes first
+            await asyncio.sleep(policy_reload.PREPARE_SCANNER_AFTER + 0.05)
+            assert "_prefilter" in vars(h.fw.scanner)
+            _write(p, policy_doc(bottle="other"))
+            os.kill(os.getpid(), signal.SIGHUP)
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+                if h.fw.policy.bottle == "other":
+                    break
+            assert h.fw.policy.bottle == "other" and "_prefilter" not in vars(h.fw.scanner)  # a new scanner
+            await asyncio.sleep(policy_reload.PREPARE_SCANNER_AFTER + 0.05)
+            assert "_prefilter" in vars(h.fw.scanner)
+        finally:
+            await h.tctx.master.addons.invoke_addon(h.fw, hooks.DoneHook())
+
+
 async def test_connect_to_ipv6_literal_allowlisted_and_public():
     pol = make_policy(allow=["2606:4700::1111"], passthrough=[])
     with Harness(pol) as h:

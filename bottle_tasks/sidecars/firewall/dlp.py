@@ -107,9 +107,10 @@ class SeedPhraseMatcher:
 
     Speed: one RE2 pass (linear time, C) finds the runs of 12 or more list words; only those
     are split and checksummed in Python. Ordinary text and JSON have next to none (16 MiB of
-    prose: ~0.03 s). Text made of list words could make the checksums cost seconds, so they
-    are bounded: past MAX_CHECKS in one text, the rest of the run counts as a finding (fail
-    closed) rather than being checked.
+    prose: ~0.03 s). On a body that pass is the scanner's prefilter's (``pattern`` joins its
+    RE2 Set): this matcher runs only where that pass found a run. Text made of list words
+    could make the checksums cost seconds, so they are bounded: past MAX_CHECKS in one text,
+    the rest of the run counts as a finding (fail closed) rather than being checked.
 
     Duck-types the two methods of a compiled regex the scanner uses (``search``, ``sub``)."""
 
@@ -123,16 +124,22 @@ class SeedPhraseMatcher:
         return Mnemonic("english")
 
     @functools.cached_property
-    def _runs(self):
-        """Built on first use: every controller command imports this module, few scan text."""
-        import re2
+    def pattern(self) -> str:
+        """The RE2 pattern of a run of 12 or more list words: every phrase matches it."""
         from mnemonic import Mnemonic
 
         words = "|".join(sorted(Mnemonic("english").wordlist, key=len, reverse=True))
+        return rf"\b(?:(?:{words})\s+){{11,}}(?:{words})\b"
+
+    @functools.cached_property
+    def _runs(self):
+        """Built on first use: every controller command imports this module, few scan text."""
+        import re2
+
         options = re2.Options()
         options.max_mem = 64 << 20  # the 2048-word alternation needs more than RE2's default
         options.log_errors = False
-        return re2.compile(rf"\b(?:(?:{words})\s+){{11,}}(?:{words})\b", options=options)
+        return re2.compile(self.pattern, options=options)
 
     @staticmethod
     def may_match(text: str) -> bool:
@@ -300,7 +307,7 @@ class BodyError(Exception):
 
 def _re2_source(rule: Rule) -> str | None:
     """The RE2 form of a rule for the prefilter: built from a Python regex, the pattern itself
-    for a policy pattern (RE2 already), None for a matcher that is no regex (seed phrases)."""
+    for a policy pattern (RE2 already) or for the seed-phrase matcher (the runs it checks)."""
     if isinstance(rule.regex, re.Pattern):
         return re2_form(rule.regex.pattern, rule.regex.flags)
     source = getattr(rule.regex, "pattern", None)
@@ -310,20 +317,30 @@ def _re2_source(rule: Rule) -> str | None:
 class Scanner:
     def __init__(self, rules: Iterable[Rule]):
         self.rules: tuple[Rule, ...] = tuple(rules)
-        self._prefilter = Prefilter([_re2_source(r) for r in self.rules])
 
-    def _matching(self, text: str, skip: Iterable[Rule] = (), among: Sequence[Rule] | None = None) -> list[Rule]:
-        """The rules that match ``text``: of all, or of ``among`` (the candidates of a request's head)."""
+    @functools.cached_property
+    def _prefilter(self) -> Prefilter:
+        """Built on first use: with the seed-phrase rule's runs in it, it takes ~25 ms."""
+        return Prefilter([_re2_source(r) for r in self.rules])
+
+    def prepare(self) -> None:
+        """Build now what the first scan would otherwise wait for (the firewall, once ready)."""
+        self._prefilter  # noqa: B018 - built and kept by the cached property
+
+    def _matching(self, text: str, skip: Iterable[Rule] = (), among: Sequence[Rule] | None = None,
+                  utf8: bytes | None = None) -> list[Rule]:
+        """The rules that match ``text``: of all, or of ``among`` (the candidates of a request's head).
+        ``utf8``: the text's UTF-8, when the caller holds it already."""
         if len(text) <= SHORT_TEXT:  # a needle test would cost more than the regex saves
             return [r for r in (self.rules if among is None else among) if r not in skip and r.regex.search(text)]
         # long texts (bodies): one RE2 pass says which rules may match; only those run
-        candidates = self._prefilter.candidates(text)
+        candidates = self._prefilter.candidates(text if utf8 is None else utf8)
         return [r for i, r in enumerate(self.rules)
                 if i in candidates and (among is None or r in among) and r not in skip and r.search(text)]
 
-    def scan_text(self, text: str, among: Sequence[Rule] | None = None) -> list[Rule]:
+    def scan_text(self, text: str, among: Sequence[Rule] | None = None, utf8: bytes | None = None) -> list[Rule]:
         """Rules that match ``text`` (and its URL-decoded form), in rule order."""
-        hits = self._matching(text, among=among)
+        hits = self._matching(text, among=among, utf8=utf8)
         if "%" in text or "+" in text:
             decoded = unquote_plus(text, encoding="latin-1")
             if decoded != text:
@@ -345,8 +362,9 @@ class Scanner:
 
     # -- request parts -------------------------------------------------------------
 
-    def _findings(self, text: str, where: str, seen: set[str], among: Sequence[Rule] | None = None) -> Iterator[Finding]:
-        for r in self.scan_text(text, among):
+    def _findings(self, text: str, where: str, seen: set[str], among: Sequence[Rule] | None = None,
+                  utf8: bytes | None = None) -> Iterator[Finding]:
+        for r in self.scan_text(text, among, utf8):
             if r.name not in seen:
                 seen.add(r.name)
                 yield Finding(r.name, where, r.what)
@@ -426,7 +444,8 @@ class Scanner:
         if not body:
             return []
         text = body.decode("latin-1")
-        out = list(self._findings(text, "body", seen))
+        # An ASCII body is its own UTF-8: the prefilter reads it as it is, not a 16 MiB copy.
+        out = list(self._findings(text, "body", seen, utf8=body if body.isascii() else None))
         for unescaped in _unescaped(text):
             out += self._findings(unescaped, "body", seen)
         return out

@@ -17,6 +17,9 @@ from . import policy as policy_mod
 from .flowstate import Concern
 
 logger = logging.getLogger("bottle.firewall")
+# How long after the ready line (or a reload) the scanner is prepared: after the line is
+# written, so the controller waiting for it does not also wait for the ~25 ms this takes.
+PREPARE_SCANNER_AFTER = 0.05
 
 
 class PolicyAddon(Concern):
@@ -63,6 +66,14 @@ class PolicyAddon(Concern):
             allow=len(pol.allow) if pol else 0,
             policy=ctx.options.bottle_policy or None,
         )
+        self._prepare_scanner_soon()
+
+    def _prepare_scanner_soon(self) -> None:
+        """The scanner's first body scan builds its prefilter; do it while nothing waits."""
+        try:
+            asyncio.get_running_loop().call_later(PREPARE_SCANNER_AFTER, self.fw.scanner.prepare)
+        except RuntimeError:  # no loop (a test calling the hook): the first scan builds it
+            pass
 
     def done(self):
         if self._loop is not None:
@@ -107,4 +118,5 @@ class PolicyAddon(Concern):
             passthrough=len(new.passthrough),
             closed=closed,
         )
+        self._prepare_scanner_soon()
         return True
