@@ -242,3 +242,19 @@ def test_another_api_version_is_the_clis(fake_engine, no_docker_config):  # noqa
     engine = fake_engine({"/version": {"ApiVersion": "1.47"}})
     assert engine_api.Engine(engine.server_address).answer(ARGV) is None
     assert [path for _, path, _ in engine.requests] == ["/version"]  # nothing created
+
+
+def test_the_api_version_is_asked_once_for_all_creates(fake_engine, no_docker_config):  # noqa: F811
+    """The engine takes 5-7 ms to answer /version: a launch's creates share one answer, though
+    each step has an `Engine` of its own."""
+    engine = fake_engine({"/version": {"ApiVersion": "1.41"}, CREATED: {"Id": "f" * 64}}, {CREATED: 201})
+    assert engine_api.Engine(engine.server_address).answer(ARGV).exited == 0
+    assert engine_api.Engine(engine.server_address).answer(ARGV).exited == 0
+    assert [path for _, path, _ in engine.requests] == ["/version", CREATED, CREATED]
+
+
+def test_an_engine_that_did_not_say_its_version_is_asked_again(fake_engine, no_docker_config):  # noqa: F811
+    engine = fake_engine({"/version": {"message": "busy"}}, {"/version": 500})
+    api = engine_api.Engine(engine.server_address)
+    assert api.answer(ARGV) is None and api.answer(ARGV) is None  # the CLI's, each time
+    assert [path for _, path, _ in engine.requests] == ["/version", "/version"]
