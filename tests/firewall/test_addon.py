@@ -758,6 +758,16 @@ async def test_invalid_policy_at_startup_is_an_options_error(tmp_path):
         assert h.fw.policy is None
 
 
+async def _reload_as(h, path, bottle: str) -> None:
+    """Rewrite the policy for `bottle`, send SIGHUP, and wait (up to 1 s) for the firewall to take it."""
+    _write(path, policy_doc(bottle=bottle))
+    os.kill(os.getpid(), signal.SIGHUP)
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if h.fw.policy.bottle == bottle:
+            return
+
+
 async def test_sighup_reloads_policy(tmp_path):
     p = tmp_path / "policy.json"
     _write(p, policy_doc())
@@ -767,12 +777,7 @@ async def test_sighup_reloads_policy(tmp_path):
         try:
             ready = [x for x in h.lines() if x.get("event") == "ready"]
             assert ready and ready[0]["bottle"] == "demo"
-            _write(p, policy_doc(bottle="other"))
-            os.kill(os.getpid(), signal.SIGHUP)
-            for _ in range(100):
-                await asyncio.sleep(0.01)
-                if h.fw.policy.bottle == "other":
-                    break
+            await _reload_as(h, p, "other")
             assert h.fw.policy.bottle == "other"
         finally:
             await h.tctx.master.addons.invoke_addon(h.fw, hooks.DoneHook())
@@ -794,13 +799,9 @@ async def test_the_scanner_is_prepared_after_the_ready_line_and_after_a_reload(t
             assert "_prefilter" not in vars(h.fw.scanner)  # the ready line comes first
             await asyncio.sleep(policy_reload.PREPARE_SCANNER_AFTER + 0.05)
             assert "_prefilter" in vars(h.fw.scanner)
-            _write(p, policy_doc(bottle="other"))
-            os.kill(os.getpid(), signal.SIGHUP)
-            for _ in range(100):
-                await asyncio.sleep(0.01)
-                if h.fw.policy.bottle == "other":
-                    break
-            assert h.fw.policy.bottle == "other" and "_prefilter" not in vars(h.fw.scanner)  # a new scanner
+            prepared = h.fw.scanner
+            await _reload_as(h, p, "other")
+            assert h.fw.policy.bottle == "other" and h.fw.scanner is not prepared  # a new scanner
             await asyncio.sleep(policy_reload.PREPARE_SCANNER_AFTER + 0.05)
             assert "_prefilter" in vars(h.fw.scanner)
         finally:
