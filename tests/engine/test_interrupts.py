@@ -34,21 +34,22 @@ def bottle(tmp_path, state_home, trust_bundle):
         docker("network", "rm", name, check=False)
 
 
-def inv_start_up() -> float:
-    """Seconds this machine takes to start `inv` (Python, then invoke's imports) before it can
-    run anything: a Ctrl-C before then is Python's own (a KeyboardInterrupt traceback from the
-    middle of an import), on a slow machine past the first of DELAYS (0.2-0.3 s measured)."""
+def after_start_up(delays: tuple[float, ...]) -> list[float]:
+    """`delays` (their first: when `inv` has started on a quick machine) moved later by as much
+    as this machine takes longer to start `inv` (Python, then invoke's imports): a Ctrl-C before
+    then is Python's own (a KeyboardInterrupt traceback from the middle of an import), on a slow
+    machine past 0.15 s (0.2-0.3 s measured)."""
     started = time.perf_counter()
     subprocess.run([INV, "--version"], capture_output=True, check=True, cwd=REPO)
-    return time.perf_counter() - started
+    late = max(0.0, time.perf_counter() - started - delays[0])
+    return [round(delay + late, 2) for delay in delays]
 
 
 @pytest.mark.parametrize("twice", [False, True], ids=["once", "twice"])
 def test_ctrl_c_at_any_point_of_a_launch_leaves_nothing(bottle, twice):
     slug, manifest = bottle
     outcomes = []
-    late = max(0.0, inv_start_up() - DELAYS[0])  # the same points of the launch on a slower machine
-    for delay in (round(d + late, 2) for d in DELAYS):
+    for delay in after_start_up(DELAYS):  # the same points of the launch on a slower machine
         code, err = interrupted(["use", slug, "launch"], manifest, delay, twice)
         assert "Traceback" not in err, err
         if code == 0:  # finished before the signal: a whole bottle, then taken down
@@ -131,8 +132,7 @@ def test_ctrl_c_into_down_says_so_and_down_again_finishes(bottle):
     progress" from asking the engine again), and the next `down` removes the rest."""
     slug, manifest = bottle
     outcomes = []
-    late = max(0.0, inv_start_up() - 0.15)  # the same points of `down` on a slower machine
-    for delay in (round(d + late, 2) for d in (0.15, 0.2, 0.25, 0.3, 0.35)):  # startup, then the removals (~0.4 s)
+    for delay in after_start_up((0.15, 0.2, 0.25, 0.3, 0.35)):  # startup, then the removals (~0.4 s)
         inv("use", slug, "launch", manifest=manifest)
         code, err = interrupted(["use", slug, "down"], manifest, delay)
         if before_bottle_loaded(code, err):
