@@ -61,7 +61,12 @@ class BottleExecutor(Executor):
             containers.abandon_starts()
             self._finish_failed_run()  # still under the bottle's lock: no other run sees half of it
         finally:
-            stopping.unshielded(previous)
+            # The entry points' process ends with this run, so it stays shielded to its end: with
+            # Python's handler back, a second Ctrl-C or SIGTERM (a terminal's, a CI runner's) that
+            # landed while the process finalized killed it by that signal (exit -2), after it had
+            # said why and rolled back. An ignored signal stays ignored through finalization.
+            if not EXIT_WHEN_DONE:
+                stopping.unshielded(previous)
         connections.close_connections()
         locks.end_run()
         raise Exit(code=code)
