@@ -4,11 +4,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import queue
 import secrets
 import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -128,6 +130,40 @@ def interrupted(args: list[str], manifest: Path, delay: float, twice: bool = Fal
             send()
     err = ended(run, f"`inv {' '.join(args)}` signalled ({signum}) after {delay:.2f}s")
     return run.returncode, err
+
+
+REMOVALS = ("kill", "die", "stop", "destroy")
+
+
+def interrupted_at_event(args: list[str], manifest: Path, slug: str, nth: int,
+                         actions: tuple[str, ...] = REMOVALS) -> tuple[int, str, list[str]]:
+    """`inv ARGS`, Ctrl-C'd (SIGINT to its process group, as a terminal sends it) as soon as
+    the engine has reported the `nth` event of a container of bottle `slug` that is one of
+    `actions` (by default a removal's): a point inside the command's own work, whatever this
+    machine's start-up takes. Its exit code, its stderr, and the events seen before the signal (fewer than `nth`:
+    it ended first, unsignalled)."""
+    # --since replays what happened before `docker events` had subscribed: none is missed. Only
+    # the actions asked for count (not a health check's, say, which comes at any time).
+    chosen = [arg for action in actions for arg in ("--filter", f"event={action}")]
+    events = subprocess.Popen(["docker", "events", "--since", f"{time.time():.3f}", "--filter", "type=container",
+                               "--filter", f"label=bottle.slug={slug}", *chosen, "--format", "{{.Action}}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    reported: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [reported.put(line.strip()) for line in events.stdout or ()], daemon=True).start()
+    run = subprocess.Popen([INV, *args], cwd=REPO, env=signalled_inv_env(manifest), text=True, start_new_session=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    seen: list[str] = []
+    try:
+        while len(seen) < nth and run.poll() is None:
+            with contextlib.suppress(queue.Empty):
+                seen.append(reported.get(timeout=0.005))
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGINT)
+        err = ended(run, f"`inv {' '.join(args)}` Ctrl-C'd after the events {seen}")
+    finally:
+        events.kill()
+        events.wait()
+    return run.returncode, err, seen
 
 
 def signalled_inv_env(manifest: Path, env: dict | None = None) -> dict:

@@ -9,7 +9,19 @@ import subprocess
 import time
 
 import pytest
-from helpers import INV, REPO, docker, ended, interrupted, inv, labelled, signalled_inv_env, unique, write_manifest
+from helpers import (
+    INV,
+    REPO,
+    docker,
+    ended,
+    interrupted,
+    interrupted_at_event,
+    inv,
+    labelled,
+    signalled_inv_env,
+    unique,
+    write_manifest,
+)
 
 from bottle_tasks.manifest import load
 from bottle_tasks.plan import build_plan
@@ -119,51 +131,38 @@ def test_ctrl_c_again_and_again_during_the_rollback_leaves_nothing(bottle):
     assert labelled(slug) == [], err
 
 
-def before_bottle_loaded(code: int, err: str) -> bool:
-    """A Ctrl-C that came while Python was still importing invoke, for `inv`'s own entry point:
-    the interpreter's KeyboardInterrupt, before any code of bottle's ran (a slow CI machine takes
-    more than the first delays to get there). Nothing was asked of the engine yet."""
-    return (code == -signal.SIGINT and err.startswith("Traceback (most recent call last):")
-            and "bottle_tasks" not in err and err.rstrip().endswith("KeyboardInterrupt"))
-
-
 def test_ctrl_c_into_down_says_so_and_down_again_finishes(bottle):
     """A Ctrl-C stops `down` where it is, says so (not a confusing "removal already in
-    progress" from asking the engine again), and the next `down` removes the rest."""
+    progress" from asking the engine again), and the next `down` removes the rest. The Ctrl-C
+    comes on the engine's word that `down` has begun (its first, fourth, seventh container
+    removal event), not after a guessed delay that a slower machine's start-up
+    outlasts."""
     slug, manifest = bottle
     outcomes = []
-    for delay in after_start_up((0.15, 0.2, 0.25, 0.3, 0.35)):  # startup, then the removals (~0.4 s)
+    for nth in (1, 4, 7):
         inv("use", slug, "launch", manifest=manifest)
-        code, err = interrupted(["use", slug, "down"], manifest, delay)
-        if before_bottle_loaded(code, err):
-            outcomes.append((delay, "before bottle was loaded"))
-            inv("use", slug, "down", manifest=manifest)
-            continue
+        code, err, seen = interrupted_at_event(["use", slug, "down"], manifest, slug, nth)
         assert "Traceback" not in err and "already in progress" not in err, err
-        if code == 130:  # once `down` itself had begun, it says how to finish
+        if code == 130:  # it says how to finish
             assert "interrupted" in err and ("✗ down" not in err or "down` again" in err), err
-        else:  # done before the signal, or stopped before invoke ran any step (it exits 1, silently)
-            assert code == 0 or (code == 1 and err.strip() == ""), f"exit {code}:\n{err}"
-        outcomes.append((delay, code))
+        else:  # done before the signal (fewer events than that)
+            assert code == 0, f"exit {code} after the events {seen}:\n{err}"
+        outcomes.append((nth, code))
         inv("use", slug, "down", manifest=manifest)
         assert labelled(slug) == [], f"left behind after a Ctrl-C'd down and another down: {labelled(slug)}"
-    print("Ctrl-C into down:", outcomes)
-    assert any(code == 130 for _, code in outcomes), f"no down was actually interrupted: {outcomes}"
+    print("Ctrl-C into down, at the nth container event:", outcomes)
+    assert outcomes[0] == (1, 130), f"a Ctrl-C at down's first removal did not stop it: {outcomes}"
 
 
 def test_ctrl_c_with_keep_keeps_only_what_the_state_knows(bottle):
     """--keep: what was created stays for debugging, and all of it is recorded, so a later
     `down` takes exactly it away (not through the label sweep alone)."""
     slug, manifest = bottle
-    run = subprocess.Popen([INV, "use", slug, "--keep", "launch"], cwd=REPO, env=signalled_inv_env(manifest),
-                           text=True, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           stdin=subprocess.DEVNULL)
-    time.sleep(0.9)  # past net and ca, into proxy or agent
-    os.killpg(run.pid, signal.SIGINT)
-    err = ended(run, "`inv launch --keep` Ctrl-C'd after 0.9s")
+    # At the first container's create: past net and ca, something in flight.
+    code, err, _ = interrupted_at_event(["use", slug, "--keep", "launch"], manifest, slug, 1, ("create",))
     assert "Traceback" not in err, err
     kept = labelled(slug)
-    assert kept, f"--keep kept nothing ({run.returncode}):\n{err}"
+    assert kept, f"--keep kept nothing ({code}):\n{err}"
     state = inv("use", slug, "status", "--json", manifest=manifest).stdout
     unknown = [name for name in kept if name not in state]
     assert unknown == [], f"kept but not in the bottle's state: {unknown}"
