@@ -132,24 +132,33 @@ def interrupted(args: list[str], manifest: Path, delay: float, twice: bool = Fal
     return run.returncode, err
 
 
-REMOVALS = ("kill", "die", "stop", "destroy")
+#: the engine's events of a removal, as `interrupted_at_event` matches them
+REMOVALS = ("container kill", "container die", "container stop", "container destroy")
 
 
-def interrupted_at_event(args: list[str], manifest: Path, slug: str, nth: int,
-                         actions: tuple[str, ...] = REMOVALS) -> tuple[int, str, list[str]]:
+def interrupted_at_event(args: list[str], manifest: Path, slug: str, nth: int, kinds: tuple[str, ...] = (),
+                         twice: bool = False) -> tuple[int, str, list[str]]:
     """`inv ARGS`, Ctrl-C'd (SIGINT to its process group, as a terminal sends it) as soon as
-    the engine has reported the `nth` event of a container of bottle `slug` that is one of
-    `actions` (by default a removal's): a point inside the command's own work, whatever this
-    machine's start-up takes. Its exit code, its stderr, and the events seen before the signal (fewer than `nth`:
-    it ended first, unsignalled)."""
-    # --since replays what happened before `docker events` had subscribed: none is missed. Only
-    # the actions asked for count (not a health check's, say, which comes at any time).
-    chosen = [arg for action in actions for arg in ("--filter", f"event={action}")]
-    events = subprocess.Popen(["docker", "events", "--since", f"{time.time():.3f}", "--filter", "type=container",
-                               "--filter", f"label=bottle.slug={slug}", *chosen, "--format", "{{.Action}}"],
+    the engine has reported the `nth` event of bottle `slug`'s containers and networks (of
+    those `kinds`, "TYPE ACTION" such as "container create", when given); with `twice`, again
+    0.15 s later. A point inside the command's own work, whatever this machine's start-up
+    takes: a Ctrl-C while Python still imports invoke is Python's (a KeyboardInterrupt
+    traceback), and a delay long enough for a slow machine's start-up misses a quick
+    machine's work. Its exit code, its stderr, and the events seen before the signal (fewer
+    than `nth`: it ended first, unsignalled)."""
+    # --since replays what happened before `docker events` had subscribed: none is missed.
+    events = subprocess.Popen(["docker", "events", "--since", f"{time.time():.3f}", "--format",
+                               "{{.Actor.Attributes.name}}|{{.Type}} {{.Action}}"],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     reported: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [reported.put(line.strip()) for line in events.stdout or ()], daemon=True).start()
+
+    def read() -> None:
+        for line in events.stdout or ():
+            name, _, what = line.strip().partition("|")
+            if name.startswith(f"bottle-{slug}-") and (not kinds or what.startswith(kinds)):
+                reported.put(what)
+
+    threading.Thread(target=read, daemon=True).start()
     run = subprocess.Popen([INV, *args], cwd=REPO, env=signalled_inv_env(manifest), text=True, start_new_session=True,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     seen: list[str] = []
@@ -157,8 +166,11 @@ def interrupted_at_event(args: list[str], manifest: Path, slug: str, nth: int,
         while len(seen) < nth and run.poll() is None:
             with contextlib.suppress(queue.Empty):
                 seen.append(reported.get(timeout=0.005))
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGINT)
+        for again in (False, True) if twice else (False,):
+            if again:
+                time.sleep(0.15)
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGINT)
         err = ended(run, f"`inv {' '.join(args)}` Ctrl-C'd after the events {seen}")
     finally:
         events.kill()

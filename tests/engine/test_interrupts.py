@@ -11,6 +11,7 @@ import time
 import pytest
 from helpers import (
     INV,
+    REMOVALS,
     REPO,
     docker,
     ended,
@@ -31,6 +32,10 @@ pytestmark = pytest.mark.usefixtures("engine")
 # Seconds into a warm launch (about 1.1 s here): during net, ca, proxy, agent (the container
 # starts in flight), provision, the readiness wait, and just after.
 DELAYS = (0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.05, 1.3)
+# The same points, by the engine's events of a warm launch (17 here): the two networks created,
+# the firewall's create (ca done), the agent's, the starts, provisioning's execs, their ends
+# (the readiness wait follows).
+EVENTS = (1, 2, 3, 5, 8, 11, 14, 17)
 
 
 @pytest.fixture
@@ -46,35 +51,24 @@ def bottle(tmp_path, state_home, trust_bundle):
         docker("network", "rm", name, check=False)
 
 
-def after_start_up(delays: tuple[float, ...]) -> list[float]:
-    """`delays` (their first: when `inv` has started on a quick machine) moved later by as much
-    as this machine takes longer to start `inv` (Python, then invoke's imports): a Ctrl-C before
-    then is Python's own (a KeyboardInterrupt traceback from the middle of an import), on a slow
-    machine past 0.15 s (0.2-0.3 s measured)."""
-    started = time.perf_counter()
-    subprocess.run([INV, "--version"], capture_output=True, check=True, cwd=REPO)
-    late = max(0.0, time.perf_counter() - started - delays[0])
-    return [round(delay + late, 2) for delay in delays]
-
-
 @pytest.mark.parametrize("twice", [False, True], ids=["once", "twice"])
 def test_ctrl_c_at_any_point_of_a_launch_leaves_nothing(bottle, twice):
     slug, manifest = bottle
     outcomes = []
-    for delay in after_start_up(DELAYS):  # the same points of the launch on a slower machine
-        code, err = interrupted(["use", slug, "launch"], manifest, delay, twice)
+    for nth in EVENTS:
+        code, err, seen = interrupted_at_event(["use", slug, "launch"], manifest, slug, nth, twice=twice)
         assert "Traceback" not in err, err
         if code == 0:  # finished before the signal: a whole bottle, then taken down
-            outcomes.append((delay, "finished"))
+            outcomes.append((nth, "finished"))
             inv("use", slug, "down", manifest=manifest)
-        else:  # 130 and why; or invoke's own silent 1, when the Ctrl-C came before the run began
-            assert code == 130 or (code == 1 and err == ""), err
-            outcomes.append((delay, code))
+        else:
+            assert code == 130 and "interrupted" in err, f"exit {code} after the events {seen}:\n{err}"
+            outcomes.append((nth, code))
         # A create the Ctrl-C cut short may still be finishing in the engine: it shows by now.
         time.sleep(0.5)
-        assert labelled(slug) == [], f"left behind after Ctrl-C at {delay}s: {labelled(slug)}\n{err}"
-    print(f"Ctrl-C {'twice' if twice else 'once'} into a launch:", outcomes)
-    assert any(outcome != "finished" for _, outcome in outcomes), "no launch was actually interrupted"
+        assert labelled(slug) == [], f"left behind after Ctrl-C at the event {nth}: {labelled(slug)}\n{err}"
+    print(f"Ctrl-C {'twice' if twice else 'once'} into a launch, at the nth event:", outcomes)
+    assert outcomes[0] == (1, 130), f"a Ctrl-C as the first network was made did not stop the launch: {outcomes}"
 
 
 def test_sigterm_at_any_point_of_a_launch_leaves_nothing(bottle):
@@ -141,7 +135,7 @@ def test_ctrl_c_into_down_says_so_and_down_again_finishes(bottle):
     outcomes = []
     for nth in (1, 4, 7):
         inv("use", slug, "launch", manifest=manifest)
-        code, err, seen = interrupted_at_event(["use", slug, "down"], manifest, slug, nth)
+        code, err, seen = interrupted_at_event(["use", slug, "down"], manifest, slug, nth, REMOVALS)
         assert "Traceback" not in err and "already in progress" not in err, err
         if code == 130:  # it says how to finish
             assert "interrupted" in err and ("✗ down" not in err or "down` again" in err), err
@@ -159,7 +153,7 @@ def test_ctrl_c_with_keep_keeps_only_what_the_state_knows(bottle):
     `down` takes exactly it away (not through the label sweep alone)."""
     slug, manifest = bottle
     # At the first container's create: past net and ca, something in flight.
-    code, err, _ = interrupted_at_event(["use", slug, "--keep", "launch"], manifest, slug, 1, ("create",))
+    code, err, _ = interrupted_at_event(["use", slug, "--keep", "launch"], manifest, slug, 1, ("container create",))
     assert "Traceback" not in err, err
     kept = labelled(slug)
     assert kept, f"--keep kept nothing ({code}):\n{err}"
