@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,28 +108,23 @@ def labelled(slug: str) -> list[str]:
     return names
 
 
-def interrupted(args: list[str], manifest: Path, delay: float, twice: bool = False,
-                env: dict | None = None, signum: int = signal.SIGINT) -> tuple[int, str]:
-    """`inv ARGS`, Ctrl-C'd after `delay` seconds, and with `twice` again 0.15 s later, as a
-    terminal sends it: SIGINT to the whole process group, so the docker (or ssh) commands in
-    flight get it too. Another `signum` (SIGTERM) goes to bottle alone, as `kill` sends it.
-    Its exit code and stderr."""
+def signalled(args: list[str], manifest: Path, until: Callable[[subprocess.Popen], str], twice: bool = False,
+              env: dict | None = None, signum: int = signal.SIGINT) -> tuple[int, str]:
+    """`inv ARGS`, signalled once `until(run)` has returned (its words for the moment), and with
+    `twice` again 0.15 s later. SIGINT goes to the whole process group, as a terminal sends a
+    Ctrl-C, so the docker (or ssh) commands in flight get it too; another `signum` (SIGTERM) to
+    bottle alone, as `kill` sends it. Its exit code and stderr."""
     run = subprocess.Popen([INV, *args], cwd=REPO, env=signalled_inv_env(manifest, env), text=True, start_new_session=True,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-
-    def send() -> None:
-        if signum == signal.SIGINT:
+    moment = until(run)
+    for again in (False, True) if twice else (False,):
+        if again:
+            time.sleep(0.15)
+        if run.poll() is None and signum == signal.SIGINT:
             os.killpg(run.pid, signum)
-        else:
+        elif run.poll() is None:
             run.send_signal(signum)
-
-    time.sleep(delay)
-    send()
-    if twice:
-        time.sleep(0.15)
-        if run.poll() is None:
-            send()
-    err = ended(run, f"`inv {' '.join(args)}` signalled ({signum}) after {delay:.2f}s")
+    err = ended(run, f"`inv {' '.join(args)}` signalled ({signum}) {moment}")
     return run.returncode, err
 
 
@@ -137,20 +133,21 @@ REMOVALS = ("container kill", "container die", "container stop", "container dest
 
 
 def interrupted_at_event(args: list[str], manifest: Path, slug: str, nth: int, kinds: tuple[str, ...] = (),
-                         twice: bool = False) -> tuple[int, str, list[str]]:
-    """`inv ARGS`, Ctrl-C'd (SIGINT to its process group, as a terminal sends it) as soon as
-    the engine has reported the `nth` event of bottle `slug`'s containers and networks (of
-    those `kinds`, "TYPE ACTION" such as "container create", when given); with `twice`, again
-    0.15 s later. A point inside the command's own work, whatever this machine's start-up
-    takes: a Ctrl-C while Python still imports invoke is Python's (a KeyboardInterrupt
-    traceback), and a delay long enough for a slow machine's start-up misses a quick
-    machine's work. Its exit code, its stderr, and the events seen before the signal (fewer
-    than `nth`: it ended first, unsignalled)."""
+                         twice: bool = False, env: dict | None = None,
+                         signum: int = signal.SIGINT) -> tuple[int, str, list[str]]:
+    """`inv ARGS`, Ctrl-C'd (or `signum`: see `signalled`) as soon as the engine has reported
+    the `nth` event of bottle `slug`'s containers and networks (of those `kinds`, "TYPE ACTION"
+    such as "container create", when given). A point inside the command's own work, whatever
+    this machine's start-up takes: a Ctrl-C while Python still imports invoke is Python's (a
+    KeyboardInterrupt traceback), and a delay long enough for a slow machine's start-up misses
+    a quick machine's work. Its exit code, its stderr, and the events seen before the signal
+    (fewer than `nth`: it ended first, unsignalled)."""
     # --since replays what happened before `docker events` had subscribed: none is missed.
     events = subprocess.Popen(["docker", "events", "--since", f"{time.time():.3f}", "--format",
                                "{{.Actor.Attributes.name}}|{{.Type}} {{.Action}}"],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     reported: queue.Queue[str] = queue.Queue()
+    seen: list[str] = []
 
     def read() -> None:
         for line in events.stdout or ():
@@ -158,24 +155,19 @@ def interrupted_at_event(args: list[str], manifest: Path, slug: str, nth: int, k
             if name.startswith(f"bottle-{slug}-") and (not kinds or what.startswith(kinds)):
                 reported.put(what)
 
-    threading.Thread(target=read, daemon=True).start()
-    run = subprocess.Popen([INV, *args], cwd=REPO, env=signalled_inv_env(manifest), text=True, start_new_session=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    seen: list[str] = []
-    try:
+    def nth_event(run: subprocess.Popen) -> str:
         while len(seen) < nth and run.poll() is None:
             with contextlib.suppress(queue.Empty):
                 seen.append(reported.get(timeout=0.005))
-        for again in (False, True) if twice else (False,):
-            if again:
-                time.sleep(0.15)
-            if run.poll() is None:
-                os.killpg(run.pid, signal.SIGINT)
-        err = ended(run, f"`inv {' '.join(args)}` Ctrl-C'd after the events {seen}")
+        return f"after the events {seen}"
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        code, err = signalled(args, manifest, nth_event, twice, env, signum)
     finally:
         events.kill()
         events.wait()
-    return run.returncode, err, seen
+    return code, err, seen
 
 
 def signalled_inv_env(manifest: Path, env: dict | None = None) -> dict:

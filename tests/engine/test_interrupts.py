@@ -15,7 +15,6 @@ from helpers import (
     REPO,
     docker,
     ended,
-    interrupted,
     interrupted_at_event,
     inv,
     labelled,
@@ -29,12 +28,9 @@ from bottle_tasks.plan import build_plan
 
 pytestmark = pytest.mark.usefixtures("engine")
 
-# Seconds into a warm launch (about 1.1 s here): during net, ca, proxy, agent (the container
-# starts in flight), provision, the readiness wait, and just after.
-DELAYS = (0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.05, 1.3)
-# The same points, by the engine's events of a warm launch (17 here): the two networks created,
-# the firewall's create (ca done), the agent's, the starts, provisioning's execs, their ends
-# (the readiness wait follows).
+# Points of a warm launch, by the engine's events (17 here): the two networks created, the
+# firewall's create (ca done), the agent's, the starts, provisioning's execs, their ends (the
+# readiness wait follows), and past the end.
 EVENTS = (1, 2, 3, 5, 8, 11, 14, 17)
 
 
@@ -77,21 +73,19 @@ def test_sigterm_at_any_point_of_a_launch_leaves_nothing(bottle):
     back, as after a Ctrl-C."""
     slug, manifest = bottle
     outcomes = []
-    for delay in DELAYS:
-        code, err = interrupted(["use", slug, "launch"], manifest, delay, twice=True, signum=signal.SIGTERM)
+    for nth in EVENTS:
+        code, err, seen = interrupted_at_event(["use", slug, "launch"], manifest, slug, nth, twice=True,
+                                               signum=signal.SIGTERM)
         assert "Traceback" not in err, err
         if code == 0:
-            outcomes.append((delay, "finished"))
+            outcomes.append((nth, "finished"))
             inv("use", slug, "down", manifest=manifest)
-        elif code == -signal.SIGTERM:  # still starting Python (a fresh clone compiles): nothing begun
-            assert err == "", err
-            outcomes.append((delay, "before the run"))
         else:
-            assert code == 143 and "stopped by SIGTERM" in err, err
-            outcomes.append((delay, code))
-        assert labelled(slug) == [], f"left behind after SIGTERM at {delay}s: {labelled(slug)}\n{err}"
-    print("SIGTERM into a launch:", outcomes)
-    assert any(outcome == 143 for _, outcome in outcomes), "no launch was actually stopped"
+            assert code == 143 and "stopped by SIGTERM" in err, f"exit {code} after the events {seen}:\n{err}"
+            outcomes.append((nth, code))
+        assert labelled(slug) == [], f"left behind after SIGTERM at the event {nth}: {labelled(slug)}\n{err}"
+    print("SIGTERM into a launch, at the nth event:", outcomes)
+    assert outcomes[0] == (1, 143), f"a SIGTERM as the first network was made did not stop the launch: {outcomes}"
 
 
 def test_ctrl_c_again_and_again_during_the_rollback_leaves_nothing(bottle):
