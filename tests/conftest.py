@@ -15,6 +15,16 @@ from helpers import missing
 CONTROLLER_SWITCHES = ("BOTTLE_ENGINE_API", "BOTTLE_SSH_CONFIG")
 
 
+def pytest_configure(config):
+    """A test's Ctrl-C stands for a terminal's, whose foreground job has SIGINT at its default.
+    A test run started in the background of a script (`make test &`, nohup; POSIX shells
+    ignore SIGINT for those) would hand every `inv` it starts an ignored SIGINT, which bottle
+    rightly keeps ignoring: the Ctrl-C tests would find every launch finished. A Python handler
+    here becomes the default again in each child."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def away_from_the_operators_bottles(tmp_path_factory):
     """`make test` runs beside the developer's own bottles, often from a shell that selects
