@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -108,26 +107,6 @@ def labelled(slug: str) -> list[str]:
     return names
 
 
-def signalled(args: list[str], manifest: Path, until: Callable[[subprocess.Popen], str], twice: bool = False,
-              env: dict | None = None, signum: int = signal.SIGINT) -> tuple[int, str]:
-    """`inv ARGS`, signalled once `until(run)` has returned (its words for the moment), and with
-    `twice` again 0.15 s later. SIGINT goes to the whole process group, as a terminal sends a
-    Ctrl-C, so the docker (or ssh) commands in flight get it too; another `signum` (SIGTERM) to
-    bottle alone, as `kill` sends it. Its exit code and stderr."""
-    run = subprocess.Popen([INV, *args], cwd=REPO, env=signalled_inv_env(manifest, env), text=True, start_new_session=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    moment = until(run)
-    for again in (False, True) if twice else (False,):
-        if again:
-            time.sleep(0.15)
-        if run.poll() is None and signum == signal.SIGINT:
-            os.killpg(run.pid, signum)
-        elif run.poll() is None:
-            run.send_signal(signum)
-    err = ended(run, f"`inv {' '.join(args)}` signalled ({signum}) {moment}")
-    return run.returncode, err
-
-
 #: the engine's events of a removal, as `interrupted_at_event` matches them
 REMOVALS = ("container kill", "container die", "container stop", "container destroy")
 
@@ -135,19 +114,21 @@ REMOVALS = ("container kill", "container die", "container stop", "container dest
 def interrupted_at_event(args: list[str], manifest: Path, slug: str, nth: int, kinds: tuple[str, ...] = (),
                          twice: bool = False, env: dict | None = None,
                          signum: int = signal.SIGINT) -> tuple[int, str, list[str]]:
-    """`inv ARGS`, Ctrl-C'd (or `signum`: see `signalled`) as soon as the engine has reported
-    the `nth` event of bottle `slug`'s containers and networks (of those `kinds`, "TYPE ACTION"
-    such as "container create", when given). A point inside the command's own work, whatever
-    this machine's start-up takes: a Ctrl-C while Python still imports invoke is Python's (a
-    KeyboardInterrupt traceback), and a delay long enough for a slow machine's start-up misses
-    a quick machine's work. Its exit code, its stderr, and the events seen before the signal
-    (fewer than `nth`: it ended first, unsignalled)."""
+    """`inv ARGS`, Ctrl-C'd as soon as the engine has reported the `nth` event of bottle
+    `slug`'s containers and networks (of those `kinds`, "TYPE ACTION" such as "container
+    create", when given), and with `twice` again 0.15 s later. SIGINT goes to the whole process
+    group, as a terminal sends a Ctrl-C, so the docker (or ssh) commands in flight get it too;
+    another `signum` (SIGTERM) to bottle alone, as `kill` sends it.
+
+    A point inside the command's own work, whatever this machine's start-up takes: a Ctrl-C
+    while Python still imports invoke is Python's (a KeyboardInterrupt traceback), and a delay
+    long enough for a slow machine's start-up misses a quick machine's work. Its exit code, its
+    stderr, and the events seen before the signal (fewer than `nth`: it ended first, unsignalled)."""
     # --since replays what happened before `docker events` had subscribed: none is missed.
     events = subprocess.Popen(["docker", "events", "--since", f"{time.time():.3f}", "--format",
                                "{{.Actor.Attributes.name}}|{{.Type}} {{.Action}}"],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     reported: queue.Queue[str] = queue.Queue()
-    seen: list[str] = []
 
     def read() -> None:
         for line in events.stdout or ():
@@ -155,19 +136,27 @@ def interrupted_at_event(args: list[str], manifest: Path, slug: str, nth: int, k
             if name.startswith(f"bottle-{slug}-") and (not kinds or what.startswith(kinds)):
                 reported.put(what)
 
-    def nth_event(run: subprocess.Popen) -> str:
+    threading.Thread(target=read, daemon=True).start()
+    seen: list[str] = []
+    try:
+        run = subprocess.Popen([INV, *args], cwd=REPO, env=signalled_inv_env(manifest, env), text=True,
+                               start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL)
         while len(seen) < nth and run.poll() is None:
             with contextlib.suppress(queue.Empty):
                 seen.append(reported.get(timeout=0.005))
-        return f"after the events {seen}"
-
-    threading.Thread(target=read, daemon=True).start()
-    try:
-        code, err = signalled(args, manifest, nth_event, twice, env, signum)
+        for again in (False, True) if twice else (False,):
+            if again:
+                time.sleep(0.15)
+            if run.poll() is None and signum == signal.SIGINT:
+                os.killpg(run.pid, signum)
+            elif run.poll() is None:
+                run.send_signal(signum)
+        err = ended(run, f"`inv {' '.join(args)}` signalled ({signum}) after the events {seen}")
     finally:
         events.kill()
         events.wait()
-    return code, err, seen
+    return run.returncode, err, seen
 
 
 def signalled_inv_env(manifest: Path, env: dict | None = None) -> dict:

@@ -123,8 +123,7 @@ def test_ctrl_c_into_down_says_so_and_down_again_finishes(bottle):
     """A Ctrl-C stops `down` where it is, says so (not a confusing "removal already in
     progress" from asking the engine again), and the next `down` removes the rest. The Ctrl-C
     comes on the engine's word that `down` has begun (its first, fourth, seventh container
-    removal event), not after a guessed delay that a slower machine's start-up
-    outlasts."""
+    removal event), not after a guessed delay that a slower machine's start-up outlasts."""
     slug, manifest = bottle
     outcomes = []
     for nth in (1, 4, 7):
