@@ -12,7 +12,10 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
-setup: $(STAMP)            ## the venv with bottle and its test dependencies
+setup: $(STAMP)            ## the venv with bottle and its test dependencies, byte-compiled
+	@# as an installed bottle is (pip compiles what it installs; an editable install is not, and
+	@# under PYTHONDONTWRITEBYTECODE every `inv` would compile its modules again: 65 ms each)
+	@$(PY) -m compileall -q bottle_tasks tasks.py >/dev/null
 
 engine:                    ## a running Docker engine and the local base images
 	@bash scripts/engine.sh
@@ -33,9 +36,6 @@ demo: setup engine         ## launch the demo bottle and show what it allows and
 
 bench: setup engine        ## benchmarks, side by side, reported as ratios
 	@bash scripts/need.sh docker-compose docker-compose
-	@# byte-compiled, as an installed bottle is (pip compiles at install; this machine's
-	@# PYTHONDONTWRITEBYTECODE would otherwise make every `inv` compile its modules again)
-	@$(PY) -m compileall -q bottle_tasks tasks.py >/dev/null
 	$(PY) bench/run.py
 
 clean:                     ## remove every bottle (containers, networks, state)
