@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)            ## the venv with bottle and its test dependencies, byte-compiled
 	@# as an installed bottle is (pip compiles what it installs; an editable install is not, and
 	@# under PYTHONDONTWRITEBYTECODE every `inv` would compile its modules again: 65 ms each)
-	@$(PY) -m compileall -q bottle_tasks tasks.py >/dev/null
+	@$(PY) -m compileall -q bottle_tasks tasks.py      # quiet but for errors
 
 engine:                    ## a running Docker engine and the local base images
 	@bash scripts/engine.sh
