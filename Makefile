@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 INV   := $(VENV)/bin/inv
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: setup engine lint test unit demo bench clean
+.PHONY: setup engine lint test unit demo bench bench-compare clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -37,6 +37,9 @@ demo: setup engine         ## launch the demo bottle and show what it allows and
 bench: setup engine        ## benchmarks, side by side, reported as ratios
 	@bash scripts/need.sh docker-compose docker-compose
 	$(PY) bench/run.py
+
+bench-compare:             ## the aims' figures of bench/results.json beside an earlier run's: AGAINST=REV, or HISTORY=1
+	@python3 bench/compare.py $(if $(HISTORY),--history,$(AGAINST))
 
 clean:                     ## remove every bottle (containers, networks, state)
 	-$(INV) down --all

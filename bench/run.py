@@ -43,6 +43,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+import compare  # noqa: E402  (bench/compare.py, beside this file)
+
 from bottle_tasks import engine_api, pki  # noqa: E402
 from bottle_tasks.containers import announced_ready  # noqa: E402
 from bottle_tasks.docker import LABEL_SLUG  # noqa: E402
@@ -559,8 +561,19 @@ def main() -> None:
     print_workspace(workspace)
     record = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "requests": REQUESTS,
               "proxies": overhead, "launch": launch, "launch_routed": launch_routed, "workspace": workspace}
+    previous = previous_record()
     RESULTS.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    print(f"\nfigures written to {RESULTS.relative_to(REPO)} (compare with an earlier run's)")
+    print(f"\nfigures written to {RESULTS.relative_to(REPO)}; the aims, beside the run it replaces "
+          f"(`make bench-compare` sets it beside any committed run):")
+    print(compare.side_by_side(previous, record, f"the previous {RESULTS.relative_to(REPO)}", "this run"))
+
+
+def previous_record() -> dict | None:
+    """The run this one replaces in bench/results.json, if there is a readable one."""
+    try:
+        return json.loads(RESULTS.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _stop_as_interrupted(signum: int, _frame) -> None:
