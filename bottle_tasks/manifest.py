@@ -371,7 +371,7 @@ def _agent(name: str, value: Any, at: str, base: Path, default_workspace: dict |
         git=_git(doc.get("git"), sub("git"), secrets),
         claude=_claude(doc.get("claude"), sub("claude")),
         network=network,
-        routes=_routes(doc.get("egress_proxy"), sub("egress_proxy"), secrets, network.allow),
+        routes=_routes(doc.get("egress_proxy"), sub("egress_proxy"), secrets, network),
         supervise=_supervise(doc.get("supervise"), sub("supervise")),
     )
 
@@ -736,8 +736,9 @@ HTTP_METHODS = ROUTE_METHODS
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")   # RFC 9110 header field name
 
 
-def _routes(value: Any, at: str, secrets: tuple[str, ...], allow: tuple[str, ...]) -> tuple[Route, ...]:
+def _routes(value: Any, at: str, secrets: tuple[str, ...], network: Network) -> tuple[Route, ...]:
     doc = mapping(value, at, ("routes",))
+    allow = network.allow
     routes = []
     for p, item in items(doc.get("routes"), key_path(at, "routes")):
         spec = mapping(item, p, ("host", "paths", "methods", "inject"))
@@ -750,6 +751,10 @@ def _routes(value: Any, at: str, secrets: tuple[str, ...], allow: tuple[str, ...
             entry = allow_entry(host, port)
             raise Invalid(key_path(p, "host"), f"'{entry}' is not in network.allow",
                           f"the firewall would block this route: add '{entry}' to network.allow")
+        unopened = passthrough_covering(host, network.passthrough)
+        if unopened:
+            raise Invalid(key_path(p, "host"), f"'{host}' is also covered by network.passthrough ('{unopened}')",
+                          PASSTHROUGH_ROUTE_FIX)
         paths = string_list(spec.get("paths", ["/"]), key_path(p, "paths"))
         for i, path in enumerate(paths):
             if not path.startswith("/"):
@@ -764,6 +769,15 @@ def _routes(value: Any, at: str, secrets: tuple[str, ...], allow: tuple[str, ...
         inject = tuple(_injection(q, x, secrets) for q, x in items(spec.get("inject"), key_path(p, "inject")))
         routes.append(Route(host, paths or ("/",), tuple(methods), inject, port))
     return tuple(routes)
+
+
+PASSTHROUGH_ROUTE_FIX = ("a route's host is opened, to inject and to scrub what comes back, and passthrough "
+                         "hosts are not: take the host out of network.passthrough, or drop the route")
+
+
+def passthrough_covering(host: str, passthrough: tuple[str, ...]) -> str | None:
+    """The network.passthrough entry that covers `host`, if any."""
+    return next((entry for entry in passthrough if covers(entry, host)), None)
 
 
 def allow_entry(host: str, port: int | None) -> str:

@@ -18,7 +18,7 @@ from rich.text import Text
 from .. import console, policy_render, supervision
 from ..containers import expect_ready, reload_and_confirm
 from ..errors import BottleError
-from ..manifest import allow_entry, route_allowed, split_port
+from ..manifest import PASSTHROUGH_ROUTE_FIX, allow_entry, passthrough_covering, route_allowed, split_port
 from ..plan import EGRESS_ALIAS, EGRESS_PORT, FIREWALL_ALIAS, FIREWALL_PORT
 from ..selection import current
 from ..sidecar import hand_over, secret_values, start_sidecar
@@ -179,6 +179,10 @@ def route_add_changes(bottle: Bottle, host: str, paths, methods, injections: lis
         entry = allow_entry(name, port)
         raise BottleError(f"route add {host}: {entry} is not on the allowlist, so the firewall would refuse it",
                           f"allow it first: inv allow {entry}")
+    unopened = passthrough_covering(name, bottle.agent.network.passthrough)
+    if unopened:
+        raise BottleError(f"route add {host}: {name} is covered by network.passthrough ('{unopened}') in "
+                          f"{bottle.manifest.path}", PASSTHROUGH_ROUTE_FIX)
     changes["added"] = [*changes.get("added", []), spec]
     return changes
 

@@ -513,6 +513,7 @@ def test_a_route_added_live_for_one_port_serves_that_port(bottle):
     (["route", "add", UPSTREAM, "--path", "no-slash"], "paths"),
     (["route", "add", OTHER], "allow"),
     (["route", "rm", "nothing.example"], "no route"),
+    (["route", "add", PINNED, "--inject", "x-api-key=ANTHROPIC_API_KEY"], "take the host out of network.passthrough"),
 ])
 def test_bad_route_changes_are_refused_and_change_nothing(bottle, args, message):
     before = bottle.inv("routes").stdout

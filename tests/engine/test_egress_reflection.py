@@ -70,6 +70,13 @@ class Reflect(http.server.BaseHTTPRequestHandler):
             return self.sink()
         if how == "split":
             return self.chunked([b"data: " + seen[:20].encode(), seen[20:].encode() + b"\n\n"])
+        if how == "tail":  # a line, then bytes the agent chose (hex in the query), a pause, the end
+            tail = bytes.fromhex(self.path.split("?", 1)[1])
+            return self.chunked([b"x" * 100 + b"\n" + tail, b"end\n"], pause=1.5)
+        if how in ("ws-close", "ws-ping"):
+            return self.websocket_control(how, seen)
+        if how == "te-gzip":  # the body in a gzip transfer coding, whether asked for it or not
+            return self.gzip_transfer_coded(body)
         if how == "gzip-always":
             return self.send(200, gzip.compress(body), [("Content-Encoding", "gzip")])
         if how == "gzip-empty":
@@ -98,15 +105,35 @@ class Reflect(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def chunked(self, parts):
+    def chunked(self, parts, pause=0.3):
         self.send_response(200)
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         for part in parts:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
             self.wfile.flush()
-            time.sleep(0.3)  # a chunk of its own on every hop: the token is split across two
+            time.sleep(pause)  # a chunk of its own on every hop: the token is split across two
         self.wfile.write(b"0\r\n\r\n")
+        self.close_connection = True
+
+    def gzip_transfer_coded(self, body):
+        data = gzip.compress(body)
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "gzip, chunked")
+        self.end_headers()
+        self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
+        self.close_connection = True
+
+    def websocket_control(self, how, seen):
+        """A control frame that echoes the credential: a close's reason, or a ping's payload."""
+        self.handshake()
+        if how == "ws-close":
+            data = (1000).to_bytes(2, "big") + ("bye " + seen).encode()
+            self.wfile.write(bytes([0x88, len(data)]) + data)
+        else:
+            self.wfile.write(bytes([0x89, len(seen)]) + seen.encode())
+        self.wfile.flush()
+        self.rfile.read(2)  # the client's close, or its end
         self.close_connection = True
 
     def websocket(self, seen):
@@ -175,6 +202,24 @@ conn.sendall(bytes([0x88, 0x80]) + os.urandom(4))
 print(head.decode(errors="replace") + message.decode(errors="replace"))
 '''
 
+# Reads a streamed answer through the agent's proxy; prints how many bytes came before the
+# upstream's pause (within 0.75 s of the first) and how many in all.
+TAIL_READ = r'''
+import http.client, os, ssl, sys, time, urllib.parse
+proxy = urllib.parse.urlsplit(os.environ.get("HTTPS_PROXY") or os.environ["https_proxy"])
+conn = http.client.HTTPSConnection(proxy.hostname, proxy.port, context=ssl.create_default_context(), timeout=20)
+conn.set_tunnel(sys.argv[1], 443)
+conn.request("GET", sys.argv[2])
+response = conn.getresponse()
+first, early, total = None, 0, 0
+while data := response.read1(65536):
+    now = time.monotonic()
+    first = first or now
+    total += len(data)
+    early += len(data) if now - first < 0.75 else 0
+print(early, total)
+'''
+
 # Floods a WebSocket with MESSAGES binary messages of 64 KiB, asks the sink for its count,
 # prints the answer, then holds the connection open (it is killed by its pid).
 WS_FLOOD = r'''
@@ -209,11 +254,12 @@ def reflector(bottle, test_ca, tmp_path_factory):
     (files / "key.pem").write_bytes(leaf.key_pem)
     (files / "reflect.py").write_text(REFLECTOR)
     (files / "ws_read.py").write_text(WS_READ)
+    (files / "tail_read.py").write_text(TAIL_READ)
     (files / "ws_flood.py").write_text(WS_FLOOD)
     shutil.copy(WS_CLIENT, files / "ws_client.py")
     for file in files.iterdir():
         file.chmod(0o644)  # read by the server as another uid; the agent's copy by the agent
-    for script in ("ws_read.py", "ws_flood.py", "ws_client.py"):
+    for script in ("ws_read.py", "ws_flood.py", "ws_client.py", "tail_read.py"):
         docker("cp", str(files / script), f"bottle-{bottle.slug}-agent:/tmp/{script}")
     image = json.loads(docker("inspect", f"bottle-{bottle.slug}-firewall").stdout)[0]["Config"]["Image"]
     name = f"bottle-test-{bottle.slug}-reflector"  # removed below whatever happens
@@ -326,6 +372,34 @@ def test_a_websocket_message_reflecting_the_token_is_scrubbed(bottle, reflector)
     assert_token_arrived(reflector, "/r/ws", out.stdout + out.stderr)
     assert "101" in out.stdout and "you sent Bearer " in out.stdout, out.stdout + out.stderr
     assert REAL_TOKEN not in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("how", ["ws-close", "ws-ping"])
+def test_a_websocket_control_frame_reflecting_the_token_is_scrubbed(bottle, reflector, how):
+    out = bottle.sh(f"python3 /tmp/ws_read.py {REFLECT} /r/{how}")
+    assert_token_arrived(reflector, f"/r/{how}", out.stdout + out.stderr)
+    assert "101" in out.stdout and "Bearer BOTTLE-REDACTED-" in out.stdout, out.stdout + out.stderr
+    assert REAL_TOKEN not in out.stdout + out.stderr and REAL_TOKEN[:20] not in out.stdout
+
+
+def test_where_a_streamed_answer_is_cut_does_not_tell_the_agent_the_token(bottle, reflector):
+    """The upstream streams a line, then bytes the agent chose, then pauses. Whether those bytes
+    begin the token or not, the agent gets them at the same moment: after the pause."""
+    cuts = {}
+    for tail in (REAL_TOKEN[:12], "z" * 12):
+        path = f"/r/tail?{tail.encode().hex()}"
+        out = bottle.sh(f"python3 /tmp/tail_read.py {REFLECT} '{path}'")
+        assert_token_arrived(reflector, path, out.stdout + out.stderr)
+        cuts[tail] = tuple(map(int, out.stdout.split()))
+    assert cuts[REAL_TOKEN[:12]] == cuts["z" * 12] == (101, 101 + 12 + 4), cuts  # the line at once, the rest later
+
+
+def test_a_transfer_coded_answer_is_refused_and_none_is_asked_for(bottle, reflector):
+    received = agent_received(bottle, "/r/te-gzip", "-H", "TE: gzip, trailers")
+    seen = assert_token_arrived(reflector, "/r/te-gzip", received)
+    assert [v for k, v in seen["headers"] if k.lower() == "te"] == ["trailers"], seen  # gzip was not asked for
+    assert received.startswith("HTTP/1.1 502") and "content-coding" in received, received
+    assert REAL_TOKEN not in received
 
 
 def memory_of(container: str) -> int:

@@ -550,6 +550,74 @@ def test_websocket_messages_are_not_kept_for_the_connections_life(tmp_path, upst
         srv.close()
 
 
+@pytest.mark.parametrize("sender, inflated, most_growth", [("agent", 64 * MiB, 32 * MiB),
+                                                           ("upstream", 256 * MiB, 128 * MiB)])
+def test_a_compressed_websocket_message_is_bounded_as_it_inflates(tmp_path, upstream, sender, inflated, most_growth):
+    """A deflate bomb in one frame: kilobytes on the wire, a message far over the limit (1 MiB
+    from the agent, 32 MiB from the upstream) once inflated. The inflating stops at the limit:
+    the WebSocket is closed, the message reaches nobody, and the firewall stays small."""
+    import wsproto
+    import wsproto.events as ev
+    from wsproto.extensions import PerMessageDeflate
+
+    bomb = "x" * inflated  # one repeated byte deflates about 1000:1
+    upstream_got: list[int] = []  # the sizes of the messages that reached the upstream
+
+    def deflating_websocket(raw):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(upstream.cert_file)
+        ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        try:
+            with ctx.wrap_socket(raw, server_side=True) as conn:
+                while data := conn.recv(1 << 20):
+                    ws.receive_data(data)
+                    for event in ws.events():
+                        if isinstance(event, ev.Request):
+                            conn.sendall(ws.send(ev.AcceptConnection(extensions=[PerMessageDeflate()])))
+                            if sender == "upstream":
+                                conn.sendall(ws.send(ev.TextMessage(bomb)))
+                        elif isinstance(event, ev.Message):
+                            upstream_got.append(len(event.data))
+                        elif isinstance(event, ev.CloseConnection):
+                            conn.sendall(ws.send(event.response()))
+        except (OSError, ssl.SSLError, wsproto.utilities.LocalProtocolError):
+            pass
+
+    srv = serve(deflating_websocket)
+    port = srv.getsockname()[1]
+    fw = LiveFirewall(tmp_path, upstream, allow=["localhost", f"localhost:{port}"])
+    try:
+        peak_before = vm_hwm(fw.proc.pid)
+        sock = fw.tls_context().wrap_socket(connect_tunnel(fw, "localhost", port), server_hostname="localhost")
+        ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+        sock.sendall(ws.send(ev.Request(host="localhost", target="/ws", extensions=[PerMessageDeflate()])))
+        ws.receive_data(sock.recv(65536))
+        assert isinstance(next(ws.events()), ev.AcceptConnection)
+        if sender == "agent":
+            frame = ws.send(ev.TextMessage(bomb))
+            assert len(frame) < 512 * 1024, len(frame)  # on the wire: far under any limit
+            sock.sendall(frame)
+        agent_got, closed = [], None
+        while closed is None and (data := sock.recv(1 << 20)):
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, ev.Message):
+                    agent_got.append(len(event.data))
+                elif isinstance(event, ev.CloseConnection):
+                    closed = event.code
+        sock.close()
+        assert closed == 1009, closed  # "message too big"
+        rec = fw.wait_for(lambda r: r.get("rule") == "websocket-message-too-large", "too-large audit line")
+        assert rec["decision"] == "deny" and "inflates to more than" in rec["reason"], rec
+        time.sleep(0.5)
+        assert upstream_got == [] and agent_got == [], (upstream_got, agent_got)
+        growth = vm_hwm(fw.proc.pid) - peak_before
+        assert growth < most_growth, f"a {inflated // MiB} MiB message grew the firewall by {growth / MiB:.0f} MiB"
+    finally:
+        fw.close()
+        srv.close()
+
+
 def test_a_raw_passthrough_download_is_not_kept(tmp_path, upstream):
     def downloading(conn):
         with conn:

@@ -94,18 +94,50 @@ def test_a_secret_fed_one_byte_at_a_time_is_masked():
     assert joined == b"x" + S.mask(len(SECRET)) + b"y"
 
 
-def test_only_what_could_start_a_secret_is_held_back():
+def test_where_a_stream_is_cut_does_not_depend_on_the_secret():
+    """Where the agent's stream is cut must not tell it whether bytes it chose begin a secret:
+    a tail that starts the secret and one that does not are held back alike, and so are tails
+    of one secret and of another one twice as long."""
+    for tail in (b"sk-li", b"xx-li", SECRET.encode()[:-1], b"x" * (len(SECRET) - 1)):
+        for secrets in ([SECRET], [SECRET * 2]):
+            chunk = b"data: " + b"." * 2000 + tail
+            assert [len(piece) for piece in stream_through(S.Scrubber(secrets), [chunk])] == [
+                len(chunk) - S.HOLD_AT_LEAST, S.HOLD_AT_LEAST], (tail, secrets)
+
+
+def test_a_chunk_that_ends_a_line_goes_out_whole():
     send = S.Scrubber([SECRET]).stream()
-    assert send(b"data: timed 0\n\n") == b"data: timed 0\n\n"  # nothing held: it goes out now
-    assert send(b"data: sk-li") == b"data: "  # the start of the secret waits for the next chunk
-    assert send(b"ke a secret") == b"sk-like a secret"  # it was not one after all
+    assert send(b"data: timed 0\n\n") == b"data: timed 0\n\n"  # a server-sent event, as it comes
+    assert send(b"data: sk-li") == b""  # after the last line break: waits for the next chunk
+    assert send(b"ke a secret\r\n") == b"data: sk-like a secret\r\n"
     assert send(b"") == b""
 
 
-def test_what_is_held_back_at_the_end_is_released():
-    send = S.Scrubber([SECRET]).stream()
-    assert send(b"ends with sk-") == b"ends with "
-    assert send(b"") == b"sk-"
+def test_only_what_follows_the_last_line_break_waits():
+    for tail in (b"sk-li", b"xx-li"):  # the same cut either way
+        send = S.Scrubber([SECRET]).stream()
+        assert send(b"line one\nline two\n" + tail) == b"line one\nline two\n"
+        assert send(b"") == tail
+
+
+def test_what_is_held_back_goes_out_with_the_next_chunk_or_at_the_end():
+    scrubber = S.Scrubber([SECRET])
+    hold = scrubber.hold
+    first, second = b"a" * (hold + 10), b"b" * 5
+    send = scrubber.stream()
+    assert send(first) == b"a" * 10
+    assert send(second) == b"a" * 5  # the newest bytes wait, as many as before
+    assert send(b"") == b"a" * (hold - 5) + second
+
+
+def test_a_secret_longer_than_the_least_hold_is_held_back_whole():
+    long_secret = "k" * 1500  # its hex form is 3000 bytes
+    scrubber = S.Scrubber([long_secret])
+    assert scrubber.hold == 2 * len(long_secret) - 1
+    hexed = long_secret.encode().hex().encode()
+    body = b"x" * 50 + hexed + b"\n"
+    joined = b"".join(stream_through(scrubber, [body[:1000], body[1000:]]))
+    assert hexed not in joined and joined == b"x" * 50 + S.mask(len(hexed)) + b"\n"
 
 
 def test_without_secrets_nothing_changes():

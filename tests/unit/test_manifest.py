@@ -290,6 +290,10 @@ BAD = [
      "narrow the wildcard"),
     ("passthrough-not-allowed", "m.yaml", agent("network: {allow: [pypi.org], passthrough: [evil.org]}\n"),
      "agents.demo.network.passthrough[0]", "add 'evil.org' to network.allow"),
+    ("route-to-passthrough", "m.yaml",
+     agent("network: {allow: ['*.example.com'], passthrough: ['*.example.com']}\n"
+           "egress_proxy: {routes: [{host: api.example.com, inject: [{header: x-key, secret: K}]}]}\nsecrets: [K]\n"),
+     "agents.demo.egress_proxy.routes[0].host", "take the host out of network.passthrough, or drop the route"),
     ("cidr", "m.yaml", agent("network: {allowed_cidrs: [10.0.0.300/8]}\n"), "agents.demo.network.allowed_cidrs[0]",
      "address range such as 10.20.0.0/16"),
     ("cidr-host-bits", "m.yaml", agent("network: {allowed_cidrs: [10.0.0.1/8]}\n"),

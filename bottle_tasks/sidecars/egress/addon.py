@@ -41,6 +41,7 @@ import logging
 import signal
 import traceback
 
+import wsproto.events
 from firewall import capacity, mitm_limits
 from firewall import policy as firewall_policy
 from firewall.dlp_guard import too_large_reason
@@ -49,7 +50,7 @@ from firewall.flowstate import close_connection
 from firewall.healthcheck import HEALTH_HOST, HEALTH_PATH
 from firewall.hosts import HostError, normalize_host, split_authority
 from firewall.jsonlines import JsonLines
-from firewall.tunnels import RefuseLayer, judge
+from firewall.tunnels import RefuseLayer, becomes_websocket, judge
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import layer, server_hooks
 
@@ -65,11 +66,12 @@ CODING_DENIED = "deny-coding"  # ... of one whose answer came in a content codin
 # (host, normalised path, the methods its head claims)
 BODY_TO_READ = "bottle.egress.body-to-read"
 # Request headers that would have a routed upstream answer in a form the scrub cannot read
-# whole: compressed, or a few bytes of a reflected secret at a time.
-UNSCRUBBABLE_ASKS = ("range", "if-range")
+# whole: compressed (`te` asks for a compressed transfer coding, as `accept-encoding` for a
+# content coding), or a few bytes of a reflected secret at a time.
+UNSCRUBBABLE_ASKS = ("range", "if-range", "te")
 CODING_REFUSED = (b"bottle egress: refused [content-coding]\nthe upstream of a routed host answered in a "
-                  b"content coding although asked for none; the egress proxy cannot check it for the "
-                  b"credential it injected, so it is not passed on.\n")
+                  b"content or transfer coding although asked for none; the egress proxy cannot check it "
+                  b"for the credential it injected, so it is not passed on.\n")
 
 
 # stdout: one JSON object per line, route decisions and lifecycle events, never a secret;
@@ -204,6 +206,18 @@ class Egress:
 
     def websocket_control(self, flow: http.HTTPFlow, event):
         return event  # the firewall scans the agent's control frames
+
+    def websocket_control_to_agent(self, flow: http.HTTPFlow, event):
+        """A routed upstream's ping, pong or close: scrubbed as its messages are (a close reason
+        or a pong may echo the credential as well as a message can)."""
+        if flow.metadata.get("bottle.egress") != ROUTED:
+            return event
+        if isinstance(event, wsproto.events.CloseConnection):
+            if not event.reason:
+                return event
+            reason = self.scrubber.scrub(event.reason.encode("utf-8", "replace")).decode("utf-8", "replace")
+            return wsproto.events.CloseConnection(code=event.code, reason=reason)
+        return type(event)(payload=self.scrubber.scrub(bytes(event.payload)))
 
     # -- the request path -------------------------------------------------------------------------
 
@@ -361,6 +375,15 @@ class Egress:
         if handled is None:
             resp.stream = True  # server-sent events go through as produced
             return
+        if resp.status_code == 101 and not becomes_websocket(flow):
+            # Past a switch to anything but a WebSocket, mitmproxy relays raw bytes both ways,
+            # unscrubbed (the firewall lets that happen only for a passthrough host).
+            upgrade = _printable(resp.headers.get("upgrade", ""))
+            log_line(decision="deny", rule="raw-upgrade", method=_printable(flow.request.method),
+                     host=_printable(flow.request.pretty_host), reason=f"the upstream switched protocols to "
+                     f"{upgrade!r}, not to a WebSocket: what it sends after would not be scrubbed")
+            flow.kill()
+            return
         if _content_coded(resp) and _may_have_body(flow):
             flow.metadata["bottle.egress"] = CODING_DENIED
             log_line(decision="deny", rule="content-coding", method=_printable(flow.request.method),
@@ -369,7 +392,7 @@ class Egress:
             return
         resp.headers.fields = self.scrubber.fields(resp.headers.fields)
         resp.data.reason = self.scrubber.scrub(resp.data.reason)
-        resp.stream = self.scrubber.stream()  # streamed still, a secret's length held back at most
+        resp.stream = self.scrubber.stream()  # streamed still, a secret's length less one held back
 
     @fail_closed
     def response(self, flow: http.HTTPFlow):
@@ -436,8 +459,11 @@ def _scrubber(routes: tuple[routes_mod.Route, ...], secrets: dict[str, str]) -> 
 
 def _ask_for_scrubbable(req: http.Request) -> None:
     """Ask a routed upstream for an answer the scrub can read: whole and uncompressed."""
+    trailers = "trailers" in [t.split(";")[0].strip().lower() for t in ",".join(req.headers.get_all("te")).split(",")]
     for name in UNSCRUBBABLE_ASKS:
         _drop(req.headers, name)
+    if trailers:  # gRPC asks for them so; the trailers are scrubbed
+        req.headers["te"] = "trailers"
     _drop(req.headers, "accept-encoding")
     req.headers["accept-encoding"] = "identity"
 
@@ -449,8 +475,10 @@ def _drop(headers: http.Headers, name: str) -> None:
 
 
 def _content_coded(resp: http.Response) -> bool:
-    codings = [c.strip().lower() for c in ",".join(resp.headers.get_all("content-encoding")).split(",")]
-    return any(c not in ("", "identity") for c in codings)
+    """In a content coding, or a transfer coding other than chunked (`gzip, chunked`)."""
+    content = [c.strip().lower() for c in ",".join(resp.headers.get_all("content-encoding")).split(",")]
+    transfer = [c.strip().lower() for c in ",".join(resp.headers.get_all("transfer-encoding")).split(",")]
+    return any(c not in ("", "identity") for c in content) or any(c not in ("", "identity", "chunked") for c in transfer)
 
 
 def _may_have_body(flow: http.HTTPFlow) -> bool:

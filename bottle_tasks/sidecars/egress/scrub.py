@@ -14,9 +14,19 @@ around it depend on them); an encoded form shorter than ``MIN_ENCODED`` is left 
 would mask ordinary text. Masked with RE2 (a dozen alternatives cost Python's `re` about
 7 ms a MiB, RE2 under 2), where a plain substring search found a form.
 
-Bodies are scrubbed as they stream: only a chunk's tail that could be the start of a secret
-is held back for the next chunk (at most the longest form's length less one byte), so server-
-sent events are not delayed by anything that cannot be a secret. Pure Python, no mitmproxy.
+Bodies are scrubbed as they stream, and a form split between two chunks must still be whole
+when it is masked: so the end of each chunk waits for the next chunk (or the body's end). How
+much waits must not depend on the secret. Holding back just a tail that could start a secret
+would show the agent, by where the stream it reads is cut, whether bytes it chose (a file it
+stored upstream, read back at the end of a body) begin a secret: the secret one character at a
+time. What waits is what follows the chunk's last line break, at most ``hold`` bytes: no form
+holds a line break (a secret with one is refused where it is loaded, ``routes.load_secrets``,
+and its JSON form escapes it), so a form that goes on in the next chunk starts after it. Where
+the cut falls then depends on the line breaks and on ``hold``, and ``hold`` is at least
+``HOLD_AT_LEAST`` bytes, which covers every form of a secret shorter than half of that and so
+does not tell its length either. Server-sent events and other line-by-line streams go out as
+they come; a stream without line breaks is held back by up to ``hold`` bytes until it goes on.
+Pure Python, no mitmproxy.
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ import re2
 
 MASK = b"BOTTLE-REDACTED-"  # a header token's characters: a masked header name stays one
 MIN_ENCODED = 12  # bytes: a shorter encoded form would also match text that merely looks like it
+HOLD_AT_LEAST = 1023  # bytes a streamed body's end may wait, whatever the secrets' length (see above)
+LINE_BREAKS = (b"\n", b"\r")
 
 
 def forms(secret: str) -> set[bytes]:
@@ -70,9 +82,10 @@ class Scrubber:
         # a long needle (1-3.5 GB/s for the dozen forms), where the RE2 pass steps every byte
         # (0.6 GB/s); the pass runs only where a form is.
         self._forms = tuple(patterns)
-        # every proper prefix of a form: a chunk ending in one may continue in the next chunk
-        self._prefixes = frozenset(p[:i] for p in patterns for i in range(1, len(p)))
-        self._longest = max(map(len, patterns), default=0)
+        # a form split between two chunks: all but its last byte may end the first one
+        self.hold = max(max(map(len, patterns)) - 1, HOLD_AT_LEAST) if patterns else 0
+        # where a chunk may be cut without cutting a form (all of them, for secrets as loaded)
+        self._breaks = tuple(b for b in LINE_BREAKS if not any(b in form for form in patterns))
 
     def __bool__(self) -> bool:
         return self._pattern is not None
@@ -87,11 +100,10 @@ class Scrubber:
         return tuple((self.scrub(name), self.scrub(value)) for name, value in fields)
 
     def held_back(self, data: bytes) -> int:
-        """How many bytes at the end of `data` could be the start of a secret."""
-        for length in range(min(self._longest - 1, len(data)), 0, -1):
-            if data[-length:] in self._prefixes:
-                return length
-        return 0
+        """How many bytes at the end of `data` wait for the next chunk: those after its last
+        line break, at most `hold`. Never a function of the secrets (see the docstring)."""
+        after_break = max((data.rfind(b) + 1 for b in self._breaks), default=0)
+        return min(self.hold, len(data) - after_break)
 
     def stream(self) -> Callable[[bytes], bytes]:
         """A mitmproxy ``stream`` callable for one body: called with each chunk, then with

@@ -184,6 +184,9 @@ class Firewall:
             return wsproto.events.CloseConnection(code=event.code, reason=None)
         return type(event)(payload=b"")
 
+    def websocket_control_to_agent(self, flow, event: wsproto.events.Event) -> wsproto.events.Event:
+        return event  # what comes back is the egress proxy's to scrub; the firewall scans what leaves
+
     def refuse_connection(self, data: server_hooks.ServerConnectionHookData, rule: str, reason: str) -> None:
         server = data.server
         server.error = f"bottle firewall [{rule}]: {reason}"

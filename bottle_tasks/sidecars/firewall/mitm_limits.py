@@ -18,11 +18,16 @@ they wrap).
    a request refused before it came (its answer is set) is read and dropped, never kept.
 3. **WebSocket control frames** (ping, pong, close) are relayed by the WebSocket layer
    without any hook, payloads and close reasons included: the agent's are handed to
-   the firewall (``Guard.websocket_control``), which scans them and may blank them.
+   the guard (``Guard.websocket_control``: the firewall scans them and may blank them), and
+   the upstream's too (``Guard.websocket_control_to_agent``: the egress proxy scrubs the
+   credentials it injected out of them, as out of messages).
 4. **WebSocket messages** are assembled from their frames without a limit: a message
    from the agent over its flow's limit, or one from the upstream over ``MAX_WEBSOCKET_MESSAGE``,
    closes the WebSocket. While they are assembled they draw on the same pool as bodies
-   (``capacity.BodyPool``), in both proxies.
+   (``capacity.BodyPool``), in both proxies. A compressed message (permessage-deflate) is
+   inflated by wsproto without any limit, and one that ends within a single read is never seen
+   half-assembled: 64 KiB of deflate made a 64 MiB message. So the inflating itself stops at
+   the same limits (``_bounded_inflate``), and the WebSocket is closed (1009).
 5. **HTTP/2 and HTTP/3 requests sent on over HTTP/1** keep their body's framing. Those
    protocols frame a body themselves, so such a request may have no ``content-length``;
    mitmproxy's HTTP/1 client then writes its head without one and the body raw after it,
@@ -51,9 +56,11 @@ them without one (the bounds, the framing; its WebSocket control frames pass unc
 
 from __future__ import annotations
 
+import zlib
 from typing import Protocol
 
 import wsproto.events
+import wsproto.extensions
 from mitmproxy import flow as mflow
 from mitmproxy.net.http.http1 import expected_http_body_size
 from mitmproxy.proxy import commands, server
@@ -61,6 +68,7 @@ from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.proxy.layers import tls as tls_layers
 from mitmproxy.proxy.layers import websocket as ws_layers
 from mitmproxy.proxy.layers.http import _http1
+from wsproto.frame_protocol import CloseReason
 
 from . import capacity, h2_limits, unsent, wrapping
 from .wrapping import original as _original
@@ -82,6 +90,8 @@ class Guard(Protocol):
     """What the wrapped layers call back into (the ``Firewall``)."""
 
     def websocket_control(self, flow, event: wsproto.events.Event) -> wsproto.events.Event: ...
+
+    def websocket_control_to_agent(self, flow, event: wsproto.events.Event) -> wsproto.events.Event: ...
 
     def refused_in_transit(self, flow, rule: str, reason: str) -> None: ...
 
@@ -105,6 +115,8 @@ def install(guard: Guard | None) -> None:
     ws_layers.WebsocketLayer._handle_event = _tagged_start
     _wrap(ws_layers.WebsocketLayer, "relay_messages", _bounded_relay_messages)
     _wrap(ws_layers.WebsocketConnection, "send2", _guarded_send2)
+    _wrap(wsproto.extensions.PerMessageDeflate, "frame_inbound_payload_data", _bounded_inflate)
+    _wrap(wsproto.extensions.PerMessageDeflate, "frame_inbound_complete", _bounded_inflate_end)
     _wrap(server.ConnectionHandler, "drain_writers", _drain_writers_noting_unsent)
     _wrap(server.ConnectionHandler, "server_event", _server_event_noting_unsent)
     _wrap(server.ConnectionHandler, "handle_connection", _handle_connection_then_flush)
@@ -206,20 +218,68 @@ def _refuse_body(self, rule: str, reason: str, code):
 
 def _tagged_start(self, event):
     yield from _original(ws_layers.WebsocketLayer, "start")(self, event)
-    # The server side's connection relays what the agent sends: tag it with the flow so that
-    # ``send2`` can tell whose control frames it carries.
+    # The server side's connection relays what the agent sends, the client side's what the
+    # upstream sends: tag each with the flow so that ``send2`` can tell whose control frames it carries.
     if getattr(self, "server_ws", None) is not None:
         self.server_ws.bottle_flow = self.flow
+    if getattr(self, "client_ws", None) is not None:
+        self.client_ws.bottle_flow_to_agent = self.flow
+    # Each side's inflating, bounded as its messages are (see 4.).
+    flow = self.flow
+    for ws, limit, source in ((getattr(self, "client_ws", None), lambda: flow.metadata.get(BODY_LIMIT) or MAX_WEBSOCKET_MESSAGE,
+                               "the agent"),
+                              (getattr(self, "server_ws", None), lambda: MAX_WEBSOCKET_MESSAGE, "the upstream")):
+        for extension in getattr(getattr(ws, "_proto", None), "extensions", ()):
+            if isinstance(extension, wsproto.extensions.PerMessageDeflate):
+                extension.bottle_bound = _InflateBound(flow, limit, source)
+
+
+class _InflateBound:
+    """How far one side's current compressed message may still grow when inflated."""
+
+    def __init__(self, flow, limit, source: str):
+        self.flow, self.limit, self.source = flow, limit, source
+        self.inflated = 0  # of the message being received
+
+    def refuse(self) -> CloseReason:
+        reason = f"a compressed WebSocket message from {self.source} inflates to more than {self.limit()} bytes"
+        if _guard is not None:
+            _guard.refused_in_transit(self.flow, "websocket-message-too-large", f"{reason}; the WebSocket was closed")
+        self.flow.error = mflow.Error(f"{reason}; the WebSocket was closed")
+        return CloseReason.MESSAGE_TOO_BIG
+
+
+def _bounded_inflate(self, proto, data):
+    bound = getattr(self, "bottle_bound", None)
+    if bound is None or not self._inbound_compressed or not self._inbound_is_compressible:
+        return _original(wsproto.extensions.PerMessageDeflate, "frame_inbound_payload_data")(self, proto, data)
+    room = bound.limit() - bound.inflated
+    try:  # one byte past the room at most: anything past it ends the WebSocket
+        out = self._decompressor.decompress(bytes(data), max(room, 0) + 1)
+    except zlib.error:
+        return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+    bound.inflated += len(out)
+    return bound.refuse() if bound.inflated > bound.limit() else out
+
+
+def _bounded_inflate_end(self, proto, fin: bool):
+    out = _original(wsproto.extensions.PerMessageDeflate, "frame_inbound_complete")(self, proto, fin)
+    bound = getattr(self, "bottle_bound", None)
+    if bound is None or not fin:
+        return out
+    # What the end of a message flushes out: a little (at most what zlib keeps back).
+    too_big = isinstance(out, bytes) and bound.inflated + len(out) > bound.limit()
+    bound.inflated = 0
+    return bound.refuse() if too_big else out
 
 
 def _guarded_send2(self, event):
-    flow = getattr(self, "bottle_flow", None)
-    if (
-        flow is not None
-        and _guard is not None
-        and isinstance(event, (wsproto.events.Ping, wsproto.events.Pong, wsproto.events.CloseConnection))
-    ):
-        event = _guard.websocket_control(flow, event)
+    if _guard is not None and isinstance(event, (wsproto.events.Ping, wsproto.events.Pong,
+                                                 wsproto.events.CloseConnection)):
+        if (flow := getattr(self, "bottle_flow", None)) is not None:
+            event = _guard.websocket_control(flow, event)
+        elif (flow := getattr(self, "bottle_flow_to_agent", None)) is not None:
+            event = _guard.websocket_control_to_agent(flow, event)
     return _original(ws_layers.WebsocketConnection, "send2")(self, event)
 
 
