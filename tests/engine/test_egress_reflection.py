@@ -77,6 +77,16 @@ class Reflect(http.server.BaseHTTPRequestHandler):
             return self.websocket_control(how, seen)
         if how == "te-gzip":  # the body in a gzip transfer coding, whether asked for it or not
             return self.gzip_transfer_coded(body)
+        if how == "upgrade-raw":  # switches to another protocol than WebSocket, then echoes raw
+            self.send_response(101)
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Upgrade", "foo")
+            self.end_headers()
+            self.wfile.write(("raw " + seen + "\n").encode())
+            self.wfile.flush()
+            time.sleep(2)
+            self.close_connection = True
+            return
         if how == "gzip-always":
             return self.send(200, gzip.compress(body), [("Content-Encoding", "gzip")])
         if how == "gzip-empty":
@@ -220,6 +230,27 @@ while data := response.read1(65536):
 print(early, total)
 '''
 
+# Asks HOST PATH, through the agent's proxy, to switch to protocol "foo"; prints all it gets.
+RAW_UPGRADE = r'''
+import os, socket, ssl, sys, urllib.parse
+proxy = urllib.parse.urlsplit(os.environ.get("HTTPS_PROXY") or os.environ["https_proxy"])
+host, path = sys.argv[1], sys.argv[2]
+raw = socket.create_connection((proxy.hostname, proxy.port), timeout=10)
+raw.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
+head = b""
+while b"\r\n\r\n" not in head:
+    head += raw.recv(4096)
+conn = ssl.create_default_context().wrap_socket(raw, server_hostname=host)
+conn.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n".encode())
+got = b""
+try:
+    while data := conn.recv(65536):
+        got += data
+except (OSError, ssl.SSLError) as e:
+    got += f"[{type(e).__name__}]".encode()
+print(got.decode(errors="replace"))
+'''
+
 # Floods a WebSocket with MESSAGES binary messages of 64 KiB, asks the sink for its count,
 # prints the answer, then holds the connection open (it is killed by its pid).
 WS_FLOOD = r'''
@@ -255,11 +286,12 @@ def reflector(bottle, test_ca, tmp_path_factory):
     (files / "reflect.py").write_text(REFLECTOR)
     (files / "ws_read.py").write_text(WS_READ)
     (files / "tail_read.py").write_text(TAIL_READ)
+    (files / "raw_upgrade.py").write_text(RAW_UPGRADE)
     (files / "ws_flood.py").write_text(WS_FLOOD)
     shutil.copy(WS_CLIENT, files / "ws_client.py")
     for file in files.iterdir():
         file.chmod(0o644)  # read by the server as another uid; the agent's copy by the agent
-    for script in ("ws_read.py", "ws_flood.py", "ws_client.py", "tail_read.py"):
+    for script in ("ws_read.py", "ws_flood.py", "ws_client.py", "tail_read.py", "raw_upgrade.py"):
         docker("cp", str(files / script), f"bottle-{bottle.slug}-agent:/tmp/{script}")
     image = json.loads(docker("inspect", f"bottle-{bottle.slug}-firewall").stdout)[0]["Config"]["Image"]
     name = f"bottle-test-{bottle.slug}-reflector"  # removed below whatever happens
@@ -400,6 +432,38 @@ def test_a_transfer_coded_answer_is_refused_and_none_is_asked_for(bottle, reflec
     assert [v for k, v in seen["headers"] if k.lower() == "te"] == ["trailers"], seen  # gzip was not asked for
     assert received.startswith("HTTP/1.1 502") and "content-coding" in received, received
     assert REAL_TOKEN not in received
+
+
+def firewall_reloaded(bottle, policy: dict) -> None:
+    """Write the firewall's policy file as the controller would, and wait for its reload."""
+    firewall = f"bottle-{bottle.slug}-firewall"
+    path = bottle.state_home / "bottle" / bottle.slug / "stage" / "firewall" / "policy.json"
+    before = docker("logs", firewall).stdout.count('"policy-reload"')
+    path.write_text(json.dumps(policy))
+    docker("kill", "--signal", "HUP", firewall)
+    deadline = time.monotonic() + 20
+    while docker("logs", firewall).stdout.count('"policy-reload"') == before:
+        assert time.monotonic() < deadline, "the firewall did not reload its policy"
+        time.sleep(0.2)
+
+
+def test_a_routed_switch_to_raw_bytes_is_cut_even_where_the_firewall_would_relay_it(bottle, reflector):
+    """A routed host the firewall treats as passthrough (the manifest and `inv route add` refuse
+    that; the firewall's policy is edited here as a later path might) lets a 101 to another
+    protocol than WebSocket through: the egress proxy must not relay what follows unscrubbed."""
+    path = bottle.state_home / "bottle" / bottle.slug / "stage" / "firewall" / "policy.json"
+    policy = json.loads(path.read_text())
+    firewall_reloaded(bottle, {**policy, "passthrough": [*policy.get("passthrough", []), REFLECT]})
+    try:
+        out = bottle.sh(f"python3 /tmp/raw_upgrade.py {REFLECT} /r/upgrade-raw")
+    finally:
+        firewall_reloaded(bottle, policy)
+    assert_token_arrived(reflector, "/r/upgrade-raw", out.stdout + out.stderr)
+    assert REAL_TOKEN not in out.stdout + out.stderr and "raw Bearer" not in out.stdout, out.stdout
+    assert "101" not in out.stdout.split("\n", 1)[0], out.stdout  # the switch itself never reached the agent
+    denials = [json.loads(line) for line in docker("logs", f"bottle-{bottle.slug}-egress").stdout.splitlines()
+               if '"raw-upgrade"' in line]
+    assert denials and denials[-1]["decision"] == "deny", denials
 
 
 def memory_of(container: str) -> int:
