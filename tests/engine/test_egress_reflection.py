@@ -232,15 +232,11 @@ print(early, total)
 
 # Asks HOST PATH, through the agent's proxy, to switch to protocol "foo"; prints all it gets.
 RAW_UPGRADE = r'''
-import os, socket, ssl, sys, urllib.parse
-proxy = urllib.parse.urlsplit(os.environ.get("HTTPS_PROXY") or os.environ["https_proxy"])
+import os, ssl, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ws_client import tunnel
 host, path = sys.argv[1], sys.argv[2]
-raw = socket.create_connection((proxy.hostname, proxy.port), timeout=10)
-raw.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
-head = b""
-while b"\r\n\r\n" not in head:
-    head += raw.recv(4096)
-conn = ssl.create_default_context().wrap_socket(raw, server_hostname=host)
+conn = tunnel(host)
 conn.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n".encode())
 got = b""
 try:

@@ -3,7 +3,7 @@
 
     python3 ws_client.py HOST PATH MESSAGE
 
-Scripts of other exchanges import `handshake` from it (copied next to them in the agent)."""
+Scripts of other exchanges import `handshake` or `tunnel` from it (copied next to them in the agent)."""
 import base64
 import json
 import os
@@ -13,16 +13,21 @@ import sys
 from urllib.parse import urlsplit
 
 
-def handshake(host: str, path: str, headers: str = ""):
-    """A WebSocket to https://HOST/PATH through the proxy: (the TLS socket, the response head).
-    `headers`: extra request header lines, each ending in CRLF."""
+def tunnel(host: str) -> ssl.SSLSocket:
+    """A TLS connection to HOST:443 through the proxy's CONNECT."""
     proxy = urlsplit(os.environ["HTTPS_PROXY"])
     raw = socket.create_connection((proxy.hostname, proxy.port), timeout=20)
     raw.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
     reply = b""
     while b"\r\n\r\n" not in reply:
         reply += raw.recv(4096)
-    conn = ssl.create_default_context().wrap_socket(raw, server_hostname=host)
+    return ssl.create_default_context().wrap_socket(raw, server_hostname=host)
+
+
+def handshake(host: str, path: str, headers: str = ""):
+    """A WebSocket to https://HOST/PATH through the proxy: (the TLS socket, the response head).
+    `headers`: extra request header lines, each ending in CRLF."""
+    conn = tunnel(host)
     key = base64.b64encode(os.urandom(16)).decode()
     conn.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                   f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n").encode())

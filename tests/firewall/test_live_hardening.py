@@ -504,12 +504,14 @@ def test_an_upgrade_to_anything_but_a_websocket_relays_nothing(tmp_path, upstrea
         srv.close()
 
 
-def test_websocket_messages_are_not_kept_for_the_connections_life(tmp_path, upstream):
+def deflate_websocket_upstream(upstream, answer):
+    """A TLS WebSocket upstream that accepts permessage-deflate; `answer(conn, ws, event)` is
+    called with each event, the opening request included (after it is accepted)."""
     import wsproto
     import wsproto.events as ev
     from wsproto.extensions import PerMessageDeflate
 
-    def counting_websocket(raw):
+    def handle(raw):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(upstream.cert_file)
         ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
@@ -520,21 +522,40 @@ def test_websocket_messages_are_not_kept_for_the_connections_life(tmp_path, upst
                     for event in ws.events():
                         if isinstance(event, ev.Request):
                             conn.sendall(ws.send(ev.AcceptConnection(extensions=[PerMessageDeflate()])))
-                        elif isinstance(event, ev.Message) and event.message_finished:
-                            conn.sendall(ws.send(ev.TextMessage("ok")))
+                        answer(conn, ws, event)
         except (OSError, ssl.SSLError, wsproto.utilities.LocalProtocolError):
             pass
 
-    srv = serve(counting_websocket)
+    return handle
+
+
+def deflate_websocket(fw: LiveFirewall, port: int):
+    """A WebSocket with permessage-deflate through the firewall to localhost:`port`: (socket, wsproto)."""
+    import wsproto
+    import wsproto.events as ev
+    from wsproto.extensions import PerMessageDeflate
+
+    sock = fw.tls_context().wrap_socket(connect_tunnel(fw, "localhost", port), server_hostname="localhost")
+    ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    sock.sendall(ws.send(ev.Request(host="localhost", target="/ws", extensions=[PerMessageDeflate()])))
+    ws.receive_data(sock.recv(65536))
+    assert isinstance(next(ws.events()), ev.AcceptConnection)
+    return sock, ws
+
+
+def test_websocket_messages_are_not_kept_for_the_connections_life(tmp_path, upstream):
+    import wsproto.events as ev
+
+    def answer(conn, ws, event):
+        if isinstance(event, ev.Message) and event.message_finished:
+            conn.sendall(ws.send(ev.TextMessage("ok")))
+
+    srv = serve(deflate_websocket_upstream(upstream, answer))
     port = srv.getsockname()[1]
     fw = LiveFirewall(tmp_path, upstream, allow=["localhost", f"localhost:{port}"])
     try:
         peak_before = vm_hwm(fw.proc.pid)
-        sock = fw.tls_context().wrap_socket(connect_tunnel(fw, "localhost", port), server_hostname="localhost")
-        ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
-        sock.sendall(ws.send(ev.Request(host="localhost", target="/ws", extensions=[PerMessageDeflate()])))
-        ws.receive_data(sock.recv(65536))
-        assert isinstance(next(ws.events()), ev.AcceptConnection)
+        sock, ws = deflate_websocket(fw, port)
         message = "x" * (900 * 1024)  # under the per-message limit; deflated to about 1 KiB
         for _ in range(160):
             sock.sendall(ws.send(ev.TextMessage(message)))
@@ -556,43 +577,25 @@ def test_a_compressed_websocket_message_is_bounded_as_it_inflates(tmp_path, upst
     """A deflate bomb in one frame: kilobytes on the wire, a message far over the limit (1 MiB
     from the agent, 32 MiB from the upstream) once inflated. The inflating stops at the limit:
     the WebSocket is closed, the message reaches nobody, and the firewall stays small."""
-    import wsproto
     import wsproto.events as ev
-    from wsproto.extensions import PerMessageDeflate
 
     bomb = "x" * inflated  # one repeated byte deflates about 1000:1
     upstream_got: list[int] = []  # the sizes of the messages that reached the upstream
 
-    def deflating_websocket(raw):
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(upstream.cert_file)
-        ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
-        try:
-            with ctx.wrap_socket(raw, server_side=True) as conn:
-                while data := conn.recv(1 << 20):
-                    ws.receive_data(data)
-                    for event in ws.events():
-                        if isinstance(event, ev.Request):
-                            conn.sendall(ws.send(ev.AcceptConnection(extensions=[PerMessageDeflate()])))
-                            if sender == "upstream":
-                                conn.sendall(ws.send(ev.TextMessage(bomb)))
-                        elif isinstance(event, ev.Message):
-                            upstream_got.append(len(event.data))
-                        elif isinstance(event, ev.CloseConnection):
-                            conn.sendall(ws.send(event.response()))
-        except (OSError, ssl.SSLError, wsproto.utilities.LocalProtocolError):
-            pass
+    def answer(conn, ws, event):
+        if isinstance(event, ev.Request) and sender == "upstream":
+            conn.sendall(ws.send(ev.TextMessage(bomb)))
+        elif isinstance(event, ev.Message):
+            upstream_got.append(len(event.data))
+        elif isinstance(event, ev.CloseConnection):
+            conn.sendall(ws.send(event.response()))
 
-    srv = serve(deflating_websocket)
+    srv = serve(deflate_websocket_upstream(upstream, answer))
     port = srv.getsockname()[1]
     fw = LiveFirewall(tmp_path, upstream, allow=["localhost", f"localhost:{port}"])
     try:
         peak_before = vm_hwm(fw.proc.pid)
-        sock = fw.tls_context().wrap_socket(connect_tunnel(fw, "localhost", port), server_hostname="localhost")
-        ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
-        sock.sendall(ws.send(ev.Request(host="localhost", target="/ws", extensions=[PerMessageDeflate()])))
-        ws.receive_data(sock.recv(65536))
-        assert isinstance(next(ws.events()), ev.AcceptConnection)
+        sock, ws = deflate_websocket(fw, port)
         if sender == "agent":
             frame = ws.send(ev.TextMessage(bomb))
             assert len(frame) < 512 * 1024, len(frame)  # on the wire: far under any limit
