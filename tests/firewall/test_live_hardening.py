@@ -5,6 +5,7 @@ client was told."""
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import ssl
 import threading
@@ -504,9 +505,9 @@ def test_an_upgrade_to_anything_but_a_websocket_relays_nothing(tmp_path, upstrea
         srv.close()
 
 
-def deflate_websocket_upstream(upstream, answer):
-    """A TLS WebSocket upstream that accepts permessage-deflate; `answer(conn, ws, event)` is
-    called with each event, the opening request included (after it is accepted)."""
+def websocket_upstream(upstream, answer, deflate: bool = True):
+    """A TLS WebSocket upstream (that accepts permessage-deflate unless told); `answer(conn, ws,
+    event)` is called with each event, the opening request included (after it is accepted)."""
     import wsproto
     import wsproto.events as ev
     from wsproto.extensions import PerMessageDeflate
@@ -521,7 +522,7 @@ def deflate_websocket_upstream(upstream, answer):
                     ws.receive_data(data)
                     for event in ws.events():
                         if isinstance(event, ev.Request):
-                            conn.sendall(ws.send(ev.AcceptConnection(extensions=[PerMessageDeflate()])))
+                            conn.sendall(ws.send(ev.AcceptConnection(extensions=[PerMessageDeflate()] if deflate else [])))
                         answer(conn, ws, event)
         except (OSError, ssl.SSLError, wsproto.utilities.LocalProtocolError):
             pass
@@ -529,15 +530,16 @@ def deflate_websocket_upstream(upstream, answer):
     return handle
 
 
-def deflate_websocket(fw: LiveFirewall, port: int):
-    """A WebSocket with permessage-deflate through the firewall to localhost:`port`: (socket, wsproto)."""
+def open_websocket(fw: LiveFirewall, port: int, deflate: bool = True):
+    """A WebSocket (with permessage-deflate unless told) through the firewall to localhost:`port`:
+    (socket, wsproto)."""
     import wsproto
     import wsproto.events as ev
     from wsproto.extensions import PerMessageDeflate
 
     sock = fw.tls_context().wrap_socket(connect_tunnel(fw, "localhost", port), server_hostname="localhost")
     ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
-    sock.sendall(ws.send(ev.Request(host="localhost", target="/ws", extensions=[PerMessageDeflate()])))
+    sock.sendall(ws.send(ev.Request(host="localhost", target="/ws", extensions=[PerMessageDeflate()] if deflate else [])))
     ws.receive_data(sock.recv(65536))
     assert isinstance(next(ws.events()), ev.AcceptConnection)
     return sock, ws
@@ -550,12 +552,12 @@ def test_websocket_messages_are_not_kept_for_the_connections_life(tmp_path, upst
         if isinstance(event, ev.Message) and event.message_finished:
             conn.sendall(ws.send(ev.TextMessage("ok")))
 
-    srv = serve(deflate_websocket_upstream(upstream, answer))
+    srv = serve(websocket_upstream(upstream, answer))
     port = srv.getsockname()[1]
     fw = LiveFirewall(tmp_path, upstream, allow=["localhost", f"localhost:{port}"])
     try:
         peak_before = vm_hwm(fw.proc.pid)
-        sock, ws = deflate_websocket(fw, port)
+        sock, ws = open_websocket(fw, port)
         message = "x" * (900 * 1024)  # under the per-message limit; deflated to about 1 KiB
         for _ in range(160):
             sock.sendall(ws.send(ev.TextMessage(message)))
@@ -590,12 +592,12 @@ def test_a_compressed_websocket_message_is_bounded_as_it_inflates(tmp_path, upst
         elif isinstance(event, ev.CloseConnection):
             conn.sendall(ws.send(event.response()))
 
-    srv = serve(deflate_websocket_upstream(upstream, answer))
+    srv = serve(websocket_upstream(upstream, answer))
     port = srv.getsockname()[1]
     fw = LiveFirewall(tmp_path, upstream, allow=["localhost", f"localhost:{port}"])
     try:
         peak_before = vm_hwm(fw.proc.pid)
-        sock, ws = deflate_websocket(fw, port)
+        sock, ws = open_websocket(fw, port)
         if sender == "agent":
             frame = ws.send(ev.TextMessage(bomb))
             assert len(frame) < 512 * 1024, len(frame)  # on the wire: far under any limit
@@ -616,6 +618,54 @@ def test_a_compressed_websocket_message_is_bounded_as_it_inflates(tmp_path, upst
         assert upstream_got == [] and agent_got == [], (upstream_got, agent_got)
         growth = vm_hwm(fw.proc.pid) - peak_before
         assert growth < most_growth, f"a {inflated // MiB} MiB message grew the firewall by {growth / MiB:.0f} MiB"
+    finally:
+        fw.close()
+        srv.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_a_websocket_frame_in_many_reads_costs_what_it_would_in_many_frames(tmp_path, upstream):
+    """One 31 MiB frame reaches the firewall in hundreds of reads; each piece was added to the
+    frame with `bytes +=`, copying all of it again (seconds of CPU for one message). It must
+    cost about what the same message costs sent as 64 KiB frames."""
+    import wsproto.events as ev
+
+    size, piece = 31 * MiB, 64 * 1024
+
+    def answer(conn, ws, event):
+        if isinstance(event, ev.TextMessage) and event.data in ("one", "many"):
+            data = bytes(size)
+            if event.data == "one":
+                conn.sendall(ws.send(ev.BytesMessage(data)))
+            else:
+                for start in range(0, size, piece):
+                    conn.sendall(ws.send(ev.BytesMessage(data[start:start + piece],
+                                                         message_finished=start + piece >= size)))
+
+    srv = serve(websocket_upstream(upstream, answer, deflate=False))
+    port = srv.getsockname()[1]
+    fw = LiveFirewall(tmp_path, upstream, allow=["localhost", f"localhost:{port}"])
+    try:
+        sock, ws = open_websocket(fw, port, deflate=False)
+        cost = {}
+        for how in ("many", "one", "many", "one"):
+            before = cpu_seconds(fw.proc.pid)
+            sock.sendall(ws.send(ev.TextMessage(how)))
+            got, finished = 0, False
+            while not finished:
+                ws.receive_data(sock.recv(1 << 20))
+                for event in ws.events():
+                    if isinstance(event, ev.BytesMessage):
+                        got += len(event.data)
+                        finished = event.message_finished
+            assert got == size
+            cost[how] = cpu_seconds(fw.proc.pid) - before  # the second round's: the first warms up
+        sock.close()
+        assert cost["one"] < 1.5 * cost["many"] + 0.1, cost  # here: 0.16 s and 0.16 s (before: 0.81 s)
     finally:
         fw.close()
         srv.close()

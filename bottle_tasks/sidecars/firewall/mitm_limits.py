@@ -27,7 +27,10 @@ they wrap).
    (``capacity.BodyPool``), in both proxies. A compressed message (permessage-deflate) is
    inflated by wsproto without any limit, and one that ends within a single read is never seen
    half-assembled: 64 KiB of deflate made a 64 MiB message. So the inflating itself stops at
-   the same limits (``_bounded_inflate``), and the WebSocket is closed (1009).
+   the same limits (``_bounded_inflate``), and the WebSocket is closed (1009). And a frame that
+   arrives in many pieces was assembled with ``bytes +=``, which copies all of it for every
+   piece: a 32 MiB message in 4 KiB pieces cost 11 s of CPU (1 MiB in 1 KiB pieces, 0.15 s).
+   Each frame is assembled in a ``bytearray`` instead (``FrameBuffers``), which grows in place.
 5. **HTTP/2 and HTTP/3 requests sent on over HTTP/1** keep their body's framing. Those
    protocols frame a body themselves, so such a request may have no ``content-length``;
    mitmproxy's HTTP/1 client then writes its head without one and the body raw after it,
@@ -115,6 +118,7 @@ def install(guard: Guard | None) -> None:
     ws_layers.WebsocketLayer._handle_event = _tagged_start
     _wrap(ws_layers.WebsocketLayer, "relay_messages", _bounded_relay_messages)
     _wrap(ws_layers.WebsocketConnection, "send2", _guarded_send2)
+    ws_layers.WebsocketConnection.frame_buf = property(_frame_buffers, _set_frame_buffers)
     _wrap(wsproto.extensions.PerMessageDeflate, "frame_inbound_payload_data", _bounded_inflate)
     _wrap(wsproto.extensions.PerMessageDeflate, "frame_inbound_complete", _bounded_inflate_end)
     _wrap(server.ConnectionHandler, "drain_writers", _drain_writers_noting_unsent)
@@ -271,6 +275,25 @@ def _bounded_inflate_end(self, proto, fin: bool):
     too_big = isinstance(out, bytes) and bound.inflated + len(out) > bound.limit()
     bound.inflated = 0
     return bound.refuse() if too_big else out
+
+
+class FrameBuffers(list):
+    """The frames of a WebSocket message being assembled, each a ``bytearray``: mitmproxy adds
+    each piece of a frame with ``frame_buf[-1] += data``, in place on a bytearray (see 4.)."""
+
+    def __init__(self, frames=()):
+        super().__init__(bytearray(frame) for frame in frames)
+
+    def append(self, frame) -> None:
+        super().append(bytearray(frame))
+
+
+def _frame_buffers(self) -> FrameBuffers:
+    return self.__dict__["bottle_frame_buf"]
+
+
+def _set_frame_buffers(self, frames) -> None:  # mitmproxy sets `[b""]` for each new message
+    self.__dict__["bottle_frame_buf"] = FrameBuffers(frames)
 
 
 def _guarded_send2(self, event):
