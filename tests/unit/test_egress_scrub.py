@@ -118,6 +118,10 @@ def test_only_what_follows_the_last_line_break_waits():
         send = S.Scrubber([SECRET]).stream()
         assert send(b"line one\nline two\n" + tail) == b"line one\nline two\n"
         assert send(b"") == tail
+    send = S.Scrubber([SECRET]).stream()
+    long_line = b"b" * (S.HOLD_AT_LEAST + 5)  # a line break further back than what is held
+    assert send(b"a\n" + long_line) == b"a\n" + long_line[:5]
+    assert send(b"") == long_line[5:]
 
 
 def test_what_is_held_back_goes_out_with_the_next_chunk_or_at_the_end():

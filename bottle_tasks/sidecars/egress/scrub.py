@@ -102,7 +102,8 @@ class Scrubber:
     def held_back(self, data: bytes) -> int:
         """How many bytes at the end of `data` wait for the next chunk: those after its last
         line break, at most `hold`. Never a function of the secrets (see the docstring)."""
-        after_break = max((data.rfind(b) + 1 for b in self._breaks), default=0)
+        start = max(len(data) - self.hold, 0)  # a break before this holds back `hold` bytes all the same
+        after_break = max((data.rfind(b, start) + 1 for b in self._breaks), default=0)
         return min(self.hold, len(data) - after_break)
 
     def stream(self) -> Callable[[bytes], bytes]:
