@@ -46,6 +46,34 @@ def plain(value: object, style: str = "") -> Text:
     return Text(visible(str(value)), style=style)
 
 
+# Layout a command's output needs (line breaks, tabs); every other control character is escaped.
+_CONTROL_BUT_LAYOUT = re.compile(_CONTROL.pattern.replace(r"\x00-\x1f", r"\x00-\x08\x0b-\x1f"))
+
+
+class VisibleStream:
+    """Writes what the agent printed to a terminal with its control characters shown as escapes
+    (line breaks and tabs kept): a terminal obeys them otherwise (OSC 52 sets the clipboard,
+    OSC 8 makes links, CR overwrites a line). Any chunking is safe: each character is
+    escaped alone."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(_CONTROL_BUT_LAYOUT.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"),
+                                                         text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def terminal_safe_streams() -> dict:
+    """`out_stream`/`err_stream` for a command whose output the agent controls: escaped where it
+    goes to a terminal, as it is where it goes to a file or a pipe."""
+    return {name: VisibleStream(stream) for name, stream in (("out_stream", sys.stdout), ("err_stream", sys.stderr))
+            if stream.isatty()}
+
+
 def visible_lines(text: str) -> str:
     """`visible`, line by line: a message keeps its line breaks, nothing else raw."""
     return "\n".join(visible(line) for line in text.split("\n"))

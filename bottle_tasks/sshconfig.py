@@ -109,9 +109,9 @@ def connection(remote: str, depth: int = 0):
     from fabric import Config, Connection  # local runs never pay for paramiko
     from fabric.runners import Remote
 
-    from .target import POLL_SECONDS
+    from .target import POLL_SECONDS, LinearOutput
 
-    class PromptRemote(Remote):
+    class PromptRemote(LinearOutput, Remote):
         input_sleep = POLL_SECONDS  # as the local runner: see target.PromptLocal
 
     runners = {"runners": {"remote": PromptRemote}}

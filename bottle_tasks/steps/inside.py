@@ -10,7 +10,10 @@ def _exec(c, command: list[str], interactive: bool) -> int:
     name = bottle.require("agent", "launch")
     tty = interactive and console.is_tty()
     argv = docker.exec_(name, command, interactive=interactive, tty=tty)
-    result = bottle.target.run(argv, check=False, stream=True, pty=tty, interactive=interactive)
+    # An interactive session is the agent's terminal by design; one command's output is only
+    # text the agent wrote, and never reaches a terminal raw.
+    streams = {} if interactive else console.terminal_safe_streams()
+    result = bottle.target.run(argv, check=False, stream=True, pty=tty, interactive=interactive, **streams)
     return result.exited
 
 

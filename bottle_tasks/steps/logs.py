@@ -86,7 +86,10 @@ def line_of(record: dict) -> Text:
 
 
 class AuditStream:
-    """A file-like sink for `docker logs --follow` that prints each decision as it arrives."""
+    """A file-like sink for `docker logs --follow` that prints each decision as it arrives (and
+    that nobody reads back: the runner keeps none of it, `target.LinearOutput`)."""
+
+    keeps_output = False
 
     def __init__(self, wanted, raw: bool):
         self.wanted, self.raw, self.buffer = wanted, raw, ""

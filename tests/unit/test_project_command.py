@@ -351,6 +351,10 @@ def test_pull_names_the_bottles_own_rules_the_agent_changed(agent_repo):
     (user / "bottle.yaml").write_text("version: 1\n")
     (user / "deep;touch x").mkdir()
     (user / "deep;touch x" / ".bottleignore").write_text("!secret\n")
+    # names git would read as pathspec magic: ls-tree failed on the first, the second hid the rest
+    for decoy in (":(exclude)z", ":"):
+        (user / decoy).mkdir()
+        (user / decoy / "bottle.yaml").write_text("decoy\n")
     (user / "a.txt").write_text("two\n")
     git(user, "add", "-A")
     git(user, "commit", "-qm", "the agent's")
@@ -358,8 +362,9 @@ def test_pull_names_the_bottles_own_rules_the_agent_changed(agent_repo):
     git(user, "reset", "-q", "--hard", base)  # the operator's folder as it was at the copy
     snapshot = workback.Snapshot(head=None, tip=tip, base=base, new=1, dirty=False)
     changed = work.rule_files_changed(Context(), str(user), snapshot)
-    assert sorted(changed) == ["bottle.yaml", "deep;touch x/.bottleignore"]
+    assert sorted(changed) == [":(exclude)z/bottle.yaml", ":/bottle.yaml", "bottle.yaml", "deep;touch x/.bottleignore"]
     (user / "bottle.yaml").write_text("version: 1\n")  # the operator's own, uncommitted: as in the snapshot
-    assert work.rule_files_changed(Context(), str(user), snapshot) == ["deep;touch x/.bottleignore"]
+    assert sorted(work.rule_files_changed(Context(), str(user), snapshot)) == [
+        ":(exclude)z/bottle.yaml", ":/bottle.yaml", "deep;touch x/.bottleignore"]
     unchanged = workback.Snapshot(head=None, tip=base, base=base, new=0, dirty=False)
     assert work.rule_files_changed(Context(), str(user), unchanged) == []

@@ -53,8 +53,8 @@ they wrap).
    while they stayed open, and the agent may keep 256 open. Written in pieces of
    ``TLS_WRITE_PIECE``, each sent on before the next, the buffer stays that small (12 MiB).
 
-The firewall installs all of them with itself as the ``Guard``; the egress proxy installs
-them without one (the bounds, the framing; its WebSocket control frames pass unchanged).
+The firewall and the egress proxy install all of them, each with itself as the ``Guard``
+(the egress proxy lets the agent's control frames pass: the firewall scans them).
 """
 
 from __future__ import annotations
@@ -230,9 +230,9 @@ def _tagged_start(self, event):
         self.client_ws.bottle_flow_to_agent = self.flow
     # Each side's inflating, bounded as its messages are (see 4.).
     flow = self.flow
-    for ws, limit, source in ((getattr(self, "client_ws", None), lambda: flow.metadata.get(BODY_LIMIT) or MAX_WEBSOCKET_MESSAGE,
-                               "the agent"),
-                              (getattr(self, "server_ws", None), lambda: MAX_WEBSOCKET_MESSAGE, "the upstream")):
+    sides = ((getattr(self, "client_ws", None), "the agent", lambda: flow.metadata.get(BODY_LIMIT) or MAX_WEBSOCKET_MESSAGE),
+             (getattr(self, "server_ws", None), "the upstream", lambda: MAX_WEBSOCKET_MESSAGE))
+    for ws, source, limit in sides:
         for extension in getattr(getattr(ws, "_proto", None), "extensions", ()):
             if isinstance(extension, wsproto.extensions.PerMessageDeflate):
                 extension.bottle_bound = _InflateBound(flow, limit, source)

@@ -33,6 +33,10 @@ _PROTOCOL = re.compile(r"^version=[0-9]$")
 HEALTH_PATH = "/_bottle/health"
 
 
+CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")  # hex digits only
+CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")  # ASCII digits only
+
+
 class BadRequest(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
@@ -107,10 +111,10 @@ class Handler(BaseHTTPRequestHandler):
         if chunked:
             while True:
                 line = self.rfile.readline(100)
-                try:
-                    size = int(line.split(b";")[0].strip(), 16)
-                except ValueError:
-                    raise BadRequest(400, "malformed chunked body") from None
+                field = line.split(b";")[0].strip()
+                if not CHUNK_SIZE.fullmatch(field):  # int() would take "-7fff…" (and undo `total`), "0x10", "1_0"
+                    raise BadRequest(400, "malformed chunked body")
+                size = int(field, 16)
                 if size == 0:
                     self.rfile.readline(100)
                     break
@@ -120,11 +124,11 @@ class Handler(BaseHTTPRequestHandler):
                 shutil.copyfileobj(_Exact(self.rfile, size), out)
                 self.rfile.readline(100)
         else:
-            try:
-                length = int(self.headers.get("Content-Length", "0"))
-            except ValueError:
-                raise BadRequest(400, "bad Content-Length") from None
-            if length < 0 or length > limit:
+            value = self.headers.get("Content-Length", "0").strip()
+            if not CONTENT_LENGTH.fullmatch(value):
+                raise BadRequest(400, "bad Content-Length")
+            length = int(value)
+            if length > limit:
                 raise BadRequest(413, f"the request is larger than {limit >> 20} MiB")
             total = length
             shutil.copyfileobj(_Exact(self.rfile, length), out)

@@ -1,0 +1,57 @@
+"""The git gate's request body reader (gitgate/server.py): a chunked body or one with a
+length, at most `limit` bytes, and nothing but plain hex or decimal sizes (Python's int()
+takes a sign, a 0x prefix and underscores: a negative chunk size let every later chunk past
+the limit)."""
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+import pytest
+
+from bottle_tasks.sidecars.gitgate import config, server
+
+
+@pytest.fixture(autouse=True)
+def run_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "RUN_DIR", str(tmp_path))
+
+
+def read(body: bytes, limit: int = 1 << 20, **headers: str) -> bytes:
+    handler = SimpleNamespace(rfile=io.BytesIO(body), headers={k.replace("_", "-"): v for k, v in headers.items()})
+    out, total = server.Handler.read_body(handler, limit)
+    data = out.read()
+    assert total == len(data)
+    return data
+
+
+def test_a_chunked_body_is_read_whole():
+    assert read(b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n", Transfer_Encoding="chunked") == b"hello world"
+
+
+@pytest.mark.parametrize("size", [b"-7fffffffffffffff", b"+5", b"0x5", b"0_5", b" ", b"", b"5 5", b"12345678901234567"])
+def test_a_chunk_size_that_is_not_plain_hex_is_refused(size):
+    with pytest.raises(server.BadRequest) as refused:
+        read(size + b"\r\n\r\n" + b"A" * (3 << 20) + b"\r\n0\r\n\r\n", Transfer_Encoding="chunked")
+    assert refused.value.status == 400
+
+
+def test_chunks_past_the_limit_are_refused():
+    with pytest.raises(server.BadRequest) as refused:
+        read(b"400\r\n" + b"A" * 1024 + b"\r\n" * 1 + b"400\r\n" + b"A" * 1024 + b"\r\n0\r\n\r\n",
+             limit=1500, Transfer_Encoding="chunked")
+    assert refused.value.status == 413
+
+
+@pytest.mark.parametrize("length", ["-1", "+5", "5_0", "0x5", "٥", ""])
+def test_a_content_length_that_is_not_plain_digits_is_refused(length):
+    with pytest.raises(server.BadRequest) as refused:
+        read(b"hello", Content_Length=length)
+    assert refused.value.status == 400
+
+
+def test_a_body_with_a_length_is_read_to_it_and_bounded():
+    assert read(b"hello world", Content_Length="5") == b"hello"
+    with pytest.raises(server.BadRequest) as refused:
+        read(b"x" * 10, limit=9, Content_Length="10")
+    assert refused.value.status == 413
