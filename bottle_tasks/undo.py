@@ -80,9 +80,11 @@ def undo(bottle: Bottle, action: UndoAction) -> None:
         if not (result.ok or "no such volume" in result.stderr.lower()):
             raise BottleError(f"could not remove volume {action.name}", result.stderr.strip())
     elif action.kind == "stage":
-        # Only ever below the stage root: a hand-edited state file must not aim rm -rf elsewhere.
-        if not action.name.startswith(bottle.target.stage_root + "/"):
-            raise BottleError(f"refusing to remove {action.name}: not below {bottle.target.stage_root}",
+        # Only ever this bottle's own stage dir, the one `ca` records: a hand-edited (or planted)
+        # state file must not aim rm -rf elsewhere ("<stage root>/x/../../.." is below it by name).
+        own = bottle.target.stage_dir(bottle.slug)
+        if action.name != own:
+            raise BottleError(f"refusing to remove {action.name}: not this bottle's stage dir ({own})",
                               f"fix or delete {bottle.state.path}")
         bottle.target.remove_tree(action.name)
     else:

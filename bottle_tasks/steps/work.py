@@ -224,8 +224,9 @@ def pull(c, branch=None):
 
 
 # The files that make a bottle what it is: merged into the operator's branch, an edit of the
-# agent's would be the next bottle's allowlist, routes, secrets and workspace.
-RULE_FILES = frozenset({*project.PROJECT_FILES, BOTTLEIGNORE})
+# agent's would be the next bottle's allowlist, routes, secrets and workspace (in a git
+# repository, git-ignored files stay out of it: a `.gitignore` of the agent's could let them in).
+RULE_FILES = frozenset({*project.PROJECT_FILES, BOTTLEIGNORE, ".gitignore"})
 
 
 def rule_files_changed(c, repo: str, snapshot: workback.Snapshot) -> list[str]:

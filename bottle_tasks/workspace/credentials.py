@@ -84,6 +84,11 @@ def by_token(rel: str, head: bytes) -> str | None:
     return None
 
 
+# In git's config: `url = https://user:password@host/...` (no DLP rule knows a password's
+# shape), or `extraheader = AUTHORIZATION: basic ...` (actions/checkout leaves one, base64).
+GIT_CONFIG_CREDENTIAL = re2.compile(rb"(?im)^\s*(?:url|pushurl)\s*=\s*\S*://[^/@\s]*:[^/@\s]+@|^\s*extraheader\s*=")
+
+
 class ContentScan:
     """The firewall's DLP rules (and the agent's own `network.dlp.patterns`) over file heads."""
 
@@ -92,8 +97,11 @@ class ContentScan:
                  for p in patterns]
         self._scanner = dlp.Scanner([*dlp.BUILTIN_RULES, *extra])
 
-    def finding(self, head: bytes) -> str | None:
-        """What the head of a file holds that a DLP rule recognises (never the match itself)."""
+    def finding(self, head: bytes, git_config: bool = False) -> str | None:
+        """What the head of a file holds that a DLP rule recognises (never the match itself);
+        `git_config`: also a password in a URL or an http.extraheader (git's config files)."""
+        if git_config and GIT_CONFIG_CREDENTIAL.search(head):
+            return "holds a credential (a password in a URL, or an http.extraheader)"
         found = self._scanner.scan_body(printable(head))
         return f"contains {found[0].what}" if found else None
 

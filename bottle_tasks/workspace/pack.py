@@ -22,7 +22,7 @@ from pathlib import Path
 from .. import console
 from ..errors import BottleError
 from .credentials import MAX_SCAN_BYTES, ContentScan
-from .selection import LeftOut, Selection
+from .selection import GIT_CONFIGS, LeftOut, Selection
 
 CHUNK = 1 << 20
 LARGE = 64 << 20  # above this many bytes a copy shows progress
@@ -111,7 +111,7 @@ def _add_file(tar, root: Path, name: str, entry, scan: ContentScan, progress: Pr
             progress.advance(entry.size)
             return "not a regular file any more"
         head = handle.read(min(st.st_size, MAX_SCAN_BYTES)) if entry.scan else b""
-        reason = scan.finding(head) if head else None
+        reason = scan.finding(head, git_config=entry.rel in GIT_CONFIGS) if head else None
         if reason:
             progress.advance(entry.size)
             return reason

@@ -32,6 +32,17 @@ from ..errors import BottleError
 from . import BOTTLEIGNORE, credentials
 
 GIT_DIR = ".git"
+# Parts of .git the agent's git needs none of to commit, and that hold what the scans never
+# read: submodules' whole histories (compressed objects, their remotes' URLs), reflogs (each
+# command line, such as `git pull https://user:token@host/...`), Git LFS's stored versions.
+# Reflogs are in every repository and nobody misses them: not listed as left out.
+GIT_LEFT_OUT = {
+    f"{GIT_DIR}/modules": "submodules' own histories (not copied)",
+    f"{GIT_DIR}/logs": None,
+    f"{GIT_DIR}/lfs": "Git LFS's stored versions (not copied)",
+}
+# git's config files, where a credential hides in a remote URL or an http.extraheader.
+GIT_CONFIGS = frozenset({f"{GIT_DIR}/config", f"{GIT_DIR}/config.worktree"})
 # core.fsmonitor can name a program git would run; listing files must run nothing of the repo's.
 GIT = ("git", "-c", "core.fsmonitor=false", "-c", "core.quotepath=false")
 
@@ -191,6 +202,9 @@ def _walk(root: Path, ignore, left: list[LeftOut]) -> list[str]:
             if os.path.islink(os.path.join(dirpath, name)):
                 dirnames.remove(name)
                 filenames.append(name)
+            elif name == GIT_DIR:  # a repository inside: its compressed history no scan can read
+                dirnames.remove(name)
+                left.append(LeftOut(prefix + name + "/", "the history of a repository inside (not copied)"))
             elif ignore and ignore.match_file(prefix + name + "/"):
                 dirnames.remove(name)
                 left.append(LeftOut(prefix + name + "/", ".bottleignore"))
@@ -280,10 +294,16 @@ def _add_git_dir(root: Path, chosen: dict[str, Entry], left: list[LeftOut], igno
         left.append(LeftOut(GIT_DIR, "a .git file pointing outside the workspace (worktree or submodule)"))
         return
     for dirpath, dirnames, filenames in os.walk(git_dir):
+        for name in list(dirnames):
+            rel = Path(dirpath, name).relative_to(root).as_posix()
+            if rel in GIT_LEFT_OUT:
+                dirnames.remove(name)
+                if reason := GIT_LEFT_OUT[rel]:
+                    left.append(LeftOut(rel + "/", reason))
         for name in sorted(dirnames + filenames):
             rel = Path(dirpath, name).relative_to(root).as_posix()
-            # Only .git/config may hold a credential (a token in a remote URL): scan it.
-            entry = _entry_in_git(root, rel, scan=rel == f"{GIT_DIR}/config")
+            # Of the rest only git's config may hold a credential (in a remote URL): scan it.
+            entry = _entry_in_git(root, rel, scan=rel in GIT_CONFIGS)
             if entry:
                 chosen[rel] = entry
 

@@ -351,6 +351,7 @@ def test_pull_names_the_bottles_own_rules_the_agent_changed(agent_repo):
     (user / "bottle.yaml").write_text("version: 1\n")
     (user / "deep;touch x").mkdir()
     (user / "deep;touch x" / ".bottleignore").write_text("!secret\n")
+    (user / "deep;touch x" / ".gitignore").write_text("!*\n")  # git-ignored files would enter the next bottle
     # names git would read as pathspec magic: ls-tree failed on the first, the second hid the rest
     for decoy in (":(exclude)z", ":"):
         (user / decoy).mkdir()
@@ -362,9 +363,10 @@ def test_pull_names_the_bottles_own_rules_the_agent_changed(agent_repo):
     git(user, "reset", "-q", "--hard", base)  # the operator's folder as it was at the copy
     snapshot = workback.Snapshot(head=None, tip=tip, base=base, new=1, dirty=False)
     changed = work.rule_files_changed(Context(), str(user), snapshot)
-    assert sorted(changed) == [":(exclude)z/bottle.yaml", ":/bottle.yaml", "bottle.yaml", "deep;touch x/.bottleignore"]
+    assert sorted(changed) == [":(exclude)z/bottle.yaml", ":/bottle.yaml", "bottle.yaml", "deep;touch x/.bottleignore",
+                               "deep;touch x/.gitignore"]
     (user / "bottle.yaml").write_text("version: 1\n")  # the operator's own, uncommitted: as in the snapshot
     assert sorted(work.rule_files_changed(Context(), str(user), snapshot)) == [
-        ":(exclude)z/bottle.yaml", ":/bottle.yaml", "deep;touch x/.bottleignore"]
+        ":(exclude)z/bottle.yaml", ":/bottle.yaml", "deep;touch x/.bottleignore", "deep;touch x/.gitignore"]
     unchanged = workback.Snapshot(head=None, tip=base, base=base, new=0, dirty=False)
     assert work.rule_files_changed(Context(), str(user), unchanged) == []

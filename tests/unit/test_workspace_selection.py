@@ -220,3 +220,45 @@ def test_progress_prints_plain_lines_when_not_a_terminal(capsys, monkeypatch):
     progress.close()
     lines = [line for line in capsys.readouterr().err.splitlines() if "copying" in line]
     assert len(lines) == 4 and lines[-1].strip() == "copying: 0 of 0 MB"
+
+
+def test_the_parts_of_git_no_scan_reads_stay_out(repo):
+    """Submodules' histories, reflogs (a command line such as `git pull https://user:token@...`)
+    and LFS's stored versions: the agent's git commits without them, and no scan reads them."""
+    write(repo, ".git/modules/vendor/sub/objects/c4/ab1d", "a compressed .env of the submodule's history")
+    write(repo, ".git/modules/vendor/sub/config", "[remote]\n\turl = https://bob:hunter2hunter2@git.example/x\n")
+    write(repo, ".git/logs/HEAD", f"0 1 t <t@t> 0 +0000\tpull -q https://bob:{GITHUB_TOKEN}@github.com/o/r\n")
+    write(repo, ".git/lfs/objects/aa/bb/aabb", "an old version of a large file\n")
+    chosen = select(repo)
+    assert not [e.rel for e in chosen.entries if e.rel.startswith((".git/modules", ".git/logs", ".git/lfs"))]
+    out = reasons(chosen)
+    assert out[".git/modules/"] == "submodules' own histories (not copied)"
+    assert ".git/logs/" not in out and out[".git/lfs/"].startswith("Git LFS")  # reflogs: in every repository
+    assert any(e.rel == ".git/HEAD" for e in chosen.entries)  # the rest of the history comes along
+
+
+def test_a_repository_inside_a_plain_folder_comes_without_its_history(tmp_path):
+    root = tmp_path / "plain"
+    write(root, "app/main.py")
+    git(root / "app", "init", "-q")
+    chosen = select(root)
+    assert chosen.source == "folder"
+    assert "app/main.py" in rels(chosen) and not [e.rel for e in chosen.entries if "/.git" in e.rel]
+    assert reasons(chosen)["app/.git/"] == "the history of a repository inside (not copied)"
+
+
+@pytest.mark.parametrize("config, kept", [
+    ("[remote \"origin\"]\n\turl = https://bob:hunter2hunter2@gitlab.example/o/r.git\n", False),
+    ("[http \"https://github.com/\"]\n\textraheader = AUTHORIZATION: basic eC1hY2Nlc3MtdG9rZW46Z2hz\n", False),
+    ("[remote \"origin\"]\n\turl = https://github.com/o/r.git\n\tpushurl = git@github.com:o/r.git\n", True),
+])
+def test_a_credential_in_gits_config_keeps_it_out(repo, tmp_path, config, kept):
+    for name in (".git/config", ".git/config.worktree"):
+        write(repo, name, config)
+    out = tmp_path / "ctx.tar"
+    left = pack.write_context(select(repo), "FROM scratch\n", out, credentials.ContentScan())
+    with tarfile.open(out) as tar:
+        names = set(tar.getnames())
+    for name in (".git/config", ".git/config.worktree"):
+        assert (f"workspace/{name}" in names) == kept, name
+        assert ({i.rel: i.reason for i in left}.get(name) is None) == kept
