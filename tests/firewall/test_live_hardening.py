@@ -4,6 +4,7 @@ client was told."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import socket
@@ -530,6 +531,19 @@ def websocket_upstream(upstream, answer, deflate: bool = True):
     return handle
 
 
+@contextlib.contextmanager
+def firewall_to_websocket_upstream(tmp_path, upstream, answer, deflate: bool = True):
+    """A `websocket_upstream` on loopback and a live firewall that allows it: (firewall, port)."""
+    srv = serve(websocket_upstream(upstream, answer, deflate))
+    port = srv.getsockname()[1]
+    fw = LiveFirewall(tmp_path, upstream, allow=["localhost", f"localhost:{port}"])
+    try:
+        yield fw, port
+    finally:
+        fw.close()
+        srv.close()
+
+
 def open_websocket(fw: LiveFirewall, port: int, deflate: bool = True):
     """A WebSocket (with permessage-deflate unless told) through the firewall to localhost:`port`:
     (socket, wsproto)."""
@@ -552,10 +566,7 @@ def test_websocket_messages_are_not_kept_for_the_connections_life(tmp_path, upst
         if isinstance(event, ev.Message) and event.message_finished:
             conn.sendall(ws.send(ev.TextMessage("ok")))
 
-    srv = serve(websocket_upstream(upstream, answer))
-    port = srv.getsockname()[1]
-    fw = LiveFirewall(tmp_path, upstream, allow=["localhost", f"localhost:{port}"])
-    try:
+    with firewall_to_websocket_upstream(tmp_path, upstream, answer) as (fw, port):
         peak_before = vm_hwm(fw.proc.pid)
         sock, ws = open_websocket(fw, port)
         message = "x" * (900 * 1024)  # under the per-message limit; deflated to about 1 KiB
@@ -568,9 +579,6 @@ def test_websocket_messages_are_not_kept_for_the_connections_life(tmp_path, upst
         sock.close()
         growth = vm_hwm(fw.proc.pid) - peak_before
         assert growth < 48 * MiB, f"140 MiB of messages grew the firewall's peak memory by {growth / MiB:.0f} MiB"
-    finally:
-        fw.close()
-        srv.close()
 
 
 @pytest.mark.parametrize("sender, inflated, most_growth", [("agent", 64 * MiB, 32 * MiB),
@@ -592,10 +600,7 @@ def test_a_compressed_websocket_message_is_bounded_as_it_inflates(tmp_path, upst
         elif isinstance(event, ev.CloseConnection):
             conn.sendall(ws.send(event.response()))
 
-    srv = serve(websocket_upstream(upstream, answer))
-    port = srv.getsockname()[1]
-    fw = LiveFirewall(tmp_path, upstream, allow=["localhost", f"localhost:{port}"])
-    try:
+    with firewall_to_websocket_upstream(tmp_path, upstream, answer) as (fw, port):
         peak_before = vm_hwm(fw.proc.pid)
         sock, ws = open_websocket(fw, port)
         if sender == "agent":
@@ -618,9 +623,6 @@ def test_a_compressed_websocket_message_is_bounded_as_it_inflates(tmp_path, upst
         assert upstream_got == [] and agent_got == [], (upstream_got, agent_got)
         growth = vm_hwm(fw.proc.pid) - peak_before
         assert growth < most_growth, f"a {inflated // MiB} MiB message grew the firewall by {growth / MiB:.0f} MiB"
-    finally:
-        fw.close()
-        srv.close()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -646,10 +648,7 @@ def test_a_websocket_frame_in_many_reads_costs_what_it_would_in_many_frames(tmp_
                     conn.sendall(ws.send(ev.BytesMessage(data[start:start + piece],
                                                          message_finished=start + piece >= size)))
 
-    srv = serve(websocket_upstream(upstream, answer, deflate=False))
-    port = srv.getsockname()[1]
-    fw = LiveFirewall(tmp_path, upstream, allow=["localhost", f"localhost:{port}"])
-    try:
+    with firewall_to_websocket_upstream(tmp_path, upstream, answer, deflate=False) as (fw, port):
         sock, ws = open_websocket(fw, port, deflate=False)
         cost = {}
         for how in ("many", "one", "many", "one"):
@@ -666,9 +665,6 @@ def test_a_websocket_frame_in_many_reads_costs_what_it_would_in_many_frames(tmp_
             cost[how] = cpu_seconds(fw.proc.pid) - before  # the second round's: the first warms up
         sock.close()
         assert cost["one"] < 1.5 * cost["many"] + 0.1, cost  # here: 0.16 s and 0.16 s (before: 0.81 s)
-    finally:
-        fw.close()
-        srv.close()
 
 
 def test_a_raw_passthrough_download_is_not_kept(tmp_path, upstream):
