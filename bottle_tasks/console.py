@@ -33,10 +33,14 @@ def note(text: str) -> None:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
+def _escaped(control: re.Match) -> str:
+    return control.group().encode("unicode_escape").decode("ascii")  # ESC as the four characters \x1b
+
+
 def visible(text: str) -> str:
     """`text` with its control characters shown as escapes (`\\x1b`), for text that may come
     from the agent: a terminal never interprets it."""
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return _CONTROL.sub(_escaped, text)
 
 
 def plain(value: object, style: str = "") -> Text:
@@ -60,8 +64,7 @@ class VisibleStream:
         self.stream = stream
 
     def write(self, text: str) -> int:
-        return self.stream.write(_CONTROL_BUT_LAYOUT.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"),
-                                                         text))
+        return self.stream.write(_CONTROL_BUT_LAYOUT.sub(_escaped, text))
 
     def flush(self) -> None:
         self.stream.flush()
