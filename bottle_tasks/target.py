@@ -26,6 +26,7 @@ from invoke.runners import Local
 
 from . import console, docker, stopping
 from .errors import CTRL_C_EXIT, INTERRUPTED_EXITS, BottleError
+from .plan import SLUG_RE as SLUG
 from .private_files import write_private
 
 if TYPE_CHECKING:
@@ -288,6 +289,12 @@ class Target:
         """Whether anything (a link included) is at `path` on the Docker host."""
         return self.run(["sh", "-c", 'test -e "$1" || test -L "$1"', "exists", path], check=False).ok
 
+    def staged_slugs(self) -> list[str]:
+        """The bottles with a stage dir on the Docker host, state or no state."""
+        script = 'for d in "$1"/*/stage; do [ -d "$d" ] && [ ! -L "$d" ] && basename "$(dirname "$d")"; done; true'
+        listed = self.run(["sh", "-c", script, "staged", self.stage_root], check=False).stdout
+        return sorted(name for name in listed.split() if name and SLUG.fullmatch(name))
+
     def put_tree(self, local_dir: Path, remote_dir: str) -> str:
         """Make `local_dir`'s content available at `remote_dir` on the Docker host."""
         raise NotImplementedError
@@ -393,6 +400,13 @@ class LocalTarget(Target):
 
     def exists(self, path: str) -> bool:
         return os.path.lexists(path)
+
+    def staged_slugs(self) -> list[str]:
+        root = Path(self.stage_root)
+        if not root.is_dir():
+            return []
+        return sorted(entry.name for entry in root.iterdir()
+                      if SLUG.fullmatch(entry.name) and (entry / "stage").is_dir() and not (entry / "stage").is_symlink())
 
     def put_tree(self, local_dir: Path, remote_dir: str) -> str:
         return str(local_dir)  # already on the Docker host

@@ -6,6 +6,7 @@ from invoke import Collection, task
 from .. import console, home
 from ..connections import target_for
 from ..errors import BottleError
+from ..locks import lock_bottle
 from ..names import labelled, listed
 from ..selection import current, host_label, selection
 from ..state import State, known_slugs
@@ -78,20 +79,31 @@ def down(c, all=False, purge=False):
         raise BottleError(message, DOWN_AGAIN, exit_code=code) from None
 
 
+def tear_down_all(c, purge: bool) -> str:
+    """Every bottle on the selected Docker host: what is labelled as a bottle's, each stage dir
+    there (a bottle whose state.json was lost or is another controller's has one too: its CA
+    keys and secrets), and the states of the bottles on that host. Each of those bottles is
+    locked first: one that another run is changing is busy, and nothing is removed."""
+    remote = selection(c)["remote"]
+    target = target_for(c, remote)
+    here = [State.load(slug, persist=not target.dry) for slug in known_slugs()]
+    here = [state for state in here if state.get("host", "local") == host_label(remote)]  # others' stay
+    staged = [] if target.dry else target.staged_slugs()
+    for slug in sorted({state.slug for state in here} | set(staged)):
+        lock_bottle(slug)
+    removed = sweep(target, None)
+    removed += home.purge(target, None) if purge else []
+    removed += workspace_image.purge(target, None) if purge else []
+    for slug in staged:
+        remove_stage(target, slug)
+    for state in here:
+        state.delete()
+    return f"removed {len(removed)} labelled resources" + (f": {', '.join(removed)}" if removed else "")
+
+
 def tear_down(c, all: bool, purge: bool) -> str:
     if all:
-        remote = selection(c)["remote"]
-        target = target_for(c, remote)
-        removed = sweep(target, None)
-        removed += home.purge(target, None) if purge else []
-        removed += workspace_image.purge(target, None) if purge else []
-        for slug in known_slugs():
-            state = State.load(slug, persist=not target.dry)
-            if state.get("host", "local") != host_label(remote):
-                continue  # a bottle on another Docker host: its state stays
-            remove_stage(target, slug)
-            state.delete()
-        return f"removed {len(removed)} labelled resources" + (f": {', '.join(removed)}" if removed else "")
+        return tear_down_all(c, purge)
     bottle = current(c, need_manifest=False)
     if bottle.target.dry:
         undone = undo_log(bottle)

@@ -266,18 +266,70 @@ def diff(c, stat=False):
         # no external diff or textconv: the snapshot's .gitattributes are the agent's
         argv = workback.git(repo, "--no-pager", "diff", "--no-color", "--no-ext-diff", "--no-textconv",
                             *(["--stat"] if stat else []), snapshot.base, snapshot.tip, "--")
-        show_diff(local_git(c, argv).stdout)
+        shown = DiffPrinter()
+        result = c.run(shlex.join(cut_at(argv, DIFF_SHOWN_LIMIT)), hide="err", out_stream=shown, warn=True,
+                       in_stream=False, pty=False, env=LITERAL_PATHS)
+        shown.close()
+        if result.exited == WAS_CUT:
+            console.warning(f"the diff is longer than {DIFF_SHOWN_LIMIT >> 20} MiB: the rest is not shown. "
+                            f"`bottle pull`, then `git diff --stat {snapshot.base[:12]} "
+                            f"{workback.branch_for(bottle.slug)}` in {repo} lists the files")
+        elif not result.ok:
+            raise BottleError(f"`git diff` failed in {repo} (exit {result.exited})", result.stderr.strip()[-2000:])
     finally:
         local_git(c, workback.git(repo, "update-ref", "-d", scratch), check=False)
+
+
+# The most of a diff `diff` prints. The agent's bundle may be 1 GiB of zlib, and inflated and
+# diffed that is up to a terabyte of text: without a bound the controller held it all in
+# memory before printing the first line.
+DIFF_SHOWN_LIMIT = 8 << 20
+WAS_CUT = 99
+
+
+def cut_at(argv: list[str], limit: int) -> list[str]:
+    """argv with at most `limit` bytes of its stdout passed on. Exit WAS_CUT if it wrote more
+    (it is then stopped by its broken pipe), else its own exit code (pipefail). GNU head
+    reads no more than it passes on, so the second one sees the byte after the limit."""
+    script = f'set -o pipefail; "$@" | {{ head -c "$0"; [ "$(head -c 1 | wc -c)" = 0 ] || exit {WAS_CUT}; }}'
+    return ["bash", "-c", script, str(limit), *argv]
 
 
 DIFF_STYLES = (("+++ ", "bold"), ("--- ", "bold"), ("diff --git ", "bold"), ("@@", "cyan"), ("+", "green"),
                ("-", "red"))
 
 
-def show_diff(text: str) -> None:
+class DiffPrinter:
+    """An `out_stream` for `git diff`: prints each line as it arrives, kept nowhere (the runner
+    keeps none of it, `target.LinearOutput`). A long line's pieces are joined once it ends, not
+    at every piece (invoke writes in chunks of 1,000 bytes)."""
+
+    keeps_output = False
+
+    def __init__(self):
+        self.pieces: list[str] = []
+
+    def write(self, data: str) -> None:
+        if "\n" not in data:
+            self.pieces.append(data)
+            return
+        first, *lines, last = data.split("\n")
+        show_diff(["".join(self.pieces) + first, *lines])
+        self.pieces = [last] if last else []
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        """The last line, when the diff does not end with a line break (a cut one)."""
+        if self.pieces:
+            show_diff(["".join(self.pieces)])
+            self.pieces = []
+
+
+def show_diff(lines: list[str]) -> None:
     """The agent's lines as text: control characters shown as escapes, colour by git's prefixes."""
-    for line in text.splitlines():
+    for line in lines:
         style = next((s for prefix, s in DIFF_STYLES if line.startswith(prefix)), "")
         console.out.print(console.plain(line, style))
 

@@ -245,6 +245,38 @@ def test_a_first_request_that_pushes_cannot_take_the_default_branch(cloned):
     assert pushes[-1]["decision"] == "deny" and pushes[-1]["rule"] == "default-branch"
 
 
+# A fetch's request, gzipped as git sends a large one: `want` the tip, then `have` lines,
+# `have_count` of them (as many as an attacker likes: they compress to almost nothing).
+RAW_FETCH = """
+import gzip, sys, urllib.error, urllib.request
+want, have_count = sys.argv[1], int(sys.argv[2])
+pkt = lambda b: b"%04x" % (len(b) + 4) + b
+request = pkt(f"want {want} side-band-64k\\n".encode()) + b"0000" + pkt(f"have {want}\\n".encode()) * have_count + pkt(b"done\\n")
+body = gzip.compress(request)
+post = urllib.request.Request("http://gitgate:8080/origin.git/git-upload-pack", data=body,
+                              headers={"Content-Type": "application/x-git-upload-pack-request", "Content-Encoding": "gzip"})
+try:
+    answer = urllib.request.build_opener(urllib.request.ProxyHandler({})).open(post, timeout=120)
+    data = answer.read()
+    print(answer.status, len(body), data[:12].decode("latin-1"), "with a pack" if b"PACK" in data else "without a pack")
+except urllib.error.HTTPError as refused:
+    print(refused.code, len(body), refused.read().decode())
+"""
+
+
+def test_a_gzipped_fetch_is_served_and_one_that_inflates_without_end_is_refused(cloned):
+    """git http-backend inflated a fetch's gzipped request without a bound: 16 MiB of gzip are 16 GB
+    of `have` lines for upload-pack. The gate inflates it itself now, to the same 16 MiB."""
+    cloned.sh(f"cat > /tmp/raw_fetch.py <<'PY'\n{RAW_FETCH}\nPY")
+    tip = in_clone(cloned, "git fetch -q origin && git rev-parse origin/main").stdout.strip()
+    served = in_clone(cloned, f"python3 /tmp/raw_fetch.py {tip} 0 2>&1").stdout
+    assert served.startswith("200 ") and "NAK" in served and "with a pack" in served, served
+    bomb = in_clone(cloned, f"python3 /tmp/raw_fetch.py {tip} 2000000 2>&1").stdout  # 98 MB of haves
+    status, sent, answer = bomb.split(" ", 2)
+    assert int(sent) < 1 << 20, bomb  # what the agent sent: well under the 16 MiB bound
+    assert status == "413" and "larger than 16 MiB inflated" in answer, bomb
+
+
 def memory_peak_mib(container: str, reset: bool = False) -> float:
     """The container's peak memory (cgroup v1: resettable; v2: since its start)."""
     cid = docker("inspect", "--format", "{{.Id}}", container).stdout.strip()

@@ -17,6 +17,8 @@ import pytest
 from helpers import labelled, module_state_home
 from test_project_e2e import AGENT_ENV, BOTTLE, agent_sh, bottle, git, new_project, remove_workspace_images, volumes
 
+from bottle_tasks.steps import work
+
 pytestmark = pytest.mark.usefixtures("engine")
 
 FLOOD = 256 << 20  # what the agent writes: held whole, the controller's memory grew by 2-3 times this
@@ -177,6 +179,24 @@ def test_a_bundle_larger_than_an_execs_output_bound_still_comes_back(project):
     finally:
         agent_sh(slug, f"git reset -q --hard {start}")
         subprocess.run(["git", "-C", str(project), "branch", "-q", "-D", branch], capture_output=True)
+
+
+def test_a_diff_that_inflates_without_end_is_cut_not_held(project):
+    """A bundle is bounded in bytes of zlib, and zlib turns 1 KiB into 1 MiB: 160 MB of one
+    repeated line comes back in a few hundred KiB, and its diff is 160 MB of text. `diff` held
+    all of it (2-3 times over) before printing the first line."""
+    slug = project.name
+    line = "x" * 999
+    agent_sh(slug, f"yes {line} | head -c 160000000 > inflated.txt")
+    try:
+        code, out, err, peak = measured(project, "diff")
+    finally:
+        agent_sh(slug, "rm -f inflated.txt")
+    assert peak < PEAK_LIMIT_KIB, f"the controller peaked at {peak >> 10} MiB"
+    assert code == 0, err[-3000:]
+    assert "+++ b/inflated.txt" in out and f"+{line}" in out, out[:3000]
+    assert work.DIFF_SHOWN_LIMIT * 0.9 < len(out) < work.DIFF_SHOWN_LIMIT * 1.1, len(out)  # the cut, shown
+    assert "the diff is longer than 8 MiB: the rest is not shown" in err, err[-3000:]
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """The git gate's request body reader (gitgate/server.py): a chunked body or one with a
 length, at most `limit` bytes, and nothing but plain hex or decimal sizes (Python's int()
 takes a sign, a 0x prefix and underscores: a negative chunk size let every later chunk past
-the limit)."""
+the limit). A gzip body is inflated by the gate, at most `limit` bytes of it (git http-backend
+inflates without a bound)."""
 from __future__ import annotations
 
+import gzip
 import io
 from types import SimpleNamespace
 
@@ -55,3 +57,32 @@ def test_a_body_with_a_length_is_read_to_it_and_bounded():
     with pytest.raises(server.BadRequest) as refused:
         read(b"x" * 10, limit=9, Content_Length="10")
     assert refused.value.status == 413
+
+
+def test_a_gzip_body_is_inflated_whole():
+    plain = b"0032want " + b"a" * 40 + b"\n0000" * 1000
+    packed = gzip.compress(plain)
+    assert read(packed, Content_Length=str(len(packed)), Content_Encoding="gzip") == plain
+    chunked = b"%x\r\n" % len(packed) + packed + b"\r\n0\r\n\r\n"
+    assert read(chunked, Transfer_Encoding="chunked", Content_Encoding="x-gzip") == plain
+
+
+def test_a_gzip_body_that_inflates_past_the_limit_is_refused():
+    bomb = gzip.compress(b"0032have " * (8 << 20))  # 72 MiB inflated, 70 KiB sent
+    assert len(bomb) < 1 << 20
+    with pytest.raises(server.BadRequest) as refused:
+        read(bomb, limit=16 << 20, Content_Length=str(len(bomb)), Content_Encoding="gzip")
+    assert refused.value.status == 413
+
+
+@pytest.mark.parametrize("body", [b"not gzip at all", gzip.compress(b"hello")[:-6], gzip.compress(b"hello") + b"more"])
+def test_a_gzip_body_that_is_not_one_whole_gzip_stream_is_refused(body):
+    with pytest.raises(server.BadRequest) as refused:
+        read(body, Content_Length=str(len(body)), Content_Encoding="gzip")
+    assert refused.value.status == 400
+
+
+def test_a_body_in_an_encoding_git_does_not_send_is_refused():
+    with pytest.raises(server.BadRequest) as refused:
+        read(b"hello", Content_Length="5", Content_Encoding="br")
+    assert refused.value.status == 415

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import traceback
+import zlib
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from . import audit, cgi, config, mirror, upstream
@@ -104,7 +105,11 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def read_body(self, limit: int):
-        """The request body in a temp file (chunked or with a length), at most `limit` bytes."""
+        """The request body in a temp file (chunked or with a length), at most `limit` bytes,
+        inflated if it came gzipped (and then at most `limit` bytes inflated too)."""
+        encoding = self.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in ("", "identity", "gzip", "x-gzip"):
+            raise BadRequest(415, f"a request body encoded as {clean(encoding, 40)!r} is not served")
         out = tempfile.TemporaryFile(dir=config.RUN_DIR)
         chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
         total = 0
@@ -133,6 +138,9 @@ class Handler(BaseHTTPRequestHandler):
             total = length
             shutil.copyfileobj(_Exact(self.rfile, length), out)
         out.seek(0)
+        if encoding in ("gzip", "x-gzip"):
+            with out:
+                return gunzipped(out, limit)
         return out, total
 
     # -- the protocol ----------------------------------------------------------------
@@ -184,7 +192,7 @@ class Handler(BaseHTTPRequestHandler):
             body, length = self.read_body(limit)
         except BadRequest as exc:
             audit.emit(event="push", decision="deny", method="push", host=remote.host, path=remote.name,
-                       rule="size", reason=str(exc))
+                       rule="size" if exc.status == 413 else "protocol", reason=str(exc))
             raise
         verdict_file = tempfile.NamedTemporaryFile(dir=config.RUN_DIR, suffix=".json", delete=False)
         verdict_file.close()
@@ -214,8 +222,6 @@ class Handler(BaseHTTPRequestHandler):
                     cpu_seconds: int | None = None) -> None:
         env = cgi.backend_env(remote.name, path_info, query, method,
                               self.headers.get("Content-Type", ""), length, self.protocol(), extra)
-        if self.headers.get("Content-Encoding", "").lower() == "gzip":
-            env["HTTP_CONTENT_ENCODING"] = "gzip"
         proc = cgi.start(env, body if body is not None else _devnull(), cpu_seconds)
         assert proc.stdout is not None and proc.stderr is not None  # both PIPE
         try:
@@ -238,6 +244,34 @@ class Handler(BaseHTTPRequestHandler):
             err = proc.stderr.read(4000)
             if err:
                 print(f"bottle-gitgate: http-backend: {clean(err, 2000)}", file=sys.stderr, flush=True)
+
+
+def gunzipped(body, limit: int):
+    """A gzip body inflated into a temp file, at most `limit` bytes of it: (file, size). git
+    http-backend would inflate it itself, without any bound: 16 MiB of gzip are 16 GB of
+    `have` lines, which upload-pack reads one by one for minutes of CPU."""
+    out = tempfile.TemporaryFile(dir=config.RUN_DIR)
+    inflater, total = zlib.decompressobj(16 + zlib.MAX_WBITS), 0
+    try:
+        while not inflater.eof:
+            pending = inflater.unconsumed_tail or body.read(64 * 1024)
+            if not pending:
+                raise BadRequest(400, "the gzip body ended early")
+            data = inflater.decompress(pending, 64 * 1024)
+            total += len(data)
+            if total > limit:
+                raise BadRequest(413, f"the request is larger than {limit >> 20} MiB inflated")
+            out.write(data)
+        if inflater.unused_data or body.read(1):
+            raise BadRequest(400, "data after the gzip body")
+    except zlib.error:
+        out.close()
+        raise BadRequest(400, "the body is not gzip") from None
+    except BadRequest:
+        out.close()
+        raise
+    out.seek(0)
+    return out, total
 
 
 class _Exact:
