@@ -44,6 +44,7 @@ class Snapshot:
     bottles: dict[str, list[dict]] = field(default_factory=dict)   # slug -> containers (role, status)
     requests: list[dict] = field(default_factory=list)
     decisions: list[dict] = field(default_factory=list)            # the firewalls' latest audit lines
+    silent: list[str] = field(default_factory=list)                # supervise sidecars that did not answer
 
 
 def snapshot(target) -> Snapshot:
@@ -56,7 +57,7 @@ def snapshot(target) -> Snapshot:
         if slug:
             snap.bottles.setdefault(slug, []).append({"role": labels.get(docker.LABEL_ROLE, "?"),
                                                       "status": item.get("Status", "")})
-    snap.requests = supervision.requests(target)
+    snap.requests = supervision.requests(target, snap.silent)
     for slug, containers in snap.bottles.items():
         if any(c["role"] == "firewall" and c["status"].startswith("Up") for c in containers):
             logs = target.run(docker.logs(docker_name(slug, "firewall"), tail=str(DECISIONS_SHOWN)), check=False)
@@ -154,7 +155,9 @@ class Dashboard:
         ended = [r for r in self.snap.requests if r["state"] != "pending"][:ENDED_SHOWN]
         # One line per request, however much the agent wrote: the panels below stay on screen.
         # What `a` would approve is shown whole in the operator's panel.
-        return Group(bottles, requests_table([*self.pending, *ended], self.selected, one_line=True), decisions,
+        silent = plain(f"no answer from {', '.join(self.snap.silent)}: its requests are not shown", style="yellow") \
+            if self.snap.silent else Text("")
+        return Group(bottles, requests_table([*self.pending, *ended], self.selected, one_line=True), silent, decisions,
                      Panel(Group(keys, self.message, self.selected_whole()), title="operator"))
 
     def selected_whole(self) -> Text:

@@ -13,7 +13,7 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-from . import docker, policy_render
+from . import console, docker, policy_render
 from .errors import BottleError
 from .sidecar import hand_over
 from .sidecars.supervise.rules import PLACEHOLDER, injection_problem
@@ -97,11 +97,20 @@ def control(target, container: str, *args: str) -> dict:
     return reply
 
 
-def requests(target) -> list[dict]:
-    """Every request of every supervised bottle on this host, pending first, newest first."""
+def requests(target, silent: list[str] | None = None) -> list[dict]:
+    """Every request of every supervised bottle on this host, pending first, newest first. A
+    sidecar that does not answer is left out, with a warning (or its name added to `silent`):
+    one bottle's sidecar, stuck or stopped, must not keep the operator from the others'."""
     out = []
     for slug, container in sidecars(target).items():
-        reply = control(target, container, "list")
+        try:
+            reply = control(target, container, "list")
+        except BottleError as exc:
+            if silent is None:
+                console.warning(f"{exc.message}: bottle {slug}'s requests are not shown")
+            else:
+                silent.append(container)
+            continue
         out += [{**r, "bottle": slug} for r in reply.get("requests", [])]
     return sorted(out, key=lambda r: (r["state"] != "pending", -r["created"]))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from helpers import docker
@@ -185,3 +186,33 @@ def test_the_agents_refusals_leave_the_operators_decisions_on_record(bottle):
     assert json.loads(flood.stdout.strip().splitlines()[-1]) == ["refused"]
     kept = {r["id"]: r["state"] for r in requests_of(bottle)}
     assert kept.get(request["id"]) == "approved"
+
+
+def cpu_seconds(container: str) -> float:
+    """CPU time the container's processes have used since it started (cgroup v1 or v2)."""
+    cid = docker("inspect", "--format", "{{.Id}}", container).stdout.strip()
+    v1 = Path("/sys/fs/cgroup/cpuacct/docker") / cid / "cpuacct.usage"
+    if v1.exists():
+        return int(v1.read_text()) / 1e9
+    stat = next(Path("/sys/fs/cgroup").glob(f"**/*{cid}*/cpu.stat")).read_text()
+    return int(stat.split("usage_usec ", 1)[1].split()[0]) / 1e6
+
+
+def test_a_host_name_of_megabytes_costs_the_sidecar_nothing_and_is_quoted_short(bottle):
+    """IDNA encoding is quadratic in a label's length, and the sidecar encoded the agent's host
+    before it checked its length: 20,000 CJK characters kept its one event loop busy for
+    about 35 s (no `inv requests` of any bottle answered meanwhile), and the refusal quoted the
+    whole host back into the board, the log and every `list`."""
+    sidecar = f"bottle-{bottle.slug}-supervise"
+    host = "".join(chr(0x4E00 + i % 8000) for i in range(20000))
+    before = cpu_seconds(sidecar)
+    answer = result_of(mcp_client(bottle, "request_host", json.dumps({"host": host, "reason": "a long one"})),
+                       timeout=120)
+    used = cpu_seconds(sidecar) - before
+    assert used < 5, f"the sidecar spent {used:.1f} CPU-seconds on one request"
+    assert answer["status"] == "refused" and "longer than 320 characters" in answer["note"], answer
+    assert len(answer["note"]) <= 300, len(answer["note"])
+    listed = [r for r in requests_of(bottle) if r["state"] == "refused" and "longer than" in r["note"]]
+    assert listed and all(len(r["note"]) <= 300 and len(r["what"]["host"]) <= 200 for r in listed), listed
+    log = docker("logs", sidecar).stdout
+    assert max(len(line) for line in log.splitlines()) < 4000

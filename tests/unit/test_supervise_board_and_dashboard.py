@@ -394,3 +394,26 @@ def test_a_route_added_after_a_removal_is_that_route_alone():
     assert effective_routes(agent, {}) == [manifest_route]
     assert effective_routes(agent, {"removed": ["api.test"]}) == []
     assert effective_routes(agent, {"removed": ["api.test"], "added": [added]}) == [added]
+
+
+def test_a_sidecar_that_does_not_answer_leaves_the_others_requests_listed(monkeypatch, capsys):
+    """One bottle's sidecar, stuck (its agent kept its loop busy) or gone, made `inv requests`,
+    `approve` and `reject` of every bottle on the host fail, and ended the dashboard."""
+    from bottle_tasks import supervision
+
+    monkeypatch.setattr(supervision, "sidecars", lambda target: {"stuck": "bottle-stuck-supervise",
+                                                                 "fine": "bottle-fine-supervise"})
+
+    fine = request("rabcdef", host="pypi.org")
+
+    def control(target, container, *args):
+        if container == "bottle-stuck-supervise":
+            raise BottleError(f"supervise sidecar {container} did not answer")
+        return {"requests": [fine]}
+
+    monkeypatch.setattr(supervision, "control", control)
+    listed = supervision.requests(None)
+    assert [(r["id"], r["bottle"]) for r in listed] == [("rabcdef", "fine")]
+    assert "bottle-stuck-supervise did not answer: bottle stuck's requests are not shown" in capsys.readouterr().err
+    silent: list[str] = []
+    assert supervision.requests(None, silent) == listed and silent == ["bottle-stuck-supervise"]

@@ -23,6 +23,8 @@ MAX_PENDING = 16
 # agent makes as many of the second kind as it likes, at no cost: they must not push the
 # operator's decisions off the record.
 KEPT_DECIDED = 50
+# The most of a refusal's reason kept (it may quote what the agent sent, at any length).
+NOTE_SHOWN = 300
 
 PENDING, APPROVED, REJECTED, TIMED_OUT, REFUSED = "pending", "approved", "rejected", "timed-out", "refused"
 VERDICTS = (APPROVED, REJECTED)
@@ -83,7 +85,7 @@ class Board:
     def refuse(self, kind: str, what: dict, reason: str, why: str) -> Request:
         """A request decided without asking anyone (a `never` host): kept for the record."""
         request = Request(id=self._new_id(), kind=kind, what=what, reason=clean(reason),
-                          state=REFUSED, note=why, decided=time.time())
+                          state=REFUSED, note=clean(why, NOTE_SHOWN), decided=time.time())
         self.requests[request.id] = request
         self._forget_old()
         return request

@@ -73,8 +73,8 @@ class Supervisor:
 
     def refuse(self, kind: str, what: dict, reason: str, why: str) -> dict[str, Any]:
         request = self.board.refuse(kind, what, reason, why)
-        log_line(event="decision", bottle=self.bottle, id=request.id, verdict=request.state, note=why)
-        return {"id": request.id, "status": request.state, "note": why}
+        log_line(event="decision", bottle=self.bottle, id=request.id, verdict=request.state, note=request.note)
+        return {"id": request.id, "status": request.state, "note": request.note}
 
     def host_problem(self, host: str) -> tuple[str, str | None]:
         """(the entry as the firewall writes it, why it can never be approved or None).
