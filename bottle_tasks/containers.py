@@ -326,10 +326,16 @@ def reload_and_confirm(bottle: Bottle, name: str, event: str, what: str) -> None
 
 
 def _events(bottle: Bottle, name: str, since: str, event: str) -> list[dict]:
+    """The sidecar's own `event` lines since `since`. Only a line whose `event` is that, and
+    that is no decision: the agent names the hosts of the decision lines (a request for
+    http://policy-reload/ is logged with that text in it), and taken as a verdict, its refusal
+    made every reload look refused (`route rm` put a route back the operator had removed)."""
     out = bottle.run(docker.logs(name, since=since), check=False).stdout
     events = []
     for line in out.splitlines():
         if f'"{event}"' in line:
             with contextlib.suppress(ValueError):
-                events.append(json.loads(line))
+                record = json.loads(line)
+                if isinstance(record, dict) and record.get("event") == event and "decision" not in record:
+                    events.append(record)
     return events

@@ -334,6 +334,32 @@ def test_an_allow_the_firewall_did_not_confirm_is_taken_back(bottle):
     assert OTHER not in (state.get("policy_changes") or {}).get("allow", [])
 
 
+def test_the_agents_requests_named_like_a_reload_do_not_decide_it(bottle):
+    """The agent asks for http://policy-reload/ without pause while the operator allows a host:
+    each refusal is logged with that name in it. Taken for the firewall's verdict, they made the
+    allow look refused, and it was taken back (a `route rm` was put back the same way)."""
+    flood = subprocess.Popen(["docker", "exec", f"bottle-{bottle.slug}-agent", "sh", "-c",
+                              "end=$(($(date +%s) + 30)); while [ $(date +%s) -lt $end ]; do "
+                              "curl -s --max-time 5 $(yes http://policy-reload/ | head -n 100) >/dev/null; done"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while docker("logs", f"bottle-{bottle.slug}-firewall").stdout.count('"host":"policy-reload"') < 5:
+            assert time.monotonic() < deadline, "the agent's requests were not logged"
+            time.sleep(0.2)
+        allowed = bottle.inv("allow", OTHER, check=False)
+    finally:
+        flood.kill()
+        flood.wait()
+    try:
+        assert allowed.returncode == 0, allowed.stderr
+        codes, body = bottle.curl(f"https://{OTHER}/allowed-under-a-flood")
+        assert codes.endswith("200"), (codes, body)
+        assert upstream_records(bottle, path="/allowed-under-a-flood")
+    finally:
+        bottle.inv("deny", OTHER, check=False)
+
+
 # -- every other way out ----------------------------------------------------------
 def test_escapes_fail(bottle):
     upstream_ip = container_ip(bottle.upstreams[0], f"bottle-{bottle.slug}-net-egress")

@@ -202,3 +202,33 @@ def test_no_ready_line_within_the_wait_is_no_readiness(tmp_path, monkeypatch):
 def test_without_timeout_on_path_the_probe_is_left_to_say_it(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # neither `timeout` nor `docker`
     assert not containers.announced_ready("bottle-demo-firewall")
+
+
+class ReloadingSidecar:
+    """`docker logs` of a sidecar the agent floods with requests for http://policy-reload/: each
+    decision line names that host. The sidecar's own verdict comes after the first of them."""
+
+    dry = False
+    FLOOD = ('{"ts":"t","client":"172.24.0.2","method":"GET","host":"policy-reload","port":80,"path":"/",'
+             '"decision":"deny","rule":"not-allowlisted","reason":"policy-reload is not on the allowlist"}')
+    VERDICT = '{"ts":"t","event":"policy-reload","ok":true,"policy":"/etc/bottle/policy.json"}'
+
+    def __init__(self):
+        self.logs, self.reads = [self.FLOOD], 0
+
+    def run(self, argv, check=True, **_):
+        if argv[:2] == ["docker", "logs"]:
+            self.reads += 1
+            if self.reads == 2:  # after the signal: first more of the agent's lines, then the verdict
+                self.logs.append(self.FLOOD)
+            elif self.reads == 3:
+                self.logs += [self.VERDICT, self.FLOOD]
+            return Result(stdout="\n".join(self.logs) + "\n", stderr="", exited=0)
+        return Result(stdout="", stderr="", exited=0)
+
+
+def test_a_reload_is_decided_by_the_sidecars_verdict_not_by_lines_naming_it(monkeypatch):
+    monkeypatch.setattr(containers.time, "sleep", lambda seconds: None)
+    sidecar = ReloadingSidecar()
+    containers.reload_and_confirm(sidecar, "bottle-demo-firewall", "policy-reload", "policy")  # no error
+    assert sidecar.reads == 3
