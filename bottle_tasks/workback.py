@@ -174,6 +174,14 @@ def branch_for(slug: str) -> str:
     return f"bottle/{slug}"
 
 
+def path_git_writes(name: str) -> bool:
+    """Could git itself have made this path of a tree? Never absolute, no empty, `.` or `..`
+    part, no `.git` (as a case-insensitive or Windows file system reads it). The snapshot is the
+    agent's: a hand-written index puts `../x/bottle.yaml` in a tree, and git fetches it."""
+    return not name.startswith("/") and all(
+        part not in ("", ".", "..") and part.rstrip(". ").lower() != ".git" for part in name.split("/"))
+
+
 def checked_out(worktree_list: str, ref: str) -> bool:
     """Is `ref` checked out in a worktree (`git worktree list --porcelain` output)?"""
     return any(line == f"branch {ref}" for line in worktree_list.splitlines())

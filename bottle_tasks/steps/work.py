@@ -208,13 +208,19 @@ def pull(c, branch=None):
         try:
             fetch_bundle(c, bottle, repo, ref, snapshot, known)
         except BottleError:
-            local_git(c, workback.git(repo, "update-ref", ref, old) if old else
-                      workback.git(repo, "update-ref", "-d", ref), check=False)  # as it was
+            put_back(c, repo, ref, old)
             raise
     else:  # nothing the repo lacks: the branch points at a commit it already has
         local_git(c, workback.git(repo, "update-ref", ref, snapshot.tip))
+    changed = changed_paths(c, repo, snapshot)
+    strange = [name for name in changed if not workback.path_git_writes(name)]
+    if strange:
+        put_back(c, repo, ref, old)
+        raise BottleError(f"bottle {bottle.slug}: the agent's work holds paths git never writes: "
+                          f"{', '.join(repr(name) for name in strange[:5])}; nothing was pulled",
+                          "a hand-made git index of the agent's puts them there; `bottle diff` shows its work")
     console.out.print(workback.describe(snapshot, branch, old) + f"; copied from {snapshot.base[:12]}")
-    changed_rules = rule_files_changed(c, repo, snapshot)
+    changed_rules = rule_files_changed(c, repo, snapshot, changed)
     if changed_rules:
         # the names are the agent's: quoted for the shell, should the operator paste the command
         console.warning(f"the agent changed the bottle's own rules on {branch}: {', '.join(changed_rules)}. "
@@ -229,13 +235,24 @@ def pull(c, branch=None):
 RULE_FILES = frozenset({*project.PROJECT_FILES, BOTTLEIGNORE, ".gitignore"})
 
 
-def rule_files_changed(c, repo: str, snapshot: workback.Snapshot) -> list[str]:
+def put_back(c, repo: str, ref: str, old: str | None) -> None:
+    """`ref` as it was before the pull (or gone, if it was not there)."""
+    local_git(c, workback.git(repo, "update-ref", ref, old) if old else
+              workback.git(repo, "update-ref", "-d", ref), check=False)
+
+
+def changed_paths(c, repo: str, snapshot: workback.Snapshot) -> list[str]:
+    """The paths the snapshot changed since the copy, as git names them."""
+    names = local_git(c, workback.git(repo, "diff", "--name-only", "-z", "--no-renames", "--no-ext-diff",
+                                      snapshot.base, snapshot.tip, "--")).stdout
+    return [name for name in names.split("\0") if name]
+
+
+def rule_files_changed(c, repo: str, snapshot: workback.Snapshot, changed: list[str]) -> list[str]:
     """The RULE_FILES (at any depth) the snapshot holds otherwise than the operator's folder
     does: changed since the copy, and not as the operator has them now (an uncommitted
     bottle.yaml of the operator's own comes back in the snapshot as it was copied)."""
-    names = local_git(c, workback.git(repo, "diff", "--name-only", "-z", "--no-renames", "--no-ext-diff",
-                                      snapshot.base, snapshot.tip, "--")).stdout
-    candidates = [name for name in names.split("\0") if name and name.rsplit("/", 1)[-1] in RULE_FILES]
+    candidates = [name for name in changed if name.rsplit("/", 1)[-1] in RULE_FILES]
     if not candidates:
         return []
     listed = local_git(c, workback.git(repo, "ls-tree", "-r", "-z", snapshot.tip, "--", *candidates)).stdout

@@ -199,5 +199,46 @@ def test_a_diff_that_inflates_without_end_is_cut_not_held(project):
     assert "the diff is longer than 8 MiB: the rest is not shown" in err, err[-3000:]
 
 
+# The agent's index written byte by byte (format 2), with one entry more than git would ever
+# make: `../workspace/bottle.yaml`, beside the entries `git ls-files -s` listed.
+HAND_MADE_INDEX = """
+import hashlib, struct
+entries = [line.split(None, 3) for line in open("/tmp/entries").read().splitlines()]
+entries = [(int(mode, 8), bytes.fromhex(oid), path.encode()) for mode, oid, _, path in entries]
+blob = next(oid for _, oid, path in entries if path == b"bottle.yaml")
+entries.append((0o100644, blob, b"../workspace/bottle.yaml"))
+out = b"DIRC" + struct.pack(">II", 2, len(entries))
+for mode, oid, path in sorted(entries, key=lambda e: e[2]):
+    entry = struct.pack(">10I", 0, 0, 0, 0, 0, 0, mode, 0, 0, 0) + oid + struct.pack(">H", len(path)) + path
+    out += entry + b"\\0" * (8 - len(entry) % 8)
+open(".git/index", "wb").write(out + hashlib.sha1(out).digest())
+""".replace("'", "")
+
+
+def test_a_path_outside_the_repository_in_the_agents_tree_stops_the_pull(project):
+    """The agent edits bottle.yaml and writes its own git index with one more entry, for the
+    same file as `../workspace/bottle.yaml` (git never makes such a path; it reads one). Its
+    snapshot kept it, git fetched it, and pull's check of the rule files then failed on it after
+    the branch had moved, never naming the bottle.yaml the agent changed."""
+    slug = project.name
+    branch = f"bottle/{slug}"
+    start = agent_sh(slug, "git rev-parse HEAD").strip()
+    before = branch_tip(project, branch)
+    agent_sh(slug, "printf '    allow: [evil.example]\\n' >> bottle.yaml && git add bottle.yaml"
+                   f" && git ls-files -s > /tmp/entries && python3 -c '{HAND_MADE_INDEX}'")
+    try:
+        pulled = bottle("pull", cwd=project, check=False)
+        assert pulled.returncode == 1 and "paths git never writes: '../workspace/bottle.yaml'" in pulled.stderr, \
+            pulled.stdout + pulled.stderr
+        assert branch_tip(project, branch) == before  # not moved, nor made
+    finally:
+        agent_sh(slug, f"rm -f .git/index && git reset -q --hard {start}")
+
+
+def branch_tip(project: Path, branch: str) -> str:
+    return subprocess.run(["git", "-C", str(project), "rev-parse", "-q", "--verify", branch],
+                          capture_output=True, text=True).stdout.strip()
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))

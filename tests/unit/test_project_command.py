@@ -346,6 +346,9 @@ def test_pull_names_the_bottles_own_rules_the_agent_changed(agent_repo):
 
     from bottle_tasks.steps import work
 
+    def rules_changed(repo: str, snapshot: workback.Snapshot) -> list[str]:
+        return work.rule_files_changed(Context(), repo, snapshot, work.changed_paths(Context(), repo, snapshot))
+
     user, _agent = agent_repo
     base = git(user, "rev-parse", "HEAD")
     (user / "bottle.yaml").write_text("version: 1\n")
@@ -362,11 +365,22 @@ def test_pull_names_the_bottles_own_rules_the_agent_changed(agent_repo):
     tip = git(user, "rev-parse", "HEAD")
     git(user, "reset", "-q", "--hard", base)  # the operator's folder as it was at the copy
     snapshot = workback.Snapshot(head=None, tip=tip, base=base, new=1, dirty=False)
-    changed = work.rule_files_changed(Context(), str(user), snapshot)
+    changed = rules_changed(str(user), snapshot)
     assert sorted(changed) == [":(exclude)z/bottle.yaml", ":/bottle.yaml", "bottle.yaml", "deep;touch x/.bottleignore",
                                "deep;touch x/.gitignore"]
     (user / "bottle.yaml").write_text("version: 1\n")  # the operator's own, uncommitted: as in the snapshot
-    assert sorted(work.rule_files_changed(Context(), str(user), snapshot)) == [
+    assert sorted(rules_changed(str(user), snapshot)) == [
         ":(exclude)z/bottle.yaml", ":/bottle.yaml", "deep;touch x/.bottleignore", "deep;touch x/.gitignore"]
     unchanged = workback.Snapshot(head=None, tip=base, base=base, new=0, dirty=False)
-    assert work.rule_files_changed(Context(), str(user), unchanged) == []
+    assert rules_changed(str(user), unchanged) == []
+
+
+@pytest.mark.parametrize("name, written", [
+    ("bottle.yaml", True), ("a/b/.bottleignore", True), ("a/.gitignore", True), ("a/.github/x", True),
+    ("../workspace/bottle.yaml", False), ("a/../bottle.yaml", False), ("/etc/passwd", False), ("a//b", False),
+    ("./bottle.yaml", False), (".git/config", False), ("a/.GIT/hooks/x", False), ("a/.git. /x", False)])
+def test_a_path_git_never_writes_is_told_apart(name, written):
+    """Such a path is in a tree only by hand (git mktree, an index written byte by byte): the
+    agent's. `../workspace/bottle.yaml` made pull's check of the rule files fail after the branch
+    had moved, so it never named the real bottle.yaml the same commit changed."""
+    assert workback.path_git_writes(name) is written
