@@ -503,6 +503,29 @@ def test_passthrough_host_is_not_intercepted(tmp_path, upstream):
         fw.close()
 
 
+def test_a_passthrough_tunnel_is_closed_when_a_reload_ends_its_passthrough(tmp_path, upstream):
+    """Passed through, a tunnel is raw TLS the firewall cannot read (no DLP). The operator takes
+    the host out of `passthrough` (it stays allowed): the open tunnel must close, or it stays
+    uninspected until it goes idle. It was never tracked as raw (mitmproxy's ignored TLS
+    connection fires no tcp_start), so the reload closed nothing."""
+    fw = LiveFirewall(tmp_path, upstream, passthrough=["localhost"])
+    try:
+        conn = fw.tunnel("localhost", upstream.port, ssl.create_default_context(cafile=str(upstream.ca_pem)))
+        conn.request("GET", "/before-the-reload")
+        resp = conn.getresponse()
+        assert (resp.status, resp.read()) == (200, b"hello from upstream\n")  # the upstream's own certificate
+        rec = fw.reload(policy_doc(allow=["localhost", f"localhost:{upstream.port}"], passthrough=[],
+                                   allowed_cidrs=["127.0.0.0/8", "::1/128"]))
+        assert rec["ok"] is True and rec["closed"] == 1, rec
+        with pytest.raises((OSError, http.client.HTTPException)):
+            conn.request("GET", "/after-the-reload")
+            conn.getresponse().read()
+        conn.close()
+        assert [r[1] for r in upstream.requests if r[1].endswith("-the-reload")] == ["/before-the-reload"]
+    finally:
+        fw.close()
+
+
 def test_bad_policy_fails_startup(tmp_path, upstream):
     policy = tmp_path / "policy.json"
     policy.write_text('{"bottle": "demo"}')

@@ -26,25 +26,25 @@ class Revocation(Concern):
         self.targets: dict[str, set[Target]] = {}
         self.peers: dict[str, str | None] = {}  # client id -> address (allow_for is per source)
 
-    def _track(self, client, host: str, port: int, raw: bool) -> None:
+    def track(self, client, host: str, port: int, raw: bool) -> None:
         self.targets.setdefault(client.id, set()).add((host, port, raw))
         self.peers[client.id] = peer(client)
 
     @fail_closed
     def http_connect(self, flow: http.HTTPFlow):
         if not settled(flow):
-            self._track(flow.client_conn, flow.request.host, flow.request.port, False)
+            self.track(flow.client_conn, flow.request.host, flow.request.port, False)
 
     @fail_closed
     def requestheaders(self, flow: http.HTTPFlow):
         if not settled(flow):
-            self._track(flow.client_conn, flow.request.host, flow.request.port, False)
+            self.track(flow.client_conn, flow.request.host, flow.request.port, False)
 
     @fail_closed
     def tcp_start(self, flow):
         if flow.server_conn.address:
             host, port = flow.server_conn.address
-            self._track(flow.client_conn, host, port, True)
+            self.track(flow.client_conn, host, port, True)
 
     def client_disconnected(self, client):
         self.targets.pop(client.id, None)

@@ -134,6 +134,9 @@ class TlsGuard(Concern):
         if self.fw.is_passthrough(ctx):
             if not sni or norm(sni) == host:
                 data.ignore_connection = True
+                # Tracked as raw here: an ignored TLS connection is relayed without tcp_start,
+                # and a reload that ends its passthrough must close it (revocation.py).
+                self.fw.revocation.track(ctx.client, address[0], address[1], True)
                 return
             # Someone tunnels to a passthrough host but names another: intercept instead, so the
             # request-level Host checks see what is really asked for.
