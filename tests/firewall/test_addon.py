@@ -305,7 +305,21 @@ async def test_server_connect_pins_the_checked_address():
         server.state = ConnectionState.OPEN  # as mitmproxy has it when server_connected runs
         await h.hook(server_hooks.ServerConnectedHook(data))
         assert server.address == ("registry.npmjs.org", 443)
-        assert h.fw.pins == {}
+        assert len(h.fw.pins) == 0
+
+
+async def test_a_pin_whose_connect_never_ends_goes_with_its_server():
+    """mitmproxy waits for its per-address connection limit after server_connect; cancelled
+    there, neither server_connected nor server_connect_error runs. The pin stayed for ever
+    (one per cancelled connect: the agent repeats it at will)."""
+    import gc
+
+    with Harness(make_policy()) as h:
+        data = await h.server_connect("registry.npmjs.org", 443)
+        assert len(h.fw.pins) == 1
+        del data
+        gc.collect()
+        assert len(h.fw.pins) == 0
 
 
 async def test_server_connect_error_restores_name():

@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import logging
 import traceback
+import weakref
 from collections import OrderedDict
 
 import wsproto.events
 from mitmproxy import http
+from mitmproxy.connection import Server
 from mitmproxy.proxy import server_hooks
 
 from . import capacity, mitm_limits, ssrf
@@ -75,8 +77,10 @@ class Firewall:
         self.scanner = Scanner(BUILTIN_RULES)
         self.audit = audit or AuditLog()
         self.resolver = resolver or ssrf.Resolver()
-        # server.id -> (host, port): the name a pinned server connection had before we put the IP in
-        self.pins: dict[str, tuple[str, int]] = {}
+        # server -> (host, port): the name a pinned server connection had before we put the IP in.
+        # Weak: a connect that is cancelled (waiting for mitmproxy's per-address limit) fires
+        # neither server_connected nor server_connect_error, and its pin went with the server.
+        self.pins: weakref.WeakKeyDictionary[Server, tuple[str, int]] = weakref.WeakKeyDictionary()
         # (client id, host, port) -> (rule, reason) for connections refused at server_connect time,
         # picked up by the flow that asked for the connection when it fails.
         self.connect_refusals: OrderedDict[tuple, tuple[str, str]] = OrderedDict()

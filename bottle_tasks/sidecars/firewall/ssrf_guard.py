@@ -69,7 +69,7 @@ class SsrfGuard(Concern):
         # the certificate for the address.
         server.sni = norm(host)
         # Dial exactly the checked address; the name is put back once connected.
-        fw.pins[server.id] = (host, port)
+        fw.pins[server] = (host, port)
         server.address = (str(verdict.address), port)
 
     @fail_closed
@@ -81,7 +81,7 @@ class SsrfGuard(Concern):
         self._unpin(data.server)
 
     def _unpin(self, server) -> None:
-        pin = self.fw.pins.pop(server.id, None)
+        pin = self.fw.pins.pop(server, None)
         if pin is not None:
             # mitmproxy refuses `server.address = ...` on an open connection (it would mean
             # retargeting it). This only puts back the name of the very address we dialled,
