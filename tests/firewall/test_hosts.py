@@ -132,3 +132,21 @@ def test_an_ipv4_address_with_a_zone_is_no_address_and_no_name(host):
 
 def test_an_ipv6_zone_is_still_dropped_for_the_address_check():
     assert ip_literal("fe80::1%eth0") == ipaddress.ip_address("fe80::1")
+
+
+@pytest.mark.parametrize("host", ["127.1", "2130706433", "0x5d.0xb8.0xd8.0x22", "1.2.3.4.5", "0177.0.0.1", "a.0x7f"])
+def test_an_address_in_a_form_the_resolver_reads_is_no_name(host):
+    """getaddrinfo reads these as addresses (inet_aton): as names they would match no `never`
+    entry and no wildcard the operator meant for names."""
+    with pytest.raises(HostError, match="IP address in a form"):
+        normalize_host(host)
+
+
+def test_a_wildcard_over_numbers_is_refused():
+    with pytest.raises(HostError):
+        parse_pattern("*.8.8")
+
+
+@pytest.mark.parametrize("host", ["x0.example.com", "0x.example.org", "example.com", "123.example.io", "a-1.b2"])
+def test_names_with_digits_stay_names(host):
+    assert normalize_host(host) == host

@@ -24,6 +24,7 @@ from typing import Any
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 _IPV4_CHARS = frozenset("0123456789.")
+_NUMERIC_LABEL = re.compile(r"^(?:[0-9]+|0x[0-9a-f]*)$")
 # What a plain allowlist entry (no port) allows.
 WEB_PORTS = frozenset({80, 443})
 
@@ -99,6 +100,11 @@ def _normalize(host: str) -> str:
     for label in labels:
         if not _LABEL.match(label):
             raise HostError(f"{host!r} is not a valid host name")
+    if _NUMERIC_LABEL.match(labels[-1]):
+        # No top-level domain is a number. The resolver reads `127.1`, `2130706433` and
+        # `0x5d.0xb8.0xd8.0x22` as addresses (inet_aton): as names they would slip past
+        # `never` and an operator's reading of the allowlist.
+        raise HostError(f"{host!r} is an IP address in a form the firewall does not take; write it as a.b.c.d")
     return text
 
 
