@@ -60,8 +60,10 @@ class VisibleStream:
     OSC 8 makes links, CR overwrites a line). Any chunking is safe: each character is
     escaped alone."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, keeps_output: bool = True):
         self.stream = stream
+        # False: invoke's runner keeps none of it for the result either (`target.LinearOutput`)
+        self.keeps_output = keeps_output
 
     def write(self, text: str) -> int:
         return self.stream.write(_CONTROL_BUT_LAYOUT.sub(_escaped, text))

@@ -1,5 +1,6 @@
 """`logs`: the firewall's audit log, one line per decision, as a table or JSON."""
 import json
+import sys
 
 from invoke import Collection, task
 from rich.table import Table
@@ -49,8 +50,11 @@ def logs(c, blocked=False, follow=False, json_=False, source=None):
     if follow:
         role = source or "firewall"
         stream = AuditStream(wanted, json_)
+        # the sidecar's stderr (mitmproxy's warnings, quoting what the agent sent): escaped, and
+        # not kept for the hours a follow may run
         bottle.target.run(docker.logs(bottle.require(role, SOURCES[role]), follow=True), stream=True,
-                          out_stream=stream, check=False)
+                          out_stream=stream, err_stream=console.VisibleStream(sys.stderr, keeps_output=False),
+                          check=False)
         return
     records = []
     for role in ([source] if source else SOURCES):

@@ -45,3 +45,17 @@ def test_a_sink_that_keeps_nothing_gets_all_the_output_and_none_is_kept():
     sink = Sink()
     result = run("head -c 300000 /dev/zero | tr '\\0' x", out_stream=sink)
     assert sink.size == 300_000 and result.stdout == ""
+
+
+def test_a_followed_sidecars_stderr_is_escaped_and_not_kept():
+    """`logs --follow` passes the sidecar's stderr on as well: escaped (mitmproxy's warnings
+    may quote the agent's traffic) and, like its stdout, not kept for the hours it runs."""
+    import io
+
+    from bottle_tasks import console
+
+    shown = io.StringIO()
+    result = run("printf 'warn: \\033]52;c;aGk=\\007 from the agent\\n' >&2",
+                 err_stream=console.VisibleStream(shown, keeps_output=False))
+    assert shown.getvalue() == "warn: \\x1b]52;c;aGk=\\x07 from the agent\n", shown.getvalue()
+    assert result.stderr == ""
