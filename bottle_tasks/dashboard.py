@@ -52,11 +52,9 @@ def snapshot(target) -> Snapshot:
     out = target.run(docker.container_ls(docker.LABEL_SLUG), check=False).stdout
     for line in out.splitlines():
         item = json.loads(line)
-        labels = dict(kv.split("=", 1) for kv in item.get("Labels", "").split(",") if "=" in kv)
-        slug = labels.get(docker.LABEL_SLUG)
+        slug = item.get("Slug")
         if slug:
-            snap.bottles.setdefault(slug, []).append({"role": labels.get(docker.LABEL_ROLE, "?"),
-                                                      "status": item.get("Status", "")})
+            snap.bottles.setdefault(slug, []).append({"role": item.get("Role") or "?", "status": item.get("Status", "")})
     snap.requests = supervision.requests(target, snap.silent)
     for slug, containers in snap.bottles.items():
         if any(c["role"] == "firewall" and c["status"].startswith("Up") for c in containers):

@@ -102,8 +102,16 @@ def network_disconnect(network: str, container: str) -> list[str]:
     return ["docker", "network", "disconnect", "--force", network, container]
 
 
+# A listing's rows as JSON, with the two labels bottle reads asked for by name: the CLI's
+# `.Labels` joins every label with commas, and a value may hold one (the workspace image's
+# bottle.workspace.left-out lists file names, some of them the agent's: `x,bottle.slug=other`).
+_LABELLED = f'"Slug":{{{{json (.Label "{LABEL_SLUG}")}}}},"Role":{{{{json (.Label "{LABEL_ROLE}")}}}}'
+CONTAINER_ROW = '{"Names":{{json .Names}},"State":{{json .State}},"Status":{{json .Status}},' + _LABELLED + "}"
+NAMED_ROW = '{"Name":{{json .Name}},' + _LABELLED + "}"
+
+
 def network_ls(label_filter: str) -> list[str]:
-    return ["docker", "network", "ls", "--filter", f"label={label_filter}", "--format", "{{json .}}"]
+    return ["docker", "network", "ls", "--filter", f"label={label_filter}", "--format", NAMED_ROW]
 
 
 # -- volumes -----------------------------------------------------------------
@@ -116,7 +124,7 @@ def volume_inspect(name: str, fmt: str) -> list[str]:
 
 
 def volume_ls(label_filter: str) -> list[str]:
-    return ["docker", "volume", "ls", "--filter", f"label={label_filter}", "--format", "{{json .}}"]
+    return ["docker", "volume", "ls", "--filter", f"label={label_filter}", "--format", NAMED_ROW]
 
 
 def volume_rm(name: str) -> list[str]:
@@ -156,7 +164,7 @@ def container_rm(*names: str) -> list[str]:
 
 
 def container_ls(label_filter: str) -> list[str]:
-    return ["docker", "ps", "-a", "--no-trunc", "--filter", f"label={label_filter}", "--format", "{{json .}}"]
+    return ["docker", "ps", "-a", "--no-trunc", "--filter", f"label={label_filter}", "--format", CONTAINER_ROW]
 
 
 # Every container's log is bounded on the Docker host (json-file, rotated: at most 5 files of

@@ -26,24 +26,14 @@ class Found:
     status: str = ""
 
 
-def _parse_labels(text: str) -> dict[str, str]:
-    labels = {}
-    for item in (text or "").split(","):
-        key, _, value = item.partition("=")
-        if key:
-            labels[key.strip()] = value.strip()
-    return labels
-
-
 def _found(kind: str, out: str) -> list[Found]:
-    """Rows of `docker ps|network ls|volume ls --format {{json .}}` as Found."""
+    """Rows of `docker ps|network ls|volume ls` (docker.CONTAINER_ROW, NAMED_ROW) as Found."""
     found = []
     for line in out.splitlines():
         if line.strip():
             row = json.loads(line)
-            labels = _parse_labels(row.get("Labels", ""))
             name = row.get("Names") or row.get("Name") or ""
-            found.append(Found(kind, name, labels.get(LABEL_SLUG, ""), labels.get(LABEL_ROLE, ""),
+            found.append(Found(kind, name, row.get("Slug", ""), row.get("Role", ""),
                                row.get("Status") or row.get("State") or ""))
     return found
 

@@ -81,9 +81,8 @@ def sidecars(target) -> dict[str, str]:
     found = {}
     for line in out.splitlines():
         item = json.loads(line)
-        labels = dict(kv.split("=", 1) for kv in item.get("Labels", "").split(",") if "=" in kv)
-        if item.get("State") == "running" and labels.get(docker.LABEL_SLUG):
-            found[labels[docker.LABEL_SLUG]] = item["Names"]
+        if item.get("State") == "running" and item.get("Slug"):
+            found[item["Slug"]] = item["Names"]
     return found
 
 

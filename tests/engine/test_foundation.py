@@ -155,6 +155,28 @@ def test_a_container_from_a_bottle_image_is_not_an_orphan(bottle, state_home):
         docker("rm", "-f", name, check=False)
 
 
+def test_a_label_value_holding_commas_names_no_other_bottle():
+    """The CLI's `.Labels` joins every label with commas; the workspace image's left-out label
+    lists file names (some the agent's), and `x,bottle.slug=other` read as labels made the
+    agent's container another bottle's, or an orphan, in `status` and the dashboard."""
+    from invoke import Context
+
+    from bottle_tasks import names
+    from bottle_tasks.state import state_root
+    from bottle_tasks.target import LocalTarget
+
+    slug = unique("commas")
+    name = f"bottle-{slug}-agent"
+    docker("run", "-d", "--name", name, "--label", "bottle.test=1", "--label", f"bottle.slug={slug}",
+           "--label", "bottle.role=agent", "--label", "bottle.workspace.left-out=[\"x,bottle.slug=other,y\"]",
+           "--entrypoint", "sleep", "debian:bookworm-slim", "60")
+    try:
+        found = names.labelled(LocalTarget(Context(), state_root()), slug)
+        assert [(f.name, f.slug, f.role) for f in found] == [(name, slug, "agent")]
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
 def test_name_conflict_takes_next_suffix(bottle):
     slug, manifest = bottle
     squatter = f"bottle-{slug}-net-internal"
