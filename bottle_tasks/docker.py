@@ -105,9 +105,9 @@ def network_disconnect(network: str, container: str) -> list[str]:
 # A listing's rows as JSON, with the two labels bottle reads asked for by name: the CLI's
 # `.Labels` joins every label with commas, and a value may hold one (the workspace image's
 # bottle.workspace.left-out lists file names, some of them the agent's: `x,bottle.slug=other`).
-_LABELLED = f'"Slug":{{{{json (.Label "{LABEL_SLUG}")}}}},"Role":{{{{json (.Label "{LABEL_ROLE}")}}}}'
-CONTAINER_ROW = '{"Names":{{json .Names}},"State":{{json .State}},"Status":{{json .Status}},' + _LABELLED + "}"
-NAMED_ROW = '{"Name":{{json .Name}},' + _LABELLED + "}"
+_labelled = f'"Slug":{{{{json (.Label "{LABEL_SLUG}")}}}},"Role":{{{{json (.Label "{LABEL_ROLE}")}}}}'
+CONTAINER_ROW = '{"Names":{{json .Names}},"State":{{json .State}},"Status":{{json .Status}},' + _labelled + "}"
+NAMED_ROW = '{"Name":{{json .Name}},' + _labelled + "}"
 
 
 def network_ls(label_filter: str) -> list[str]:

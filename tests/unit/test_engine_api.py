@@ -39,7 +39,9 @@ def test_json_is_printed_as_go_prints_it():
 
 
 def test_every_inspect_format_of_docker_py_has_its_rendering():
-    formats = {value for name, value in vars(docker).items() if name.isupper() and "{{" in str(value)}
+    # (the *_ROW formats are listings', `docker ps` and `ls`: the CLI answers those)
+    formats = {value for name, value in vars(docker).items()
+               if name.isupper() and "{{" in str(value) and not name.endswith("_ROW")}
     assert formats == {fmt for _, fmt in engine_api.FORMATS}
 
 
