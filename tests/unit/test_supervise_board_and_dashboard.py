@@ -291,20 +291,18 @@ def test_the_agents_own_noise_never_pushes_the_operators_decisions_off_the_board
     assert len(board.requests) <= 2 * KEPT_DECIDED + 1  # still bounded
 
 
-def test_a_new_request_never_takes_the_id_of_one_on_the_board(monkeypatch):
-    from bottle_tasks.sidecars.supervise import board as board_mod
-
-    drawn = iter(["abcdef", "abcdef", "abcdef", "123456"])
-    monkeypatch.setattr(board_mod.secrets, "token_hex", lambda n: next(drawn))
-
+def test_no_request_takes_the_id_of_one_before_it():
+    """Not of one on the board (the operator may be looking at it), nor of one forgotten since
+    (the operator may act on an id read from an older listing): random 24-bit ids came again."""
     async def scenario():
         board = Board()
+        ids = [board.refuse("host", {"host": "never.example"}, "x", "network.never").id for _ in range(20000)]
         shown = board.submit("host", {"host": "pypi.org"}, "packages")
-        refused = board.refuse("host", {"host": "never.example"}, "x", "network.never")
-        return board, shown, refused
+        return board, ids, shown
 
-    board, shown, refused = asyncio.run(scenario())
-    assert shown.id != refused.id
+    board, ids, shown = asyncio.run(scenario())
+    assert len(set(ids + [shown.id])) == 20001
+    assert all(len(i) == 7 and i.startswith("r") for i in ids)
     assert board.requests[shown.id].what == {"host": "pypi.org"} and board.requests[shown.id].state == "pending"
 
 

@@ -25,6 +25,7 @@ MAX_PENDING = 16
 KEPT_DECIDED = 50
 # The most of a refusal's reason kept (it may quote what the agent sent, at any length).
 NOTE_SHOWN = 300
+ID_SPACE = 1 << 24
 
 PENDING, APPROVED, REJECTED, TIMED_OUT, REFUSED = "pending", "approved", "rejected", "timed-out", "refused"
 VERDICTS = (APPROVED, REJECTED)
@@ -69,6 +70,12 @@ class Board:
         self.max_pending = max_pending
         self.requests: dict[str, Request] = {}
         self._done: dict[str, asyncio.Event] = {}
+        # ids: the n-th request's is n times an odd number plus another, both drawn here, modulo
+        # 2^24: a bijection, so no id comes twice in 16.7 million requests, and none is guessable
+        # from the bottle's start alone.
+        self._issued = 0
+        self._step = secrets.randbelow(ID_SPACE // 2) * 2 + 1
+        self._offset = secrets.randbelow(ID_SPACE)
 
     def pending(self) -> list[Request]:
         return [r for r in self.requests.values() if r.state == PENDING]
@@ -125,11 +132,13 @@ class Board:
         return request
 
     def _new_id(self) -> str:
-        """An id no request on the board has: a new request must never take the place (and the
-        operator's decision) of one the operator is looking at."""
+        """An id no request has had before: a new request must never take the place (and the
+        operator's decision) of one the operator is looking at, nor of one forgotten since
+        (the operator may act on an id read from an older listing)."""
         while True:
-            request_id = f"r{secrets.token_hex(3)}"
-            if request_id not in self.requests:
+            request_id = f"r{(self._issued * self._step + self._offset) % ID_SPACE:06x}"
+            self._issued += 1
+            if request_id not in self.requests:  # only after 2^24 requests
                 return request_id
 
     def _forget_old(self) -> None:
