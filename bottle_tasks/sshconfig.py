@@ -119,7 +119,11 @@ def connection(remote: str, depth: int = 0):
     if host is None:  # no OpenSSH client: Fabric's own (paramiko's) config reading
         destination, port = split(remote)
         fallback = Connection(destination, port=port, config=Config(overrides=runners))
-        return check_host_keys(fallback, DEFAULT_KNOWN_HOSTS, accept_unknown=False)
+        hop = fallback
+        while isinstance(hop, Connection):  # Fabric made each ProxyJump hop from ~/.ssh/config itself
+            check_host_keys(hop, DEFAULT_KNOWN_HOSTS, accept_unknown=False)
+            hop = hop.gateway
+        return fallback
     config = Config(overrides={**runners, "load_ssh_configs": False})
     connect_kwargs: dict = {}
     if host.identity_files:

@@ -37,3 +37,23 @@ def test_a_connection_refuses_an_unknown_host_and_knows_the_recorded_keys(tmp_pa
     assert not isinstance(client._policy, AutoAddPolicy)
     assert client.get_host_keys().lookup("[192.0.2.7]:2022") is None  # nothing recorded by paramiko itself
     assert client._system_host_keys.lookup("[192.0.2.7]:2022") is not None
+
+
+def test_without_an_openssh_client_every_proxyjump_hop_is_key_checked(tmp_path, monkeypatch):
+    """Fabric reads ~/.ssh/config itself then, and makes each ProxyJump hop a Connection of its
+    own, with its accept-anything policy: the jump host's key was never checked."""
+    from paramiko import AutoAddPolicy
+
+    monkeypatch.setattr(sshconfig.shutil, "which", lambda name: None)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "config").write_text("Host box\n  HostName 192.0.2.7\n  ProxyJump jump1\n"
+                                              "Host jump1\n  HostName 192.0.2.8\n  ProxyJump jump2\n"
+                                              "Host jump2\n  HostName 192.0.2.9\n")
+    connection = sshconfig.connection("box")
+    hops = []
+    while connection is not None and not isinstance(connection, str):
+        hops.append((connection.host, connection.client._policy))
+        connection = connection.gateway
+    assert [host for host, _ in hops] == ["192.0.2.7", "192.0.2.8", "192.0.2.9"]
+    assert not any(isinstance(policy, AutoAddPolicy) for _, policy in hops), hops
