@@ -223,6 +223,23 @@ def exec_(container: str, command: Iterable[str], *, interactive: bool = False, 
     return argv + [container] + list(command)
 
 
+# The PATH of what bottle runs as root in the agent's container.
+ROOT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def exec_as_root(container: str, command: Iterable[str], container_env: Iterable[str], *,
+                 interactive: bool = False) -> list[str]:
+    """`docker exec` as root with none of the container's own variables in force: those are
+    the manifest's (a bottle.yaml the agent edited and the operator merged among them), and a
+    PATH through ~/.local/bin, an LD_PRELOAD or a JAVA_TOOL_OPTIONS of the agent's would run
+    its code as root. An exec cannot drop a container's variable, so each is set empty, PATH
+    to the system's; in `/`, not the agent's workspace. `command` names its program by path."""
+    names = sorted(set(container_env) - {"PATH"})
+    env = ["--env", f"PATH={ROOT_PATH}", *(item for name in names for item in ("--env", f"{name}="))]
+    argv = exec_(container, command, interactive=interactive, user="0", workdir="/")
+    return argv[:2] + env + argv[2:]
+
+
 # What `bounded` says when its time is up, and when the command wrote more than the controller
 # takes (the engine's API says the same: engine_api).
 NOT_ENDED = "{what} did not end within {seconds} s (the agent container may be holding it up)"

@@ -357,13 +357,14 @@ class Engine:
         return Result(made + "\n", warnings, 0)  # as the CLI's, its warnings on stderr
 
     def exec_(self, container: str, command: list[str], user: str | None, workdir: str | None,
-              bound: tuple[str, int] | None = None, limit: int = docker.OUTPUT_LIMIT) -> Result:
-        """`docker exec [--user U] [--workdir W] CONTAINER CMD…`: its stdout, stderr and exit code
+              env: list[str] | None = None, bound: tuple[str, int] | None = None,
+              limit: int = docker.OUTPUT_LIMIT) -> Result:
+        """`docker exec [--env K=V]… [--user U] [--workdir W] CONTAINER CMD…`: its stdout, stderr and exit code
         as the CLI gives them, each stream read up to `limit` bytes. `bound`: (what, seconds) of
         `docker.bounded`, which ends the wait (not the command, as `timeout` ending the CLI does
         not) with the same error and exit 124."""
         body: dict[str, Any] = {"AttachStdout": True, "AttachStderr": True, "Cmd": command}
-        body.update({key: value for key, value in (("User", user), ("WorkingDir", workdir)) if value})
+        body.update({key: value for key, value in (("User", user), ("WorkingDir", workdir), ("Env", env)) if value})
         status, created = self.request("POST", f"/containers/{_quoted(container)}/exec", body)
         if status != 201 or created is None:
             return Result("", _error(created), 1)
@@ -493,17 +494,20 @@ def _network_spec(options: list[str]) -> tuple[bool, dict[str, str], dict[str, s
     return None if opts is None or labels is None else (internal, opts, labels)
 
 
-def _exec_spec(rest: list[str]) -> tuple[str, list[str], str | None, str | None] | None:
-    """(container, command, user, workdir) of `docker exec [--user U] [--workdir W] C CMD…`; None
-    for any other option (a terminal, stdin: the CLI's)."""
+def _exec_spec(rest: list[str]) -> tuple[str, list[str], str | None, str | None, list[str]] | None:
+    """(container, command, user, workdir, env) of `docker exec [--env K=V]… [--user U]
+    [--workdir W] C CMD…`; None for any other option (a terminal, stdin: the CLI's)."""
     options: list[str] = []
     while rest[:1] and rest[0].startswith("-"):
         options, rest = options + rest[:2], rest[2:]
-    pairs = _pairs(options, ("--user", "--workdir"))
+    pairs = _pairs(options, ("--user", "--workdir", "--env"))
     if pairs is None or len(rest) < 2 or not _operands(rest[:1]):
         return None
+    env = [value for flag, value in pairs if flag == "--env"]
+    if _key_values(env) is None:  # `--env NAME` alone takes the CLI's own value: the CLI's
+        return None
     given = dict(pairs)
-    return rest[0], rest[1:], given.get("--user"), given.get("--workdir")
+    return rest[0], rest[1:], given.get("--user"), given.get("--workdir"), env
 
 
 def _aliases(options: list[str]) -> list[str] | None:

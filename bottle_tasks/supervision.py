@@ -69,7 +69,10 @@ def publish(bottle: Bottle) -> None:
     staged = bottle.stage("current-policy.json")
     bottle.target.write(staged, data)
     script = ('umask 022; mkdir -p "${1%/*}" && cat > "$1.new" && mv "$1.new" "$1"')
-    bottle.run(docker.exec_(agent, ["sh", "-c", script, "publish", CURRENT_POLICY], interactive=True, user="0"),
+    from .steps.agent import agent_env  # (the steps import this module)
+
+    bottle.run(docker.exec_as_root(agent, ["/bin/sh", "-c", script, "publish", CURRENT_POLICY], agent_env(bottle),
+                                   interactive=True),
                stdin_path=staged, check=False)  # a stopped agent gets it at its next provision
 
 

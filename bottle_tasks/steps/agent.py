@@ -121,7 +121,7 @@ def provision(c):
     # Side by side, as they touch different files: root's (CA trust, JDK, Maven), and the agent's,
     # placed as the agent (links it planted are replaced, never followed).
     bottle.target.run_together([
-        docker.bounded(docker.exec_(name, ["sh", provisioning.SCRIPT], user="0"),
+        docker.bounded(docker.exec_as_root(name, ["/bin/sh", provisioning.SCRIPT], agent_env(bottle)),
                        f"{provisioning.SCRIPT} (root)", PROVISION_WAIT),
         docker.bounded(docker.exec_(name, ["sh", provisioning.PLACE_SCRIPT],
                                     user=f"{provisioning.AGENT_UID}:{provisioning.AGENT_GID}"),

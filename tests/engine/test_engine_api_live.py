@@ -292,7 +292,7 @@ def running(objects):
 
 
 def test_execs_answer_as_the_cli(objects, running):
-    """`docker exec [--user] [--workdir]` as provisioning and `pull` ask it: the same stdout,
+    """`docker exec [--env] [--user] [--workdir]` as provisioning and `pull` ask it: the same stdout,
     stderr and exit code as the CLI's, for a command that works, fails, or cannot start, as a
     user or in a folder that is not there, and in a container that is not running or not there."""
     slug, _ = objects
@@ -304,7 +304,9 @@ def test_execs_answer_as_the_cli(objects, running):
                  argv_for.exec_(name, ["id", "-un"], user="someone"),
                  argv_for.exec_(name, ["true"], user="nobody-here"),
                  argv_for.exec_(name, ["no-such-command"]),
-                 argv_for.exec_(name, ["pwd"], workdir="/no/such/folder")):
+                 argv_for.exec_(name, ["pwd"], workdir="/no/such/folder"),
+                 argv_for.exec_as_root(name, ["/bin/sh", "-c", "echo $PATH; echo x${HOSTNAME}x; pwd; id -u"],
+                                       ["HOSTNAME", "PATH"])):
         api, reference = answered(engine, argv), cli_exactly(argv)
         assert (api.stdout, api.stderr, api.exited) == (reference.stdout, reference.stderr, reference.exited), \
             (argv, api, reference)

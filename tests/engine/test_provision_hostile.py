@@ -57,3 +57,46 @@ def test_fifos_at_foreseeable_temporary_names_neither_hang_nor_stop_provisioning
         assert provisioning.PLACE_SCRIPT not in sh("ps -eo args")  # none still waiting in the container
     finally:
         run("down", "--purge", check=False)
+
+
+# Each program a root step may run, as the agent plants it first on the manifest's PATH: it
+# notes who ran it, then runs the real one.
+WRAPPER = """#!/bin/sh
+n=$(basename "$0")
+echo "$n as $(id -u)" >> /tmp/ran
+for d in /usr/sbin /usr/bin /sbin /bin; do [ -x "$d/$n" ] && exec "$d/$n" "$@"; done
+exit 127
+"""
+PLANTED = ("cat", "mkdir", "mv", "cp", "chmod", "rm", "ln", "sed", "grep", "find", "openssl",
+           "update-ca-certificates", "run-parts")
+
+
+def test_the_agents_programs_on_the_manifests_path_never_run_as_root(tmp_path, state_home, trust_bundle):
+    """A manifest's `env` is the container's, and every `docker exec` inherits it: with PATH
+    through ~/.local/bin (as for `pip --user`), the root provisioning script and the root
+    `publish` after an `allow` ran what the agent put there, as root."""
+    slug = unique("pr")
+    body = ("    prompt: path test\n    resources: {memory: 1g}\n"
+            '    env: {PATH: "/home/agent/.local/bin:/usr/local/bin:/usr/bin:/bin"}')
+    manifest = write_manifest(tmp_path, {slug: body}, bundle=str(trust_bundle))
+    agent = f"bottle-{slug}-agent"
+
+    def run(*args, check=True):
+        return inv("use", slug, *args, manifest=manifest, check=check, timeout=900)
+
+    def sh(command: str) -> str:
+        return docker("exec", agent, "bash", "-c", command).stdout
+
+    try:
+        run("launch")
+        sh(f"/bin/mkdir -p ~/.local/bin && touch /tmp/ran && /bin/chmod 666 /tmp/ran && cd ~/.local/bin && "
+           f"for n in {' '.join(PLANTED)}; do /bin/cat > $n <<'EOF'\n{WRAPPER}EOF\n/bin/chmod +x $n; done")
+        sh("cat /dev/null")  # the agent's own shell finds them first: the PATH is in force
+        assert sh("/bin/cat /tmp/ran").splitlines() == ["cat as 1000"]
+        run("provision")
+        run("allow", "docs.example.com")  # publish: the agent's copy of the policy, written as root
+        ran = sh("/bin/cat /tmp/ran").splitlines()
+        assert not [line for line in ran if line.endswith(" as 0")], ran
+        assert "docs.example.com" in sh("/bin/cat /etc/bottle/current/policy.json")  # published all the same
+    finally:
+        run("down", "--purge", check=False)

@@ -270,9 +270,11 @@ def test_inv_echo_shows_every_command_so_the_cli_runs_them(fake_engine, monkeypa
 def test_only_the_execs_and_network_creates_bottle_asks_for_are_answered():
     """Their shapes exactly (docker.exec_, docker.bounded, docker.network_create); any other
     option (stdin, a terminal, a short or `=` form, a subnet) is the CLI's."""
-    assert engine_api._exec_spec(["--user", "0", "--workdir", "/w", "c", "sh", "x"]) == ("c", ["sh", "x"], "0", "/w")
+    assert engine_api._exec_spec(["--user", "0", "--workdir", "/w", "c", "sh", "x"]) == ("c", ["sh", "x"], "0", "/w", [])
+    assert engine_api._exec_spec(["--env", "A=1", "--env", "B=", "c", "true"]) == ("c", ["true"], None, None, ["A=1", "B="])
     for rest in (["--interactive", "c", "true"], ["--tty", "c", "true"], ["-u", "0", "c", "true"],
-                 ["--user=0", "c", "true"], ["--env", "A=1", "c", "true"], ["c"], ["--user", "0"], ["-c", "true"]):
+                 ["--user=0", "c", "true"], ["--env", "A", "c", "true"], ["-e", "A=1", "c", "true"], ["c"],
+                 ["--user", "0"], ["-c", "true"]):
         assert engine_api._exec_spec(rest) is None, rest
     assert engine_api._network_spec(["--internal", "--opt", "a=b=c", "--label", "x=y"]) == (True, {"a": "b=c"}, {"x": "y"})
     for options in (["--subnet", "10.0.0.0/8"], ["--label", "no-value"], ["--opt"], ["--label", "x=y", "--internal"]):
