@@ -57,10 +57,14 @@ def running_among(bottle: Bottle, names: list[str]) -> set[str]:
             if flag == "true"}
 
 
-def config_digest(image: str, options: dict, inputs: bytes) -> str:
-    """What a container was started from: image, run options, and the contents of
-    files it reads only at start (a CA, a bundle). A change means a new container."""
-    text = json.dumps([image, options], sort_keys=True, default=str).encode()
+def config_digest(image: str, network: str, connect: tuple, run_options: dict, inputs: bytes) -> str:
+    """What a container was started from: image, networks, run options, the create command
+    they make (with bottle's fixed flags: a hardening flag a later bottle adds must replace a
+    container an earlier one made, not adopt it), and the contents of files it reads only at
+    start (a CA, a bundle). A change means a new container."""
+    made = docker.create("", image, {}, network=network, **run_options)
+    text = json.dumps([image, {"network": network, "connect": connect, **run_options}, made],
+                      sort_keys=True, default=str).encode()
     return hashlib.sha256(text + b"\0" + inputs).hexdigest()[:16]
 
 
@@ -74,7 +78,7 @@ def start(bottle: Bottle, role: str, step: str, image: str, *, network: str,
     (`await_started`). A stopped, half-made or differently configured container of ours is
     replaced; `connect` joins further networks (with aliases), right after the start."""
     name, exists = claim_name(bottle, "container", role)
-    digest = config_digest(image, {"network": network, "connect": connect, **run_options}, inputs)
+    digest = config_digest(image, network, connect, run_options, inputs)
     if exists:
         found = inspect_config(bottle, name)
         # As configured: the same digest, and on each of its networks (a controller killed

@@ -232,3 +232,15 @@ def test_a_reload_is_decided_by_the_sidecars_verdict_not_by_lines_naming_it(monk
     sidecar = ReloadingSidecar()
     containers.reload_and_confirm(sidecar, "bottle-demo-firewall", "policy-reload", "policy")  # no error
     assert sidecar.reads == 3
+
+
+def test_a_container_made_before_a_hardening_flag_was_added_is_not_taken_as_configured(monkeypatch):
+    """The digest a container is labelled with covers the create command bottle's fixed flags
+    make, not only its options: a flag a later bottle adds (here, one more hardening option)
+    replaces a container an earlier bottle made, instead of adopting it unhardened."""
+    before = containers.config_digest("img", "net", (), {"user": "1000"}, b"ca")
+    assert containers.config_digest("img", "net", (), {"user": "1000"}, b"ca") == before
+    made = containers.docker.create
+    monkeypatch.setattr(containers.docker, "create",
+                        lambda *a, **k: [*made(*a, **k)[:3], "--security-opt", "seccomp=x", *made(*a, **k)[3:]])
+    assert containers.config_digest("img", "net", (), {"user": "1000"}, b"ca") != before
