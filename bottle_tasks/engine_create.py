@@ -20,7 +20,8 @@ API_VERSION = "1.41"  # the engine's API whose request this is (the engine test'
 SWITCHES = {"--init", "--read-only"}
 REPEATED = {"--label", "--log-opt", "--network-alias", "--cap-drop", "--security-opt", "--tmpfs", "--dns",
             "--env-file", "--env", "--volume"}
-SINGLE = {"--name", "--network", "--log-driver", "--user", "--memory", "--cpus", "--pids-limit", "--runtime"}
+SINGLE = {"--name", "--network", "--log-driver", "--user", "--memory", "--memory-swap", "--cpus", "--pids-limit",
+          "--runtime"}
 
 # The shapes answered (anything else is the CLI's): plain names, no option syntax of their own.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]+")
@@ -83,8 +84,9 @@ def translate(argv: list[str]) -> tuple[str, dict] | None:
         "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [], "BlkioDeviceReadBps": [],
         "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [], "BlkioDeviceWriteIOps": [], "CpuPeriod": 0,
         "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0, "CpusetCpus": "", "CpusetMems": "",
-        "Devices": [], "DeviceCgroupRules": None, "DeviceRequests": None, "MemoryReservation": 0, "MemorySwap": 0,
-        "MemorySwappiness": -1, "OomKillDisable": False, "PidsLimit": resources["PidsLimit"], "Ulimits": [],
+        "Devices": [], "DeviceCgroupRules": None, "DeviceRequests": None, "MemoryReservation": 0,
+        "MemorySwap": resources["MemorySwap"], "MemorySwappiness": -1, "OomKillDisable": False,
+        "PidsLimit": resources["PidsLimit"], "Ulimits": [],
         "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "MaskedPaths": None,
         "ReadonlyPaths": None, **({"Init": True} if "--init" in flags else {}),
     }
@@ -201,15 +203,22 @@ def _tmpfs(flags: dict[str, list[str]]) -> dict[str, str] | None:
 
 
 def _resources(one: dict[str, str]) -> dict[str, int] | None:
-    memory, cpus, pids = one.get("--memory", "0"), one.get("--cpus", "0"), one.get("--pids-limit", "0")
-    size = MEMORY.fullmatch(memory)
-    if size is None or not CPUS.fullmatch(cpus) or not PIDS.fullmatch(pids):
+    cpus, pids = one.get("--cpus", "0"), one.get("--pids-limit", "0")
+    memory, swap = _in_bytes(one.get("--memory", "0")), _in_bytes(one.get("--memory-swap", "0"))
+    if memory is None or swap is None or not CPUS.fullmatch(cpus) or not PIDS.fullmatch(pids):
         return None
-    # As Go's units.RAMInBytes: a float64 times the unit, truncated.
+    return {"Memory": memory, "MemorySwap": swap, "NanoCpus": int(Decimal(cpus) * 1_000_000_000),
+            "PidsLimit": int(pids)}
+
+
+def _in_bytes(text: str) -> int | None:
+    """A size as Go's units.RAMInBytes reads it (a float64 times the unit, truncated); None
+    for one it would read otherwise than exactly."""
+    size = MEMORY.fullmatch(text)
+    if size is None:
+        return None
     in_bytes = int(float(size[1]) * UNITS[size[2].lower()])
-    if in_bytes >= 1 << 53:
-        return None
-    return {"Memory": in_bytes, "NanoCpus": int(Decimal(cpus) * 1_000_000_000), "PidsLimit": int(pids)}
+    return in_bytes if in_bytes < 1 << 53 else None
 
 
 def _dns(flags: dict[str, list[str]]) -> list[str] | None:

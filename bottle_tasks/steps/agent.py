@@ -94,7 +94,9 @@ def agent(c):
         bottle, "agent", "agent", bottle.plan.agent_image.tag, network=internal,
         env_file=env_path, inputs=env_text, dns=[DEAD_RESOLVER], mounts=[f"{volume}:{provisioning.HOME}"],
         user=f"{provisioning.AGENT_UID}:{provisioning.AGENT_GID}",
-        limits={"memory": resources.memory, "cpus": str(resources.cpus), "pids-limit": str(resources.pids)},
+        # memory-swap as memory: no swap (Docker's default allows as much swap again)
+        limits={"memory": resources.memory, "memory-swap": resources.memory, "cpus": str(resources.cpus),
+                "pids-limit": str(resources.pids)},
         runtime=None if bottle.agent.runtime == "runc" else bottle.agent.runtime)
     return f"{name} {'starting' if started else 'already running'} (proxy {bottle.plan.proxy_url})"
 

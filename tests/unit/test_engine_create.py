@@ -53,12 +53,14 @@ def test_the_agent_as_docker_create_builds_it(tmp_path):
     env_file.write_text("BOTTLE=b\nHTTPS_PROXY=http://firewall:3128\nNO_PROXY=localhost,firewall\n")
     argv = docker.create("b-agent", "bottle/agent:60d05e94ee13", {"bottle.slug": "b"}, network="b-internal",
                          env_file=str(env_file), dns=["192.0.2.53"], mounts=["b-home:/home/agent"], user="1000:1000",
-                         limits={"memory": "4g", "cpus": "2.0", "pids-limit": "512"}, runtime="runsc")
+                         limits={"memory": "4g", "memory-swap": "4g", "cpus": "2.0", "pids-limit": "512"},
+                         runtime="runsc")
     name, sent = engine_create.translate(argv)
     host = sent["HostConfig"]
     assert name == "b-agent"
     assert sent["Env"] == ["BOTTLE=b", "HTTPS_PROXY=http://firewall:3128", "NO_PROXY=localhost,firewall"]
-    assert (host["Memory"], host["NanoCpus"], host["PidsLimit"]) == (4 * GiB, 2_000_000_000, 512)
+    assert (host["Memory"], host["MemorySwap"], host["NanoCpus"], host["PidsLimit"]) == (4 * GiB, 4 * GiB,
+                                                                                         2_000_000_000, 512)
     assert (host["Dns"], host["Binds"], host["Runtime"], host["ReadonlyRootfs"]) == (
         ["192.0.2.53"], ["b-home:/home/agent"], "runsc", False)
     assert "Tmpfs" not in host
