@@ -15,6 +15,7 @@ import secrets
 import shlex
 import shutil
 import string
+import subprocess
 import time
 from pathlib import Path
 
@@ -50,7 +51,7 @@ BODY = f"""    prompt: egress reflection test bottle
 # nothing to build). It records what it received (stdout) and echoes the Authorization
 # header back in the way the path names.
 REFLECTOR = r'''
-import base64, gzip, hashlib, http.server, json, ssl, sys, threading, time
+import base64, gzip, hashlib, http.server, json, os, ssl, sys, threading, time
 
 def record(**fields):
     sys.stdout.write(json.dumps(fields) + "\n")
@@ -66,6 +67,8 @@ class Reflect(http.server.BaseHTTPRequestHandler):
         body = json.dumps({"reflected": seen, "headers": dict(self.headers.items())}).encode()
         if how == "ws":
             return self.websocket(seen)
+        if how == "ws-later":  # the echo only once the test says so (it reloads the egress proxy first)
+            return self.websocket(seen, after="/tmp/go")
         if how == "ws-sink":
             return self.sink()
         if how == "split":
@@ -146,8 +149,11 @@ class Reflect(http.server.BaseHTTPRequestHandler):
         self.rfile.read(2)  # the client's close, or its end
         self.close_connection = True
 
-    def websocket(self, seen):
+    def websocket(self, seen, after=None):
         self.handshake()
+        deadline = time.monotonic() + 60
+        while after and not os.path.exists(after) and time.monotonic() < deadline:
+            time.sleep(0.1)
         data = ("you sent " + seen).encode()
         self.wfile.write(bytes([0x81, len(data)]) + data)
         self.wfile.flush()
@@ -428,6 +434,47 @@ def test_a_transfer_coded_answer_is_refused_and_none_is_asked_for(bottle, reflec
     assert [v for k, v in seen["headers"] if k.lower() == "te"] == ["trailers"], seen  # gzip was not asked for
     assert received.startswith("HTTP/1.1 502") and "content-coding" in received, received
     assert REAL_TOKEN not in received
+
+
+def egress_reloaded(bottle, secrets_text: str) -> None:
+    """The egress proxy's secrets file rewritten in place (its owner and mode kept: the proxy
+    reads it as its own user), and its reload waited for."""
+    egress = f"bottle-{bottle.slug}-egress"
+    path = bottle.state_home / "bottle" / bottle.slug / "stage" / "egress" / "secrets.json"
+    before = docker("logs", egress).stdout.count('"routes-reload"')
+    path.write_text(secrets_text)
+    docker("kill", "--signal", "HUP", egress)
+    deadline = time.monotonic() + 20
+    while docker("logs", egress).stdout.count('"routes-reload"') == before:
+        assert time.monotonic() < deadline, "the egress proxy did not reload"
+        time.sleep(0.2)
+
+
+def test_a_websocket_opened_before_a_reload_is_scrubbed_for_the_secret_it_was_given(bottle, reflector):
+    """A reload (`inv route rm`, a new secret) replaces the egress proxy's scrubber. A WebSocket
+    opened before it carried the old secret in its handshake; echoed after the reload, it was
+    scrubbed with the new scrubber, which no longer knew that secret, and reached the agent."""
+    path = bottle.state_home / "bottle" / bottle.slug / "stage" / "egress" / "secrets.json"
+    original = path.read_text()
+    assert REAL_TOKEN in original
+    reader = subprocess.Popen(["docker", "exec", f"bottle-{bottle.slug}-agent", "python3", "/tmp/ws_read.py",
+                               REFLECT, "/r/ws-later"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not reflected(reflector, "/r/ws-later"):
+            assert time.monotonic() < deadline and reader.poll() is None, "the WebSocket did not reach the upstream"
+            time.sleep(0.2)
+        egress_reloaded(bottle, original.replace(REAL_TOKEN, "rotated" + "x" * 40))
+        docker("exec", reflector, "touch", "/tmp/go")
+        out, err = reader.communicate(timeout=60)
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+        egress_reloaded(bottle, original)
+        docker("exec", reflector, "rm", "-f", "/tmp/go", check=False)
+    assert_token_arrived(reflector, "/r/ws-later", out + err)
+    assert "101" in out and "you sent Bearer " in out, out + err
+    assert REAL_TOKEN not in out + err
 
 
 def firewall_reloaded(bottle, policy: dict) -> None:

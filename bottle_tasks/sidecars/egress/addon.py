@@ -61,6 +61,12 @@ logger = logging.getLogger("bottle.egress")
 EGRESS_HEADER = "x-bottle-egress"
 REQUEST_PHASE_HOOKS = frozenset({"requestheaders", "request"})
 ROUTED = "route"  # flow.metadata["bottle.egress"] of a request to a routed host
+SCRUBBER = "bottle.scrubber"  # flow.metadata: the scrubber of the secrets a routed request was given
+
+
+def scrubber_of(flow: http.HTTPFlow) -> scrub.Scrubber:
+    """The scrubber for what a routed flow returns: the one in force when it was injected."""
+    return flow.metadata[SCRUBBER]
 CODING_DENIED = "deny-coding"  # ... of one whose answer came in a content coding (replaced)
 # flow.metadata of a routed request held whole until its body's `_method` fields are read:
 # (host, normalised path, the methods its head claims)
@@ -215,9 +221,9 @@ class Egress:
         if isinstance(event, wsproto.events.CloseConnection):
             if not event.reason:
                 return event
-            reason = self.scrubber.scrub(event.reason.encode("utf-8", "replace")).decode("utf-8", "replace")
+            reason = scrubber_of(flow).scrub(event.reason.encode("utf-8", "replace")).decode("utf-8", "replace")
             return wsproto.events.CloseConnection(code=event.code, reason=reason)
-        return type(event)(payload=self.scrubber.scrub(bytes(event.payload)))
+        return type(event)(payload=scrubber_of(flow).scrub(bytes(event.payload)))
 
     # -- the request path -------------------------------------------------------------------------
 
@@ -325,6 +331,10 @@ class Egress:
         self._inject(req, host, route)
         _ask_for_scrubbable(req)
         flow.metadata["bottle.egress"] = ROUTED
+        # What this flow returns is scrubbed for the secrets in force when they were injected,
+        # for as long as it lasts: a reload (`route rm`, a new secret) drops the old secret from
+        # the proxy's scrubber, and a WebSocket opened before could still echo it.
+        flow.metadata[SCRUBBER] = self.scrubber
         log_line(decision="route", host=host, method=req.method, path=path.split("?", 1)[0],
                  injected=[i.header for i in route.inject])
         return True
@@ -390,9 +400,10 @@ class Egress:
                      host=_printable(flow.request.pretty_host), status=resp.status_code)
             flow.response = _coding_refusal()
             return
-        resp.headers.fields = self.scrubber.fields(resp.headers.fields)
-        resp.data.reason = self.scrubber.scrub(resp.data.reason)
-        resp.stream = self.scrubber.stream()  # streamed still, a secret's length less one held back
+        scrubber = scrubber_of(flow)
+        resp.headers.fields = scrubber.fields(resp.headers.fields)
+        resp.data.reason = scrubber.scrub(resp.data.reason)
+        resp.stream = scrubber.stream()  # streamed still, a secret's length less one held back
 
     @fail_closed
     def response(self, flow: http.HTTPFlow):
@@ -400,7 +411,7 @@ class Egress:
         if resp is None:
             return
         if flow.metadata.get("bottle.egress") == ROUTED and resp.trailers:
-            resp.trailers.fields = self.scrubber.fields(resp.trailers.fields)
+            resp.trailers.fields = scrubber_of(flow).fields(resp.trailers.fields)
         if flow.metadata.get("bottle.egress") == CODING_DENIED:
             resp.content = CODING_REFUSED  # the upstream's bodyless answer: nothing was streamed
 
@@ -410,7 +421,7 @@ class Egress:
             return
         message = flow.websocket.messages[-1]
         if not message.from_client and flow.metadata.get("bottle.egress") == ROUTED:
-            message.content = self.scrubber.scrub(message.content)
+            message.content = scrubber_of(flow).scrub(message.content)
         # mitmproxy relays the message from its own reference; kept in the flow, every message
         # of a long-lived WebSocket would stay in memory until it closes.
         flow.websocket.messages.clear()
