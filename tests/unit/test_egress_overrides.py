@@ -140,3 +140,35 @@ def test_headers_that_name_another_path_are_found_in_any_case():
     assert O.in_path_headers([("X-Original-URL", "/admin"), ("accept", "*/*"), ("x-rewrite-url", "/x")]) == [
         "X-Original-URL", "x-rewrite-url"]
     assert O.in_path_headers([("x-original-method", "GET")]) == []
+
+
+@pytest.mark.parametrize("body", [b"_method%00=DELETE", b"a=1&_method%00x=DELETE", b"_method\x00=DELETE"])
+def test_a_key_cut_at_a_nul_still_names_the_field(body):
+    """PHP measures a decoded key with strlen: `_method%00=DELETE` is its `$_POST['_method']`,
+    which Symfony and Laravel take as the method."""
+    assert O.in_body(FORM, body) == ["DELETE"]
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded, text/plain",
+                                          "application/x-www-form-urlencoded text/plain",
+                                          "text/plain, application/x-www-form-urlencoded"])
+def test_a_content_type_a_framework_cuts_at_a_comma_or_space_is_read_as_it_reads_it(content_type):
+    """PHP cuts a type at `,` or a space, Rack splits at `,`: to them this is a form, and Rails'
+    Rack::MethodOverride takes its `_method`. The proxy read no body of such a type."""
+    fields = [("content-length", "14"), ("content-type", content_type)]
+    assert O.body_may_claim("HTTP/1.1", fields)
+    assert O.in_body(fields, b"_method=DELETE") == ["DELETE"]
+
+
+def test_json_named_anywhere_in_the_content_type_is_read_as_json():
+    """Laravel's isJson() looks for /json or +json in the whole header, parameters too."""
+    fields = [("content-length", "21"), ("content-type", "text/plain; x=/json")]
+    assert O.body_may_claim("HTTP/1.1", fields)
+    assert O.in_body(fields, b'{"_method": "DELETE"}') == ["DELETE"]
+
+
+def test_json_of_more_containers_than_any_request_has_is_not_decoded():
+    """Decoded, 32 MiB of `[],` would take ~800 MiB of the proxy's 512 (8.6 MiB took 215 MiB)."""
+    body = b'{"method": 0, "x": [' + b"[]," * 300_000 + b"[]]}"
+    with pytest.raises(O.Unreadable, match="arrays and objects"):
+        O.in_body(JSON, body)

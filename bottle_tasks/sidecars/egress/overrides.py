@@ -22,7 +22,9 @@ a request, a claim too few lets a credential do what its route does not allow. S
 - every copy counts (a JSON object's repeated key included);
 - a multipart body's part names are read from every ``Content-Disposition`` line in it,
   plain, RFC 2231 (``name*=``) or RFC 2047 (``=?utf-8?q?...?=``) encoded, wherever it is.
-A body is read only where it can carry a field (a form, multipart, JSON). Every search is
+A body is read only where it can carry a field (a form, multipart, JSON), its type read as
+generously as the frameworks read it: cut at `;`, `,` or a space, and JSON wherever `json`
+appears in the header; a key ends at a NUL as PHP's does. Every search is
 linear (RE2), so no body, however shaped, costs more than a pass or two over it; JSON is
 decoded only when a search finds something that could spell the field.
 """
@@ -51,6 +53,7 @@ FORM = "application/x-www-form-urlencoded"
 MAX_CLAIMS = 16
 MAX_FIELDS = 64
 MAX_PART_HEADER = 8192
+MAX_JSON_CONTAINERS = 200_000  # arrays and objects of a JSON body decoded (a model request: a few thousand)
 CLAIM_CHARS = 64  # of a claimed value: longer than any method, and a refusal shows no more
 
 
@@ -70,7 +73,8 @@ _SPACE = rb"(?:[ \t+]|%20|%09)"
 # A form or query key that decodes to the field (the value, if any, in group 1); the pair
 # must end there: the caller checks that a separator or the end follows.
 _FORM_FIELD = _latin1(rb"(?:^|[&;])" + _SPACE + rb"*(?:[_.\[]|%5f|%2e|%5b)" + _spelled("method")
-                      + _SPACE + rb"*(?:=([^&;]*))?")
+                      + _SPACE + rb"*(?:(?:%00|\x00)[^=&;]*)?(?:=([^&;]*))?")
+# (PHP measures a decoded key with strlen: `_method%00anything` is `_method`.)
 # JSON: anything that could spell the field: the letters, an escape, or UTF-16/32 (NULs)
 _JSON_MAYBE = _latin1(rb"method|\\u|\x00")
 # A part header that could name the field: the letters, or an encoding (RFC 2231's `%` and
@@ -102,7 +106,7 @@ def body_may_claim(http_version: str, fields: Fields) -> bool:
     if not _may_have_body(http_version, fields):
         return False
     types = _media_types(fields)
-    return not types or any(_is_form(t) or _is_multipart(t) or _is_json(t) for t in types)
+    return not types or any(_is_form(t) or _is_multipart(t) for t in types) or _says_json(fields)
 
 
 def in_body(fields: Fields, body: bytes) -> list[str]:
@@ -113,7 +117,7 @@ def in_body(fields: Fields, body: bytes) -> list[str]:
     claimed: list[str] = []
     if not types or any(_is_form(t) for t in types):
         claimed += _form_claims(body)
-    if any(_is_json(t) for t in types):
+    if _says_json(fields):
         claimed += _json_claims(body)
     if any(_is_multipart(t) for t in types):
         claimed += _multipart_claims(body)
@@ -146,6 +150,9 @@ def _form_claims(data: bytes) -> list[str]:
 def _json_claims(body: bytes) -> list[str]:
     if not _JSON_MAYBE.search(body):
         return []
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_CONTAINERS:
+        # decoded, each costs Python ~60 bytes or more: 32 MiB of `[],` took ~800 MiB
+        raise Unreadable(f"a JSON body of more than {MAX_JSON_CONTAINERS} arrays and objects")
     try:
         top = json.loads(body, object_pairs_hook=list)  # every copy of a key, not the last alone
     except (ValueError, RecursionError) as e:
@@ -195,7 +202,20 @@ def _may_have_body(http_version: str, fields: Fields) -> bool:
 
 
 def _media_types(fields: Fields) -> list[str]:
-    return [v.partition(";")[0].strip().lower() for v in _values(fields, "content-type")]
+    """Every media type a Content-Type could be read as: what comes before its first `;`, and
+    each piece of that a `,` or a space sets apart (PHP cuts a type at either, Rack at `,`:
+    `application/x-www-form-urlencoded, text/plain` is a form to them)."""
+    types = []
+    for value in _values(fields, "content-type"):
+        head = value.partition(";")[0].strip().lower()
+        types += [head, *(piece for piece in re.split(r"[,\s]+", head) if piece)]
+    return types
+
+
+def _says_json(fields: Fields) -> bool:
+    """Laravel takes a body as JSON when its Content-Type holds `/json` or `+json` anywhere,
+    parameters included (`text/plain; x=/json`)."""
+    return any("json" in value.lower() for value in _values(fields, "content-type"))
 
 
 def _values(fields: Fields, name: str) -> list[str]:
@@ -210,5 +230,3 @@ def _is_multipart(media_type: str) -> bool:
     return media_type.startswith("multipart/")
 
 
-def _is_json(media_type: str) -> bool:
-    return "json" in media_type  # application/json, application/*+json, text/json (Laravel: "/json", "+json")
