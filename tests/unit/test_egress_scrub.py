@@ -3,6 +3,8 @@ header fields and in streamed bodies, whichever chunk boundaries split it."""
 from __future__ import annotations
 
 import base64
+import json
+import urllib.parse
 
 import pytest
 
@@ -26,8 +28,10 @@ def test_every_form_is_masked_in_place(form):
 
 def test_the_forms_are_the_raw_json_and_percent_encoded_ones_and_the_encodings_of_an_echo():
     raw = SECRET.encode()
-    assert S.forms(SECRET) == {raw, b'sk-live/abc+def\\"ghi', b"sk-live%2Fabc%2Bdef%22ghi",
+    assert S.forms(SECRET) == {raw, raw.upper(), b'sk-live/abc+def\\"ghi', b'sk-live\\/abc+def\\"ghi',
+                               b"sk-live%2Fabc%2Bdef%22ghi", b"sk-live%2fabc%2bdef%22ghi",
                                raw.hex().encode(), raw.hex().upper().encode(), *S.base64_forms(raw)}
+    # (its lower case is itself; PHP's json_encode writes '/' as '\/'; %2f is %2F to a decoder)
     assert len(S.base64_forms(raw)) == 3  # one per offset: no + or / in them, base64url writes them alike
     assert len(S.base64_forms(b"\xfb\xff" * 10)) == 6  # here it does not
 
@@ -154,3 +158,15 @@ def test_overlapping_secrets_are_all_masked():
     out = S.Scrubber(["abcdef", "defghi"]).scrub(b"abcdefghi")
     assert b"abcdef" not in out and b"defghi" not in out
     assert b"def" not in out[:6]
+
+
+@pytest.mark.parametrize("echo", [
+    lambda s: json.dumps({"token": s}).replace("/", "\\/"),          # PHP's json_encode
+    lambda s: urllib.parse.quote(s, safe="").lower(),               # %2f: lower-case hex digits
+    lambda s: s.upper(),                                              # an error page shouting it
+])
+def test_reflections_re_encoded_as_common_servers_do_are_masked(echo):
+    out = S.Scrubber([SECRET]).scrub(b"<<" + echo(SECRET).encode() + b">>")
+    assert S.MASK in out, out
+    for form in (SECRET, SECRET.upper(), urllib.parse.quote(SECRET, safe="").lower()):
+        assert form.encode() not in out, out

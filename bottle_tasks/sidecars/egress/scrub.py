@@ -5,7 +5,8 @@ redirect, a cookie, an error message, a body, a WebSocket message. That request 
 real credential, injected here; the agent must still never read it. So every secret value,
 in the forms a reflection would show it (as sent, JSON-escaped, percent-encoded), is masked
 in place, with a mask of the same length: a Content-Length stays true and no framing moves.
-The forms: as sent, JSON-escaped, percent-encoded, and the encodings an echo may wrap the
+The forms: as sent (and in upper or lower case), JSON-escaped (PHP's `\\/` too),
+percent-encoded (either case of hex digit), and the encodings an echo may wrap the
 whole header value in: hex (either case) and base64 (standard and URL-safe), the latter at
 each of the three offsets a secret can start at inside a longer encoded text ("Basic " +
 base64 of "user:secret", an echo of "Bearer secret" encoded whole). Of an encoded form only
@@ -48,8 +49,12 @@ LINE_BREAKS = (b"\n", b"\r")
 def forms(secret: str) -> set[bytes]:
     """The byte strings a reflected `secret` shows as (see the module's docstring)."""
     raw = secret.encode()
-    encoded = {raw.hex().encode(), raw.hex().upper().encode(), *base64_forms(raw)}
-    return {raw, json.dumps(secret)[1:-1].encode(), quote(secret, safe="").encode(),
+    escaped, percent = json.dumps(secret)[1:-1], quote(secret, safe="")
+    # (a short secret's other forms, its case changed among them, would mask ordinary text)
+    encoded = {raw.upper(), raw.lower(), raw.hex().encode(), raw.hex().upper().encode(), *base64_forms(raw)}
+    return {raw, escaped.encode(),
+            escaped.replace("/", "\\/").encode(),  # PHP's json_encode escapes '/'
+            percent.encode(), re.sub("%[0-9A-F]{2}", lambda m: m[0].lower(), percent).encode(),
             *(form for form in encoded if len(form) >= MIN_ENCODED)}
 
 
