@@ -439,14 +439,19 @@ def test_a_transfer_coded_answer_is_refused_and_none_is_asked_for(bottle, reflec
 def egress_reloaded(bottle, secrets_text: str) -> None:
     """The egress proxy's secrets file rewritten in place (its owner and mode kept: the proxy
     reads it as its own user), and its reload waited for."""
-    egress = f"bottle-{bottle.slug}-egress"
-    path = bottle.state_home / "bottle" / bottle.slug / "stage" / "egress" / "secrets.json"
-    before = docker("logs", egress).stdout.count('"routes-reload"')
-    path.write_text(secrets_text)
-    docker("kill", "--signal", "HUP", egress)
+    sidecar_reloaded(bottle, "egress", "secrets.json", secrets_text, "routes-reload")
+
+
+def sidecar_reloaded(bottle, role: str, name: str, text: str, event: str) -> None:
+    """Write a sidecar's stage file `name` as the controller would, SIGHUP it, wait for its `event` line."""
+    container = f"bottle-{bottle.slug}-{role}"
+    path = bottle.state_home / "bottle" / bottle.slug / "stage" / role / name
+    before = docker("logs", container).stdout.count(f'"{event}"')
+    path.write_text(text)
+    docker("kill", "--signal", "HUP", container)
     deadline = time.monotonic() + 20
-    while docker("logs", egress).stdout.count('"routes-reload"') == before:
-        assert time.monotonic() < deadline, "the egress proxy did not reload"
+    while docker("logs", container).stdout.count(f'"{event}"') == before:
+        assert time.monotonic() < deadline, f"{container} did not reload"
         time.sleep(0.2)
 
 
@@ -479,15 +484,7 @@ def test_a_websocket_opened_before_a_reload_is_scrubbed_for_the_secret_it_was_gi
 
 def firewall_reloaded(bottle, policy: dict) -> None:
     """Write the firewall's policy file as the controller would, and wait for its reload."""
-    firewall = f"bottle-{bottle.slug}-firewall"
-    path = bottle.state_home / "bottle" / bottle.slug / "stage" / "firewall" / "policy.json"
-    before = docker("logs", firewall).stdout.count('"policy-reload"')
-    path.write_text(json.dumps(policy))
-    docker("kill", "--signal", "HUP", firewall)
-    deadline = time.monotonic() + 20
-    while docker("logs", firewall).stdout.count('"policy-reload"') == before:
-        assert time.monotonic() < deadline, "the firewall did not reload its policy"
-        time.sleep(0.2)
+    sidecar_reloaded(bottle, "firewall", "policy.json", json.dumps(policy), "policy-reload")
 
 
 def test_a_routed_switch_to_raw_bytes_is_cut_even_where_the_firewall_would_relay_it(bottle, reflector):
