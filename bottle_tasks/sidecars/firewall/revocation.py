@@ -4,13 +4,19 @@ Every request is checked against the policy of the moment, so a new request to a
 that ``inv deny`` removed is refused anyway. What is already open is not a request: a
 WebSocket, a streaming response, a passthrough tunnel. So each client connection's
 targets are remembered, and after a reload every connection with a target the new
-policy refuses (or no longer passes through) is closed, both sides.
+policy refuses (or no longer passes through) is closed, both sides. So is every connection
+to an internal address the new policy's ``allowed_cidrs`` no longer lets it reach (the
+address each server connection dialled is remembered too).
 """
 
 from __future__ import annotations
 
-from mitmproxy import http
+import ipaddress
 
+from mitmproxy import http
+from mitmproxy.proxy import server_hooks
+
+from . import ssrf
 from .failclosed import fail_closed
 from .flowstate import Concern, peer, settled
 
@@ -25,6 +31,7 @@ class Revocation(Concern):
         super().__init__(fw)
         self.targets: dict[str, set[Target]] = {}
         self.peers: dict[str, str | None] = {}  # client id -> address (allow_for is per source)
+        self.dialled: dict[str, set[ssrf.IPAddress]] = {}  # client id -> the addresses its servers are at
 
     def track(self, client, host: str, port: int, raw: bool) -> None:
         self.targets.setdefault(client.id, set()).add((host, port, raw))
@@ -46,24 +53,46 @@ class Revocation(Concern):
             host, port = flow.server_conn.address
             self.track(flow.client_conn, host, port, True)
 
+    @fail_closed
+    def server_connected(self, data: server_hooks.ServerConnectionHookData):
+        if data.server.peername:
+            address = ipaddress.ip_address(data.server.peername[0])
+            self.dialled.setdefault(data.client.id, set()).add(address)
+
     def client_disconnected(self, client):
         self.targets.pop(client.id, None)
         self.peers.pop(client.id, None)
+        self.dialled.pop(client.id, None)
+
+    def _unreachable(self, client_id: str) -> list[ssrf.IPAddress]:
+        """The addresses this client's connections dialled that the current policy's
+        allowed_cidrs no longer let through the SSRF check."""
+        pol = self.fw.policy
+        if pol is None:
+            return sorted(self.dialled.get(client_id, ()), key=str)
+        return [a for a in sorted(self.dialled.get(client_id, ()), key=str)
+                if not ssrf.check([a], pol.allowed_cidrs).ok]
 
     def revoke(self) -> int:
         """Close every live connection to a target the current policy refuses; how many."""
         closed = 0
-        for client_id, targets in list(self.targets.items()):
+        for client_id in list(self.targets.keys() | self.dialled.keys()):
             address = self.peers.get(client_id)
+            targets = self.targets.get(client_id, set())
             revoked = sorted(t for t in targets if not self.fw.still_allowed(*t, client=address))
-            if not revoked:
+            internal = self._unreachable(client_id)
+            if not revoked and not internal:
                 continue
             self.targets.pop(client_id, None)
             self.peers.pop(client_id, None)
+            self.dialled.pop(client_id, None)
             if self.fw.close_client_id(client_id):
                 closed += 1
-                host, port, _ = revoked[0]
-                self.fw.audit.event(
-                    "revoked", host=self.fw.safe(host), port=port, reason="no longer allowed by the reloaded policy"
-                )
+                if revoked:
+                    host, port, _ = revoked[0]
+                    reason = "no longer allowed by the reloaded policy"
+                else:
+                    host, port = str(internal[0]), None
+                    reason = "an internal address the reloaded policy's allowed_cidrs no longer include"
+                self.fw.audit.event("revoked", host=self.fw.safe(host), port=port, reason=reason)
         return closed
