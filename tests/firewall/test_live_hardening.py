@@ -391,7 +391,21 @@ def test_trailer_with_secret_never_reaches_the_upstream(fw, upstream):
 # -- revocation, health --------------------------------------------------------------------------------
 
 
-def test_reload_closes_an_open_stream_to_a_host_no_longer_allowed(tmp_path, upstream):
+# What a reload takes away from an open stream to the upstream (on loopback, so internal): the
+# host itself, or (the host still allowed) the range its address is in, from allowed_cidrs. New
+# requests are refused either way; the stream already open must end too, not go on for as long
+# as the upstream keeps it (the second case went on: only hosts were checked at a reload).
+REVOKED = {
+    "the host": (lambda port: policy_doc(allow=["registry.npmjs.org"], passthrough=[], allowed_cidrs=["127.0.0.0/8"]),
+                 "no longer allowed"),
+    "its address": (lambda port: policy_doc(allow=["localhost", f"localhost:{port}"], passthrough=[],
+                                            allowed_cidrs=[]), "allowed_cidrs"),
+}
+
+
+@pytest.mark.parametrize("taken", list(REVOKED))
+def test_reload_closes_an_open_stream_to_what_it_no_longer_allows(tmp_path, upstream, taken):
+    new_policy, reason = REVOKED[taken]
     fw = LiveFirewall(tmp_path, upstream)
     upstream.sse_release.clear()
     conn = fw.tunnel("localhost", upstream.port)
@@ -399,14 +413,15 @@ def test_reload_closes_an_open_stream_to_a_host_no_longer_allowed(tmp_path, upst
         conn.request("GET", "/sse")
         resp = conn.getresponse()
         assert resp.fp.readline() + resp.fp.readline() == b"data: first\n\n"
-        rec = fw.reload(policy_doc(allow=["registry.npmjs.org"], passthrough=[], allowed_cidrs=["127.0.0.0/8"]))
-        assert rec["ok"] is True and rec["closed"] == 1
+        rec = fw.reload(new_policy(upstream.port))
+        assert rec["ok"] is True and rec["closed"] == 1, rec
         try:
             rest = resp.read()
         except (http.client.IncompleteRead, OSError) as e:
             rest = getattr(e, "partial", b"")
         upstream.sse_release.set()
         assert b"second" not in rest, "the stream outlived the revocation"
+        assert reason in fw.wait_for(lambda r: r.get("event") == "revoked", "revoked line")["reason"]
     finally:
         upstream.sse_release.set()
         conn.close()
