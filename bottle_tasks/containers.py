@@ -58,13 +58,12 @@ def running_among(bottle: Bottle, names: list[str]) -> set[str]:
 
 
 def config_digest(image: str, network: str, connect: tuple, run_options: dict, inputs: bytes) -> str:
-    """What a container was started from: image, networks, run options, the create command
-    they make (with bottle's fixed flags: a hardening flag a later bottle adds must replace a
-    container an earlier one made, not adopt it), and the contents of files it reads only at
-    start (a CA, a bundle). A change means a new container."""
+    """What a container was started from: the create command its image, network and run
+    options make (with bottle's fixed flags: a hardening flag a later bottle adds must replace a
+    container an earlier one made, not adopt it), the networks it joins after, and the contents
+    of files it reads only at start (a CA, a bundle). A change means a new container."""
     made = docker.create("", image, {}, network=network, **run_options)
-    text = json.dumps([image, {"network": network, "connect": connect, **run_options}, made],
-                      sort_keys=True, default=str).encode()
+    text = json.dumps([made, connect], default=str).encode()
     return hashlib.sha256(text + b"\0" + inputs).hexdigest()[:16]
 
 

@@ -36,9 +36,12 @@ AGENT_GIT_WAIT = 900
 LITERAL_PATHS = {"GIT_LITERAL_PATHSPECS": "1"}
 
 
-def local_git(c, argv: list[str], check: bool = True, stream: bool = False):
-    """git on the controller: the user's repository lives here, whichever host runs Docker."""
-    result = c.run(shlex.join(argv), hide=not stream, warn=True, in_stream=False, pty=False, env=LITERAL_PATHS)
+def local_git(c, argv: list[str], check: bool = True, stream: bool = False, out_stream=None):
+    """git on the controller: the user's repository lives here, whichever host runs Docker.
+    `out_stream`: where its stdout goes as it comes (its stderr is kept for the result)."""
+    hide = "err" if out_stream is not None else not stream
+    result = c.run(shlex.join(argv), hide=hide, warn=True, in_stream=False, pty=False, env=LITERAL_PATHS,
+                   out_stream=out_stream)
     if check and not result.ok:
         raise BottleError(f"`{' '.join(argv[3:6])} …` failed in {argv[2]} (exit {result.exited})",
                           (result.stderr or result.stdout).strip()[-2000:])
@@ -284,8 +287,7 @@ def diff(c, stat=False):
         argv = workback.git(repo, "--no-pager", "diff", "--no-color", "--no-ext-diff", "--no-textconv",
                             *(["--stat"] if stat else []), snapshot.base, snapshot.tip, "--")
         shown = DiffPrinter()
-        result = c.run(shlex.join(cut_at(argv, DIFF_SHOWN_LIMIT)), hide="err", out_stream=shown, warn=True,
-                       in_stream=False, pty=False, env=LITERAL_PATHS)
+        result = local_git(c, cut_at(argv, DIFF_SHOWN_LIMIT), check=False, out_stream=shown)
         shown.close()
         if result.exited == WAS_CUT:
             console.warning(f"the diff is longer than {DIFF_SHOWN_LIMIT >> 20} MiB: the rest is not shown. "

@@ -15,6 +15,7 @@ from invoke import Config, Context
 from bottle_tasks import run
 from bottle_tasks.errors import BottleError
 from bottle_tasks.steps import down
+from bottle_tasks.target import LocalTarget
 
 
 @pytest.fixture
@@ -22,6 +23,11 @@ def root(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     swept = []
     monkeypatch.setattr(down, "sweep", lambda target, slug: swept.append(slug) or [])
+
+    def no_engine(self, argv, **_):  # nothing here may reach the engine: it holds other bottles
+        raise AssertionError(f"an engine command in a test of down --all: {argv}")
+
+    monkeypatch.setattr(LocalTarget, "run", no_engine)
     run.begin()
     yield tmp_path / "bottle", swept
     run.begin()  # the locks this test took
