@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import re
 import sys
+import unicodedata
+from functools import lru_cache
 
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-# Progress and errors go to stderr so `--json` output on stdout stays parseable.
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Progress and errors go to stderr so `--json` output on stdout stays parseable. No emoji
+# codes: `:white_check_mark:` in the agent's text would print as a status icon.
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 # Tables piped to a file or a pager get room, not rich's 80-column default.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+out = Console(highlight=False, soft_wrap=True, emoji=False, width=None if sys.stdout.isatty() else 160)
 
 
 def step_done(name: str, seconds: float, summary: str = "") -> None:
@@ -26,21 +29,39 @@ def note(text: str) -> None:
     err.print(f"  {escape(visible_lines(text))}")
 
 
-# C0/C1 control characters (ESC starts terminal escape sequences), DEL, the Unicode
-# line/paragraph separators and the bidirectional controls (marks, embeddings, overrides,
-# isolates: "Trojan Source", a diff line shown in another order than it reads to the
-# compiler): shown as escapes, never sent to the terminal.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# What a terminal could obey or hide rather than show: every character of Unicode's "other"
+# categories (C0/C1 controls, ESC among them; format characters: the bidirectional controls
+# of "Trojan Source", zero-width ones; surrogates, private-use and unassigned code points)
+# and the line/paragraph separators. Each is shown as an escape (ESC as the four characters
+# \x1b), never sent raw. Printable ASCII is the fast path: only other runs are looked at.
+_SUSPECT = re.compile(r"[^\x20-\x7e]+")
+_HIDDEN_CATEGORIES = ("Zl", "Zp")
 
 
-def _escaped(control: re.Match) -> str:
-    return control.group().encode("unicode_escape").decode("ascii")  # ESC as the four characters \x1b
+@lru_cache(maxsize=4096)
+def _shown(char: str, layout: str) -> str:
+    if char in layout:
+        return char
+    category = unicodedata.category(char)
+    if category[0] == "C" or category in _HIDDEN_CATEGORIES:
+        return char.encode("unicode_escape").decode("ascii")
+    return char
+
+
+def _escaper(layout: str):
+    def escaped(run: re.Match) -> str:
+        return "".join(_shown(char, layout) for char in run.group())
+    return escaped
+
+
+_escaped = _escaper("")
+_escaped_but_layout = _escaper("\n\t")  # the line breaks and tabs a command's output needs
 
 
 def visible(text: str) -> str:
-    """`text` with its control characters shown as escapes (`\\x1b`), for text that may come
-    from the agent: a terminal never interprets it."""
-    return _CONTROL.sub(_escaped, text)
+    """`text` with its control and invisible characters shown as escapes (`\\x1b`), for text
+    that may come from the agent: a terminal never interprets it, nothing in it is hidden."""
+    return _SUSPECT.sub(_escaped, text)
 
 
 def plain(value: object, style: str = "") -> Text:
@@ -48,10 +69,6 @@ def plain(value: object, style: str = "") -> Text:
     audit log): a Text, so markup is printed, not interpreted; control characters shown as
     escapes, since rich lets ESC through to the terminal."""
     return Text(visible(str(value)), style=style)
-
-
-# Layout a command's output needs (line breaks, tabs); every other control character is escaped.
-_CONTROL_BUT_LAYOUT = re.compile(_CONTROL.pattern.replace(r"\x00-\x1f", r"\x00-\x08\x0b-\x1f"))
 
 
 class VisibleStream:
@@ -66,17 +83,20 @@ class VisibleStream:
         self.keeps_output = keeps_output
 
     def write(self, text: str) -> int:
-        return self.stream.write(_CONTROL_BUT_LAYOUT.sub(_escaped, text))
+        return self.stream.write(_SUSPECT.sub(_escaped_but_layout, text))
 
     def flush(self) -> None:
         self.stream.flush()
 
 
-def terminal_safe_streams() -> dict:
-    """`out_stream`/`err_stream` for a command whose output the agent controls: escaped where it
-    goes to a terminal, as it is where it goes to a file or a pipe."""
-    return {name: VisibleStream(stream) for name, stream in (("out_stream", sys.stdout), ("err_stream", sys.stderr))
-            if stream.isatty()}
+def agent_output_streams() -> dict:
+    """`out_stream`/`err_stream` for a command whose output the agent controls: escaped wherever
+    it goes (a pipe or a file is often read on a terminal: `| head`, `| less -R`, `cat`), and
+    not kept whole in memory as well, so a command may print for as long as it likes. Exactness
+    is not lost: invoke has already decoded the bytes, each read alone, replacing what is not
+    UTF-8."""
+    return {"out_stream": VisibleStream(sys.stdout, keeps_output=False),
+            "err_stream": VisibleStream(sys.stderr, keeps_output=False)}
 
 
 def visible_lines(text: str) -> str:

@@ -61,7 +61,7 @@ class Board:
             self._progress.stop()
 
     def row(self, name: str, text: str = "starting") -> Row:
-        task_id = self._progress.add_task(escape(text), name=escape(name), total=None) if self._progress else None
+        task_id = self._progress.add_task(_shown(text), name=_shown(name), total=None) if self._progress else None
         row = Row(self, name, task_id)
         if not self._progress:
             self._line(row, text)
@@ -69,7 +69,7 @@ class Board:
 
     def _update(self, row: Row, text: str) -> None:
         if self._progress:
-            self._progress.update(row.task_id, description=escape(text))
+            self._progress.update(row.task_id, description=_shown(text))
         else:
             self._line(row, text)
 
@@ -82,7 +82,12 @@ class Board:
     def _line(self, row: Row, text: str) -> None:
         with self._lock:  # whole lines, even from threads side by side
             took = time.monotonic() - row.started
-            self.out.print(f"  {escape(row.name)}: {escape(text)} [{took:.0f}s]", highlight=False)
+            self.out.print(f"  {_shown(row.name)}: {_shown(text)} [{took:.0f}s]", highlight=False)
+
+
+def _shown(text: str) -> str:
+    """A build's line for rich's markup: a Dockerfile's step, or what its RUN printed."""
+    return escape(console.visible(text))
 
 
 _SHARED: dict = {"board": None, "users": 0}

@@ -7,6 +7,7 @@ in the stage dir, through `put`/`write`.
 """
 from __future__ import annotations
 
+import codecs
 import contextlib
 import io
 import os
@@ -20,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Iterator, Literal
 
 from invoke.runners import Local
 
@@ -46,9 +47,21 @@ class LinearOutput:
     the output, which the agent may control (8 MB of output took 5.1 s here, 100 MB would take
     minutes). bottle gives no watchers, so nothing is joined. And an output stream that says
     `keeps_output = False` (a `logs --follow` sink: it runs for hours) is not also kept in
-    memory for the result."""
+    memory for the result. Each stream is decoded as one text, not each read alone: invoke
+    replaced a character split between two reads with two U+FFFD, so a file name the agent
+    placed at a read's edge came back as another name."""
 
     watchers: list
+    encoding: str
+    read_chunk_size: int
+
+    def read_proc_output(self, reader) -> Iterator[str]:
+        decoder = codecs.getincrementaldecoder(self.encoding)("replace")
+        while data := reader(self.read_chunk_size):
+            if text := decoder.decode(data):
+                yield text
+        if tail := decoder.decode(b"", final=True):
+            yield tail
 
     def respond(self, buffer_: list[str]) -> None:
         if self.watchers:

@@ -13,7 +13,6 @@ import re
 from typing import TYPE_CHECKING
 
 from invoke import Collection, task
-from rich.text import Text
 
 from .. import console, policy_render, supervision
 from ..containers import expect_ready, reload_and_confirm
@@ -103,7 +102,7 @@ def routes(c):
     bottle = current(c)
     doc = routes_doc(bottle)
     for route in doc["routes"]:
-        console.out.print(Text(show_route(route)))
+        console.out.print(console.plain(show_route(route)))  # a path may be a supervise approval's
     return f"{len(doc['routes'])} route(s)"
 
 

@@ -10,9 +10,9 @@ def _exec(c, command: list[str], interactive: bool) -> int:
     name = bottle.require("agent", "launch")
     tty = interactive and console.is_tty()
     argv = docker.exec_(name, command, interactive=interactive, tty=tty)
-    # An interactive session is the agent's terminal by design; one command's output is only
-    # text the agent wrote, and never reaches a terminal raw.
-    streams = {} if interactive else console.terminal_safe_streams()
+    # A session on a terminal is the agent's terminal by design; anything else (one command, or
+    # a session fed from a pipe) is only text the agent wrote, and is never printed raw.
+    streams = {} if tty else console.agent_output_streams()
     result = bottle.target.run(argv, check=False, stream=True, pty=tty, interactive=interactive, **streams)
     return result.exited
 

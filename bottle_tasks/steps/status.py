@@ -3,6 +3,7 @@ import json
 
 from invoke import Collection, task
 from rich.table import Table
+from rich.text import Text
 
 from .. import console
 from ..connections import target_for
@@ -45,18 +46,24 @@ def status(c, json_=False):
         table.add_column(column)
     for slug, info in report["bottles"].items():
         for item in info["containers"]:
-            table.add_row(slug, "container", item["role"], item["name"], item["status"])
+            table.add_row(*cells(slug, "container", item["role"], item["name"], item["status"]))
         for item in info["networks"]:
-            table.add_row(slug, "network", item["role"], item["name"], "")
+            table.add_row(*cells(slug, "network", item["role"], item["name"], ""))
         for item in info["volumes"]:
-            table.add_row(slug, "volume", item["role"], item["name"],
-                          "in use" if info["containers"] else "kept (`down --purge` removes it)")
+            table.add_row(*cells(slug, "volume", item["role"], item["name"],
+                                 "in use" if info["containers"] else "kept (`down --purge` removes it)"))
         if not info["containers"] and not info["networks"] and not info["volumes"]:
-            table.add_row(slug, "", "", "(state only)", "")
+            table.add_row(*cells(slug, "", "", "(state only)", ""))
     console.out.print(table if report["bottles"] else "no bottles")
     if report["orphans"]:
         names = ", ".join(o["name"] for o in report["orphans"])
-        console.out.print(f"[yellow]orphans (labelled, no state):[/] {names} — `inv down --all` removes them")
+        console.out.print(Text.assemble(("orphans (labelled, no state): ", "yellow"), console.plain(names),
+                                        " — `inv down --all` removes them"))
+
+
+def cells(*values: str) -> list[Text]:
+    """Table cells from the engine's names, labels and states: printed, never read as markup."""
+    return [console.plain(value) for value in values]
 
 
 ns = Collection(status)

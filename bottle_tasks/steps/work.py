@@ -225,11 +225,21 @@ def pull(c, branch=None):
     console.out.print(workback.describe(snapshot, branch, old) + f"; copied from {snapshot.base[:12]}")
     changed_rules = rule_files_changed(c, repo, snapshot, changed)
     if changed_rules:
-        # the names are the agent's: quoted for the shell, should the operator paste the command
-        console.warning(f"the agent changed the bottle's own rules on {branch}: {', '.join(changed_rules)}. "
-                        "Merged, they are the next bottle's allowlist, routes and workspace; read them first: "
-                        + shlex.join(["git", "--literal-pathspecs", "diff", snapshot.base[:12], branch, "--",
-                                      *changed_rules]))
+        console.warning(f"the agent changed the bottle's own rules on {branch}: "
+                        f"{', '.join(console.visible(name) for name in changed_rules)}. Merged, they are the "
+                        f"next bottle's allowlist, routes and workspace; read them first: "
+                        + review_command(snapshot.base[:12], branch, changed_rules))
+
+
+def review_command(base: str, branch: str, names: list[str]) -> str:
+    """The command that shows the operator the agent's edit of `names`. The names are the
+    agent's: quoted for the shell, should the operator paste the command; one that a terminal
+    cannot show as it is (a control or invisible character, shown escaped) would name another
+    file once pasted, so then the command names none and lists every file changed."""
+    if all(console.visible(name) == name for name in names):
+        return shlex.join(["git", "--literal-pathspecs", "diff", base, branch, "--", *names])
+    return (shlex.join(["git", "diff", "--stat", base, branch])
+            + " (some of the names hold characters shown escaped above)")
 
 
 # The files that make a bottle what it is: merged into the operator's branch, an edit of the
@@ -260,7 +270,13 @@ def rule_files_changed(c, repo: str, snapshot: workback.Snapshot, changed: list[
         return []
     listed = local_git(c, workback.git(repo, "ls-tree", "-r", "-z", snapshot.tip, "--", *candidates)).stdout
     in_snapshot = {entry.split("\t", 1)[1]: entry.split()[2] for entry in listed.split("\0") if "\t" in entry}
-    return [name for name in candidates if in_snapshot.get(name) != operators_blob(c, repo, name)]
+    # A name that is not UTF-8 reached us with U+FFFD in it: git knows no such file, here or in
+    # the operator's folder, so it would compare equal. What cannot be looked at counts as changed.
+    return [name for name in candidates
+            if UNDECODABLE in name or in_snapshot.get(name) != operators_blob(c, repo, name)]
+
+
+UNDECODABLE = "\ufffd"  # what the runners decode a byte that is not UTF-8 to (`target.LinearOutput`)
 
 
 def operators_blob(c, repo: str, name: str) -> str | None:

