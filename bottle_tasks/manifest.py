@@ -18,6 +18,7 @@ import yaml
 from .errors import BottleError
 from .plan import SLUG_RE
 from .schema import (
+    MAX_MANIFEST_BYTES,
     Invalid,
     boolean,
     freeze,
@@ -183,10 +184,11 @@ def load(path: str | Path) -> Manifest:
         return _load(path)
     except Invalid as e:
         raise ManifestError(str(path), e.field, e.message) from None
-
-
-# Manifests are a few KiB; this bounds the work a hostile one can cause before validation.
-MAX_MANIFEST_BYTES = 1024 * 1024
+    except OSError as e:  # unreadable, a name too long, a link loop: of the manifest or a file it names
+        raise ManifestError(str(path), "(file)", f"{e.filename or path}: {e.strerror or e} — fix that file's "
+                            "permissions or path") from None
+    except RuntimeError as e:  # Path.resolve() of a link loop
+        raise ManifestError(str(path), "(file)", f"{e} — fix the link") from None
 
 
 def _load(path: Path) -> Manifest:
@@ -284,13 +286,21 @@ def _trust(value: Any, base: Path) -> Trust:
     if not file.is_file():
         raise Invalid("trust.extra_ca_bundle", f"file not found: {file}",
                       "give the path of a PEM CA bundle (relative to the manifest's folder), or null for none")
-    with file.open("rb") as f:
-        head = f.read(65536)
-    if b"-----BEGIN CERTIFICATE-----" not in head:
+    if file.stat().st_size > MAX_CA_BUNDLE_BYTES:
+        raise Invalid("trust.extra_ca_bundle", f"{file} is larger than {MAX_CA_BUNDLE_BYTES >> 20} MiB",
+                      "point at the PEM certificates to trust (a system bundle is a few hundred KiB)")
+    pem = file.read_bytes()
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
         raise Invalid("trust.extra_ca_bundle", f"{file} does not look like PEM certificates",
                       "point at a PEM file with '-----BEGIN CERTIFICATE-----' blocks (convert DER with "
                       "`openssl x509 -inform der -in CA.cer -out CA.pem`)")
+    if b"PRIVATE KEY-----" in pem:  # the bundle is copied into every image the bottle builds
+        raise Invalid("trust.extra_ca_bundle", f"{file} holds a private key as well as certificates",
+                      "point at a file of the certificates alone: it is copied into the agent's image")
     return Trust(str(file))
+
+
+MAX_CA_BUNDLE_BYTES = 16 << 20
 
 
 _IMAGE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*")

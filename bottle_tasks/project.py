@@ -7,11 +7,14 @@ bottle by accident.
 """
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from . import console
+from .schema import MAX_MANIFEST_BYTES, Invalid, parse_yaml
 
 #: looked for in this order in each folder, from the current one up to /
 PROJECT_FILES = ("bottle.yaml", "bottle.md")
@@ -28,14 +31,36 @@ class Project:
         return self.manifest.parent
 
 
-def find(start: Path | None = None) -> Path | None:
-    """The nearest project manifest in `start` (default: the current folder) or its parents."""
+def find(start: Path | None = None, warn=None) -> Path | None:
+    """The nearest project manifest in `start` (default: the current folder) or its parents
+    that is yours: one another user could have written is passed over, said so to `warn`."""
     folder = (start or Path.cwd()).absolute()
     for candidate in (folder, *folder.parents):
         for name in PROJECT_FILES:
             path = candidate / name
             if path.is_file():
-                return path
+                doubt = not_yours(path)
+                if doubt is None:
+                    return path
+                if warn:
+                    warn(f"passed over {path}: {doubt}; a manifest names the hosts your credentials "
+                         "go to. `bottle --manifest FILE` takes it anyway")
+    return None
+
+
+def not_yours(path: Path) -> str | None:
+    """Why another user could have written the manifest `path` (as git refuses a repository
+    of someone else's, CVE-2022-24765): `/tmp/bottle.yaml` would otherwise be the project of
+    anyone who runs `bottle` in a folder below /tmp without one."""
+    me = os.geteuid()
+    for item, kind in ((path, "file"), (path.parent, "folder")):
+        info = item.stat()
+        if info.st_uid not in (me, 0):
+            return f"its {kind} belongs to uid {info.st_uid}, not you"
+        writable_by_others = info.st_mode & 0o022
+        if writable_by_others and not (kind == "folder" and info.st_mode & stat.S_ISVTX and info.st_uid == 0
+                                       and path.stat().st_uid == me):
+            return f"its {kind} is writable by other users"
     return None
 
 
@@ -46,23 +71,28 @@ def slug_for(folder: Path) -> str:
 
 
 def agent_names(manifest: Path) -> list[str]:
-    """The agents a manifest declares, read loosely: a broken manifest still lets `bottle --help`
-    run; the strict loader reports the problem when a task needs the manifest."""
+    """The agents a manifest declares, read quietly: a broken manifest still lets `bottle --help`
+    run; `manifest.load` reports the problem when a task needs the manifest. Read with the
+    strict loader and its bounds all the same (an alias bomb of a few hundred bytes made
+    `bottle --help` build gigabytes)."""
     try:
+        if manifest.stat().st_size > MAX_MANIFEST_BYTES:
+            return []
         text = manifest.read_text(encoding="utf-8-sig")
         if manifest.suffix == ".md":
             front = text.split("\n---", 1)[0].removeprefix("---")
-            doc = yaml.safe_load(front) or {}
-            return [str(doc.get("name", manifest.stem))] if isinstance(doc, dict) else []
-        doc = yaml.safe_load(text) or {}
+            doc = parse_yaml(front) or {}
+            name = doc.get("name", manifest.stem) if isinstance(doc, dict) else None
+            return [name] if isinstance(name, str) else []
+        doc = parse_yaml(text) or {}
         agents = doc.get("agents") if isinstance(doc, dict) else None
-        return [str(name) for name in agents] if isinstance(agents, dict) else []
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return [name for name in agents if isinstance(name, str)] if isinstance(agents, dict) else []
+    except (OSError, UnicodeDecodeError, Invalid):
         return []
 
 
 def discover(start: Path | None = None) -> Project | None:
-    path = find(start)
+    path = find(start, warn=console.warning)
     if path is None:
         return None
     names = agent_names(path)

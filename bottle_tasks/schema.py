@@ -27,6 +27,8 @@ class Invalid(Exception):
 _BOOL = "tag:yaml.org,2002:bool"
 
 
+# Manifests are a few KiB; this bounds the work a hostile one can cause before validation.
+MAX_MANIFEST_BYTES = 1024 * 1024
 # How deep a manifest may nest: real ones stay under 10; Python's own recursion ends near 1000.
 MAX_DEPTH = 50
 
@@ -74,8 +76,10 @@ class DuplicateKey(yaml.constructor.ConstructorError):
 def _construct_mapping(loader, node, deep=False):
     seen = set()
     for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue  # `<<:` merges may be overridden on purpose
+        if key_node.tag == "tag:yaml.org,2002:merge":  # with no aliases, a merge can only hide a key
+            raise yaml.constructor.ConstructorError(
+                None, None, "a merge key `<<:` (not accepted: its fields would silently give way to the "
+                "mapping's own)", key_node.start_mark)
         if not isinstance(key_node, yaml.ScalarNode):  # `{[a]: 1}`, `{{}: 1}`: unhashable, and never meant
             raise yaml.constructor.ConstructorError(None, None, "a key must be a plain name, not a list or a mapping",
                                                     key_node.start_mark)
@@ -109,6 +113,8 @@ def parse_yaml(text: str, line_offset: int = 0) -> Any:
                       "fix the YAML at that line (indentation, a missing ':' or an unquoted special character)") from None
     except yaml.YAMLError as e:
         raise Invalid("(yaml)", f"YAML error: {e}", "fix the YAML syntax") from None
+    except ValueError as e:  # an integer of more digits than Python converts
+        raise Invalid("(yaml)", f"a value YAML cannot read: {e}", "quote it, or shorten it") from None
 
 
 # --- field paths ------------------------------------------------------------

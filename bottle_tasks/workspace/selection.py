@@ -8,6 +8,8 @@
   to a folder (`_leads_outside`: git lists whatever `.git/index` holds, and links are
   copied as links, never followed).
 - Credential files by name stay out (credentials.by_name / by_token).
+- bottle's own state folder, should the workspace hold it (a workspace of `~`): every
+  bottle's stage files, the secrets the sidecars read among them. Nothing brings it back.
 - `workspace.include` (gitignore-style patterns) brings back what any of these left out,
   explicitly; included files are not scanned either.
 
@@ -29,6 +31,7 @@ from pathlib import Path
 import pathspec
 
 from ..errors import BottleError
+from ..state import state_root
 from . import BOTTLEIGNORE, credentials
 
 GIT_DIR = ".git"
@@ -96,15 +99,18 @@ def select(root: Path, include: tuple[str, ...] = (), patterns: tuple = ()) -> S
     """`patterns`: the agent's `network.dlp.patterns`, part of the digest (the scan uses them)."""
     wanted = spec(include)
     ignore = spec(_read_bottleignore(root))
-    left: list[LeftOut] = []
+    own = _bottles_own(root)
+    left: list[LeftOut] = [LeftOut(own + "/", BOTTLES_OWN)] if own else []
     if _in_git_work_tree(root):
         source, paths = "git", _git_paths(root, wanted, left)
     else:
-        source, paths = "folder", _walk(root, None if wanted else ignore, left)
+        source, paths = "folder", _walk(root, None if wanted else ignore, left, own)
     chosen: dict[str, Entry] = {}
     seen: set[str] = set()  # folders reported as left out whole
     folders: set[str] = set()  # folders below the root checked to be real folders
     for rel in paths:
+        if own and (rel + "/").startswith(own + "/"):
+            continue  # reported once, as the folder
         outside = _leads_outside(root, rel, folders)
         if outside:
             left.append(LeftOut(rel, outside))
@@ -124,6 +130,19 @@ def select(root: Path, include: tuple[str, ...] = (), patterns: tuple = ()) -> S
         _add_git_dir(root, chosen, left, ignore)
     entries = _with_parents(root, chosen)
     return Selection(root, source, entries, tuple(left), _digest(root, include, patterns, entries))
+
+
+BOTTLES_OWN = "bottle's own state: every bottle's stage files and the secrets its sidecars read (never copied)"
+
+
+def _bottles_own(root: Path) -> str | None:
+    """bottle's state folder, relative to the workspace `root` when the workspace holds it."""
+    state = state_root().resolve()
+    workspace = root.resolve()
+    if workspace == state or workspace.is_relative_to(state):
+        raise BottleError(f"workspace {root} is inside bottle's own state folder {state}",
+                          "give the agent a project folder: `workspace.path` in the manifest")
+    return state.relative_to(workspace).as_posix() if state.is_relative_to(workspace) else None
 
 
 def _read_bottleignore(root: Path) -> list[str]:
@@ -191,15 +210,18 @@ def _git_paths(root: Path, wanted, left: list[LeftOut]) -> list[str]:
     return list(paths)
 
 
-def _walk(root: Path, ignore, left: list[LeftOut]) -> list[str]:
+def _walk(root: Path, ignore, left: list[LeftOut], own: str | None = None) -> list[str]:
     """Every file and link below `root`; links to folders are links, never descended.
-    Folders `.bottleignore` leaves out are not even entered (when no include may want them)."""
+    Folders `.bottleignore` leaves out are not even entered (when no include may want them),
+    nor bottle's own state folder (`own`)."""
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
         base = Path(dirpath).relative_to(root).as_posix()
         prefix = "" if base == "." else base + "/"
         for name in list(dirnames):
-            if os.path.islink(os.path.join(dirpath, name)):
+            if prefix + name == own:
+                dirnames.remove(name)
+            elif os.path.islink(os.path.join(dirpath, name)):
                 dirnames.remove(name)
                 filenames.append(name)
             elif name == GIT_DIR:  # a repository inside: its compressed history no scan can read

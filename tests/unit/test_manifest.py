@@ -33,6 +33,9 @@ def folder(tmp_path: Path) -> Path:
     (tmp_path / "src").mkdir()
     (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
     (tmp_path / "ca.der").write_bytes(b"\x30\x82\x01\x0a")
+    (tmp_path / "ca-and-key.pem").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+                                            "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
     return tmp_path
 
 
@@ -238,6 +241,12 @@ BAD = [
      "relative to the manifest's folder"),
     ("ca-not-pem", "m.yaml", "trust: {extra_ca_bundle: ca.der}\n" + agent("{}\n"), "trust.extra_ca_bundle",
      "-----BEGIN CERTIFICATE-----"),
+    ("ca-with-key", "m.yaml", "trust: {extra_ca_bundle: ca-and-key.pem}\n" + agent("{}\n"), "trust.extra_ca_bundle",
+     "a file of the certificates alone"),
+    ("ca-link-loop", "m.yaml", "trust: {extra_ca_bundle: loop/ca.pem}\n" + agent("{}\n"), "(file)", "fix the link"),
+    ("yaml-merge-key", "m.yaml", agent("<<: {network: {never: [x.example.org]}}\nnetwork: {allow: [pypi.org]}\n"),
+     "line 3", "merge key"),
+    ("yaml-huge-int", "m.yaml", agent("resources: {pids: 1" + "0" * 5000 + "}\n"), "(yaml)", "quote it"),
     # types
     ("allow-not-list", "m.yaml", agent("network: {allow: pypi.org}\n"), "agents.demo.network.allow",
      "write a list"),

@@ -40,6 +40,41 @@ def test_the_nearest_project_manifest_is_found_from_a_subfolder(tmp_path):
     assert (found.agent, found.name) == ("my-project-2", "my-project-2")
 
 
+def test_a_manifest_another_user_could_have_written_is_passed_over(tmp_path, capsys):
+    """Git refuses a repository of someone else's (CVE-2022-24765): `/tmp/bottle.yaml` of
+    another user's would be the project, with its hosts for your credentials, of anyone who
+    runs `bottle` in a folder below it without a manifest of their own."""
+    shared = tmp_path / "shared"
+    work = shared / "victim" / "work"
+    work.mkdir(parents=True)
+    planted = shared / "bottle.yaml"
+    planted.write_text("agents: {x: {secrets: [ANTHROPIC_API_KEY]}}\n")
+    os.chown(planted, 65534, 65534)
+    assert project.discover(work) is None
+    assert f"passed over {planted}: its file belongs to uid 65534, not you" in capsys.readouterr().err
+    os.chown(planted, os.geteuid(), os.getegid())
+    shared.chmod(0o777)  # anyone may replace the file
+    assert project.find(work) is None
+    shared.chmod(0o1777)  # as /tmp: only its owner may replace it
+    assert project.find(work) == planted
+    planted.chmod(0o666)
+    assert project.find(work) is None
+
+
+@pytest.mark.parametrize("text", [
+    "name: &a [x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n",
+    "agents: {x: 1" + "1" * 5000 + "}\n",
+    "agents: {x: 1}\n" + "y: " + "[" * 5000 + "]" * 5000 + "\n",
+    "agents: {1: a, [x]: b}\n",
+], ids=["alias bomb", "huge integer", "deep nesting", "odd keys"])
+def test_a_hostile_manifest_leaves_bottles_help_quick_and_quiet(tmp_path, text):
+    """The quiet reader behind `bottle --help` reads with the strict loader's bounds: an alias
+    bomb of a few hundred bytes hung it, a 5,000-digit integer and deep nesting were tracebacks."""
+    path = tmp_path / "bottle.yaml"
+    path.write_text(text)
+    assert project.agent_names(path) == []
+
+
 def test_folder_names_become_bottle_names():
     assert project.slug_for(Path("/x/My Project_2")) == "my-project-2"
     assert project.slug_for(Path("/x/---")) == "project"

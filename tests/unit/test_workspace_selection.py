@@ -262,3 +262,29 @@ def test_a_credential_in_gits_config_keeps_it_out(repo, tmp_path, config, kept):
     for name in (".git/config", ".git/config.worktree"):
         assert (f"workspace/{name}" in names) == kept, name
         assert ({i.rel: i.reason for i in left}.get(name) is None) == kept
+
+
+@pytest.mark.parametrize("as_repo", [True, False], ids=["git", "folder"])
+def test_bottles_own_state_folder_never_enters_a_workspace_that_holds_it(tmp_path, monkeypatch, as_repo):
+    """A workspace of `~` (or a dotfiles repository there) holds every bottle's stage files,
+    the secrets the egress proxy and the git gate read among them: none of it is copied, not
+    even when `workspace.include` names it."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
+    write(home, "notes.txt")
+    secrets = write(home, ".local/state/bottle/other/stage/egress/secrets.json", '{"TOKEN": "tok_123"}')
+    if as_repo:
+        git(home, "init", "-q")
+    chosen = select(home, include=(".local/",))
+    assert reasons(chosen)[".local/state/bottle/"].startswith("bottle's own state")
+    assert not any(e.rel.startswith(".local/state/bottle") for e in chosen.entries), rels(chosen)
+    assert "notes.txt" in rels(chosen) and secrets.exists()
+
+
+def test_a_workspace_inside_bottles_own_state_folder_is_refused(tmp_path, monkeypatch):
+    from bottle_tasks.errors import BottleError
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    write(tmp_path, "bottle/x/stage/egress/secrets.json", "{}")
+    with pytest.raises(BottleError, match="inside bottle's own state folder"):
+        select(tmp_path / "bottle" / "x")
