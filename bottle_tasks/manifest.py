@@ -7,11 +7,13 @@ to fix it, never a silently weaker bottle.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -378,7 +380,7 @@ def _agent(name: str, value: Any, at: str, base: Path, default_workspace: dict |
         resources=_resources(doc.get("resources"), sub("resources")),
         env=MappingProxyType(env),
         secrets=secrets,
-        git=_git(doc.get("git"), sub("git"), secrets),
+        git=_git(doc.get("git"), sub("git"), secrets, network.never),
         claude=_claude(doc.get("claude"), sub("claude")),
         network=network,
         routes=_routes(doc.get("egress_proxy"), sub("egress_proxy"), secrets, network),
@@ -478,6 +480,9 @@ def _env(value: Any, at: str, secrets: tuple[str, ...]) -> dict[str, str]:
         if not isinstance(val, str):
             raise Invalid(key_path(at, key), f"value must be a string, got {type(val).__name__} {val!r}",
                           f'quote it: {key}: "{val}"')
+        if any(ord(ch) < 32 and ch != "\t" or ord(ch) == 127 for ch in val):
+            raise Invalid(key_path(at, key), "contains a line break or another control character",
+                          "write it on one line: the agent's environment is handed over line by line")
     return dict(env)
 
 
@@ -489,7 +494,7 @@ def _one_line(value: str, at: str) -> str:
     return value
 
 
-def _git(value: Any, at: str, secrets: tuple[str, ...] = ()) -> Git:
+def _git(value: Any, at: str, secrets: tuple[str, ...] = (), never: tuple[str, ...] = ()) -> Git:
     doc = mapping(value, at, ("user_name", "user_email", "remotes"))
     out: dict[str, Any] = {}
     if "user_name" in doc:
@@ -503,6 +508,11 @@ def _git(value: Any, at: str, secrets: tuple[str, ...] = ()) -> Git:
     remotes = mapping(doc.get("remotes"), key_path(at, "remotes"))
     out["remotes"] = MappingProxyType({name: _remote(name, spec, key_path(key_path(at, "remotes"), name), secrets)
                                        for name, spec in remotes.items()})
+    for name, remote in out["remotes"].items():  # the gate's own allowlist: network.never rules it too
+        banned = never_hit(remote.allow_entry, never)
+        if banned:
+            raise Invalid(key_path(key_path(at, "remotes"), name), f"its host '{remote.host}' is under '{banned}', "
+                          "which network.never forbids", "take one of them out")
     return Git(**out)
 
 
@@ -522,6 +532,7 @@ def _remote(name: str, value: Any, at: str, secrets: tuple[str, ...]) -> Remote:
     except gitgate_remotes.RemoteError as exc:
         problem, _, fix = str(exc).partition(" — ")
         raise Invalid(key_path(at, "url"), problem, fix) from None
+    _host(urlsplit(url).hostname, key_path(at, "url"), wildcard=False)  # a name as network.allow takes it
     secret = optional_string(doc.get("secret"), key_path(at, "secret"))
     if secret is not None and secret not in secrets:
         raise Invalid(key_path(at, "secret"), f"secret '{secret}' is not in this agent's secrets",
@@ -555,6 +566,24 @@ def _push(value: Any, at: str) -> PushPolicy:
     return PushPolicy(**out)
 
 
+def _json_only(value: Any, at: str) -> None:
+    """`value` holds only what JSON can write: YAML reads `2024-01-01` as a date, which failed
+    the launch at its last step, and `.nan` would have been written as invalid JSON."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise Invalid(at, f"key {key!r} is not text", f'quote it: "{key}"')
+            _json_only(item, key_path(at, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _json_only(item, index_path(at, i))
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise Invalid(at, f"{value} is not a number JSON can hold", "write a finite number, or quote it")
+    elif value is not None and not isinstance(value, (str, int, float, bool)):
+        raise Invalid(at, f"YAML read this as a {type(value).__name__}, which Claude's settings cannot hold",
+                      f'quote it: "{value}"')
+
+
 def _claude(value: Any, at: str) -> Claude:
     doc = mapping(value, at, ("permissions", "mcp_servers", "model"))
     perms_at = key_path(at, "permissions")
@@ -563,6 +592,7 @@ def _claude(value: Any, at: str) -> Claude:
     servers = mapping(doc.get("mcp_servers"), servers_at)
     for name, spec in servers.items():
         mapping(spec, key_path(servers_at, name))  # contents pass through to Claude's settings
+        _json_only(spec, key_path(servers_at, name))
     return Claude(
         permissions_allow=string_list(perms.get("allow"), key_path(perms_at, "allow")),
         permissions_deny=string_list(perms.get("deny"), key_path(perms_at, "deny")),
@@ -614,13 +644,11 @@ def _host(value: Any, at: str, wildcard: bool = True, port: bool = False) -> str
     return host
 
 
-def check_host(value: str) -> str | None:
-    """None when `value` may stand in an allowlist (`host` or `host:port`), else what is wrong and how to fix it."""
-    try:
-        _host(value, "host", port=True)
-    except Invalid as exc:
-        return exc.message
-    return None
+def allowlist_entry(value: str) -> str:
+    """`value` as an allowlist entry (`host` or `host:port`) is written in the manifest, the
+    form every comparison with `network.never` and the allowlist is made in (`METADATA.x.` is
+    `metadata.x`); Invalid, saying what is wrong and how to fix it, when it may not be one."""
+    return _host(value, "host", port=True)
 
 
 def split_port(entry: str) -> tuple[str, int | None]:

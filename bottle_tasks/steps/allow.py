@@ -9,7 +9,8 @@ from invoke import Collection, task
 from .. import docker, policy_render, supervision
 from ..containers import reload_and_confirm, running
 from ..errors import BottleError
-from ..manifest import check_host, covers, never_hit
+from ..manifest import allowlist_entry, covers, never_hit
+from ..schema import Invalid
 from ..selection import current
 from ..stepping import step
 from .proxy import reload_policy, render_policy, write_policy
@@ -21,9 +22,10 @@ if TYPE_CHECKING:
 def change_policy(c, host: str, verb: str, bottle: Bottle | None = None) -> str:
     """`inv allow|deny HOST`, or an approved supervise request for `bottle`."""
     bottle = bottle or current(c)
-    problem = check_host(host)
-    if problem:
-        raise BottleError(f"{verb} {host!r}: {problem}")
+    try:  # compared and recorded as the firewall reads it: `METADATA.x.` is `metadata.x`
+        host = allowlist_entry(host)
+    except Invalid as exc:
+        raise BottleError(f"{verb} {host!r}: {exc.message}") from None
     banned = never_hit(host, bottle.agent.network.never) if verb == "allow" else None
     if banned:
         raise BottleError(f"allow {host}: it reaches {banned}, which network.never of {bottle.manifest.path} forbids",

@@ -102,11 +102,11 @@ def test_manifest_remote_forms(tmp_path):
 
 @pytest.mark.parametrize("remotes, field, words", [
     ("origin: git@github.com:org/repo.git\n", "git.remotes.origin.url", "https://github.com/org/repo.git"),
-    ("origin: {url: 'https://h/r.git', secret: OTHER}\n", "git.remotes.origin.secret", "secrets"),
-    ("origin: {url: 'https://h/r.git', token: x}\n", "git.remotes.origin", "token"),
-    ("origin: {url: 'https://h/r.git', push: {force: yes}}\n", "git.remotes.origin.push.force", ""),
-    ("origin: {url: 'https://h/r.git', push: {refs: ['refs/notes/*']}}\n", "git.remotes.origin.push.refs[0]", ""),
-    ("Bad Name: https://h/r.git\n", "git.remotes", "remote name"),
+    ("origin: {url: 'https://h.example/r.git', secret: OTHER}\n", "git.remotes.origin.secret", "secrets"),
+    ("origin: {url: 'https://h.example/r.git', token: x}\n", "git.remotes.origin", "token"),
+    ("origin: {url: 'https://h.example/r.git', push: {force: yes}}\n", "git.remotes.origin.push.force", ""),
+    ("origin: {url: 'https://h.example/r.git', push: {refs: ['refs/notes/*']}}\n", "git.remotes.origin.push.refs[0]", ""),
+    ("Bad Name: https://h.example/r.git\n", "git.remotes", "remote name"),
 ])
 def test_manifest_remote_errors_name_the_field(tmp_path, remotes, field, words):
     with pytest.raises(ManifestError) as ei:

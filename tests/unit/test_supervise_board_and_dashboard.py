@@ -136,6 +136,25 @@ def test_never_covers_what_would_reach_it(entry, never, hit):
     assert never_hit(entry, never) == hit
 
 
+@pytest.mark.parametrize("spelled", ["METADATA.example.internal", "metadata.example.internal.",
+                                     " metadata.example.internal", "Metadata.Example.Internal:8443"])
+def test_an_allow_spelled_otherwise_still_meets_network_never(spelled):
+    """The firewall reads `METADATA.x.` as `metadata.x`: so does `inv allow` (and an approval),
+    before it compares with network.never and before anything is recorded."""
+    from types import SimpleNamespace
+
+    from bottle_tasks.steps.allow import change_policy
+
+    class Untouchable:
+        def get(self, *_):
+            raise AssertionError("the state was read: the never rule was passed")
+
+    bottle = SimpleNamespace(agent=SimpleNamespace(network=SimpleNamespace(never=("metadata.example.internal",))),
+                             manifest=SimpleNamespace(path="m.yaml"), state=Untouchable())
+    with pytest.raises(BottleError, match="network.never"):
+        change_policy(None, spelled, "allow", bottle)
+
+
 # -- a route request: what the operator is shown is what is injected ---------------------------
 
 SECRETS = ("PUBLIC_DEMO_TOKEN", "GITHUB_TOKEN")

@@ -102,6 +102,10 @@ def check_url(url: object) -> str:
         raise RemoteError("the URL has a query or fragment — write just https://host/org/repo.git")
     if not parts.hostname:
         raise RemoteError(f"'{url}' names no host — write https://host/org/repo.git")
+    if ":" in parts.hostname:  # the brackets of an IPv6 literal were dropped below
+        raise RemoteError(f"'{url}' names an IPv6 address — write the host's name")
+    if port is not None and not 0 < port < 65536:
+        raise RemoteError(f"'{url}' has no valid port — a port is a number from 1 to 65535")
     if not _PATH.match(parts.path or "") or ".." in parts.path.split("/") or "//" in parts.path:
         raise RemoteError(f"'{url}' has no usable repository path — write https://host/org/repo.git")
     netloc = parts.hostname.lower() + (f":{port}" if port and port != 443 else "")
