@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -36,7 +36,7 @@ ORGANIZATION = "bottle"
 class KeyPair:
     """A private key and its certificate, both PEM (the key unencrypted PKCS#8)."""
 
-    key_pem: bytes
+    key_pem: bytes = field(repr=False)  # never in a log line, a traceback's locals or an f-string
     cert_pem: bytes
 
     @property

@@ -278,6 +278,18 @@ def test_a_host_header_naming_another_host_is_refused(bottle):
     assert len(records(bottle, kind="http")) == before
 
 
+@pytest.mark.parametrize("spelled", ["{upper}.", "{host}:443"], ids=["upper, dot", "port"])
+def test_a_routed_request_reaches_the_upstream_with_the_routes_own_host_name(bottle, spelled):
+    """Each spelling normalises to the route's host, so the request passes; an upstream's front
+    end could pick another virtual host for it, with the credential: it gets the plain name."""
+    path = f"/v1/spelled-{len(records(bottle, kind='http'))}"
+    host = spelled.format(upper=API.upper(), host=API)
+    codes, body = bottle.curl(f"https://{API}{path}", "-H", f"Host: {host}")
+    assert codes.endswith("200"), (codes, body)
+    [seen] = records(bottle, path=path)
+    assert header_values(seen, "host") == [API] and header_values(seen, "x-api-key") == [REAL_KEY], seen
+
+
 def test_hosts_without_routes_pass_unchanged(bottle):
     codes, body = bottle.curl(f"https://{UPSTREAM}/no-route", "-H", "x-api-key: agent-value")
     assert codes.endswith("200"), body

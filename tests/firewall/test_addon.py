@@ -725,6 +725,19 @@ async def test_upstream_error_is_audited():
         assert line["status"] is None
 
 
+async def test_an_upstream_errors_quoted_bytes_stay_out_of_the_audit():
+    """mitmproxy quotes what a broken upstream sent: maybe the credential the egress proxy
+    injected, echoed, which the firewall cannot know to redact."""
+    with Harness(make_policy()) as h:
+        f = request_flow("GET", "https://registry.npmjs.org/")
+        await h.hook(http_layer.HttpRequestHeadersHook(f))
+        await h.hook(http_layer.HttpRequestHook(f))
+        f.error = flow.Error("Bad HTTP response line: b'x-api-key: sk-live-echoed-1234567890 " + "x" * 5000 + "'")
+        await h.hook(http_layer.HttpErrorHook(f))
+        reason = h.last()["reason"]
+        assert "Bad HTTP response line" in reason and "echoed" not in reason and len(reason) < 300, reason
+
+
 # -- 7. reload ------------------------------------------------------------------------------------
 
 

@@ -338,3 +338,8 @@ def test_a_kept_ca_is_the_same_next_time_and_renewed_before_it_expires(tmp_path)
     renewed = pki.kept_ca(tmp_path / "ca", "kept CA", renew_within=100)
     assert renewed.cert_pem != first.cert_pem
     assert pki.read(tmp_path / "ca" / "ca-key.pem", tmp_path / "ca" / "ca-cert.pem").cert_pem == renewed.cert_pem
+
+
+def test_a_key_pairs_repr_never_shows_the_private_key():
+    pair = pki.mint_ca("repr test")
+    assert b"PRIVATE KEY" in pair.key_pem and "PRIVATE" not in repr(pair) and "key_pem" not in repr(pair)

@@ -367,8 +367,12 @@ class Egress:
         authority = host if req.port == default else f"{host}:{req.port}"
         if ":" in host and req.port != default:
             authority = f"[{host}]:{req.port}"
-        if "host" not in req.headers:  # HTTP/2 from the agent: the firewall gets HTTP/1 with a Host header
-            req.headers.insert(0, "host", authority)
+        # The Host header as the request goes: the agent's own spelling (`API.X.COM.`, `api.x.com:443`,
+        # a soft hyphen inside) matched the route once normalised, but an upstream's front end may pick
+        # another virtual host, and backend, for it, with the injected credential. HTTP/2 from the
+        # agent has none: the firewall gets HTTP/1 with this one.
+        _drop(req.headers, "host")
+        req.headers.insert(0, "host", authority)
         req.path = f"{req.scheme}://{authority}{req.path}"
         # data.*: the host/port/scheme setters would rewrite the Host header too
         req.data.scheme = b"http"

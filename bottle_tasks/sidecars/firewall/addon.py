@@ -33,6 +33,7 @@ Hooks skip flows an earlier concern has already refused or answered.
 from __future__ import annotations
 
 import logging
+import re
 import traceback
 import weakref
 from collections import OrderedDict
@@ -259,7 +260,8 @@ class Firewall:
             bytes_out = m.bytes_out or len(req.raw_content or b"")
             bytes_in = m.bytes_in or (len(resp.raw_content or b"") if resp is not None else 0)
             if flow.error is not None:
-                reason = "; ".join(x for x in (reason, f"upstream error: {self.safe(flow.error.msg)}") if x)
+                reason = "; ".join(x for x in (reason, f"upstream error: {self.safe(error_text(flow.error.msg))}")
+                                   if x)
         self.audit.decision(
             client=peer(flow.client_conn),
             method=self.safe(req.method),
@@ -288,3 +290,17 @@ class Firewall:
             reason=reason,
             status=None,
         )
+
+
+# How much of an upstream error's message the audit keeps.
+ERROR_TEXT_LIMIT = 200
+
+
+def error_text(message: str) -> str:
+    """mitmproxy's message for a broken answer, without the bytes it quotes: `Bad HTTP response
+    line: b'...'` holds what the upstream sent, maybe a credential the egress proxy injected
+    and the upstream echoed, which the firewall never knows to redact."""
+    quoted = re.search(r"\bb['\"]", message)
+    text = message[:quoted.start()].rstrip(" :") + " (the upstream's bytes not kept)" if quoted else message
+    return text[:ERROR_TEXT_LIMIT]
+
