@@ -164,15 +164,42 @@ def fetch_bundle(c, bottle, repo: str, ref: str, snapshot: workback.Snapshot, kn
             problem = workback.bundle_problem(local)
             if problem:
                 raise BottleError(f"bottle {bottle.slug}: {problem}; nothing was fetched", made.stderr[-2000:])
-            # `+`: the agent may have rewritten its history since the last pull; the report says so.
-            local_git(c, workback.git(repo, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
-                                      local, f"+refs/bottle/pull:{ref}"))
+            take_in(c, repo, local, ref, bottle.slug)
         finally:
             bottle.run(["rm", "-f", staged], check=False)
     fetched = local_git(c, workback.git(repo, "rev-parse", "--verify", "-q", ref), check=False).stdout.strip()
     if fetched != snapshot.tip:
         raise BottleError(f"bottle {bottle.slug}: the agent's bundle holds {fetched[:12] or 'nothing'}, "
                           f"not the snapshot {snapshot.tip[:12]} it announced")
+
+
+# What git on the operator's machine may spend taking in the agent's bundle. A bundle of a few
+# hundred bytes can hold deltas that each build a blob of gigabytes (a run of copy instructions
+# over a small base): git's index-pack inflated two such to 4 GiB in 40 s, in threads side by
+# side, and thousands would hash for hours. One thread, at most FETCH_MEMORY_KIB of address
+# space and FETCH_CPU_SECONDS of CPU; fsck refuses malformed objects.
+FETCH_MEMORY_KIB = 4 << 20
+FETCH_CPU_SECONDS = 600
+
+
+def take_in(c, repo: str, bundle: str, ref: str, slug: str) -> None:
+    """`git fetch` of the agent's `bundle` into `ref` of `repo`, within the FETCH_ bounds.
+    `+`: the agent may have rewritten its history since the last pull; the report says so."""
+    fetched = local_git(c, bounded_git(workback.git(
+        repo, "-c", "pack.threads=1", "-c", "transfer.fsckObjects=true", "fetch", "--quiet", "--no-tags",
+        "--no-write-fetch-head", bundle, f"+refs/bottle/pull:{ref}")), check=False)
+    if not fetched.ok:
+        raise BottleError(f"bottle {slug}: git could not take the agent's bundle in {repo} "
+                          f"(exit {fetched.exited}); nothing was fetched",
+                          f"{fetched.stderr.strip()[-2000:]}\ngit may use {FETCH_MEMORY_KIB >> 10} MiB of memory "
+                          f"and {FETCH_CPU_SECONDS} s of CPU for it (a file of gigabytes, or a hand-made pack, "
+                          "does not fit); the work stays in the bottle: `bottle exec 'git log --stat'` shows it")
+
+
+def bounded_git(argv: list[str]) -> list[str]:
+    """`argv` (git on the controller) under the FETCH_ bounds, set by the shell that runs it."""
+    return ["sh", "-c", 'ulimit -v "$1" && ulimit -t "$2" && shift 2 && exec "$@"', "bottle-bounded-git",
+            str(FETCH_MEMORY_KIB), str(FETCH_CPU_SECONDS), *argv]
 
 
 # The most of the bundle exec's stderr the controller reads (it is quoted in an error): the

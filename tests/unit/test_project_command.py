@@ -449,3 +449,65 @@ def test_a_path_git_never_writes_is_told_apart(name, written):
     agent's. `../workspace/bottle.yaml` made pull's check of the rule files fail after the branch
     had moved, so it never named the real bottle.yaml the same commit changed."""
     assert workback.path_git_writes(name) is written
+
+
+def delta_bomb_bundle(path: Path, inflated: int) -> None:
+    """A bundle of a few hundred bytes whose one delta builds a blob of `inflated` bytes: a run
+    of copy instructions, each taking the whole 64 KiB base again."""
+    import hashlib
+    import struct
+    import zlib
+
+    def varint(n: int) -> bytes:  # a delta header's size
+        out = bytearray()
+        while True:
+            low, n = n & 0x7F, n >> 7
+            out.append(low | (0x80 if n else 0))
+            if not n:
+                return bytes(out)
+
+    def entry_head(kind: int, size: int) -> bytes:  # a pack entry's type and size
+        out, first, size = bytearray(), (kind << 4) | (size & 0x0F), size >> 4
+        while size:
+            out.append(first | 0x80)
+            first, size = size & 0x7F, size >> 7
+        return bytes(out + bytes([first]))
+
+    def oid(kind: str, data: bytes) -> bytes:
+        return hashlib.sha1(f"{kind} {len(data)}\0".encode() + data).digest()
+
+    base = b"A" * 0x10000
+    tree = b""
+    commit = f"tree {oid('tree', tree).hex()}\nauthor a <a@a> 0 +0000\ncommitter a <a@a> 0 +0000\n\nx\n".encode()
+    delta = varint(len(base)) + varint(inflated) + b"\x80" * (inflated // len(base))  # 0x80: copy 64 KiB from 0
+    entries = [entry_head(1, len(commit)) + zlib.compress(commit), entry_head(2, 0) + zlib.compress(tree),
+               entry_head(3, len(base)) + zlib.compress(base),
+               entry_head(7, len(delta)) + oid("blob", base) + zlib.compress(delta)]
+    pack = b"PACK" + struct.pack(">II", 2, len(entries)) + b"".join(entries)
+    pack += hashlib.sha1(pack).digest()
+    path.write_bytes(b"# v2 git bundle\n" + f"{oid('commit', commit).hex()} refs/bottle/pull\n\n".encode() + pack)
+
+
+def test_a_bundle_that_inflates_past_the_bounds_is_refused_and_fetches_nothing(tmp_path, monkeypatch):
+    """A few hundred bytes of the agent's built a blob of gigabytes in the operator's git (index-
+    pack inflated two to 4 GiB in 40 s, in threads side by side): git takes a bundle in within
+    bounds of memory and CPU, one thread, and fsck."""
+    from invoke import Context
+
+    from bottle_tasks.errors import BottleError
+    from bottle_tasks.steps import work
+
+    monkeypatch.setattr(work, "FETCH_MEMORY_KIB", 128 << 10)
+    repo = tmp_path / "operator"
+    git(tmp_path, "init", "-q", str(repo))
+    bomb = tmp_path / "bomb.bundle"
+    delta_bomb_bundle(bomb, 512 << 20)
+    assert bomb.stat().st_size < 2000
+    with pytest.raises(BottleError, match="could not take the agent's bundle") as refused:
+        work.take_in(Context(), str(repo), str(bomb), "refs/heads/bottle/x", "x")
+    assert "128 MiB of memory" in refused.value.detail
+    assert git(repo, "for-each-ref") == ""
+    fine = tmp_path / "fine.bundle"  # an ordinary bundle is taken in within the same bounds
+    delta_bomb_bundle(fine, 1 << 20)
+    work.take_in(Context(), str(repo), str(fine), "refs/heads/bottle/x", "x")
+    assert git(repo, "for-each-ref").endswith("refs/heads/bottle/x")
