@@ -8,6 +8,8 @@ agent's state with it; the volume is found by name and label instead (`claim_nam
 the run that creates it journals it, so a failed first launch leaves no empty volume."""
 from __future__ import annotations
 
+import json
+import os
 from typing import TYPE_CHECKING
 
 from . import docker, run
@@ -22,14 +24,28 @@ if TYPE_CHECKING:
 ROLE = "home"
 
 
+# The manifest a home was made for. Two projects in folders of one name (~/oss/api, ~/work/api)
+# get one bottle name: without it, the second would mount what the first's agent left in its
+# home (hooks in ~/.claude, a shell's rc files) and run it with the second's credentials.
+LABEL_MANIFEST = "bottle.manifest"
+
+
 def ensure(bottle: Bottle) -> str:
     """The bottle's home volume, created (labelled) when it has none. A new volume is filled
     by the engine from the image's /home/agent on first mount (owner and skeleton files)."""
     name, exists = claim_name(bottle, "volume", ROLE)
-    if not exists:
+    made_for = str(bottle.manifest.path)
+    if exists:
+        labels = json.loads(bottle.run(docker.volume_inspect(name, docker.LABELS)).stdout or "null") or {}
+        other = labels.get(LABEL_MANIFEST)
+        if other and os.path.realpath(other) != os.path.realpath(made_for) and not bottle.dry:
+            raise BottleError(f"the home volume {name} holds what the agent of {other} left there; this bottle "
+                              f"is {made_for}'s", "give this one another name (`--name`), or remove that "
+                              f"home: `down --purge` of that bottle, or `docker volume rm {name}`")
+    else:
         run.now().journal.append((bottle, UndoAction("volume", name, "agent")))  # first: see undo.record
         with creating(bottle, "volume", {name: ROLE}):
-            bottle.run(docker.volume_create(name, bottle.plan.labels(ROLE)))
+            bottle.run(docker.volume_create(name, {**bottle.plan.labels(ROLE), LABEL_MANIFEST: made_for}))
     return name
 
 

@@ -136,6 +136,8 @@ def current(c, need_manifest: bool = True, chosen: dict | None = None) -> Bottle
         lock_bottle(slug)
     state = State.load(slug, persist=not target.dry)
     check_docker_host(state, chosen)
+    if need_manifest and loaded:
+        check_manifest(state, str(loaded.path))
     if agent and loaded:
         state.data["agent"] = agent.name
         state.data["manifest"] = str(loaded.path)
@@ -178,6 +180,18 @@ def bottle_named(c, slug: str) -> Bottle:
                           f"select it yourself: inv use AGENT --name {slug} --manifest FILE ...")
     return current(c, chosen={**selection(c), "agent": recorded.get("agent"), "name": slug,
                               "manifest": recorded.get("manifest")})
+
+
+def check_manifest(state: State, path: str) -> None:
+    """A bottle is one manifest's: two projects in folders of one name (~/oss/api, ~/work/api)
+    get one bottle name, and the second's launch would take over the first's containers and
+    state (its approved policy changes among them). `down` and the other commands that need no
+    manifest still reach it, from anywhere."""
+    recorded = state.get("manifest")
+    if recorded and state.get("undo") and os.path.realpath(recorded) != os.path.realpath(path):
+        raise BottleError(f"bottle {state.slug} is the bottle of {recorded}, not of {path}",
+                          "give this one another name (`--name NAME`), or take that one down first "
+                          f"(`inv use {state.get('agent') or state.slug} --manifest {recorded} down`)")
 
 
 def check_docker_host(state: State, chosen: dict) -> None:

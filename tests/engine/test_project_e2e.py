@@ -152,6 +152,36 @@ def test_init_launch_pull_and_diff_from_a_project_folder(tmp_path, state_home):
     assert labelled(slug) == [] and not volumes(slug)
 
 
+def test_two_projects_in_folders_of_one_name_never_share_a_bottle(tmp_path, state_home):
+    """~/oss/api and ~/work/api are both bottle `api`: the second's launch would take over the
+    first's containers and state, and mount the home the first's agent left its hooks in."""
+    import shutil
+
+    (tmp_path / "oss").mkdir()
+    first = new_project(tmp_path / "oss", "twin")
+    second = tmp_path / "work" / first.name
+    shutil.copytree(first, second)
+    slug = first.name
+    try:
+        bottle("launch", cwd=first)
+        agent_id = docker("inspect", "--format", "{{.Id}}", f"bottle-{slug}-agent").stdout
+        taken = bottle("launch", cwd=second, check=False)
+        assert taken.returncode == 1 and f"bottle {slug} is the bottle of {first / 'bottle.yaml'}" in taken.stderr, \
+            taken.stderr
+        assert "Traceback" not in taken.stderr
+        assert docker("inspect", "--format", "{{.Id}}", f"bottle-{slug}-agent").stdout == agent_id  # untouched
+        bottle("down", cwd=first)  # keeps the home, with whatever the agent left in it
+        home = bottle("launch", cwd=second, check=False)
+        assert home.returncode == 1 and f"holds what the agent of {first / 'bottle.yaml'} left" in home.stderr, \
+            home.stderr
+        assert labelled(slug) == [] and volumes(slug) == [f"bottle-{slug}-home"]  # the refused launch made nothing
+    finally:
+        bottle("down", "--purge", cwd=first, check=False)
+        bottle("down", "--purge", cwd=second, check=False)
+        remove_workspace_images(slug)
+    assert labelled(slug) == [] and not volumes(slug)
+
+
 def test_prune_removes_a_stale_image_and_keeps_those_in_use(tmp_path, state_home):
     mark = unique("prune")
     folder = new_project(tmp_path, "pr")

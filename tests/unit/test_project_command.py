@@ -511,3 +511,23 @@ def test_a_bundle_that_inflates_past_the_bounds_is_refused_and_fetches_nothing(t
     delta_bomb_bundle(fine, 1 << 20)
     work.take_in(Context(), str(repo), str(fine), "refs/heads/bottle/x", "x")
     assert git(repo, "for-each-ref").endswith("refs/heads/bottle/x")
+
+
+def test_a_bottle_with_resources_is_one_manifests(tmp_path, monkeypatch):
+    """Projects in folders of one name get one bottle name: the second's launch is refused
+    while the first's bottle has anything to undo, and is fine once it has not."""
+    from bottle_tasks.errors import BottleError
+    from bottle_tasks.selection import check_manifest
+    from bottle_tasks.state import State
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    (tmp_path / "oss" / "api").mkdir(parents=True)
+    (tmp_path / "oss" / "api" / "bottle.yaml").write_text("")
+    (tmp_path / "link").symlink_to(tmp_path / "oss")
+    state = State.load("api", persist=False)
+    state.data.update(manifest=str(tmp_path / "oss" / "api" / "bottle.yaml"), undo=[{"kind": "network"}])
+    check_manifest(state, str(tmp_path / "link" / "api" / "bottle.yaml"))  # the same file, another way
+    with pytest.raises(BottleError, match="is the bottle of .*/oss/api/bottle.yaml"):
+        check_manifest(state, str(tmp_path / "work" / "api" / "bottle.yaml"))
+    state.data["undo"] = []
+    check_manifest(state, str(tmp_path / "work" / "api" / "bottle.yaml"))
