@@ -37,15 +37,23 @@ def cell(record: dict, column: str) -> Text:
     return console.plain(value)
 
 
+# How many of each sidecar's last log lines `logs` reads unless told otherwise: the agent fills
+# the log (100 MB a sidecar at most), and 100 MB of audit lines parse to about 760 MiB.
+DEFAULT_TAIL = 10_000
+
+
 @task(help={"blocked": "only refusals", "follow": "keep printing new decisions as they happen",
             "json": "raw JSON lines instead of a table",
+            "tail": f"read this many of each sidecar's last log lines (default {DEFAULT_TAIL}; 0: all of them)",
             "source": "only this sidecar's lines: firewall or gitgate (default: both; --follow: firewall)"})
-def logs(c, blocked=False, follow=False, json_=False, source=None):
+def logs(c, blocked=False, follow=False, json_=False, source=None, tail=DEFAULT_TAIL):
     """Show the audit log of the firewall and the git gate: one line per decision, fetch or push."""
     bottle = current(c, need_manifest=False)
     if source is not None and source not in SOURCES:
         raise BottleError(f"logs --source {source!r}: say firewall or gitgate")
     name = bottle.require("firewall", "proxy")
+    if tail < 0:  # invoke gives an int (the default's type), or says the value is none
+        raise BottleError(f"logs --tail {tail}: say how many lines, or 0 for all")
     wanted = (lambda r: r["decision"] == "deny") if blocked else (lambda r: True)
     if follow:
         role = source or "firewall"
@@ -63,7 +71,8 @@ def logs(c, blocked=False, follow=False, json_=False, source=None):
             if source:
                 bottle.require(role, SOURCES[role])
             continue
-        records += [r for r in audit_lines(bottle.run(docker.logs(container)).stdout) if wanted(r)]
+        text = bottle.run(docker.logs(container, tail=str(tail) if tail else None)).stdout
+        records += [r for r in audit_lines(text) if wanted(r)]
     records.sort(key=lambda r: str(r.get("ts", "")))
     if json_:
         for record in records:

@@ -296,6 +296,13 @@ def test_audit_log_records_decisions_without_secrets(bottle):
     assert all(json.loads(line)["decision"] == "deny" for line in blocked.splitlines() if line.strip())
     table = bottle.inv("logs").stdout
     assert "decision" in table and UPSTREAM in table
+    # the agent fills the log: only each sidecar's last lines are read, unless told otherwise
+    last = [json.loads(line) for line in bottle.inv("logs", "--json", "--tail", "1").stdout.splitlines() if line]
+    assert len(last) <= 1 and len(records) > 1, (last, records)
+    everything = bottle.inv("logs", "--json", "--tail", "0").stdout.splitlines()
+    assert len(everything) >= len(records)
+    refused = bottle.inv("logs", "--tail=-1", check=False)
+    assert refused.returncode == 1 and "say how many lines" in refused.stderr
 
 
 def test_allow_and_deny_change_the_running_firewall(bottle):
