@@ -3,6 +3,7 @@ header fields and in streamed bodies, whichever chunk boundaries split it."""
 from __future__ import annotations
 
 import base64
+import html
 import json
 import urllib.parse
 
@@ -30,7 +31,8 @@ def test_the_forms_are_the_raw_json_and_percent_encoded_ones_and_the_encodings_o
     raw = SECRET.encode()
     assert S.forms(SECRET) == {raw, raw.upper(), b'sk-live/abc+def\\"ghi', b'sk-live\\/abc+def\\"ghi',
                                b"sk-live%2Fabc%2Bdef%22ghi", b"sk-live%2fabc%2bdef%22ghi",
-                               raw.hex().encode(), raw.hex().upper().encode(), *S.base64_forms(raw)}
+                               raw.hex().encode(), raw.hex().upper().encode(), *S.base64_forms(raw),
+                               *(form.encode() for form in S.encoders_forms(SECRET))}
     # (its lower case is itself; PHP's json_encode writes '/' as '\/'; %2f is %2F to a decoder)
     assert len(S.base64_forms(raw)) == 3  # one per offset: no + or / in them, base64url writes them alike
     assert len(S.base64_forms(b"\xfb\xff" * 10)) == 6  # here it does not
@@ -164,9 +166,21 @@ def test_overlapping_secrets_are_all_masked():
     lambda s: json.dumps({"token": s}).replace("/", "\\/"),          # PHP's json_encode
     lambda s: urllib.parse.quote(s, safe="").lower(),               # %2f: lower-case hex digits
     lambda s: s.upper(),                                              # an error page shouting it
+    lambda s: urllib.parse.quote(s),                                  # Python's quote keeps '/'
+    lambda s: urllib.parse.quote(s, safe="$&+,:;=@"),                 # Go's PathEscape keeps '+'
+    lambda s: "".join(c if c.isalnum() else f"&#x{ord(c):X};" for c in s),  # an HTML attribute encoder
+    lambda s: "".join(c if c.isalnum() else f"\\u{ord(c):04x}" for c in s),  # a JavaScript string encoder
+    lambda s: html.escape(s),                                         # an HTML page
 ])
 def test_reflections_re_encoded_as_common_servers_do_are_masked(echo):
     out = S.Scrubber([SECRET]).scrub(b"<<" + echo(SECRET).encode() + b">>")
     assert S.MASK in out, out
     for form in (SECRET, SECRET.upper(), urllib.parse.quote(SECRET, safe="").lower()):
         assert form.encode() not in out, out
+
+
+@pytest.mark.parametrize("secret", [SECRET, "sk-ant-api03-" + "aB3_" * 20, "a/b+c=d", "a" * 40, "ü/é+" * 5])
+def test_every_form_holds_one_of_the_needles_the_fast_path_looks_for(secret):
+    """The RE2 pass runs only where a needle is: a form that held none would go out unmasked."""
+    needles = S.needles([secret])
+    assert all(any(needle in form for needle in needles) for form in S.forms(secret))

@@ -6,14 +6,16 @@ real credential, injected here; the agent must still never read it. So every sec
 in the forms a reflection would show it (as sent, JSON-escaped, percent-encoded), is masked
 in place, with a mask of the same length: a Content-Length stays true and no framing moves.
 The forms: as sent (and in upper or lower case), JSON-escaped (PHP's `\\/` too),
-percent-encoded (either case of hex digit), and the encodings an echo may wrap the
-whole header value in: hex (either case) and base64 (standard and URL-safe), the latter at
+percent-encoded (either case of hex digit), as the usual encoders write it, each encoding
+some of its characters and not others (Python's `quote`, JavaScript's `encodeURIComponent`,
+Go's `PathEscape` and `json`, HTML escaping, `&#x2F;` and `\\u002f` escapers), and the
+encodings an echo may wrap the whole header value in: hex (either case) and base64 (standard and URL-safe), the latter at
 each of the three offsets a secret can start at inside a longer encoded text ("Basic " +
 base64 of "user:secret", an echo of "Bearer secret" encoded whole). Of an encoded form only
 the characters the secret alone determines are matched (those it shares with the bytes
 around it depend on them); an encoded form shorter than ``MIN_ENCODED`` is left out, as it
 would mask ordinary text. Masked with RE2 (a dozen alternatives cost Python's `re` about
-7 ms a MiB, RE2 under 2), where a plain substring search found a form.
+7 ms a MiB, RE2 under 2), where a plain substring search found a needle (`needles`).
 
 Bodies are scrubbed as they stream, and a form split between two chunks must still be whole
 when it is masked: so the end of each chunk waits for the next chunk (or the body's end). How
@@ -24,8 +26,9 @@ time. What waits is what follows the chunk's last line break, at most ``hold`` b
 holds a line break (a secret with one is refused where it is loaded, ``routes.load_secrets``,
 and its JSON form escapes it), so a form that goes on in the next chunk starts after it. Where
 the cut falls then depends on the line breaks and on ``hold``, and ``hold`` is at least
-``HOLD_AT_LEAST`` bytes, which covers every form of a secret shorter than half of that and so
-does not tell its length either. Server-sent events and other line-by-line streams go out as
+``HOLD_AT_LEAST`` bytes, which covers every form of a secret of the usual length (a `\\u`
+form is six bytes a character the encoder writes) and so does not tell its length either.
+Server-sent events and other line-by-line streams go out as
 they come; a stream without line breaks is held back by up to ``hold`` bytes until it goes on.
 Pure Python, no mitmproxy.
 """
@@ -33,8 +36,10 @@ Pure Python, no mitmproxy.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
+import string
 from collections.abc import Callable, Iterable
 from urllib.parse import quote
 
@@ -55,7 +60,37 @@ def forms(secret: str) -> set[bytes]:
     return {raw, escaped.encode(),
             escaped.replace("/", "\\/").encode(),  # PHP's json_encode escapes '/'
             percent.encode(), re.sub("%[0-9A-F]{2}", lambda m: m[0].lower(), percent).encode(),
+            *(form.encode() for form in encoders_forms(secret)),
             *(form for form in encoded if len(form) >= MIN_ENCODED)}
+
+
+# Characters no encoder below writes otherwise ("unreserved" in URLs), and a few that HTML
+# escapers leave as they are too.
+ALNUM = frozenset(string.ascii_letters + string.digits)
+UNRESERVED = ALNUM | frozenset("-_.~")
+
+
+def each(secret: str, keep: frozenset, write: Callable[[str], str]) -> str:
+    return "".join(ch if ch in keep else write(ch) for ch in secret)
+
+
+def encoders_forms(secret: str) -> set[str]:
+    """`secret` as the usual encoders write it, each encoding some of its characters and not
+    others: a form the whole-string encodings above miss (Python's `quote` keeps '/', Go's
+    `PathEscape` keeps '+' and '=', HTML and JavaScript escapers write '/' as `&#x2F;` or
+    `\\u002f`)."""
+    json_escaped = json.dumps(secret)[1:-1]
+    return {
+        quote(secret),                                   # Python's urllib: '/' kept
+        quote(secret, safe="-_.!~*'()"),                 # JavaScript's encodeURIComponent
+        quote(secret, safe="-_.~$&+,:;=@"),              # Go's url.PathEscape
+        html.escape(secret), html.escape(secret, quote=False),
+        each(secret, ALNUM, lambda ch: f"&#x{ord(ch):x};"), each(secret, ALNUM, lambda ch: f"&#x{ord(ch):X};"),
+        each(secret, UNRESERVED, lambda ch: f"&#x{ord(ch):x};"), each(secret, UNRESERVED, lambda ch: f"&#x{ord(ch):X};"),
+        each(secret, ALNUM, lambda ch: f"&#{ord(ch)};"), each(secret, UNRESERVED, lambda ch: f"&#{ord(ch)};"),
+        each(secret, ALNUM, lambda ch: f"\\u{ord(ch):04x}"), each(secret, ALNUM, lambda ch: f"\\u{ord(ch):04X}"),
+        json_escaped.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"),  # Go's json
+    }
 
 
 def base64_forms(raw: bytes) -> set[bytes]:
@@ -67,6 +102,24 @@ def base64_forms(raw: bytes) -> set[bytes]:
             text = encode(b"\0" * offset + raw)
             found.add(text[(offset * 8 + 5) // 6:(offset + len(raw)) * 8 // 6])
     return found
+
+
+ANCHOR_AT_LEAST = 8  # bytes: a shorter run of letters and digits turns up in ordinary text
+
+
+def needles(secrets: Iterable[str]) -> tuple[bytes, ...]:
+    """Byte strings of which every form of every secret holds at least one. Most forms keep the
+    secret's letters and digits as they are (only its other characters are encoded, in one of
+    a dozen ways): for those, the longest run of them stands in, one search instead of one a
+    form; the rest (case, hex, base64) are searched for as they are."""
+    found = set()
+    for secret in secrets:
+        if not secret:
+            continue
+        anchor = max(re.findall("[A-Za-z0-9]+", secret), key=len, default="").encode()
+        for form in forms(secret):
+            found.add(anchor if len(anchor) >= ANCHOR_AT_LEAST and anchor in form else form)
+    return tuple(sorted(found))
 
 
 def mask(length: int) -> bytes:
@@ -85,8 +138,8 @@ class Scrubber:
         self._pattern = re2.compile(b"|".join(map(re.escape, patterns)), options=options) if patterns else None
         # The commonest case by far is no form at all: CPython's substring search skips along
         # a long needle (1-3.5 GB/s for the dozen forms), where the RE2 pass steps every byte
-        # (0.6 GB/s); the pass runs only where a form is.
-        self._forms = tuple(patterns)
+        # (0.6 GB/s); the pass runs only where a needle is, and every form holds one.
+        self._needles = needles(secrets)
         # a form split between two chunks: all but its last byte may end the first one
         self.hold = max(max(map(len, patterns)) - 1, HOLD_AT_LEAST) if patterns else 0
         # where a chunk may be cut without cutting a form (all of them, for secrets as loaded)
@@ -96,7 +149,7 @@ class Scrubber:
         return self._pattern is not None
 
     def scrub(self, data: bytes) -> bytes:
-        if self._pattern is None or not any(form in data for form in self._forms):
+        if self._pattern is None or not any(needle in data for needle in self._needles):
             return data
         return self._pattern.sub(lambda m: mask(len(m.group())), data)
 
