@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 import shlex
 import shutil
 import tempfile
@@ -148,7 +149,9 @@ def fetch_bundle(c, bottle, repo: str, ref: str, snapshot: workback.Snapshot, kn
     """Agent (stdout) -> a new file on the Docker host -> controller (SFTP when remote) -> `git
     fetch` into `ref`, which must then hold the snapshot's tip."""
     name = bottle.require("agent", "launch")
-    staged = bottle.stage("pull.bundle")
+    # A name of this run's own: `pull` and `diff` take no lock (they only look), and two at once
+    # removed or took each other's bundle.
+    staged = bottle.stage(f"pull-{os.getpid()}-{secrets.token_hex(4)}.bundle")
     # Its stdout goes to a file on the Docker host (bounded_output), not into memory: a bundle may
     # be larger than an exec's usual bound, up to the size bundle_problem refuses.
     bundle = agent_git(name, workback.bundle_argv(snapshot.tip, known), workback.MAX_BUNDLE_BYTES + 1)
