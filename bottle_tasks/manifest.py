@@ -391,6 +391,9 @@ def _agent(name: str, value: Any, at: str, base: Path, default_workspace: dict |
 def _supervise(value: Any, at: str) -> Supervise | None:
     doc = mapping(value, at, ("enabled", "timeout"))
     if not boolean(doc.get("enabled", False), key_path(at, "enabled")):
+        if "timeout" in doc and "enabled" not in doc:  # settings of a sidecar that will not run
+            raise Invalid(key_path(at, "enabled"), "supervise has settings but is not enabled",
+                          "add `enabled: true`, or drop the supervise section")
         return None
     timeout = integer(doc.get("timeout", 600), key_path(at, "timeout"), 5)
     if timeout > 3600:
@@ -686,14 +689,15 @@ NETWORK_KEYS = ("allow", "passthrough", "allowed_cidrs", "idle_timeout", "dlp", 
 
 def _network(value: Any, at: str) -> Network:
     doc = mapping(value, at, NETWORK_KEYS)
-    allow = tuple(_host(h, p, port=True) for p, h in items(doc.get("allow"), key_path(at, "allow")))
+    allow = _once([(p, _host(h, p, port=True)) for p, h in items(doc.get("allow"), key_path(at, "allow"))])
     passthrough = []
     for p, h in items(doc.get("passthrough"), key_path(at, "passthrough")):
         host = _host(h, p)
         if not allowed_on_some_port(host, allow):
             raise Invalid(p, f"'{host}' is not in network.allow",
                           f"passthrough only exempts allowed hosts from inspection: add '{host}' to network.allow")
-        passthrough.append(host)
+        passthrough.append((p, host))
+    passthrough = list(_once(passthrough))
     cidrs = [_guarded_cidr(c, p) for p, c in items(doc.get("allowed_cidrs"), key_path(at, "allowed_cidrs"))]
     never = tuple(_host(h, p) for p, h in items(doc.get("never"), key_path(at, "never")))
     for i, entry in enumerate(allow):
@@ -703,9 +707,22 @@ def _network(value: Any, at: str) -> Network:
                           "take one of them out")
     out: dict[str, Any] = {"never": never}
     if "idle_timeout" in doc:
-        out["idle_timeout"] = integer(doc["idle_timeout"], key_path(at, "idle_timeout"), 1)
+        out["idle_timeout"] = integer(doc["idle_timeout"], key_path(at, "idle_timeout"), 1, MAX_IDLE_TIMEOUT)
     return Network(allow=allow, passthrough=tuple(passthrough), allowed_cidrs=tuple(cidrs),
                    dlp=_dlp(doc.get("dlp"), key_path(at, "dlp"), allow), **out)
+
+
+MAX_IDLE_TIMEOUT = 7 * 24 * 3600  # the firewall's own bound
+
+
+def _once(entries: list[tuple[str, str]]) -> tuple[str, ...]:
+    """Host entries (field path, as normalised), each at most once: `PyPI.org` is `pypi.org`."""
+    seen: dict[str, str] = {}
+    for at, entry in entries:
+        if entry in seen:
+            raise Invalid(at, f"'{entry}' is listed already, at {seen[entry]}", "keep one of the two")
+        seen[entry] = at
+    return tuple(seen)
 
 
 def _guarded_cidr(value: Any, at: str) -> str:
@@ -733,6 +750,9 @@ def _dlp(value: Any, at: str, allow: tuple[str, ...]) -> Dlp:
             raise Invalid(p, f"'{host}' is not in network.allow",
                           f"a DLP override for a host the firewall blocks anyway is likely a typo: "
                           f"fix the name or add '{host}' to network.allow")
+        if host in hosts:
+            raise Invalid(p, f"'{host}' has a DLP override already (names are compared in lower case)",
+                          "keep one of the two")
         hosts[host] = one_of(action, p, DLP_ACTIONS)
     patterns: list[DlpPattern] = []
     for p, item in items(doc.get("patterns"), key_path(at, "patterns")):

@@ -189,12 +189,14 @@ def boolean(value: Any, at: str) -> bool:
     return value
 
 
-def integer(value: Any, at: str, minimum: int) -> int:
+def integer(value: Any, at: str, minimum: int, maximum: int | None = None) -> int:
     # bool is an int in Python; `pids: true` is a mistake, not 1.
     if isinstance(value, bool) or not isinstance(value, int):
         raise Invalid(at, f"expected a whole number, got {_kind(value)}", f"write a number >= {minimum}")
     if value < minimum:
         raise Invalid(at, f"must be at least {minimum}, got {value}", f"write a number >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise Invalid(at, f"must be at most {maximum}, got {value}", f"write a number from {minimum} to {maximum}")
     return value
 
 

@@ -38,3 +38,23 @@ def test_a_missing_secret_stops_a_launch_before_it_builds_or_creates_anything(tm
     assert "export ROUTE_KEY_UNSET=..." in text
     assert "✗ secrets" in text and "✓" not in text  # the first step, and nothing ran before it
     assert "docker" not in text.lower()
+
+
+def test_a_secret_with_a_line_break_stops_a_launch_before_it_builds_or_creates_anything(tmp_path, state_home):
+    """A value read from a file keeps its trailing newline; the egress proxy refused it, after the
+    images were built and the firewall started."""
+    manifest = write_manifest(tmp_path, {"routed": (
+        "    prompt: p\n    secrets: [ROUTE_KEY]\n    network: {allow: [api.example.org]}\n    egress_proxy:\n"
+        "      routes: [{host: api.example.org, inject: [{header: x-api-key, secret: ROUTE_KEY}]}]")})
+    out = inv("use", "routed", "launch", manifest=manifest, check=False,
+              env={"ROUTE_KEY": SECRET + "\n", "DOCKER_HOST": "unix:///nonexistent.sock"})
+    text = out.stdout + out.stderr
+    assert out.returncode == 1 and "the secret ROUTE_KEY holds a line break" in text, text
+    assert "✗ secrets" in text and "✓" not in text and SECRET not in text
+
+
+def test_an_empty_on_never_means_the_local_engine(tmp_path, state_home):
+    manifest = write_manifest(tmp_path, {"drybot": "    prompt: p\n    network: {allow: [example.org]}"})
+    out = inv("use", "drybot", "--on", "", "status", manifest=manifest, check=False,
+              env={"DOCKER_HOST": "unix:///nonexistent.sock"})
+    assert out.returncode == 1 and "--on names no host" in out.stderr, out.stdout + out.stderr
