@@ -13,6 +13,7 @@ import os
 import secrets
 import shlex
 import shutil
+import subprocess
 import tempfile
 from typing import TYPE_CHECKING
 
@@ -191,12 +192,44 @@ def take_in(c, repo: str, bundle: str, ref: str, slug: str) -> None:
     fetched = local_git(c, bounded_git(workback.git(
         repo, "-c", "pack.threads=1", "-c", "transfer.fsckObjects=true", "fetch", "--quiet", "--no-tags",
         "--no-write-fetch-head", bundle, f"+refs/bottle/pull:{ref}")), check=False)
-    if not fetched.ok:
+    if fetched.ok:
+        too_many = tree_too_large(repo, ref)
+        if too_many:
+            raise BottleError(f"bottle {slug}: the agent's work {too_many}: refused",
+                              "a tree of a few hundred bytes can name millions of paths (one subtree named "
+                              "again and again); the work stays in the bottle: `bottle exec 'git log --stat'`")
+    else:
         raise BottleError(f"bottle {slug}: git could not take the agent's bundle in {repo} "
                           f"(exit {fetched.exited}); nothing was fetched",
                           f"{fetched.stderr.strip()[-2000:]}\ngit may use {FETCH_MEMORY_KIB >> 10} MiB of memory "
                           f"and {FETCH_CPU_SECONDS} s of CPU for it (a file of gigabytes, or a hand-made pack, "
                           "does not fit); the work stays in the bottle: `bottle exec 'git log --stat'` shows it")
+
+
+# How many paths, and bytes of their names, the agent's tree may hold: a tree whose entries all
+# name one subtree, a few levels deep, is a bundle of 1.2 KB and 10 million paths, and `git
+# diff` of it grew to 3.2 GB before it wrote a byte.
+MAX_TREE_PATHS = 1_000_000
+MAX_TREE_NAME_BYTES = 64 << 20
+
+
+def tree_too_large(repo: str, rev: str) -> str | None:
+    """What is too large in `rev`'s tree, or None; read as git lists it, and stopped at the bound."""
+    listing = subprocess.Popen(workback.git(repo, "ls-tree", "-r", "-z", "--name-only", rev),
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    assert listing.stdout is not None
+    paths = size = 0
+    try:
+        while chunk := listing.stdout.read(1 << 16):
+            paths, size = paths + chunk.count(b"\0"), size + len(chunk)
+            if paths > MAX_TREE_PATHS:
+                return f"names more than {MAX_TREE_PATHS:,} paths"
+            if size > MAX_TREE_NAME_BYTES:
+                return f"names paths of more than {MAX_TREE_NAME_BYTES >> 20} MiB"
+    finally:
+        listing.kill()
+        listing.wait()
+    return None
 
 
 def bounded_git(argv: list[str]) -> list[str]:
@@ -237,23 +270,22 @@ def pull(c, branch=None):
     snapshot, known = take_snapshot(c, bottle, repo, previous=old)
     if bottle.dry:
         return
-    if snapshot.new:
-        try:
+    try:  # whatever stops the pull from here on puts the branch back as it was
+        if snapshot.new:
             fetch_bundle(c, bottle, repo, ref, snapshot, known)
-        except BottleError:
-            put_back(c, repo, ref, old)
-            raise
-    else:  # nothing the repo lacks: the branch points at a commit it already has
-        local_git(c, workback.git(repo, "update-ref", ref, snapshot.tip))
-    changed = changed_paths(c, repo, snapshot)
-    strange = [name for name in changed if not workback.path_git_writes(name)]
-    if strange:
+        else:  # nothing the repo lacks: the branch points at a commit it already has
+            local_git(c, workback.git(repo, "update-ref", ref, snapshot.tip))
+        changed = changed_paths(c, repo, snapshot)
+        strange = [name for name in changed if not workback.path_git_writes(name)]
+        if strange:
+            raise BottleError(f"bottle {bottle.slug}: the agent's work holds paths git never writes: "
+                              f"{', '.join(repr(name) for name in strange[:5])}; nothing was pulled",
+                              "a hand-made git index of the agent's puts them there; `bottle diff` shows its work")
+        changed_rules = rule_files_changed(c, repo, snapshot, changed)
+    except BaseException:
         put_back(c, repo, ref, old)
-        raise BottleError(f"bottle {bottle.slug}: the agent's work holds paths git never writes: "
-                          f"{', '.join(repr(name) for name in strange[:5])}; nothing was pulled",
-                          "a hand-made git index of the agent's puts them there; `bottle diff` shows its work")
+        raise
     console.out.print(workback.describe(snapshot, branch, old) + f"; copied from {snapshot.base[:12]}")
-    changed_rules = rule_files_changed(c, repo, snapshot, changed)
     if changed_rules:
         console.warning(f"the agent changed the bottle's own rules on {branch}: "
                         f"{', '.join(console.visible(name) for name in changed_rules)}. Merged, they are the "
@@ -298,8 +330,13 @@ def rule_files_changed(c, repo: str, snapshot: workback.Snapshot, changed: list[
     candidates = [name for name in changed if name.rsplit("/", 1)[-1] in RULE_FILES]
     if not candidates:
         return []
-    listed = local_git(c, workback.git(repo, "ls-tree", "-r", "-z", snapshot.tip, "--", *candidates)).stdout
-    in_snapshot = {entry.split("\t", 1)[1]: entry.split()[2] for entry in listed.split("\0") if "\t" in entry}
+    # The whole tree, filtered here: the names on git's command line made it too long to run
+    # (33 changed `.gitignore`s of 4 KB names), after the branch had moved. The tree is bounded
+    # (`take_in`).
+    listed = local_git(c, workback.git(repo, "ls-tree", "-r", "-z", snapshot.tip)).stdout
+    wanted = set(candidates)
+    in_snapshot = {name: entry.split()[2] for entry in listed.split("\0") if "\t" in entry
+                   for name in [entry.split("\t", 1)[1]] if name in wanted}
     # A name that is not UTF-8 reached us with U+FFFD in it: git knows no such file, here or in
     # the operator's folder, so it would compare equal. What cannot be looked at counts as changed.
     return [name for name in candidates

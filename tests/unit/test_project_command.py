@@ -531,3 +531,57 @@ def test_a_bottle_with_resources_is_one_manifests(tmp_path, monkeypatch):
         check_manifest(state, str(tmp_path / "work" / "api" / "bottle.yaml"))
     state.data["undo"] = []
     check_manifest(state, str(tmp_path / "work" / "api" / "bottle.yaml"))
+
+
+def commit_of_paths(repo: Path, paths: list[str], parent: str) -> str:
+    """A commit of `parent`'s tree plus an empty blob at each of `paths`, made without the files
+    (git's index takes any path): what a hand-made tree of the agent's holds."""
+    env = {**os.environ, "GIT_INDEX_FILE": str(repo / ".git" / "scratch-index")}
+    blob = git(repo, "hash-object", "-w", "--stdin")
+    subprocess.run(["git", "-C", str(repo), "read-tree", parent], check=True, env=env)
+    subprocess.run(["git", "-C", str(repo), "update-index", "--add", "--index-info"], check=True, env=env,
+                   input="".join(f"100644 {blob}\t{path}\n" for path in paths).encode())
+    tree = subprocess.run(["git", "-C", str(repo), "write-tree"], check=True, env=env, capture_output=True,
+                          text=True).stdout.strip()
+    return git(repo, "commit-tree", tree, "-p", parent, "-m", "the agent's")
+
+
+def test_rule_files_are_found_however_long_and_many_their_names(agent_repo):
+    """The changed rule files' names went on one command line: 40 `.gitignore`s under 3.9 KB
+    names made it too long to run, after the branch had moved, and the warning never came."""
+    from invoke import Context
+
+    from bottle_tasks.steps import work
+
+    user, _agent = agent_repo
+    base = git(user, "rev-parse", "HEAD")
+    deep = lambda i: "/".join([f"{i:03d}" + "d" * 200] * 19)  # 3.8 KB, under PATH_MAX
+    tip = commit_of_paths(user, ["bottle.yaml", *(f"{deep(i)}/.gitignore" for i in range(40))], base)
+    snapshot = workback.Snapshot(head=None, tip=tip, base=base, new=1, dirty=False)
+    changed = work.changed_paths(Context(), str(user), snapshot)
+    found = work.rule_files_changed(Context(), str(user), snapshot, changed)
+    assert len(found) == 41 and "bottle.yaml" in found
+
+
+def test_a_tree_naming_too_many_paths_is_not_taken_in(tmp_path, monkeypatch):
+    """A tree whose entries all name one subtree, a few levels deep: a bundle of 1.2 KB named
+    10 million paths, and `git diff` of it grew to 3.2 GB before it wrote a byte."""
+    from invoke import Context
+
+    from bottle_tasks.errors import BottleError
+    from bottle_tasks.steps import work
+
+    monkeypatch.setattr(work, "MAX_TREE_PATHS", 1000)
+    agent = tmp_path / "agent"
+    git(tmp_path, "init", "-q", str(agent))
+    blob = git(agent, "hash-object", "-w", "--stdin")
+    leaf = subprocess.run(["git", "-C", str(agent), "mktree"], check=True, capture_output=True, text=True,
+                          input="".join(f"100644 blob {blob}\tf{i}\n" for i in range(40))).stdout.strip()
+    top = subprocess.run(["git", "-C", str(agent), "mktree"], check=True, capture_output=True, text=True,
+                         input="".join(f"040000 tree {leaf}\td{i}\n" for i in range(40))).stdout.strip()
+    git(agent, "update-ref", "refs/bottle/pull", git(agent, "commit-tree", top, "-m", "1,600 paths"))
+    git(agent, "bundle", "create", "-q", str(tmp_path / "wide.bundle"), "refs/bottle/pull")
+    repo = tmp_path / "operator"
+    git(tmp_path, "init", "-q", str(repo))
+    with pytest.raises(BottleError, match="names more than 1,000 paths"):
+        work.take_in(Context(), str(repo), str(tmp_path / "wide.bundle"), "refs/heads/bottle/x", "x")
