@@ -216,3 +216,27 @@ def test_a_host_name_of_megabytes_costs_the_sidecar_nothing_and_is_quoted_short(
     assert listed and all(len(r["note"]) <= 300 and len(r["what"]["host"]) <= 200 for r in listed), listed
     log = docker("logs", sidecar).stdout
     assert max(len(line) for line in log.splitlines()) < 4000
+
+
+INITIALIZE = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "flood", "version": "1"}}})
+
+
+def test_sessions_past_the_sidecars_bound_are_refused_and_it_serves_on(bottle):
+    """Each bare `initialize` kept a session of 41 KB for 30 minutes, up to the SDK's 10,000:
+    the 256 MiB sidecar died in under a minute, and nothing restarted it."""
+    opened = bottle.sh(
+        "for i in $(seq 40); do curl -s -o /dev/null -D - --max-time 10 -X POST http://supervise:9100/mcp "
+        "-H 'content-type: application/json' -H 'accept: application/json, text/event-stream' "
+        f"-d '{INITIALIZE}' | tr -d '\\r' "
+        "| awk 'NR==1{print \"code\", $2} tolower($1)==\"mcp-session-id:\"{print \"id\", $2}'; done").stdout.split("\n")
+    codes = [line.split()[1] for line in opened if line.startswith("code ")]
+    sessions = [line.split()[1] for line in opened if line.startswith("id ")]
+    assert len(codes) == 40 and codes.count("503") >= 8 and len(sessions) <= 32, codes
+    assert docker("inspect", "--format", "{{.State.Running}}", f"bottle-{bottle.slug}-supervise").stdout.strip() == "true"
+    for session in sessions:  # the agent ends its own sessions: room for the next
+        bottle.sh(f"curl -s --max-time 10 -X DELETE http://supervise:9100/mcp -H 'mcp-session-id: {session}'")
+    answer = result_of(mcp_client(bottle, "request_host", json.dumps({"host": "after.example", "reason": "r"})),
+                       timeout=120)
+    assert answer["status"] in ("pending", "refused", "rejected", "approved"), answer
+    reject_pending(bottle)

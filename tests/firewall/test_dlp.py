@@ -160,6 +160,17 @@ def test_decode_body_gzip_deflate_and_limits():
     assert decode_body(b"plain", "identity", 1000) == b"plain"
 
 
+def test_a_body_in_more_codings_than_clients_use_is_refused_unopened():
+    """Each coding is undone in full, up to the body limit: `gzip, gzip, …` a few hundred times
+    blocked the firewall's one event loop for 30 s."""
+    payload = b"hello"
+    twice = gzip.compress(gzip.compress(payload))
+    assert decode_body(twice, "gzip, identity, gzip", 1000) == payload
+    with pytest.raises(BodyError) as ei:
+        decode_body(gzip.compress(twice), "gzip, gzip, gzip", 1000)
+    assert ei.value.rule == "undecodable-body" and "3 content codings" in str(ei.value)
+
+
 def test_decode_body_brotli_and_zstd():
     import brotli
 

@@ -413,3 +413,24 @@ def test_rules_off_names_known_rules_only():
 
     with pytest.raises(P.PolicyError, match="unknown rule"):
         make_policy(dlp={"rules_off": {"api.anthropic.com": ["no-such-rule"]}})
+
+
+def test_a_connection_asking_ever_new_hosts_is_not_followed_but_closed_at_the_next_reload():
+    """A wildcard that resolves any name lets one keep-alive connection ask a new host each
+    request: each was remembered for its revocation, without end."""
+    from types import SimpleNamespace
+
+    from firewall.revocation import MAX_TRACKED, Revocation
+
+    closed, events = [], []
+    fw = SimpleNamespace(policy=None, still_allowed=lambda *target, client: True,
+                         close_client_id=lambda client_id: closed.append(client_id) or True,
+                         audit=SimpleNamespace(event=lambda *a, **k: events.append(k)), safe=str)
+    revocation = Revocation(fw)
+    busy, quiet = SimpleNamespace(id="busy", peername=("172.30.0.3", 1)), SimpleNamespace(id="quiet", peername=None)
+    for i in range(MAX_TRACKED + 500):
+        revocation.track(busy, f"h{i}.wild.example", 443, False)
+    revocation.track(quiet, "one.example", 443, False)
+    assert len(revocation.targets["busy"]) == MAX_TRACKED
+    assert revocation.revoke() == 1 and closed == ["busy"]  # every target still allowed: closed all the same
+    assert "not followed" in events[0]["reason"] and "busy" not in revocation.overflowed

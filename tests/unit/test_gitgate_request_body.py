@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import socket
+import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -19,8 +22,9 @@ def run_dir(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "RUN_DIR", str(tmp_path))
 
 
-def read(body: bytes, limit: int = 1 << 20, **headers: str) -> bytes:
-    handler = SimpleNamespace(rfile=io.BytesIO(body), headers={k.replace("_", "-"): v for k, v in headers.items()})
+def read(body: bytes, limit: int = 1 << 20, deadline: float | None = None, **headers: str) -> bytes:
+    handler = SimpleNamespace(rfile=io.BytesIO(body), headers={k.replace("_", "-"): v for k, v in headers.items()},
+                              deadline=time.monotonic() + 60 if deadline is None else deadline)
     out, total = server.Handler.read_body(handler, limit)
     data = out.read()
     assert total == len(data)
@@ -86,3 +90,34 @@ def test_a_body_in_an_encoding_git_does_not_send_is_refused():
     with pytest.raises(server.BadRequest) as refused:
         read(b"hello", Content_Length="5", Content_Encoding="br")
     assert refused.value.status == 415
+
+
+@pytest.mark.parametrize("framing", [{}, {"Transfer_Encoding": "chunked"}], ids=["length", "chunked"])
+def test_a_body_that_takes_longer_than_its_deadline_is_refused(framing):
+    """Each read may wait a minute: a byte a minute held one of the gate's slots for ever."""
+    body = b"5\r\nhello\r\n0\r\n\r\n" if framing else b"hello"
+    with pytest.raises(server.BadRequest) as refused:
+        read(body, deadline=time.monotonic() - 1, Content_Length="5", **framing)
+    assert refused.value.status == 408
+
+
+def test_connections_past_the_gates_bound_are_closed_at_once(monkeypatch):
+    """One thread each: the agent opening thousands ran the gate into its pids limit."""
+    monkeypatch.setattr(server.Server, "connections", threading.BoundedSemaphore(2))
+    gate = server.Server(("127.0.0.1", 0), server.Handler)
+    threading.Thread(target=gate.serve_forever, daemon=True).start()
+    try:
+        held = [socket.create_connection(gate.server_address, timeout=5) for _ in range(2)]
+        time.sleep(0.3)  # both taken by their threads, each waiting for its request line
+        extra = socket.create_connection(gate.server_address, timeout=5)
+        assert extra.recv(1) == b""  # closed at once, not waiting for a thread
+        for sock in held:
+            sock.close()
+        time.sleep(0.3)
+        again = socket.create_connection(gate.server_address, timeout=5)  # room again
+        again.sendall(b"GET /_bottle/health HTTP/1.0\r\n\r\n")
+        assert again.recv(100).startswith(b"HTTP/1.0 200")
+        extra.close(), again.close()
+    finally:
+        gate.shutdown()
+        gate.server_close()

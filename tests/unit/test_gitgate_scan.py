@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -274,6 +275,7 @@ class _Handler(server.Handler):
         self.headers = email.message.Message()
         self.headers["Content-Length"] = "0"
         self.rfile = io.BytesIO(b"")
+        self.deadline = time.monotonic() + 60
         self.calls: list[tuple[str, dict]] = []
 
     def run_backend(self, remote, path_info, query, method, body, length, extra, cpu_seconds=None) -> None:

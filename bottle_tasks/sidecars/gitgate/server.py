@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import traceback
 import zlib
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -25,8 +26,12 @@ from . import audit, cgi, config, mirror, upstream
 from .text import clean
 
 MAX_CONCURRENT = 8
+# Connections at once: one thread each, and a git each. Past them a connection is closed at once
+# (the agent opening thousands ran the gate into its pids limit, where git cannot fork).
+MAX_CONNECTIONS = 32
 MAX_UPLOAD_REQUEST = 16 * 1024 * 1024  # a fetch's wants and haves
-READ_TIMEOUT = 60
+READ_TIMEOUT = 60  # seconds one read may wait
+BODY_DEADLINE = 300  # seconds a whole request body may take: a byte a minute held a slot for ever
 _ROUTE = re.compile(r"^/(?P<name>[a-z0-9][a-z0-9_-]{0,39})(?:\.git)?(?P<rest>/info/refs|/git-upload-pack|"
                     r"/git-receive-pack)$")
 _SERVICES = {"git-upload-pack", "git-receive-pack"}
@@ -61,6 +66,7 @@ class Handler(BaseHTTPRequestHandler):
     def setup(self):
         super().setup()
         self.connection.settimeout(READ_TIMEOUT)
+        self.deadline = time.monotonic() + BODY_DEADLINE
 
     def do_GET(self):
         self.serve("GET")
@@ -115,6 +121,7 @@ class Handler(BaseHTTPRequestHandler):
         total = 0
         if chunked:
             while True:
+                _in_time(self.deadline)
                 line = self.rfile.readline(100)
                 field = line.split(b";")[0].strip()
                 if not CHUNK_SIZE.fullmatch(field):  # int() would take "-7fff…" (and undo `total`), "0x10", "1_0"
@@ -126,7 +133,7 @@ class Handler(BaseHTTPRequestHandler):
                 total += size
                 if total > limit:
                     raise BadRequest(413, f"the request is larger than {limit >> 20} MiB")
-                shutil.copyfileobj(_Exact(self.rfile, size), out)
+                shutil.copyfileobj(_Exact(self.rfile, size, self.deadline), out)
                 self.rfile.readline(100)
         else:
             value = self.headers.get("Content-Length", "0").strip()
@@ -136,7 +143,7 @@ class Handler(BaseHTTPRequestHandler):
             if length > limit:
                 raise BadRequest(413, f"the request is larger than {limit >> 20} MiB")
             total = length
-            shutil.copyfileobj(_Exact(self.rfile, length), out)
+            shutil.copyfileobj(_Exact(self.rfile, length, self.deadline), out)
         out.seek(0)
         if encoding in ("gzip", "x-gzip"):
             with out:
@@ -274,17 +281,23 @@ def gunzipped(body, limit: int):
     return out, total
 
 
-class _Exact:
-    """A reader of exactly `size` bytes of `stream` (a short stream is an error)."""
+def _in_time(deadline: float) -> None:
+    if time.monotonic() > deadline:
+        raise BadRequest(408, f"the request body took longer than {BODY_DEADLINE} s")
 
-    def __init__(self, stream, size: int):
-        self.stream, self.left = stream, size
+
+class _Exact:
+    """A reader of exactly `size` bytes of `stream` (a short stream is an error), by `deadline`."""
+
+    def __init__(self, stream, size: int, deadline: float):
+        self.stream, self.left, self.deadline = stream, size, deadline
 
     def read(self, n: int = -1) -> bytes:
         if self.left <= 0:
             return b""
+        _in_time(self.deadline)
         want = self.left if n < 0 else min(n, self.left)
-        data = self.stream.read(min(want, 64 * 1024))
+        data = self.stream.read1(min(want, 64 * 1024))  # one read at most: the deadline is checked between
         if not data:
             raise BadRequest(400, "the request body ended early")
         self.left -= len(data)
@@ -328,6 +341,23 @@ def _symbolic_head(repo: str) -> str | None:
 class Server(socketserver.ThreadingMixIn, HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request, client_address):
+        if not self.connections.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.connections.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connections.release()
 
 
 def main(argv=None) -> int:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 EX_CONFIG = 78
 PORT = 9100
+MAX_SESSIONS = 32
+MAX_CONNECTIONS = 64  # uvicorn answers 503 past them
 
 
 async def run(config_dir: Path, port: int) -> int:
@@ -34,11 +36,13 @@ async def run(config_dir: Path, port: int) -> int:
     # DNS-rebinding protection: only requests addressed to the sidecar by its alias.
     security = TransportSecuritySettings(enable_dns_rebinding_protection=True,
                                          allowed_hosts=["supervise", f"supervise:{port}"], allowed_origins=[])
-    app = server.streamable_http_app(transport_security=security, host="0.0.0.0")
+    # Sessions the agent may hold open: the SDK's 10,000 (41 KB each) ran the 256 MiB sidecar out
+    # of memory in under a minute of bare `initialize` calls; Claude Code holds one.
+    app = server.streamable_http_app(transport_security=security, host="0.0.0.0", max_sessions=MAX_SESSIONS)
     os.makedirs(os.path.dirname(control.SOCKET), mode=0o700, exist_ok=True)
     await control.serve(sup.board, lambda r: None)
     config = uvicorn.Config(app, host="0.0.0.0", port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=2)
+                            timeout_graceful_shutdown=2, limit_concurrency=MAX_CONNECTIONS)
     log_line(event="ready", bottle=sup.bottle, port=port, timeout=sup.timeout)
     await uvicorn.Server(config).serve()
     return 0
