@@ -286,7 +286,7 @@ def _trust(value: Any, base: Path) -> Trust:
         return Trust()
     file = (base / Path(bundle).expanduser()).resolve()
     if not file.is_file():
-        raise Invalid("trust.extra_ca_bundle", f"file not found: {file}",
+        raise Invalid("trust.extra_ca_bundle", f"{'not a plain file' if file.exists() else 'file not found'}: {file}",
                       "give the path of a PEM CA bundle (relative to the manifest's folder), or null for none")
     if file.stat().st_size > MAX_CA_BUNDLE_BYTES:
         raise Invalid("trust.extra_ca_bundle", f"{file} is larger than {MAX_CA_BUNDLE_BYTES >> 20} MiB",

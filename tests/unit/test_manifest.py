@@ -266,6 +266,8 @@ BAD = [
      "relative to the manifest's folder"),
     ("ca-not-pem", "m.yaml", "trust: {extra_ca_bundle: ca.der}\n" + agent("{}\n"), "trust.extra_ca_bundle",
      "-----BEGIN CERTIFICATE-----"),
+    ("ca-folder", "m.yaml", "trust: {extra_ca_bundle: src}\n" + agent("{}\n"), "trust.extra_ca_bundle",
+     "not a plain file"),
     ("ca-with-key", "m.yaml", "trust: {extra_ca_bundle: ca-and-key.pem}\n" + agent("{}\n"), "trust.extra_ca_bundle",
      "a file of the certificates alone"),
     ("ca-link-loop", "m.yaml", "trust: {extra_ca_bundle: loop/ca.pem}\n" + agent("{}\n"), "(file)", "fix the link"),
