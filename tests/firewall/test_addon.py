@@ -729,11 +729,9 @@ async def test_an_endless_path_makes_a_short_audit_line():
     """A 60 KB path of control bytes wrote a 360 KB line (`\\u0001` each): 250 such requests
     rotated the whole kept log away, every earlier decision with it."""
     with Harness(make_policy()) as h:
-        f = request_flow("GET", "https://evil.example/" + "\x01" * 60000)
-        await h.hook(http_layer.HttpRequestHeadersHook(f))
-        await h.hook(http_layer.HttpRequestHook(f))
-        line = h.out.getvalue().splitlines()[-1]
-        record = json.loads(line)
+        await h.request(request_flow("GET", "https://evil.example/" + "\x01" * 60000))
+        record = h.last()
+        line = next(text for text in h.out.getvalue().splitlines() if '"decision"' in text)
         assert record["decision"] == "deny" and len(line) < 8192, len(line)
         assert record["path"].endswith("(cut from 60001 characters)")
 
