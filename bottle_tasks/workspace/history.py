@@ -183,4 +183,5 @@ def _where(finding: Finding) -> str:
     short = finding.oid[:12]
     if finding.kind != "blob":
         return f"{finding.kind} {short} (its message)"
-    return f"blob {short} (no commit holds it: an unstaged add, a dropped stash)"
+    return (f"blob {short} (no commit holds it: an unstaged add, a dropped stash, an agent's work that "
+            "`bottle diff` fetched or a deleted bottle/ branch held)")
