@@ -8,6 +8,7 @@ the agent prints whatever the agent's config, attributes and hooks make it print
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import secrets
@@ -15,6 +16,8 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from invoke import Collection, task
@@ -362,12 +365,11 @@ def diff(c, stat=False):
     snapshot, known = take_snapshot(c, bottle, repo)
     if bottle.dry:
         return
-    scratch = f"refs/bottle/diff/{bottle.slug}"  # the snapshot's objects, for this diff only
-    try:
+    with borrowing_repo(c, repo) as scratch:  # the snapshot's objects, for this diff only
         if snapshot.new:
-            fetch_bundle(c, bottle, repo, scratch, snapshot, known)
+            fetch_bundle(c, bottle, scratch, "refs/bottle/diff", snapshot, known)
         # no external diff or textconv: the snapshot's .gitattributes are the agent's
-        argv = workback.git(repo, "--no-pager", "diff", "--no-color", "--no-ext-diff", "--no-textconv",
+        argv = workback.git(scratch, "--no-pager", "diff", "--no-color", "--no-ext-diff", "--no-textconv",
                             *(["--stat"] if stat else []), snapshot.base, snapshot.tip, "--")
         shown = DiffPrinter()
         result = local_git(c, cut_at(argv, DIFF_SHOWN_LIMIT), check=False, out_stream=shown)
@@ -378,8 +380,19 @@ def diff(c, stat=False):
                             f"{workback.branch_for(bottle.slug)}` in {repo} lists the files")
         elif not result.ok:
             raise BottleError(f"`git diff` failed in {repo} (exit {result.exited})", result.stderr.strip()[-2000:])
-    finally:
-        local_git(c, workback.git(repo, "update-ref", "-d", scratch), check=False)
+
+
+@contextlib.contextmanager
+def borrowing_repo(c, repo: str) -> Iterator[str]:
+    """A throwaway bare repository that reads `repo`'s objects (git's alternates) and keeps its
+    own apart: what `diff` fetches of the agent's never lands in the operator's repository,
+    whose history every later launch scans (a secret-like blob the agent planted there would
+    refuse them all)."""
+    objects = local_git(c, workback.git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir")).stdout
+    with tempfile.TemporaryDirectory(prefix="bottle-diff-") as scratch:
+        local_git(c, ["git", "init", "-q", "--bare", scratch])
+        Path(scratch, "objects", "info", "alternates").write_text(os.path.join(objects.strip(), "objects") + "\n")
+        yield scratch
 
 
 # The most of a diff `diff` prints. The agent's bundle may be 1 GiB of zlib, and inflated and

@@ -585,3 +585,25 @@ def test_a_tree_naming_too_many_paths_is_not_taken_in(tmp_path, monkeypatch):
     git(tmp_path, "init", "-q", str(repo))
     with pytest.raises(BottleError, match="names more than 1,000 paths"):
         work.take_in(Context(), str(repo), str(tmp_path / "wide.bundle"), "refs/heads/bottle/x", "x")
+
+
+def test_what_diff_fetches_never_lands_in_the_operators_repository(agent_repo, tmp_path):
+    """`diff` fetched the agent's objects into the operator's repository, where every later
+    launch's history scan reads them: a blob shaped like a secret refused them all."""
+    from invoke import Context
+
+    from bottle_tasks.steps import work
+
+    user, agent = agent_repo
+    base = git(user, "rev-parse", "HEAD")
+    (agent / "planted.txt").write_text("the agent's\n")
+    git(agent, "add", "-A")
+    git(agent, "commit", "-qm", "the agent's")
+    tip = git(agent, "rev-parse", "HEAD")
+    git(agent, "update-ref", "refs/bottle/pull", tip)
+    git(agent, "bundle", "create", "-q", str(tmp_path / "work.bundle"), "refs/bottle/pull", f"^{base}")
+    with work.borrowing_repo(Context(), str(user)) as scratch:
+        work.take_in(Context(), scratch, str(tmp_path / "work.bundle"), "refs/bottle/diff", "x")  # needs base: borrowed
+        assert "planted.txt" in git(Path(scratch), "diff", "--stat", base, tip)
+    missing = subprocess.run(["git", "-C", str(user), "cat-file", "-e", tip], capture_output=True)
+    assert missing.returncode != 0 and not Path(scratch).exists()
