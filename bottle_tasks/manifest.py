@@ -690,14 +690,14 @@ NETWORK_KEYS = ("allow", "passthrough", "allowed_cidrs", "idle_timeout", "dlp", 
 def _network(value: Any, at: str) -> Network:
     doc = mapping(value, at, NETWORK_KEYS)
     allow = _once([(p, _host(h, p, port=True)) for p, h in items(doc.get("allow"), key_path(at, "allow"))])
-    passthrough = []
+    listed = []
     for p, h in items(doc.get("passthrough"), key_path(at, "passthrough")):
         host = _host(h, p)
         if not allowed_on_some_port(host, allow):
             raise Invalid(p, f"'{host}' is not in network.allow",
                           f"passthrough only exempts allowed hosts from inspection: add '{host}' to network.allow")
-        passthrough.append((p, host))
-    passthrough = list(_once(passthrough))
+        listed.append((p, host))
+    passthrough = _once(listed)
     cidrs = [_guarded_cidr(c, p) for p, c in items(doc.get("allowed_cidrs"), key_path(at, "allowed_cidrs"))]
     never = tuple(_host(h, p) for p, h in items(doc.get("never"), key_path(at, "never")))
     for i, entry in enumerate(allow):
@@ -708,7 +708,7 @@ def _network(value: Any, at: str) -> Network:
     out: dict[str, Any] = {"never": never}
     if "idle_timeout" in doc:
         out["idle_timeout"] = integer(doc["idle_timeout"], key_path(at, "idle_timeout"), 1, MAX_IDLE_TIMEOUT)
-    return Network(allow=allow, passthrough=tuple(passthrough), allowed_cidrs=tuple(cidrs),
+    return Network(allow=allow, passthrough=passthrough, allowed_cidrs=tuple(cidrs),
                    dlp=_dlp(doc.get("dlp"), key_path(at, "dlp"), allow), **out)
 
 

@@ -18,10 +18,11 @@ import subprocess
 import tarfile
 import threading
 import time
+from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Literal
+from typing import TYPE_CHECKING, Literal
 
 from invoke.runners import Local
 
@@ -55,7 +56,7 @@ class LinearOutput:
     encoding: str
     read_chunk_size: int
 
-    def read_proc_output(self, reader) -> Iterator[str]:
+    def read_proc_output(self, reader: Callable) -> Generator[str, None, None]:
         decoder = codecs.getincrementaldecoder(self.encoding)("replace")
         while data := reader(self.read_chunk_size):
             if text := decoder.decode(data):
@@ -71,7 +72,7 @@ class LinearOutput:
         if getattr(output, "keeps_output", True):
             super()._handle_output(buffer_, hide, output, reader)  # type: ignore[misc]
             return
-        for data in self.read_proc_output(reader):  # type: ignore[attr-defined]
+        for data in self.read_proc_output(reader):
             if not hide:
                 self.write_our_output(stream=output, string=data)  # type: ignore[attr-defined]
 
