@@ -130,6 +130,7 @@ class Scrubber:
     """Masks every form of the given secret values in bytes, header fields and streams."""
 
     def __init__(self, secrets: Iterable[str]):
+        secrets = tuple(secrets)  # read twice below: a generator would give the needles nothing
         patterns = sorted({f for s in secrets if s for f in forms(s)}, key=len, reverse=True)
         options = re2.Options()
         options.encoding = re2.Options.Encoding.LATIN1  # a byte is a character: any bytes, any secret
