@@ -32,7 +32,8 @@ def test_claude_state_survives_a_relaunch(tmp_path, state_home, trust_bundle):
 
     try:
         run("launch")
-        assert volume_labels(volume) == {"bottle.slug": slug, "bottle.role": "home", "bottle.managed": "1"}
+        assert volume_labels(volume) == {"bottle.slug": slug, "bottle.role": "home", "bottle.managed": "1",
+                                         "bottle.manifest": str(manifest)}  # never mounted for another
         # Claude Code's own state, as a session leaves it: history, a project, its own settings.
         sh("echo '{\"display\":\"hello\"}' >> ~/.claude/history.jsonl && mkdir -p ~/.claude/projects/-workspace "
            "&& echo '{}' > ~/.claude/projects/-workspace/s1.jsonl && echo '{\"theme\":\"dark\"}' > ~/.claude/settings.json "
