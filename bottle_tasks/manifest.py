@@ -24,6 +24,7 @@ from .schema import (
     Invalid,
     boolean,
     freeze,
+    has_control,
     index_path,
     integer,
     items,
@@ -483,7 +484,7 @@ def _env(value: Any, at: str, secrets: tuple[str, ...]) -> dict[str, str]:
         if not isinstance(val, str):
             raise Invalid(key_path(at, key), f"value must be a string, got {type(val).__name__} {val!r}",
                           f'quote it: {key}: "{val}"')
-        if any(ord(ch) < 32 and ch != "\t" or ord(ch) == 127 for ch in val):
+        if has_control(val, allowed="\t"):
             raise Invalid(key_path(at, key), "contains a line break or another control character",
                           "write it on one line: the agent's environment is handed over line by line")
     return dict(env)
@@ -491,7 +492,7 @@ def _env(value: Any, at: str, secrets: tuple[str, ...]) -> dict[str, str]:
 
 def _one_line(value: str, at: str) -> str:
     """A value written into a config file line (.gitconfig): no line breaks or control characters."""
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if has_control(value):
         raise Invalid(at, "contains a line break or another control character",
                       "write it on one line (it goes into a config file line by line)")
     return value

@@ -95,6 +95,11 @@ def _construct_mapping(loader, node, deep=False):
 StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def has_control(text: str, allowed: str = "") -> bool:
+    """Does `text` hold a C0 control character (a line break among them) or DEL, but those in `allowed`?"""
+    return any((ord(ch) < 32 or ord(ch) == 127) and ch not in allowed for ch in text)
+
+
 def parse_yaml(text: str, line_offset: int = 0) -> Any:
     """Parse one YAML document; syntax errors become Invalid naming the line."""
     try:

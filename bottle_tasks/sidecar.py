@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from .containers import start
 from .errors import BottleError
+from .schema import has_control
 
 if TYPE_CHECKING:
     from .selection import Bottle
@@ -45,7 +46,7 @@ def secret_values(bottle: Bottle, names, field: str, sidecar: str,
             f"{', '.join(missing)} are not set in this shell",
             f"export {missing[0]}=... (the value stays on this machine and in the {sidecar}; "
             "the agent never holds it), then launch again")
-    broken = [name for name, value in values.items() if any(ord(ch) < 32 or ord(ch) == 127 for ch in value)]
+    broken = [name for name, value in values.items() if has_control(value)]
     if broken and not bottle.dry:  # a header value on one line; the sidecar would refuse it after the build
         raise BottleError(f"the secret {broken[0]} holds a line break or another control character",
                           f"set {broken[0]} to the value alone (a trailing newline from a file: "
